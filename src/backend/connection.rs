@@ -1,0 +1,288 @@
+//! One shared, pipelined connection to one node, owned by one task.
+//!
+//! Sessions hand the task `Job`s through an unbounded channel (its depth is bounded by every
+//! session's `max_in_flight`). The task connects lazily on the first job, writes every queued job
+//! in one `write` (many clients' requests leave together), and matches replies to jobs in FIFO
+//! order. When the socket dies, only the jobs already written fail (`Lost`/`Timeout`); jobs still
+//! queued go out on the next connection. While a node can't be reached, jobs fail at once with
+//! `NotSent` (safe to retry elsewhere) until the reconnect backoff has passed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::config::BackendConfig;
+use crate::error::BackendError;
+use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
+
+/// What a job's sender receives: the node's reply, or why there is none.
+pub type NodeResult = Result<Reply, BackendError>;
+
+/// One request for the connection task.
+#[derive(Debug)]
+pub struct Job {
+    /// RESP bytes to write (one command).
+    pub payload: Bytes,
+    /// Send `ASKING` first and drop its `+OK` (after an ASK redirect).
+    pub asking: bool,
+    /// Where the reply goes; a dropped receiver is fine (the client left).
+    pub reply: oneshot::Sender<NodeResult>,
+}
+
+struct InFlight {
+    reply: oneshot::Sender<NodeResult>,
+    /// An `ASKING` reply comes before this job's reply.
+    asking: bool,
+    sent_at: Instant,
+}
+
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+const READ_CHUNK: usize = 16 * 1024;
+const MAX_BATCH: usize = 512;
+
+/// Why `serve` returned.
+enum End {
+    /// Every sender is gone: the node left the pool.
+    Closed,
+    /// The socket failed; reconnect for the jobs still queued.
+    Failed,
+}
+
+/// Runs one connection until every `Job` sender is dropped.
+///
+/// `failed` is notified whenever a connect or an established connection fails, so the topology
+/// can be refreshed at once.
+pub(crate) async fn run(
+    addr: Arc<str>,
+    protocol: Protocol,
+    config: BackendConfig,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    failed: Arc<Notify>,
+) {
+    let mut backoff = config.reconnect_backoff_min();
+    let mut down_until: Option<Instant> = None;
+    loop {
+        let Some(first) = jobs.recv().await else {
+            debug!(node = %addr, "connection task ends: node left the pool");
+            return;
+        };
+        if down_until.is_some_and(|t| Instant::now() < t) {
+            fail_queued(
+                first,
+                &mut jobs,
+                &addr,
+                "reconnect backoff after a failed connect",
+            );
+            continue;
+        }
+        match connect(&addr, protocol, config.connect_timeout()).await {
+            Ok(stream) => {
+                debug!(node = %addr, ?protocol, "connected");
+                backoff = config.reconnect_backoff_min();
+                down_until = None;
+                match serve(stream, first, &mut jobs, &addr, protocol, &config).await {
+                    End::Closed => return,
+                    End::Failed => failed.notify_one(),
+                }
+            }
+            Err(reason) => {
+                warn!(node = %addr, %reason, retry_in_ms = backoff.as_millis() as u64, "connect failed");
+                failed.notify_one();
+                fail_queued(first, &mut jobs, &addr, &reason);
+                down_until = Some(Instant::now() + backoff);
+                backoff = (backoff * 2).min(config.reconnect_backoff_max());
+            }
+        }
+    }
+}
+
+/// Fails `first` and every job queued behind it as never sent.
+fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, addr: &str, reason: &str) {
+    let error = BackendError::NotSent {
+        node: addr.to_string(),
+        reason: reason.to_string(),
+    };
+    let _ = first.reply.send(Err(error.clone()));
+    while let Ok(job) = jobs.try_recv() {
+        let _ = job.reply.send(Err(error.clone()));
+    }
+}
+
+async fn connect(addr: &str, protocol: Protocol, timeout: Duration) -> Result<TcpStream, String> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        if protocol == Protocol::Resp3 {
+            handshake_resp3(&mut stream).await?;
+        }
+        Ok(stream)
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| format!("connect timed out after {} ms", timeout.as_millis()))?
+}
+
+/// Switches a fresh connection to RESP3 and reads (and drops) the HELLO reply.
+async fn handshake_resp3(stream: &mut TcpStream) -> Result<(), String> {
+    stream
+        .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let decoder = ReplyDecoder::new(Protocol::Resp3);
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed during HELLO 3".into());
+        }
+        if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+            return match reply.error_text() {
+                Some(text) => Err(format!(
+                    "HELLO 3 refused: {}",
+                    String::from_utf8_lossy(text)
+                )),
+                None => Ok(()),
+            };
+        }
+    }
+}
+
+/// Pipelines jobs over one established connection until it fails or the pool drops it.
+async fn serve(
+    stream: TcpStream,
+    first: Job,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    addr: &Arc<str>,
+    protocol: Protocol,
+    config: &BackendConfig,
+) -> End {
+    let (mut reader, mut writer) = stream.into_split();
+    let decoder = ReplyDecoder::new(protocol);
+    let timeout = config.request_timeout();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut senders_gone = false;
+    let mut check = tokio::time::interval(timeout.min(Duration::from_millis(250)));
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    batch.push(first);
+    let failure = loop {
+        if !batch.is_empty() {
+            let now = Instant::now();
+            for job in batch.drain(..) {
+                if job.asking {
+                    wbuf.put_slice(ASKING);
+                }
+                wbuf.put_slice(&job.payload);
+                in_flight.push_back(InFlight {
+                    reply: job.reply,
+                    asking: job.asking,
+                    sent_at: now,
+                });
+            }
+            if !wbuf.is_empty() {
+                if let Err(e) = writer.write_all(&wbuf).await {
+                    break Failure::lost(format!("write: {e}"));
+                }
+                wbuf.clear();
+            }
+        }
+        if senders_gone && in_flight.is_empty() {
+            return End::Closed;
+        }
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            read = reader.read_buf(&mut rbuf) => match read {
+                Ok(0) => break Failure::lost("closed by the node".into()),
+                Ok(_) => {
+                    if let Err(reason) = deliver(&decoder, &mut rbuf, &mut in_flight) {
+                        break Failure::lost(reason);
+                    }
+                }
+                Err(e) => break Failure::lost(format!("read: {e}")),
+            },
+            n = jobs.recv_many(&mut batch, MAX_BATCH), if !senders_gone => {
+                if n == 0 {
+                    senders_gone = true;
+                }
+            },
+            _ = check.tick(), if !in_flight.is_empty() => {
+                if in_flight.front().is_some_and(|f| f.sent_at.elapsed() >= timeout) {
+                    break Failure::Timeout;
+                }
+            },
+        }
+    };
+
+    let error = match failure {
+        Failure::Lost(reason) => {
+            info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");
+            BackendError::Lost {
+                node: addr.to_string(),
+                reason,
+            }
+        }
+        Failure::Timeout => {
+            warn!(node = %addr, in_flight = in_flight.len(), "node did not reply in time; closing its connection");
+            BackendError::Timeout {
+                node: addr.to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            }
+        }
+    };
+    for job in in_flight.drain(..) {
+        let _ = job.reply.send(Err(error.clone()));
+    }
+    if senders_gone {
+        End::Closed
+    } else {
+        End::Failed
+    }
+}
+
+enum Failure {
+    Lost(String),
+    Timeout,
+}
+
+impl Failure {
+    fn lost(reason: String) -> Self {
+        Failure::Lost(reason)
+    }
+}
+
+/// Hands every complete reply in `rbuf` to the oldest job waiting for one.
+fn deliver(
+    decoder: &ReplyDecoder,
+    rbuf: &mut BytesMut,
+    in_flight: &mut VecDeque<InFlight>,
+) -> Result<(), String> {
+    while let Some(reply) = decoder.decode(rbuf).map_err(|e| e.to_string())? {
+        if *reply.kind() == ReplyKind::Push {
+            continue; // out of band; no job waits for it
+        }
+        let Some(front) = in_flight.front_mut() else {
+            return Err("reply with no request waiting".into());
+        };
+        if front.asking {
+            // The reply to ASKING itself; the job's own reply is next.
+            front.asking = false;
+            continue;
+        }
+        if let Some(job) = in_flight.pop_front() {
+            let _ = job.reply.send(Ok(reply));
+        }
+    }
+    Ok(())
+}

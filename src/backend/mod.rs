@@ -1,0 +1,9 @@
+//! How the proxy talks to nodes: a pool of shared, pipelined connections per node.
+//!
+//! Knows addresses and bytes, nothing about slots or commands.
+
+pub mod connection;
+pub mod pool;
+
+pub use connection::{Job, NodeResult};
+pub use pool::{BackendPool, Node};

@@ -1,0 +1,149 @@
+//! `BackendPool`: node address -> `Node`, each with a few shared connections per protocol.
+//!
+//! Connection tasks are spawned with the `Node` and connect on their first job. A `Node` dropped
+//! from the pool (it left the cluster) closes its connections once their in-flight jobs finish.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::info;
+
+use super::connection::{self, Job, NodeResult};
+use crate::config::BackendConfig;
+use crate::error::BackendError;
+use crate::protocol::Protocol;
+
+/// One node: its address and its shared connections, per protocol version.
+#[derive(Debug)]
+pub struct Node {
+    addr: Arc<str>,
+    /// `lanes[protocol.index()][i]`: the job queue of one connection task.
+    lanes: [Vec<mpsc::UnboundedSender<Job>>; 2],
+}
+
+impl Node {
+    fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
+        let lanes = [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
+            (0..config.connections_per_node)
+                .map(|_| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(connection::run(
+                        addr.clone(),
+                        protocol,
+                        config.clone(),
+                        rx,
+                        failed.clone(),
+                    ));
+                    tx
+                })
+                .collect()
+        });
+        Self { addr, lanes }
+    }
+
+    /// The node's `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Queues `payload` on connection `lane % connections` and returns where its reply will come.
+    ///
+    /// A session always passes the same `lane`, so its requests to one node share one connection
+    /// and keep their order. With `asking`, `ASKING` is sent first on the same connection.
+    pub fn send(
+        &self,
+        protocol: Protocol,
+        lane: usize,
+        payload: Bytes,
+        asking: bool,
+    ) -> oneshot::Receiver<NodeResult> {
+        let (tx, rx) = oneshot::channel();
+        let lanes = &self.lanes[protocol.index()];
+        let job = Job {
+            payload,
+            asking,
+            reply: tx,
+        };
+        if let Err(mpsc::error::SendError(job)) = lanes[lane % lanes.len()].send(job) {
+            // The connection task is gone (runtime shutting down): answer rather than hang.
+            let _ = job.reply.send(Err(BackendError::NotSent {
+                node: self.addr.to_string(),
+                reason: "connection task stopped".into(),
+            }));
+        }
+        rx
+    }
+
+    /// Sends one request and waits for its reply.
+    ///
+    /// # Errors
+    /// The `BackendError` of the connection, or `NotSent` if the task vanished.
+    pub async fn request(&self, protocol: Protocol, payload: Bytes) -> NodeResult {
+        self.send(protocol, 0, payload, false)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BackendError::Lost {
+                    node: self.addr.to_string(),
+                    reason: "connection task stopped".into(),
+                })
+            })
+    }
+}
+
+/// Every node the proxy talks to, by address.
+#[derive(Debug)]
+pub struct BackendPool {
+    config: BackendConfig,
+    nodes: Mutex<HashMap<Arc<str>, Arc<Node>>>,
+    failed: Arc<Notify>,
+}
+
+impl BackendPool {
+    /// An empty pool; `failed` is notified whenever a node connection fails.
+    pub fn new(config: BackendConfig, failed: Arc<Notify>) -> Self {
+        Self {
+            config,
+            nodes: Mutex::new(HashMap::new()),
+            failed,
+        }
+    }
+
+    /// The node at `addr`, created (with idle connection tasks) on first use.
+    ///
+    /// # Panics
+    /// Only if the pool's lock was poisoned by a panic elsewhere, which can't happen as no code
+    /// panics while holding it.
+    pub fn node(&self, addr: &str) -> Arc<Node> {
+        let mut nodes = self
+            .nodes
+            .lock()
+            .expect("pool lock is never held across a panic");
+        if let Some(node) = nodes.get(addr) {
+            return node.clone();
+        }
+        let addr: Arc<str> = Arc::from(addr);
+        let node = Arc::new(Node::spawn(addr.clone(), &self.config, &self.failed));
+        nodes.insert(addr, node.clone());
+        node
+    }
+
+    /// Drops every node whose address is not in `keep`; their connections close when idle.
+    ///
+    /// # Panics
+    /// As `node`.
+    pub fn retain(&self, keep: &[&str]) {
+        let mut nodes = self
+            .nodes
+            .lock()
+            .expect("pool lock is never held across a panic");
+        nodes.retain(|addr, _| {
+            let kept = keep.contains(&&**addr);
+            if !kept {
+                info!(node = %addr, "node left the cluster; closing its connections");
+            }
+            kept
+        });
+    }
+}

@@ -1,0 +1,11 @@
+//! Where a key lives: slot hashing, the slot map snapshot, and keeping it fresh.
+//!
+//! May call `backend` to ask nodes for the topology; never the reverse.
+
+pub mod refresh;
+pub mod slot;
+pub mod slot_map;
+
+pub use refresh::Topology;
+pub use slot::{SLOT_COUNT, Slot, hash_slot};
+pub use slot_map::{Shard, ShardLayout, SlotMap};

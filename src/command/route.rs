@@ -1,0 +1,145 @@
+//! How the proxy handles each command: the policy half of the command table.
+//!
+//! `table.rs` holds what Redis says about a command (arity, flags, key specs); this file holds
+//! what slotproxy does with it. The default follows from the table: a command with keys is routed
+//! by its keys' slot; a keyless one is refused until a rule below says how to serve it.
+
+use super::table::{CommandSpec, Flags};
+
+/// What the session does with a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Answered by the proxy itself.
+    Local(Local),
+    /// Forwarded to the primary owning the slot of its keys (all keys must share one slot).
+    ByKeys,
+    /// Keyless, and any node gives the same answer: sent to one primary.
+    AnyNode,
+    /// Not served; the reason completes "ERR '<CMD>' ...".
+    Unsupported(&'static str),
+}
+
+/// Commands the proxy answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// `PING [message]`.
+    Ping,
+    /// `ECHO message`.
+    Echo,
+    /// `QUIT`: `+OK`, then close.
+    Quit,
+    /// `SELECT db`: only db 0 exists in a cluster.
+    Select,
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    Hello,
+    /// `AUTH [user] password`.
+    Auth,
+    /// `RESET`: back to a fresh connection's state.
+    Reset,
+    /// `CLIENT SETNAME name`.
+    ClientSetName,
+    /// `CLIENT GETNAME`.
+    ClientGetName,
+    /// `CLIENT ID`.
+    ClientId,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`.
+    ClientSetInfo,
+    /// `READONLY` / `READWRITE`: accepted.
+    ReadMode,
+    /// `CLUSTER KEYSLOT key`.
+    ClusterKeySlot,
+}
+
+const NOT_YET: &str = "is not supported by slotproxy yet";
+const ONE_NODE: &str = "needs the whole keyspace and is not supported by slotproxy yet";
+const BLOCKING: &str =
+    "is a blocking command and is not supported by slotproxy yet (it would stall other clients)";
+const NEVER: &str = "is not allowed through slotproxy";
+
+/// The route for a resolved command (for container commands, the subcommand's spec).
+pub fn route_of(spec: &CommandSpec) -> Route {
+    let local = match spec.name {
+        "ping" => Some(Local::Ping),
+        "echo" => Some(Local::Echo),
+        "quit" => Some(Local::Quit),
+        "select" => Some(Local::Select),
+        "hello" => Some(Local::Hello),
+        "auth" => Some(Local::Auth),
+        "reset" => Some(Local::Reset),
+        "client|setname" => Some(Local::ClientSetName),
+        "client|getname" => Some(Local::ClientGetName),
+        "client|id" => Some(Local::ClientId),
+        "client|setinfo" => Some(Local::ClientSetInfo),
+        "readonly" | "readwrite" => Some(Local::ReadMode),
+        "cluster|keyslot" => Some(Local::ClusterKeySlot),
+        _ => None,
+    };
+    if let Some(local) = local {
+        return Route::Local(local);
+    }
+    match spec.name {
+        "command"
+        | "command|count"
+        | "command|docs"
+        | "command|info"
+        | "command|list"
+        | "command|getkeys"
+        | "command|getkeysandflags"
+        | "command|help"
+        | "time"
+        | "lastsave"
+        | "publish"
+        | "lolwut" => return Route::AnyNode,
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => return Route::Unsupported(NOT_YET),
+        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+        | "sunsubscribe" | "spublish" | "monitor" => return Route::Unsupported(NOT_YET),
+        "shutdown" | "replicaof" | "slaveof" | "failover" | "debug" | "save" | "bgsave"
+        | "bgrewriteaof" | "sync" | "psync" => return Route::Unsupported(NEVER),
+        _ => {}
+    }
+    if spec.flags.contains(Flags::BLOCKING) {
+        return Route::Unsupported(BLOCKING);
+    }
+    if spec.has_keys() {
+        return Route::ByKeys;
+    }
+    if spec
+        .tips
+        .iter()
+        .any(|t| t.starts_with("request_policy:all"))
+    {
+        return Route::Unsupported(ONE_NODE);
+    }
+    Route::Unsupported(NOT_YET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::CommandTable;
+
+    #[test]
+    fn routes_follow_policy_and_table() {
+        let table = CommandTable::builtin();
+        let cases = [
+            ("get", Route::ByKeys),
+            ("set", Route::ByKeys),
+            ("mget", Route::ByKeys),
+            ("eval", Route::ByKeys),
+            ("ping", Route::Local(Local::Ping)),
+            ("hello", Route::Local(Local::Hello)),
+            ("client|setname", Route::Local(Local::ClientSetName)),
+            ("command|count", Route::AnyNode),
+            ("time", Route::AnyNode),
+            ("blpop", Route::Unsupported(BLOCKING)),
+            ("dbsize", Route::Unsupported(ONE_NODE)),
+            ("shutdown", Route::Unsupported(NEVER)),
+        ];
+        for (name, want) in cases {
+            let spec = table
+                .lookup(name)
+                .unwrap_or_else(|| panic!("{name} in table"));
+            assert_eq!(route_of(spec), want, "{name}");
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The configuration tree: one serde struct per component, loaded from TOML.
+//!
+//! Keys carry their unit (`_ms`); the accessors turn them into `Duration`s. `validate()` runs once
+//! at startup and names the bad field. This module knows nothing about sockets or slots.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// The whole configuration of one slotproxy process.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the proxy listens on for clients, `host:port`.
+    pub listen: String,
+    /// Log filter in `tracing` env-filter syntax (`info`, `slotproxy=debug`).
+    pub log: String,
+    /// Where the cluster is and how its topology is followed.
+    pub cluster: ClusterConfig,
+    /// Connections from the proxy to the cluster's nodes.
+    pub backend: BackendConfig,
+    /// Limits and retry rules for each client connection.
+    pub session: SessionConfig,
+}
+
+/// Where the cluster is and how often its slot map is refreshed.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Seed nodes, `host:port` or `redis://host:port`; any reachable one is enough.
+    pub seeds: Vec<String>,
+    /// Period of the background slot-map refresh.
+    pub refresh_interval_ms: u64,
+    /// Minimum gap between two refreshes triggered by MOVED or a failed node (rate limit).
+    pub min_refresh_gap_ms: u64,
+}
+
+/// Connections from the proxy to each node.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Shared, pipelined connections per node (per protocol version); clients are spread over them.
+    pub connections_per_node: usize,
+    /// Time allowed for TCP connect plus the connection's handshake.
+    pub connect_timeout_ms: u64,
+    /// A request unanswered for this long fails its connection (all of its in-flight requests).
+    pub request_timeout_ms: u64,
+    /// First delay before reconnecting to a node whose connect failed; doubles up to the max.
+    pub reconnect_backoff_min_ms: u64,
+    /// Upper bound of the reconnect delay.
+    pub reconnect_backoff_max_ms: u64,
+}
+
+/// Limits and retry rules for each client connection.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Maximum number of connected clients; more are refused with an error.
+    pub max_clients: usize,
+    /// Requests of one client that may be in flight at once; reading pauses beyond it.
+    pub max_in_flight: usize,
+    /// Largest bulk string a client may send, like redis' `proto-max-bulk-len`.
+    pub max_bulk_len: usize,
+    /// MOVED/ASK redirections followed for one request before giving up.
+    pub max_redirects: u32,
+    /// How long TRYAGAIN, CLUSTERDOWN and unreachable nodes are retried for one request.
+    pub retry_deadline_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6379".to_string(),
+            log: "info".to_string(),
+            cluster: ClusterConfig::default(),
+            backend: BackendConfig::default(),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            seeds: vec!["127.0.0.1:16379".to_string()],
+            refresh_interval_ms: 10_000,
+            min_refresh_gap_ms: 100,
+        }
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            connections_per_node: 2,
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 5_000,
+            reconnect_backoff_min_ms: 50,
+            reconnect_backoff_max_ms: 2_000,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_clients: 10_000,
+            max_in_flight: 1_024,
+            max_bulk_len: 512 * 1024 * 1024,
+            max_redirects: 5,
+            retry_deadline_ms: 5_000,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document; unknown keys are errors.
+    ///
+    /// # Errors
+    /// `ConfigError::Parse` naming the offending key or line.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(&e.to_string())))
+    }
+
+    /// Reads and parses a TOML file.
+    ///
+    /// # Errors
+    /// `ConfigError::Read` if the file can't be read, `ConfigError::Parse` if it is not valid.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks every field once, at startup.
+    ///
+    /// # Errors
+    /// `ConfigError::Invalid` naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
+        self.listen_addr()?;
+        if self.cluster.seeds.is_empty() {
+            return Err(invalid(
+                "cluster.seeds",
+                "at least one seed node is required".into(),
+            ));
+        }
+        for seed in &self.cluster.seeds {
+            parse_node_addr(seed).map_err(|reason| invalid("cluster.seeds", reason))?;
+        }
+        let positive = [
+            (
+                "cluster.refresh_interval_ms",
+                self.cluster.refresh_interval_ms,
+            ),
+            (
+                "backend.connections_per_node",
+                self.backend.connections_per_node as u64,
+            ),
+            (
+                "backend.connect_timeout_ms",
+                self.backend.connect_timeout_ms,
+            ),
+            (
+                "backend.request_timeout_ms",
+                self.backend.request_timeout_ms,
+            ),
+            (
+                "backend.reconnect_backoff_min_ms",
+                self.backend.reconnect_backoff_min_ms,
+            ),
+            ("session.max_clients", self.session.max_clients as u64),
+            ("session.max_in_flight", self.session.max_in_flight as u64),
+            ("session.max_bulk_len", self.session.max_bulk_len as u64),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0".into()));
+            }
+        }
+        if self.backend.connections_per_node > 64 {
+            return Err(invalid(
+                "backend.connections_per_node",
+                "must be at most 64".into(),
+            ));
+        }
+        if self.backend.reconnect_backoff_max_ms < self.backend.reconnect_backoff_min_ms {
+            return Err(invalid(
+                "backend.reconnect_backoff_max_ms",
+                "must be at least reconnect_backoff_min_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The listen address as a socket address.
+    ///
+    /// # Errors
+    /// `ConfigError::Invalid` for `listen` if it is not `ip:port`.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| ConfigError::Invalid {
+            field: "listen",
+            reason: format!("'{}' is not an ip:port address", self.listen),
+        })
+    }
+
+    /// Seed node addresses with any `redis://` scheme removed.
+    pub fn seed_addrs(&self) -> Vec<String> {
+        self.cluster
+            .seeds
+            .iter()
+            .filter_map(|s| parse_node_addr(s).ok())
+            .collect()
+    }
+}
+
+impl ClusterConfig {
+    /// Period of the background refresh.
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.refresh_interval_ms)
+    }
+
+    /// Minimum gap between two triggered refreshes.
+    pub fn min_refresh_gap(&self) -> Duration {
+        Duration::from_millis(self.min_refresh_gap_ms)
+    }
+}
+
+impl BackendConfig {
+    /// Connect plus handshake timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// How long a request may stay unanswered before its connection is failed.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// First reconnect delay.
+    pub fn reconnect_backoff_min(&self) -> Duration {
+        Duration::from_millis(self.reconnect_backoff_min_ms)
+    }
+
+    /// Largest reconnect delay.
+    pub fn reconnect_backoff_max(&self) -> Duration {
+        Duration::from_millis(self.reconnect_backoff_max_ms)
+    }
+}
+
+impl SessionConfig {
+    /// Deadline for retrying TRYAGAIN, CLUSTERDOWN and unreachable nodes.
+    pub fn retry_deadline(&self) -> Duration {
+        Duration::from_millis(self.retry_deadline_ms)
+    }
+}
+
+/// Turns `host:port` or `redis://host:port[/db]` into `host:port`.
+///
+/// # Errors
+/// A reason string when the address has no port or a scheme other than `redis://`.
+pub fn parse_node_addr(text: &str) -> Result<String, String> {
+    let rest = match text.split_once("://") {
+        Some(("redis", rest)) => rest,
+        Some((scheme, _)) => return Err(format!("'{text}': unsupported scheme '{scheme}://'")),
+        None => text,
+    };
+    // Drop any user info and path: `redis://user:pass@host:port/0`.
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    let port_ok = rest
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(format!("'{text}' is not host:port"));
+    }
+    Ok(rest.to_string())
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_parses_and_validates() {
+        let text = include_str!("../config/slotproxy.toml");
+        let config = Config::from_toml(text).expect("sample config parses");
+        config.validate().expect("sample config is valid");
+        assert_eq!(
+            config,
+            Config::default(),
+            "the sample documents the defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[backend]\nconnections = 3\n").unwrap_err();
+        assert!(err.to_string().contains("connections"), "{err}");
+    }
+
+    #[test]
+    fn zero_is_refused_with_field_name() {
+        let mut config = Config::default();
+        config.backend.connections_per_node = 0;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("backend.connections_per_node"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn node_addresses_accept_redis_urls() {
+        let cases = [
+            ("127.0.0.1:16379", "127.0.0.1:16379"),
+            ("redis://127.0.0.1:16379", "127.0.0.1:16379"),
+            ("redis://:secret@10.0.0.1:7000/0", "10.0.0.1:7000"),
+            ("localhost:7000", "localhost:7000"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_node_addr(input).as_deref(), Ok(want), "{input}");
+        }
+        for bad in ["127.0.0.1", "rediss://h:1", "h:port", ":6379"] {
+            assert!(parse_node_addr(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

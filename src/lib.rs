@@ -1,0 +1,154 @@
+//! slotproxy: a Redis Cluster proxy. Cluster-unaware clients connect to one address; slotproxy
+//! routes each command to the node that owns its keys and answers as one redis-server would.
+//!
+//! # Life of a command
+//!
+//! 1. [`server`] accepts a client and spawns a [`session::Session`] task for it.
+//! 2. The session's [`protocol::RequestDecoder`] yields a [`protocol::Request`]: the arguments as
+//!    slices of the read buffer plus the raw bytes, which are what gets forwarded. Bad RESP gets
+//!    `-ERR Protocol error: ...` and the connection is closed, as redis-server does.
+//! 3. [`command::CommandTable::resolve`] finds the command's row (generated from a node's
+//!    `COMMAND` output, plus commands learned from the cluster at startup). An unknown command or
+//!    a wrong arity gets redis' error and the connection stays open.
+//! 4. [`command::route::route_of`] picks the route: `Local` (PING, HELLO, CLIENT SETNAME...,
+//!    answered by the session), `ByKeys` (keys found by the row's key specs, hashed with
+//!    [`cluster::hash_slot`]; keys in different slots get `-CROSSSLOT`), `AnyNode` (keyless
+//!    commands any node answers alike) or `Unsupported` (a clear `-ERR` naming the command).
+//! 5. The session loads the [`cluster::SlotMap`] once, takes the slot's primary
+//!    [`backend::Node`], and queues the request on that node's shared connection (always the same
+//!    one for a given session, so its requests to a node keep their order). The
+//!    [`backend::connection`] task writes every queued request in one batch and hands replies back
+//!    in FIFO order through a oneshot per request. If the map changed while older requests of
+//!    this session are unanswered, the request waits (`Deferred`) until they are settled.
+//! 6. When the request reaches the front of the session's queue its reply is settled: on `MOVED`
+//!    the session asks the [`cluster::Topology`] for a refresh and resends to the named node; on
+//!    `ASK` it sends `ASKING` + the command to the target and leaves the map alone; both are
+//!    capped by `max_redirects`. `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes are retried with
+//!    backoff until `retry_deadline`. A request whose connection died after it was written gets an
+//!    error saying its outcome is unknown; it is never sent twice.
+//! 7. Replies leave in request order; the session writes all that are ready in one write.
+
+pub mod backend;
+pub mod cluster;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod protocol;
+pub mod server;
+pub mod session;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::backend::BackendPool;
+use crate::cluster::Topology;
+use crate::command::CommandTable;
+use crate::config::Config;
+use crate::protocol::Protocol;
+use crate::protocol::codec::decode_owned;
+use crate::session::Shared;
+
+/// Reported by `HELLO` until a node has told us its own version.
+const DEFAULT_REDIS_VERSION: &str = "7.0.0";
+
+/// Runs the proxy on `listener` until `shutdown` resolves.
+///
+/// The slot map is discovered in the background; requests that arrive before it is known wait
+/// (within `session.retry_deadline_ms`) instead of failing.
+///
+/// # Errors
+/// `Error::Config` if the configuration does not validate.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), error::Error> {
+    config.validate()?;
+    let wake = Arc::new(Notify::new());
+    let pool = Arc::new(BackendPool::new(config.backend.clone(), wake.clone()));
+    let topology = Arc::new(Topology::new(
+        pool,
+        config.seed_addrs(),
+        config.cluster.clone(),
+        wake,
+    ));
+    let shared = Arc::new(Shared {
+        config,
+        topology: topology.clone(),
+        commands: ArcSwap::from_pointee(CommandTable::builtin()),
+        clients: AtomicUsize::new(0),
+        next_client_id: AtomicU64::new(0),
+        redis_version: ArcSwap::from_pointee(DEFAULT_REDIS_VERSION.to_string()),
+    });
+
+    let (stop, stopped) = watch::channel(());
+    let refresher = tokio::spawn(topology.run_refresher(wait_changed(stopped.clone())));
+    let learner = tokio::spawn(learn_from_cluster(shared.clone(), wait_changed(stopped)));
+
+    server::serve(listener, shared, shutdown).await;
+
+    let _ = stop.send(());
+    let _ = refresher.await;
+    let _ = learner.await;
+    Ok(())
+}
+
+async fn wait_changed(mut rx: watch::Receiver<()>) {
+    let _ = rx.changed().await;
+}
+
+/// Once the cluster is reachable, compares the command table with a node's `COMMAND` reply
+/// (adding what the node knows and the table lacks) and records the node's `redis_version`.
+async fn learn_from_cluster(shared: Arc<Shared>, stop: impl Future<Output = ()>) {
+    let learn = async {
+        while !shared.topology.wait_ready(Duration::from_secs(60)).await {
+            warn!("no cluster node reachable yet; still trying the seeds");
+        }
+        let node = {
+            let map = shared.topology.slot_map();
+            match map.shards().first() {
+                Some(shard) => shard.primary.clone(),
+                None => return,
+            }
+        };
+        let command = Bytes::from_static(b"*1\r\n$7\r\nCOMMAND\r\n");
+        match node
+            .request(Protocol::Resp2, command)
+            .await
+            .map(|r| decode_owned(r.raw()))
+        {
+            Ok(Ok(frame)) => {
+                let mut table = CommandTable::clone(&shared.commands.load());
+                let added = table.merge_node_commands(&frame);
+                if !added.is_empty() {
+                    info!(node = node.addr(), commands = ?added, "learned commands the built-in table lacks");
+                }
+                shared.commands.store(Arc::new(table));
+            }
+            Ok(Err(e)) => warn!(node = node.addr(), error = %e, "COMMAND reply unreadable"),
+            Err(e) => warn!(node = node.addr(), error = %e, "COMMAND failed"),
+        }
+        let info = Bytes::from_static(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n");
+        if let Ok(reply) = node.request(Protocol::Resp2, info).await
+            && let Ok(redis_protocol::resp2::types::OwnedFrame::BulkString(text)) =
+                decode_owned(reply.raw())
+            && let Some(version) = String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("redis_version:").map(str::to_string))
+        {
+            shared.redis_version.store(Arc::new(version));
+        }
+    };
+    tokio::select! {
+        _ = learn => {}
+        _ = stop => {}
+    }
+}

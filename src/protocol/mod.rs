@@ -1,0 +1,32 @@
+//! RESP framing only: client requests in, node replies out, locally built replies.
+//!
+//! Parsing goes through `redis-protocol`'s range decoders, so payloads are never copied: a
+//! request's arguments and a node's reply are slices of the bytes read from the socket, and the
+//! original bytes are what gets forwarded. This module knows nothing about slots, nodes or routing.
+
+pub mod codec;
+pub mod reply;
+pub mod request;
+
+pub use codec::{ReplyDecoder, RequestDecoder};
+pub use reply::{Redirect, RedirectKind, Reply, ReplyKind};
+pub use request::Request;
+
+/// The RESP version a connection speaks, chosen with `HELLO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// RESP2, every connection's initial protocol.
+    Resp2,
+    /// RESP3, after `HELLO 3`.
+    Resp3,
+}
+
+impl Protocol {
+    /// Index for per-protocol arrays.
+    pub const fn index(self) -> usize {
+        match self {
+            Protocol::Resp2 => 0,
+            Protocol::Resp3 => 1,
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Routing one request and settling its reply: slot lookup, MOVED/ASK, retries with backoff.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{Pending, Session};
+use crate::backend::{Node, NodeResult};
+use crate::cluster::{Slot, hash_slot};
+use crate::command::keys::key_positions;
+use crate::command::route::{Route, route_of};
+use crate::command::{CommandSpec, Resolved};
+use crate::error::BackendError;
+use crate::protocol::reply::{error_bytes, write_error};
+use crate::protocol::{Redirect, ReplyKind, Request};
+
+/// Where a request goes, re-resolved against the current map on every retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The primary owning this slot.
+    Slot(Slot),
+    /// Any primary (keyless commands every node answers alike).
+    AnyPrimary,
+}
+
+/// Redirects and retries so far for one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Attempt {
+    redirects: u32,
+    retries: u32,
+    /// When the first retry began; the retry deadline counts from here.
+    retry_started: Option<Instant>,
+}
+
+/// A request sent to a node, waiting for its reply.
+pub(super) struct InFlight {
+    rx: oneshot::Receiver<NodeResult>,
+    node: Arc<Node>,
+    request: Request,
+    target: Target,
+    attempt: Attempt,
+}
+
+impl InFlight {
+    /// The reply if it has arrived, without waiting.
+    pub(super) fn try_reply(&mut self) -> Option<NodeResult> {
+        match self.rx.try_recv() {
+            Ok(result) => Some(result),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped(&self.node))),
+        }
+    }
+}
+
+/// A request waiting out a backoff before it is sent again.
+pub(super) struct Retry {
+    pub(super) until: Instant,
+    request: Request,
+    target: Target,
+    attempt: Attempt,
+}
+
+fn dropped(node: &Node) -> BackendError {
+    BackendError::Lost {
+        node: node.addr().to_string(),
+        reason: "connection task stopped".into(),
+    }
+}
+
+/// Waits for the reply of the front entry, which must be `Waiting`.
+///
+/// # Cancel safety
+/// Cancel safe: the reply stays in its channel until this future completes.
+pub(super) fn front_reply(
+    pending: &mut std::collections::VecDeque<Pending>,
+) -> impl Future<Output = NodeResult> + '_ {
+    std::future::poll_fn(move |cx| match pending.front_mut() {
+        Some(Pending::Waiting(in_flight)) => Pin::new(&mut in_flight.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(dropped(&in_flight.node)))),
+        _ => Poll::Pending,
+    })
+}
+
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
+
+impl Session {
+    /// Handles one decoded request: answer it locally, queue an error, or send it to a node.
+    pub(super) fn handle(&mut self, request: Request) {
+        let commands = self.shared.commands.load();
+        let spec = match commands.resolve(request.args()) {
+            Resolved::Command(spec) => spec,
+            Resolved::UnknownCommand => return self.reply_error(&unknown_command(&request)),
+            Resolved::UnknownSubcommand(container) => {
+                let sub = String::from_utf8_lossy(&request.args()[1]);
+                let name = container.name.to_ascii_uppercase();
+                return self.reply_error(&format!(
+                    "ERR unknown subcommand '{}'. Try {name} HELP.",
+                    truncate(&sub, 128)
+                ));
+            }
+        };
+        if !spec.arity_ok(request.args().len()) {
+            return self.reply_error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            ));
+        }
+        match route_of(spec) {
+            Route::Local(local) => self.local(local, &request),
+            Route::AnyNode => self.dispatch(request, Target::AnyPrimary),
+            Route::ByKeys => match self.slot_of_keys(spec, &request) {
+                Ok(Some(slot)) => self.dispatch(request, Target::Slot(slot)),
+                Ok(None) => self.dispatch(request, Target::AnyPrimary),
+                Err(CrossSlot) => self.reply_error(CROSSSLOT),
+            },
+            Route::Unsupported(reason) => {
+                self.reply_error(&format!("ERR '{}' {reason}", spec.full_name_upper()))
+            }
+        }
+    }
+
+    /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
+    /// extraction failed, in which case a node produces redis' own error for the arguments).
+    fn slot_of_keys(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+    ) -> Result<Option<Slot>, CrossSlot> {
+        self.key_positions.clear();
+        if key_positions(spec, request.args(), &mut self.key_positions).is_err() {
+            return Ok(None);
+        }
+        let mut slot = None;
+        for &position in &self.key_positions {
+            let this = hash_slot(&request.args()[position]);
+            match slot {
+                None => slot = Some(this),
+                Some(s) if s != this => return Err(CrossSlot),
+                Some(_) => {}
+            }
+        }
+        Ok(slot)
+    }
+
+    /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
+    pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
+        if self.pending.is_empty() {
+            build(&mut self.out);
+        } else {
+            let mut buf = BytesMut::new();
+            build(&mut buf);
+            self.pending.push_back(Pending::Done(buf.freeze()));
+        }
+    }
+
+    /// Queues an error reply (`text` starts with the error code, e.g. `ERR ...`).
+    pub(super) fn reply_error(&mut self, text: &str) {
+        self.reply_with(|out| write_error(out, text));
+    }
+
+    /// Sends a new request, unless the map changed while older requests are still unanswered.
+    fn dispatch(&mut self, request: Request, target: Target) {
+        let generation = self.shared.topology.slot_map().generation();
+        if generation != self.dispatch_generation {
+            let unsettled = self
+                .pending
+                .iter()
+                .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)));
+            if unsettled {
+                self.pending.push_back(Pending::Deferred(request, target));
+                return;
+            }
+            self.dispatch_generation = generation;
+        }
+        let entry = self.send(request, target, Attempt::default());
+        self.pending.push_back(entry);
+    }
+
+    /// Sends every `Deferred` entry at the front, in order, under the current map.
+    pub(super) fn send_deferred(&mut self) {
+        self.dispatch_generation = self.shared.topology.slot_map().generation();
+        let mut ready = Vec::new();
+        while let Some(Pending::Deferred(..)) = self.pending.front() {
+            if let Some(Pending::Deferred(request, target)) = self.pending.pop_front() {
+                ready.push(self.send(request, target, Attempt::default()));
+            }
+        }
+        for entry in ready.into_iter().rev() {
+            self.pending.push_front(entry);
+        }
+    }
+
+    /// Resends the front `Backoff` entry under the current map.
+    pub(super) fn retry_front(&mut self) {
+        if let Some(Pending::Backoff(retry)) = self.pending.pop_front() {
+            let entry = self.send(retry.request, retry.target, retry.attempt);
+            self.pending.push_front(entry);
+        }
+    }
+
+    /// Sends to the node the current map names for `target`.
+    fn send(&self, request: Request, target: Target, attempt: Attempt) -> Pending {
+        let map = self.shared.topology.slot_map();
+        let node = match target {
+            Target::Slot(slot) => map.primary(slot).cloned(),
+            Target::AnyPrimary => {
+                let shards = map.shards();
+                (!shards.is_empty())
+                    .then(|| shards[self.id as usize % shards.len()].primary.clone())
+            }
+        };
+        match node {
+            Some(node) => self.send_to(node, request, target, attempt, false),
+            None => {
+                self.shared.topology.request_refresh();
+                let error = match target {
+                    Target::Slot(slot) => format!("CLUSTERDOWN Hash slot {slot} not served"),
+                    Target::AnyPrimary => "CLUSTERDOWN no cluster node is known yet".to_string(),
+                };
+                self.backoff(request, target, attempt, error_bytes(&error))
+            }
+        }
+    }
+
+    fn send_to(
+        &self,
+        node: Arc<Node>,
+        request: Request,
+        target: Target,
+        attempt: Attempt,
+        asking: bool,
+    ) -> Pending {
+        let rx = node.send(
+            self.protocol,
+            self.id as usize,
+            request.raw().clone(),
+            asking,
+        );
+        Pending::Waiting(InFlight {
+            rx,
+            node,
+            request,
+            target,
+            attempt,
+        })
+    }
+
+    /// Schedules a retry, or gives up with `last_error` once the retry deadline has passed.
+    fn backoff(
+        &self,
+        request: Request,
+        target: Target,
+        mut attempt: Attempt,
+        last_error: Bytes,
+    ) -> Pending {
+        let now = Instant::now();
+        let started = *attempt.retry_started.get_or_insert(now);
+        if now.duration_since(started) >= self.shared.config.session.retry_deadline() {
+            return Pending::Done(last_error);
+        }
+        let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
+        attempt.retries += 1;
+        Pending::Backoff(Retry {
+            until: now + delay,
+            request,
+            target,
+            attempt,
+        })
+    }
+
+    /// Turns the front `Waiting` entry's result into a final reply, a redirect, or a retry.
+    pub(super) fn settle_front(&mut self, result: NodeResult) {
+        let Some(Pending::Waiting(in_flight)) = self.pending.pop_front() else {
+            return;
+        };
+        let InFlight {
+            node,
+            request,
+            target,
+            mut attempt,
+            ..
+        } = in_flight;
+        let max_redirects = self.shared.config.session.max_redirects;
+        let entry = match result {
+            Ok(reply) => match reply.kind() {
+                ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
+                    if attempt.redirects >= max_redirects =>
+                {
+                    debug!(client = self.id, ?redirect, "too many redirects");
+                    Pending::Done(error_bytes(&format!(
+                        "TRYAGAIN slotproxy gave up after {max_redirects} redirections (last: {})",
+                        String::from_utf8_lossy(reply.error_text().unwrap_or_default())
+                    )))
+                }
+                ReplyKind::Moved(redirect) => {
+                    // The map is stale: refresh it, and serve this request from the named node now.
+                    self.shared.topology.request_refresh();
+                    attempt.redirects += 1;
+                    let to = self.redirect_node(&node, redirect);
+                    self.send_to(to, request, target, attempt, false)
+                }
+                ReplyKind::Ask(redirect) => {
+                    // A one-off: the slot is migrating. The map stays as it is.
+                    attempt.redirects += 1;
+                    let to = self.redirect_node(&node, redirect);
+                    self.send_to(to, request, target, attempt, true)
+                }
+                ReplyKind::TryAgain | ReplyKind::ClusterDown => {
+                    self.backoff(request, target, attempt, reply.into_raw())
+                }
+                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push => {
+                    Pending::Done(reply.into_raw())
+                }
+            },
+            Err(e) if e.is_retry_safe() => {
+                self.shared.topology.request_refresh();
+                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
+                self.backoff(request, target, attempt, error)
+            }
+            Err(e) => {
+                self.shared.topology.request_refresh();
+                Pending::Done(error_bytes(&format!(
+                    "ERR slotproxy: {e}; the command may or may not have been applied"
+                )))
+            }
+        };
+        self.pending.push_front(entry);
+    }
+
+    /// The node a redirect names; `:port` (a node that doesn't know its IP) takes the host of
+    /// the node that sent it.
+    fn redirect_node(&self, from: &Node, redirect: &Redirect) -> Arc<Node> {
+        let pool = self.shared.topology.pool();
+        match redirect.addr.strip_prefix(':') {
+            Some(port) => {
+                let host = from.addr().rsplit_once(':').map_or(from.addr(), |(h, _)| h);
+                pool.node(&format!("{host}:{port}"))
+            }
+            None => pool.node(&redirect.addr),
+        }
+    }
+}
+
+struct CrossSlot;
+
+/// redis-server's reply to an unknown command.
+fn unknown_command(request: &Request) -> String {
+    let mut args = String::new();
+    for arg in &request.args()[1..] {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        args.push('\'');
+        args.push_str(truncate(&String::from_utf8_lossy(arg), room));
+        args.push_str("' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {args}",
+        truncate(&String::from_utf8_lossy(request.name()), 128)
+    )
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_message_matches_redis() {
+        let request = Request::from_args(["FOO", "a", "b"]);
+        assert_eq!(
+            unknown_command(&request),
+            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+        let request = Request::from_args(["nope"]);
+        assert_eq!(
+            unknown_command(&request),
+            "ERR unknown command 'nope', with args beginning with: "
+        );
+    }
+}

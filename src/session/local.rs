@@ -1,0 +1,167 @@
+//! Commands the proxy answers itself, with the replies (and errors) redis-server gives.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Pending, Session};
+use crate::cluster::hash_slot;
+use crate::command::route::Local;
+use crate::protocol::reply::{
+    write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
+};
+use crate::protocol::{Protocol, Request};
+
+const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+impl Session {
+    /// Answers a proxy-local command.
+    pub(super) fn local(&mut self, local: Local, request: &Request) {
+        let args = request.args();
+        match local {
+            Local::Ping => match args.len() {
+                1 => self.reply_with(|out| write_simple(out, "PONG")),
+                2 => self.reply_with(|out| write_bulk(out, &args[1])),
+                _ => self.reply_error("ERR wrong number of arguments for 'ping' command"),
+            },
+            Local::Echo => self.reply_with(|out| write_bulk(out, &args[1])),
+            Local::Quit => {
+                let mut out = BytesMut::new();
+                write_simple(&mut out, "OK");
+                self.pending.push_back(Pending::Close(out.freeze()));
+                self.stop_reading = true;
+            }
+            Local::Select => match std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<i64>().ok()) {
+                None => self.reply_error(NOT_INTEGER),
+                Some(0) => self.reply_with(|out| write_simple(out, "OK")),
+                Some(_) => self.reply_error("ERR SELECT is not allowed in cluster mode"),
+            },
+            Local::Hello => self.hello(args),
+            Local::Auth => match args.len() {
+                2 => self.reply_error(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ),
+                3 if args[1].eq_ignore_ascii_case(b"default") => {
+                    self.reply_with(|out| write_simple(out, "OK"))
+                }
+                3 => self.reply_error(WRONGPASS),
+                _ => self.reply_error("ERR syntax error"),
+            },
+            Local::Reset => {
+                self.protocol = Protocol::Resp2;
+                self.name = None;
+                self.reply_with(|out| write_simple(out, "RESET"));
+            }
+            Local::ClientSetName => {
+                if !valid_name(&args[2]) {
+                    return self.reply_error(BAD_NAME);
+                }
+                self.name = (!args[2].is_empty()).then(|| args[2].clone());
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
+            Local::ClientGetName => {
+                let protocol = self.protocol;
+                let name = self.name.clone();
+                self.reply_with(|out| match name {
+                    Some(name) => write_bulk(out, &name),
+                    None => write_null(out, protocol),
+                });
+            }
+            Local::ClientId => {
+                let id = self.id as i64;
+                self.reply_with(|out| write_integer(out, id));
+            }
+            Local::ClientSetInfo => {
+                let attr = &args[2];
+                if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver") {
+                    return self.reply_error(&format!(
+                        "ERR Unrecognized option '{}'",
+                        String::from_utf8_lossy(attr)
+                    ));
+                }
+                if !valid_name(&args[3]) {
+                    return self.reply_error(&format!(
+                        "ERR {} cannot contain spaces, newlines or special characters.",
+                        String::from_utf8_lossy(attr).to_ascii_lowercase()
+                    ));
+                }
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
+            Local::ReadMode => self.reply_with(|out| write_simple(out, "OK")),
+            Local::ClusterKeySlot => {
+                let slot = i64::from(hash_slot(&args[2]).0);
+                self.reply_with(|out| write_integer(out, slot));
+            }
+        }
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
+    fn hello(&mut self, args: &[Bytes]) {
+        let mut protocol = self.protocol;
+        if let Some(version) = args.get(1) {
+            match std::str::from_utf8(version)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                Some(2) => protocol = Protocol::Resp2,
+                Some(3) => protocol = Protocol::Resp3,
+                Some(_) => return self.reply_error("NOPROTO unsupported protocol version"),
+                None => {
+                    return self
+                        .reply_error("ERR Protocol version is not an integer or out of range");
+                }
+            }
+        }
+        let mut name = None;
+        let mut i = 2;
+        while i < args.len() {
+            let option = &args[i];
+            let more = args.len() - i - 1;
+            if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+                if !args[i + 1].eq_ignore_ascii_case(b"default") {
+                    return self.reply_error(WRONGPASS);
+                }
+                i += 3;
+            } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+                if !valid_name(&args[i + 1]) {
+                    return self.reply_error(BAD_NAME);
+                }
+                name = Some(args[i + 1].clone());
+                i += 2;
+            } else {
+                return self.reply_error(&format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(option)
+                ));
+            }
+        }
+        self.protocol = protocol;
+        if let Some(name) = name {
+            self.name = (!name.is_empty()).then_some(name);
+        }
+        let id = self.id as i64;
+        let version = self.shared.redis_version.load_full();
+        self.reply_with(|out| {
+            write_map_len(out, protocol, 7);
+            write_bulk(out, b"server");
+            write_bulk(out, b"redis");
+            write_bulk(out, b"version");
+            write_bulk(out, version.as_bytes());
+            write_bulk(out, b"proto");
+            write_integer(out, if protocol == Protocol::Resp3 { 3 } else { 2 });
+            write_bulk(out, b"id");
+            write_integer(out, id);
+            write_bulk(out, b"mode");
+            write_bulk(out, b"standalone");
+            write_bulk(out, b"role");
+            write_bulk(out, b"master");
+            write_bulk(out, b"modules");
+            write_array_len(out, 0);
+        });
+    }
+}
+
+/// Client and library names: printable ASCII without spaces, as redis-server requires.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}

@@ -1,0 +1,215 @@
+//! One client connection, end to end: read requests, route them, write replies in request order.
+//!
+//! Every request becomes one `Pending` entry in a FIFO; replies leave strictly from the front, so
+//! a client's pipeline is answered in order whatever order nodes answer in. Only the front entry
+//! is awaited; entries behind it are collected without waiting once it is done. Redirects and
+//! retries are handled when an entry reaches the front, which keeps per-key order: nothing sent
+//! later can overtake an earlier request that is being redirected. When the slot map changes
+//! while requests sent under the old map are still unanswered, new requests are held back
+//! (`Deferred`) until those are settled, so a write can't be reordered around a resharding.
+
+mod dispatch;
+mod local;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::cluster::Topology;
+use crate::command::CommandTable;
+use crate::config::Config;
+use crate::protocol::{Protocol, Request, RequestDecoder};
+
+pub use dispatch::Target;
+
+/// What every session shares: configuration, topology, the command table, counters.
+#[derive(Debug)]
+pub struct Shared {
+    /// The proxy's configuration.
+    pub config: Config,
+    /// The slot map and node pool.
+    pub topology: Arc<Topology>,
+    /// The command table (built-in rows plus commands learned from the cluster).
+    pub commands: ArcSwap<CommandTable>,
+    /// Connected clients.
+    pub clients: AtomicUsize,
+    /// Source of client ids (`CLIENT ID`).
+    pub next_client_id: AtomicU64,
+    /// `redis_version` reported by `HELLO`, from the cluster's nodes.
+    pub redis_version: ArcSwap<String>,
+}
+
+/// A request's place in the reply queue.
+enum Pending {
+    /// The reply is known; write it when it reaches the front.
+    Done(Bytes),
+    /// Write this reply, then close the connection (`QUIT`, protocol errors).
+    Close(Bytes),
+    /// Sent to a node; waiting for its reply.
+    Waiting(dispatch::InFlight),
+    /// Waiting to be retried after a backoff.
+    Backoff(dispatch::Retry),
+    /// Not sent yet: the slot map changed while older requests were in flight.
+    Deferred(Request, Target),
+}
+
+/// Per-client state; `run` drives it.
+pub struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    name: Option<Bytes>,
+    pending: VecDeque<Pending>,
+    out: BytesMut,
+    decoder: RequestDecoder,
+    /// Slot-map generation the last request was dispatched under.
+    dispatch_generation: u64,
+    /// Scratch space for key positions, reused across requests.
+    key_positions: Vec<usize>,
+    /// Stop reading: the client closed its side, sent QUIT, or sent bad input.
+    stop_reading: bool,
+    /// Close once everything before the `Close` entry is written.
+    closing: bool,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Session {
+    /// A session for a newly accepted client.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let decoder = RequestDecoder::new(shared.config.session.max_bulk_len);
+        Self {
+            id,
+            shared,
+            protocol: Protocol::Resp2,
+            name: None,
+            pending: VecDeque::new(),
+            out: BytesMut::with_capacity(READ_CHUNK),
+            decoder,
+            dispatch_generation: 0,
+            key_positions: Vec::new(),
+            stop_reading: false,
+            closing: false,
+        }
+    }
+
+    /// The client id (`CLIENT ID`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Serves the client until it disconnects, sends `QUIT`, or sends bad input.
+    ///
+    /// Requests the client sent before closing its side are still run and answered, as
+    /// redis-server does; a client that vanished just stops getting replies.
+    pub async fn run(mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+        let max_in_flight = self.shared.config.session.max_in_flight;
+        loop {
+            self.parse_requests(&mut inbuf, max_in_flight);
+            self.advance_front();
+            if !self.out.is_empty() {
+                if let Err(e) = writer.write_all(&self.out).await {
+                    debug!(client = self.id, error = %e, "client write failed; closing");
+                    return;
+                }
+                self.out.clear();
+            }
+            if self.closing || (self.stop_reading && self.pending.is_empty()) {
+                let _ = writer.shutdown().await;
+                return;
+            }
+            let can_read = !self.stop_reading && self.pending.len() < max_in_flight;
+            if can_read && inbuf.capacity() - inbuf.len() < READ_CHUNK / 2 {
+                inbuf.reserve(READ_CHUNK);
+            }
+            let backoff_until = match self.pending.front() {
+                Some(Pending::Backoff(retry)) => Some(retry.until),
+                _ => None,
+            };
+            let front_waiting = matches!(self.pending.front(), Some(Pending::Waiting(_)));
+            let event = tokio::select! {
+                biased;
+                result = dispatch::front_reply(&mut self.pending), if front_waiting => {
+                    Event::Reply(result)
+                }
+                _ = tokio::time::sleep_until(backoff_until.unwrap_or_else(Instant::now)),
+                    if backoff_until.is_some() => Event::Timer,
+                read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
+            };
+            match event {
+                Event::Reply(result) => self.settle_front(result),
+                Event::Timer => {}
+                Event::Read(Ok(0)) => self.stop_reading = true,
+                Event::Read(Ok(_)) => {}
+                Event::Read(Err(e)) => {
+                    debug!(client = self.id, error = %e, "client read failed");
+                    self.stop_reading = true;
+                }
+            }
+        }
+    }
+
+    /// Decodes and dispatches buffered requests while the in-flight limit allows.
+    fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
+        while !self.stop_reading && self.pending.len() < max_in_flight {
+            match self.decoder.decode(inbuf) {
+                Ok(Some(request)) => self.handle(request),
+                Ok(None) => return,
+                Err(e) => {
+                    debug!(client = self.id, error = %e, "protocol error; closing");
+                    self.pending
+                        .push_back(Pending::Close(crate::protocol::reply::error_bytes(
+                            &format!("ERR {e}"),
+                        )));
+                    self.stop_reading = true;
+                }
+            }
+        }
+    }
+
+    /// Moves every settled entry at the front of the queue into the output buffer.
+    fn advance_front(&mut self) {
+        while let Some(front) = self.pending.front_mut() {
+            match front {
+                Pending::Done(reply) => {
+                    self.out.extend_from_slice(reply);
+                    self.pending.pop_front();
+                }
+                Pending::Close(reply) => {
+                    self.out.extend_from_slice(reply);
+                    self.pending.clear();
+                    self.closing = true;
+                    return;
+                }
+                Pending::Waiting(in_flight) => match in_flight.try_reply() {
+                    Some(result) => self.settle_front(result),
+                    None => return,
+                },
+                Pending::Backoff(retry) => {
+                    if retry.until > Instant::now() {
+                        return;
+                    }
+                    self.retry_front();
+                }
+                Pending::Deferred(..) => self.send_deferred(),
+            }
+        }
+    }
+}
+
+enum Event {
+    Reply(crate::backend::NodeResult),
+    Timer,
+    Read(std::io::Result<usize>),
+}

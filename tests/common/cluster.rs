@@ -1,0 +1,825 @@
+//! `TestCluster`: a real Redis Cluster of `redis-server` processes, formed the way `redis-cli
+//! --cluster create` does it, plus the slot-migration and fault steps tests need.
+//!
+//! Every question about the topology (roles, slot owners) is asked from the nodes at call time,
+//! so the answers follow failovers and migrations.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::process::{
+    NodeSpec, RedisProcess, connect, finish_temp_dir, info_field, log_tail, temp_dir, try_connect,
+};
+use super::wait_for;
+
+/// Number of hash slots in a Redis Cluster.
+const SLOT_COUNT: u16 = 16_384;
+/// Time allowed for the cluster to form, or for all nodes to agree after a change.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a node's process is running, paused (SIGSTOP) or gone (SIGKILL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Running,
+    Stopped,
+    Killed,
+}
+
+/// One node of a [`TestCluster`].
+#[derive(Debug)]
+pub struct TestNode {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    /// The client port; the cluster bus is `port + 10000`.
+    pub port: u16,
+    /// The cluster node id (40 hex characters), stable for the node's life.
+    pub id: String,
+    /// The node's log file, worth printing when a test fails.
+    pub log: std::path::PathBuf,
+    process: Option<RedisProcess>,
+    state: NodeState,
+}
+
+impl TestNode {
+    /// Running, stopped or killed.
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+
+    /// The OS process id while the process exists.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(RedisProcess::pid)
+    }
+
+    fn is_running(&self) -> bool {
+        self.state == NodeState::Running
+    }
+}
+
+/// A Redis Cluster of real `redis-server` processes on free ports in a temp dir.
+///
+/// All processes are SIGKILLed on `Drop`, also when the test panics; the temp dir is removed
+/// unless `SLOTPROXY_KEEP_TEST_DIRS` is set.
+#[derive(Debug)]
+pub struct TestCluster {
+    nodes: Vec<TestNode>,
+    spec: NodeSpec,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestCluster {
+    /// Starts `primaries` primaries with `replicas_per_primary` replicas each and waits until the
+    /// cluster is fully formed: `cluster_state:ok` on every node, every node agreeing on the slot
+    /// map and the roles, and every replica synced with its primary. Blocking.
+    ///
+    /// Nodes `0..primaries` are the primaries, in slot order (for 3: 0-5460, 5461-10922,
+    /// 10923-16383, as `redis-cli --cluster create` assigns them); replica `k` (node
+    /// `primaries + k`) follows primary `k % primaries`.
+    ///
+    /// # Panics
+    /// When `redis-server` is missing, a node does not start, or the cluster does not form in time.
+    pub fn start(primaries: usize, replicas_per_primary: usize) -> TestCluster {
+        assert!(
+            (1..=usize::from(SLOT_COUNT)).contains(&primaries),
+            "a cluster needs 1..=16384 primaries, not {primaries}"
+        );
+        let started = Instant::now();
+        let dir = temp_dir("slotproxy-cluster-");
+        let spec = NodeSpec {
+            dir: dir.path().to_path_buf(),
+            cluster: true,
+        };
+        let count = primaries * (1 + replicas_per_primary);
+
+        // Start all processes at once; a panic in one start drops (kills) the others.
+        let processes: Vec<RedisProcess> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count)
+                .map(|_| scope.spawn(|| RedisProcess::start(&spec)))
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+            results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        });
+        let nodes = processes
+            .into_iter()
+            .map(|process| {
+                let addr = format!("127.0.0.1:{}", process.port);
+                let id: String = query(&addr, redis::cmd("CLUSTER").arg("MYID"));
+                TestNode {
+                    port: process.port,
+                    log: process.log.clone(),
+                    addr,
+                    id,
+                    process: Some(process),
+                    state: NodeState::Running,
+                }
+            })
+            .collect();
+        let cluster = TestCluster {
+            nodes,
+            spec,
+            dir: Some(dir),
+        };
+        cluster.form(primaries, replicas_per_primary);
+        eprintln!(
+            "TestCluster: {primaries} primaries + {replicas_per_primary} replica(s) each ready in \
+             {:?} ({})",
+            started.elapsed(),
+            cluster.spec.dir.display()
+        );
+        cluster
+    }
+
+    /// Slots, MEET, replication, then waits until everything is in place.
+    fn form(&self, primaries: usize, replicas_per_primary: usize) {
+        let ranges = slot_ranges(primaries);
+        for (epoch, node) in self.nodes.iter().enumerate() {
+            // Distinct config epochs up front (as redis-cli does) spare the collision handling.
+            let _: () = query(
+                &node.addr,
+                redis::cmd("CLUSTER").arg("SET-CONFIG-EPOCH").arg(epoch + 1),
+            );
+        }
+        for (node, &(first, last)) in self.nodes.iter().zip(&ranges) {
+            let _: () = query(
+                &node.addr,
+                redis::cmd("CLUSTER")
+                    .arg("ADDSLOTSRANGE")
+                    .arg(first)
+                    .arg(last),
+            );
+        }
+        // Gossip would spread a MEET from the first node alone, but only after a second or two;
+        // a MEET per pair introduces everyone at once.
+        for (i, node) in self.nodes.iter().enumerate() {
+            for other in &self.nodes[i + 1..] {
+                let _: () = query(
+                    &node.addr,
+                    redis::cmd("CLUSTER")
+                        .arg("MEET")
+                        .arg("127.0.0.1")
+                        .arg(other.port),
+                );
+            }
+        }
+        let all_ids: BTreeSet<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
+        wait_for(SETTLE_TIMEOUT, "every node knows every other node", || {
+            for node in &self.nodes {
+                let entries = self.view(node)?;
+                let known: BTreeSet<&str> = entries
+                    .iter()
+                    .filter(|e| !e.has_flag("handshake"))
+                    .map(|e| e.id.as_str())
+                    .collect();
+                if known != all_ids {
+                    return Err(format!(
+                        "{} knows {} of {} nodes",
+                        node.addr,
+                        known.len(),
+                        all_ids.len()
+                    ));
+                }
+            }
+            Ok(())
+        });
+        for (k, replica) in self.nodes[primaries..].iter().enumerate() {
+            let primary = &self.nodes[k % primaries];
+            let _: () = query(
+                &replica.addr,
+                redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary.id),
+            );
+        }
+        if replicas_per_primary > 0 {
+            wait_for(
+                SETTLE_TIMEOUT,
+                "every replica is linked to its primary",
+                || {
+                    self.nodes[primaries..]
+                        .iter()
+                        .try_for_each(|replica| self.check_replica_link(replica))
+                },
+            );
+            // A primary lists a replica in CLUSTER SLOTS only once the replica's replication
+            // offset is not 0. FLUSHALL (of nothing) is always replicated, so it moves the
+            // offset now instead of at the first replication PING.
+            for primary in &self.nodes[..primaries] {
+                let _: () = query(&primary.addr, &redis::cmd("FLUSHALL"));
+            }
+        }
+
+        // The expected view, identical on every node.
+        let mut expected: Vec<ViewRow> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| match ranges.get(i) {
+                Some(&range) => ViewRow {
+                    id: node.id.clone(),
+                    primary_of: None,
+                    slots: vec![range],
+                },
+                None => ViewRow {
+                    id: node.id.clone(),
+                    primary_of: Some(self.nodes[(i - primaries) % primaries].id.clone()),
+                    slots: Vec::new(),
+                },
+            })
+            .collect();
+        expected.sort();
+        wait_for(
+            SETTLE_TIMEOUT,
+            "the cluster is formed (state ok, one slot map everywhere, replicas synced)",
+            || {
+                for node in &self.nodes {
+                    let state =
+                        self.field_of(node, redis::cmd("CLUSTER").arg("INFO"), "cluster_state")?;
+                    if state != "ok" {
+                        return Err(format!("{} has cluster_state:{state}", node.addr));
+                    }
+                    let entries = self.view(node)?;
+                    if let Some(bad) = entries.iter().find(|e| !e.is_healthy()) {
+                        return Err(format!("{} sees {} as {}", node.addr, bad.id, bad.raw));
+                    }
+                    if view_rows(&entries) != expected {
+                        return Err(format!("{} sees another topology: {entries:?}", node.addr));
+                    }
+                }
+                for node in &self.nodes {
+                    // CLUSTER SLOTS leaves out a replica until its primary has heard its
+                    // replication offset; clients discover replicas only from there.
+                    let listed = self.replicas_listed(node)?;
+                    if listed.iter().any(|&n| n != replicas_per_primary) {
+                        return Err(format!(
+                            "CLUSTER SLOTS on {} lists {listed:?} replicas per range",
+                            node.addr
+                        ));
+                    }
+                }
+                self.nodes[primaries..]
+                    .iter()
+                    .try_for_each(|replica| self.check_replica_link(replica))
+            },
+        );
+    }
+
+    /// `127.0.0.1:port` of every node, in node order.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// All nodes, in start order (primaries first, see [`TestCluster::start`]).
+    pub fn nodes(&self) -> &[TestNode] {
+        &self.nodes
+    }
+
+    /// Position of `node` in [`TestCluster::nodes`], for [`TestCluster::kill`] and friends.
+    ///
+    /// # Panics
+    /// When `node` is not part of this cluster.
+    pub fn index_of(&self, node: &TestNode) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == node.id)
+            .unwrap_or_else(|| panic!("{} is not a node of this cluster", node.addr))
+    }
+
+    /// The temp dir holding the nodes' config and log files.
+    pub fn dir(&self) -> &Path {
+        &self.spec.dir
+    }
+
+    /// Running nodes whose current role (asked from each node) is primary.
+    pub fn primaries(&self) -> Vec<&TestNode> {
+        self.with_role("master")
+    }
+
+    /// Running nodes whose current role (asked from each node) is replica.
+    pub fn replicas(&self) -> Vec<&TestNode> {
+        self.with_role("slave")
+    }
+
+    fn with_role(&self, role: &str) -> Vec<&TestNode> {
+        self.running()
+            .filter(|node| {
+                self.info_field(node, "replication", "role")
+                    .unwrap_or_else(|e| panic!("role of {}: {e}", node.addr))
+                    == role
+            })
+            .collect()
+    }
+
+    /// The current primary of `slot`: the running node that claims it in its own `CLUSTER NODES`
+    /// line, or failing that the owner that the first answering node names.
+    ///
+    /// # Panics
+    /// When no running node knows an owner, or the owner is not one of this cluster's nodes.
+    pub fn owner_of(&self, slot: u16) -> &TestNode {
+        assert!(slot < SLOT_COUNT, "slot {slot} out of range");
+        let mut named = None;
+        for node in self.running() {
+            let Ok(entries) = self.view(node) else {
+                continue;
+            };
+            if entries.iter().any(|e| e.myself() && e.owns(slot)) {
+                return node;
+            }
+            if named.is_none() {
+                named = entries.iter().find(|e| e.owns(slot)).map(|e| e.id.clone());
+            }
+        }
+        let id = named.unwrap_or_else(|| panic!("no running node knows an owner of slot {slot}"));
+        self.node_by_id(&id)
+    }
+
+    /// A new synchronous client connection straight to `node` (10 s read/write timeouts).
+    ///
+    /// # Panics
+    /// When the node can't be reached.
+    pub fn conn(&self, node: &TestNode) -> redis::Connection {
+        connect(&node.addr)
+    }
+
+    /// The hash slot of `key`, computed by a running node (`CLUSTER KEYSLOT`).
+    ///
+    /// # Panics
+    /// When no node is running or the reply is not a slot.
+    pub fn keyslot(&self, key: &[u8]) -> u16 {
+        let node = self
+            .running()
+            .next()
+            .expect("a running node to ask CLUSTER KEYSLOT");
+        query(&node.addr, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+    }
+
+    /// A key `"{prefix}:{n}"` whose slot `node` currently owns.
+    ///
+    /// # Panics
+    /// When `node` owns no slot (a replica) or is not running.
+    pub fn key_for_node(&self, node: &TestNode, prefix: &str) -> String {
+        let mine = self
+            .view(node)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .find(ViewEntry::myself)
+            .unwrap_or_else(|| panic!("{} has no myself line in CLUSTER NODES", node.addr));
+        assert!(
+            !mine.slots.is_empty(),
+            "{} owns no slot (is it a replica?)",
+            node.addr
+        );
+        (0u64..)
+            .map(|n| format!("{prefix}:{n}"))
+            .find(|key| mine.owns(self.keyslot(key.as_bytes())))
+            .expect("some key hashes to a slot of the node")
+    }
+
+    /// A key `"{prefix}:{n}"` that hashes to `slot`, found locally (CRC16) and confirmed by a node.
+    ///
+    /// Put it in a hash tag (`{key}:field`) to get more keys in the same slot.
+    pub fn key_in_slot(&self, slot: u16, prefix: &str) -> String {
+        assert!(slot < SLOT_COUNT, "slot {slot} out of range");
+        let key = (0u64..)
+            .map(|n| format!("{prefix}:{n}"))
+            .find(|key| local_hash_slot(key.as_bytes()) == slot)
+            .expect("some key hashes to every slot");
+        assert_eq!(
+            self.keyslot(key.as_bytes()),
+            slot,
+            "local CRC16 disagrees with Redis on {key}"
+        );
+        key
+    }
+
+    /// First step of a slot migration: `IMPORTING` on `to`, then `MIGRATING` on `from`.
+    ///
+    /// From here `from` answers `-ASK` for keys of `slot` it no longer has.
+    pub fn begin_migration(&self, slot: u16, from: &TestNode, to: &TestNode) {
+        let _: () = query(
+            &to.addr,
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("IMPORTING")
+                .arg(&from.id),
+        );
+        let _: () = query(
+            &from.addr,
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("MIGRATING")
+                .arg(&to.id),
+        );
+    }
+
+    /// Moves the keys of `slot` from `from` to `to`, `batch` keys per `MIGRATE`, until none are
+    /// left; returns how many keys moved.
+    pub fn migrate_keys(&self, slot: u16, from: &TestNode, to: &TestNode, batch: usize) -> usize {
+        assert!(batch > 0, "batch must be at least 1");
+        let mut conn = self.conn(from);
+        let mut moved = 0;
+        loop {
+            let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(batch)
+                .query(&mut conn)
+                .unwrap_or_else(|e| panic!("CLUSTER GETKEYSINSLOT {slot} on {}: {e}", from.addr));
+            if keys.is_empty() {
+                return moved;
+            }
+            let mut migrate = redis::cmd("MIGRATE");
+            migrate
+                .arg("127.0.0.1")
+                .arg(to.port)
+                .arg("")
+                .arg(0)
+                .arg(5_000)
+                .arg("KEYS");
+            for key in &keys {
+                migrate.arg(key.as_slice());
+            }
+            // "NOKEY" when the keys expired meanwhile; either way they left `from`.
+            let _: redis::Value = migrate.query(&mut conn).unwrap_or_else(|e| {
+                panic!(
+                    "MIGRATE {} keys of slot {slot} to {}: {e}",
+                    keys.len(),
+                    to.addr
+                )
+            });
+            moved += keys.len();
+        }
+    }
+
+    /// Last step of a slot migration: `SETSLOT slot NODE to` on `to`, then on the old owner, then
+    /// on every other running primary; waits until every running node names `to` as the owner
+    /// and no node still marks the slot importing or migrating.
+    ///
+    /// # Panics
+    /// When a node refuses (for example the old owner still holds keys of the slot) or the nodes
+    /// don't agree in time.
+    pub fn finish_migration(&self, slot: u16, to: &TestNode) {
+        let old_owners: Vec<&TestNode> = self
+            .running()
+            .filter(|node| node.id != to.id)
+            .filter(|node| {
+                self.view(node)
+                    .is_ok_and(|v| v.iter().any(|e| e.myself() && e.owns(slot)))
+            })
+            .collect();
+        let rest = self
+            .primaries()
+            .into_iter()
+            .filter(|node| node.id != to.id && !old_owners.iter().any(|old| old.id == node.id));
+        let order: Vec<&TestNode> = std::iter::once(to)
+            .chain(old_owners.iter().copied())
+            .chain(rest)
+            .collect();
+        for node in order {
+            let _: () = query(
+                &node.addr,
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to.id),
+            );
+        }
+        wait_for(
+            SETTLE_TIMEOUT,
+            &format!("every node agrees {} owns slot {slot}", to.addr),
+            || {
+                for node in self.running() {
+                    let entries = self.view(node)?;
+                    let owner = entries.iter().find(|e| e.owns(slot)).map(|e| e.id.as_str());
+                    if owner != Some(to.id.as_str()) {
+                        return Err(format!(
+                            "{} says slot {slot} is owned by {owner:?}",
+                            node.addr
+                        ));
+                    }
+                    if let Some(e) = entries
+                        .iter()
+                        .find(|e| e.myself() && e.in_transit.contains(&slot))
+                    {
+                        return Err(format!(
+                            "{} still marks slot {slot} as {}",
+                            node.addr, e.raw
+                        ));
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
+
+    /// Moves `slot` and all its keys from `from` to `to`: begin, migrate keys, finish.
+    pub fn migrate_slot(&self, slot: u16, from: &TestNode, to: &TestNode) {
+        self.begin_migration(slot, from, to);
+        self.migrate_keys(slot, from, to, 100);
+        self.finish_migration(slot, to);
+    }
+
+    /// SIGKILLs node `index` (no shutdown, no save). The node keeps its place in `nodes()`.
+    pub fn kill(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        if let Some(mut process) = node.process.take() {
+            process.kill();
+        }
+        node.state = NodeState::Killed;
+    }
+
+    /// Pauses node `index` with SIGSTOP: its sockets stay open but it answers nothing.
+    pub fn stop(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        assert_eq!(
+            node.state,
+            NodeState::Running,
+            "stop {}: not running",
+            node.addr
+        );
+        node.process
+            .as_ref()
+            .expect("a running node has a process")
+            .signal("STOP");
+        node.state = NodeState::Stopped;
+    }
+
+    /// Resumes node `index` after [`TestCluster::stop`] with SIGCONT.
+    pub fn cont(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        assert_eq!(
+            node.state,
+            NodeState::Stopped,
+            "cont {}: not stopped",
+            node.addr
+        );
+        node.process
+            .as_ref()
+            .expect("a stopped node has a process")
+            .signal("CONT");
+        node.state = NodeState::Running;
+    }
+
+    /// Starts killed node `index` again on its port with its `nodes.conf`, so it rejoins with the
+    /// same id (and, having no data, resyncs). Does not wait for the cluster to converge.
+    ///
+    /// # Panics
+    /// When the node is not killed or does not come back (its port may have been taken).
+    pub fn restart(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        assert_eq!(
+            node.state,
+            NodeState::Killed,
+            "restart {}: not killed",
+            node.addr
+        );
+        let process = RedisProcess::start_on(&self.spec, node.port)
+            .unwrap_or_else(|e| panic!("restart {}: {e}", node.addr));
+        node.process = Some(process);
+        node.state = NodeState::Running;
+    }
+
+    fn running(&self) -> impl Iterator<Item = &TestNode> {
+        self.nodes.iter().filter(|n| n.is_running())
+    }
+
+    fn node_by_id(&self, id: &str) -> &TestNode {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .unwrap_or_else(|| panic!("node id {id} is not part of this cluster"))
+    }
+
+    /// `CLUSTER NODES` as seen by `node`.
+    fn view(&self, node: &TestNode) -> Result<Vec<ViewEntry>, String> {
+        let mut conn =
+            try_connect(&node.addr).map_err(|e| format!("connect to {}: {e}", node.addr))?;
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut conn)
+            .map_err(|e| format!("CLUSTER NODES on {}: {e}", node.addr))?;
+        parse_cluster_nodes(&text).map_err(|e| format!("CLUSTER NODES on {}: {e}", node.addr))
+    }
+
+    /// `Ok` when `replica` has `master_link_status:up` (synced and connected).
+    fn check_replica_link(&self, replica: &TestNode) -> Result<(), String> {
+        let link = self.info_field(replica, "replication", "master_link_status")?;
+        if link != "up" {
+            return Err(format!(
+                "replica {} has master_link_status:{link}",
+                replica.addr
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many replicas `CLUSTER SLOTS` on `node` lists for each slot range.
+    fn replicas_listed(&self, node: &TestNode) -> Result<Vec<usize>, String> {
+        let mut conn =
+            try_connect(&node.addr).map_err(|e| format!("connect to {}: {e}", node.addr))?;
+        let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut conn)
+            .map_err(|e| format!("CLUSTER SLOTS on {}: {e}", node.addr))?;
+        // Each range is [first, last, primary, replica...].
+        Ok(ranges
+            .iter()
+            .map(|range| range.len().saturating_sub(3))
+            .collect())
+    }
+
+    /// One field of `INFO <section>` on `node`.
+    fn info_field(&self, node: &TestNode, section: &str, field: &str) -> Result<String, String> {
+        self.field_of(node, redis::cmd("INFO").arg(section), field)
+    }
+
+    /// One `field:value` line of the text reply to `cmd` (`INFO`, `CLUSTER INFO`) on `node`.
+    fn field_of(&self, node: &TestNode, cmd: &redis::Cmd, field: &str) -> Result<String, String> {
+        let mut conn =
+            try_connect(&node.addr).map_err(|e| format!("connect to {}: {e}", node.addr))?;
+        let text: String = cmd
+            .query(&mut conn)
+            .map_err(|e| format!("{} on {}: {e}", command_name(cmd), node.addr))?;
+        info_field(&text, field)
+            .map(str::to_string)
+            .ok_or_else(|| format!("{} on {} has no {field}", command_name(cmd), node.addr))
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        for node in &mut self.nodes {
+            if panicking {
+                eprintln!(
+                    "--- {} ({:?}) log {} (tail):\n{}",
+                    node.addr,
+                    node.state,
+                    node.log.display(),
+                    log_tail(&node.log, 15)
+                );
+            }
+            if let Some(mut process) = node.process.take() {
+                process.kill();
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            finish_temp_dir(dir);
+        }
+    }
+}
+
+/// Runs one command on `addr` on a fresh connection.
+///
+/// # Panics
+/// On any error, naming the command and the node.
+fn query<T: redis::FromRedisValue>(addr: &str, cmd: &redis::Cmd) -> T {
+    let mut conn = connect(addr);
+    cmd.query(&mut conn)
+        .unwrap_or_else(|e| panic!("{} on {addr}: {e}", command_name(cmd)))
+}
+
+/// The first two words of `cmd` (`CLUSTER SETSLOT`), for messages.
+fn command_name(cmd: &redis::Cmd) -> String {
+    let words: Vec<String> = cmd
+        .args_iter()
+        .take(2)
+        .map(|arg| match arg {
+            redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            _ => "<cursor>".to_string(),
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// The slot ranges `redis-cli --cluster create` gives `primaries` primaries.
+fn slot_ranges(primaries: usize) -> Vec<(u16, u16)> {
+    let per_node = f64::from(SLOT_COUNT) / primaries as f64;
+    let mut ranges = Vec::with_capacity(primaries);
+    let mut first = 0u16;
+    let mut cursor = 0.0f64;
+    for i in 0..primaries {
+        let mut last = (cursor + per_node - 1.0).round() as u16;
+        if last >= SLOT_COUNT || i == primaries - 1 {
+            last = SLOT_COUNT - 1;
+        }
+        last = last.max(first);
+        ranges.push((first, last));
+        first = last + 1;
+        cursor += per_node;
+    }
+    ranges
+}
+
+/// The hash slot of `key` (CRC16-XMODEM of the hash tag or the whole key, mod 16384).
+fn local_hash_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(hashed) % SLOT_COUNT
+}
+
+/// One line of `CLUSTER NODES`.
+#[derive(Debug, Clone)]
+struct ViewEntry {
+    id: String,
+    flags: Vec<String>,
+    /// `None` for a primary.
+    primary_of: Option<String>,
+    link_connected: bool,
+    slots: Vec<(u16, u16)>,
+    /// Slots shown as `[slot->-id]` or `[slot-<-id]` (only on the node's own line).
+    in_transit: Vec<u16>,
+    raw: String,
+}
+
+impl ViewEntry {
+    fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+
+    fn myself(&self) -> bool {
+        self.has_flag("myself")
+    }
+
+    fn owns(&self, slot: u16) -> bool {
+        self.slots
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&slot))
+    }
+
+    fn is_healthy(&self) -> bool {
+        let bad = ["fail", "fail?", "handshake", "noaddr", "nofailover"];
+        !self.flags.iter().any(|f| bad.contains(&f.as_str())) && self.link_connected
+    }
+}
+
+/// The part of a view all nodes must agree on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ViewRow {
+    id: String,
+    primary_of: Option<String>,
+    slots: Vec<(u16, u16)>,
+}
+
+fn view_rows(entries: &[ViewEntry]) -> Vec<ViewRow> {
+    let mut rows: Vec<ViewRow> = entries
+        .iter()
+        .map(|e| ViewRow {
+            id: e.id.clone(),
+            primary_of: e.primary_of.clone(),
+            slots: e.slots.clone(),
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn parse_cluster_nodes(text: &str) -> Result<Vec<ViewEntry>, String> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(parse_cluster_nodes_line)
+        .collect()
+}
+
+fn parse_cluster_nodes_line(line: &str) -> Result<ViewEntry, String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() < 8 {
+        return Err(format!("short CLUSTER NODES line: {line}"));
+    }
+    let mut slots = Vec::new();
+    let mut in_transit = Vec::new();
+    for token in &fields[8..] {
+        if let Some(inner) = token.strip_prefix('[') {
+            let slot = inner.split('-').next().and_then(|s| s.parse().ok());
+            in_transit.push(slot.ok_or_else(|| format!("bad slot token {token}"))?);
+            continue;
+        }
+        let (first, last) = token.split_once('-').unwrap_or((token, token));
+        let parse = |s: &str| {
+            s.parse::<u16>()
+                .map_err(|e| format!("bad slot token {token}: {e}"))
+        };
+        slots.push((parse(first)?, parse(last)?));
+    }
+    slots.sort_unstable();
+    Ok(ViewEntry {
+        id: fields[0].to_string(),
+        flags: fields[2].split(',').map(str::to_string).collect(),
+        primary_of: (fields[3] != "-").then(|| fields[3].to_string()),
+        link_connected: fields[7] == "connected",
+        slots,
+        in_transit,
+        raw: line.to_string(),
+    })
+}
