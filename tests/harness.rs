@@ -1,6 +1,8 @@
 //! Tests of the test harness itself (tests/common), against real `redis-server` processes and
 //! without the proxy: if these fail, no other integration test can be trusted.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
 mod common;
 
 use std::collections::BTreeSet;

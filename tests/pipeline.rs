@@ -1,5 +1,7 @@
 //! Pipelining: replies in request order across slots, bursts, and many concurrent clients.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
 mod common;
 
 use common::{RawClient, TestCluster, TestProxy, encode_command, resp_frame_len};

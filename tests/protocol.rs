@@ -1,6 +1,8 @@
 //! Byte-level client input: inline commands, malformed RESP, oversized lengths. Bad input gets
 //! redis-server's error and the connection is closed; the proxy keeps serving everyone else.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
 mod common;
 
 use common::{RawClient, TestCluster, TestProxy};

@@ -1,6 +1,8 @@
 //! Keyed commands of every data type reach the right primary through the proxy, with a real
 //! client (the `redis` crate), on keys spread over all three primaries.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
 mod common;
 
 use common::{TestCluster, TestProxy};

@@ -344,7 +344,9 @@ pub fn is_push(raw: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn decode_all(input: &[u8]) -> (Vec<Vec<Vec<u8>>>, Result<(), ProtocolError>) {
+    type Args = Vec<Vec<u8>>;
+
+    fn decode_all(input: &[u8]) -> (Vec<Args>, Result<(), ProtocolError>) {
         let mut decoder = RequestDecoder::new(1024);
         let mut buf = BytesMut::from(input);
         let mut out = Vec::new();
@@ -357,7 +359,7 @@ mod tests {
         }
     }
 
-    fn args(list: &[&str]) -> Vec<Vec<u8>> {
+    fn args(list: &[&str]) -> Args {
         list.iter().map(|a| a.as_bytes().to_vec()).collect()
     }
 
@@ -375,7 +377,7 @@ mod tests {
 
     #[test]
     fn inline_and_empty_requests() {
-        let cases: &[(&[u8], Vec<Vec<Vec<u8>>>)] = &[
+        let cases: &[(&[u8], Vec<Args>)] = &[
             (b"PING\r\n", vec![args(&["PING"])]),
             (b"set k \"a b\"\n", vec![args(&["set", "k", "a b"])]),
             (b"\r\n\r\nECHO 'it\\'s'\r\n", vec![args(&["ECHO", "it's"])]),
@@ -475,7 +477,7 @@ mod tests {
             &resp2.decode(&mut buf).unwrap().unwrap().raw()[..],
             b"$-1\r\n"
         );
-        assert_eq!(resp2.decode(&mut buf).unwrap().unwrap().raw().len(), 17);
+        assert_eq!(resp2.decode(&mut buf).unwrap().unwrap().raw().len(), 15);
         let moved = resp2.decode(&mut buf).unwrap().unwrap();
         assert!(matches!(moved.kind(), crate::protocol::ReplyKind::Moved(_)));
         assert!(resp2.decode(&mut buf).unwrap().is_none());

@@ -14,19 +14,25 @@
 //! Set `SLOTPROXY_KEEP_TEST_DIRS=1` to keep each node's temp dir (config, logs) after the test.
 
 // Each test binary uses only part of the harness.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 mod cluster;
 mod process;
 mod proxy;
 mod raw;
+mod topology;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use cluster::{TestCluster, TestNode};
+// Each test binary uses only part of the harness.
+#[allow(unused_imports)]
+pub use cluster::{NodeState, TestCluster, TestNode};
+#[allow(unused_imports)]
 pub use process::StandaloneRedis;
+#[allow(unused_imports)]
 pub use proxy::TestProxy;
+#[allow(unused_imports)]
 pub use raw::{RawClient, encode_command, resp_frame_len};
 
 /// How often [`wait_until`] polls its condition.

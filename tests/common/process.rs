@@ -80,12 +80,14 @@ impl RedisProcess {
             .arg("--dir")
             .arg(&spec.dir)
             .args(["--appendonly", "no", "--save", ""])
+            // Nodes share `dir`; a replica's full sync writes this file.
+            .args(["--dbfilename", &format!("dump-{port}.rdb")])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             // Diskless sync without the default 5 s wait, so replicas are synced quickly.
             .args(["--repl-diskless-sync", "yes"])
             .args(["--repl-diskless-sync-delay", "0"])
             // A primary lists a replica in CLUSTER SLOTS only once the replica's offset is not 0;
-            // the replication PING (every 10 s by default) is what moves it on an idle primary.
+            // on an idle primary the replication PING (default every 10 s) is what moves it.
             .args(["--repl-ping-replica-period", "1"])
             .arg("--logfile")
             .arg(&log);
@@ -102,7 +104,7 @@ impl RedisProcess {
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", redis_server_path().display()))?;
         let mut process = RedisProcess {
-            watchdog: Some(spawn_watchdog(child.id())),
+            watchdog: Some(spawn_watchdog(child.id(), &spec.dir)),
             child,
             port,
             log,
@@ -200,19 +202,22 @@ pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// A `sh` that SIGKILLs `pid` once its stdin closes, which happens when this test process exits
-/// by any means: `Drop` does not run on SIGKILL, `abort` or a timeout's SIGTERM.
+/// A `sh` that SIGKILLs `pid` and removes `dir` once its stdin closes, which happens when this
+/// test process exits by any means: `Drop` does not run on SIGKILL, `abort` or a timeout's SIGTERM.
 ///
 /// # Panics
 /// When `sh` can't be started.
-fn spawn_watchdog(pid: u32) -> Child {
+fn spawn_watchdog(pid: u32, dir: &Path) -> Child {
+    // With SLOTPROXY_KEEP_TEST_DIRS the dir is kept here too (an empty $2 removes nothing).
+    let dir = if keep_test_dirs() { Path::new("") } else { dir };
     Command::new("sh")
         .args([
             "-c",
-            "read -r _ignored; kill -9 \"$1\" 2>/dev/null",
+            r#"read -r _ignored; kill -9 "$1" 2>/dev/null; [ -z "$2" ] || rm -rf -- "$2""#,
             "sh",
             &pid.to_string(),
         ])
+        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -291,9 +296,14 @@ pub(crate) fn temp_dir(prefix: &str) -> tempfile::TempDir {
 
 /// Keeps `dir` when `SLOTPROXY_KEEP_TEST_DIRS` is set (and says where), otherwise removes it.
 pub(crate) fn finish_temp_dir(dir: tempfile::TempDir) {
-    if std::env::var_os("SLOTPROXY_KEEP_TEST_DIRS").is_some() {
+    if keep_test_dirs() {
         eprintln!("SLOTPROXY_KEEP_TEST_DIRS: kept {}", dir.keep().display());
     }
+}
+
+/// Whether `SLOTPROXY_KEEP_TEST_DIRS` asks to keep the nodes' temp dirs.
+fn keep_test_dirs() -> bool {
+    std::env::var_os("SLOTPROXY_KEEP_TEST_DIRS").is_some()
 }
 
 /// One non-cluster `redis-server` on a free port, for comparing replies; killed on `Drop`.

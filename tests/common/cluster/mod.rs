@@ -4,17 +4,17 @@
 //! Every question about the topology (roles, slot owners) is asked from the nodes at call time,
 //! so the answers follow failovers and migrations.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::process::{
     NodeSpec, RedisProcess, connect, finish_temp_dir, info_field, log_tail, temp_dir, try_connect,
 };
+use super::topology::{SLOT_COUNT, ViewEntry, local_hash_slot, parse_cluster_nodes};
 use super::wait_for;
 
-/// Number of hash slots in a Redis Cluster.
-const SLOT_COUNT: u16 = 16_384;
+mod form;
+
 /// Time allowed for the cluster to form, or for all nodes to agree after a change.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -131,138 +131,6 @@ impl TestCluster {
             cluster.spec.dir.display()
         );
         cluster
-    }
-
-    /// Slots, MEET, replication, then waits until everything is in place.
-    fn form(&self, primaries: usize, replicas_per_primary: usize) {
-        let ranges = slot_ranges(primaries);
-        for (epoch, node) in self.nodes.iter().enumerate() {
-            // Distinct config epochs up front (as redis-cli does) spare the collision handling.
-            let _: () = query(
-                &node.addr,
-                redis::cmd("CLUSTER").arg("SET-CONFIG-EPOCH").arg(epoch + 1),
-            );
-        }
-        for (node, &(first, last)) in self.nodes.iter().zip(&ranges) {
-            let _: () = query(
-                &node.addr,
-                redis::cmd("CLUSTER")
-                    .arg("ADDSLOTSRANGE")
-                    .arg(first)
-                    .arg(last),
-            );
-        }
-        // Gossip would spread a MEET from the first node alone, but only after a second or two;
-        // a MEET per pair introduces everyone at once.
-        for (i, node) in self.nodes.iter().enumerate() {
-            for other in &self.nodes[i + 1..] {
-                let _: () = query(
-                    &node.addr,
-                    redis::cmd("CLUSTER")
-                        .arg("MEET")
-                        .arg("127.0.0.1")
-                        .arg(other.port),
-                );
-            }
-        }
-        let all_ids: BTreeSet<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
-        wait_for(SETTLE_TIMEOUT, "every node knows every other node", || {
-            for node in &self.nodes {
-                let entries = self.view(node)?;
-                let known: BTreeSet<&str> = entries
-                    .iter()
-                    .filter(|e| !e.has_flag("handshake"))
-                    .map(|e| e.id.as_str())
-                    .collect();
-                if known != all_ids {
-                    return Err(format!(
-                        "{} knows {} of {} nodes",
-                        node.addr,
-                        known.len(),
-                        all_ids.len()
-                    ));
-                }
-            }
-            Ok(())
-        });
-        for (k, replica) in self.nodes[primaries..].iter().enumerate() {
-            let primary = &self.nodes[k % primaries];
-            let _: () = query(
-                &replica.addr,
-                redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary.id),
-            );
-        }
-        if replicas_per_primary > 0 {
-            wait_for(
-                SETTLE_TIMEOUT,
-                "every replica is linked to its primary",
-                || {
-                    self.nodes[primaries..]
-                        .iter()
-                        .try_for_each(|replica| self.check_replica_link(replica))
-                },
-            );
-            // A primary lists a replica in CLUSTER SLOTS only once the replica's replication
-            // offset is not 0. FLUSHALL (of nothing) is always replicated, so it moves the
-            // offset now instead of at the first replication PING.
-            for primary in &self.nodes[..primaries] {
-                let _: () = query(&primary.addr, &redis::cmd("FLUSHALL"));
-            }
-        }
-
-        // The expected view, identical on every node.
-        let mut expected: Vec<ViewRow> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| match ranges.get(i) {
-                Some(&range) => ViewRow {
-                    id: node.id.clone(),
-                    primary_of: None,
-                    slots: vec![range],
-                },
-                None => ViewRow {
-                    id: node.id.clone(),
-                    primary_of: Some(self.nodes[(i - primaries) % primaries].id.clone()),
-                    slots: Vec::new(),
-                },
-            })
-            .collect();
-        expected.sort();
-        wait_for(
-            SETTLE_TIMEOUT,
-            "the cluster is formed (state ok, one slot map everywhere, replicas synced)",
-            || {
-                for node in &self.nodes {
-                    let state =
-                        self.field_of(node, redis::cmd("CLUSTER").arg("INFO"), "cluster_state")?;
-                    if state != "ok" {
-                        return Err(format!("{} has cluster_state:{state}", node.addr));
-                    }
-                    let entries = self.view(node)?;
-                    if let Some(bad) = entries.iter().find(|e| !e.is_healthy()) {
-                        return Err(format!("{} sees {} as {}", node.addr, bad.id, bad.raw));
-                    }
-                    if view_rows(&entries) != expected {
-                        return Err(format!("{} sees another topology: {entries:?}", node.addr));
-                    }
-                }
-                for node in &self.nodes {
-                    // CLUSTER SLOTS leaves out a replica until its primary has heard its
-                    // replication offset; clients discover replicas only from there.
-                    let listed = self.replicas_listed(node)?;
-                    if listed.iter().any(|&n| n != replicas_per_primary) {
-                        return Err(format!(
-                            "CLUSTER SLOTS on {} lists {listed:?} replicas per range",
-                            node.addr
-                        ));
-                    }
-                }
-                self.nodes[primaries..]
-                    .iter()
-                    .try_for_each(|replica| self.check_replica_link(replica))
-            },
-        );
     }
 
     /// `127.0.0.1:port` of every node, in node order.
@@ -694,132 +562,4 @@ fn command_name(cmd: &redis::Cmd) -> String {
         })
         .collect();
     words.join(" ")
-}
-
-/// The slot ranges `redis-cli --cluster create` gives `primaries` primaries.
-fn slot_ranges(primaries: usize) -> Vec<(u16, u16)> {
-    let per_node = f64::from(SLOT_COUNT) / primaries as f64;
-    let mut ranges = Vec::with_capacity(primaries);
-    let mut first = 0u16;
-    let mut cursor = 0.0f64;
-    for i in 0..primaries {
-        let mut last = (cursor + per_node - 1.0).round() as u16;
-        if last >= SLOT_COUNT || i == primaries - 1 {
-            last = SLOT_COUNT - 1;
-        }
-        last = last.max(first);
-        ranges.push((first, last));
-        first = last + 1;
-        cursor += per_node;
-    }
-    ranges
-}
-
-/// The hash slot of `key` (CRC16-XMODEM of the hash tag or the whole key, mod 16384).
-fn local_hash_slot(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(hashed) % SLOT_COUNT
-}
-
-/// One line of `CLUSTER NODES`.
-#[derive(Debug, Clone)]
-struct ViewEntry {
-    id: String,
-    flags: Vec<String>,
-    /// `None` for a primary.
-    primary_of: Option<String>,
-    link_connected: bool,
-    slots: Vec<(u16, u16)>,
-    /// Slots shown as `[slot->-id]` or `[slot-<-id]` (only on the node's own line).
-    in_transit: Vec<u16>,
-    raw: String,
-}
-
-impl ViewEntry {
-    fn has_flag(&self, flag: &str) -> bool {
-        self.flags.iter().any(|f| f == flag)
-    }
-
-    fn myself(&self) -> bool {
-        self.has_flag("myself")
-    }
-
-    fn owns(&self, slot: u16) -> bool {
-        self.slots
-            .iter()
-            .any(|&(first, last)| (first..=last).contains(&slot))
-    }
-
-    fn is_healthy(&self) -> bool {
-        let bad = ["fail", "fail?", "handshake", "noaddr", "nofailover"];
-        !self.flags.iter().any(|f| bad.contains(&f.as_str())) && self.link_connected
-    }
-}
-
-/// The part of a view all nodes must agree on.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct ViewRow {
-    id: String,
-    primary_of: Option<String>,
-    slots: Vec<(u16, u16)>,
-}
-
-fn view_rows(entries: &[ViewEntry]) -> Vec<ViewRow> {
-    let mut rows: Vec<ViewRow> = entries
-        .iter()
-        .map(|e| ViewRow {
-            id: e.id.clone(),
-            primary_of: e.primary_of.clone(),
-            slots: e.slots.clone(),
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-fn parse_cluster_nodes(text: &str) -> Result<Vec<ViewEntry>, String> {
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(parse_cluster_nodes_line)
-        .collect()
-}
-
-fn parse_cluster_nodes_line(line: &str) -> Result<ViewEntry, String> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    if fields.len() < 8 {
-        return Err(format!("short CLUSTER NODES line: {line}"));
-    }
-    let mut slots = Vec::new();
-    let mut in_transit = Vec::new();
-    for token in &fields[8..] {
-        if let Some(inner) = token.strip_prefix('[') {
-            let slot = inner.split('-').next().and_then(|s| s.parse().ok());
-            in_transit.push(slot.ok_or_else(|| format!("bad slot token {token}"))?);
-            continue;
-        }
-        let (first, last) = token.split_once('-').unwrap_or((token, token));
-        let parse = |s: &str| {
-            s.parse::<u16>()
-                .map_err(|e| format!("bad slot token {token}: {e}"))
-        };
-        slots.push((parse(first)?, parse(last)?));
-    }
-    slots.sort_unstable();
-    Ok(ViewEntry {
-        id: fields[0].to_string(),
-        flags: fields[2].split(',').map(str::to_string).collect(),
-        primary_of: (fields[3] != "-").then(|| fields[3].to_string()),
-        link_connected: fields[7] == "connected",
-        slots,
-        in_transit,
-        raw: line.to_string(),
-    })
 }

@@ -1,0 +1,215 @@
+//! Faults: a node that dies mid-reply, a node that stalls, seeds that are down.
+//!
+//! Torn replies and stalls can't be produced by a real redis-server on demand, so those cases
+//! use a fake node that owns every slot; everything else runs against the real cluster.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RawClient, TestCluster, TestProxy, encode_command, resp_frame_len};
+use slotproxy::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A fake cluster node: claims all 16384 slots and answers by key name.
+///
+/// `GET ok` -> "ok"; `GET torn` -> half a bulk reply, then the connection closes;
+/// `GET stall` -> never answers.
+async fn fake_node() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(serve_fake(stream, port));
+        }
+    });
+    addr
+}
+
+async fn serve_fake(mut stream: TcpStream, port: u16) {
+    let mut buf = Vec::new();
+    loop {
+        while let Ok(Some(len)) = resp_frame_len(&buf) {
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            let args = split_multibulk(&frame);
+            let reply: Vec<u8> = match (
+                args[0].to_ascii_uppercase().as_slice(),
+                args.get(1).map(Vec::as_slice),
+            ) {
+                (b"CLUSTER", _) => shards_reply(port),
+                (b"COMMAND", _) => b"*0\r\n".to_vec(),
+                (b"INFO", _) => b"$21\r\nredis_version:7.0.99\r\n\r\n".to_vec(),
+                (b"GET", Some(b"ok")) => b"$2\r\nok\r\n".to_vec(),
+                (b"GET", Some(b"torn")) => {
+                    let _ = stream.write_all(b"$10\r\nabc").await;
+                    return; // drop the socket mid-reply
+                }
+                (b"GET", Some(b"stall")) => {
+                    std::future::pending::<()>().await;
+                    return;
+                }
+                _ => b"-ERR fake node\r\n".to_vec(),
+            };
+            if stream.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn split_multibulk(frame: &[u8]) -> Vec<Vec<u8>> {
+    let mut args = Vec::new();
+    let mut rest = &frame[frame.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let len: usize = std::str::from_utf8(&rest[1..nl - 1])
+            .unwrap()
+            .parse()
+            .unwrap();
+        args.push(rest[nl + 1..nl + 1 + len].to_vec());
+        rest = &rest[nl + 1 + len + 2..];
+    }
+    args
+}
+
+fn shards_reply(port: u16) -> Vec<u8> {
+    let mut out =
+        b"*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*1\r\n*12\r\n".to_vec();
+    for (k, v) in [
+        ("id", "fake"),
+        ("ip", "127.0.0.1"),
+        ("endpoint", "127.0.0.1"),
+        ("role", "master"),
+        ("health", "online"),
+    ] {
+        out.extend(format!("${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len()).as_bytes());
+    }
+    out.extend(format!("$4\r\nport\r\n:{port}\r\n").as_bytes());
+    out
+}
+
+/// Runs the proxy in this test's runtime against arbitrary seeds; returns its address.
+async fn start_proxy(seeds: Vec<String>, edit: impl FnOnce(&mut Config)) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = Config::default();
+    config.cluster.seeds = seeds;
+    edit(&mut config);
+    tokio::spawn(slotproxy::run(listener, config, std::future::pending()));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_dying_mid_reply_fails_only_its_in_flight_requests() {
+    let node = fake_node().await;
+    let proxy = start_proxy(vec![node.clone()], |_| {}).await;
+    let mut raw = RawClient::connect(proxy).await;
+    assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+
+    let mut pipeline = encode_command(&[b"GET", b"ok"]);
+    pipeline.extend(encode_command(&[b"GET", b"torn"]));
+    raw.send(&pipeline).await;
+    assert_eq!(raw.read_reply().await, b"$2\r\nok\r\n");
+    let error = String::from_utf8(raw.read_reply().await).unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "-ERR slotproxy: connection to node {node} lost before the reply"
+        )),
+        "{error:?}"
+    );
+    assert!(
+        error.contains("may or may not have been applied"),
+        "{error:?}"
+    );
+
+    // Same client, and a new one: the proxy reconnects and carries on.
+    assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+    let mut other = RawClient::connect(proxy).await;
+    assert_eq!(other.request(&[b"PING"]).await, b"+PONG\r\n");
+    assert_eq!(other.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_node_gets_a_timeout_error_not_a_hang() {
+    let node = fake_node().await;
+    let proxy = start_proxy(vec![node.clone()], |c| c.backend.request_timeout_ms = 300).await;
+    let mut raw = RawClient::connect(proxy).await;
+    assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+
+    let started = Instant::now();
+    let error = String::from_utf8(raw.request(&[b"GET", b"stall"]).await).unwrap();
+    let waited = started.elapsed();
+    assert!(
+        error.contains(&format!("node {node} did not reply within 300 ms")),
+        "{error:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_list_with_dead_seeds_still_discovers_the_cluster() {
+    let cluster = TestCluster::start(3, 1);
+    // Two seeds nobody listens on (bound then closed), then one real node.
+    let dead: Vec<String> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut seeds = dead.clone();
+    seeds.push(format!("redis://{}", cluster.nodes()[4].addr));
+    let proxy = TestProxy::start_with(&cluster, |c| c.cluster.seeds = seeds).await;
+    let mut c = proxy.sync_client();
+    for node in cluster.primaries() {
+        let key = cluster.key_for_node(node, "seeded");
+        let _: () = redis::cmd("SET").arg(&key).arg("v").query(&mut c).unwrap();
+        let direct: String = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut cluster.conn(node))
+            .unwrap();
+        assert_eq!(direct, "v");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reachable_seed_gives_clusterdown_after_the_retry_deadline() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let proxy = start_proxy(vec![dead], |c| c.session.retry_deadline_ms = 300).await;
+    let mut raw = RawClient::connect(proxy).await;
+    assert_eq!(raw.request(&[b"PING"]).await, b"+PONG\r\n");
+    let started = Instant::now();
+    let error = String::from_utf8(raw.request(&[b"GET", b"k"]).await).unwrap();
+    assert!(error.starts_with("-CLUSTERDOWN"), "{error:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    // The connection stays usable.
+    assert_eq!(
+        raw.request(&[b"ECHO", b"still here"]).await,
+        b"$10\r\nstill here\r\n"
+    );
+}
