@@ -99,6 +99,14 @@ async fn slot_migration_under_pipelined_load_shows_no_client_error() {
             .unwrap();
     }
 
+    let mut setup = proxy.sync_client();
+    for n in 0..8 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("elsewhere:{n}"))
+            .arg(format!("E{n}"))
+            .query(&mut setup)
+            .unwrap();
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for n in 0..8 {
@@ -127,6 +135,16 @@ async fn slot_migration_under_pipelined_load_shows_no_client_error() {
                 want.push(Value::Array(vec![
                     Value::BulkString((round * 10).to_string().into_bytes()),
                     Value::BulkString((round * 10 + 4).to_string().into_bytes()),
+                ]));
+                // Cross-slot: split by the proxy, one part in the migrating slot.
+                pipe.cmd("MGET")
+                    .arg(format!("{{{tag}}}:c{n}:1"))
+                    .arg(format!("elsewhere:{n}"))
+                    .arg(format!("{{{tag}}}:c{n}:2"));
+                want.push(Value::Array(vec![
+                    Value::BulkString((round * 10 + 1).to_string().into_bytes()),
+                    Value::BulkString(format!("E{n}").into_bytes()),
+                    Value::BulkString((round * 10 + 2).to_string().into_bytes()),
                 ]));
                 let old = format!("{{{tag}}}:old:{}", (round * 7 + n) % 300);
                 pipe.cmd("EXISTS").arg(&old);

@@ -15,6 +15,8 @@ pub enum Route {
     ByKeys,
     /// Keyless, and any node gives the same answer: sent to one primary.
     AnyNode,
+    /// About the whole keyspace: sent to every primary and merged (when the session knows how).
+    AllPrimaries,
     /// Not served; the reason completes "ERR '<CMD>' ...".
     Unsupported(&'static str),
 }
@@ -51,7 +53,6 @@ pub enum Local {
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
-const ONE_NODE: &str = "needs the whole keyspace and is not supported by slotproxy yet";
 const BLOCKING: &str =
     "is a blocking command and is not supported by slotproxy yet (it would stall other clients)";
 const NEVER: &str = "is not allowed through slotproxy";
@@ -108,7 +109,7 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         .iter()
         .any(|t| t.starts_with("request_policy:all"))
     {
-        return Route::Unsupported(ONE_NODE);
+        return Route::AllPrimaries;
     }
     Route::Unsupported(NOT_YET)
 }
@@ -132,7 +133,9 @@ mod tests {
             ("command|count", Route::AnyNode),
             ("time", Route::AnyNode),
             ("blpop", Route::Unsupported(BLOCKING)),
-            ("dbsize", Route::Unsupported(ONE_NODE)),
+            ("dbsize", Route::AllPrimaries),
+            ("keys", Route::AllPrimaries),
+            ("flushall", Route::AllPrimaries),
             ("shutdown", Route::Unsupported(NEVER)),
         ];
         for (name, want) in cases {

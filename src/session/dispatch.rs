@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::split::{self, Merge};
 use super::{Pending, Session};
 use crate::backend::{Node, NodeResult};
 use crate::cluster::{Slot, hash_slot};
@@ -19,7 +20,7 @@ use crate::command::route::{Route, route_of};
 use crate::command::{CommandSpec, Resolved};
 use crate::error::BackendError;
 use crate::protocol::reply::{error_bytes, write_error};
-use crate::protocol::{Redirect, ReplyKind, Request};
+use crate::protocol::{Redirect, Reply, ReplyKind, Request};
 
 /// Where a request goes, re-resolved against the current map on every retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,59 @@ pub(super) struct Retry {
     attempt: Attempt,
 }
 
+/// How a request is sent: to one node, or in parts merged into one reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// One request to one target.
+    Single(Target),
+    /// A cross-slot multi-key command, split by slot.
+    Split(split::SplitKind),
+    /// A whole-keyspace command, sent to every primary.
+    FanOut(Merge),
+}
+
+/// Where one request (or one part of a split request) stands.
+pub(super) enum Step {
+    /// Sent; waiting for the node.
+    Waiting(InFlight),
+    /// Waiting out a backoff before it is sent again.
+    Backoff(Retry),
+    /// Settled: this reply is final.
+    Done(Reply),
+}
+
+/// A request served in several parts.
+pub(super) struct Split {
+    merge: Merge,
+    parts: Vec<Step>,
+}
+
+impl Split {
+    /// The earliest backoff deadline among the parts, if any part is backing off.
+    pub(super) fn next_retry(&self) -> Option<Instant> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Step::Backoff(retry) => Some(retry.until),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// True while some part is still waiting for a node.
+    pub(super) fn waiting(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Step::Waiting(_)))
+    }
+}
+
+/// What the front entry's wait produced.
+pub(super) enum FrontEvent {
+    /// The reply of a single request.
+    Single(NodeResult),
+    /// The reply of part `index` of a split request.
+    Part(usize, NodeResult),
+}
+
 fn dropped(node: &Node) -> BackendError {
     BackendError::Lost {
         node: node.addr().to_string(),
@@ -74,19 +128,35 @@ fn dropped(node: &Node) -> BackendError {
     }
 }
 
-/// Waits for the reply of the front entry, which must be `Waiting`.
+/// Waits for the next reply of the front entry (`Waiting`, or a `Split` with waiting parts).
 ///
 /// # Cancel safety
-/// Cancel safe: the reply stays in its channel until this future completes.
+/// Cancel safe: a reply stays in its channel until this future completes.
 pub(super) fn front_reply(
     pending: &mut std::collections::VecDeque<Pending>,
-) -> impl Future<Output = NodeResult> + '_ {
+) -> impl Future<Output = FrontEvent> + '_ {
     std::future::poll_fn(move |cx| match pending.front_mut() {
-        Some(Pending::Waiting(in_flight)) => Pin::new(&mut in_flight.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(dropped(&in_flight.node)))),
+        Some(Pending::Waiting(in_flight)) => in_flight.poll(cx).map(FrontEvent::Single),
+        Some(Pending::Split(split)) => {
+            for (index, part) in split.parts.iter_mut().enumerate() {
+                if let Step::Waiting(in_flight) = part
+                    && let Poll::Ready(result) = in_flight.poll(cx)
+                {
+                    return Poll::Ready(FrontEvent::Part(index, result));
+                }
+            }
+            Poll::Pending
+        }
         _ => Poll::Pending,
     })
+}
+
+impl InFlight {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<NodeResult> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(dropped(&self.node))))
+    }
 }
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
@@ -94,7 +164,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 impl Session {
-    /// Handles one decoded request: answer it locally, queue an error, or send it to a node.
+    /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
     pub(super) fn handle(&mut self, request: Request) {
         let commands = self.shared.commands.load();
         let spec = match commands.resolve(request.args()) {
@@ -117,11 +187,21 @@ impl Session {
         }
         match route_of(spec) {
             Route::Local(local) => self.local(local, &request),
-            Route::AnyNode => self.dispatch(request, Target::AnyPrimary),
+            Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
             Route::ByKeys => match self.slot_of_keys(spec, &request) {
-                Ok(Some(slot)) => self.dispatch(request, Target::Slot(slot)),
-                Ok(None) => self.dispatch(request, Target::AnyPrimary),
-                Err(CrossSlot) => self.reply_error(CROSSSLOT),
+                Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
+                Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
+                Err(CrossSlot) => match split::split_merge(spec.name) {
+                    Some(kind) => self.dispatch(request, Plan::Split(kind)),
+                    None => self.reply_error(CROSSSLOT),
+                },
+            },
+            Route::AllPrimaries => match split::fan_out_merge(spec.name) {
+                Some(merge) => self.dispatch(request, Plan::FanOut(merge)),
+                None => self.reply_error(&format!(
+                    "ERR '{}' is not supported by slotproxy yet",
+                    spec.full_name_upper()
+                )),
             },
             Route::Unsupported(reason) => {
                 self.reply_error(&format!("ERR '{}' {reason}", spec.full_name_upper()))
@@ -169,7 +249,7 @@ impl Session {
     }
 
     /// Sends a new request, unless the map changed while older requests are still unanswered.
-    fn dispatch(&mut self, request: Request, target: Target) {
+    fn dispatch(&mut self, request: Request, plan: Plan) {
         let generation = self.shared.topology.slot_map().generation();
         if generation != self.dispatch_generation {
             let unsettled = self
@@ -177,13 +257,51 @@ impl Session {
                 .iter()
                 .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)));
             if unsettled {
-                self.pending.push_back(Pending::Deferred(request, target));
+                self.pending.push_back(Pending::Deferred(request, plan));
                 return;
             }
             self.dispatch_generation = generation;
         }
-        let entry = self.send(request, target, Attempt::default());
+        let entry = self.start(request, plan);
         self.pending.push_back(entry);
+    }
+
+    /// Sends a request (or its parts) under the current map.
+    fn start(&self, request: Request, plan: Plan) -> Pending {
+        let (merge, parts) = match plan {
+            Plan::Single(target) => {
+                return match self.send(request, target, Attempt::default()) {
+                    Step::Waiting(in_flight) => Pending::Waiting(in_flight),
+                    Step::Backoff(retry) => Pending::Backoff(retry),
+                    Step::Done(reply) => Pending::Done(reply.into_raw()),
+                };
+            }
+            Plan::Split(kind) => {
+                let (merge, parts) = split::plan_split(kind, &request);
+                let parts = parts
+                    .into_iter()
+                    .map(|(s, r)| (Target::Slot(s), r))
+                    .collect();
+                (merge, parts)
+            }
+            Plan::FanOut(merge) => {
+                let slots = split::shard_slots(&self.shared.topology.slot_map());
+                if slots.is_empty() {
+                    self.shared.topology.request_refresh();
+                    return Pending::Done(error_bytes("CLUSTERDOWN no cluster node is known yet"));
+                }
+                let parts: Vec<(Target, Request)> = slots
+                    .into_iter()
+                    .map(|slot| (Target::Slot(slot), request.clone()))
+                    .collect();
+                (merge, parts)
+            }
+        };
+        let parts = parts
+            .into_iter()
+            .map(|(target, part)| self.send(part, target, Attempt::default()))
+            .collect();
+        Pending::Split(Box::new(Split { merge, parts }))
     }
 
     /// Sends every `Deferred` entry at the front, in order, under the current map.
@@ -191,8 +309,8 @@ impl Session {
         self.dispatch_generation = self.shared.topology.slot_map().generation();
         let mut ready = Vec::new();
         while let Some(Pending::Deferred(..)) = self.pending.front() {
-            if let Some(Pending::Deferred(request, target)) = self.pending.pop_front() {
-                ready.push(self.send(request, target, Attempt::default()));
+            if let Some(Pending::Deferred(request, plan)) = self.pending.pop_front() {
+                ready.push(self.start(request, plan));
             }
         }
         for entry in ready.into_iter().rev() {
@@ -203,13 +321,83 @@ impl Session {
     /// Resends the front `Backoff` entry under the current map.
     pub(super) fn retry_front(&mut self) {
         if let Some(Pending::Backoff(retry)) = self.pending.pop_front() {
-            let entry = self.send(retry.request, retry.target, retry.attempt);
-            self.pending.push_front(entry);
+            let step = self.send(retry.request, retry.target, retry.attempt);
+            self.pending.push_front(into_pending(step));
+        }
+    }
+
+    /// Moves the front `Split` forward without waiting: collects arrived replies, resends parts
+    /// whose backoff is over, and replaces it with the merged reply once every part is done.
+    /// Returns false while some part is still outstanding.
+    pub(super) fn advance_split(&mut self) -> bool {
+        let Some(Pending::Split(mut split)) = self.pending.pop_front() else {
+            return true;
+        };
+        let now = Instant::now();
+        for part in split.parts.iter_mut() {
+            loop {
+                let next = match std::mem::replace(part, Step::Done(placeholder())) {
+                    Step::Waiting(mut in_flight) => match in_flight.try_reply() {
+                        Some(result) => self.settle(in_flight, result),
+                        None => {
+                            *part = Step::Waiting(in_flight);
+                            break;
+                        }
+                    },
+                    Step::Backoff(retry) if retry.until <= now => {
+                        self.send(retry.request, retry.target, retry.attempt)
+                    }
+                    other => {
+                        *part = other;
+                        break;
+                    }
+                };
+                *part = next;
+            }
+        }
+        let done = split.parts.iter().all(|p| matches!(p, Step::Done(_)));
+        if done {
+            let replies: Vec<Reply> = split
+                .parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Step::Done(reply) => Some(reply),
+                    _ => None,
+                })
+                .collect();
+            self.pending.push_front(Pending::Done(split::merge(
+                &split.merge,
+                &replies,
+                self.protocol,
+            )));
+        } else {
+            self.pending.push_front(Pending::Split(split));
+        }
+        done
+    }
+
+    /// Settles one reply of the front entry (a single request or one part of a split).
+    pub(super) fn settle_front(&mut self, event: FrontEvent) {
+        match (event, self.pending.pop_front()) {
+            (FrontEvent::Single(result), Some(Pending::Waiting(in_flight))) => {
+                let step = self.settle(in_flight, result);
+                self.pending.push_front(into_pending(step));
+            }
+            (FrontEvent::Part(index, result), Some(Pending::Split(mut split))) => {
+                if let Step::Waiting(in_flight) =
+                    std::mem::replace(&mut split.parts[index], Step::Done(placeholder()))
+                {
+                    split.parts[index] = self.settle(in_flight, result);
+                }
+                self.pending.push_front(Pending::Split(split));
+            }
+            (_, Some(other)) => self.pending.push_front(other),
+            (_, None) => {}
         }
     }
 
     /// Sends to the node the current map names for `target`.
-    fn send(&self, request: Request, target: Target, attempt: Attempt) -> Pending {
+    fn send(&self, request: Request, target: Target, attempt: Attempt) -> Step {
         let map = self.shared.topology.slot_map();
         let node = match target {
             Target::Slot(slot) => map.primary(slot).cloned(),
@@ -239,14 +427,14 @@ impl Session {
         target: Target,
         attempt: Attempt,
         asking: bool,
-    ) -> Pending {
+    ) -> Step {
         let rx = node.send(
             self.protocol,
             self.id as usize,
             request.raw().clone(),
             asking,
         );
-        Pending::Waiting(InFlight {
+        Step::Waiting(InFlight {
             rx,
             node,
             request,
@@ -262,15 +450,15 @@ impl Session {
         target: Target,
         mut attempt: Attempt,
         last_error: Bytes,
-    ) -> Pending {
+    ) -> Step {
         let now = Instant::now();
         let started = *attempt.retry_started.get_or_insert(now);
         if now.duration_since(started) >= self.shared.config.session.retry_deadline() {
-            return Pending::Done(last_error);
+            return Step::Done(Reply::local(last_error));
         }
         let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
         attempt.retries += 1;
-        Pending::Backoff(Retry {
+        Step::Backoff(Retry {
             until: now + delay,
             request,
             target,
@@ -278,11 +466,8 @@ impl Session {
         })
     }
 
-    /// Turns the front `Waiting` entry's result into a final reply, a redirect, or a retry.
-    pub(super) fn settle_front(&mut self, result: NodeResult) {
-        let Some(Pending::Waiting(in_flight)) = self.pending.pop_front() else {
-            return;
-        };
+    /// Turns a node's answer into a final reply, a redirect, or a retry.
+    fn settle(&self, in_flight: InFlight, result: NodeResult) -> Step {
         let InFlight {
             node,
             request,
@@ -291,16 +476,16 @@ impl Session {
             ..
         } = in_flight;
         let max_redirects = self.shared.config.session.max_redirects;
-        let entry = match result {
+        match result {
             Ok(reply) => match reply.kind() {
                 ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
                     if attempt.redirects >= max_redirects =>
                 {
                     debug!(client = self.id, ?redirect, "too many redirects");
-                    Pending::Done(error_bytes(&format!(
+                    Step::Done(Reply::local(error_bytes(&format!(
                         "TRYAGAIN slotproxy gave up after {max_redirects} redirections (last: {})",
                         String::from_utf8_lossy(reply.error_text().unwrap_or_default())
-                    )))
+                    ))))
                 }
                 ReplyKind::Moved(redirect) => {
                     // The map is stale: refresh it, and serve this request from the named node now.
@@ -318,9 +503,7 @@ impl Session {
                 ReplyKind::TryAgain | ReplyKind::ClusterDown => {
                     self.backoff(request, target, attempt, reply.into_raw())
                 }
-                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push => {
-                    Pending::Done(reply.into_raw())
-                }
+                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push => Step::Done(reply),
             },
             Err(e) if e.is_retry_safe() => {
                 self.shared.topology.request_refresh();
@@ -329,12 +512,11 @@ impl Session {
             }
             Err(e) => {
                 self.shared.topology.request_refresh();
-                Pending::Done(error_bytes(&format!(
+                Step::Done(Reply::local(error_bytes(&format!(
                     "ERR slotproxy: {e}; the command may or may not have been applied"
-                )))
+                ))))
             }
-        };
-        self.pending.push_front(entry);
+        }
     }
 
     /// The node a redirect names; `:port` (a node that doesn't know its IP) takes the host of
@@ -349,6 +531,19 @@ impl Session {
             None => pool.node(&redirect.addr),
         }
     }
+}
+
+fn into_pending(step: Step) -> Pending {
+    match step {
+        Step::Waiting(in_flight) => Pending::Waiting(in_flight),
+        Step::Backoff(retry) => Pending::Backoff(retry),
+        Step::Done(reply) => Pending::Done(reply.into_raw()),
+    }
+}
+
+/// A stand-in while a part's step is taken out to be settled.
+fn placeholder() -> Reply {
+    Reply::local(Bytes::new())
 }
 
 struct CrossSlot;

@@ -10,6 +10,7 @@
 
 mod dispatch;
 mod local;
+mod split;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -56,8 +57,10 @@ enum Pending {
     Waiting(dispatch::InFlight),
     /// Waiting to be retried after a backoff.
     Backoff(dispatch::Retry),
+    /// Sent in parts (split by slot or fanned out); merged when all are done.
+    Split(Box<dispatch::Split>),
     /// Not sent yet: the slot map changed while older requests were in flight.
-    Deferred(Request, Target),
+    Deferred(Request, dispatch::Plan),
 }
 
 /// Per-client state; `run` drives it.
@@ -133,11 +136,12 @@ impl Session {
             if can_read && inbuf.capacity() - inbuf.len() < READ_CHUNK / 2 {
                 inbuf.reserve(READ_CHUNK);
             }
-            let backoff_until = match self.pending.front() {
-                Some(Pending::Backoff(retry)) => Some(retry.until),
-                _ => None,
+            let (front_waiting, backoff_until) = match self.pending.front() {
+                Some(Pending::Waiting(_)) => (true, None),
+                Some(Pending::Backoff(retry)) => (false, Some(retry.until)),
+                Some(Pending::Split(split)) => (split.waiting(), split.next_retry()),
+                _ => (false, None),
             };
-            let front_waiting = matches!(self.pending.front(), Some(Pending::Waiting(_)));
             let event = tokio::select! {
                 biased;
                 result = dispatch::front_reply(&mut self.pending), if front_waiting => {
@@ -193,7 +197,7 @@ impl Session {
                     return;
                 }
                 Pending::Waiting(in_flight) => match in_flight.try_reply() {
-                    Some(result) => self.settle_front(result),
+                    Some(result) => self.settle_front(dispatch::FrontEvent::Single(result)),
                     None => return,
                 },
                 Pending::Backoff(retry) => {
@@ -202,6 +206,11 @@ impl Session {
                     }
                     self.retry_front();
                 }
+                Pending::Split(_) => {
+                    if !self.advance_split() {
+                        return;
+                    }
+                }
                 Pending::Deferred(..) => self.send_deferred(),
             }
         }
@@ -209,7 +218,7 @@ impl Session {
 }
 
 enum Event {
-    Reply(crate::backend::NodeResult),
+    Reply(dispatch::FrontEvent),
     Timer,
     Read(std::io::Result<usize>),
 }

@@ -85,6 +85,8 @@ impl TestCluster {
             "a cluster needs 1..=16384 primaries, not {primaries}"
         );
         let started = Instant::now();
+        // Fail here, once, with the install hint, rather than in every start thread.
+        super::redis_server_path();
         let dir = temp_dir("slotproxy-cluster-");
         let spec = NodeSpec {
             dir: dir.path().to_path_buf(),

@@ -1,0 +1,278 @@
+//! Commands served by several nodes: cross-slot multi-key commands split by slot, and
+//! whole-keyspace commands fanned out to every primary; the parts' replies merged into one.
+//!
+//! Planning is pure (request in, sub-requests out) and merging is pure (part replies in, one reply
+//! out), so both are unit-tested without a cluster; the session sends the parts and settles each
+//! one like a single request (MOVED, ASK, retries).
+
+use bytes::{Bytes, BytesMut};
+
+use crate::cluster::{Slot, SlotMap, hash_slot};
+use crate::protocol::reply::{write_array_len, write_integer, write_simple};
+use crate::protocol::{Protocol, Reply, Request};
+
+/// How part replies combine into the client's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    /// `MGET`: part `i` holds the values of the keys at `positions[i]` (indices into the
+    /// client's key list); the reply is one array in the client's key order.
+    Values {
+        /// Original key index of each value, per part.
+        positions: Vec<Vec<usize>>,
+        /// Number of keys in the client's request.
+        total: usize,
+    },
+    /// `MSET`, `FLUSHALL`...: `+OK` once every part said `+OK`.
+    AllOk,
+    /// `DEL`, `EXISTS`, `DBSIZE`...: the sum of the parts' integers.
+    Sum,
+    /// `KEYS`: the parts' arrays, one after the other.
+    Concat,
+}
+
+/// The commands split by slot when their keys span several slots, and how.
+pub fn split_merge(name: &str) -> Option<SplitKind> {
+    Some(match name {
+        "mget" => SplitKind::Keys(MergeRule::Values),
+        "mset" => SplitKind::KeyValues,
+        "del" | "unlink" | "exists" | "touch" => SplitKind::Keys(MergeRule::Sum),
+        _ => return None,
+    })
+}
+
+/// The commands fanned out to every primary, and how their replies merge.
+pub fn fan_out_merge(name: &str) -> Option<Merge> {
+    Some(match name {
+        "dbsize" => Merge::Sum,
+        "keys" => Merge::Concat,
+        "flushall" | "flushdb" | "script|flush" => Merge::AllOk,
+        _ => return None,
+    })
+}
+
+/// The shape of a splittable command's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitKind {
+    /// `CMD key [key ...]`.
+    Keys(MergeRule),
+    /// `CMD key value [key value ...]`.
+    KeyValues,
+}
+
+/// `Merge` without its per-request data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeRule {
+    /// See `Merge::Values`.
+    Values,
+    /// See `Merge::Sum`.
+    Sum,
+}
+
+/// Splits `request` into one sub-request per slot, keys kept in their original order.
+pub fn plan_split(kind: SplitKind, request: &Request) -> (Merge, Vec<(Slot, Request)>) {
+    let args = request.args();
+    let name = args[0].clone();
+    let step = match kind {
+        SplitKind::Keys(_) => 1,
+        SplitKind::KeyValues => 2,
+    };
+    // (slot, argument list, original key indices), in order of first appearance.
+    let mut groups: Vec<(Slot, Vec<Bytes>, Vec<usize>)> = Vec::new();
+    for (index, chunk) in args[1..].chunks(step).enumerate() {
+        let slot = hash_slot(&chunk[0]);
+        let group = match groups.iter_mut().position(|g| g.0 == slot) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push((slot, vec![name.clone()], Vec::new()));
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        group.1.extend(chunk.iter().cloned());
+        group.2.push(index);
+    }
+    let total = (args.len() - 1) / step;
+    let merge = match kind {
+        SplitKind::Keys(MergeRule::Values) => Merge::Values {
+            positions: groups.iter().map(|g| g.2.clone()).collect(),
+            total,
+        },
+        SplitKind::Keys(MergeRule::Sum) => Merge::Sum,
+        SplitKind::KeyValues => Merge::AllOk,
+    };
+    let parts = groups
+        .into_iter()
+        .map(|(slot, args, _)| (slot, Request::from_args(args)))
+        .collect();
+    (merge, parts)
+}
+
+/// One slot of each shard in `map`, to address every primary by slot (so retries follow
+/// failovers and resharding like any keyed request).
+pub fn shard_slots(map: &SlotMap) -> Vec<Slot> {
+    map.layout()
+        .iter()
+        .filter_map(|shard| shard.ranges.first().map(|&(start, _)| Slot(start)))
+        .collect()
+}
+
+/// Combines the parts' replies, in part order. The first error (in part order) wins, as the
+/// client can only get one reply.
+pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
+    if let Some(error) = replies.iter().find(|r| r.error_text().is_some()) {
+        return error.raw().clone();
+    }
+    let mut out = BytesMut::new();
+    match merge {
+        Merge::AllOk => write_simple(&mut out, "OK"),
+        Merge::Sum => {
+            let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
+            write_integer(&mut out, sum);
+        }
+        Merge::Concat => {
+            let elements: Vec<Vec<&[u8]>> = replies
+                .iter()
+                .map(|r| elements(r.raw(), protocol))
+                .collect();
+            write_array_len(&mut out, elements.iter().map(Vec::len).sum());
+            for element in elements.iter().flatten() {
+                out.extend_from_slice(element);
+            }
+        }
+        Merge::Values { positions, total } => {
+            let mut ordered: Vec<&[u8]> = vec![&[]; *total];
+            for (reply, positions) in replies.iter().zip(positions) {
+                for (value, &position) in elements(reply.raw(), protocol).into_iter().zip(positions)
+                {
+                    ordered[position] = value;
+                }
+            }
+            write_array_len(&mut out, *total);
+            for value in ordered {
+                out.extend_from_slice(value);
+            }
+        }
+    }
+    out.freeze()
+}
+
+fn integer(raw: &[u8]) -> Option<i64> {
+    let line = raw.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(line).ok()?.parse().ok()
+}
+
+/// The raw bytes of each element of an array reply (empty for anything else).
+fn elements(raw: &[u8], protocol: Protocol) -> Vec<&[u8]> {
+    let Some(newline) = raw.iter().position(|&b| b == b'\n') else {
+        return Vec::new();
+    };
+    if raw.first() != Some(&b'*') {
+        return Vec::new();
+    }
+    let mut rest = &raw[newline + 1..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = match protocol {
+            Protocol::Resp2 => redis_protocol::resp2::decode::decode_range(rest)
+                .ok()
+                .flatten()
+                .map(|(_, len)| len),
+            Protocol::Resp3 => redis_protocol::resp3::decode::complete::decode_range(rest)
+                .ok()
+                .flatten()
+                .map(|(_, len)| len),
+        };
+        let Some(len) = len else { break };
+        out.push(&rest[..len]);
+        rest = &rest[len..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(raw: &'static [u8]) -> Reply {
+        Reply::local(Bytes::from_static(raw))
+    }
+
+    #[test]
+    fn mget_splits_by_slot_and_merges_in_key_order() {
+        let request = Request::from_args(["MGET", "a", "{a}x", "b", "a"]);
+        let (merge, parts) = plan_split(SplitKind::Keys(MergeRule::Values), &request);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].0, hash_slot(b"a"));
+        assert_eq!(parts[0].1.args().len(), 4, "a, {{a}}x and a share a slot");
+        assert_eq!(&parts[1].1.raw()[..], b"*2\r\n$4\r\nMGET\r\n$1\r\nb\r\n");
+        let replies = [
+            reply(b"*3\r\n$2\r\nva\r\n$-1\r\n$2\r\nva\r\n"),
+            reply(b"*1\r\n$2\r\nvb\r\n"),
+        ];
+        assert_eq!(
+            &merge_bytes(&merge, &replies)[..],
+            b"*4\r\n$2\r\nva\r\n$-1\r\n$2\r\nvb\r\n$2\r\nva\r\n"
+        );
+    }
+
+    fn merge_bytes(m: &Merge, replies: &[Reply]) -> Bytes {
+        merge(m, replies, Protocol::Resp2)
+    }
+
+    #[test]
+    fn mset_keeps_pairs_together() {
+        let request = Request::from_args(["MSET", "a", "1", "b", "2", "{a}c", "3"]);
+        let (merge, parts) = plan_split(SplitKind::KeyValues, &request);
+        assert_eq!(merge, Merge::AllOk);
+        let args: Vec<Vec<&[u8]>> = parts
+            .iter()
+            .map(|(_, r)| r.args().iter().map(|a| &a[..]).collect())
+            .collect();
+        assert_eq!(args[0], [&b"MSET"[..], b"a", b"1", b"{a}c", b"3"]);
+        assert_eq!(args[1], [&b"MSET"[..], b"b", b"2"]);
+    }
+
+    #[test]
+    fn merges_sum_concat_ok_and_surface_the_first_error() {
+        assert_eq!(
+            &merge_bytes(&Merge::Sum, &[reply(b":2\r\n"), reply(b":-1\r\n")])[..],
+            b":1\r\n"
+        );
+        assert_eq!(
+            &merge_bytes(&Merge::AllOk, &[reply(b"+OK\r\n"), reply(b"+OK\r\n")])[..],
+            b"+OK\r\n"
+        );
+        assert_eq!(
+            &merge_bytes(
+                &Merge::Concat,
+                &[
+                    reply(b"*1\r\n$1\r\na\r\n"),
+                    reply(b"*0\r\n"),
+                    reply(b"*1\r\n$1\r\nb\r\n")
+                ]
+            )[..],
+            b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(
+            &merge_bytes(
+                &Merge::Sum,
+                &[
+                    reply(b":1\r\n"),
+                    reply(b"-ERR one\r\n"),
+                    reply(b"-ERR two\r\n")
+                ]
+            )[..],
+            b"-ERR one\r\n"
+        );
+    }
+
+    #[test]
+    fn resp3_values_merge_with_resp3_nulls() {
+        let request = Request::from_args(["MGET", "a", "b"]);
+        let (rule, _) = plan_split(SplitKind::Keys(MergeRule::Values), &request);
+        let replies = [reply(b"*1\r\n_\r\n"), reply(b"*1\r\n$1\r\nx\r\n")];
+        assert_eq!(
+            &merge(&rule, &replies, Protocol::Resp3)[..],
+            b"*2\r\n_\r\n$1\r\nx\r\n"
+        );
+    }
+}
