@@ -82,7 +82,12 @@ pub struct Session {
     closing: bool,
 }
 
-const READ_CHUNK: usize = 16 * 1024;
+/// Read buffer offered to a new client; it doubles for clients whose reads fill it.
+const MIN_READ_CHUNK: usize = 1024;
+/// Largest read buffer growth step.
+const MAX_READ_CHUNK: usize = 64 * 1024;
+/// Buffers above this size are dropped once empty, so one large request doesn't pin memory.
+const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 impl Session {
     /// A session for a newly accepted client.
@@ -95,7 +100,7 @@ impl Session {
             protocol: Protocol::Resp2,
             name: None,
             pending: VecDeque::new(),
-            out: BytesMut::with_capacity(READ_CHUNK),
+            out: BytesMut::new(),
             decoder,
             dispatch_generation: 0,
             key_positions: Vec::new(),
@@ -116,7 +121,8 @@ impl Session {
     pub async fn run(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
-        let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut inbuf = BytesMut::new();
+        let mut read_chunk = MIN_READ_CHUNK;
         let max_in_flight = self.shared.config.session.max_in_flight;
         loop {
             self.parse_requests(&mut inbuf, max_in_flight);
@@ -126,16 +132,25 @@ impl Session {
                     debug!(client = self.id, error = %e, "client write failed; closing");
                     return;
                 }
-                self.out.clear();
+                if self.out.capacity() > KEEP_BUFFER_BYTES {
+                    self.out = BytesMut::new();
+                } else {
+                    self.out.clear();
+                }
             }
             if self.closing || (self.stop_reading && self.pending.is_empty()) {
                 let _ = writer.shutdown().await;
                 return;
             }
             let can_read = !self.stop_reading && self.pending.len() < max_in_flight;
-            if can_read && inbuf.capacity() - inbuf.len() < READ_CHUNK / 2 {
-                inbuf.reserve(READ_CHUNK);
+            let spare = inbuf.capacity() - inbuf.len();
+            if can_read && spare < read_chunk / 2 {
+                if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER_BYTES {
+                    inbuf = BytesMut::new();
+                }
+                inbuf.reserve(read_chunk);
             }
+            let offered = inbuf.capacity() - inbuf.len();
             let (front_waiting, backoff_until) = match self.pending.front() {
                 Some(Pending::Waiting(_)) => (true, None),
                 Some(Pending::Backoff(retry)) => (false, Some(retry.until)),
@@ -155,7 +170,12 @@ impl Session {
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer => {}
                 Event::Read(Ok(0)) => self.stop_reading = true,
-                Event::Read(Ok(_)) => {}
+                Event::Read(Ok(n)) => {
+                    // A read that filled the buffer: this client sends in bulk, offer more.
+                    if n == offered {
+                        read_chunk = (read_chunk * 2).min(MAX_READ_CHUNK);
+                    }
+                }
                 Event::Read(Err(e)) => {
                     debug!(client = self.id, error = %e, "client read failed");
                     self.stop_reading = true;
