@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# The seed document's local Redis Cluster: six redis-server nodes on 127.0.0.1.
+#
+#   port   role      slots           replica of
+#   16379  primary   0-5460          -
+#   16380  primary   5461-10922      -
+#   16381  primary   10923-16383     -
+#   16382  replica   -               16379
+#   16383  replica   -               16380
+#   16384  replica   -               16381
+#
+# Usage: scripts/local-cluster.sh start|stop|status|install-redis
+#   start   start the nodes (daemonized); form the cluster if the data dir is new, otherwise
+#           restart and reuse it; wait for cluster_state:ok and synced replicas
+#   stop    stop the nodes this data dir's pid files name (SHUTDOWN NOSAVE; AOF is kept)
+#   status  print CLUSTER INFO and CLUSTER NODES, or say it is not running
+#   install-redis  only make sure redis-server and redis-cli are installed (used by test.sh)
+#
+# Each node keeps its config, AOF, log and pid file in $SLOTPROXY_DATA_DIR/node-<port>/
+# (default: data/cluster/ in the repository). Installs redis-server when it is missing.
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+data_dir=$(realpath -m "${SLOTPROXY_DATA_DIR:-$repo_root/data/cluster}")
+
+primaries=(16379 16380 16381)
+replicas=(16382 16383 16384) # replicas[i] follows primaries[i]
+slot_ranges=("0 5460" "5461 10922" "10923 16383")
+all_ports=("${primaries[@]}" "${replicas[@]}")
+# Time allowed for the cluster to reach cluster_state:ok with synced replicas.
+settle_seconds=60
+
+say() { printf 'local-cluster: %s\n' "$*"; }
+die() {
+    printf 'local-cluster: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Installs redis-server (and redis-cli, which comes with it) with apt-get when missing.
+ensure_redis() {
+    if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+        return
+    fi
+    local install="apt-get update && apt-get install -y redis-server redis-tools"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null; then
+            sudo=(sudo)
+        else
+            die "redis-server is not installed and this user can't install it; run as root: $install"
+        fi
+    fi
+    if ! command -v apt-get >/dev/null; then
+        die "redis-server is not installed and apt-get is missing; install Redis 7 (redis-server, redis-cli) with your package manager"
+    fi
+    say "redis-server not found: installing it ($install)"
+    if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools; }; then
+        die "installing redis-server failed; run: ${sudo[*]}${sudo:+ }$install"
+    fi
+    # The package starts a system redis-server on port 6379, where slotproxy listens by default.
+    # We installed it only for its binaries, so stop that service again.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+        say "stopping and disabling the system redis-server service the package started on :6379"
+        "${sudo[@]}" systemctl disable --now redis-server || true
+    fi
+}
+
+cli() {
+    local port=$1
+    shift
+    redis-cli -h 127.0.0.1 -p "$port" "$@"
+}
+
+# `field:value` from INFO-style output of `redis-cli -p PORT <command...>`; empty if not there.
+field() {
+    local port=$1 name=$2
+    shift 2
+    { cli "$port" "$@" 2>/dev/null || true; } | tr -d '\r' | sed -n "s/^$name://p"
+}
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+node_dir() { printf '%s/node-%s' "$data_dir" "$1"; }
+
+# True once PID has exited; a zombie counts as exited (a container's init may reap it late).
+process_gone() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    [[ ${stat##*) } == Z* ]]
+}
+
+# Pid of this data dir's node on PORT if that process is alive and a redis-server.
+node_pid() {
+    local pidfile pid
+    pidfile="$(node_dir "$1")/redis.pid"
+    [[ -f $pidfile ]] || return 1
+    pid=$(<"$pidfile")
+    [[ $pid =~ ^[0-9]+$ ]] && ! process_gone "$pid" || return 1
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server* ]] || return 1
+    printf '%s' "$pid"
+}
+
+# Polls "$@" every 0.1 s for up to SECONDS; 1 on timeout.
+wait_for() {
+    local seconds=$1
+    shift
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+start_node() {
+    local port=$1 dir
+    dir=$(node_dir "$port")
+    mkdir -p "$dir"
+    redis-server \
+        --port "$port" --bind 127.0.0.1 --protected-mode no \
+        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+        --appendonly yes --save "" \
+        --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" --daemonize yes
+}
+
+
+answers_ping() { [[ $(cli "$1" ping 2>/dev/null) == PONG ]]; }
+
+all_know_each_other() {
+    local port nodes
+    for port in "${all_ports[@]}"; do
+        nodes=$(cli "$port" cluster nodes 2>/dev/null) || return 1
+        [[ $(grep -c . <<<"$nodes") -eq 6 ]] || return 1
+        ! grep -q handshake <<<"$nodes" || return 1
+    done
+}
+
+# cluster_state:ok everywhere, all slots assigned, and every current replica synced.
+settled() {
+    local port
+    for port in "${all_ports[@]}"; do
+        [[ $(field "$port" cluster_state cluster info) == ok ]] || return 1
+        [[ $(field "$port" cluster_slots_ok cluster info) == 16384 ]] || return 1
+        if [[ $(field "$port" role info replication) == slave ]]; then
+            [[ $(field "$port" master_link_status info replication) == up ]] || return 1
+        fi
+    done
+}
+
+# Slots, MEET and replicas exactly as in the table above (what `redis-cli --cluster create`
+# does, but with the seed document's replica placement, which redis-cli doesn't promise).
+form_cluster() {
+    say "forming a new cluster in $data_dir"
+    local i port other epoch=1
+    for port in "${all_ports[@]}"; do
+        cli "$port" cluster set-config-epoch "$epoch" >/dev/null
+        epoch=$((epoch + 1))
+    done
+    for i in "${!primaries[@]}"; do
+        # shellcheck disable=SC2086 # the range is two words on purpose
+        cli "${primaries[i]}" cluster addslotsrange ${slot_ranges[i]} >/dev/null
+    done
+    # Every pair meets directly: faster than waiting for gossip to spread one node's MEETs.
+    for port in "${all_ports[@]}"; do
+        for other in "${all_ports[@]}"; do
+            if ((port < other)); then
+                cli "$port" cluster meet 127.0.0.1 "$other" >/dev/null
+            fi
+        done
+    done
+    wait_for 30 all_know_each_other || die "the nodes did not all meet within 30 s; logs: $data_dir/node-*/redis.log"
+    for i in "${!replicas[@]}"; do
+        cli "${replicas[i]}" cluster replicate "$(cli "${primaries[i]}" cluster myid)" >/dev/null
+    done
+}
+
+cmd_start() {
+    ensure_redis
+    local port pid conf_count=0
+    for port in "${all_ports[@]}"; do
+        if pid=$(node_pid "$port"); then
+            die "port $port: this data dir's node is already running (pid $pid); stop it with: $0 stop"
+        fi
+        port_in_use "$port" && die "port $port is already in use by another program; free it first"
+        port_in_use $((port + 10000)) && die "port $((port + 10000)) (cluster bus of $port) is already in use; free it first"
+        [[ -f "$(node_dir "$port")/nodes.conf" ]] && conf_count=$((conf_count + 1))
+    done
+    if ((conf_count != 0 && conf_count != 6)); then
+        die "$data_dir holds nodes.conf for only $conf_count of 6 nodes; remove $data_dir to start afresh"
+    fi
+
+    say "starting 6 nodes (data and logs in $data_dir/node-<port>/)"
+    for port in "${all_ports[@]}"; do
+        start_node "$port" || die "redis-server on port $port did not start; see $(node_dir "$port")/redis.log"
+    done
+    for port in "${all_ports[@]}"; do
+        wait_for 10 answers_ping "$port" ||
+            die "node $port does not answer; log tail:"$'\n'"$(tail -n 20 "$(node_dir "$port")/redis.log")"
+    done
+
+    local known assigned
+    known=$(field 16379 cluster_known_nodes cluster info)
+    assigned=$(field 16379 cluster_slots_assigned cluster info)
+    if [[ $known == 1 && $assigned == 0 ]]; then
+        form_cluster
+    elif [[ $known == 6 && $assigned == 16384 ]]; then
+        say "reusing the cluster already formed in $data_dir"
+    else
+        die "$data_dir holds a half-formed cluster ($known nodes known, $assigned slots assigned); stop it ($0 stop) and remove $data_dir to start afresh"
+    fi
+
+    say "waiting for cluster_state:ok and synced replicas (up to ${settle_seconds} s)"
+    wait_for "$settle_seconds" settled ||
+        die "the cluster did not settle within ${settle_seconds} s; see $0 status and $data_dir/node-*/redis.log"
+    say "cluster ready:"
+    print_nodes
+}
+
+# One line per node, as 16379 sees it: address, role, and slots or primary.
+print_nodes() {
+    cli 16379 cluster nodes | tr -d '\r' | sort -t: -k2 -n |
+        awk '{
+            split($2, addr, "@"); node[NR] = addr[1]; id_addr[$1] = addr[1]
+            role[NR] = ($3 ~ /master/) ? "primary" : "replica"; primary[NR] = $4
+            what[NR] = ($3 ~ /fail/) ? " (failing)" : ""
+            slots[NR] = ""; for (i = 9; i <= NF; i++) slots[NR] = slots[NR] " " $i
+        }
+        END {
+            for (n = 1; n <= NR; n++) {
+                detail = (role[n] == "replica") ? "of " id_addr[primary[n]] : "slots" slots[n]
+                printf "  %-16s %-8s %s%s\n", node[n], role[n], detail, what[n]
+            }
+        }'
+}
+
+cmd_stop() {
+    local port pid stopped=0
+    for port in "${all_ports[@]}"; do
+        pid=$(node_pid "$port") || continue
+        # SHUTDOWN NOSAVE skips the RDB (disabled anyway) but still flushes the AOF.
+        cli "$port" shutdown nosave >/dev/null 2>&1 || true
+        if ! wait_for 10 process_gone "$pid"; then
+            say "node $port (pid $pid) ignored SHUTDOWN; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        stopped=$((stopped + 1))
+    done
+    say "stopped $stopped node(s); data kept in $data_dir"
+}
+
+cmd_status() {
+    if ! command -v redis-cli >/dev/null || ! answers_ping 16379; then
+        say "not running (no answer on 127.0.0.1:16379)"
+        return 1
+    fi
+    cli 16379 cluster info | tr -d '\r' | grep -E '^cluster_(state|slots_ok|known_nodes|size):'
+    print_nodes
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+install-redis) ensure_redis ;;
+*)
+    echo "usage: $0 start|stop|status|install-redis" >&2
+    exit 2
+    ;;
+esac
