@@ -65,6 +65,8 @@ pub struct SessionConfig {
     pub max_in_flight: usize,
     /// Largest bulk string a client may send, like redis' `proto-max-bulk-len`.
     pub max_bulk_len: usize,
+    /// Replies buffered for a client that isn't reading; reading its requests pauses beyond it.
+    pub max_output_buffer_bytes: usize,
     /// MOVED/ASK redirections followed for one request before giving up.
     pub max_redirects: u32,
     /// How long TRYAGAIN, CLUSTERDOWN and unreachable nodes are retried for one request.
@@ -111,6 +113,7 @@ impl Default for SessionConfig {
             max_clients: 10_000,
             max_in_flight: 1_024,
             max_bulk_len: 512 * 1024 * 1024,
+            max_output_buffer_bytes: 64 * 1024 * 1024,
             max_redirects: 5,
             retry_deadline_ms: 5_000,
         }
@@ -178,6 +181,10 @@ impl Config {
             ("session.max_clients", self.session.max_clients as u64),
             ("session.max_in_flight", self.session.max_in_flight as u64),
             ("session.max_bulk_len", self.session.max_bulk_len as u64),
+            (
+                "session.max_output_buffer_bytes",
+                self.session.max_output_buffer_bytes as u64,
+            ),
         ];
         for (field, value) in positive {
             if value == 0 {

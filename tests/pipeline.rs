@@ -110,3 +110,23 @@ fn frame_scanner_used_by_these_tests_agrees_with_known_frames() {
     assert_eq!(resp_frame_len(b"$3\r\nabc\r\n:1\r\n"), Ok(Some(9)));
     assert_eq!(resp_frame_len(b"*2\r\n$1\r\na\r\n"), Ok(None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_in_flight_limit_is_answered_in_full() {
+    // With one request in flight at a time, every reply frees room while the rest of the burst
+    // is already buffered: the session must go on parsing without waiting for more input.
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with(&cluster, |c| c.session.max_in_flight = 1).await;
+    let mut burst = Vec::new();
+    for i in 0..200 {
+        let key = format!("limited:{i}");
+        burst.extend(encode_command(&[b"INCR", key.as_bytes()]));
+        burst.extend(encode_command(&[b"PING"]));
+    }
+    let mut raw = RawClient::connect(proxy.addr).await;
+    raw.send(&burst).await;
+    for i in 0..200 {
+        assert_eq!(raw.read_reply().await, b":1\r\n", "INCR {i}");
+        assert_eq!(raw.read_reply().await, b"+PONG\r\n", "PING {i}");
+    }
+}

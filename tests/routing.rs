@@ -258,12 +258,18 @@ async fn same_slot_multi_key_commands_route_and_cross_slot_ones_get_crossslot() 
         .unwrap();
     assert_eq!(keyless, 42);
 
-    // Two keys on different primaries: redis' own CROSSSLOT error, connection kept.
+    // Two keys on different primaries, for commands that need them on one node: redis' own
+    // CROSSSLOT error, connection kept.
     let keys = keys_on_every_primary(&cluster, "x");
-    for cmd in ["MGET", "DEL", "SUNION"] {
+    for (cmd, rest) in [
+        ("SINTERSTORE", &[][..]),
+        ("SMOVE", &["m"][..]),
+        ("LMOVE", &["LEFT", "RIGHT"][..]),
+    ] {
         let err = redis::cmd(cmd)
             .arg(&keys[0])
             .arg(&keys[1])
+            .arg(rest)
             .query_async::<Value>(&mut c)
             .await
             .unwrap_err();

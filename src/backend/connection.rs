@@ -6,6 +6,10 @@
 //! order. When the socket dies, only the jobs already written fail (`Lost`/`Timeout`); jobs still
 //! queued go out on the next connection. While a node can't be reached, jobs fail at once with
 //! `NotSent` (safe to retry elsewhere) until the reconnect backoff has passed.
+//!
+//! A dedicated connection (`Use::Dedicated`) serves one session, for commands that block the
+//! connection (BLPOP...): it has no request timeout, and it closes as soon as its session drops
+//! the sender, which is how redis-server learns that a blocked client went away.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,6 +51,15 @@ const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_BATCH: usize = 512;
 
+/// Whom a connection serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Shared by many sessions; requests time out after `request_timeout`.
+    Shared,
+    /// One session's, for blocking commands; no timeout, closed when the session lets go.
+    Dedicated,
+}
+
 /// Why `serve` returned.
 enum End {
     /// Every sender is gone: the node left the pool.
@@ -62,6 +75,7 @@ enum End {
 pub(crate) async fn run(
     addr: Arc<str>,
     protocol: Protocol,
+    usage: Use,
     config: BackendConfig,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     failed: Arc<Notify>,
@@ -87,7 +101,7 @@ pub(crate) async fn run(
                 debug!(node = %addr, ?protocol, "connected");
                 backoff = config.reconnect_backoff_min();
                 down_until = None;
-                match serve(stream, first, &mut jobs, &addr, protocol, &config).await {
+                match serve(stream, first, &mut jobs, &addr, protocol, usage, &config).await {
                     End::Closed => return,
                     End::Failed => failed.notify_one(),
                 }
@@ -160,6 +174,7 @@ async fn serve(
     jobs: &mut mpsc::UnboundedReceiver<Job>,
     addr: &Arc<str>,
     protocol: Protocol,
+    usage: Use,
     config: &BackendConfig,
 ) -> End {
     let (mut reader, mut writer) = stream.into_split();
@@ -195,7 +210,8 @@ async fn serve(
                 wbuf.clear();
             }
         }
-        if senders_gone && in_flight.is_empty() {
+        if senders_gone && (in_flight.is_empty() || usage == Use::Dedicated) {
+            // A dedicated connection's session is gone: close now, so a blocked command ends.
             return End::Closed;
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -217,7 +233,7 @@ async fn serve(
                     senders_gone = true;
                 }
             },
-            _ = check.tick(), if !in_flight.is_empty() => {
+            _ = check.tick(), if !in_flight.is_empty() && usage == Use::Shared => {
                 if in_flight.front().is_some_and(|f| f.sent_at.elapsed() >= timeout) {
                     break Failure::Timeout;
                 }

@@ -6,4 +6,4 @@ pub mod connection;
 pub mod pool;
 
 pub use connection::{Job, NodeResult};
-pub use pool::{BackendPool, Node};
+pub use pool::{BackendPool, Lane, Node};

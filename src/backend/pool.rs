@@ -10,63 +10,51 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::info;
 
-use super::connection::{self, Job, NodeResult};
+use super::connection::{self, Job, NodeResult, Use};
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::Protocol;
 
-/// One node: its address and its shared connections, per protocol version.
-#[derive(Debug)]
-pub struct Node {
+/// The job queue of one connection task.
+#[derive(Debug, Clone)]
+pub struct Lane {
     addr: Arc<str>,
-    /// `lanes[protocol.index()][i]`: the job queue of one connection task.
-    lanes: [Vec<mpsc::UnboundedSender<Job>>; 2],
+    jobs: mpsc::UnboundedSender<Job>,
 }
 
-impl Node {
-    fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
-        let lanes = [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
-            (0..config.connections_per_node)
-                .map(|_| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(connection::run(
-                        addr.clone(),
-                        protocol,
-                        config.clone(),
-                        rx,
-                        failed.clone(),
-                    ));
-                    tx
-                })
-                .collect()
-        });
-        Self { addr, lanes }
-    }
-
-    /// The node's `host:port`.
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    /// Queues `payload` on connection `lane % connections` and returns where its reply will come.
-    ///
-    /// A session always passes the same `lane`, so its requests to one node share one connection
-    /// and keep their order. With `asking`, `ASKING` is sent first on the same connection.
-    pub fn send(
-        &self,
+impl Lane {
+    fn spawn(
+        addr: &Arc<str>,
         protocol: Protocol,
-        lane: usize,
-        payload: Bytes,
-        asking: bool,
-    ) -> oneshot::Receiver<NodeResult> {
+        usage: Use,
+        config: &BackendConfig,
+        failed: &Arc<Notify>,
+    ) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(connection::run(
+            addr.clone(),
+            protocol,
+            usage,
+            config.clone(),
+            rx,
+            failed.clone(),
+        ));
+        Self {
+            addr: addr.clone(),
+            jobs,
+        }
+    }
+
+    /// Queues `payload` and returns where its reply will come; with `asking`, `ASKING` is sent
+    /// first on the same connection.
+    pub fn send(&self, payload: Bytes, asking: bool) -> oneshot::Receiver<NodeResult> {
         let (tx, rx) = oneshot::channel();
-        let lanes = &self.lanes[protocol.index()];
         let job = Job {
             payload,
             asking,
             reply: tx,
         };
-        if let Err(mpsc::error::SendError(job)) = lanes[lane % lanes.len()].send(job) {
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
             // The connection task is gone (runtime shutting down): answer rather than hang.
             let _ = job.reply.send(Err(BackendError::NotSent {
                 node: self.addr.to_string(),
@@ -74,6 +62,64 @@ impl Node {
             }));
         }
         rx
+    }
+}
+
+/// One node: its address and its shared connections, per protocol version.
+#[derive(Debug)]
+pub struct Node {
+    addr: Arc<str>,
+    /// `lanes[protocol.index()][i]`: one shared connection.
+    lanes: [Vec<Lane>; 2],
+    config: BackendConfig,
+    failed: Arc<Notify>,
+}
+
+impl Node {
+    fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
+        let lanes = [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
+            (0..config.connections_per_node)
+                .map(|_| Lane::spawn(&addr, protocol, Use::Shared, config, failed))
+                .collect()
+        });
+        Self {
+            addr,
+            lanes,
+            config: config.clone(),
+            failed: failed.clone(),
+        }
+    }
+
+    /// The node's `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Queues `payload` on shared connection `lane % connections`; see `Lane::send`.
+    ///
+    /// A session always passes the same `lane`, so its requests to one node share one connection
+    /// and keep their order.
+    pub fn send(
+        &self,
+        protocol: Protocol,
+        lane: usize,
+        payload: Bytes,
+        asking: bool,
+    ) -> oneshot::Receiver<NodeResult> {
+        let lanes = &self.lanes[protocol.index()];
+        lanes[lane % lanes.len()].send(payload, asking)
+    }
+
+    /// A new connection for one session alone (blocking commands, WATCH); it connects on first
+    /// use and closes when the last clone of the `Lane` is dropped.
+    pub fn dedicated(&self, protocol: Protocol) -> Lane {
+        Lane::spawn(
+            &self.addr,
+            protocol,
+            Use::Dedicated,
+            &self.config,
+            &self.failed,
+        )
     }
 
     /// Sends one request and waits for its reply.

@@ -4,7 +4,7 @@
 //! what slotproxy does with it. The default follows from the table: a command with keys is routed
 //! by its keys' slot; a keyless one is refused until a rule below says how to serve it.
 
-use super::table::{CommandSpec, Flags};
+use super::table::CommandSpec;
 
 /// What the session does with a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +53,6 @@ pub enum Local {
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
-const BLOCKING: &str =
-    "is a blocking command and is not supported by slotproxy yet (it would stall other clients)";
 const NEVER: &str = "is not allowed through slotproxy";
 
 /// The route for a resolved command (for container commands, the subcommand's spec).
@@ -98,9 +96,6 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "bgrewriteaof" | "sync" | "psync" => return Route::Unsupported(NEVER),
         _ => {}
     }
-    if spec.flags.contains(Flags::BLOCKING) {
-        return Route::Unsupported(BLOCKING);
-    }
     if spec.has_keys() {
         return Route::ByKeys;
     }
@@ -132,7 +127,7 @@ mod tests {
             ("client|setname", Route::Local(Local::ClientSetName)),
             ("command|count", Route::AnyNode),
             ("time", Route::AnyNode),
-            ("blpop", Route::Unsupported(BLOCKING)),
+            ("blpop", Route::ByKeys),
             ("dbsize", Route::AllPrimaries),
             ("keys", Route::AllPrimaries),
             ("flushall", Route::AllPrimaries),

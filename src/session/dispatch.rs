@@ -13,11 +13,11 @@ use tracing::debug;
 
 use super::split::{self, Merge};
 use super::{Pending, Session};
-use crate::backend::{Node, NodeResult};
+use crate::backend::{Lane, Node, NodeResult};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
 use crate::command::route::{Route, route_of};
-use crate::command::{CommandSpec, Resolved};
+use crate::command::{CommandSpec, Flags, Resolved};
 use crate::error::BackendError;
 use crate::protocol::reply::{error_bytes, write_error};
 use crate::protocol::{Redirect, Reply, ReplyKind, Request};
@@ -34,6 +34,8 @@ pub enum Target {
 /// Redirects and retries so far for one request.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Attempt {
+    /// Sent on the session's own connection to the node (blocking commands), not a shared one.
+    dedicated: bool,
     redirects: u32,
     retries: u32,
     /// When the first retry began; the retry deadline counts from here.
@@ -50,6 +52,11 @@ pub(super) struct InFlight {
 }
 
 impl InFlight {
+    /// True for a request on a dedicated connection (a blocking command).
+    pub(super) fn is_dedicated(&self) -> bool {
+        self.attempt.dedicated
+    }
+
     /// The reply if it has arrived, without waiting.
     pub(super) fn try_reply(&mut self) -> Option<NodeResult> {
         match self.rx.try_recv() {
@@ -73,6 +80,8 @@ pub(super) struct Retry {
 pub(super) enum Plan {
     /// One request to one target.
     Single(Target),
+    /// A blocking command, sent on the session's dedicated connection to the target's node.
+    Blocking(Target),
     /// A cross-slot multi-key command, split by slot.
     Split(split::SplitKind),
     /// A whole-keyspace command, sent to every primary.
@@ -188,6 +197,13 @@ impl Session {
         match route_of(spec) {
             Route::Local(local) => self.local(local, &request),
             Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
+            Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => {
+                match self.slot_of_keys(spec, &request) {
+                    Ok(Some(slot)) => self.dispatch(request, Plan::Blocking(Target::Slot(slot))),
+                    Ok(None) => self.dispatch(request, Plan::Blocking(Target::AnyPrimary)),
+                    Err(CrossSlot) => self.reply_error(CROSSSLOT),
+                }
+            }
             Route::ByKeys => match self.slot_of_keys(spec, &request) {
                 Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
                 Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
@@ -270,11 +286,14 @@ impl Session {
     fn start(&self, request: Request, plan: Plan) -> Pending {
         let (merge, parts) = match plan {
             Plan::Single(target) => {
-                return match self.send(request, target, Attempt::default()) {
-                    Step::Waiting(in_flight) => Pending::Waiting(in_flight),
-                    Step::Backoff(retry) => Pending::Backoff(retry),
-                    Step::Done(reply) => Pending::Done(reply.into_raw()),
+                return into_pending(self.send(request, target, Attempt::default()));
+            }
+            Plan::Blocking(target) => {
+                let attempt = Attempt {
+                    dedicated: true,
+                    ..Attempt::default()
                 };
+                return into_pending(self.send(request, target, attempt));
             }
             Plan::Split(kind) => {
                 let (merge, parts) = split::plan_split(kind, &request);
@@ -428,12 +447,17 @@ impl Session {
         attempt: Attempt,
         asking: bool,
     ) -> Step {
-        let rx = node.send(
-            self.protocol,
-            self.id as usize,
-            request.raw().clone(),
-            asking,
-        );
+        let rx = if attempt.dedicated {
+            self.dedicated_lane(&node)
+                .send(request.raw().clone(), asking)
+        } else {
+            node.send(
+                self.protocol,
+                self.id as usize,
+                request.raw().clone(),
+                asking,
+            )
+        };
         Step::Waiting(InFlight {
             rx,
             node,
@@ -517,6 +541,21 @@ impl Session {
                 ))))
             }
         }
+    }
+
+    /// This session's own connection to `node` in its protocol, opened on first use and kept
+    /// for the session's later blocking commands.
+    fn dedicated_lane(&self, node: &Arc<Node>) -> Lane {
+        let mut lanes = self.dedicated.borrow_mut();
+        if let Some((_, _, lane)) = lanes
+            .iter()
+            .find(|(n, p, _)| Arc::ptr_eq(n, node) && *p == self.protocol)
+        {
+            return lane.clone();
+        }
+        let lane = node.dedicated(self.protocol);
+        lanes.push((node.clone(), self.protocol, lane.clone()));
+        lane
     }
 
     /// The node a redirect names; `:port` (a node that doesn't know its IP) takes the host of

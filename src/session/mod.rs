@@ -12,14 +12,17 @@ mod dispatch;
 mod local;
 mod split;
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
+use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -29,6 +32,7 @@ use crate::config::Config;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 
 pub use dispatch::Target;
+pub use split::{fan_out_merge, split_merge};
 
 /// What every session shares: configuration, topology, the command table, counters.
 #[derive(Debug)]
@@ -80,6 +84,8 @@ pub struct Session {
     stop_reading: bool,
     /// Close once everything before the `Close` entry is written.
     closing: bool,
+    /// Connections of this session alone, per node and protocol (blocking commands).
+    dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -106,6 +112,7 @@ impl Session {
             key_positions: Vec::new(),
             stop_reading: false,
             closing: false,
+            dedicated: RefCell::new(Vec::new()),
         }
     }
 
@@ -120,29 +127,43 @@ impl Session {
     /// redis-server does; a client that vanished just stops getting replies.
     pub async fn run(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;
         let max_in_flight = self.shared.config.session.max_in_flight;
+        let max_output = self.shared.config.session.max_output_buffer_bytes;
         loop {
-            self.parse_requests(&mut inbuf, max_in_flight);
-            self.advance_front();
-            if !self.out.is_empty() {
-                if let Err(e) = writer.write_all(&self.out).await {
-                    debug!(client = self.id, error = %e, "client write failed; closing");
-                    return;
-                }
-                if self.out.capacity() > KEEP_BUFFER_BYTES {
-                    self.out = BytesMut::new();
-                } else {
-                    self.out.clear();
+            // Parse, then collect settled replies; if that freed room under the in-flight limit
+            // while requests are still buffered, parse again: the client may have nothing more
+            // to send, so waiting for a read here would hang.
+            loop {
+                self.parse_requests(&mut inbuf, max_in_flight);
+                let before = self.pending.len();
+                self.advance_front();
+                if self.pending.len() == before || inbuf.is_empty() || self.stop_reading {
+                    break;
                 }
             }
-            if self.closing || (self.stop_reading && self.pending.is_empty()) {
+            // Write what is ready without waiting: a client that sends a long pipeline before
+            // reading anything must not deadlock against us (redis-server never blocks on
+            // output either), so reading continues while the socket is not writable.
+            if let Err(e) = self.flush(&writer) {
+                debug!(client = self.id, error = %e, "client write failed; closing");
+                return;
+            }
+            // A client that left while blocked is dropped at once (which closes the dedicated
+            // connection, so the node unblocks too); otherwise what it sent is still answered.
+            let blocked =
+                matches!(self.pending.front(), Some(Pending::Waiting(f)) if f.is_dedicated());
+            let finished = self.closing || (self.stop_reading && self.pending.is_empty());
+            if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
+                let mut writer = writer;
                 let _ = writer.shutdown().await;
                 return;
             }
-            let can_read = !self.stop_reading && self.pending.len() < max_in_flight;
+            let can_read = !self.stop_reading
+                && self.pending.len() < max_in_flight
+                && self.out.len() < max_output;
             let spare = inbuf.capacity() - inbuf.len();
             if can_read && spare < read_chunk / 2 {
                 if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER_BYTES {
@@ -164,11 +185,12 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(backoff_until.unwrap_or_else(Instant::now)),
                     if backoff_until.is_some() => Event::Timer,
+                ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
             };
             match event {
                 Event::Reply(result) => self.settle_front(result),
-                Event::Timer => {}
+                Event::Timer | Event::Writable(Ok(())) => {}
                 Event::Read(Ok(0)) => self.stop_reading = true,
                 Event::Read(Ok(n)) => {
                     // A read that filled the buffer: this client sends in bulk, offer more.
@@ -176,12 +198,30 @@ impl Session {
                         read_chunk = (read_chunk * 2).min(MAX_READ_CHUNK);
                     }
                 }
-                Event::Read(Err(e)) => {
-                    debug!(client = self.id, error = %e, "client read failed");
-                    self.stop_reading = true;
+                Event::Read(Err(e)) | Event::Writable(Err(e)) => {
+                    debug!(client = self.id, error = %e, "client socket failed");
+                    return;
                 }
             }
         }
+    }
+
+    /// Writes as much of the output buffer as the socket takes now, without waiting.
+    fn flush(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<()> {
+        while !self.out.is_empty() {
+            match writer.try_write(&self.out) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out.capacity() > KEEP_BUFFER_BYTES {
+            self.out = BytesMut::new();
+        } else {
+            self.out.clear();
+        }
+        Ok(())
     }
 
     /// Decodes and dispatches buffered requests while the in-flight limit allows.
@@ -240,5 +280,6 @@ impl Session {
 enum Event {
     Reply(dispatch::FrontEvent),
     Timer,
+    Writable(std::io::Result<()>),
     Read(std::io::Result<usize>),
 }
