@@ -61,8 +61,8 @@ const DEFAULT_REDIS_VERSION: &str = "7.0.0";
 
 /// Runs the proxy on `listener` until `shutdown` resolves.
 ///
-/// The slot map is discovered in the background; requests that arrive before it is known wait
-/// (within `session.retry_deadline_ms`) instead of failing.
+/// Clients are accepted once the slot map is known, or after `session.retry_deadline_ms` if no
+/// seed answers by then; the map keeps being refreshed in the background either way.
 ///
 /// # Errors
 /// `Error::Config` if the configuration does not validate.
@@ -90,9 +90,23 @@ pub async fn run(
     });
 
     let (stop, stopped) = watch::channel(());
-    let refresher = tokio::spawn(topology.run_refresher(wait_changed(stopped.clone())));
+    let refresher = tokio::spawn(
+        topology
+            .clone()
+            .run_refresher(wait_changed(stopped.clone())),
+    );
     let learner = tokio::spawn(learn_from_cluster(shared.clone(), wait_changed(stopped)));
 
+    // Clients that connect before the slot map is known wait in the listen backlog (bounded by
+    // the retry deadline), so nothing they send has to be answered without a map.
+    if !topology
+        .wait_ready(shared.config.session.retry_deadline())
+        .await
+    {
+        warn!(
+            "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until one does)"
+        );
+    }
     server::serve(listener, shared, shutdown).await;
 
     let _ = stop.send(());

@@ -36,6 +36,9 @@ pub struct Job {
     pub payload: Bytes,
     /// Send `ASKING` first and drop its `+OK` (after an ASK redirect).
     pub asking: bool,
+    /// How many replies the payload produces (a transaction: MULTI, N commands, EXEC); they are
+    /// delivered together, concatenated, as one `Reply`.
+    pub replies: usize,
     /// Where the reply goes; a dropped receiver is fine (the client left).
     pub reply: oneshot::Sender<NodeResult>,
 }
@@ -44,6 +47,10 @@ struct InFlight {
     reply: oneshot::Sender<NodeResult>,
     /// An `ASKING` reply comes before this job's reply.
     asking: bool,
+    /// Replies still to come for this job.
+    remaining: usize,
+    /// Replies so far, for a job that expects several.
+    collected: Option<BytesMut>,
     sent_at: Instant,
 }
 
@@ -200,6 +207,8 @@ async fn serve(
                 in_flight.push_back(InFlight {
                     reply: job.reply,
                     asking: job.asking,
+                    remaining: job.replies.max(1),
+                    collected: None,
                     sent_at: now,
                 });
             }
@@ -296,7 +305,21 @@ fn deliver(
             front.asking = false;
             continue;
         }
+        front.remaining -= 1;
+        if front.remaining > 0 || front.collected.is_some() {
+            front
+                .collected
+                .get_or_insert_with(BytesMut::new)
+                .extend_from_slice(reply.raw());
+            if front.remaining > 0 {
+                continue;
+            }
+        }
         if let Some(job) = in_flight.pop_front() {
+            let reply = match job.collected {
+                Some(all) => Reply::local(all.freeze()),
+                None => reply,
+            };
             let _ = job.reply.send(Ok(reply));
         }
     }

@@ -46,12 +46,19 @@ impl Lane {
     }
 
     /// Queues `payload` and returns where its reply will come; with `asking`, `ASKING` is sent
-    /// first on the same connection.
-    pub fn send(&self, payload: Bytes, asking: bool) -> oneshot::Receiver<NodeResult> {
+    /// first on the same connection. `replies` is how many replies the payload produces
+    /// (usually 1); they come back concatenated as one `Reply`.
+    pub fn send(
+        &self,
+        payload: Bytes,
+        asking: bool,
+        replies: usize,
+    ) -> oneshot::Receiver<NodeResult> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             payload,
             asking,
+            replies,
             reply: tx,
         };
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
@@ -105,9 +112,10 @@ impl Node {
         lane: usize,
         payload: Bytes,
         asking: bool,
+        replies: usize,
     ) -> oneshot::Receiver<NodeResult> {
         let lanes = &self.lanes[protocol.index()];
-        lanes[lane % lanes.len()].send(payload, asking)
+        lanes[lane % lanes.len()].send(payload, asking, replies)
     }
 
     /// A new connection for one session alone (blocking commands, WATCH); it connects on first
@@ -127,7 +135,7 @@ impl Node {
     /// # Errors
     /// The `BackendError` of the connection, or `NotSent` if the task vanished.
     pub async fn request(&self, protocol: Protocol, payload: Bytes) -> NodeResult {
-        self.send(protocol, 0, payload, false)
+        self.send(protocol, 0, payload, false, 1)
             .await
             .unwrap_or_else(|_| {
                 Err(BackendError::Lost {

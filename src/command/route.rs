@@ -17,7 +17,7 @@ pub enum Route {
     AnyNode,
     /// About the whole keyspace: sent to every primary and merged (when the session knows how).
     AllPrimaries,
-    /// Not served; the reason completes "ERR '<CMD>' ...".
+    /// Not served; the reason completes "ERR `'<CMD>'` ...".
     Unsupported(&'static str),
 }
 
@@ -50,6 +50,16 @@ pub enum Local {
     ReadMode,
     /// `CLUSTER KEYSLOT key`.
     ClusterKeySlot,
+    /// `MULTI`: start queuing.
+    Multi,
+    /// `EXEC`: run the queued transaction on its node.
+    Exec,
+    /// `DISCARD`: drop the queued transaction.
+    Discard,
+    /// `WATCH key...`: sent on the session's own connection to the keys' node.
+    Watch,
+    /// `UNWATCH`.
+    Unwatch,
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
@@ -71,6 +81,11 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "client|setinfo" => Some(Local::ClientSetInfo),
         "readonly" | "readwrite" => Some(Local::ReadMode),
         "cluster|keyslot" => Some(Local::ClusterKeySlot),
+        "multi" => Some(Local::Multi),
+        "exec" => Some(Local::Exec),
+        "discard" => Some(Local::Discard),
+        "watch" => Some(Local::Watch),
+        "unwatch" => Some(Local::Unwatch),
         _ => None,
     };
     if let Some(local) = local {
@@ -89,7 +104,6 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "lastsave"
         | "publish"
         | "lolwut" => return Route::AnyNode,
-        "multi" | "exec" | "discard" | "watch" | "unwatch" => return Route::Unsupported(NOT_YET),
         "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
         | "sunsubscribe" | "spublish" | "monitor" => return Route::Unsupported(NOT_YET),
         "shutdown" | "replicaof" | "slaveof" | "failover" | "debug" | "save" | "bgsave"

@@ -19,6 +19,14 @@ impl Request {
         Self { args, raw }
     }
 
+    /// Several commands sent as one job (a transaction: MULTI ... EXEC); named `EXEC`.
+    pub fn batch(raw: Bytes) -> Self {
+        Self {
+            args: vec![Bytes::from_static(b"EXEC")],
+            raw,
+        }
+    }
+
     /// Builds a request from arguments, encoding them as a RESP multibulk.
     pub fn from_args<I, A>(args: I) -> Self
     where

@@ -12,11 +12,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::split::{self, Merge};
+use super::transaction::Exec;
 use super::{Pending, Session};
 use crate::backend::{Lane, Node, NodeResult};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
-use crate::command::route::{Route, route_of};
+use crate::command::route::{Local, Route, route_of};
 use crate::command::{CommandSpec, Flags, Resolved};
 use crate::error::BackendError;
 use crate::protocol::reply::{error_bytes, write_error};
@@ -36,10 +37,21 @@ pub enum Target {
 pub(super) struct Attempt {
     /// Sent on the session's own connection to the node (blocking commands), not a shared one.
     dedicated: bool,
+    /// Must not move to another node (WATCH): redirects are answered, not followed.
+    pinned: bool,
+    /// A transaction batch (MULTI ... EXEC): how many replies, and whether it was watched.
+    exec: Option<ExecShape>,
     redirects: u32,
     retries: u32,
     /// When the first retry began; the retry deadline counts from here.
     retry_started: Option<Instant>,
+}
+
+/// The shape of a transaction batch, for settling its reply.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ExecShape {
+    replies: usize,
+    watched: bool,
 }
 
 /// A request sent to a node, waiting for its reply.
@@ -76,7 +88,7 @@ pub(super) struct Retry {
 }
 
 /// How a request is sent: to one node, or in parts merged into one reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) enum Plan {
     /// One request to one target.
     Single(Target),
@@ -86,6 +98,22 @@ pub(super) enum Plan {
     Split(split::SplitKind),
     /// A whole-keyspace command, sent to every primary.
     FanOut(Merge),
+    /// `WATCH` on the session's dedicated connection to the slot's primary.
+    Watch(Slot),
+    /// A transaction batch (MULTI ... EXEC).
+    Exec(Target, Exec),
+}
+
+impl Plan {
+    /// Whether the request goes out on a dedicated connection, so later requests of the session
+    /// must wait for it to settle to keep their order on the node.
+    fn dedicated(&self) -> bool {
+        match self {
+            Plan::Blocking(_) | Plan::Watch(_) => true,
+            Plan::Exec(_, exec) => exec.watched.is_some(),
+            Plan::Single(_) | Plan::Split(_) | Plan::FanOut(_) => false,
+        }
+    }
 }
 
 /// Where one request (or one part of a split request) stands.
@@ -168,7 +196,7 @@ impl InFlight {
     }
 }
 
-const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -178,8 +206,12 @@ impl Session {
         let commands = self.shared.commands.load();
         let spec = match commands.resolve(request.args()) {
             Resolved::Command(spec) => spec,
-            Resolved::UnknownCommand => return self.reply_error(&unknown_command(&request)),
+            Resolved::UnknownCommand => {
+                self.tx.flag_error();
+                return self.reply_error(&unknown_command(&request));
+            }
             Resolved::UnknownSubcommand(container) => {
+                self.tx.flag_error();
                 let sub = String::from_utf8_lossy(&request.args()[1]);
                 let name = container.name.to_ascii_uppercase();
                 return self.reply_error(&format!(
@@ -189,12 +221,30 @@ impl Session {
             }
         };
         if !spec.arity_ok(request.args().len()) {
+            self.tx.flag_error();
             return self.reply_error(&format!(
                 "ERR wrong number of arguments for '{}' command",
                 spec.name
             ));
         }
-        match route_of(spec) {
+        let route = route_of(spec);
+        if self.tx.queuing()
+            && !matches!(
+                route,
+                Route::Local(
+                    Local::Exec
+                        | Local::Discard
+                        | Local::Multi
+                        | Local::Watch
+                        | Local::Quit
+                        | Local::Reset
+                )
+            )
+        {
+            return self.queue(spec, request);
+        }
+        match route {
+            Route::Local(Local::Watch) => self.watch(spec, request),
             Route::Local(local) => self.local(local, &request),
             Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
             Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => {
@@ -227,7 +277,7 @@ impl Session {
 
     /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
     /// extraction failed, in which case a node produces redis' own error for the arguments).
-    fn slot_of_keys(
+    pub(super) fn slot_of_keys(
         &mut self,
         spec: &CommandSpec,
         request: &Request,
@@ -264,10 +314,12 @@ impl Session {
         self.reply_with(|out| write_error(out, text));
     }
 
-    /// Sends a new request, unless the map changed while older requests are still unanswered.
-    fn dispatch(&mut self, request: Request, plan: Plan) {
+    /// Sends a new request, unless it must wait for older ones to settle: the map changed while
+    /// they were in flight, or one of them went out on a dedicated connection (its order relative
+    /// to the shared connections is only known once it has been answered).
+    pub(super) fn dispatch(&mut self, request: Request, plan: Plan) {
         let generation = self.shared.topology.slot_map().generation();
-        if generation != self.dispatch_generation {
+        if generation != self.dispatch_generation || self.barrier {
             let unsettled = self
                 .pending
                 .iter()
@@ -277,14 +329,62 @@ impl Session {
                 return;
             }
             self.dispatch_generation = generation;
+            self.barrier = false;
         }
+        self.barrier = plan.dedicated();
         let entry = self.start(request, plan);
         self.pending.push_back(entry);
     }
 
     /// Sends a request (or its parts) under the current map.
-    fn start(&self, request: Request, plan: Plan) -> Pending {
+    fn start(&mut self, request: Request, plan: Plan) -> Pending {
         let (merge, parts) = match plan {
+            Plan::Watch(slot) => {
+                let attempt = Attempt {
+                    dedicated: true,
+                    pinned: true,
+                    ..Attempt::default()
+                };
+                let node = self.shared.topology.slot_map().primary(slot).cloned();
+                return match node {
+                    Some(node) => {
+                        self.watching(node.clone(), slot);
+                        into_pending(self.send_to(
+                            node,
+                            request,
+                            Target::Slot(slot),
+                            attempt,
+                            false,
+                        ))
+                    }
+                    None => Pending::Done(error_bytes(&format!(
+                        "CLUSTERDOWN Hash slot {slot} not served"
+                    ))),
+                };
+            }
+            Plan::Exec(target, exec) => {
+                let attempt = Attempt {
+                    dedicated: exec.watched.is_some(),
+                    pinned: exec.watched.is_some(),
+                    exec: Some(ExecShape {
+                        replies: exec.replies,
+                        watched: exec.watched.is_some(),
+                    }),
+                    ..Attempt::default()
+                };
+                return match exec.watched {
+                    Some((node, slot)) => {
+                        let owner = self.shared.topology.slot_map().primary(slot).cloned();
+                        if owner.is_some_and(|owner| Arc::ptr_eq(&owner, &node)) {
+                            into_pending(self.send_to(node, request, target, attempt, false))
+                        } else {
+                            // The watched slot moved: the transaction can't run where WATCH was.
+                            Pending::Done(null_reply(self.protocol))
+                        }
+                    }
+                    None => into_pending(self.send(request, target, attempt)),
+                };
+            }
             Plan::Single(target) => {
                 return into_pending(self.send(request, target, Attempt::default()));
             }
@@ -326,9 +426,13 @@ impl Session {
     /// Sends every `Deferred` entry at the front, in order, under the current map.
     pub(super) fn send_deferred(&mut self) {
         self.dispatch_generation = self.shared.topology.slot_map().generation();
+        self.barrier = false;
         let mut ready = Vec::new();
-        while let Some(Pending::Deferred(..)) = self.pending.front() {
+        while !self.barrier
+            && let Some(Pending::Deferred(..)) = self.pending.front()
+        {
             if let Some(Pending::Deferred(request, plan)) = self.pending.pop_front() {
+                self.barrier = plan.dedicated();
                 ready.push(self.start(request, plan));
             }
         }
@@ -447,16 +551,12 @@ impl Session {
         attempt: Attempt,
         asking: bool,
     ) -> Step {
+        let replies = attempt.exec.map_or(1, |exec| exec.replies);
+        let payload = request.raw().clone();
         let rx = if attempt.dedicated {
-            self.dedicated_lane(&node)
-                .send(request.raw().clone(), asking)
+            self.dedicated_lane(&node).send(payload, asking, replies)
         } else {
-            node.send(
-                self.protocol,
-                self.id as usize,
-                request.raw().clone(),
-                asking,
-            )
+            node.send(self.protocol, self.id as usize, payload, asking, replies)
         };
         Step::Waiting(InFlight {
             rx,
@@ -501,6 +601,18 @@ impl Session {
         } = in_flight;
         let max_redirects = self.shared.config.session.max_redirects;
         match result {
+            Ok(reply) if attempt.exec.is_some() => {
+                self.settle_exec(reply, request, target, attempt)
+            }
+            Ok(reply)
+                if attempt.pinned
+                    && matches!(reply.kind(), ReplyKind::Moved(_) | ReplyKind::Ask(_)) =>
+            {
+                self.shared.topology.request_refresh();
+                Step::Done(Reply::local(error_bytes(
+                    "TRYAGAIN the watched slot is moving to another node; retry the transaction",
+                )))
+            }
             Ok(reply) => match reply.kind() {
                 ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
                     if attempt.redirects >= max_redirects =>
@@ -541,6 +653,47 @@ impl Session {
                 ))))
             }
         }
+    }
+
+    /// Settles a transaction batch: the client gets EXEC's reply. If a queued command was
+    /// redirected (the slot moved), the node aborted the transaction without running any of
+    /// it: retried under the new map, or, when it was watched, answered nil like a failed WATCH.
+    fn settle_exec(
+        &self,
+        reply: Reply,
+        request: Request,
+        target: Target,
+        attempt: Attempt,
+    ) -> Step {
+        let frames = split::frames(reply.raw(), self.protocol);
+        let moved = frames.iter().rev().skip(1).any(|frame| {
+            matches!(
+                Reply::local(Bytes::copy_from_slice(frame)).kind(),
+                ReplyKind::Moved(_)
+                    | ReplyKind::Ask(_)
+                    | ReplyKind::TryAgain
+                    | ReplyKind::ClusterDown
+            )
+        });
+        let Some(&last) = frames.last() else {
+            return Step::Done(reply);
+        };
+        let last = Bytes::copy_from_slice(last);
+        if !moved {
+            return Step::Done(Reply::local(last));
+        }
+        self.shared.topology.request_refresh();
+        if attempt.exec.is_some_and(|e| e.watched) {
+            return Step::Done(Reply::local(null_reply(self.protocol)));
+        }
+        self.backoff(request, target, attempt, last)
+    }
+
+    /// Forgets (and so closes) this session's dedicated connection to `node`.
+    pub(super) fn drop_dedicated(&self, node: &Arc<Node>) {
+        self.dedicated
+            .borrow_mut()
+            .retain(|(n, _, _)| !Arc::ptr_eq(n, node));
     }
 
     /// This session's own connection to `node` in its protocol, opened on first use and kept
@@ -585,7 +738,16 @@ fn placeholder() -> Reply {
     Reply::local(Bytes::new())
 }
 
-struct CrossSlot;
+/// Keys of one request in more than one slot.
+pub(super) struct CrossSlot;
+
+/// The null reply in `protocol` (`*-1` in RESP2: EXEC's "did not run").
+fn null_reply(protocol: crate::protocol::Protocol) -> Bytes {
+    Bytes::from_static(match protocol {
+        crate::protocol::Protocol::Resp2 => b"*-1\r\n",
+        crate::protocol::Protocol::Resp3 => b"_\r\n",
+    })
+}
 
 /// redis-server's reply to an unknown command.
 fn unknown_command(request: &Request) -> String {

@@ -48,6 +48,7 @@ impl Session {
                 _ => self.reply_error("ERR syntax error"),
             },
             Local::Reset => {
+                self.end_transaction();
                 self.protocol = Protocol::Resp2;
                 self.name = None;
                 self.reply_with(|out| write_simple(out, "RESET"));
@@ -88,6 +89,11 @@ impl Session {
                 self.reply_with(|out| write_simple(out, "OK"));
             }
             Local::ReadMode => self.reply_with(|out| write_simple(out, "OK")),
+            Local::Multi => self.multi(),
+            Local::Exec => self.exec(),
+            Local::Discard => self.discard(),
+            Local::Unwatch => self.unwatch(),
+            Local::Watch => self.reply_error("ERR WATCH is routed by its keys"),
             Local::ClusterKeySlot => {
                 let slot = i64::from(hash_slot(&args[2]).0);
                 self.reply_with(|out| write_integer(out, slot));

@@ -11,6 +11,7 @@
 mod dispatch;
 mod local;
 mod split;
+mod transaction;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -84,6 +85,10 @@ pub struct Session {
     stop_reading: bool,
     /// Close once everything before the `Close` entry is written.
     closing: bool,
+    /// MULTI/WATCH state.
+    tx: transaction::Transaction,
+    /// The last request went out on a dedicated connection: hold new ones until it settles.
+    barrier: bool,
     /// Connections of this session alone, per node and protocol (blocking commands).
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
 }
@@ -112,6 +117,8 @@ impl Session {
             key_positions: Vec::new(),
             stop_reading: false,
             closing: false,
+            tx: transaction::Transaction::default(),
+            barrier: false,
             dedicated: RefCell::new(Vec::new()),
         }
     }

@@ -3,7 +3,10 @@
 //!
 //! Planning is pure (request in, sub-requests out) and merging is pure (part replies in, one reply
 //! out), so both are unit-tested without a cluster; the session sends the parts and settles each
-//! one like a single request (MOVED, ASK, retries).
+//! one like a single request (MOVED, ASK, retries). `INFO`'s merge, and the choices it makes
+//! about which fields are summed, kept or dropped, is in [`info`].
+
+mod info;
 
 use bytes::{Bytes, BytesMut};
 
@@ -28,6 +31,21 @@ pub enum Merge {
     Sum,
     /// `KEYS`: the parts' arrays, one after the other.
     Concat,
+    /// `INFO`: the parts' INFO texts merged section by section, plus a `# Proxy` section.
+    Info,
+}
+
+impl Merge {
+    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Merge::Values { .. } => "values in the client's key order",
+            Merge::AllOk => "`OK` once every part says `OK`",
+            Merge::Sum => "the replies summed",
+            Merge::Concat => "the replies concatenated",
+            Merge::Info => "sections merged, counters summed, a `# Proxy` section added",
+        }
+    }
 }
 
 /// The commands split by slot when their keys span several slots, and how.
@@ -46,6 +64,7 @@ pub fn fan_out_merge(name: &str) -> Option<Merge> {
         "dbsize" => Merge::Sum,
         "keys" => Merge::Concat,
         "flushall" | "flushdb" | "script|flush" => Merge::AllOk,
+        "info" => Merge::Info,
         _ => return None,
     })
 }
@@ -57,6 +76,17 @@ pub enum SplitKind {
     Keys(MergeRule),
     /// `CMD key value [key value ...]`.
     KeyValues,
+}
+
+impl SplitKind {
+    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            SplitKind::Keys(MergeRule::Values) => "values in the client's key order",
+            SplitKind::Keys(MergeRule::Sum) => "the replies summed",
+            SplitKind::KeyValues => "`OK` once every part says `OK`",
+        }
+    }
 }
 
 /// `Merge` without its per-request data.
@@ -123,6 +153,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     }
     let mut out = BytesMut::new();
     match merge {
+        Merge::Info => return info::merge_info(replies, protocol),
         Merge::AllOk => write_simple(&mut out, "OK"),
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
@@ -162,13 +193,14 @@ fn integer(raw: &[u8]) -> Option<i64> {
 
 /// The raw bytes of each element of an array reply (empty for anything else).
 fn elements(raw: &[u8], protocol: Protocol) -> Vec<&[u8]> {
-    let Some(newline) = raw.iter().position(|&b| b == b'\n') else {
-        return Vec::new();
-    };
-    if raw.first() != Some(&b'*') {
-        return Vec::new();
+    match (raw.first(), raw.iter().position(|&b| b == b'\n')) {
+        (Some(b'*'), Some(newline)) => frames(&raw[newline + 1..], protocol),
+        _ => Vec::new(),
     }
-    let mut rest = &raw[newline + 1..];
+}
+
+/// Splits back-to-back complete frames into their raw bytes.
+pub fn frames(mut rest: &[u8], protocol: Protocol) -> Vec<&[u8]> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         let len = match protocol {
@@ -262,6 +294,29 @@ mod tests {
                 ]
             )[..],
             b"-ERR one\r\n"
+        );
+    }
+
+    #[test]
+    fn info_fans_out_and_merges_through_merge() {
+        assert_eq!(fan_out_merge("info"), Some(Merge::Info));
+        let bulk = |text: &str| {
+            let mut out = BytesMut::new();
+            crate::protocol::reply::write_bulk(&mut out, text.as_bytes());
+            Reply::local(out.freeze())
+        };
+        let replies = [
+            bulk("# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n"),
+            bulk("# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"),
+        ];
+        assert_eq!(
+            merge(&Merge::Info, &replies, Protocol::Resp2),
+            bulk("# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n").into_raw()
+        );
+        let error = [bulk(""), reply(b"-ERR no\r\n")];
+        assert_eq!(
+            &merge(&Merge::Info, &error, Protocol::Resp2)[..],
+            b"-ERR no\r\n"
         );
     }
 

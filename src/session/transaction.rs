@@ -1,0 +1,185 @@
+//! MULTI/EXEC/DISCARD/WATCH/UNWATCH: a transaction runs on one node, in one piece.
+//!
+//! Commands after `MULTI` are checked and queued in the proxy (`+QUEUED`); the first keyed command
+//! (or `WATCH`) fixes the transaction's slot, and a command for another slot gets `-CROSSSLOT` and
+//! dooms the transaction, so `EXEC` answers `-EXECABORT` as redis-server does for queuing errors.
+//! `EXEC` sends `MULTI`, the queued commands and `EXEC` as one job, so no other client's command
+//! can land inside it even on a shared connection; the client gets `EXEC`'s reply.
+//!
+//! `WATCH` needs the connection that will run `EXEC`: it goes out on the session's dedicated
+//! connection to the slot's primary, and `EXEC` follows it there. If the slot has another owner by
+//! then, `EXEC` answers nil (the transaction did not run, as when a watched key changed), so an
+//! optimistic-locking client retries instead of running against the wrong node. Dropping the
+//! dedicated connection is how `UNWATCH`/`DISCARD` clear the node's watch state.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::Session;
+use super::dispatch::{CrossSlot, Plan, Target};
+use crate::backend::Node;
+use crate::cluster::Slot;
+use crate::command::CommandSpec;
+use crate::command::route::{Local, Route, route_of};
+use crate::protocol::Request;
+use crate::protocol::reply::{write_array_len, write_simple};
+
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
+
+/// A session's transaction state.
+#[derive(Debug, Default)]
+pub(super) struct Transaction {
+    /// After `MULTI`: commands are queued, not sent.
+    queuing: bool,
+    queued: Vec<Request>,
+    /// The slot every keyed command must hash to.
+    slot: Option<Slot>,
+    /// A queuing error happened: `EXEC` must abort.
+    dirty: bool,
+    /// Where `WATCH` went: that node's dedicated connection holds the watch.
+    watch: Option<(Arc<Node>, Slot)>,
+}
+
+impl Transaction {
+    /// True between `MULTI` and `EXEC`/`DISCARD`.
+    pub(super) fn queuing(&self) -> bool {
+        self.queuing
+    }
+
+    /// Marks the transaction doomed after a rejected command (inside `MULTI` only).
+    pub(super) fn flag_error(&mut self) {
+        if self.queuing {
+            self.dirty = true;
+        }
+    }
+}
+
+/// What `EXEC` needs to send and settle the transaction.
+#[derive(Debug, Clone)]
+pub(super) struct Exec {
+    /// Replies the job produces: MULTI, each command, EXEC.
+    pub(super) replies: usize,
+    /// The node `WATCH` went to, if any: EXEC must run there.
+    pub(super) watched: Option<(Arc<Node>, Slot)>,
+}
+
+impl Session {
+    /// Queues a command inside `MULTI`, or refuses it (which dooms the transaction).
+    pub(super) fn queue(&mut self, spec: &CommandSpec, request: Request) {
+        let refuse = match route_of(spec) {
+            Route::Local(Local::Ping | Local::Echo | Local::Unwatch) | Route::AnyNode => None,
+            Route::ByKeys => match self.slot_of_keys(spec, &request) {
+                Err(CrossSlot) => Some(super::dispatch::CROSSSLOT.to_string()),
+                Ok(Some(slot)) if self.tx.slot.is_some_and(|s| s != slot) => {
+                    Some(super::dispatch::CROSSSLOT.to_string())
+                }
+                Ok(Some(slot)) => {
+                    self.tx.slot = Some(slot);
+                    None
+                }
+                Ok(None) => None,
+            },
+            Route::Local(_) | Route::AllPrimaries | Route::Unsupported(_) => Some(format!(
+                "ERR '{}' inside MULTI is not supported by slotproxy",
+                spec.full_name_upper()
+            )),
+        };
+        match refuse {
+            Some(error) => {
+                self.tx.dirty = true;
+                self.reply_error(&error);
+            }
+            None => {
+                self.tx.queued.push(request);
+                self.reply_with(|out| write_simple(out, "QUEUED"));
+            }
+        }
+    }
+
+    /// `MULTI`.
+    pub(super) fn multi(&mut self) {
+        if self.tx.queuing {
+            return self.reply_error("ERR MULTI calls can not be nested");
+        }
+        self.tx.queuing = true;
+        self.tx.slot = self.tx.watch.as_ref().map(|(_, slot)| *slot);
+        self.reply_with(|out| write_simple(out, "OK"));
+    }
+
+    /// `DISCARD`.
+    pub(super) fn discard(&mut self) {
+        if !self.tx.queuing {
+            return self.reply_error("ERR DISCARD without MULTI");
+        }
+        self.end_transaction();
+        self.reply_with(|out| write_simple(out, "OK"));
+    }
+
+    /// `UNWATCH` outside `MULTI`.
+    pub(super) fn unwatch(&mut self) {
+        self.end_transaction();
+        self.reply_with(|out| write_simple(out, "OK"));
+    }
+
+    /// `WATCH key [key ...]`: pins the transaction to the keys' slot and its primary.
+    pub(super) fn watch(&mut self, spec: &CommandSpec, request: Request) {
+        if self.tx.queuing {
+            return self.reply_error("ERR WATCH inside MULTI is not allowed");
+        }
+        let slot = match self.slot_of_keys(spec, &request) {
+            Ok(Some(slot)) if self.tx.watch.as_ref().is_none_or(|(_, s)| *s == slot) => slot,
+            Ok(_) | Err(CrossSlot) => return self.reply_error(super::dispatch::CROSSSLOT),
+        };
+        self.dispatch(request, Plan::Watch(slot));
+    }
+
+    /// Records where a `WATCH` is being sent (called when it is actually sent).
+    pub(super) fn watching(&mut self, node: Arc<Node>, slot: Slot) {
+        self.tx.watch = Some((node, slot));
+    }
+
+    /// `EXEC`: sends the whole transaction as one job, or answers an abort.
+    pub(super) fn exec(&mut self) {
+        if !self.tx.queuing {
+            return self.reply_error("ERR EXEC without MULTI");
+        }
+        if self.tx.dirty {
+            self.end_transaction();
+            return self.reply_error("EXECABORT Transaction discarded because of previous errors.");
+        }
+        let watched = self.tx.watch.clone();
+        let queued = std::mem::take(&mut self.tx.queued);
+        let slot = self.tx.slot;
+        // The watch (if any) ends with EXEC on the node; keep the connection for reuse.
+        self.tx = Transaction::default();
+        if queued.is_empty() && watched.is_none() {
+            return self.reply_with(|out| write_array_len(out, 0));
+        }
+        let mut payload = BytesMut::with_capacity(
+            MULTI.len() + EXEC.len() + queued.iter().map(|r| r.raw().len()).sum::<usize>(),
+        );
+        payload.extend_from_slice(MULTI);
+        for request in &queued {
+            payload.extend_from_slice(request.raw());
+        }
+        payload.extend_from_slice(EXEC);
+        let batch = Request::batch(payload.freeze());
+        let target = slot.map_or(Target::AnyPrimary, Target::Slot);
+        let exec = Exec {
+            replies: queued.len() + 2,
+            watched,
+        };
+        self.dispatch(batch, Plan::Exec(target, exec));
+    }
+
+    /// Leaves any transaction and watch; closing the dedicated connection clears the node's
+    /// watch state.
+    pub(super) fn end_transaction(&mut self) {
+        if let Some((node, _)) = self.tx.watch.take() {
+            self.drop_dedicated(&node);
+        }
+        self.tx = Transaction::default();
+    }
+}

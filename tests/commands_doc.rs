@@ -1,0 +1,268 @@
+//! `docs/commands.md` is generated from the command table and the session's routing rules, and
+//! this test keeps it current: it builds the document and compares it with the file.
+//!
+//! To regenerate after changing the table, a route or a merge rule:
+//!
+//! ```text
+//! UPDATE_DOCS=1 cargo test --test commands_doc
+//! ```
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use slotproxy::command::route::{Local, Route, route_of};
+use slotproxy::command::{CommandSpec, CommandTable, Flags};
+use slotproxy::session::{fan_out_merge, split_merge};
+
+const REGENERATE: &str = "UPDATE_DOCS=1 cargo test --test commands_doc";
+
+/// How slotproxy handles one command, in the document's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Handling {
+    Routed,
+    Pinned(&'static str),
+    Split(&'static str),
+    FannedOut(&'static str),
+    Local,
+    OnePrimary,
+    Refused(String),
+}
+
+impl Handling {
+    fn of(spec: &CommandSpec) -> Handling {
+        match route_of(spec) {
+            Route::Local(
+                Local::Multi | Local::Exec | Local::Discard | Local::Watch | Local::Unwatch,
+            ) => Handling::Pinned(
+                "transaction: queued by slotproxy, run in one piece on the primary of its \
+                     keys' slot; WATCH holds a connection of the session's own",
+            ),
+            Route::Local(_) => Handling::Local,
+            Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => Handling::Pinned(
+                "routed by key on a connection of the session's own, so it never stalls others",
+            ),
+            Route::AnyNode => Handling::OnePrimary,
+            Route::ByKeys => match split_merge(spec.name) {
+                Some(kind) => Handling::Split(kind.describe()),
+                None => Handling::Routed,
+            },
+            Route::AllPrimaries => match fan_out_merge(spec.name) {
+                Some(merge) => Handling::FannedOut(merge.describe()),
+                None => Handling::Refused(
+                    "not supported by slotproxy yet (it needs every primary and has no merge \
+                     rule)"
+                        .to_string(),
+                ),
+            },
+            Route::Unsupported(reason) => {
+                Handling::Refused(reason.strip_prefix("is ").unwrap_or(reason).to_string())
+            }
+        }
+    }
+
+    /// The class name used in the summary.
+    fn class(&self) -> &'static str {
+        match self {
+            Handling::Routed => "routed by key",
+            Handling::Pinned(_) => "pinned",
+            Handling::Split(_) => "split by slot when keys span slots",
+            Handling::FannedOut(_) => "fanned out to every primary",
+            Handling::Local => "answered by slotproxy",
+            Handling::OnePrimary => "sent to one primary",
+            Handling::Refused(_) => "refused",
+        }
+    }
+
+    fn cell(&self) -> String {
+        match self {
+            Handling::Pinned(how) => format!("{}: {how}", self.class()),
+            Handling::Split(merge) => format!("{}; {merge}", self.class()),
+            Handling::FannedOut(merge) => format!("{}; {merge}", self.class()),
+            Handling::Refused(reason) => format!("refused: {reason}"),
+            other => other.class().to_string(),
+        }
+    }
+}
+
+/// Flags worth knowing when choosing how to call a command through slotproxy.
+fn notes(spec: &CommandSpec, handling: &Handling) -> String {
+    let mut notes = Vec::new();
+    for (flag, note) in [
+        (Flags::WRITE, "write"),
+        (Flags::BLOCKING, "blocking"),
+        (Flags::ADMIN, "admin"),
+        (Flags::PUBSUB, "pubsub"),
+    ] {
+        if spec.flags.contains(flag) {
+            notes.push(note);
+        }
+    }
+    if matches!(
+        handling,
+        Handling::Routed | Handling::Split(_) | Handling::Pinned(_)
+    ) && spec.flags.contains(Flags::NO_MANDATORY_KEYS)
+    {
+        notes.push("without keys: sent to one primary");
+    }
+    if spec.flags.contains(Flags::MODULE) {
+        notes.push("module");
+    }
+    notes.join(", ")
+}
+
+/// Every command as clients call it: plain commands and each container's subcommands (a
+/// container alone, such as `CLIENT`, only gets an arity error).
+fn commands(table: &CommandTable) -> Vec<&'static CommandSpec> {
+    let mut out: Vec<&'static CommandSpec> = Vec::new();
+    for spec in table.iter() {
+        if spec.is_container() {
+            out.extend(spec.subcommands.iter());
+        } else {
+            out.push(spec);
+        }
+    }
+    out.sort_by_key(|spec| spec.full_name_upper());
+    out
+}
+
+fn generate() -> String {
+    let table = CommandTable::builtin();
+    let rows: Vec<(&CommandSpec, Handling)> = commands(&table)
+        .into_iter()
+        .map(|spec| (spec, Handling::of(spec)))
+        .collect();
+    let count = |class: &str| rows.iter().filter(|(_, h)| h.class() == class).count();
+
+    let mut doc = String::new();
+    doc.push_str(&format!(
+        "# Commands\n\
+         \n\
+         <!-- Generated by tests/commands_doc.rs from the command table; do not edit by hand.\n     \
+         Regenerate with: {REGENERATE} -->\n\
+         \n\
+         How slotproxy handles each command of redis 7.0 (plus the newer commands the built-in\n\
+         table knows), one row per command or subcommand, sorted by name. Commands a node\n\
+         reports at startup beyond these (modules, a newer redis) are routed by their key specs,\n\
+         like the rows here.\n\
+         \n\
+         | Handling | Commands | Meaning |\n\
+         |---|---:|---|\n"
+    ));
+    let classes = [
+        (
+            "routed by key",
+            "Sent to the primary that owns the slot of its keys. Keys in different slots get \
+             `-CROSSSLOT`, as from a cluster node.",
+        ),
+        (
+            "pinned",
+            "Blocking commands and transactions: run on one node, on a connection (or in a \
+             batch) no other client's command can interleave with.",
+        ),
+        (
+            "split by slot when keys span slots",
+            "Routed by key when all keys share a slot; otherwise split into one request per \
+             slot, and the replies merged as the row says.",
+        ),
+        (
+            "fanned out to every primary",
+            "Sent to every primary; the replies merged as the row says. The first error wins.",
+        ),
+        (
+            "answered by slotproxy",
+            "Answered by the proxy itself, never sent to a node.",
+        ),
+        (
+            "sent to one primary",
+            "Keyless, and any node answers alike: sent to one primary.",
+        ),
+        (
+            "refused",
+            "Answered with `-ERR` naming the command and why.",
+        ),
+    ];
+    for (class, meaning) in classes {
+        writeln!(doc, "| {class} | {} | {meaning} |", count(class)).unwrap();
+    }
+    doc.push_str(
+        "\nNotes: `write` changes data, `blocking` may wait for data, `admin` and `pubsub` are\n\
+         redis' own command flags.\n\
+         \n\
+         | Command | Group | Handling | Notes |\n\
+         |---|---|---|---|\n",
+    );
+    for (spec, handling) in &rows {
+        writeln!(
+            doc,
+            "| `{}` | {} | {} | {} |",
+            spec.full_name_upper(),
+            spec.group,
+            handling.cell(),
+            notes(spec, handling)
+        )
+        .unwrap();
+    }
+    doc
+}
+
+#[test]
+fn commands_doc_matches_the_command_table() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md");
+    let generated = generate();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if current != generated {
+        let first_difference = current
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(
+                || "one is a prefix of the other".to_string(),
+                |i| {
+                    format!(
+                        "line {}: file has {:?}, table says {:?}",
+                        i + 1,
+                        current.lines().nth(i).unwrap_or_default(),
+                        generated.lines().nth(i).unwrap_or_default()
+                    )
+                },
+            );
+        panic!(
+            "docs/commands.md is out of date with the command table ({first_difference}).\n\
+             Regenerate it with: {REGENERATE}"
+        );
+    }
+}
+
+#[test]
+fn every_command_has_exactly_one_row() {
+    let table = CommandTable::builtin();
+    let rows = commands(&table);
+    let mut names: Vec<String> = rows.iter().map(|s| s.full_name_upper()).collect();
+    names.dedup();
+    assert_eq!(names.len(), rows.len(), "duplicate rows");
+    for name in [
+        "GET",
+        "MGET",
+        "DBSIZE",
+        "INFO",
+        "PING",
+        "CLIENT SETNAME",
+        "SHUTDOWN",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} has no row");
+    }
+    let handling = |name: &str| Handling::of(table.lookup(name).unwrap());
+    assert_eq!(handling("get"), Handling::Routed);
+    assert!(matches!(handling("mget"), Handling::Split(_)));
+    assert!(matches!(handling("info"), Handling::FannedOut(_)));
+    assert_eq!(handling("ping"), Handling::Local);
+    assert_eq!(handling("time"), Handling::OnePrimary);
+    assert!(matches!(handling("shutdown"), Handling::Refused(_)));
+}
