@@ -240,6 +240,16 @@ async fn serve(
             n = jobs.recv_many(&mut batch, MAX_BATCH), if !senders_gone => {
                 if n == 0 {
                     senders_gone = true;
+                } else {
+                    // The session that queued this job handed control straight to us; let the
+                    // other runnable sessions queue theirs first, so one write carries many.
+                    tokio::task::yield_now().await;
+                    while batch.len() < MAX_BATCH {
+                        match jobs.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
                 }
             },
             _ = check.tick(), if !in_flight.is_empty() && usage == Use::Shared => {
