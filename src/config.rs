@@ -19,12 +19,44 @@ pub struct Config {
     pub listen: String,
     /// Log filter in `tracing` env-filter syntax (`info`, `slotproxy=debug`).
     pub log: String,
+    /// Where read-only commands go: `primary`, `prefer-replica`, `replica` or `any`.
+    pub read_policy: ReadPolicy,
     /// Where the cluster is and how its topology is followed.
     pub cluster: ClusterConfig,
     /// Connections from the proxy to the cluster's nodes.
     pub backend: BackendConfig,
     /// Limits and retry rules for each client connection.
     pub session: SessionConfig,
+}
+
+/// Which nodes serve commands the command table flags read-only.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadPolicy {
+    /// Every command goes to the slot's primary (always up to date).
+    Primary,
+    /// Reads go to a replica of the slot when one is up, else to the primary.
+    PreferReplica,
+    /// Reads go only to replicas; with none up, they fail with an error saying so.
+    Replica,
+    /// Reads are spread over the primary and its replicas.
+    Any,
+}
+
+impl std::str::FromStr for ReadPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "primary" => Ok(ReadPolicy::Primary),
+            "prefer-replica" => Ok(ReadPolicy::PreferReplica),
+            "replica" => Ok(ReadPolicy::Replica),
+            "any" => Ok(ReadPolicy::Any),
+            other => Err(format!(
+                "'{other}' is not a read policy (primary, prefer-replica, replica, any)"
+            )),
+        }
+    }
 }
 
 /// Where the cluster is and how often its slot map is refreshed.
@@ -78,6 +110,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:6379".to_string(),
             log: "info".to_string(),
+            read_policy: ReadPolicy::Primary,
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),

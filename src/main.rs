@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use slotproxy::config::Config;
+use slotproxy::error::ConfigError;
 
 /// A Redis Cluster proxy: cluster-unaware clients connect to one address and slotproxy routes
 /// each command to the right node of the cluster.
@@ -24,6 +25,9 @@ struct Args {
     /// Log level or tracing filter: error, warn, info, debug, slotproxy=trace [default: info].
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
+    /// Where read-only commands go: primary, prefer-replica, replica, any [default: primary].
+    #[arg(long, value_name = "POLICY")]
+    read_policy: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -52,7 +56,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(args: &Args) -> Result<Config, slotproxy::error::ConfigError> {
+fn load_config(args: &Args) -> Result<Config, ConfigError> {
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
@@ -65,6 +69,12 @@ fn load_config(args: &Args) -> Result<Config, slotproxy::error::ConfigError> {
     }
     if let Some(log) = &args.log {
         config.log = log.clone();
+    }
+    if let Some(policy) = &args.read_policy {
+        config.read_policy = policy.parse().map_err(|reason| ConfigError::Invalid {
+            field: "read_policy",
+            reason,
+        })?;
     }
     config.validate()?;
     Ok(config)

@@ -69,6 +69,10 @@ fn bad_flags_and_config_exit_2_with_a_one_line_error_naming_the_field() {
             "/nonexistent/slotproxy.toml",
         ),
         (vec!["--log".into(), "info,[[".into()], "log"),
+        (
+            vec!["--read-policy".into(), "nearest-ish".into()],
+            "read_policy",
+        ),
         (vec!["--frobnicate".into()], "--frobnicate"),
     ];
     for (args, names) in cases {

@@ -83,6 +83,7 @@ pub(crate) async fn run(
     addr: Arc<str>,
     protocol: Protocol,
     usage: Use,
+    readonly: bool,
     config: BackendConfig,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     failed: Arc<Notify>,
@@ -103,7 +104,7 @@ pub(crate) async fn run(
             );
             continue;
         }
-        match connect(&addr, protocol, config.connect_timeout()).await {
+        match connect(&addr, protocol, readonly, config.connect_timeout()).await {
             Ok(stream) => {
                 debug!(node = %addr, ?protocol, "connected");
                 backoff = config.reconnect_backoff_min();
@@ -136,12 +137,25 @@ fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, addr: &str, 
     }
 }
 
-async fn connect(addr: &str, protocol: Protocol, timeout: Duration) -> Result<TcpStream, String> {
+async fn connect(
+    addr: &str,
+    protocol: Protocol,
+    readonly: bool,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut setup: Vec<&[u8]> = Vec::new();
         if protocol == Protocol::Resp3 {
-            handshake_resp3(&mut stream).await?;
+            setup.push(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
+        }
+        if readonly {
+            // Lets a replica serve reads of its primary's slots on this connection.
+            setup.push(b"*1\r\n$8\r\nREADONLY\r\n");
+        }
+        if !setup.is_empty() {
+            handshake(&mut stream, protocol, &setup).await?;
         }
         Ok(stream)
     };
@@ -150,28 +164,38 @@ async fn connect(addr: &str, protocol: Protocol, timeout: Duration) -> Result<Tc
         .map_err(|_| format!("connect timed out after {} ms", timeout.as_millis()))?
 }
 
-/// Switches a fresh connection to RESP3 and reads (and drops) the HELLO reply.
-async fn handshake_resp3(stream: &mut TcpStream) -> Result<(), String> {
+/// Sends the connection's setup commands and checks that none of them failed.
+async fn handshake(
+    stream: &mut TcpStream,
+    protocol: Protocol,
+    setup: &[&[u8]],
+) -> Result<(), String> {
     stream
-        .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+        .write_all(&setup.concat())
         .await
         .map_err(|e| e.to_string())?;
-    let decoder = ReplyDecoder::new(Protocol::Resp3);
+    let decoder = ReplyDecoder::new(protocol);
     let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("closed during HELLO 3".into());
-        }
-        if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
-            return match reply.error_text() {
-                Some(text) => Err(format!(
-                    "HELLO 3 refused: {}",
-                    String::from_utf8_lossy(text)
-                )),
-                None => Ok(()),
-            };
+    let mut answered = 0;
+    while answered < setup.len() {
+        match decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+            Some(reply) => {
+                if let Some(text) = reply.error_text() {
+                    return Err(format!(
+                        "connection setup refused: {}",
+                        String::from_utf8_lossy(text)
+                    ));
+                }
+                answered += 1;
+            }
+            None => {
+                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("closed during connection setup".into());
+                }
+            }
         }
     }
+    Ok(())
 }
 
 /// Pipelines jobs over one established connection until it fails or the pool drops it.

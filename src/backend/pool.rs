@@ -27,6 +27,7 @@ impl Lane {
         addr: &Arc<str>,
         protocol: Protocol,
         usage: Use,
+        readonly: bool,
         config: &BackendConfig,
         failed: &Arc<Notify>,
     ) -> Self {
@@ -35,6 +36,7 @@ impl Lane {
             addr.clone(),
             protocol,
             usage,
+            readonly,
             config.clone(),
             rx,
             failed.clone(),
@@ -76,18 +78,22 @@ impl Lane {
 #[derive(Debug)]
 pub struct Node {
     addr: Arc<str>,
-    /// `lanes[protocol.index()][i]`: one shared connection.
-    lanes: [Vec<Lane>; 2],
+    /// `lanes[readonly][protocol.index()][i]`: one shared connection. The `readonly` ones sent
+    /// `READONLY`, for reads from a replica; the others never did, so a primary that was demoted
+    /// answers MOVED on them instead of serving stale data.
+    lanes: [[Vec<Lane>; 2]; 2],
     config: BackendConfig,
     failed: Arc<Notify>,
 }
 
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
-        let lanes = [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
-            (0..config.connections_per_node)
-                .map(|_| Lane::spawn(&addr, protocol, Use::Shared, config, failed))
-                .collect()
+        let lanes = [false, true].map(|readonly| {
+            [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
+                (0..config.connections_per_node)
+                    .map(|_| Lane::spawn(&addr, protocol, Use::Shared, readonly, config, failed))
+                    .collect()
+            })
         });
         Self {
             addr,
@@ -105,16 +111,18 @@ impl Node {
     /// Queues `payload` on shared connection `lane % connections`; see `Lane::send`.
     ///
     /// A session always passes the same `lane`, so its requests to one node share one connection
-    /// and keep their order.
+    /// and keep their order. `readonly` picks the connections that sent `READONLY` (replica reads).
+    #[allow(clippy::too_many_arguments)]
     pub fn send(
         &self,
         protocol: Protocol,
+        readonly: bool,
         lane: usize,
         payload: Bytes,
         asking: bool,
         replies: usize,
     ) -> oneshot::Receiver<NodeResult> {
-        let lanes = &self.lanes[protocol.index()];
+        let lanes = &self.lanes[usize::from(readonly)][protocol.index()];
         lanes[lane % lanes.len()].send(payload, asking, replies)
     }
 
@@ -125,6 +133,7 @@ impl Node {
             &self.addr,
             protocol,
             Use::Dedicated,
+            false,
             &self.config,
             &self.failed,
         )
@@ -135,7 +144,7 @@ impl Node {
     /// # Errors
     /// The `BackendError` of the connection, or `NotSent` if the task vanished.
     pub async fn request(&self, protocol: Protocol, payload: Bytes) -> NodeResult {
-        self.send(protocol, 0, payload, false, 1)
+        self.send(protocol, false, 0, payload, false, 1)
             .await
             .unwrap_or_else(|_| {
                 Err(BackendError::Lost {

@@ -15,10 +15,12 @@ use super::split::{self, Merge};
 use super::transaction::Exec;
 use super::{Pending, Session};
 use crate::backend::{Lane, Node, NodeResult};
+use crate::cluster::Shard;
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
 use crate::command::route::{Local, Route, route_of};
 use crate::command::{CommandSpec, Flags, Resolved};
+use crate::config::ReadPolicy;
 use crate::error::BackendError;
 use crate::protocol::reply::{error_bytes, write_error};
 use crate::protocol::{Redirect, Reply, ReplyKind, Request};
@@ -39,6 +41,8 @@ pub(super) struct Attempt {
     dedicated: bool,
     /// Must not move to another node (WATCH): redirects are answered, not followed.
     pinned: bool,
+    /// A read-only command the session's read policy may send to a replica.
+    replica_read: bool,
     /// A transaction batch (MULTI ... EXEC): how many replies, and whether it was watched.
     exec: Option<ExecShape>,
     redirects: u32,
@@ -92,12 +96,18 @@ pub(super) struct Retry {
 pub(super) enum Plan {
     /// One request to one target.
     Single(Target),
+    /// A read-only request, which the session's read policy may send to a replica.
+    Read(Target),
     /// A blocking command, sent on the session's dedicated connection to the target's node.
     Blocking(Target),
     /// A cross-slot multi-key command, split by slot.
     Split(split::SplitKind),
     /// A whole-keyspace command, sent to every primary.
     FanOut(Merge),
+    /// Requests built by a command's own module (e.g. SCAN), sent as given and merged.
+    // TODO(lead): drop this allow once SCAN (in progress) builds Parts plans.
+    #[allow(dead_code)]
+    Parts(Merge, Vec<(Target, Request)>),
     /// `WATCH` on the session's dedicated connection to the slot's primary.
     Watch(Slot),
     /// A transaction batch (MULTI ... EXEC).
@@ -111,7 +121,11 @@ impl Plan {
         match self {
             Plan::Blocking(_) | Plan::Watch(_) => true,
             Plan::Exec(_, exec) => exec.watched.is_some(),
-            Plan::Single(_) | Plan::Split(_) | Plan::FanOut(_) => false,
+            Plan::Single(_)
+            | Plan::Read(_)
+            | Plan::Split(_)
+            | Plan::FanOut(_)
+            | Plan::Parts(..) => false,
         }
     }
 }
@@ -255,6 +269,12 @@ impl Session {
                 }
             }
             Route::ByKeys => match self.slot_of_keys(spec, &request) {
+                Ok(Some(slot))
+                    if self.read_policy != ReadPolicy::Primary
+                        && spec.flags.contains(Flags::READONLY) =>
+                {
+                    self.dispatch(request, Plan::Read(Target::Slot(slot)))
+                }
                 Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
                 Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
                 Err(CrossSlot) => match split::split_merge(spec.name) {
@@ -388,6 +408,13 @@ impl Session {
             Plan::Single(target) => {
                 return into_pending(self.send(request, target, Attempt::default()));
             }
+            Plan::Read(target) => {
+                let attempt = Attempt {
+                    replica_read: true,
+                    ..Attempt::default()
+                };
+                return into_pending(self.send(request, target, attempt));
+            }
             Plan::Blocking(target) => {
                 let attempt = Attempt {
                     dedicated: true,
@@ -415,6 +442,7 @@ impl Session {
                     .collect();
                 (merge, parts)
             }
+            Plan::Parts(merge, parts) => (merge, parts),
         };
         let parts = parts
             .into_iter()
@@ -519,19 +547,27 @@ impl Session {
         }
     }
 
-    /// Sends to the node the current map names for `target`.
+    /// Sends to the node the current map names for `target` (a replica when the read policy
+    /// allows it for this request).
     fn send(&self, request: Request, target: Target, attempt: Attempt) -> Step {
         let map = self.shared.topology.slot_map();
-        let node = match target {
-            Target::Slot(slot) => map.primary(slot).cloned(),
+        let choice = match target {
+            Target::Slot(slot) => map.shard(slot).map(|shard| self.pick(shard, attempt)),
             Target::AnyPrimary => {
                 let shards = map.shards();
-                (!shards.is_empty())
-                    .then(|| shards[self.id as usize % shards.len()].primary.clone())
+                (!shards.is_empty()).then(|| {
+                    Ok((
+                        shards[self.id as usize % shards.len()].primary.clone(),
+                        false,
+                    ))
+                })
             }
         };
-        match node {
-            Some(node) => self.send_to(node, request, target, attempt, false),
+        match choice {
+            Some(Ok((node, readonly))) => {
+                self.send_via(node, readonly, request, target, attempt, false)
+            }
+            Some(Err(error)) => Step::Done(Reply::local(error_bytes(&error))),
             None => {
                 self.shared.topology.request_refresh();
                 let error = match target {
@@ -543,9 +579,46 @@ impl Session {
         }
     }
 
+    /// The node of `shard` that serves this request, and whether it is read as a replica.
+    fn pick(&self, shard: &Shard, attempt: Attempt) -> Result<(Arc<Node>, bool), String> {
+        let primary = || Ok((shard.primary.clone(), false));
+        if !attempt.replica_read {
+            return primary();
+        }
+        let replicas = &shard.replicas;
+        let spread = self.id as usize;
+        match self.read_policy {
+            ReadPolicy::Primary => primary(),
+            ReadPolicy::PreferReplica | ReadPolicy::Replica if !replicas.is_empty() => {
+                Ok((replicas[spread % replicas.len()].clone(), true))
+            }
+            ReadPolicy::PreferReplica => primary(),
+            ReadPolicy::Replica => Err(format!(
+                "CLUSTERDOWN no replica of {} is up to serve this read (read_policy replica)",
+                shard.primary.addr()
+            )),
+            ReadPolicy::Any => match spread % (replicas.len() + 1) {
+                0 => primary(),
+                i => Ok((replicas[i - 1].clone(), true)),
+            },
+        }
+    }
+
     fn send_to(
         &self,
         node: Arc<Node>,
+        request: Request,
+        target: Target,
+        attempt: Attempt,
+        asking: bool,
+    ) -> Step {
+        self.send_via(node, false, request, target, attempt, asking)
+    }
+
+    fn send_via(
+        &self,
+        node: Arc<Node>,
+        readonly: bool,
         request: Request,
         target: Target,
         attempt: Attempt,
@@ -556,7 +629,14 @@ impl Session {
         let rx = if attempt.dedicated {
             self.dedicated_lane(&node).send(payload, asking, replies)
         } else {
-            node.send(self.protocol, self.id as usize, payload, asking, replies)
+            node.send(
+                self.protocol,
+                readonly,
+                self.id as usize,
+                payload,
+                asking,
+                replies,
+            )
         };
         Step::Waiting(InFlight {
             rx,

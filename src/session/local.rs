@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use super::{Pending, Session};
 use crate::cluster::hash_slot;
 use crate::command::route::Local;
+use crate::config::ReadPolicy;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
 };
@@ -49,6 +50,7 @@ impl Session {
             },
             Local::Reset => {
                 self.end_transaction();
+                self.read_policy = self.shared.config.read_policy;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
                 self.reply_with(|out| write_simple(out, "RESET"));
@@ -88,7 +90,18 @@ impl Session {
                 }
                 self.reply_with(|out| write_simple(out, "OK"));
             }
-            Local::ReadMode => self.reply_with(|out| write_simple(out, "OK")),
+            Local::ReadMode => {
+                // READONLY lets this connection read from replicas, READWRITE sends it back to
+                // primaries (an explicit policy other than primary stays as configured).
+                let readonly = args[0].eq_ignore_ascii_case(b"readonly");
+                let configured = self.shared.config.read_policy;
+                self.read_policy = match (readonly, configured) {
+                    (true, ReadPolicy::Primary) => ReadPolicy::PreferReplica,
+                    (true, other) => other,
+                    (false, _) => ReadPolicy::Primary,
+                };
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
             Local::Multi => self.multi(),
             Local::Exec => self.exec(),
             Local::Discard => self.discard(),

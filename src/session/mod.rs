@@ -85,6 +85,8 @@ pub struct Session {
     stop_reading: bool,
     /// Close once everything before the `Close` entry is written.
     closing: bool,
+    /// Where this session's reads go (the configured policy; READONLY/READWRITE change it).
+    read_policy: crate::config::ReadPolicy,
     /// MULTI/WATCH state.
     tx: transaction::Transaction,
     /// The last request went out on a dedicated connection: hold new ones until it settles.
@@ -105,6 +107,7 @@ impl Session {
     pub fn new(shared: Arc<Shared>) -> Self {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
         let decoder = RequestDecoder::new(shared.config.session.max_bulk_len);
+        let read_policy = shared.config.read_policy;
         Self {
             id,
             shared,
@@ -117,6 +120,7 @@ impl Session {
             key_positions: Vec::new(),
             stop_reading: false,
             closing: false,
+            read_policy,
             tx: transaction::Transaction::default(),
             barrier: false,
             dedicated: RefCell::new(Vec::new()),

@@ -1,0 +1,190 @@
+//! Read policies: read-only commands go to replicas when the policy (or READONLY) says so;
+//! writes always go to primaries.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestCluster, TestNode, TestProxy, wait_until};
+use slotproxy::config::ReadPolicy;
+
+fn calls(cluster: &TestCluster, node: &TestNode, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut cluster.conn(node))
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The replica that follows `primary`.
+fn replica_of<'a>(cluster: &'a TestCluster, primary: &TestNode) -> &'a TestNode {
+    cluster
+        .replicas()
+        .into_iter()
+        .find(|r| {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut cluster.conn(r))
+                .unwrap();
+            info.contains(&format!("master_port:{}", primary.port))
+        })
+        .unwrap()
+}
+
+/// Writes one key per primary and waits until every replica has it.
+fn keys_replicated(cluster: &TestCluster, proxy: &TestProxy) -> Vec<(String, usize)> {
+    let mut c = proxy.sync_client();
+    let mut keys = Vec::new();
+    for (i, primary) in cluster.primaries().into_iter().enumerate() {
+        let key = cluster.key_for_node(primary, "rp");
+        let _: () = redis::cmd("SET").arg(&key).arg(i).query(&mut c).unwrap();
+        let replica = replica_of(cluster, primary);
+        wait_until(Duration::from_secs(5), "the replica has the key", || {
+            let mut conn = cluster.conn(replica);
+            let _: () = redis::cmd("READONLY").query(&mut conn).unwrap();
+            redis::cmd("GET")
+                .arg(&key)
+                .query::<Option<String>>(&mut conn)
+                .unwrap()
+                .is_some()
+        });
+        keys.push((key, i));
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_replica_sends_reads_to_replicas_and_writes_to_primaries() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy =
+        TestProxy::start_with(&cluster, |c| c.read_policy = ReadPolicy::PreferReplica).await;
+    let keys = keys_replicated(&cluster, &proxy);
+    let primaries = cluster.primaries();
+    let before: Vec<(u64, u64)> = primaries
+        .iter()
+        .map(|p| {
+            (
+                calls(&cluster, p, "get"),
+                calls(&cluster, replica_of(&cluster, p), "get"),
+            )
+        })
+        .collect();
+    let mut c = proxy.sync_client();
+    for _ in 0..10 {
+        for (key, i) in &keys {
+            let got: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+            assert_eq!(got, i.to_string());
+        }
+    }
+    for (p, (primary_before, replica_before)) in primaries.iter().zip(before) {
+        assert_eq!(
+            calls(&cluster, p, "get"),
+            primary_before,
+            "a read reached primary {}",
+            p.addr
+        );
+        assert_eq!(
+            calls(&cluster, replica_of(&cluster, p), "get"),
+            replica_before + 10
+        );
+    }
+    // Writes still go to the primaries.
+    let sets: u64 = primaries.iter().map(|p| calls(&cluster, p, "set")).sum();
+    for (key, _) in &keys {
+        let _: () = redis::cmd("SET").arg(key).arg("w").query(&mut c).unwrap();
+    }
+    assert_eq!(
+        primaries
+            .iter()
+            .map(|p| calls(&cluster, p, "set"))
+            .sum::<u64>(),
+        sets + 3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readonly_and_readwrite_switch_one_connection() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let keys = keys_replicated(&cluster, &proxy);
+    let (key, _) = &keys[0];
+    let primary = cluster.primaries()[0];
+    let replica = replica_of(&cluster, primary);
+    let mut c = proxy.sync_client();
+    let (p0, r0) = (
+        calls(&cluster, primary, "get"),
+        calls(&cluster, replica, "get"),
+    );
+    let _: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+    assert_eq!(
+        (
+            calls(&cluster, primary, "get"),
+            calls(&cluster, replica, "get")
+        ),
+        (p0 + 1, r0)
+    );
+    let _: () = redis::cmd("READONLY").query(&mut c).unwrap();
+    let _: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+    assert_eq!(
+        (
+            calls(&cluster, primary, "get"),
+            calls(&cluster, replica, "get")
+        ),
+        (p0 + 1, r0 + 1)
+    );
+    let _: () = redis::cmd("READWRITE").query(&mut c).unwrap();
+    let _: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+    assert_eq!(
+        (
+            calls(&cluster, primary, "get"),
+            calls(&cluster, replica, "get")
+        ),
+        (p0 + 2, r0 + 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replica_sends_reads_to_the_primary_or_errors_under_replica_policy() {
+    let mut cluster = TestCluster::start(3, 1);
+    let prefer =
+        TestProxy::start_with(&cluster, |c| c.read_policy = ReadPolicy::PreferReplica).await;
+    let only = TestProxy::start_with(&cluster, |c| c.read_policy = ReadPolicy::Replica).await;
+    let keys = keys_replicated(&cluster, &prefer);
+    let (key, i) = keys[1].clone();
+    let primary_port = cluster.primaries()[1].port;
+    let replica = replica_of(&cluster, cluster.primaries()[1]);
+    let index = cluster.index_of(replica);
+    cluster.kill(index);
+
+    // prefer-replica: every read still succeeds (retried until the map drops the dead replica).
+    let mut c = prefer.sync_client();
+    for _ in 0..20 {
+        let got: String = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+        assert_eq!(got, i.to_string());
+    }
+    // replica: once the cluster has marked the replica failed, reads fail with a precise error.
+    let mut c = only.sync_client();
+    wait_until(
+        Duration::from_secs(20),
+        "reads under read_policy replica report no replica",
+        || match redis::cmd("GET").arg(&key).query::<String>(&mut c) {
+            Ok(_) => false,
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("no replica")
+                        || text.contains("unreachable")
+                        || text.contains("lost"),
+                    "{text}"
+                );
+                text.contains(&format!("no replica of 127.0.0.1:{primary_port} is up"))
+            }
+        },
+    );
+}
