@@ -16,24 +16,29 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A fake cluster node: claims all 16384 slots and answers by key name.
 ///
-/// `GET ok` -> "ok"; `GET torn` -> half a bulk reply, then the connection closes;
-/// `GET stall` -> never answers.
+/// `GET ok` -> "ok"; `SET torn ..` -> half a reply, then the connection closes; `GET flaky` ->
+/// the same on its first call only, "ok" after; `GET stall` -> never answers.
 async fn fake_node() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let port = listener.local_addr().unwrap().port();
+    let flaky_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            tokio::spawn(serve_fake(stream, port));
+            tokio::spawn(serve_fake(stream, port, flaky_done.clone()));
         }
     });
     addr
 }
 
-async fn serve_fake(mut stream: TcpStream, port: u16) {
+async fn serve_fake(
+    mut stream: TcpStream,
+    port: u16,
+    flaky_done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut buf = Vec::new();
     loop {
         while let Ok(Some(len)) = resp_frame_len(&buf) {
@@ -47,11 +52,18 @@ async fn serve_fake(mut stream: TcpStream, port: u16) {
                 (b"COMMAND", _) => b"*0\r\n".to_vec(),
                 (b"INFO", _) => b"$21\r\nredis_version:7.0.99\r\n\r\n".to_vec(),
                 (b"GET", Some(b"ok")) => b"$2\r\nok\r\n".to_vec(),
-                (b"GET", Some(b"torn")) => {
-                    let _ = stream.write_all(b"$10\r\nabc").await;
+                (b"SET", Some(b"torn")) => {
+                    let _ = stream.write_all(b"+O").await;
                     return; // drop the socket mid-reply
                 }
-                (b"GET", Some(b"stall")) => {
+                (b"GET", Some(b"flaky"))
+                    if !flaky_done.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    let _ = stream.write_all(b"$10\r\nabc").await;
+                    return;
+                }
+                (b"GET", Some(b"flaky")) => b"$2\r\nok\r\n".to_vec(),
+                (b"GET" | b"SET", Some(b"stall")) => {
                     std::future::pending::<()>().await;
                     return;
                 }
@@ -118,7 +130,7 @@ async fn node_dying_mid_reply_fails_only_its_in_flight_requests() {
     assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
 
     let mut pipeline = encode_command(&[b"GET", b"ok"]);
-    pipeline.extend(encode_command(&[b"GET", b"torn"]));
+    pipeline.extend(encode_command(&[b"SET", b"torn", b"v"]));
     raw.send(&pipeline).await;
     assert_eq!(raw.read_reply().await, b"$2\r\nok\r\n");
     let error = String::from_utf8(raw.read_reply().await).unwrap();
@@ -133,6 +145,9 @@ async fn node_dying_mid_reply_fails_only_its_in_flight_requests() {
         "{error:?}"
     );
 
+    // A read whose connection dies before the reply is simply asked again.
+    assert_eq!(raw.request(&[b"GET", b"flaky"]).await, b"$2\r\nok\r\n");
+
     // Same client, and a new one: the proxy reconnects and carries on.
     assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
     let mut other = RawClient::connect(proxy).await;
@@ -143,19 +158,40 @@ async fn node_dying_mid_reply_fails_only_its_in_flight_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_node_gets_a_timeout_error_not_a_hang() {
     let node = fake_node().await;
-    let proxy = start_proxy(vec![node.clone()], |c| c.backend.request_timeout_ms = 300).await;
+    let proxy = start_proxy(vec![node.clone()], |c| {
+        c.backend.request_timeout_ms = 300;
+        c.session.retry_deadline_ms = 1_000;
+    })
+    .await;
     let mut raw = RawClient::connect(proxy).await;
     assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
 
+    // A write: its outcome is unknown, so the client is told at once.
     let started = Instant::now();
-    let error = String::from_utf8(raw.request(&[b"GET", b"stall"]).await).unwrap();
+    let error = String::from_utf8(raw.request(&[b"SET", b"stall", b"v"]).await).unwrap();
     let waited = started.elapsed();
     assert!(
         error.contains(&format!("node {node} did not reply within 300 ms")),
         "{error:?}"
     );
     assert!(
+        error.contains("may or may not have been applied"),
+        "{error:?}"
+    );
+    assert!(
         waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+
+    // A read is asked again until the retry deadline, then fails with the node's last error.
+    let started = Instant::now();
+    let error = String::from_utf8(raw.request(&[b"GET", b"stall"]).await).unwrap();
+    let waited = started.elapsed();
+    assert!(error.starts_with("-CLUSTERDOWN"), "{error:?}");
+    assert!(error.contains("did not reply within 300 ms"), "{error:?}");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
         "{waited:?}"
     );
     assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");

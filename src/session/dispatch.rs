@@ -41,8 +41,9 @@ pub(super) struct Attempt {
     dedicated: bool,
     /// Must not move to another node (WATCH): redirects are answered, not followed.
     pinned: bool,
-    /// A read-only command the session's read policy may send to a replica.
-    replica_read: bool,
+    /// A read-only command: the read policy may send it to a replica, and it is safe to send
+    /// again when its connection died before the reply.
+    read_only: bool,
     /// A transaction batch (MULTI ... EXEC): how many replies, and whether it was watched.
     exec: Option<ExecShape>,
     redirects: u32,
@@ -96,7 +97,8 @@ pub(super) struct Retry {
 pub(super) enum Plan {
     /// One request to one target.
     Single(Target),
-    /// A read-only request, which the session's read policy may send to a replica.
+    /// A read-only request: the session's read policy may send it to a replica, and it is
+    /// retried when its connection dies before the reply.
     Read(Target),
     /// A blocking command, sent on the session's dedicated connection to the target's node.
     Blocking(Target),
@@ -269,10 +271,7 @@ impl Session {
                 }
             }
             Route::ByKeys => match self.slot_of_keys(spec, &request) {
-                Ok(Some(slot))
-                    if self.read_policy != ReadPolicy::Primary
-                        && spec.flags.contains(Flags::READONLY) =>
-                {
+                Ok(Some(slot)) if spec.flags.contains(Flags::READONLY) => {
                     self.dispatch(request, Plan::Read(Target::Slot(slot)))
                 }
                 Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
@@ -410,7 +409,7 @@ impl Session {
             }
             Plan::Read(target) => {
                 let attempt = Attempt {
-                    replica_read: true,
+                    read_only: true,
                     ..Attempt::default()
                 };
                 return into_pending(self.send(request, target, attempt));
@@ -582,7 +581,7 @@ impl Session {
     /// The node of `shard` that serves this request, and whether it is read as a replica.
     fn pick(&self, shard: &Shard, attempt: Attempt) -> Result<(Arc<Node>, bool), String> {
         let primary = || Ok((shard.primary.clone(), false));
-        if !attempt.replica_read {
+        if !attempt.read_only {
             return primary();
         }
         let replicas = &shard.replicas;
@@ -722,6 +721,12 @@ impl Session {
                 ReplyKind::Value | ReplyKind::Error | ReplyKind::Push => Step::Done(reply),
             },
             Err(e) if e.is_retry_safe() => {
+                self.shared.topology.request_refresh();
+                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
+                self.backoff(request, target, attempt, error)
+            }
+            Err(e) if attempt.read_only => {
+                // Written but unanswered: a read can simply be asked again.
                 self.shared.topology.request_refresh();
                 let error = error_bytes(&format!("CLUSTERDOWN {e}"));
                 self.backoff(request, target, attempt, error)
