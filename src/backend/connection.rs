@@ -264,9 +264,11 @@ async fn serve(
             n = jobs.recv_many(&mut batch, MAX_BATCH), if !senders_gone => {
                 if n == 0 {
                     senders_gone = true;
-                } else {
-                    // The session that queued this job handed control straight to us; let the
-                    // other runnable sessions queue theirs first, so one write carries many.
+                } else if !in_flight.is_empty() {
+                    // Under load (replies still pending), the session that queued this job handed
+                    // control straight to us: let the other runnable sessions queue theirs
+                    // first, so one write carries many. An idle connection writes at once, which
+                    // keeps a lone client's latency low.
                     tokio::task::yield_now().await;
                     while batch.len() < MAX_BATCH {
                         match jobs.try_recv() {
