@@ -39,6 +39,10 @@ impl Handling {
                 "transaction: queued by slotproxy, run in one piece on the primary of its \
                      keys' slot; WATCH holds a connection of the session's own",
             ),
+            Route::Local(Local::Scan) => Handling::FannedOut(
+                "one primary per call, in slot order; the cursor names the primary and survives \
+                 resharding",
+            ),
             Route::Local(_) => Handling::Local,
             Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => Handling::Pinned(
                 "routed by key on a connection of the session's own, so it never stalls others",

@@ -60,10 +60,47 @@ pub enum Local {
     Watch,
     /// `UNWATCH`.
     Unwatch,
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
+    /// the session with the cursor naming the primary.
+    Scan,
+    /// `CLUSTER INFO`, as a one-node cluster owning every slot.
+    ClusterInfo,
+    /// `CLUSTER MYID`: the proxy's own node id.
+    ClusterMyId,
+    /// `CLUSTER MYSHARDID`: the proxy's own shard id.
+    ClusterMyShardId,
+    /// `CLUSTER SLOTS`: one range, 0-16383, served by the proxy's address.
+    ClusterSlots,
+    /// `CLUSTER SHARDS`: one shard, 0-16383, whose one node is the proxy.
+    ClusterShards,
+    /// `CLUSTER NODES`: one line, the proxy as `myself,master`.
+    ClusterNodes,
+    /// `CLIENT INFO`: the calling client's line.
+    ClientInfo,
+    /// `CLIENT LIST [TYPE type] [ID id ...]`: the calling client's line only.
+    ClientList,
+    /// `CLIENT NO-EVICT on|off`: accepted; the proxy never evicts clients.
+    ClientNoEvict,
+    /// `CLIENT TRACKING on|off ...`: `OFF` accepted, `ON` refused.
+    ClientTracking,
+    /// `CLIENT TRACKINGINFO`: tracking is off.
+    ClientTrackingInfo,
+    /// `CLIENT GETREDIR`: -1, tracking is off.
+    ClientGetRedir,
+    /// `CLIENT CACHING yes|no`: redis' error for a client without tracking.
+    ClientCaching,
+    /// `CLIENT REPLY on|off|skip`: `ON` accepted, the others refused.
+    ClientReply,
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
 const NEVER: &str = "is not allowed through slotproxy";
+const OTHER_CLIENTS: &str =
+    "is not supported by slotproxy (a client can see and act on its own connection only)";
+const PAUSES_NODES: &str =
+    "is not allowed through slotproxy (nodes would pause the connections all clients share)";
+const SHARED_CONNECTIONS: &str =
+    "is not supported by slotproxy (commands reach the nodes on connections clients share)";
 
 /// The route for a resolved command (for container commands, the subcommand's spec).
 pub fn route_of(spec: &CommandSpec) -> Route {
@@ -81,6 +118,21 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "client|setinfo" => Some(Local::ClientSetInfo),
         "readonly" | "readwrite" => Some(Local::ReadMode),
         "cluster|keyslot" => Some(Local::ClusterKeySlot),
+        "cluster|info" => Some(Local::ClusterInfo),
+        "cluster|myid" => Some(Local::ClusterMyId),
+        "cluster|myshardid" => Some(Local::ClusterMyShardId),
+        "cluster|slots" => Some(Local::ClusterSlots),
+        "cluster|shards" => Some(Local::ClusterShards),
+        "cluster|nodes" => Some(Local::ClusterNodes),
+        "client|info" => Some(Local::ClientInfo),
+        "client|list" => Some(Local::ClientList),
+        "client|no-evict" => Some(Local::ClientNoEvict),
+        "client|tracking" => Some(Local::ClientTracking),
+        "client|trackinginfo" => Some(Local::ClientTrackingInfo),
+        "client|getredir" => Some(Local::ClientGetRedir),
+        "client|caching" => Some(Local::ClientCaching),
+        "client|reply" => Some(Local::ClientReply),
+        "scan" => Some(Local::Scan),
         "multi" => Some(Local::Multi),
         "exec" => Some(Local::Exec),
         "discard" => Some(Local::Discard),
@@ -103,11 +155,15 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "time"
         | "lastsave"
         | "publish"
-        | "lolwut" => return Route::AnyNode,
+        | "lolwut"
+        | "config|get" => return Route::AnyNode,
         "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
         | "sunsubscribe" | "spublish" | "monitor" => return Route::Unsupported(NOT_YET),
         "shutdown" | "replicaof" | "slaveof" | "failover" | "debug" | "save" | "bgsave"
         | "bgrewriteaof" | "sync" | "psync" => return Route::Unsupported(NEVER),
+        "client|kill" | "client|unblock" => return Route::Unsupported(OTHER_CLIENTS),
+        "client|pause" | "client|unpause" => return Route::Unsupported(PAUSES_NODES),
+        "client|no-touch" => return Route::Unsupported(SHARED_CONNECTIONS),
         _ => {}
     }
     if spec.has_keys() {
@@ -146,6 +202,11 @@ mod tests {
             ("keys", Route::AllPrimaries),
             ("flushall", Route::AllPrimaries),
             ("shutdown", Route::Unsupported(NEVER)),
+            ("scan", Route::Local(Local::Scan)),
+            ("randomkey", Route::AllPrimaries),
+            ("config|get", Route::AnyNode),
+            ("cluster|slots", Route::Local(Local::ClusterSlots)),
+            ("client|kill", Route::Unsupported(OTHER_CLIENTS)),
         ];
         for (name, want) in cases {
             let spec = table

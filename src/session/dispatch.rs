@@ -107,8 +107,6 @@ pub(super) enum Plan {
     /// A whole-keyspace command, sent to every primary.
     FanOut(Merge),
     /// Requests built by a command's own module (e.g. SCAN), sent as given and merged.
-    // TODO(lead): drop this allow once SCAN (in progress) builds Parts plans.
-    #[allow(dead_code)]
     Parts(Merge, Vec<(Target, Request)>),
     /// `WATCH` on the session's dedicated connection to the slot's primary.
     Watch(Slot),

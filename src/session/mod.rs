@@ -10,6 +10,7 @@
 
 mod dispatch;
 mod local;
+mod scan;
 mod split;
 mod transaction;
 
@@ -93,6 +94,8 @@ pub struct Session {
     barrier: bool,
     /// Connections of this session alone, per node and protocol (blocking commands).
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
+    /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
+    info: local::ClientInfo,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -124,6 +127,7 @@ impl Session {
             tx: transaction::Transaction::default(),
             barrier: false,
             dedicated: RefCell::new(Vec::new()),
+            info: local::ClientInfo::default(),
         }
     }
 
@@ -138,6 +142,7 @@ impl Session {
     /// redis-server does; a client that vanished just stops getting replies.
     pub async fn run(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        self.info.connected(&stream);
         let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;

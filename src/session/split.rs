@@ -11,7 +11,9 @@ mod info;
 use bytes::{Bytes, BytesMut};
 
 use crate::cluster::{Slot, SlotMap, hash_slot};
-use crate::protocol::reply::{write_array_len, write_integer, write_simple};
+use crate::protocol::reply::{
+    error_bytes, write_array_len, write_integer, write_null, write_simple,
+};
 use crate::protocol::{Protocol, Reply, Request};
 
 /// How part replies combine into the client's reply.
@@ -33,6 +35,10 @@ pub enum Merge {
     Concat,
     /// `INFO`: the parts' INFO texts merged section by section, plus a `# Proxy` section.
     Info,
+    /// `RANDOMKEY`: one of the parts' keys, nil only when every part is nil.
+    AnyNonNull,
+    /// `SCAN`: one part, whose cursor becomes the proxy's (see [`super::scan`]).
+    Scan(super::scan::Phase),
 }
 
 impl Merge {
@@ -44,6 +50,8 @@ impl Merge {
             Merge::Sum => "the replies summed",
             Merge::Concat => "the replies concatenated",
             Merge::Info => "sections merged, counters summed, a `# Proxy` section added",
+            Merge::AnyNonNull => "a key from one of the primaries that has keys",
+            Merge::Scan(_) => "one primary per call, the cursor says which",
         }
     }
 }
@@ -65,6 +73,7 @@ pub fn fan_out_merge(name: &str) -> Option<Merge> {
         "keys" => Merge::Concat,
         "flushall" | "flushdb" | "script|flush" => Merge::AllOk,
         "info" => Merge::Info,
+        "randomkey" => Merge::AnyNonNull,
         _ => return None,
     })
 }
@@ -154,6 +163,26 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     let mut out = BytesMut::new();
     match merge {
         Merge::Info => return info::merge_info(replies, protocol),
+        Merge::Scan(phase) => {
+            return match replies {
+                [reply] => super::scan::merge_reply(*phase, reply.raw()),
+                _ => error_bytes("ERR slotproxy: SCAN expects one part"),
+            };
+        }
+        Merge::AnyNonNull => {
+            let keys: Vec<&Reply> = replies.iter().filter(|r| !is_null(r.raw())).collect();
+            if keys.is_empty() {
+                write_null(&mut out, protocol);
+            } else {
+                // The keys themselves are random: hashing them picks a primary at random
+                // without a random source, so the merge stays a pure function.
+                let hash = keys
+                    .iter()
+                    .fold(super::scan::Fnv::new(), |h, r| h.bytes(r.raw()))
+                    .0;
+                return keys[(hash % keys.len() as u64) as usize].raw().clone();
+            }
+        }
         Merge::AllOk => write_simple(&mut out, "OK"),
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
@@ -184,6 +213,11 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         }
     }
     out.freeze()
+}
+
+/// A null reply: `$-1` or `*-1` in RESP2, `_` in RESP3.
+fn is_null(raw: &[u8]) -> bool {
+    matches!(raw, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
 }
 
 fn integer(raw: &[u8]) -> Option<i64> {
@@ -317,6 +351,28 @@ mod tests {
         assert_eq!(
             &merge(&Merge::Info, &error, Protocol::Resp2)[..],
             b"-ERR no\r\n"
+        );
+    }
+
+    #[test]
+    fn randomkey_takes_a_key_from_a_primary_that_has_one() {
+        assert_eq!(fan_out_merge("randomkey"), Some(Merge::AnyNonNull));
+        let replies = [reply(b"$-1\r\n"), reply(b"$1\r\nk\r\n"), reply(b"$-1\r\n")];
+        assert_eq!(
+            &merge_bytes(&Merge::AnyNonNull, &replies)[..],
+            b"$1\r\nk\r\n"
+        );
+        let both = [reply(b"$1\r\na\r\n"), reply(b"$1\r\nb\r\n")];
+        let picked = merge_bytes(&Merge::AnyNonNull, &both);
+        assert!(&picked[..] == b"$1\r\na\r\n" || &picked[..] == b"$1\r\nb\r\n");
+        let empty = [reply(b"_\r\n"), reply(b"_\r\n")];
+        assert_eq!(
+            &merge(&Merge::AnyNonNull, &empty, Protocol::Resp3)[..],
+            b"_\r\n"
+        );
+        assert_eq!(
+            &merge_bytes(&Merge::AnyNonNull, &[reply(b"$-1\r\n")])[..],
+            b"$-1\r\n"
         );
     }
 

@@ -1,0 +1,563 @@
+//! `SCAN` over the whole cluster: one primary at a time, with a cursor that says which one.
+//!
+//! Each client `SCAN` goes to one primary (whatever the read policy: the cursor belongs to that
+//! node), with the client's `MATCH`/`COUNT`/`TYPE` options as they are and only the cursor
+//! replaced by that node's own cursor. When the node's cursor comes back as 0, the next call
+//! moves on to the next primary. The proxy keeps no state: everything is in the client's
+//! cursor, so a cursor works on any connection and any slotproxy in front of the same cluster.
+//! It is a decimal number below 2^63 (clients that parse cursors as signed 64-bit integers
+//! work), laid out as
+//!
+//! ```text
+//! bit 63 | 62 ......... 25 | 24 .... 15 | 14   | 13 ..... 0
+//!   0    | node cursor (38) | check (10) | walk | anchor slot
+//! ```
+//!
+//! - The *anchor* is a slot: the primary scanned now is the one that owns it. Shards are visited
+//!   in the order of their lowest slot, and each one's anchor is its lowest slot.
+//! - The *node cursor* is the node's own cursor; 0 means "that node is done, move on".
+//! - The *check* is a hash (never 0) of what the anchor meant when the cursor was made: the
+//!   anchor's primary, and, in order mode, every shard visited before it with its primary. A
+//!   cursor whose check no longer matches the slot map is not trusted: the anchor's current
+//!   primary is scanned again from its start, in walk mode.
+//! - *Walk mode* (sticky once the topology changed during the iteration) moves from the anchor
+//!   to the next slot owned by another primary, instead of to the next shard's lowest slot.
+//!
+//! Cursor 0 starts at the shard with the lowest slot; the proxy answers cursor 0 after the last
+//! shard (with an empty batch, as redis-server may too). A cursor the proxy can't have made gets
+//! redis' `ERR invalid cursor`. A node cursor wider than 38 bits (a table of 2^38 buckets, far
+//! beyond any node's memory on redis 7.0) gets an error rather than being truncated.
+//!
+//! # Guarantee
+//!
+//! With a stable topology, a full iteration is exactly redis-server's SCAN on each primary in
+//! turn: every key present for the whole iteration is returned, and a key is returned twice only
+//! when redis' own SCAN would (a node resizing its table mid-scan).
+//!
+//! When slots migrate, primaries fail over, or shards come and go during the iteration, a key
+//! that *stayed put* (it and its slot stayed on the same node for the whole iteration, and that
+//! node was a primary throughout) is still returned at least once, as far as the proxy's slot
+//! map is current: the node holding it is scanned from start to end at some point. What
+//! changes is the number of duplicates: a primary whose cursor can't be trusted any more is
+//! rescanned from its start, and in walk mode a primary that owns several separate slot ranges
+//! is scanned once per range after the first change. Keys that move during the iteration may
+//! be returned twice or not at all, like keys written or deleted during a redis SCAN. A call
+//! that reaches a new primary with the old one's cursor (the map changed while it waited to be
+//! sent, or it was retried after a failed connect) is caught by the check on the next call,
+//! which rescans that primary. The checks are 10-bit hashes, so a topology change goes
+//! unnoticed with probability 1/1022; that, a slot map that lags the cluster, and a slot that
+//! moves away and back within one call are the ways a key that stayed put can be missed. The
+//! proof sketch is in the comments of [`plan`].
+
+use bytes::{Bytes, BytesMut};
+
+use super::Session;
+use super::dispatch::{Plan, Target};
+use super::split::Merge;
+use crate::cluster::{ShardLayout, Slot};
+use crate::protocol::Request;
+use crate::protocol::reply::{error_bytes, write_array_len, write_bulk};
+
+const SLOT_MASK: u64 = (1 << 14) - 1;
+const WALK_BIT: u64 = 1 << 14;
+const CHECK_SHIFT: u32 = 15;
+const CHECK_BITS: u32 = 10;
+const NODE_SHIFT: u32 = CHECK_SHIFT + CHECK_BITS;
+/// Bits of the client's cursor that hold the node's cursor.
+const NODE_CURSOR_BITS: u32 = 63 - NODE_SHIFT;
+/// A check no hash produces: the anchor had no primary when the phase began, so the next call
+/// scans its primary from the start.
+const UNVERIFIED: u16 = 1;
+/// A check that never matches: the anchor no longer means what the cursor says.
+const MISMATCH: u16 = 0;
+
+/// One primary's turn in an iteration: which slot's owner, how the next one is chosen, and the
+/// hash that says whether the cursor still means what it did. The node's cursor is apart, since
+/// a `Phase` is what the merge needs to build the client's cursor from the node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    anchor: u16,
+    walk: bool,
+    check: u16,
+}
+
+impl Phase {
+    /// The client's cursor for this phase with the node at `node` (0: the node is done).
+    ///
+    /// # Errors
+    /// When `node` does not fit in the cursor's node bits.
+    fn cursor(self, node: u64) -> Result<u64, String> {
+        if node >> NODE_CURSOR_BITS != 0 {
+            return Err(format!(
+                "ERR slotproxy: a node's SCAN cursor ({node}) is wider than the {NODE_CURSOR_BITS} \
+                 bits slotproxy's cursor has for it"
+            ));
+        }
+        let walk = if self.walk { WALK_BIT } else { 0 };
+        Ok(node << NODE_SHIFT
+            | u64::from(self.check) << CHECK_SHIFT
+            | walk
+            | u64::from(self.anchor))
+    }
+
+    /// Splits a client's cursor (not 0) into its phase and node cursor; `None` for a cursor the
+    /// proxy can't have made.
+    fn decode(cursor: u64) -> Option<(Phase, u64)> {
+        if cursor >> 63 != 0 {
+            return None;
+        }
+        let check = ((cursor >> CHECK_SHIFT) & ((1 << CHECK_BITS) - 1)) as u16;
+        if check == MISMATCH {
+            return None;
+        }
+        let phase = Phase {
+            anchor: (cursor & SLOT_MASK) as u16,
+            walk: cursor & WALK_BIT != 0,
+            check,
+        };
+        Some((phase, cursor >> NODE_SHIFT))
+    }
+}
+
+/// What a `SCAN` call does, decided from the client's cursor and the slot map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Send `SCAN node ...` to the primary of the phase's anchor.
+    Scan(Phase, u64),
+    /// Every shard is done: answer cursor 0 and no keys.
+    Finished,
+    /// The slot map has no shard yet.
+    NoTopology,
+}
+
+impl Session {
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]` over every primary.
+    pub(super) fn scan(&mut self, request: &Request) {
+        let args = request.args();
+        let at = match parse_cursor(&args[1]) {
+            Some(0) => None,
+            Some(cursor) => match Phase::decode(cursor) {
+                Some(at) => Some(at),
+                None => return self.reply_error("ERR invalid cursor"),
+            },
+            None => return self.reply_error("ERR invalid cursor"),
+        };
+        let next = plan(self.shared.topology.slot_map().layout(), at);
+        match next {
+            Next::Scan(phase, node) => {
+                let mut node_args = args.to_vec();
+                node_args[1] = Bytes::from(node.to_string());
+                let part = (
+                    Target::Slot(Slot(phase.anchor)),
+                    Request::from_args(node_args),
+                );
+                self.dispatch(request.clone(), Plan::Parts(Merge::Scan(phase), vec![part]));
+            }
+            Next::Finished => match check_options(&args[2..]) {
+                Ok(()) => self.reply_with(|out| {
+                    write_array_len(out, 2);
+                    write_bulk(out, b"0");
+                    write_array_len(out, 0);
+                }),
+                Err(error) => self.reply_error(error),
+            },
+            Next::NoTopology => {
+                self.shared.topology.request_refresh();
+                self.reply_error("CLUSTERDOWN no cluster node is known yet");
+            }
+        }
+    }
+}
+
+/// Decides the next step of an iteration at `at` (`None`: cursor 0) under `layout`.
+///
+/// Why no key that stayed put is missed: call a slot *covered* when a node that owned it was
+/// scanned from start to end, as one run of verified calls, during the iteration. Invariant at
+/// the start of each phase with anchor `s`: every slot below `s` that stayed on one node is
+/// covered. It holds for the first phase (no assigned slot is below the lowest one). A phase
+/// ends only through a verified call, so the node just finished is the anchor's primary named
+/// in the check.
+/// - Order mode moves to the next shard's lowest slot `n`. The check matched, so the shards with
+///   a lowest slot up to `s` (with their primaries) are those the iteration visited, and no
+///   shard has its lowest slot between `s` and `n`: every slot below `n` belongs to a visited
+///   shard.
+/// - Walk mode moves to the first slot `n` above `s` owned by another primary: the slots between
+///   belong to the primary just scanned.
+/// - A failed check restarts the anchor's primary from its start, which the invariant allows.
+fn plan(layout: &[ShardLayout], at: Option<(Phase, u64)>) -> Next {
+    let Some((phase, node)) = at else {
+        return match layout.iter().filter_map(lowest_slot).min() {
+            Some(anchor) => Next::Scan(order_phase(layout, anchor), 0),
+            None => Next::NoTopology,
+        };
+    };
+    let expected = if phase.walk {
+        owner_check(layout, phase.anchor)
+    } else {
+        order_check(layout, phase.anchor)
+    };
+    if expected != phase.check {
+        return Next::Scan(walk_phase(layout, phase.anchor), 0);
+    }
+    if node != 0 {
+        return Next::Scan(phase, node);
+    }
+    if phase.walk {
+        match next_owner(layout, phase.anchor) {
+            Some(anchor) => Next::Scan(walk_phase(layout, anchor), 0),
+            None => Next::Finished,
+        }
+    } else {
+        let next = layout
+            .iter()
+            .filter_map(lowest_slot)
+            .filter(|&lowest| lowest > phase.anchor)
+            .min();
+        match next {
+            Some(anchor) => Next::Scan(order_phase(layout, anchor), 0),
+            None => Next::Finished,
+        }
+    }
+}
+
+fn order_phase(layout: &[ShardLayout], anchor: u16) -> Phase {
+    Phase {
+        anchor,
+        walk: false,
+        check: order_check(layout, anchor),
+    }
+}
+
+fn walk_phase(layout: &[ShardLayout], anchor: u16) -> Phase {
+    let check = match owner_check(layout, anchor) {
+        MISMATCH => UNVERIFIED,
+        check => check,
+    };
+    Phase {
+        anchor,
+        walk: true,
+        check,
+    }
+}
+
+fn lowest_slot(shard: &ShardLayout) -> Option<u16> {
+    shard.ranges.first().map(|&(start, _)| start)
+}
+
+/// The primary (address) that owns `slot`.
+fn owner(layout: &[ShardLayout], slot: u16) -> Option<&str> {
+    layout
+        .iter()
+        .find(|shard| shard.ranges.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+        .map(|shard| shard.primary.as_str())
+}
+
+/// The first slot above `slot` owned by a primary other than `slot`'s.
+fn next_owner(layout: &[ShardLayout], slot: u16) -> Option<u16> {
+    let current = owner(layout, slot);
+    layout
+        .iter()
+        .filter(|shard| Some(shard.primary.as_str()) != current)
+        .flat_map(|shard| shard.ranges.iter())
+        .filter(|&&(_, end)| end > slot)
+        .map(|&(start, _)| start.max(slot + 1))
+        .min()
+}
+
+/// Walk mode's check: the anchor's primary.
+fn owner_check(layout: &[ShardLayout], anchor: u16) -> u16 {
+    match owner(layout, anchor) {
+        Some(primary) => check_of(Fnv::new().bytes(primary.as_bytes()).0),
+        None => MISMATCH,
+    }
+}
+
+/// Order mode's check: every shard whose lowest slot is at most the anchor, with its primary;
+/// `MISMATCH` when the anchor is no shard's lowest slot.
+fn order_check(layout: &[ShardLayout], anchor: u16) -> u16 {
+    if !layout.iter().any(|s| lowest_slot(s) == Some(anchor)) {
+        return MISMATCH;
+    }
+    let mut hash = Fnv::new();
+    for shard in layout {
+        if let Some(lowest) = lowest_slot(shard).filter(|&l| l <= anchor) {
+            hash = hash
+                .bytes(&lowest.to_be_bytes())
+                .bytes(shard.primary.as_bytes())
+                .bytes(b"\n");
+        }
+    }
+    check_of(hash.0)
+}
+
+/// A check value from a hash: never `MISMATCH` or `UNVERIFIED`.
+fn check_of(hash: u64) -> u16 {
+    let room = (1u64 << CHECK_BITS) - 2;
+    (2 + hash % room) as u16
+}
+
+/// FNV-1a, 64 bits: stable across processes and versions, so any slotproxy in front of the same
+/// cluster reads the cursors of another.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fnv(pub(super) u64);
+
+impl Fnv {
+    /// The hash of nothing (FNV's offset basis).
+    pub(super) fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// The hash extended with `data`.
+    pub(super) fn bytes(mut self, data: &[u8]) -> Self {
+        for &b in data {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self
+    }
+}
+
+/// Rewrites a node's `SCAN` reply (`[cursor, [keys...]]`) into the client's: the node's cursor
+/// becomes the proxy's, the keys are forwarded as they are (RESP2 and RESP3 alike).
+pub(super) fn merge_reply(phase: Phase, raw: &[u8]) -> Bytes {
+    let rewritten = split_reply(raw)
+        .ok_or_else(|| "ERR slotproxy: a node's SCAN reply is not [cursor, keys]".to_string())
+        .and_then(|(node, keys)| Ok((phase.cursor(node)?, keys)));
+    match rewritten {
+        Ok((cursor, keys)) => {
+            let mut out = BytesMut::with_capacity(raw.len() + 16);
+            write_array_len(&mut out, 2);
+            write_bulk(&mut out, cursor.to_string().as_bytes());
+            out.extend_from_slice(keys);
+            out.freeze()
+        }
+        Err(error) => error_bytes(&error),
+    }
+}
+
+/// The node cursor and the raw keys array of a `SCAN` reply.
+fn split_reply(raw: &[u8]) -> Option<(u64, &[u8])> {
+    let rest = raw.strip_prefix(b"*2\r\n$")?;
+    let newline = rest.iter().position(|&b| b == b'\n')?;
+    let len: usize = std::str::from_utf8(rest[..newline].strip_suffix(b"\r")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let body = rest.get(newline + 1..newline + 1 + len)?;
+    let keys = rest.get(newline + 1 + len..)?.strip_prefix(b"\r\n")?;
+    if !keys.starts_with(b"*") {
+        return None;
+    }
+    Some((std::str::from_utf8(body).ok()?.parse().ok()?, keys))
+}
+
+/// Parses a cursor the way redis-server does (`strtoul`): an empty string is 0, a sign is
+/// allowed (a negative number wraps), whitespace and anything else after the digits are not.
+fn parse_cursor(arg: &[u8]) -> Option<u64> {
+    let (negative, digits) = match arg.first() {
+        Some(b'-') => (true, &arg[1..]),
+        Some(b'+') => (false, &arg[1..]),
+        _ => (false, arg),
+    };
+    if digits.is_empty() {
+        return (arg.is_empty()).then_some(0);
+    }
+    let value: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
+}
+
+/// Checks SCAN's options as redis-server does, for the one reply the proxy gives without a
+/// node (the end of the iteration).
+fn check_options(options: &[Bytes]) -> Result<(), &'static str> {
+    const SYNTAX: &str = "ERR syntax error";
+    let mut i = 0;
+    while i < options.len() {
+        let option = &options[i];
+        let Some(value) = options.get(i + 1) else {
+            return Err(SYNTAX);
+        };
+        if option.eq_ignore_ascii_case(b"COUNT") {
+            let count: i64 = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or("ERR value is not an integer or out of range")?;
+            if count < 1 {
+                return Err(SYNTAX);
+            }
+        } else if !option.eq_ignore_ascii_case(b"MATCH") && !option.eq_ignore_ascii_case(b"TYPE") {
+            return Err(SYNTAX);
+        }
+        i += 2;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(primary: &str, ranges: &[(u16, u16)]) -> ShardLayout {
+        ShardLayout {
+            ranges: ranges.to_vec(),
+            primary: primary.to_string(),
+            replicas: Vec::new(),
+        }
+    }
+
+    fn three() -> Vec<ShardLayout> {
+        vec![
+            shard("a:1", &[(0, 5460)]),
+            shard("b:1", &[(5461, 10922)]),
+            shard("c:1", &[(10923, 16383)]),
+        ]
+    }
+
+    /// Runs a whole iteration under `layouts[i]` for the i-th call (the last one repeats), with
+    /// each node taking `calls_per_node` calls; returns the primaries scanned to the end, in
+    /// order.
+    fn iterate(layouts: &[Vec<ShardLayout>], calls_per_node: u64) -> Vec<String> {
+        let mut finished = Vec::new();
+        let mut at = None;
+        for call in 0..100 {
+            let layout = &layouts[call.min(layouts.len() - 1)];
+            match plan(layout, at) {
+                Next::Scan(phase, node) => {
+                    let owner = owner(layout, phase.anchor).expect("anchor has an owner");
+                    let returned = if node + 1 >= calls_per_node {
+                        finished.push(owner.to_string());
+                        0
+                    } else {
+                        node + 1
+                    };
+                    let cursor = phase.cursor(returned).expect("fits");
+                    assert_ne!(cursor, 0);
+                    at = Phase::decode(cursor);
+                    assert_eq!(at, Some((phase, returned)), "cursor round-trips");
+                }
+                Next::Finished => return finished,
+                Next::NoTopology => panic!("no topology"),
+            }
+        }
+        panic!("iteration did not finish");
+    }
+
+    #[test]
+    fn stable_topology_scans_each_primary_once_in_slot_order() {
+        assert_eq!(iterate(&[three()], 3), ["a:1", "b:1", "c:1"]);
+        let interleaved = vec![
+            shard("a:1", &[(100, 200), (1000, 2000)]),
+            shard("b:1", &[(0, 99), (201, 999)]),
+            shard("c:1", &[(2001, 16383)]),
+        ];
+        assert_eq!(iterate(&[interleaved], 2), ["b:1", "a:1", "c:1"]);
+        assert_eq!(plan(&[], None), Next::NoTopology);
+    }
+
+    #[test]
+    fn failover_of_the_shard_being_scanned_restarts_it_on_the_new_primary() {
+        let mut failed_over = three();
+        failed_over[1].primary = "b:2".into();
+        // Calls 0-2 finish a; b is mid-scan on b:1 at call 4 when b:2 takes over.
+        let layouts = [three(), three(), three(), three(), three(), failed_over];
+        assert_eq!(iterate(&layouts, 3), ["a:1", "b:2", "c:1"]);
+    }
+
+    #[test]
+    fn a_shard_taking_a_slot_below_the_anchor_is_still_scanned() {
+        // While b is scanned, c takes slot 100 from a: c's lowest slot drops below b's, so the
+        // order alone would skip c. The check notices and the walk still reaches c's range.
+        let mut moved = three();
+        moved[0].ranges = vec![(0, 99), (101, 5460)];
+        moved[2].ranges = vec![(100, 100), (10923, 16383)];
+        let layouts = [three(), three(), three(), three(), moved];
+        let scanned = iterate(&layouts, 2);
+        assert!(scanned.contains(&"c:1".to_string()), "{scanned:?}");
+        assert!(scanned.contains(&"b:1".to_string()), "{scanned:?}");
+    }
+
+    #[test]
+    fn a_new_shard_below_the_anchor_is_scanned() {
+        let mut grown = three();
+        grown[0].ranges = vec![(1, 5460)];
+        grown.insert(0, shard("d:1", &[(0, 0)]));
+        let layouts = [three(), three(), three(), grown];
+        let scanned = iterate(&layouts, 2);
+        assert!(scanned.contains(&"b:1".to_string()), "{scanned:?}");
+        assert!(scanned.contains(&"c:1".to_string()), "{scanned:?}");
+    }
+
+    #[test]
+    fn cursors_are_checked_and_parsed_like_redis() {
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"+7"), Some(7));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b"abc"[..],
+            b" 1",
+            b"1 ",
+            b"1.5",
+            b"-",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_cursor(bad), None, "{bad:?}");
+        }
+        assert_eq!(Phase::decode(u64::MAX), None, "above 2^63");
+        assert_eq!(Phase::decode(5), None, "check 0 is never made");
+        let phase = order_phase(&three(), 0);
+        assert!(phase.cursor(1 << NODE_CURSOR_BITS).is_err());
+        let widest = phase.cursor((1 << NODE_CURSOR_BITS) - 1).expect("fits");
+        assert!(widest < 1 << 63);
+    }
+
+    #[test]
+    fn node_reply_is_rewritten_in_both_protocols() {
+        let phase = Phase {
+            anchor: 5461,
+            walk: false,
+            check: 7,
+        };
+        let cursor = phase.cursor(12).expect("fits").to_string();
+        let reply = merge_reply(phase, b"*2\r\n$2\r\n12\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+        let want = format!(
+            "*2\r\n${}\r\n{cursor}\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n",
+            cursor.len()
+        );
+        assert_eq!(&reply[..], want.as_bytes());
+        let done = phase.cursor(0).expect("fits").to_string();
+        let reply = merge_reply(phase, b"*2\r\n$1\r\n0\r\n*0\r\n");
+        assert_eq!(
+            &reply[..],
+            format!("*2\r\n${}\r\n{done}\r\n*0\r\n", done.len()).as_bytes()
+        );
+        assert!(merge_reply(phase, b"+OK\r\n").starts_with(b"-ERR"));
+        let wide = format!("{}", 1u64 << 40);
+        let raw = format!("*2\r\n${}\r\n{wide}\r\n*0\r\n", wide.len());
+        assert!(merge_reply(phase, raw.as_bytes()).starts_with(b"-ERR slotproxy"));
+    }
+
+    #[test]
+    fn options_are_checked_like_redis_when_the_proxy_answers() {
+        let args = |a: &[&'static str]| {
+            a.iter()
+                .map(|s| Bytes::from_static(s.as_bytes()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            check_options(&args(&["MATCH", "*", "count", "10", "TYPE", "x"])),
+            Ok(())
+        );
+        assert_eq!(
+            check_options(&args(&["COUNT", "0"])),
+            Err("ERR syntax error")
+        );
+        assert_eq!(check_options(&args(&["TYPE"])), Err("ERR syntax error"));
+        assert_eq!(
+            check_options(&args(&["COUNT", "x"])),
+            Err("ERR value is not an integer or out of range")
+        );
+    }
+}
