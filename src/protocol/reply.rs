@@ -198,6 +198,22 @@ pub fn write_map_len(out: &mut BytesMut, protocol: Protocol, len: usize) {
     }
 }
 
+/// Appends a text reply as redis 7 sends one (INFO, CLUSTER NODES...): a bulk string in RESP2,
+/// a verbatim string of format `txt` in RESP3.
+pub fn write_text(out: &mut BytesMut, protocol: Protocol, text: &[u8]) {
+    match protocol {
+        Protocol::Resp2 => write_bulk(out, text),
+        Protocol::Resp3 => {
+            let mut buf = [0; 20];
+            out.put_u8(b'=');
+            out.put_slice(fmt_usize(&mut buf, text.len() + 4));
+            out.put_slice(b"\r\ntxt:");
+            out.put_slice(text);
+            out.put_slice(b"\r\n");
+        }
+    }
+}
+
 /// Bytes of an error reply, for building a `Reply` by hand.
 pub fn error_bytes(text: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(text.len() + 3);
@@ -255,9 +271,11 @@ mod tests {
         write_error(&mut out, "ERR bad\r\ninput");
         write_null(&mut out, Protocol::Resp3);
         write_map_len(&mut out, Protocol::Resp2, 2);
+        write_text(&mut out, Protocol::Resp3, b"ab");
         assert_eq!(
             &out[..],
-            b":-42\r\n:-9223372036854775808\r\n-ERR bad  input\r\n_\r\n*4\r\n".as_slice()
+            b":-42\r\n:-9223372036854775808\r\n-ERR bad  input\r\n_\r\n*4\r\n=6\r\ntxt:ab\r\n"
+                .as_slice()
         );
     }
 }

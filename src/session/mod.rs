@@ -9,6 +9,7 @@
 //! (`Deferred`) until those are settled, so a write can't be reordered around a resharding.
 
 mod dispatch;
+mod introspect;
 mod local;
 mod scan;
 mod split;
@@ -95,7 +96,7 @@ pub struct Session {
     /// Connections of this session alone, per node and protocol (blocking commands).
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
-    info: local::ClientInfo,
+    info: introspect::ClientInfo,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -127,7 +128,7 @@ impl Session {
             tx: transaction::Transaction::default(),
             barrier: false,
             dedicated: RefCell::new(Vec::new()),
-            info: local::ClientInfo::default(),
+            info: introspect::ClientInfo::default(),
         }
     }
 

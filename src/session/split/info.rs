@@ -37,9 +37,9 @@
 //!
 //! The reply has the type redis 7 uses: a bulk string in RESP2, a `txt` verbatim string in RESP3.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-use crate::protocol::reply::{write_bulk, write_error};
+use crate::protocol::reply::{write_error, write_text};
 use crate::protocol::{Protocol, Reply};
 
 /// Merges the primaries' `INFO` replies (in shard order, none an error) into one reply in the
@@ -58,10 +58,7 @@ pub(super) fn merge_info(replies: &[Reply], protocol: Protocol) -> Bytes {
         return out.freeze();
     };
     let text = merge_texts(&texts);
-    match protocol {
-        Protocol::Resp2 => write_bulk(&mut out, text.as_bytes()),
-        Protocol::Resp3 => write_verbatim_text(&mut out, text.as_bytes()),
-    }
+    write_text(&mut out, protocol, text.as_bytes());
     out.freeze()
 }
 
@@ -78,15 +75,6 @@ fn info_text(raw: &[u8]) -> Option<String> {
         _ => return None,
     };
     Some(String::from_utf8_lossy(text).into_owned())
-}
-
-/// Appends a RESP3 verbatim string of format `txt`.
-fn write_verbatim_text(out: &mut BytesMut, text: &[u8]) {
-    out.put_u8(b'=');
-    out.put_slice((text.len() + 4).to_string().as_bytes());
-    out.put_slice(b"\r\ntxt:");
-    out.put_slice(text);
-    out.put_slice(b"\r\n");
 }
 
 /// One `# Name` section of an INFO text; lines without a colon have no value.
@@ -558,7 +546,7 @@ mod tests {
     /// A RESP2 bulk string reply holding `text`.
     fn bulk(text: &str) -> Reply {
         let mut out = BytesMut::new();
-        write_bulk(&mut out, text.as_bytes());
+        crate::protocol::reply::write_bulk(&mut out, text.as_bytes());
         Reply::local(out.freeze())
     }
 
@@ -717,7 +705,7 @@ mod tests {
     fn resp3_verbatim_parts_give_a_verbatim_reply() {
         let verbatim = |text: &str| {
             let mut out = BytesMut::new();
-            write_verbatim_text(&mut out, text.as_bytes());
+            write_text(&mut out, Protocol::Resp3, text.as_bytes());
             out.freeze()
         };
         assert_eq!(&verbatim("ab")[..], b"=6\r\ntxt:ab\r\n");
