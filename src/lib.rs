@@ -3,30 +3,42 @@
 //!
 //! # Life of a command
 //!
-//! 1. [`server`] accepts a client and spawns a [`session::Session`] task for it.
+//! 1. [`server`] accepts a client (once the first slot map is known) and spawns a
+//!    [`session::Session`] task for it.
 //! 2. The session's [`protocol::RequestDecoder`] yields a [`protocol::Request`]: the arguments as
 //!    slices of the read buffer plus the raw bytes, which are what gets forwarded. Bad RESP gets
 //!    `-ERR Protocol error: ...` and the connection is closed, as redis-server does.
 //! 3. [`command::CommandTable::resolve`] finds the command's row (generated from a node's
 //!    `COMMAND` output, plus commands learned from the cluster at startup). An unknown command or
-//!    a wrong arity gets redis' error and the connection stays open.
-//! 4. [`command::route::route_of`] picks the route: `Local` (PING, HELLO, CLIENT SETNAME...,
-//!    answered by the session), `ByKeys` (keys found by the row's key specs, hashed with
-//!    [`cluster::hash_slot`]; keys in different slots get `-CROSSSLOT`), `AnyNode` (keyless
-//!    commands any node answers alike) or `Unsupported` (a clear `-ERR` naming the command).
-//! 5. The session loads the [`cluster::SlotMap`] once, takes the slot's primary
-//!    [`backend::Node`], and queues the request on that node's shared connection (always the same
-//!    one for a given session, so its requests to a node keep their order). The
+//!    a wrong arity gets redis' error and the connection stays open. Inside `MULTI`, commands are
+//!    checked and queued by the session instead (`session/transaction.rs`).
+//! 4. [`command::route::route_of`] picks the route:
+//!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC, and the
+//!      CLUSTER/CLIENT introspection of `session/introspect.rs`); SCAN builds its own request
+//!      for one primary (`session/scan.rs`).
+//!    - `ByKeys`: keys found by the row's key specs and hashed with [`cluster::hash_slot`]. One
+//!      slot: sent there (read-only commands may go to a replica, blocking ones on a dedicated
+//!      connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot
+//!      (`session/split.rs`); anything else gets `-CROSSSLOT`.
+//!    - `AllPrimaries`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
+//!    - `AnyNode` (keyless, any node answers alike) or `Unsupported` (`-ERR` naming the command).
+//! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or a
+//!    replica under the read policy), and queues the request on that node's shared connection
+//!    (always the same one for a given session, so its requests to a node keep their order) or
+//!    on the session's own dedicated connection (blocking commands, WATCH). The
 //!    [`backend::connection`] task writes every queued request in one batch and hands replies back
-//!    in FIFO order through a oneshot per request. If the map changed while older requests of
-//!    this session are unanswered, the request waits (`Deferred`) until they are settled.
+//!    in FIFO order through a oneshot per request. A request waits (`Deferred`) while older ones
+//!    are unanswered if the map changed since they were sent or one of them went out on a
+//!    dedicated connection, so nothing overtakes them on a node.
 //! 6. When the request reaches the front of the session's queue its reply is settled: on `MOVED`
 //!    the session asks the [`cluster::Topology`] for a refresh and resends to the named node; on
 //!    `ASK` it sends `ASKING` + the command to the target and leaves the map alone; both are
 //!    capped by `max_redirects`. `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes are retried with
-//!    backoff until `retry_deadline`. A request whose connection died after it was written gets an
-//!    error saying its outcome is unknown; it is never sent twice.
-//! 7. Replies leave in request order; the session writes all that are ready in one write.
+//!    backoff until `retry_deadline`. A request whose connection died after it was written is
+//!    sent again if it is read-only; a write gets an error saying its outcome is unknown, and is
+//!    never sent twice. Split requests settle part by part and are merged in key order.
+//! 7. Replies leave in request order; the session writes all that are ready at once, without
+//!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading.
 
 pub mod backend;
 pub mod cluster;
