@@ -99,6 +99,7 @@ pub async fn run(
         clients: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(0),
         redis_version: ArcSwap::from_pointee(DEFAULT_REDIS_VERSION.to_string()),
+        scripts: session::ScriptCache::default(),
     });
 
     let (stop, stopped) = watch::channel(());

@@ -39,6 +39,10 @@ impl Handling {
                 "transaction: queued by slotproxy, run in one piece on the primary of its \
                      keys' slot; WATCH holds a connection of the session's own",
             ),
+            Route::Local(Local::PubSub) => Handling::Pinned(
+                "on a subscriber connection of the client's own to one primary; every frame \
+                 it receives is forwarded as it arrives",
+            ),
             Route::Local(Local::Scan) => Handling::FannedOut(
                 "one primary per call, in slot order; the cursor names the primary and survives \
                  resharding",

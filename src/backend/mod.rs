@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod pool;
+pub mod subscriber;
 
 pub use connection::{Job, NodeResult};
 pub use pool::{BackendPool, Lane, Node};

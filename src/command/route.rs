@@ -60,6 +60,9 @@ pub enum Local {
     Watch,
     /// `UNWATCH`.
     Unwatch,
+    /// `SUBSCRIBE`, `PSUBSCRIBE`, `UNSUBSCRIBE`, `PUNSUBSCRIBE`: on the session's subscriber
+    /// connection.
+    PubSub,
     /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
     /// the session with the cursor naming the primary.
     Scan,
@@ -138,6 +141,7 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "discard" => Some(Local::Discard),
         "watch" => Some(Local::Watch),
         "unwatch" => Some(Local::Unwatch),
+        "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => Some(Local::PubSub),
         _ => None,
     };
     if let Some(local) = local {
@@ -156,14 +160,18 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "lastsave"
         | "publish"
         | "lolwut"
-        | "config|get" => return Route::AnyNode,
-        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
-        | "sunsubscribe" | "spublish" | "monitor" => return Route::Unsupported(NOT_YET),
+        | "config|get"
+        | "script|help"
+        | "function|help"
+        | "function|dump" => return Route::AnyNode,
+        // No request policy in COMMAND; the proxy asks every primary which libraries it has.
+        "function|list" => return Route::AllPrimaries,
+        "ssubscribe" | "sunsubscribe" | "monitor" => return Route::Unsupported(NOT_YET),
         "shutdown" | "replicaof" | "slaveof" | "failover" | "debug" | "save" | "bgsave"
         | "bgrewriteaof" | "sync" | "psync" => return Route::Unsupported(NEVER),
         "client|kill" | "client|unblock" => return Route::Unsupported(OTHER_CLIENTS),
         "client|pause" | "client|unpause" => return Route::Unsupported(PAUSES_NODES),
-        "client|no-touch" => return Route::Unsupported(SHARED_CONNECTIONS),
+        "client|no-touch" | "script|debug" => return Route::Unsupported(SHARED_CONNECTIONS),
         _ => {}
     }
     if spec.has_keys() {
@@ -207,6 +215,19 @@ mod tests {
             ("config|get", Route::AnyNode),
             ("cluster|slots", Route::Local(Local::ClusterSlots)),
             ("client|kill", Route::Unsupported(OTHER_CLIENTS)),
+            ("evalsha", Route::ByKeys),
+            ("fcall_ro", Route::ByKeys),
+            ("script|load", Route::AllPrimaries),
+            ("script|exists", Route::AllPrimaries),
+            ("script|flush", Route::AllPrimaries),
+            ("script|kill", Route::AllPrimaries),
+            ("script|debug", Route::Unsupported(SHARED_CONNECTIONS)),
+            ("function|load", Route::AllPrimaries),
+            ("function|delete", Route::AllPrimaries),
+            ("function|flush", Route::AllPrimaries),
+            ("function|restore", Route::AllPrimaries),
+            ("function|list", Route::AllPrimaries),
+            ("function|dump", Route::AnyNode),
         ];
         for (name, want) in cases {
             let spec = table

@@ -29,6 +29,9 @@ pub enum ReplyKind {
     TryAgain,
     /// `-CLUSTERDOWN`: the cluster can't serve the slot right now.
     ClusterDown,
+    /// `-NOSCRIPT`: `EVALSHA` named a script this node doesn't have (it may have restarted or
+    /// taken over the slot since the script was loaded).
+    NoScript,
 }
 
 /// Where a MOVED or ASK reply points.
@@ -104,6 +107,7 @@ fn classify_error(text: &[u8]) -> ReplyKind {
             .map_or(ReplyKind::Error, ReplyKind::Ask),
         b"TRYAGAIN" => ReplyKind::TryAgain,
         b"CLUSTERDOWN" => ReplyKind::ClusterDown,
+        b"NOSCRIPT" => ReplyKind::NoScript,
         _ => ReplyKind::Error,
     }
 }
@@ -257,6 +261,10 @@ mod tests {
                 ReplyKind::ClusterDown,
             ),
             (b">2\r\n+a\r\n+b\r\n", ReplyKind::Push),
+            (
+                b"-NOSCRIPT No matching script. Please use EVAL.\r\n",
+                ReplyKind::NoScript,
+            ),
         ];
         for (raw, want) in cases {
             assert_eq!(&classify(raw), want, "{}", String::from_utf8_lossy(raw));

@@ -23,6 +23,7 @@ use crate::command::{CommandSpec, Flags, Resolved};
 use crate::config::ReadPolicy;
 use crate::error::BackendError;
 use crate::protocol::reply::{error_bytes, write_error};
+use crate::protocol::request::encode_multibulk;
 use crate::protocol::{Redirect, Reply, ReplyKind, Request};
 
 /// Where a request goes, re-resolved against the current map on every retry.
@@ -50,6 +51,9 @@ pub(super) struct Attempt {
     retries: u32,
     /// When the first retry began; the retry deadline counts from here.
     retry_started: Option<Instant>,
+    /// This send was `SCRIPT LOAD` + the request, after a `NOSCRIPT`: the request's reply is
+    /// the last of the job's, and a second `NOSCRIPT` goes to the client.
+    reloaded: bool,
 }
 
 /// The shape of a transaction batch, for settling its reply.
@@ -63,6 +67,10 @@ pub(super) struct ExecShape {
 pub(super) struct InFlight {
     rx: oneshot::Receiver<NodeResult>,
     node: Arc<Node>,
+    /// Sent on the node's `READONLY` connections (a replica read).
+    readonly: bool,
+    /// Sent after `ASKING`.
+    asking: bool,
     request: Request,
     target: Target,
     attempt: Attempt,
@@ -112,6 +120,8 @@ pub(super) enum Plan {
     Watch(Slot),
     /// A transaction batch (MULTI ... EXEC).
     Exec(Target, Exec),
+    /// A subscribe-family command (or a subscribed-mode PING) for the subscriber connection.
+    PubSub,
 }
 
 impl Plan {
@@ -119,7 +129,7 @@ impl Plan {
     /// must wait for it to settle to keep their order on the node.
     fn dedicated(&self) -> bool {
         match self {
-            Plan::Blocking(_) | Plan::Watch(_) => true,
+            Plan::Blocking(_) | Plan::Watch(_) | Plan::PubSub => true,
             Plan::Exec(_, exec) => exec.watched.is_some(),
             Plan::Single(_)
             | Plan::Read(_)
@@ -241,7 +251,16 @@ impl Session {
                 spec.name
             ));
         }
+        self.shared.scripts.observe(spec.name, request.args());
         let route = route_of(spec);
+        if self.subscribed_resp2()
+            && !matches!(
+                route,
+                Route::Local(Local::PubSub | Local::Ping | Local::Quit | Local::Reset)
+            )
+        {
+            return self.refuse_while_subscribed(spec);
+        }
         if self.tx.queuing()
             && !matches!(
                 route,
@@ -259,6 +278,10 @@ impl Session {
         }
         match route {
             Route::Local(Local::Watch) => self.watch(spec, request),
+            Route::Local(Local::PubSub) => self.dispatch(request, Plan::PubSub),
+            Route::Local(Local::Ping) if self.subscribed_resp2() => {
+                self.dispatch(request, Plan::PubSub)
+            }
             Route::Local(local) => self.local(local, &request),
             Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
             Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => {
@@ -336,7 +359,10 @@ impl Session {
     /// to the shared connections is only known once it has been answered).
     pub(super) fn dispatch(&mut self, request: Request, plan: Plan) {
         let generation = self.shared.topology.slot_map().generation();
-        if generation != self.dispatch_generation || self.barrier {
+        // Subscribe confirmations come on another connection: they must not overtake replies
+        // the client is still owed.
+        let wait_for_all = matches!(plan, Plan::PubSub);
+        if generation != self.dispatch_generation || self.barrier || wait_for_all {
             let unsettled = self
                 .pending
                 .iter()
@@ -356,6 +382,10 @@ impl Session {
     /// Sends a request (or its parts) under the current map.
     fn start(&mut self, request: Request, plan: Plan) -> Pending {
         let (merge, parts) = match plan {
+            Plan::PubSub => {
+                self.forward_to_subscriber(&request);
+                return Pending::Done(Bytes::new());
+            }
             Plan::Watch(slot) => {
                 let attempt = Attempt {
                     dedicated: true,
@@ -623,8 +653,74 @@ impl Session {
     ) -> Step {
         let replies = attempt.exec.map_or(1, |exec| exec.replies);
         let payload = request.raw().clone();
-        let rx = if attempt.dedicated {
-            self.dedicated_lane(&node).send(payload, asking, replies)
+        let rx = self.enqueue(&node, readonly, attempt, payload, asking, replies);
+        Step::Waiting(InFlight {
+            rx,
+            node,
+            readonly,
+            asking,
+            request,
+            target,
+            attempt,
+        })
+    }
+
+    /// Sends `SCRIPT LOAD body` and then the request again, as one job on the connection that
+    /// got `NOSCRIPT`, so the script is on the node when the request runs there.
+    ///
+    /// Requests the session pipelined to the node after the first try have already run by then:
+    /// they saw the keys as before the script, as if the client had sent the script after them
+    /// (a client that reloads scripts itself on `NOSCRIPT` reorders the same way).
+    #[allow(clippy::too_many_arguments)]
+    fn send_reload(
+        &self,
+        node: Arc<Node>,
+        readonly: bool,
+        asking: bool,
+        body: Bytes,
+        request: Request,
+        target: Target,
+        mut attempt: Attempt,
+    ) -> Step {
+        let mut payload = BytesMut::with_capacity(body.len() + request.raw().len() + 64);
+        let load = [
+            Bytes::from_static(b"SCRIPT"),
+            Bytes::from_static(b"LOAD"),
+            body,
+        ];
+        encode_multibulk(&mut payload, &load);
+        // ASKING holds for the next command only: it goes right before the request.
+        if asking {
+            encode_multibulk(&mut payload, &[Bytes::from_static(b"ASKING")]);
+        }
+        payload.extend_from_slice(request.raw());
+        attempt.reloaded = true;
+        let replies = 2 + usize::from(asking);
+        let rx = self.enqueue(&node, readonly, attempt, payload.freeze(), false, replies);
+        Step::Waiting(InFlight {
+            rx,
+            node,
+            readonly,
+            asking,
+            request,
+            target,
+            attempt,
+        })
+    }
+
+    /// Queues `payload` on the session's connection to `node`: its dedicated one, or its lane
+    /// of the shared ones.
+    fn enqueue(
+        &self,
+        node: &Arc<Node>,
+        readonly: bool,
+        attempt: Attempt,
+        payload: Bytes,
+        asking: bool,
+        replies: usize,
+    ) -> oneshot::Receiver<NodeResult> {
+        if attempt.dedicated {
+            self.dedicated_lane(node).send(payload, asking, replies)
         } else {
             node.send(
                 self.protocol,
@@ -634,14 +730,17 @@ impl Session {
                 asking,
                 replies,
             )
-        };
-        Step::Waiting(InFlight {
-            rx,
-            node,
-            request,
-            target,
-            attempt,
-        })
+        }
+    }
+
+    /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
+    /// that answered `NOSCRIPT`.
+    fn script_body(&self, request: &Request) -> Option<Bytes> {
+        let name = request.name();
+        if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro")) {
+            return None;
+        }
+        self.shared.scripts.body(request.args().get(1)?)
     }
 
     /// Schedules a retry, or gives up with `last_error` once the retry deadline has passed.
@@ -671,12 +770,20 @@ impl Session {
     fn settle(&self, in_flight: InFlight, result: NodeResult) -> Step {
         let InFlight {
             node,
+            readonly,
+            asking,
             request,
             target,
             mut attempt,
             ..
         } = in_flight;
         let max_redirects = self.shared.config.session.max_redirects;
+        // A reload's job also answered SCRIPT LOAD (and ASKING): the request's reply is last.
+        let reloaded = std::mem::take(&mut attempt.reloaded);
+        let result = match result {
+            Ok(reply) if reloaded => Ok(last_frame(reply, self.protocol)),
+            other => other,
+        };
         match result {
             Ok(reply) if attempt.exec.is_some() => {
                 self.settle_exec(reply, request, target, attempt)
@@ -716,7 +823,22 @@ impl Session {
                 ReplyKind::TryAgain | ReplyKind::ClusterDown => {
                     self.backoff(request, target, attempt, reply.into_raw())
                 }
-                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push => Step::Done(reply),
+                // The node lost the script (restart, failover, resharding): load it there and
+                // run the request again, once. Unknown scripts get NOSCRIPT, as from redis.
+                ReplyKind::NoScript if !reloaded => match self.script_body(&request) {
+                    Some(body) => {
+                        debug!(
+                            client = self.id,
+                            node = node.addr(),
+                            "NOSCRIPT; loading the script"
+                        );
+                        self.send_reload(node, readonly, asking, body, request, target, attempt)
+                    }
+                    None => Step::Done(reply),
+                },
+                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push | ReplyKind::NoScript => {
+                    Step::Done(reply)
+                }
             },
             Err(e) if e.is_retry_safe() => {
                 self.shared.topology.request_refresh();
@@ -813,6 +935,14 @@ fn into_pending(step: Step) -> Pending {
         Step::Waiting(in_flight) => Pending::Waiting(in_flight),
         Step::Backoff(retry) => Pending::Backoff(retry),
         Step::Done(reply) => Pending::Done(reply.into_raw()),
+    }
+}
+
+/// The last of the replies a multi-reply job delivered together.
+fn last_frame(reply: Reply, protocol: crate::protocol::Protocol) -> Reply {
+    match split::frames(reply.raw(), protocol).last() {
+        Some(last) => Reply::local(reply.raw().slice_ref(last)),
+        None => reply,
     }
 }
 

@@ -64,6 +64,7 @@ impl Session {
             },
             Local::Reset => {
                 self.end_transaction();
+                self.drop_subscriptions();
                 self.read_policy = self.shared.config.read_policy;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
@@ -126,7 +127,9 @@ impl Session {
             Local::Exec => self.exec(),
             Local::Discard => self.discard(),
             Local::Unwatch => self.unwatch(),
-            Local::Watch => self.reply_error("ERR WATCH is routed by its keys"),
+            Local::Watch | Local::PubSub => {
+                self.reply_error("ERR this command is dispatched, not answered locally")
+            }
             Local::ClusterKeySlot => {
                 let slot = i64::from(hash_slot(&args[2]).0);
                 self.reply_with(|out| write_integer(out, slot));

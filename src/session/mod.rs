@@ -11,7 +11,9 @@
 mod dispatch;
 mod introspect;
 mod local;
+mod pubsub;
 mod scan;
+mod scripts;
 mod split;
 mod transaction;
 
@@ -35,6 +37,7 @@ use crate::config::Config;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 
 pub use dispatch::Target;
+pub use scripts::ScriptCache;
 pub use split::{fan_out_merge, split_merge};
 
 /// What every session shares: configuration, topology, the command table, counters.
@@ -52,6 +55,8 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     /// `redis_version` reported by `HELLO`, from the cluster's nodes.
     pub redis_version: ArcSwap<String>,
+    /// Script bodies clients sent, to load them again on a node that answers `NOSCRIPT`.
+    pub scripts: ScriptCache,
 }
 
 /// A request's place in the reply queue.
@@ -89,6 +94,10 @@ pub struct Session {
     closing: bool,
     /// Where this session's reads go (the configured policy; READONLY/READWRITE change it).
     read_policy: crate::config::ReadPolicy,
+    /// The subscriber connection, once the client has sent a subscribe command.
+    subscriber: Option<crate::backend::subscriber::Subscriber>,
+    /// Subscriptions the node last confirmed (RESP2 clients with any are in subscribed mode).
+    subscriptions: i64,
     /// MULTI/WATCH state.
     tx: transaction::Transaction,
     /// The last request went out on a dedicated connection: hold new ones until it settles.
@@ -125,6 +134,8 @@ impl Session {
             stop_reading: false,
             closing: false,
             read_policy,
+            subscriber: None,
+            subscriptions: 0,
             tx: transaction::Transaction::default(),
             barrier: false,
             dedicated: RefCell::new(Vec::new()),
@@ -202,12 +213,25 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(backoff_until.unwrap_or_else(Instant::now)),
                     if backoff_until.is_some() => Event::Timer,
+                frame = next_frame(&mut self.subscriber), if self.subscriber.is_some() => {
+                    Event::Subscriber(frame)
+                }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
             };
             match event {
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer | Event::Writable(Ok(())) => {}
+                Event::Subscriber(Some(frame)) => self.subscriber_frame(frame),
+                Event::Subscriber(None) => {
+                    // Subscriptions lost with their node connection: the client must resubscribe.
+                    debug!(
+                        client = self.id,
+                        "subscriber connection lost; closing the client"
+                    );
+                    let _ = self.flush(&writer);
+                    return;
+                }
                 Event::Read(Ok(0)) => self.stop_reading = true,
                 Event::Read(Ok(n)) => {
                     // A read that filled the buffer: this client sends in bulk, offer more.
@@ -294,9 +318,20 @@ impl Session {
     }
 }
 
+/// The next frame of the subscriber connection (`None` once it has closed).
+async fn next_frame(
+    subscriber: &mut Option<crate::backend::subscriber::Subscriber>,
+) -> Option<crate::protocol::Reply> {
+    match subscriber {
+        Some(subscriber) => subscriber.frames.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 enum Event {
     Reply(dispatch::FrontEvent),
     Timer,
     Writable(std::io::Result<()>),
+    Subscriber(Option<crate::protocol::Reply>),
     Read(std::io::Result<usize>),
 }

@@ -39,6 +39,19 @@ pub enum Merge {
     AnyNonNull,
     /// `SCAN`: one part, whose cursor becomes the proxy's (see [`super::scan`]).
     Scan(super::scan::Phase),
+    /// `SCRIPT LOAD`, `FUNCTION LOAD`: every primary gives the same reply (the SHA-1, the
+    /// library name); a primary that disagrees is an error.
+    Same,
+    /// `SCRIPT EXISTS`: `1` for a script only where every primary has it. `EVALSHA` may be sent to
+    /// any primary, so a script one of them lacks is reported missing: loading it again is
+    /// harmless, and a client told it exists could still get `NOSCRIPT`.
+    AllExist,
+    /// `FUNCTION LIST`: the first primary's libraries that every primary has, as `FCALL` can
+    /// only rely on those; the output is per library, so libraries stay whole.
+    CommonLibraries,
+    /// `SCRIPT KILL`, `FUNCTION KILL`: `OK` from the primary that was running a script; when
+    /// none was, the first error other than `NOTBUSY` (`UNKILLABLE`), else `NOTBUSY`.
+    AnyOk,
 }
 
 impl Merge {
@@ -52,6 +65,10 @@ impl Merge {
             Merge::Info => "sections merged, counters summed, a `# Proxy` section added",
             Merge::AnyNonNull => "a key from one of the primaries that has keys",
             Merge::Scan(_) => "one primary per call, the cursor says which",
+            Merge::Same => "the reply every primary gives alike",
+            Merge::AllExist => "`1` for a script only if every primary has it",
+            Merge::CommonLibraries => "the libraries every primary has",
+            Merge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
         }
     }
 }
@@ -72,6 +89,11 @@ pub fn fan_out_merge(name: &str) -> Option<Merge> {
         "dbsize" => Merge::Sum,
         "keys" => Merge::Concat,
         "flushall" | "flushdb" | "script|flush" => Merge::AllOk,
+        "function|delete" | "function|flush" | "function|restore" => Merge::AllOk,
+        "script|load" | "function|load" => Merge::Same,
+        "script|exists" => Merge::AllExist,
+        "function|list" => Merge::CommonLibraries,
+        "script|kill" | "function|kill" => Merge::AnyOk,
         "info" => Merge::Info,
         "randomkey" => Merge::AnyNonNull,
         _ => return None,
@@ -157,6 +179,9 @@ pub fn shard_slots(map: &SlotMap) -> Vec<Slot> {
 /// Combines the parts' replies, in part order. The first error (in part order) wins, as the
 /// client can only get one reply.
 pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
+    if *merge == Merge::AnyOk {
+        return any_ok(replies);
+    }
     if let Some(error) = replies.iter().find(|r| r.error_text().is_some()) {
         return error.raw().clone();
     }
@@ -184,6 +209,56 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             }
         }
         Merge::AllOk => write_simple(&mut out, "OK"),
+        Merge::Same => {
+            return match replies {
+                [first, rest @ ..] if rest.iter().all(|r| r.raw() == first.raw()) => {
+                    first.raw().clone()
+                }
+                [] => error_bytes("ERR slotproxy: no primary answered"),
+                _ => error_bytes("ERR slotproxy: the primaries' replies differ"),
+            };
+        }
+        Merge::AllExist => {
+            let parts: Vec<Vec<&[u8]>> = replies
+                .iter()
+                .map(|r| elements(r.raw(), protocol))
+                .collect();
+            let len = parts.first().map_or(0, Vec::len);
+            if parts.iter().any(|p| p.len() != len) {
+                return error_bytes("ERR slotproxy: the primaries' replies differ in length");
+            }
+            write_array_len(&mut out, len);
+            for i in 0..len {
+                let everywhere = parts.iter().all(|p| integer(p[i]) == Some(1));
+                write_integer(&mut out, i64::from(everywhere));
+            }
+        }
+        Merge::CommonLibraries => {
+            let [first, rest @ ..] = replies else {
+                return error_bytes("ERR slotproxy: no primary answered");
+            };
+            let others: Vec<Vec<Option<&[u8]>>> = rest
+                .iter()
+                .map(|r| {
+                    elements(r.raw(), protocol)
+                        .into_iter()
+                        .map(|library| library_name(library, protocol))
+                        .collect()
+                })
+                .collect();
+            let common: Vec<&[u8]> = elements(first.raw(), protocol)
+                .into_iter()
+                .filter(|&library| match library_name(library, protocol) {
+                    Some(name) => others.iter().all(|names| names.contains(&Some(name))),
+                    None => true,
+                })
+                .collect();
+            write_array_len(&mut out, common.len());
+            for library in common {
+                out.extend_from_slice(library);
+            }
+        }
+        Merge::AnyOk => return any_ok(replies),
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
             write_integer(&mut out, sum);
@@ -215,6 +290,44 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     out.freeze()
 }
 
+/// `Merge::AnyOk`: the first success, else the first error that isn't `NOTBUSY` (the error code,
+/// redis' machine-readable part), else the first error.
+fn any_ok(replies: &[Reply]) -> Bytes {
+    let not_busy = |r: &&Reply| {
+        r.error_text()
+            .is_some_and(|text| text.split(|&b| b == b' ').next() == Some(b"NOTBUSY"))
+    };
+    replies
+        .iter()
+        .find(|r| r.error_text().is_none())
+        .or_else(|| replies.iter().find(|r| !not_busy(r)))
+        .or_else(|| replies.first())
+        .map_or_else(
+            || error_bytes("ERR slotproxy: no primary answered"),
+            |r| r.raw().clone(),
+        )
+}
+
+/// The `library_name` field of one `FUNCTION LIST` entry (a map in RESP3, a flat array of
+/// fields and values in RESP2).
+fn library_name(library: &[u8], protocol: Protocol) -> Option<&[u8]> {
+    let fields = elements(library, protocol);
+    fields
+        .chunks_exact(2)
+        .find(|pair| string(pair[0]) == Some(b"library_name".as_slice()))
+        .and_then(|pair| string(pair[1]))
+}
+
+/// The payload of a bulk or simple string.
+fn string(raw: &[u8]) -> Option<&[u8]> {
+    let newline = raw.iter().position(|&b| b == b'\n')?;
+    match raw.first()? {
+        b'$' => raw[newline + 1..].strip_suffix(b"\r\n"),
+        b'+' => raw[1..].strip_suffix(b"\r\n"),
+        _ => None,
+    }
+}
+
 /// A null reply: `$-1` or `*-1` in RESP2, `_` in RESP3.
 fn is_null(raw: &[u8]) -> bool {
     matches!(raw, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
@@ -225,10 +338,11 @@ fn integer(raw: &[u8]) -> Option<i64> {
     std::str::from_utf8(line).ok()?.parse().ok()
 }
 
-/// The raw bytes of each element of an array reply (empty for anything else).
+/// The raw bytes of each element of an array reply, or the keys and values (alternating) of a
+/// RESP3 map (empty for anything else).
 fn elements(raw: &[u8], protocol: Protocol) -> Vec<&[u8]> {
     match (raw.first(), raw.iter().position(|&b| b == b'\n')) {
-        (Some(b'*'), Some(newline)) => frames(&raw[newline + 1..], protocol),
+        (Some(b'*' | b'%'), Some(newline)) => frames(&raw[newline + 1..], protocol),
         _ => Vec::new(),
     }
 }
@@ -373,6 +487,97 @@ mod tests {
         assert_eq!(
             &merge_bytes(&Merge::AnyNonNull, &[reply(b"$-1\r\n")])[..],
             b"$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn script_and_function_commands_fan_out_with_their_merges() {
+        let sha = b"$40\r\ne0e1f9fabfc9d4800c877a703b823ac0578ff8db\r\n";
+        assert_eq!(fan_out_merge("script|load"), Some(Merge::Same));
+        assert_eq!(
+            &merge_bytes(&Merge::Same, &[reply(sha), reply(sha)])[..],
+            sha
+        );
+        assert_eq!(
+            &merge_bytes(&Merge::Same, &[reply(sha), reply(b"$1\r\nx\r\n")])[..],
+            b"-ERR slotproxy: the primaries' replies differ\r\n"
+        );
+        assert_eq!(fan_out_merge("script|exists"), Some(Merge::AllExist));
+        assert_eq!(
+            &merge_bytes(
+                &Merge::AllExist,
+                &[
+                    reply(b"*3\r\n:1\r\n:1\r\n:0\r\n"),
+                    reply(b"*3\r\n:1\r\n:0\r\n:0\r\n")
+                ]
+            )[..],
+            b"*3\r\n:1\r\n:0\r\n:0\r\n"
+        );
+        for name in ["function|delete", "function|flush", "function|restore"] {
+            assert_eq!(fan_out_merge(name), Some(Merge::AllOk), "{name}");
+        }
+        assert_eq!(fan_out_merge("function|load"), Some(Merge::Same));
+    }
+
+    #[test]
+    fn script_kill_reports_the_primary_that_was_busy() {
+        let notbusy = b"-NOTBUSY No scripts in execution right now.\r\n";
+        let unkillable = b"-UNKILLABLE Sorry the script already executed write commands\r\n";
+        assert_eq!(
+            &merge_bytes(&Merge::AnyOk, &[reply(notbusy), reply(b"+OK\r\n")])[..],
+            b"+OK\r\n"
+        );
+        assert_eq!(
+            &merge_bytes(&Merge::AnyOk, &[reply(notbusy), reply(unkillable)])[..],
+            unkillable
+        );
+        assert_eq!(
+            &merge_bytes(&Merge::AnyOk, &[reply(notbusy), reply(notbusy)])[..],
+            notbusy
+        );
+    }
+
+    #[test]
+    fn function_list_keeps_the_libraries_every_primary_has() {
+        let lib = |name: &str| {
+            format!(
+                "*6\r\n$12\r\nlibrary_name\r\n${}\r\n{name}\r\n$6\r\nengine\r\n$3\r\nLUA\r\n\
+                 $9\r\nfunctions\r\n*0\r\n",
+                name.len()
+            )
+        };
+        let list = |names: &[&str]| {
+            let mut raw = format!("*{}\r\n", names.len());
+            for name in names {
+                raw.push_str(&lib(name));
+            }
+            Reply::local(Bytes::from(raw))
+        };
+        let merged = merge_bytes(
+            &Merge::CommonLibraries,
+            &[
+                list(&["a", "b", "c"]),
+                list(&["c", "a"]),
+                list(&["a", "c", "d"]),
+            ],
+        );
+        assert_eq!(merged, list(&["a", "c"]).into_raw());
+        // RESP3: each library is a map.
+        let map = "%3\r\n$12\r\nlibrary_name\r\n$1\r\na\r\n$6\r\nengine\r\n$3\r\nLUA\r\n\
+                   $9\r\nfunctions\r\n*0\r\n";
+        let one = Reply::local(Bytes::from(format!("*1\r\n{map}")));
+        let none = reply(b"*0\r\n");
+        assert_eq!(
+            merge(
+                &Merge::CommonLibraries,
+                &[one.clone(), one.clone()],
+                Protocol::Resp3
+            ),
+            one.clone().into_raw()
+        );
+        assert_eq!(
+            &merge(&Merge::CommonLibraries, &[one, none], Protocol::Resp3)[..],
+            b"*0\r\n"
         );
     }
 
