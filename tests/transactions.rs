@@ -212,3 +212,32 @@ async fn a_slot_moving_between_watch_and_exec_fails_exec_safely() {
         .unwrap();
     assert_eq!(on_new, "after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwatch_pipelined_right_behind_watch_still_answers_both() {
+    // UNWATCH closes the session's dedicated connection; the WATCH in flight on it must still
+    // get its reply (found by the differential test).
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut raw = proxy.raw_client().await;
+    let mut pipeline = common::encode_command(&[b"WATCH", b"{p}a", b"{p}b"]);
+    pipeline.extend(common::encode_command(&[b"UNWATCH"]));
+    pipeline.extend(common::encode_command(&[b"WATCH", b"{p}a"]));
+    pipeline.extend(common::encode_command(&[b"MULTI"]));
+    pipeline.extend(common::encode_command(&[b"SET", b"{p}a", b"1"]));
+    pipeline.extend(common::encode_command(&[b"EXEC"]));
+    raw.send(&pipeline).await;
+    for want in [
+        &b"+OK\r\n"[..],
+        b"+OK\r\n",
+        b"+OK\r\n",
+        b"+OK\r\n",
+        b"+QUEUED\r\n",
+        b"*1\r\n+OK\r\n",
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&raw.read_reply().await),
+            String::from_utf8_lossy(want)
+        );
+    }
+}

@@ -243,8 +243,11 @@ async fn serve(
                 wbuf.clear();
             }
         }
-        if senders_gone && (in_flight.is_empty() || usage == Use::Dedicated) {
-            // A dedicated connection's session is gone: close now, so a blocked command ends.
+        // A dedicated connection whose session let go closes as soon as nobody waits for its
+        // replies (the client left: a blocked command must end on the node now); a session that
+        // merely dropped it (UNWATCH right behind a WATCH) still gets the replies in flight.
+        let abandoned = usage == Use::Dedicated && in_flight.iter().all(|f| f.reply.is_closed());
+        if senders_gone && (in_flight.is_empty() || abandoned) {
             return End::Closed;
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -278,8 +281,12 @@ async fn serve(
                     }
                 }
             },
-            _ = check.tick(), if !in_flight.is_empty() && usage == Use::Shared => {
-                if in_flight.front().is_some_and(|f| f.sent_at.elapsed() >= timeout) {
+            _ = check.tick(), if !in_flight.is_empty() && (usage == Use::Shared || senders_gone) => {
+                // Shared: fail a connection whose oldest request is overdue. Dedicated and let
+                // go: just wake up to see whether the waiting session has gone since.
+                if usage == Use::Shared
+                    && in_flight.front().is_some_and(|f| f.sent_at.elapsed() >= timeout)
+                {
                     break Failure::Timeout;
                 }
             },

@@ -144,10 +144,16 @@ pub fn write_simple(out: &mut BytesMut, text: &str) {
 
 /// Appends `-text\r\n`; CR and LF inside `text` become spaces so the frame stays one line.
 pub fn write_error(out: &mut BytesMut, text: &str) {
+    write_error_bytes(out, text.as_bytes());
+}
+
+/// `write_error` for a message that quotes client bytes (not necessarily UTF-8), as redis-server
+/// does in its unknown-command errors.
+pub fn write_error_bytes(out: &mut BytesMut, text: &[u8]) {
     out.put_u8(b'-');
     out.extend(
-        text.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        text.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
     );
     out.put_slice(b"\r\n");
 }

@@ -22,7 +22,7 @@ use crate::command::route::{Local, Route, route_of};
 use crate::command::{CommandSpec, Flags, Resolved};
 use crate::config::ReadPolicy;
 use crate::error::BackendError;
-use crate::protocol::reply::{error_bytes, write_error};
+use crate::protocol::reply::{error_bytes, write_error, write_error_bytes};
 use crate::protocol::request::encode_multibulk;
 use crate::protocol::{Redirect, Reply, ReplyKind, Request};
 
@@ -232,16 +232,17 @@ impl Session {
             Resolved::Command(spec) => spec,
             Resolved::UnknownCommand => {
                 self.tx.flag_error();
-                return self.reply_error(&unknown_command(&request));
+                let message = unknown_command(&request);
+                return self.reply_with(|out| write_error_bytes(out, &message));
             }
             Resolved::UnknownSubcommand(container) => {
                 self.tx.flag_error();
-                let sub = String::from_utf8_lossy(&request.args()[1]);
-                let name = container.name.to_ascii_uppercase();
-                return self.reply_error(&format!(
-                    "ERR unknown subcommand '{}'. Try {name} HELP.",
-                    truncate(&sub, 128)
-                ));
+                let mut message = b"ERR unknown subcommand '".to_vec();
+                message.extend_from_slice(c_str(&request.args()[1], 128));
+                message.extend_from_slice(b"'. Try ");
+                message.extend_from_slice(container.name.to_ascii_uppercase().as_bytes());
+                message.extend_from_slice(b" HELP.");
+                return self.reply_with(|out| write_error_bytes(out, &message));
             }
         };
         if !spec.arity_ok(request.args().len()) {
@@ -298,6 +299,13 @@ impl Session {
                 Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
                 Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
                 Err(CrossSlot) => match split::split_merge(spec.name) {
+                    // Check the whole before splitting: parts that are each valid must not run
+                    // when redis-server would refuse the command (MSET with a key lacking a value).
+                    Some(split::SplitKind::KeyValues) if request.args().len() % 2 == 0 => self
+                        .reply_error(&format!(
+                            "ERR wrong number of arguments for '{}' command",
+                            spec.name
+                        )),
                     Some(kind) => self.dispatch(request, Plan::Split(kind)),
                     None => self.reply_error(CROSSSLOT),
                 },
@@ -962,33 +970,30 @@ fn null_reply(protocol: crate::protocol::Protocol) -> Bytes {
     })
 }
 
-/// redis-server's reply to an unknown command.
-fn unknown_command(request: &Request) -> String {
-    let mut args = String::new();
+/// redis-server's reply to an unknown command: its `%.*s` formatting copies each argument's
+/// bytes up to the first NUL, within a 128-byte budget.
+fn unknown_command(request: &Request) -> Vec<u8> {
+    let mut args = Vec::new();
     for arg in &request.args()[1..] {
         if args.len() >= 128 {
             break;
         }
         let room = 128 - args.len();
-        args.push('\'');
-        args.push_str(truncate(&String::from_utf8_lossy(arg), room));
-        args.push_str("' ");
+        args.push(b'\'');
+        args.extend_from_slice(c_str(arg, room));
+        args.extend_from_slice(b"' ");
     }
-    format!(
-        "ERR unknown command '{}', with args beginning with: {args}",
-        truncate(&String::from_utf8_lossy(request.name()), 128)
-    )
+    let mut message = b"ERR unknown command '".to_vec();
+    message.extend_from_slice(c_str(request.name(), 128));
+    message.extend_from_slice(b"', with args beginning with: ");
+    message.extend_from_slice(&args);
+    message
 }
 
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+/// What C's `%.{max}s` prints of `bytes`: up to the first NUL, at most `max` bytes.
+fn c_str(bytes: &[u8], max: usize) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end.min(max)]
 }
 
 #[cfg(test)]
@@ -1000,12 +1005,18 @@ mod tests {
         let request = Request::from_args(["FOO", "a", "b"]);
         assert_eq!(
             unknown_command(&request),
-            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+            b"ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
         );
         let request = Request::from_args(["nope"]);
         assert_eq!(
             unknown_command(&request),
-            "ERR unknown command 'nope', with args beginning with: "
+            b"ERR unknown command 'nope', with args beginning with: "
+        );
+        // Bytes are copied as they are, up to a NUL, as C's %s does.
+        let request = Request::from_args([&b"x\xff"[..], b"a\x00b", b"\xc3"]);
+        assert_eq!(
+            unknown_command(&request),
+            b"ERR unknown command 'x\xff', with args beginning with: 'a' '\xc3' "
         );
     }
 }
