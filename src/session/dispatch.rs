@@ -301,11 +301,12 @@ impl Session {
                 Err(CrossSlot) => match split::split_merge(spec.name) {
                     // Check the whole before splitting: parts that are each valid must not run
                     // when redis-server would refuse the command (MSET with a key lacking a value).
-                    Some(split::SplitKind::KeyValues) if request.args().len() % 2 == 0 => self
-                        .reply_error(&format!(
+                    Some(split::SplitKind::KeyValues) if request.args().len().is_multiple_of(2) => {
+                        self.reply_error(&format!(
                             "ERR wrong number of arguments for '{}' command",
                             spec.name
-                        )),
+                        ))
+                    }
                     Some(kind) => self.dispatch(request, Plan::Split(kind)),
                     None => self.reply_error(CROSSSLOT),
                 },
