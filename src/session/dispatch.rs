@@ -125,8 +125,8 @@ pub(super) enum Plan {
 }
 
 impl Plan {
-    /// Whether the request goes out on a dedicated connection, so later requests of the session
-    /// must wait for it to settle to keep their order on the node.
+    /// Whether the request goes out on a connection other than the shared ones, so it waits for
+    /// earlier requests to settle, and later ones wait for it, to keep their order on the node.
     fn dedicated(&self) -> bool {
         match self {
             Plan::Blocking(_) | Plan::Watch(_) | Plan::PubSub => true,
@@ -368,9 +368,9 @@ impl Session {
     /// to the shared connections is only known once it has been answered).
     pub(super) fn dispatch(&mut self, request: Request, plan: Plan) {
         let generation = self.shared.topology.slot_map().generation();
-        // Subscribe confirmations come on another connection: they must not overtake replies
-        // the client is still owed.
-        let wait_for_all = matches!(plan, Plan::PubSub);
+        // A request for a dedicated (or subscriber) connection must not overtake anything sent
+        // before it on the shared ones: `RPUSH l x` then `BLPOP l 0` must find `x`.
+        let wait_for_all = plan.dedicated();
         if generation != self.dispatch_generation || self.barrier || wait_for_all {
             let unsettled = self
                 .pending
@@ -378,6 +378,8 @@ impl Session {
                 .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)));
             if unsettled {
                 self.pending.push_back(Pending::Deferred(request, plan));
+                // Whatever comes next queues behind this one.
+                self.barrier = true;
                 return;
             }
             self.dispatch_generation = generation;
@@ -663,15 +665,7 @@ impl Session {
         let replies = attempt.exec.map_or(1, |exec| exec.replies);
         let payload = request.raw().clone();
         let rx = self.enqueue(&node, readonly, attempt, payload, asking, replies);
-        Step::Waiting(InFlight {
-            rx,
-            node,
-            readonly,
-            asking,
-            request,
-            target,
-            attempt,
-        })
+        in_flight(rx, node, readonly, asking, request, target, attempt)
     }
 
     /// Sends `SCRIPT LOAD body` and then the request again, as one job on the connection that
@@ -706,15 +700,7 @@ impl Session {
         attempt.reloaded = true;
         let replies = 2 + usize::from(asking);
         let rx = self.enqueue(&node, readonly, attempt, payload.freeze(), false, replies);
-        Step::Waiting(InFlight {
-            rx,
-            node,
-            readonly,
-            asking,
-            request,
-            target,
-            attempt,
-        })
+        in_flight(rx, node, readonly, asking, request, target, attempt)
     }
 
     /// Queues `payload` on the session's connection to `node`: its dedicated one, or its lane
@@ -937,6 +923,28 @@ impl Session {
             None => pool.node(&redirect.addr),
         }
     }
+}
+
+/// A sent request's `Waiting` step, keeping what a redirect or retry needs.
+#[allow(clippy::too_many_arguments)]
+fn in_flight(
+    rx: oneshot::Receiver<NodeResult>,
+    node: Arc<Node>,
+    readonly: bool,
+    asking: bool,
+    request: Request,
+    target: Target,
+    attempt: Attempt,
+) -> Step {
+    Step::Waiting(InFlight {
+        rx,
+        node,
+        readonly,
+        asking,
+        request,
+        target,
+        attempt,
+    })
 }
 
 fn into_pending(step: Step) -> Pending {
