@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, TestNode, TestProxy, wait_until};
+use common::{TestCluster, TestProxy, wait_until};
 
 /// What one client saw.
 #[derive(Debug, Default)]
@@ -98,20 +98,6 @@ fn is_primary(addr: &str) -> bool {
     info.contains("role:master")
 }
 
-fn replica_of<'a>(cluster: &'a TestCluster, primary: &TestNode) -> &'a TestNode {
-    cluster
-        .replicas()
-        .into_iter()
-        .find(|r| {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut cluster.conn(r))
-                .unwrap();
-            info.contains(&format!("master_port:{}", primary.port))
-        })
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_failover_under_load_shows_no_client_error() {
     let cluster = TestCluster::start(3, 1);
@@ -120,7 +106,7 @@ async fn manual_failover_under_load_shows_no_client_error() {
     let tasks = load(&proxy, 20, stop.clone()).await;
     std::thread::sleep(Duration::from_millis(500));
 
-    let replica = replica_of(&cluster, cluster.primaries()[0]);
+    let replica = cluster.replica_of(cluster.primaries()[0]);
     let _: () = redis::cmd("CLUSTER")
         .arg("FAILOVER")
         .query(&mut cluster.conn(replica))
@@ -169,7 +155,7 @@ async fn killed_primary_costs_at_most_its_in_flight_writes() {
     std::thread::sleep(Duration::from_millis(500));
 
     let victim = cluster.primaries()[0];
-    let replica = replica_of(&cluster, victim).addr.clone();
+    let replica = cluster.replica_of(victim).addr.clone();
     let index = cluster.index_of(victim);
     let killed_at = Instant::now();
     cluster.kill(index);

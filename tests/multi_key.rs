@@ -7,22 +7,6 @@ mod common;
 
 use common::{RawClient, StandaloneRedis, TestCluster, TestProxy};
 
-/// Sends the same commands to the proxy and to a standalone redis-server; replies must match.
-async fn same_replies(proxy: &mut RawClient, standalone: &mut RawClient, commands: &[Vec<&[u8]>]) {
-    for args in commands {
-        let got = proxy.request(args).await;
-        let want = standalone.request(args).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&want),
-            "{:?}",
-            args.iter()
-                .map(|a| String::from_utf8_lossy(a))
-                .collect::<Vec<_>>()
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_slot_commands_split_and_merge_like_one_redis_server() {
     let cluster = TestCluster::start(3, 1);
@@ -117,7 +101,7 @@ async fn resp3_sessions_get_merged_replies_in_resp3() {
         vec![b"EXISTS", b"r3:a", b"r3:b", b"r3:c"],
         vec![b"DEL", b"r3:a", b"r3:b"],
     ];
-    same_replies(&mut via_proxy, &mut direct, &commands).await;
+    common::assert_same_replies(&mut via_proxy, &mut direct, &commands).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,35 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCluster, TestNode, TestProxy, wait_until};
+use common::{TestCluster, TestProxy, wait_until};
 use slotproxy::config::ReadPolicy;
-
-fn calls(cluster: &TestCluster, node: &TestNode, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut cluster.conn(node))
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
-/// The replica that follows `primary`.
-fn replica_of<'a>(cluster: &'a TestCluster, primary: &TestNode) -> &'a TestNode {
-    cluster
-        .replicas()
-        .into_iter()
-        .find(|r| {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut cluster.conn(r))
-                .unwrap();
-            info.contains(&format!("master_port:{}", primary.port))
-        })
-        .unwrap()
-}
 
 /// Writes one key per primary and waits until every replica has it.
 fn keys_replicated(cluster: &TestCluster, proxy: &TestProxy) -> Vec<(String, usize)> {
@@ -44,7 +17,7 @@ fn keys_replicated(cluster: &TestCluster, proxy: &TestProxy) -> Vec<(String, usi
     for (i, primary) in cluster.primaries().into_iter().enumerate() {
         let key = cluster.key_for_node(primary, "rp");
         let _: () = redis::cmd("SET").arg(&key).arg(i).query(&mut c).unwrap();
-        let replica = replica_of(cluster, primary);
+        let replica = cluster.replica_of(primary);
         wait_until(Duration::from_secs(5), "the replica has the key", || {
             let mut conn = cluster.conn(replica);
             let _: () = redis::cmd("READONLY").query(&mut conn).unwrap();
@@ -70,8 +43,8 @@ async fn prefer_replica_sends_reads_to_replicas_and_writes_to_primaries() {
         .iter()
         .map(|p| {
             (
-                calls(&cluster, p, "get"),
-                calls(&cluster, replica_of(&cluster, p), "get"),
+                cluster.command_calls(p, "get"),
+                cluster.command_calls(cluster.replica_of(p), "get"),
             )
         })
         .collect();
@@ -84,25 +57,28 @@ async fn prefer_replica_sends_reads_to_replicas_and_writes_to_primaries() {
     }
     for (p, (primary_before, replica_before)) in primaries.iter().zip(before) {
         assert_eq!(
-            calls(&cluster, p, "get"),
+            cluster.command_calls(p, "get"),
             primary_before,
             "a read reached primary {}",
             p.addr
         );
         assert_eq!(
-            calls(&cluster, replica_of(&cluster, p), "get"),
+            cluster.command_calls(cluster.replica_of(p), "get"),
             replica_before + 10
         );
     }
     // Writes still go to the primaries.
-    let sets: u64 = primaries.iter().map(|p| calls(&cluster, p, "set")).sum();
+    let sets: u64 = primaries
+        .iter()
+        .map(|p| cluster.command_calls(p, "set"))
+        .sum();
     for (key, _) in &keys {
         let _: () = redis::cmd("SET").arg(key).arg("w").query(&mut c).unwrap();
     }
     assert_eq!(
         primaries
             .iter()
-            .map(|p| calls(&cluster, p, "set"))
+            .map(|p| cluster.command_calls(p, "set"))
             .sum::<u64>(),
         sets + 3
     );
@@ -115,17 +91,17 @@ async fn readonly_and_readwrite_switch_one_connection() {
     let keys = keys_replicated(&cluster, &proxy);
     let (key, _) = &keys[0];
     let primary = cluster.primaries()[0];
-    let replica = replica_of(&cluster, primary);
+    let replica = cluster.replica_of(primary);
     let mut c = proxy.sync_client();
     let (p0, r0) = (
-        calls(&cluster, primary, "get"),
-        calls(&cluster, replica, "get"),
+        cluster.command_calls(primary, "get"),
+        cluster.command_calls(replica, "get"),
     );
     let _: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
     assert_eq!(
         (
-            calls(&cluster, primary, "get"),
-            calls(&cluster, replica, "get")
+            cluster.command_calls(primary, "get"),
+            cluster.command_calls(replica, "get")
         ),
         (p0 + 1, r0)
     );
@@ -133,8 +109,8 @@ async fn readonly_and_readwrite_switch_one_connection() {
     let _: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
     assert_eq!(
         (
-            calls(&cluster, primary, "get"),
-            calls(&cluster, replica, "get")
+            cluster.command_calls(primary, "get"),
+            cluster.command_calls(replica, "get")
         ),
         (p0 + 1, r0 + 1)
     );
@@ -142,8 +118,8 @@ async fn readonly_and_readwrite_switch_one_connection() {
     let _: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
     assert_eq!(
         (
-            calls(&cluster, primary, "get"),
-            calls(&cluster, replica, "get")
+            cluster.command_calls(primary, "get"),
+            cluster.command_calls(replica, "get")
         ),
         (p0 + 2, r0 + 1)
     );
@@ -158,7 +134,7 @@ async fn a_dead_replica_sends_reads_to_the_primary_or_errors_under_replica_polic
     let keys = keys_replicated(&cluster, &prefer);
     let (key, i) = keys[1].clone();
     let primary_port = cluster.primaries()[1].port;
-    let replica = replica_of(&cluster, cluster.primaries()[1]);
+    let replica = cluster.replica_of(cluster.primaries()[1]);
     let index = cluster.index_of(replica);
     cluster.kill(index);
 

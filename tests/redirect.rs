@@ -11,19 +11,6 @@ use std::time::{Duration, Instant};
 use common::{TestCluster, TestNode, TestProxy, wait_until};
 use redis::Value;
 
-/// `calls=` of one command in a node's `INFO commandstats`.
-fn command_calls(cluster: &TestCluster, node: &TestNode, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut cluster.conn(node))
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// A hash tag whose slot is owned by `node`, and that slot.
 fn tag_on(cluster: &TestCluster, node: &TestNode, prefix: &str) -> (String, u16) {
     let key = cluster.key_for_node(node, prefix);
@@ -73,11 +60,11 @@ async fn stale_slot_map_is_healed_by_moved() {
         Duration::from_secs(5),
         "GETs for the moved slot stop reaching the old owner",
         || {
-            let before = command_calls(&cluster, from, "get");
+            let before = cluster.command_calls(from, "get");
             let mut sync = proxy.sync_client();
             let got: String = redis::cmd("GET").arg(&key).query(&mut sync).unwrap();
             assert_eq!(got, "after");
-            command_calls(&cluster, from, "get") == before
+            cluster.command_calls(from, "get") == before
         },
     );
 }
@@ -161,7 +148,7 @@ async fn slot_migration_under_pipelined_load_shows_no_client_error() {
 
     // Move the slot a few keys at a time, so clients hit every phase: before, ASK, TRYAGAIN, MOVED.
     std::thread::sleep(Duration::from_millis(200));
-    let asking_before = command_calls(&cluster, to, "asking");
+    let asking_before = cluster.command_calls(to, "asking");
     let started = Instant::now();
     cluster.begin_migration(slot, from, to);
     let mut moved = 0;
@@ -202,7 +189,7 @@ async fn slot_migration_under_pipelined_load_shows_no_client_error() {
         assert!(errors.is_empty(), "client-visible errors: {errors:#?}");
         rounds += client_rounds;
     }
-    let asking = command_calls(&cluster, to, "asking") - asking_before;
+    let asking = cluster.command_calls(to, "asking") - asking_before;
     assert!(moved >= 300, "moved only {moved} keys");
     assert!(
         asking > 0,

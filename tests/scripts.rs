@@ -16,22 +16,6 @@ const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slo
 /// Sets `KEYS[1]` to `ARGV[1]` and returns the key's new value.
 const SET_GET: &str = "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[1])";
 
-/// Sends the same commands to the proxy and to a standalone redis-server; replies must match.
-async fn same_replies(proxy: &mut RawClient, standalone: &mut RawClient, commands: &[Vec<&[u8]>]) {
-    for args in commands {
-        let got = proxy.request(args).await;
-        let want = standalone.request(args).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&want),
-            "{:?}",
-            args.iter()
-                .map(|a| String::from_utf8_lossy(a))
-                .collect::<Vec<_>>()
-        );
-    }
-}
-
 /// The SHA-1 redis names `body` by, from a standalone node.
 fn sha_of(standalone: &StandaloneRedis, body: &str) -> String {
     redis::cmd("SCRIPT")
@@ -59,20 +43,6 @@ fn flush_scripts(cluster: &TestCluster, node: &TestNode) {
         .unwrap();
 }
 
-fn replica_of<'a>(cluster: &'a TestCluster, primary: &TestNode) -> &'a TestNode {
-    cluster
-        .replicas()
-        .into_iter()
-        .find(|r| {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut cluster.conn(r))
-                .unwrap();
-            info.contains(&format!("master_port:{}", primary.port))
-        })
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_route_by_keys_and_answer_like_one_redis_server() {
     let cluster = TestCluster::start(3, 1);
@@ -90,9 +60,9 @@ async fn scripts_route_by_keys_and_answer_like_one_redis_server() {
     let unknown = b"ffffffffffffffffffffffffffffffffffffffff".as_slice();
     let both = b"return {KEYS[1], KEYS[2], ARGV[1]}".as_slice();
     let commands: Vec<Vec<&[u8]>> = vec![
-        vec![b"EVAL", SET_GET.as_bytes(), b"1", b"s:a", b"1"],
-        vec![b"EVAL", both, b"2", b"{s}a", b"{s}b", b"x"],
-        vec![b"EVAL", b"return 42", b"0"],
+        vec![&b"EVAL"[..], SET_GET.as_bytes(), b"1", b"s:a", b"1"],
+        vec![&b"EVAL"[..], both, b"2", b"{s}a", b"{s}b", b"x"],
+        vec![&b"EVAL"[..], b"return 42", b"0"],
         vec![
             b"EVAL_RO",
             b"return redis.call('GET', KEYS[1])",
@@ -105,41 +75,46 @@ async fn scripts_route_by_keys_and_answer_like_one_redis_server() {
             b"1",
             b"s:a",
         ],
-        vec![b"EVAL", b"return redis.call('INCR', KEYS[1])", b"1", b"s:b"],
+        vec![
+            &b"EVAL"[..],
+            b"return redis.call('INCR', KEYS[1])",
+            b"1",
+            b"s:b",
+        ],
         vec![
             b"EVAL",
             b"return redis.call('LPUSH', KEYS[1], 1)",
             b"1",
             b"s:b",
         ],
-        vec![b"EVAL", b"return 1", b"x"],
-        vec![b"EVAL", b"return 1", b"3", b"a"],
-        vec![b"EVAL", b"this is not lua", b"0"],
-        vec![b"EVALSHA", sha, b"1", b"s:c", b"2"],
-        vec![b"EVALSHA", sha, b"1", b"s:c", b"3"],
-        vec![b"EVALSHA_RO", sha, b"1", b"s:c", b"4"],
-        vec![b"EVALSHA", unknown, b"0"],
-        vec![b"EVALSHA", b"nope", b"0"],
-        vec![b"SCRIPT", b"LOAD", SET_GET.as_bytes()],
-        vec![b"SCRIPT", b"EXISTS", sha, unknown, sha],
-        vec![b"EVALSHA", &upper, b"1", b"s:d", b"5"],
-        vec![b"SCRIPT", b"KILL"],
-        vec![b"FUNCTION", b"KILL"],
-        vec![b"SCRIPT", b"HELP"],
-        vec![b"SCRIPT", b"FLUSH"],
-        vec![b"SCRIPT", b"EXISTS", sha],
+        vec![&b"EVAL"[..], b"return 1", b"x"],
+        vec![&b"EVAL"[..], b"return 1", b"3", b"a"],
+        vec![&b"EVAL"[..], b"this is not lua", b"0"],
+        vec![&b"EVALSHA"[..], sha, b"1", b"s:c", b"2"],
+        vec![&b"EVALSHA"[..], sha, b"1", b"s:c", b"3"],
+        vec![&b"EVALSHA_RO"[..], sha, b"1", b"s:c", b"4"],
+        vec![&b"EVALSHA"[..], unknown, b"0"],
+        vec![&b"EVALSHA"[..], b"nope", b"0"],
+        vec![&b"SCRIPT"[..], b"LOAD", SET_GET.as_bytes()],
+        vec![&b"SCRIPT"[..], b"EXISTS", sha, unknown, sha],
+        vec![&b"EVALSHA"[..], &upper, b"1", b"s:d", b"5"],
+        vec![&b"SCRIPT"[..], b"KILL"],
+        vec![&b"FUNCTION"[..], b"KILL"],
+        vec![&b"SCRIPT"[..], b"HELP"],
+        vec![&b"SCRIPT"[..], b"FLUSH"],
+        vec![&b"SCRIPT"[..], b"EXISTS", sha],
         // A flush through the proxy is a flush: the script is gone, as from one redis-server.
-        vec![b"EVALSHA", sha, b"1", b"s:d", b"6"],
-        vec![b"SCRIPT", b"FLUSH", b"ASYNC"],
-        vec![b"SCRIPT", b"LOAD"],
+        vec![&b"EVALSHA"[..], sha, b"1", b"s:d", b"6"],
+        vec![&b"SCRIPT"[..], b"FLUSH", b"ASYNC"],
+        vec![&b"SCRIPT"[..], b"LOAD"],
     ];
-    same_replies(&mut via_proxy, &mut direct, &commands).await;
+    common::assert_same_replies(&mut via_proxy, &mut direct, &commands).await;
 
     // Keys in different slots: one redis-server runs it, a cluster can't.
     for args in [
-        vec![b"EVAL".as_slice(), both, b"2", b"s:a", b"s:b", b"x"],
-        vec![b"EVALSHA", sha, b"2", b"s:a", b"s:b", b"x"],
-        vec![b"EVAL_RO", both, b"2", b"s:a", b"s:b", b"x"],
+        vec![&b"EVAL"[..], both, b"2", b"s:a", b"s:b", b"x"],
+        vec![&b"EVALSHA"[..], sha, b"2", b"s:a", b"s:b", b"x"],
+        vec![&b"EVAL_RO"[..], both, b"2", b"s:a", b"s:b", b"x"],
     ] {
         assert_eq!(via_proxy.request(&args).await, CROSSSLOT, "{args:?}");
     }
@@ -248,7 +223,7 @@ async fn script_load_reaches_every_primary_and_a_node_that_forgot_is_reloaded() 
                 key.as_bytes(),
                 b"2",
             ],
-            vec![b"GET", key.as_bytes()],
+            vec![&b"GET"[..], key.as_bytes()],
         ] {
             pipeline.extend(encode_command(&args));
         }
@@ -288,20 +263,20 @@ async fn reloaded_script_replies_in_resp3_like_one_redis_server() {
     let sha = sha_of(&standalone, body);
     let key = cluster.key_for_node(cluster.primaries()[2], "resp3");
     let key = key.as_bytes();
-    same_replies(
+    common::assert_same_replies(
         &mut via_proxy,
         &mut direct,
-        &[vec![b"SCRIPT", b"LOAD", body.as_bytes()]],
+        &[vec![&b"SCRIPT"[..], b"LOAD", body.as_bytes()]],
     )
     .await;
     let owner = cluster.owner_of(cluster.keyslot(key));
     flush_scripts(&cluster, owner);
-    same_replies(
+    common::assert_same_replies(
         &mut via_proxy,
         &mut direct,
         &[
-            vec![b"EVALSHA", sha.as_bytes(), b"1", key, b"v"],
-            vec![b"EVALSHA", sha.as_bytes(), b"1", key, b"w"],
+            vec![&b"EVALSHA"[..], sha.as_bytes(), b"1", key, b"v"],
+            vec![&b"EVALSHA"[..], sha.as_bytes(), b"1", key, b"w"],
         ],
     )
     .await;
@@ -320,7 +295,7 @@ async fn promoted_replica_gets_the_script_from_the_proxy() {
         .unwrap();
     let primary = cluster.primaries()[0];
     let key = cluster.key_for_node(primary, "failover");
-    let replica = replica_of(&cluster, primary);
+    let replica = cluster.replica_of(primary);
     // Redis 7 does not replicate SCRIPT LOAD; make sure the replica lacks the script whatever
     // the version.
     flush_scripts(&cluster, replica);
@@ -362,7 +337,7 @@ async fn replica_reads_and_migrating_slots_reload_the_script_where_it_runs() {
     let primary = cluster.primaries()[0];
     let key = cluster.key_for_node(primary, "ro");
     let _: () = redis::cmd("SET").arg(&key).arg("x").query(&mut c).unwrap();
-    let replica = replica_of(&cluster, primary);
+    let replica = cluster.replica_of(primary);
     flush_scripts(&cluster, replica);
     // EVALSHA_RO goes to the replica (read_policy replica), which lacks the script.
     common::wait_until(Duration::from_secs(10), "the replica has the key", || {
@@ -429,29 +404,39 @@ async fn functions_load_everywhere_and_fcall_routes_by_keys() {
         .collect();
     let k: Vec<&[u8]> = k.iter().map(|k| k.as_bytes()).collect();
     let mut commands: Vec<Vec<&[u8]>> = vec![
-        vec![b"FUNCTION", b"LOAD", kv.as_bytes()],
-        vec![b"FUNCTION", b"LOAD", kv.as_bytes()],
-        vec![b"FUNCTION", b"LOAD", b"REPLACE", kv.as_bytes()],
-        vec![b"FUNCTION", b"LOAD", ro.as_bytes()],
-        vec![b"FUNCTION", b"LOAD", b"#!lua name=bad\nthis is not lua"],
-        vec![b"FUNCTION", b"LOAD", misc.as_bytes()],
-        vec![b"FCALL", b"pong", b"0"],
-        vec![b"FCALL_RO", b"kv_set", b"1", k[0], b"x"],
-        vec![b"FCALL", b"nope", b"0"],
-        vec![b"FUNCTION", b"LIST", b"LIBRARYNAME", b"kv"],
-        vec![b"FUNCTION", b"LIST", b"WITHCODE", b"LIBRARYNAME", b"ro"],
+        vec![&b"FUNCTION"[..], b"LOAD", kv.as_bytes()],
+        vec![&b"FUNCTION"[..], b"LOAD", kv.as_bytes()],
+        vec![&b"FUNCTION"[..], b"LOAD", b"REPLACE", kv.as_bytes()],
+        vec![&b"FUNCTION"[..], b"LOAD", ro.as_bytes()],
+        vec![
+            &b"FUNCTION"[..],
+            b"LOAD",
+            b"#!lua name=bad\nthis is not lua",
+        ],
+        vec![&b"FUNCTION"[..], b"LOAD", misc.as_bytes()],
+        vec![&b"FCALL"[..], b"pong", b"0"],
+        vec![&b"FCALL_RO"[..], b"kv_set", b"1", k[0], b"x"],
+        vec![&b"FCALL"[..], b"nope", b"0"],
+        vec![&b"FUNCTION"[..], b"LIST", b"LIBRARYNAME", b"kv"],
+        vec![
+            &b"FUNCTION"[..],
+            b"LIST",
+            b"WITHCODE",
+            b"LIBRARYNAME",
+            b"ro",
+        ],
     ];
     for key in &k {
-        commands.push(vec![b"FCALL", b"kv_set", b"1", key, b"v"]);
-        commands.push(vec![b"FCALL_RO", b"kv_get", b"1", key]);
+        commands.push(vec![&b"FCALL"[..], b"kv_set", b"1", key, b"v"]);
+        commands.push(vec![&b"FCALL_RO"[..], b"kv_get", b"1", key]);
     }
     commands.extend([
-        vec![b"FUNCTION".as_slice(), b"DELETE", b"misc"],
-        vec![b"FUNCTION", b"DELETE", b"misc"],
-        vec![b"FCALL", b"pong", b"0"],
-        vec![b"FUNCTION", b"HELP"],
+        vec![&b"FUNCTION"[..], b"DELETE", b"misc"],
+        vec![&b"FUNCTION"[..], b"DELETE", b"misc"],
+        vec![&b"FCALL"[..], b"pong", b"0"],
+        vec![&b"FUNCTION"[..], b"HELP"],
     ]);
-    same_replies(&mut via_proxy, &mut direct, &commands).await;
+    common::assert_same_replies(&mut via_proxy, &mut direct, &commands).await;
     assert_eq!(
         via_proxy
             .request(&[b"FCALL", b"kv_set", b"2", k[0], k[1], b"v"])
@@ -474,7 +459,12 @@ async fn functions_load_everywhere_and_fcall_routes_by_keys() {
         .query(&mut cluster.conn(cluster.primaries()[2]))
         .unwrap();
     let _: () = delete_ro.query(&mut standalone.conn()).unwrap();
-    same_replies(&mut via_proxy, &mut direct, &[vec![b"FUNCTION", b"LIST"]]).await;
+    common::assert_same_replies(
+        &mut via_proxy,
+        &mut direct,
+        &[vec![&b"FUNCTION"[..], b"LIST"]],
+    )
+    .await;
     // A delete that fails on one primary reports it, though the others did delete.
     assert_eq!(
         via_proxy.request(&[b"FUNCTION", b"DELETE", b"ro"]).await,
@@ -487,14 +477,14 @@ async fn functions_load_everywhere_and_fcall_routes_by_keys() {
         let newline = dump.iter().position(|&b| b == b'\n').unwrap();
         dump[newline + 1..dump.len() - 2].to_vec()
     };
-    same_replies(
+    common::assert_same_replies(
         &mut via_proxy,
         &mut direct,
         &[
-            vec![b"FUNCTION", b"FLUSH"],
-            vec![b"FUNCTION", b"LIST"],
-            vec![b"FUNCTION", b"RESTORE", &payload],
-            vec![b"FUNCTION", b"LIST"],
+            vec![&b"FUNCTION"[..], b"FLUSH"],
+            vec![&b"FUNCTION"[..], b"LIST"],
+            vec![&b"FUNCTION"[..], b"RESTORE", &payload],
+            vec![&b"FUNCTION"[..], b"LIST"],
         ],
     )
     .await;

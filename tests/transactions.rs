@@ -7,18 +7,6 @@ mod common;
 use common::{RawClient, StandaloneRedis, TestCluster, TestProxy};
 use redis::Value;
 
-async fn same_replies(proxy: &mut RawClient, standalone: &mut RawClient, commands: &[&[&[u8]]]) {
-    for args in commands {
-        let got = proxy.request(args).await;
-        let want = standalone.request(args).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&want),
-            "{args:?}"
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_reply_like_redis_server() {
     let cluster = TestCluster::start(3, 1);
@@ -54,15 +42,15 @@ async fn transactions_reply_like_redis_server() {
         &[b"EXEC"],
         &[b"UNWATCH"],
     ];
-    same_replies(&mut via_proxy, &mut direct, commands).await;
+    common::assert_same_replies(&mut via_proxy, &mut direct, commands).await;
     // RESP3 too.
     via_proxy.request(&[b"HELLO", b"3"]).await;
     direct.request(&[b"HELLO", b"3"]).await;
-    same_replies(
+    common::assert_same_replies(
         &mut via_proxy,
         &mut direct,
         &[
-            &[b"MULTI"],
+            &[&b"MULTI"[..]][..],
             &[b"HSET", b"{t}h", b"f", b"v"],
             &[b"HGETALL", b"{t}h"],
             &[b"EXEC"],

@@ -213,3 +213,28 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
 fn show(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
 }
+
+/// Sends each command to both clients (slotproxy and a standalone redis-server) and asserts that
+/// the replies are byte-identical.
+///
+/// # Panics
+/// On the first pair of replies that differ, naming the command.
+pub async fn assert_same_replies<'a, C: AsRef<[&'a [u8]]>>(
+    proxy: &mut RawClient,
+    standalone: &mut RawClient,
+    commands: &[C],
+) {
+    for args in commands {
+        let args = args.as_ref();
+        let got = proxy.request(args).await;
+        let want = standalone.request(args).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{:?}",
+            args.iter()
+                .map(|a| String::from_utf8_lossy(a))
+                .collect::<Vec<_>>()
+        );
+    }
+}

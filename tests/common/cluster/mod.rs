@@ -171,6 +171,37 @@ impl TestCluster {
         self.with_role("slave")
     }
 
+    /// The running replica that follows `primary`.
+    ///
+    /// # Panics
+    /// When none does.
+    pub fn replica_of(&self, primary: &TestNode) -> &TestNode {
+        let port = primary.port.to_string();
+        self.replicas()
+            .into_iter()
+            .find(|r| {
+                self.info_field(r, "replication", "master_port")
+                    .is_ok_and(|p| p == port)
+            })
+            .unwrap_or_else(|| panic!("no running replica follows {}", primary.addr))
+    }
+
+    /// How many times `node` has run `command` (`calls=` in its `INFO commandstats`).
+    ///
+    /// # Panics
+    /// When the node can't be asked.
+    pub fn command_calls(&self, node: &TestNode, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn(node))
+            .unwrap_or_else(|e| panic!("INFO commandstats on {}: {e}", node.addr));
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap_or(0))
+    }
+
     fn with_role(&self, role: &str) -> Vec<&TestNode> {
         self.running()
             .filter(|node| {
