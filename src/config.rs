@@ -85,6 +85,36 @@ pub struct BackendConfig {
     pub reconnect_backoff_min_ms: u64,
     /// Upper bound of the reconnect delay.
     pub reconnect_backoff_max_ms: u64,
+    /// When a write is acknowledged: `primary` (as soon as the primary applied it) or
+    /// `replicated` (once `WAIT 1` confirms a replica has it too).
+    pub ack: Ack,
+    /// With `ack = replicated`, how long the batch's `WAIT` may take before its writes get a
+    /// NOREPLICAS error.
+    pub ack_timeout_ms: u64,
+}
+
+/// When the proxy acknowledges a write to the client.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ack {
+    /// When the primary has applied it (Redis' own behaviour; replication is asynchronous).
+    Primary,
+    /// When at least one replica has it too (one `WAIT 1` per batch of writes to a node).
+    Replicated,
+}
+
+impl std::str::FromStr for Ack {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "primary" => Ok(Ack::Primary),
+            "replicated" => Ok(Ack::Replicated),
+            other => Err(format!(
+                "'{other}' is not an ack mode (primary, replicated)"
+            )),
+        }
+    }
 }
 
 /// Limits and retry rules for each client connection.
@@ -136,6 +166,8 @@ impl Default for BackendConfig {
             request_timeout_ms: 5_000,
             reconnect_backoff_min_ms: 50,
             reconnect_backoff_max_ms: 2_000,
+            ack: Ack::Primary,
+            ack_timeout_ms: 1_000,
         }
     }
 }
@@ -228,6 +260,14 @@ impl Config {
             return Err(invalid(
                 "backend.connections_per_node",
                 "must be at most 64".into(),
+            ));
+        }
+        if self.backend.ack == Ack::Replicated
+            && self.backend.ack_timeout_ms >= self.backend.request_timeout_ms
+        {
+            return Err(invalid(
+                "backend.ack_timeout_ms",
+                "must be below backend.request_timeout_ms (the WAIT shares the connection)".into(),
             ));
         }
         if self.backend.reconnect_backoff_max_ms < self.backend.reconnect_backoff_min_ms {

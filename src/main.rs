@@ -28,6 +28,9 @@ struct Args {
     /// Where read-only commands go: primary, prefer-replica, replica, any [default: primary].
     #[arg(long, value_name = "POLICY")]
     read_policy: Option<String>,
+    /// When writes are acknowledged: primary, or replicated (after WAIT 1) [default: primary].
+    #[arg(long, value_name = "MODE")]
+    ack: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,12 @@ fn load_config(args: &Args) -> Result<Config, ConfigError> {
     if let Some(policy) = &args.read_policy {
         config.read_policy = policy.parse().map_err(|reason| ConfigError::Invalid {
             field: "read_policy",
+            reason,
+        })?;
+    }
+    if let Some(ack) = &args.ack {
+        config.backend.ack = ack.parse().map_err(|reason| ConfigError::Invalid {
+            field: "backend.ack",
             reason,
         })?;
     }

@@ -211,7 +211,55 @@ async fn killed_primary_costs_at_most_its_in_flight_writes() {
     assert!(ops > 1000, "only {ops} operations ran");
     eprintln!(
         "SIGKILL of a primary: failover {failover:?}, {ops} operations, {} client errors over {window:?}, \
-         {lost} of {acked} acknowledged writes lost (asynchronous replication; no --ack replicated yet)",
+         {lost} of {acked} acknowledged writes lost (asynchronous replication, ack = primary)",
         errors.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_primary_loses_no_acknowledged_write_with_ack_replicated() {
+    let mut cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.session.retry_deadline_ms = 15_000;
+        c.backend.ack = slotproxy::config::Ack::Replicated;
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = load(&proxy, 20, stop.clone()).await;
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = cluster.primaries()[0];
+    let replica = cluster.replica_of(victim).addr.clone();
+    let index = cluster.index_of(victim);
+    cluster.kill(index);
+    wait_until(Duration::from_secs(20), "the replica was promoted", || {
+        is_primary(&replica)
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+
+    let mut c = proxy.sync_client();
+    let (mut acked, mut errors) = (0, 0);
+    for task in tasks {
+        let seen = task.await.unwrap();
+        assert!(seen.wrong.is_empty(), "wrong replies: {:#?}", seen.wrong);
+        // Besides the write in flight at the kill, writes to the promoted primary can't be
+        // confirmed (its only replica was the node that died): NOREPLICAS, never a silent ack.
+        for (_, error) in &seen.errors {
+            assert!(
+                error.starts_with("SET ")
+                    && (error.contains("may or may not have been applied")
+                        || error.contains("NOREPLICAS")),
+                "{error}"
+            );
+        }
+        errors += seen.errors.len();
+        for (key, value) in &seen.acked {
+            acked += 1;
+            let got: Option<u64> = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+            assert_eq!(got, Some(*value), "{key} was acknowledged, then lost");
+        }
+    }
+    eprintln!(
+        "ack replicated, SIGKILL of a primary: {acked} acknowledged writes, 0 lost, {errors} client errors"
     );
 }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use crate::config::BackendConfig;
+use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
 
@@ -39,12 +39,17 @@ pub struct Job {
     /// How many replies the payload produces (a transaction: MULTI, N commands, EXEC); they are
     /// delivered together, concatenated, as one `Reply`.
     pub replies: usize,
+    /// The command may change data: with `ack = replicated`, its reply waits for a replica.
+    pub write: bool,
     /// Where the reply goes; a dropped receiver is fine (the client left).
     pub reply: oneshot::Sender<NodeResult>,
 }
 
 struct InFlight {
-    reply: oneshot::Sender<NodeResult>,
+    /// Where the reply goes; `None` for the `WAIT` the connection adds itself.
+    reply: Option<oneshot::Sender<NodeResult>>,
+    /// Hold the reply until the batch's `WAIT` confirms a replica has the write.
+    hold: bool,
     /// An `ASKING` reply comes before this job's reply.
     asking: bool,
     /// Replies still to come for this job.
@@ -55,6 +60,9 @@ struct InFlight {
 }
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
+/// Write replies held until the `WAIT` after their batch answers.
+type Held = Vec<(oneshot::Sender<NodeResult>, Reply)>;
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_BATCH: usize = 512;
 
@@ -109,7 +117,11 @@ pub(crate) async fn run(
                 debug!(node = %addr, ?protocol, "connected");
                 backoff = config.reconnect_backoff_min();
                 down_until = None;
-                match serve(stream, first, &mut jobs, &addr, protocol, usage, &config).await {
+                match serve(
+                    stream, first, &mut jobs, &addr, protocol, usage, readonly, &config,
+                )
+                .await
+                {
                     End::Closed => return,
                     End::Failed => failed.notify_one(),
                 }
@@ -199,6 +211,7 @@ async fn handshake(
 }
 
 /// Pipelines jobs over one established connection until it fails or the pool drops it.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     stream: TcpStream,
     first: Job,
@@ -206,6 +219,7 @@ async fn serve(
     addr: &Arc<str>,
     protocol: Protocol,
     usage: Use,
+    readonly: bool,
     config: &BackendConfig,
 ) -> End {
     let (mut reader, mut writer) = stream.into_split();
@@ -216,6 +230,17 @@ async fn serve(
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut senders_gone = false;
+    let mut held: Held = Vec::new();
+    // With `ack = replicated`, shared primary connections follow each batch of writes with
+    // `WAIT 1 <ack_timeout_ms>`.
+    let wait = (config.ack == Ack::Replicated && usage == Use::Shared && !readonly).then(|| {
+        let timeout = config.ack_timeout_ms.to_string();
+        format!(
+            "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n${}\r\n{timeout}\r\n",
+            timeout.len()
+        )
+        .into_bytes()
+    });
     let mut check = tokio::time::interval(timeout.min(Duration::from_millis(250)));
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
@@ -223,15 +248,31 @@ async fn serve(
     let failure = loop {
         if !batch.is_empty() {
             let now = Instant::now();
+            let mut writes = false;
             for job in batch.drain(..) {
                 if job.asking {
                     wbuf.put_slice(ASKING);
                 }
                 wbuf.put_slice(&job.payload);
+                let hold = job.write && wait.is_some();
+                writes |= hold;
                 in_flight.push_back(InFlight {
-                    reply: job.reply,
+                    reply: Some(job.reply),
+                    hold,
                     asking: job.asking,
                     remaining: job.replies.max(1),
+                    collected: None,
+                    sent_at: now,
+                });
+            }
+            if let (true, Some(command)) = (writes, &wait) {
+                // One WAIT per batch, not per write: it covers every write before it.
+                wbuf.put_slice(command);
+                in_flight.push_back(InFlight {
+                    reply: None,
+                    hold: false,
+                    asking: false,
+                    remaining: 1,
                     collected: None,
                     sent_at: now,
                 });
@@ -246,7 +287,10 @@ async fn serve(
         // A dedicated connection whose session let go closes as soon as nobody waits for its
         // replies (the client left: a blocked command must end on the node now); a session that
         // merely dropped it (UNWATCH right behind a WATCH) still gets the replies in flight.
-        let abandoned = usage == Use::Dedicated && in_flight.iter().all(|f| f.reply.is_closed());
+        let abandoned = usage == Use::Dedicated
+            && in_flight
+                .iter()
+                .all(|f| f.reply.as_ref().is_none_or(|r| r.is_closed()));
         if senders_gone && (in_flight.is_empty() || abandoned) {
             return End::Closed;
         }
@@ -258,7 +302,7 @@ async fn serve(
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) => break Failure::lost("closed by the node".into()),
                 Ok(_) => {
-                    if let Err(reason) = deliver(&decoder, &mut rbuf, &mut in_flight) {
+                    if let Err(reason) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config) {
                         break Failure::lost(reason);
                     }
                 }
@@ -309,8 +353,12 @@ async fn serve(
             }
         }
     };
-    for job in in_flight.drain(..) {
-        let _ = job.reply.send(Err(error.clone()));
+    for reply in in_flight.drain(..).filter_map(|job| job.reply) {
+        let _ = reply.send(Err(error.clone()));
+    }
+    // Applied on the node, but not known to be replicated: the outcome is unknown here too.
+    for (reply, _) in held.drain(..) {
+        let _ = reply.send(Err(error.clone()));
     }
     if senders_gone {
         End::Closed
@@ -335,6 +383,8 @@ fn deliver(
     decoder: &ReplyDecoder,
     rbuf: &mut BytesMut,
     in_flight: &mut VecDeque<InFlight>,
+    held: &mut Held,
+    config: &BackendConfig,
 ) -> Result<(), String> {
     while let Some(reply) = decoder.decode(rbuf).map_err(|e| e.to_string())? {
         if *reply.kind() == ReplyKind::Push {
@@ -358,13 +408,42 @@ fn deliver(
                 continue;
             }
         }
-        if let Some(job) = in_flight.pop_front() {
-            let reply = match job.collected {
-                Some(all) => Reply::local(all.freeze()),
-                None => reply,
-            };
-            let _ = job.reply.send(Ok(reply));
+        let Some(job) = in_flight.pop_front() else {
+            continue;
+        };
+        let reply = match job.collected {
+            Some(all) => Reply::local(all.freeze()),
+            None => reply,
+        };
+        match job.reply {
+            None => release_held(held, &reply, config),
+            Some(sender) if job.hold && reply.error_text().is_none() => held.push((sender, reply)),
+            Some(sender) => {
+                let _ = sender.send(Ok(reply));
+            }
         }
     }
     Ok(())
+}
+
+/// The batch's `WAIT` answered: release its writes' replies if a replica has them, otherwise
+/// tell each client its write is not known to be replicated.
+fn release_held(held: &mut Held, wait_reply: &Reply, config: &BackendConfig) {
+    let replicas = std::str::from_utf8(wait_reply.raw())
+        .ok()
+        .and_then(|r| r.strip_prefix(':'))
+        .and_then(|r| r.trim_end().parse::<i64>().ok())
+        .unwrap_or(0);
+    for (sender, reply) in held.drain(..) {
+        let reply = if replicas >= 1 {
+            reply
+        } else {
+            Reply::local(crate::protocol::reply::error_bytes(&format!(
+                "NOREPLICAS slotproxy: the primary applied the write but no replica confirmed it \
+                 within {} ms (ack = replicated); it may be lost if the primary fails",
+                config.ack_timeout_ms
+            )))
+        };
+        let _ = sender.send(Ok(reply));
+    }
 }

@@ -50,17 +50,20 @@ impl Lane {
     /// Queues `payload` and returns where its reply will come; with `asking`, `ASKING` is sent
     /// first on the same connection. `replies` is how many replies the payload produces
     /// (usually 1); they come back concatenated as one `Reply`.
+    /// `write` marks a command that may change data (see `Job::write`).
     pub fn send(
         &self,
         payload: Bytes,
         asking: bool,
         replies: usize,
+        write: bool,
     ) -> oneshot::Receiver<NodeResult> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             payload,
             asking,
             replies,
+            write,
             reply: tx,
         };
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
@@ -121,9 +124,10 @@ impl Node {
         payload: Bytes,
         asking: bool,
         replies: usize,
+        write: bool,
     ) -> oneshot::Receiver<NodeResult> {
         let lanes = &self.lanes[usize::from(readonly)][protocol.index()];
-        lanes[lane % lanes.len()].send(payload, asking, replies)
+        lanes[lane % lanes.len()].send(payload, asking, replies, write)
     }
 
     /// A new connection for one session alone (blocking commands, WATCH); it connects on first
@@ -144,7 +148,7 @@ impl Node {
     /// # Errors
     /// The `BackendError` of the connection, or `NotSent` if the task vanished.
     pub async fn request(&self, protocol: Protocol, payload: Bytes) -> NodeResult {
-        self.send(protocol, false, 0, payload, false, 1)
+        self.send(protocol, false, 0, payload, false, 1, false)
             .await
             .unwrap_or_else(|_| {
                 Err(BackendError::Lost {

@@ -714,8 +714,11 @@ impl Session {
         asking: bool,
         replies: usize,
     ) -> oneshot::Receiver<NodeResult> {
+        // Anything not known to be read-only counts as a write (for `ack = replicated`).
+        let write = !attempt.read_only;
         if attempt.dedicated {
-            self.dedicated_lane(node).send(payload, asking, replies)
+            self.dedicated_lane(node)
+                .send(payload, asking, replies, write)
         } else {
             node.send(
                 self.protocol,
@@ -724,6 +727,7 @@ impl Session {
                 payload,
                 asking,
                 replies,
+                write,
             )
         }
     }
