@@ -21,6 +21,8 @@ fn help_documents_every_flag() {
         "--listen",
         "--cluster",
         "--log",
+        "--read-policy",
+        "--ack",
         "--help",
         "--version",
     ] {
@@ -73,6 +75,7 @@ fn bad_flags_and_config_exit_2_with_a_one_line_error_naming_the_field() {
             vec!["--read-policy".into(), "nearest-ish".into()],
             "read_policy",
         ),
+        (vec!["--ack".into(), "all".into()], "backend.ack"),
         (vec!["--frobnicate".into()], "--frobnicate"),
     ];
     for (args, names) in cases {
