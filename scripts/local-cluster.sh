@@ -30,7 +30,8 @@ all_ports=("${primaries[@]}" "${replicas[@]}")
 # Time allowed for the cluster to reach cluster_state:ok with synced replicas.
 settle_seconds=60
 
-say() { printf 'local-cluster: %s\n' "$*"; }
+# Output may go to a pipe that is already gone (Ctrl-C kills `| tee` too): never fail on it.
+say() { printf 'local-cluster: %s\n' "$*" 2>/dev/null || true; }
 die() {
     printf 'local-cluster: error: %s\n' "$*" >&2
     exit 1

@@ -36,7 +36,8 @@ case "${1:-}" in
     ;;
 esac
 
-say() { printf 'run-local: %s\n' "$*"; }
+# Output may go to a pipe that is already gone (Ctrl-C kills `| tee` too): never fail on it.
+say() { printf 'run-local: %s\n' "$*" 2>/dev/null || true; }
 
 proxy_pid=
 sleep_pid=
@@ -48,6 +49,8 @@ cleaned=
 cleanup() {
     [[ -z $cleaned ]] || return 0
     cleaned=1
+    # A closed stdout (the reader of a pipe died with Ctrl-C) must not stop the cleanup halfway.
+    trap '' PIPE
     if [[ -n $sleep_pid ]]; then
         kill "$sleep_pid" 2>/dev/null || true
     fi
