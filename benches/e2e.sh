@@ -14,6 +14,9 @@
 #      proxy, direct (`--cluster`), proxy, direct... for $E2E_ROUNDS rounds
 #        a  50 clients, no pipelining        c  1 client, no pipelining (latency)
 #        b  50 clients, pipeline 16          d  1000 clients, no pipelining
+#        e  50 clients, no pipelining, cross-slot: through the proxy `-t mset` (MSET of 10 random
+#           keys) and `MGET key:__rand_int__` x10 instead of SET and GET; direct as in (a);
+#           compared in keys per second
 #      Request counts are sized by a probe run per scenario and side (which also warms up) so
 #      each test lasts about $E2E_SECONDS s on either side; a round that ran >25% faster than
 #      the probe raises the count for the next round.
@@ -24,8 +27,8 @@
 # Environment:
 #   E2E_BASE_PORT    first node port (default 17100); bus ports are +10000
 #   E2E_PROXY_PORT   proxy port (default E2E_BASE_PORT + 10)
-#   E2E_SECONDS      target length of one test (SET or GET) on each side (default 4)
-#   E2E_REQUESTS     fixed requests per test instead of probing: (a) and (d) run this many,
+#   E2E_SECONDS      target length of one test (SET, GET, MSET or MGET) on each side (default 4)
+#   E2E_REQUESTS     fixed requests per test instead of probing: (a), (d) and (e) run this many,
 #                    (b) 8x, (c) a quarter; both sides alike (e.g. 5000 for a smoke test)
 #   E2E_ROUNDS       proxy/direct rounds per scenario (default 2)
 #   E2E_RUN_TIMEOUT  seconds before one redis-benchmark run counts as hung (default 120)
@@ -47,7 +50,7 @@ while (($# > 0)); do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -295,29 +298,50 @@ fail() {
     say "  FAILED: $1 $2 $3: $4"
 }
 
-# bench TARGET CLIENTS PIPELINE REQUESTS ERRFILE: one redis-benchmark run (SET, then GET).
-# Sets bench_lines to its two csv lines; bench_proxy_cpu, bench_cluster_cpu and bench_client_cpu
-# to the CPU ticks the proxy, the six nodes and redis-benchmark used in the run; and bench_why to
-# the reason when it returns 1.
+# Scenario (e)'s MGET through the proxy: 10 keys, and with -r every `__rand_int__` gets its own
+# random number, so the keys almost always span all three primaries. Its MSET is redis-benchmark's
+# built-in `-t mset`: `MSET key:__rand_int__ <-d bytes>` x10, also one random number per key.
+multi_keys=10
+mget_command=(MGET)
+for _ in $(seq "$multi_keys"); do mget_command+=("key:__rand_int__"); done
+
+# bench TARGET CLIENTS PIPELINE REQUESTS ERRFILE [WORKLOAD]: one redis-benchmark run, SET then GET;
+# with WORKLOAD `multi` and TARGET proxy, two runs: MSET of 10 keys, then MGET of 10 keys.
+# Sets bench_lines to its two csv lines (test names cut to the command: SET, GET, MSET, MGET);
+# bench_proxy_cpu, bench_cluster_cpu and bench_client_cpu to the CPU ticks the proxy, the six
+# nodes and redis-benchmark used in the run; and bench_why to the reason when it returns 1.
 # redis-benchmark exits at the first error reply, so an error, a hang (E2E_RUN_TIMEOUT) and odd
 # output all return 1. A dead proxy ends the script.
 bench() {
-    local target=$1 clients=$2 pipeline=$3 n=$4 err=$5 output rc=0 before proxy_cpu cluster_cpu client_cpu
-    local args=(-h 127.0.0.1 -t "set,get" -d "$value_size" -r "$keyspace" -n "$n" -c "$clients" -P "$pipeline" --csv)
-    if [[ $target == proxy ]]; then
-        args+=(-p "$proxy_port")
-    else
-        # One benchmark thread per primary, each with keys hash-tagged into its primary's slots.
-        args+=(--cluster -p "${primaries[0]}")
-    fi
+    local target=$1 clients=$2 pipeline=$3 n=$4 err=$5 workload=${6:-single}
+    local output='' part rc=0 before proxy_cpu cluster_cpu client_cpu test args
+    local tests=("set,get")
+    [[ $workload != multi || $target != proxy ]] || tests=(mset mget)
     bench_lines=
     bench_why=
+    : >"$err"
     before=$(listen_overflows)
     proxy_cpu=$(cpu_ticks "$proxy_pid")
     cluster_cpu=$(cpu_ticks "${node_pids[@]}")
     client_cpu=$(children_ticks)
-    # --foreground: Ctrl-C reaches redis-benchmark itself.
-    output=$(timeout --foreground -k 5 "$run_timeout" redis-benchmark "${args[@]}" 2>"$err") || rc=$?
+    for test in "${tests[@]}"; do
+        args=(-h 127.0.0.1 -d "$value_size" -r "$keyspace" -n "$n" -c "$clients" -P "$pipeline" --csv)
+        if [[ $target == proxy ]]; then
+            args+=(-p "$proxy_port")
+        else
+            # One benchmark thread per primary, each with keys hash-tagged into its primary's slots.
+            args+=(--cluster -p "${primaries[0]}")
+        fi
+        if [[ $test == mget ]]; then
+            args+=("${mget_command[@]}")
+        else
+            args+=(-t "$test")
+        fi
+        # --foreground: Ctrl-C reaches redis-benchmark itself.
+        part=$(timeout --foreground -k 5 "$run_timeout" redis-benchmark "${args[@]}" 2>>"$err") || rc=$?
+        output+=$part$'\n'
+        ((rc == 0)) || break
+    done
     bench_proxy_cpu=$(($(cpu_ticks "$proxy_pid") - proxy_cpu))
     bench_client_cpu=$(($(children_ticks) - client_cpu))
     bench_cluster_cpu=$(($(cpu_ticks "${node_pids[@]}") - cluster_cpu))
@@ -338,7 +362,8 @@ bench() {
         bench_why="redis-benchmark exit $rc: $(grep -v '^$' "$err" | tail -n 1)"
         return 1
     fi
-    bench_lines=$(grep -E '^"(SET|GET)"' <<<"$output" || true)
+    # Test names: "SET", "GET", "MSET (10 keys)", "MGET key:__rand_int__ key:__rand_int__ ...".
+    bench_lines=$(grep -E '^"(SET|GET|MSET|MGET)[ "]' <<<"$output" | sed -E 's/^"([A-Z]+)[^"]*"/"\1"/' || true)
     if [[ $(grep -c . <<<"$bench_lines") -ne 2 ]]; then
         bench_why="unexpected redis-benchmark output: $(tr '\n' ' ' <<<"$output" | cut -c1-200)"
         return 1
@@ -348,15 +373,15 @@ bench() {
 # Mean ops/s of bench_lines' two tests.
 bench_rps() { tr -d '"' <<<"$bench_lines" | awk -F, '{ s += $2 } END { printf "%.0f", s / NR }'; }
 
-# size SCENARIO TARGET CLIENTS PIPELINE: sets sized to the requests per test that last about
-# $seconds s on TARGET. Probes from a small count up until one probe lasts at least 1 s, since
+# size SCENARIO TARGET CLIENTS PIPELINE WORKLOAD: sets sized to the requests per test that last
+# about $seconds s on TARGET. Probes from a small count up until one probe lasts at least 1 s, since
 # `redis-benchmark --cluster` only stops on its 250 ms timer (shorter runs under-count ops/s).
 size() {
-    local scenario=$1 target=$2 clients=$3 pipeline=$4 n rps lasted
+    local scenario=$1 target=$2 clients=$3 pipeline=$4 workload=$5 n rps lasted
     n=$((clients * pipeline * 20 > 5000 * pipeline ? clients * pipeline * 20 : 5000 * pipeline))
     sized=
     while :; do
-        if ! bench "$target" "$clients" "$pipeline" "$n" "$work/probe-$scenario-$target.err"; then
+        if ! bench "$target" "$clients" "$pipeline" "$n" "$work/probe-$scenario-$target.err" "$workload"; then
             fail "$scenario" "$target" probe "$bench_why"
             return 1
         fi
@@ -375,17 +400,18 @@ size() {
     say "  $scenario $target probe: $n requests, ~$rps ops/s over ${lasted} s -> $sized requests per test"
 }
 
-# per_request TICKS N: CPU microseconds per request of a run of N SETs and N GETs.
+# per_request TICKS N: CPU microseconds per request of a run of N requests of each of two tests
+# (SET and GET, or MSET and MGET).
 per_request() { awk -v t="$1" -v hz="$clock_ticks" -v n="$2" 'BEGIN { printf "%.1f", t / hz * 1e6 / (2 * n) }'; }
 
-# run SCENARIO TARGET ROUND CLIENTS PIPELINE REQUESTS: a measured run; sets run_rps to its mean
-# ops/s and appends its two csv lines to $results, prefixed with scenario, target, round, request
-# count, and the CPU microseconds per request the proxy, the cluster and redis-benchmark used over
-# the whole run (SET and GET together).
+# run SCENARIO TARGET ROUND CLIENTS PIPELINE REQUESTS WORKLOAD: a measured run; sets run_rps to its
+# mean ops/s and appends its two csv lines to $results, prefixed with scenario, target, round,
+# request count, and the CPU microseconds per request the proxy, the cluster and redis-benchmark
+# used over the whole run (both tests together).
 run() {
-    local scenario=$1 target=$2 round=$3 clients=$4 pipeline=$5 n=$6 t0=$SECONDS line proxy_us cluster_us client_us
+    local scenario=$1 target=$2 round=$3 clients=$4 pipeline=$5 n=$6 workload=$7 t0=$SECONDS line proxy_us cluster_us client_us
     run_rps=0
-    if ! bench "$target" "$clients" "$pipeline" "$n" "$work/bench-$scenario-$target-$round.err"; then
+    if ! bench "$target" "$clients" "$pipeline" "$n" "$work/bench-$scenario-$target-$round.err" "$workload"; then
         fail "$scenario" "$target" "round $round" "$bench_why"
         return 0
     fi
@@ -417,18 +443,20 @@ stop_sampler() {
     wait "$sampler_pid" 2>/dev/null || true
 }
 
-# scenario  clients  pipeline  fixed-requests-per-test (with E2E_REQUESTS)
+# scenario  clients  pipeline  fixed-requests-per-test (with E2E_REQUESTS)  workload
+# (workload `multi`: MSET and MGET of 10 keys through the proxy, SET and GET direct)
 scenarios=(
-    "a 50 1 ${requests:-0}"
-    "b 50 16 $((${requests:-0} * 8))"
-    "c 1 1 $((${requests:-0} / 4))"
-    "d 1000 1 ${requests:-0}"
+    "a 50 1 ${requests:-0} single"
+    "b 50 16 $((${requests:-0} * 8)) single"
+    "c 1 1 $((${requests:-0} / 4)) single"
+    "d 1000 1 ${requests:-0} single"
+    "e 50 1 ${requests:-0} multi"
 )
 
 : >"$work/rss-d.txt"
 for spec in "${scenarios[@]}"; do
-    read -r scenario clients pipeline fixed <<<"$spec"
-    say "scenario $scenario: $clients client(s), pipeline $pipeline, $rounds round(s)"
+    read -r scenario clients pipeline fixed workload <<<"$spec"
+    say "scenario $scenario: $clients client(s), pipeline $pipeline, $rounds round(s)$([[ $workload != multi ]] || echo ", MSET/MGET of $multi_keys keys via the proxy")"
     if [[ $scenario == d ]]; then
         start_sampler "$work/rss-d.txt"
     fi
@@ -438,17 +466,17 @@ for spec in "${scenarios[@]}"; do
     else
         n_proxy=
         n_direct=
-        size "$scenario" proxy "$clients" "$pipeline" && n_proxy=$sized
-        size "$scenario" direct "$clients" "$pipeline" && n_direct=$sized
+        size "$scenario" proxy "$clients" "$pipeline" "$workload" && n_proxy=$sized
+        size "$scenario" direct "$clients" "$pipeline" "$workload" && n_direct=$sized
     fi
     for round in $(seq "$rounds"); do
         if [[ -n $n_proxy ]]; then
-            run "$scenario" proxy "$round" "$clients" "$pipeline" "$n_proxy"
+            run "$scenario" proxy "$round" "$clients" "$pipeline" "$n_proxy" "$workload"
             # A probe slowed down by other load sizes tests too short; let later rounds grow.
             [[ -n $requests ]] || ((run_rps * seconds <= n_proxy * 5 / 4)) || n_proxy=$((run_rps * seconds))
         fi
         if [[ -n $n_direct ]]; then
-            run "$scenario" direct "$round" "$clients" "$pipeline" "$n_direct"
+            run "$scenario" direct "$round" "$clients" "$pipeline" "$n_direct" "$workload"
             [[ -n $requests ]] || ((run_rps * seconds <= n_direct * 5 / 4)) || n_direct=$((run_rps * seconds))
         fi
     done
@@ -477,6 +505,7 @@ meta redis "$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 meta rounds "$rounds"
 meta requests "${requests:-probed}"
 meta seconds "$seconds"
+meta multi_keys "$multi_keys"
 meta rss_idle_start_kb "$rss_idle_start"
 meta rss_load_kb "$rss_load_kb"
 meta conns_max "$conns_max"

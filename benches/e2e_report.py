@@ -10,7 +10,8 @@
         `scenario,target,round,requests,proxy_us,cluster_us,client_us,<redis-benchmark --csv line>`
         (CPU microseconds per request over the run), where the csv line is
         "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",
-        "p99_latency_ms","max_latency_ms"; one line per failed run; and key=value metadata.
+        "p99_latency_ms","max_latency_ms" and test is SET, GET, MSET or MGET; one line per failed
+        run; and key=value metadata.
 """
 
 import argparse
@@ -26,11 +27,19 @@ SCENARIOS = {
     "d": "(d) 1000 clients",
 }
 COMMANDS = ("SET", "GET")
+# Scenario (e): MSET / MGET of MULTI_KEYS keys through the proxy against SET / GET direct, 50
+# clients, no pipelining; compared in keys per second.
+MULTI = "e"
+MULTI_LABEL = "(e) 50 clients, 10 keys"
+MULTI_PAIRS = (("MSET", "SET"), ("MGET", "GET"))
+# Row order in "All runs": each multi-key command next to the single-key one it is compared with.
+COMMAND_ORDER = {"SET": 0, "MSET": 0, "GET": 1, "MGET": 1}
 
 # The issue's targets.
 MIN_RATIO = 0.8
 MAX_ADDED_P50_US = 40.0
 MAX_RSS_MB = 15.0
+MIN_KEYS_RATIO = 1.0
 
 
 def rss_kb(pid):
@@ -128,6 +137,10 @@ def latency_cell(run):
     return f"{run['p50']:.3f} / {run['p99']:.3f}" if run else "failed"
 
 
+def best_of(runs, key):
+    return best(runs[key]) if runs.get(key) else None
+
+
 def report(args):
     meta = read_meta(args.meta)
     runs = read_results(args.results)
@@ -147,8 +160,11 @@ def report(args):
         f"- load average (1, 5, 15 min) before / after: {meta.get('load_start', '?')} / "
         f"{meta.get('load_end', '?')}"
     )
+    keys = int(meta.get("multi_keys", "10"))
     out.append(
-        "- `redis-benchmark -t set,get -d 64 -r 100000`; "
+        "- `redis-benchmark -t set,get -d 64 -r 100000`, except through the proxy in "
+        f"{MULTI_LABEL}: `-t mset` (`MSET` of {keys} keys `key:__rand_int__`, values of `-d 64` "
+        f"bytes) and `MGET key:__rand_int__` x{keys}, each key with its own random number; "
         + (
             f"requests per test sized by a probe run for ~{meta.get('seconds', '?')} s per test"
             if meta.get("requests") == "probed"
@@ -191,6 +207,39 @@ def report(args):
             )
     out.append("")
 
+    # (e): one MSET / MGET of `keys` keys through the proxy against `keys` SETs / GETs direct.
+    keys_ratios = {}
+    if any(key[0] == MULTI for key in runs):
+        out.append(
+            f"{MULTI_LABEL}, cross-slot: keys per second of one `MSET` / `MGET` of {keys} keys "
+            "through the proxy against single-key `SET` / `GET` straight at the cluster "
+            "(`--cluster`); p50 / p99 are per command"
+        )
+        out.append("")
+        out.append(
+            "| scenario | proxy cmd | proxy ops/s | proxy keys/s | direct cmd | direct keys/s "
+            "| keys/s proxy/direct | proxy p50 / p99 ms | direct p50 / p99 ms |"
+        )
+        out.append("|---|---|---:|---:|---|---:|---:|---:|---:|")
+        for multi_cmd, single_cmd in MULTI_PAIRS:
+            p = best_of(runs, (MULTI, multi_cmd, "proxy"))
+            d = best_of(runs, (MULTI, single_cmd, "direct"))
+            ratio = "-"
+            if d and d["rps"]:
+                lasted = d["n"] / d["rps"]
+                if shortest_direct is None or lasted < shortest_direct:
+                    shortest_direct = lasted
+            if p and d and d["rps"]:
+                keys_ratios[multi_cmd] = p["rps"] * keys / d["rps"]
+                ratio = f"{keys_ratios[multi_cmd]:.2f}"
+            proxy_keys = f"{p['rps'] * keys:,.0f}" if p else "failed"
+            out.append(
+                f"| {MULTI_LABEL} | {multi_cmd} ({keys} keys) | {ops_cell(p)} | {proxy_keys} "
+                f"| {single_cmd} | {ops_cell(d)} | {ratio} | {latency_cell(p)} "
+                f"| {latency_cell(d)} |"
+            )
+        out.append("")
+
     rss_load = int(meta.get("rss_load_kb", "0"))
     rss_conns = int(meta.get("rss_conns_kb", "0"))
     out.append(
@@ -212,10 +261,20 @@ def report(args):
                 f"redis-benchmark {bp['client_us']:.1f} via the proxy; nodes "
                 f"{bd['cluster_us']:.1f} + redis-benchmark {bd['client_us']:.1f} direct"
             )
+    bp = best_of(runs, (MULTI, MULTI_PAIRS[0][0], "proxy"))
+    bd = best_of(runs, (MULTI, MULTI_PAIRS[0][1], "direct"))
+    if bp and bd:
+        cpu.append(
+            f"{MULTI_LABEL}: per `MSET`/`MGET` proxy {bp['proxy_us']:.1f} + nodes "
+            f"{bp['cluster_us']:.1f} + redis-benchmark {bp['client_us']:.1f} via the proxy, that "
+            f"is per key proxy {bp['proxy_us'] / keys:.1f} + nodes {bp['cluster_us'] / keys:.1f} + "
+            f"redis-benchmark {bp['client_us'] / keys:.1f}; per `SET`/`GET` (one key) nodes "
+            f"{bd['cluster_us']:.1f} + redis-benchmark {bd['client_us']:.1f} direct"
+        )
     if cpu:
         out.append(
-            "- CPU time (user + system) per request in us, of the runs in the table (SET and GET "
-            "runs together):"
+            "- CPU time (user + system) per request in us, of the runs in the tables (both tests "
+            "of a run together: SET and GET, or MSET and MGET):"
         )
         out.extend(f"  - {line}" for line in cpu)
     if shortest_direct:
@@ -256,6 +315,18 @@ def report(args):
             else "no data"
         )
         out.append(f"- SET in {SCENARIOS[scenario]} >= {MIN_RATIO}x direct: {shown}")
+    for multi_cmd, single_cmd in MULTI_PAIRS:
+        ratio = keys_ratios.get(multi_cmd)
+        shown = (
+            f"{ratio:.2f}x, {verdict(ratio >= MIN_KEYS_RATIO)}{unsure}"
+            if ratio is not None
+            else "no data"
+        )
+        out.append(
+            f"- keys/s of cross-slot {multi_cmd} of {keys} keys via the proxy >= "
+            f"{MIN_KEYS_RATIO:.1f}x keys/s of single-key {single_cmd} direct, {MULTI_LABEL}: "
+            f"{shown}"
+        )
     for command in COMMANDS:
         us = added_p50.get(command)
         shown = f"{us:.0f} us, {verdict(us <= MAX_ADDED_P50_US)}" if us is not None else "no data"
@@ -279,7 +350,7 @@ def report(args):
     )
     out.append("|---|---|---|---:|---:|---:|---:|---:|")
     for (scenario, command, target), target_runs in sorted(
-        runs.items(), key=lambda kv: (kv[0][0], COMMANDS.index(kv[0][1]), kv[0][2] != "proxy")
+        runs.items(), key=lambda kv: (kv[0][0], COMMAND_ORDER[kv[0][1]], kv[0][2] != "proxy")
     ):
         for r in sorted(target_runs, key=lambda r: r["round"]):
             cpu = f"{r['proxy_us']:.1f} / {r['cluster_us']:.1f} / {r['client_us']:.1f}"
