@@ -176,7 +176,16 @@ fn keys_from_specs(
         if step <= 0 {
             return Err(KeyError::Undetermined { command });
         }
-        if first >= argc || last >= argc || last < first || first < 1 {
+        // As redis' getKeysUsingKeySpecs: an empty range gives no keys (`PFMERGE dest` has no
+        // sources), and a range past the arguments of a variable-arity command gives none
+        // either (the command itself reports the syntax error).
+        if last < first {
+            continue;
+        }
+        if first >= argc || last >= argc || first < 1 {
+            if spec.arity < 0 && first >= 1 {
+                continue;
+            }
             return Err(KeyError::MissingKey { command });
         }
         let (Ok(first), Ok(last), Ok(step)) = (
@@ -476,9 +485,9 @@ mod tests {
                 "MIGRATE h 6379 k 0 1000 KEYS a",
                 KeyError::MigrateKeyNotEmpty,
             ),
-            ("MIGRATE h", KeyError::MissingKey { command: "migrate" }),
+            ("MIGRATE h", KeyError::NoKeys { command: "migrate" }),
             ("SORT", KeyError::MissingKey { command: "sort" }),
-            ("MSET", KeyError::MissingKey { command: "mset" }),
+            ("MSET", KeyError::NoKeys { command: "mset" }),
             ("XREAD COUNT 2 x", KeyError::NoKeys { command: "xread" }),
             (
                 "ZUNIONSTORE d 0 a",
@@ -577,6 +586,7 @@ mod tests {
         lines.extend(getkeys::sweep(&table));
         let mut mismatches = Vec::new();
         let mut channels = 0;
+        let mut partial = 0;
         for line in &lines {
             let args = args(line);
             let Resolved::Command(spec) = table.resolve(&args) else {
@@ -599,6 +609,16 @@ mod tests {
                     channels += usize::from(only_channels && !o.is_empty());
                     only_channels || o.is_empty()
                 }
+                // Redis 7.0's GETKEYS refuses a whole command when one range spec is empty
+                // (`PFMERGE dest` without sources); its cluster routing then finds no key at all.
+                // We route by the keys that are there, so the command runs on their owner.
+                (Err(e), Ok(o))
+                    if spec.arity < 0
+                        && (e.contains("Invalid arguments") || e.contains("wrong number")) =>
+                {
+                    partial += 1;
+                    o.iter().all(|&i| i < args.len())
+                }
                 (Err(_), Ok(_)) => false,
             };
             if !same {
@@ -607,12 +627,14 @@ mod tests {
         }
         eprintln!(
             "checked {} invocations ({} hand-written, {} generated) against COMMAND GETKEYS: \
-             {} mismatches, {} expected differences (sharded pub/sub channels)",
+             {} mismatches, {} expected differences (sharded pub/sub channels), {} partial specs \
+             GETKEYS refuses",
             lines.len(),
             getkeys::CASES.len(),
             lines.len() - getkeys::CASES.len(),
             mismatches.len(),
-            channels
+            channels,
+            partial
         );
         assert!(mismatches.is_empty(), "{mismatches:#?}");
     }
