@@ -125,6 +125,13 @@ pub(super) enum Plan {
 }
 
 impl Plan {
+    /// Whether the request must wait until everything sent before it is answered: it goes out
+    /// on another connection (see `dedicated`), or it reads the whole keyspace (DBSIZE, KEYS,
+    /// SCAN...) and an earlier write may still be on its way to its node after a redirect.
+    fn waits_for_earlier(&self) -> bool {
+        self.dedicated() || matches!(self, Plan::FanOut(_) | Plan::Parts(..))
+    }
+
     /// Whether the request goes out on a connection other than the shared ones, so it waits for
     /// earlier requests to settle, and later ones wait for it, to keep their order on the node.
     fn dedicated(&self) -> bool {
@@ -368,9 +375,9 @@ impl Session {
     /// to the shared connections is only known once it has been answered).
     pub(super) fn dispatch(&mut self, request: Request, plan: Plan) {
         let generation = self.shared.topology.slot_map().generation();
-        // A request for a dedicated (or subscriber) connection must not overtake anything sent
-        // before it on the shared ones: `RPUSH l x` then `BLPOP l 0` must find `x`.
-        let wait_for_all = plan.dedicated();
+        // Some requests must not overtake anything sent before them: `RPUSH l x` then `BLPOP l 0`
+        // must find `x`, and a `DBSIZE` must count a key whose SET is being redirected.
+        let wait_for_all = plan.waits_for_earlier();
         if generation != self.dispatch_generation || self.barrier || wait_for_all {
             let unsettled = self
                 .pending
@@ -495,8 +502,13 @@ impl Session {
         self.barrier = false;
         let mut ready = Vec::new();
         while !self.barrier
-            && let Some(Pending::Deferred(..)) = self.pending.front()
+            && let Some(Pending::Deferred(_, plan)) = self.pending.front()
         {
+            if !ready.is_empty() && plan.waits_for_earlier() {
+                // It must wait for the ones just sent too; the rest stays held behind it.
+                self.barrier = true;
+                break;
+            }
             if let Some(Pending::Deferred(request, plan)) = self.pending.pop_front() {
                 self.barrier = plan.dedicated();
                 ready.push(self.start(request, plan));
