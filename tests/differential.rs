@@ -1,14 +1,17 @@
 //! Differential test: a few thousand random commands over every data type go to slotproxy (in
 //! front of a 3-primary + 3-replica cluster) and to one standalone redis-server, and every reply
-//! is compared byte for byte, first in RESP2, then (on new connections, after `HELLO 3`) in RESP3.
+//! is compared byte for byte: first in RESP2, then (on new connections, after `HELLO 3`) in RESP3.
 //!
-//! The generator is a seeded xorshift PRNG: `DIFF_SEED` overrides the seed (decimal or `0x` hex)
-//! and `DIFF_COMMANDS` the number of commands per pass (`DIFF_TRACE=1` prints every command and
-//! both replies); a failure prints both settings, the command, both
-//! replies and the commands before it. The key space is small so that commands meet each other's
+//! The generator is a seeded xorshift PRNG. `DIFF_SEED` overrides the seed (decimal or `0x`
+//! hex), `DIFF_COMMANDS` the number of commands per pass (default 3000), and `DIFF_TRACE=1` prints
+//! every command with both replies. A failure names the seed, the pass and the command's index,
+//! shows the command, both replies and the 10 commands before it, and lists the keys whose
+//! existence or type differs by then. The key space is small so that commands meet each other's
 //! data: 32 plain keys `k0..k31` spread over all three primaries and 16 keys `{t}0..{t}15` in one
 //! slot, so multi-key commands can be valid. Each key has a preferred family, so most commands
-//! find the type they expect, and the rest get `WRONGTYPE` on purpose.
+//! find the type they expect, and the rest get `WRONGTYPE` on purpose. About one step in twenty
+//! is a pipeline: 2 to 8 commands in one write before any reply is read (as are a third of the
+//! transactions).
 //!
 //! Covered: strings (SET with NX/XX/GET/EX/PX/EXAT/PXAT/KEEPTTL, GET, GETSET, APPEND, INCR, DECR,
 //! INCRBY, DECRBY, INCRBYFLOAT, GETRANGE, SUBSTR, SETRANGE, STRLEN, GETDEL, GETEX, MSET, MGET,
@@ -19,29 +22,37 @@
 //! LTRIM, LINSERT, LPOS, LMOVE, RPOPLPUSH, LMPOP, SORT, SORT_RO), sets (SADD, SREM, SMEMBERS,
 //! SISMEMBER, SMISMEMBER, SCARD, SINTER, SUNION, SDIFF and their STORE forms, SINTERCARD, SMOVE),
 //! sorted sets (ZADD with NX/XX/GT/LT/CH/INCR, ZINCRBY, ZSCORE, ZMSCORE, ZRANGE with
-//! BYSCORE/BYLEX/REV/LIMIT/WITHSCORES, ZRANGEBYSCORE, ZREVRANGE, ZRANGEBYLEX, ZRANK, ZREVRANK,
-//! ZREM, ZCARD, ZCOUNT, ZLEXCOUNT, ZPOPMIN, ZPOPMAX, ZMPOP, ZUNION, ZINTER, ZDIFF and their STORE
-//! forms, ZINTERCARD, ZRANGESTORE, ZREMRANGEBY*, ZSCAN), geo (GEOADD, GEODIST, GEOPOS, GEOHASH,
-//! GEOSEARCH, GEOSEARCHSTORE), streams with explicit ids (XADD, XLEN, XRANGE, XREVRANGE, XDEL,
-//! XTRIM, XREAD, XGROUP CREATE/DESTROY, XREADGROUP, XACK, XPENDING summary, XAUTOCLAIM), keys
-//! (DEL, UNLINK, EXISTS, TOUCH, TYPE, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL,
-//! EXPIRETIME, PEXPIRETIME, RENAME, RENAMENX, COPY, OBJECT ENCODING, DBSIZE, KEYS, FLUSHALL,
-//! FLUSHDB), EVAL/EVAL_RO with declared keys, blocking pops with a 10 ms timeout (BLPOP, BRPOP,
-//! BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, XREAD BLOCK), MULTI/EXEC/DISCARD with and without WATCH,
-//! PING, ECHO, and on purpose: unknown commands and subcommands, wrong arity, mixed-case names,
-//! and now and then a command with its last argument dropped or repeated.
+//! BYSCORE/BYLEX/REV/LIMIT/WITHSCORES, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZREVRANGE, ZRANGEBYLEX,
+//! ZRANK, ZREVRANK, ZREM, ZCARD, ZCOUNT, ZLEXCOUNT, ZPOPMIN, ZPOPMAX, ZMPOP, ZUNION, ZINTER,
+//! ZDIFF and their STORE forms, ZINTERCARD, ZRANGESTORE, ZREMRANGEBY*, ZSCAN), geo (GEOADD,
+//! GEODIST, GEOPOS, GEOHASH, GEOSEARCH with ASC/DESC, GEOSEARCHSTORE), streams with explicit ids
+//! (XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD, XGROUP CREATE/DESTROY, XREADGROUP, XACK,
+//! XPENDING summary, XAUTOCLAIM), keys (DEL, UNLINK, EXISTS, TOUCH, TYPE, EXPIRE, PEXPIRE,
+//! EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL, EXPIRETIME, PEXPIRETIME, RENAME, RENAMENX, COPY,
+//! OBJECT ENCODING, DBSIZE, KEYS, FLUSHALL, FLUSHDB), scripts (EVAL, EVAL_RO, EVALSHA,
+//! EVALSHA_RO with declared keys, SCRIPT LOAD, SCRIPT EXISTS; each pass starts by loading the
+//! scripts on both sides), blocking commands with a 10 ms timeout (BLPOP, BRPOP, BLMOVE, BLMPOP,
+//! BZPOPMIN, BZPOPMAX, XREAD BLOCK), MULTI/EXEC/DISCARD with and without WATCH, PING, ECHO, and
+//! on purpose: unknown commands and subcommands, wrong arity, binary arguments, mixed-case
+//! names, and now and then a command whose last argument is dropped or repeated (only when its
+//! keys share a slot, and never repeated where that makes it a key of another slot: BLPOP-style
+//! timeouts, MSETNX, MSET inside MULTI; a cluster node answers CROSSSLOT there too).
 //!
 //! Comparison rules:
-//! - Every reply must be byte-equal, with two normalisations:
+//! - Every reply must be byte-equal, with three normalisations (for commands kept out of MULTI,
+//!   where their reply would be part of EXEC's):
 //!   - replies whose element order is a hash table's iteration order (SMEMBERS, SINTER, SUNION,
-//!     SDIFF, KEYS; the servers' hash seeds differ) are compared with their top-level elements
+//!     SDIFF, KEYS; the two sides' hash seeds differ) are compared with their top-level elements
 //!     sorted;
+//!   - ZSCAN is compared with its member-score pairs sorted: SORT turns a small sorted set into a
+//!     skiplist, whose hash table yields them in its own order;
 //!   - TTL, PTTL, EXPIRETIME and PEXPIRETIME compare `-1`/`-2` exactly and any other value only
-//!     as "has a deadline": relative deadlines are set a few microseconds apart on the two sides.
+//!     as "has a deadline": relative deadlines are set microseconds apart on the two sides.
 //! - A command whose keys span slots is split by the proxy when it is MGET, MSET, DEL, EXISTS,
-//!   TOUCH or UNLINK and must then match exactly. Any other such command is sent to the proxy
-//!   only, which must answer exactly `-CROSSSLOT Keys in request don't hash to the same slot`
-//!   (as a cluster node would); it changed nothing there, so both sides stay in sync.
+//!   TOUCH or UNLINK and must then match exactly (a malformed MSET included). Any other such
+//!   command is sent to the proxy only, which must answer exactly
+//!   `-CROSSSLOT Keys in request don't hash to the same slot` (as a cluster node would); it
+//!   changed nothing there, so both sides stay in sync.
 //!
 //! Excluded, with reasons:
 //! - Random replies: SPOP, SRANDMEMBER, HRANDFIELD, ZRANDMEMBER, RANDOMKEY.
@@ -51,18 +62,22 @@
 //!   whether both were set in the same millisecond), so GT/LT go only with the absolute
 //!   EXPIREAT/PEXPIREAT; SET EXAT/PXAT in the past (redis-server 7.0 stores the expired key, and
 //!   DBSIZE counts it until the active expire cycle, at random times, drops it).
-//! - Hash-table iteration order that sorting can't normalise: SSCAN (cursors), DUMP (serialises
-//!   hash tables in iteration order), SORT BY/GET (also refused by cluster nodes).
+//! - Hash-table iteration order that sorting can't normalise: SSCAN (cursors over a hash table),
+//!   DUMP (serialises hash tables in iteration order), SORT BY/GET (also refused by cluster
+//!   nodes).
 //! - Server or connection state rather than data: INFO, CLIENT, CONFIG, MEMORY, OBJECT FREQ,
 //!   DEBUG, and the HELLO reply (the proxy answers it itself; both must be RESP3 maps).
-//! - Documented cluster limitations: one database (SELECT, MOVE, SWAPDB, COPY ... DB); script
-//!   caches are per node and SCRIPT LOAD/FUNCTION are refused (EVALSHA, FCALL); SCAN cursors
-//!   name a primary (see tests/scan.rs); keyspace-wide commands inside MULTI and cross-slot
-//!   transactions are refused by the proxy, so transactions use the `{t}` keys and no DBSIZE,
-//!   KEYS or FLUSH*.
+//! - Documented cluster limitations: one database (SELECT, MOVE, SWAPDB, COPY ... DB); SCAN
+//!   cursors name a primary (see tests/scan.rs); SCRIPT FLUSH (afterwards an EVAL caches its
+//!   script on one primary only, and SCRIPT EXISTS through the proxy says 1 only when every
+//!   primary has it); FUNCTION/FCALL (libraries are per node); keyspace-wide commands inside
+//!   MULTI and cross-slot transactions are refused by the proxy, so transactions use the `{t}`
+//!   keys and no DBSIZE, KEYS, FLUSH* or SCRIPT.
 //! - Commands newer than redis-server 7.0.15 (HEXPIRE, HGETDEL, ...): the proxy's built-in table
 //!   knows them and the node does not, so their arity errors legitimately differ.
 //! - Pub/sub and MONITOR: not request/reply.
+//!
+//! The tests after the random one are minimal reproductions of differences it found.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
 
@@ -154,8 +169,8 @@ enum Norm {
     Exact,
     /// Top-level elements sorted first: their order is a hash table's iteration order.
     Unordered,
-    /// HSCAN/ZSCAN: the field-value pairs sorted first, as a hash table yields them in its own
-    /// order (a sorted set turns into one past 128 members, or as GEOSEARCHSTORE's result).
+    /// ZSCAN: the member-score pairs sorted first. SORT turns a small sorted set into a skiplist,
+    /// whose hash table yields them in its own order.
     UnorderedScan,
     /// A non-negative integer only as "has a deadline": relative deadlines differ by microseconds.
     Deadline,
@@ -414,21 +429,17 @@ impl Gen {
 
     /// `n` keys for a multi-key command: 70% all `{t}` (one slot), else anywhere.
     fn keys(&mut self, group: Group, n: usize) -> Vec<usize> {
-        let same_slot = self.tx || self.rng.chance(70);
-        (0..n)
-            .map(|_| {
-                if same_slot {
-                    self.pick_key(group, true)
-                } else {
-                    self.key(group)
-                }
-            })
-            .collect()
+        self.keys_in_one_slot(group, n, 70)
     }
 
     /// Keys for a command the proxy splits by slot: across slots more often than not.
     fn split_keys(&mut self, group: Group, n: usize) -> Vec<usize> {
-        let same_slot = self.tx || self.rng.chance(30);
+        self.keys_in_one_slot(group, n, 30)
+    }
+
+    /// `n` keys, all `{t}` keys `percent`% of the time (always inside MULTI), else anywhere.
+    fn keys_in_one_slot(&mut self, group: Group, n: usize, percent: usize) -> Vec<usize> {
+        let same_slot = self.tx || self.rng.chance(percent);
         (0..n)
             .map(|_| {
                 if same_slot {
@@ -476,7 +487,7 @@ impl Gen {
 
     // --- steps ---------------------------------------------------------------------------
 
-    /// One step: a command, a transaction, or (rarely) a flush.
+    /// One step: a command, a pipeline of commands, a transaction, or (rarely) a flush.
     fn step(&mut self) -> Step {
         let (cmds, pipelined) = match self.rng.below(1000) {
             0..=1 => (vec![self.flush()], false),
@@ -1914,24 +1925,19 @@ impl Runner<'_> {
                 history = history.join("\n  "),
             ));
         }
+        let marker = if note.contains("pipelined") {
+            " [pipelined]"
+        } else {
+            ""
+        };
+        let line = format!("#{index}{marker} {} -> {}", cmd.show(), show(got));
         if self.trace {
-            eprintln!(
-                "#{index}{} {} -> {} | {}",
-                if note.contains("pipelined") {
-                    " [p]"
-                } else {
-                    ""
-                },
-                cmd.show(),
-                show(got),
-                show(want)
-            );
+            eprintln!("{line} | {}", show(want));
         }
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
-        self.history
-            .push_back(format!("#{index} {} -> {}", cmd.show(), show(got)));
+        self.history.push_back(line);
         Ok(())
     }
 
@@ -2121,6 +2127,7 @@ async fn mset_with_a_missing_value_across_slots_changes_nothing() {
 /// other bytes are copied as they are (only CR and LF become spaces).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_command_errors_quote_binary_arguments_like_redis() {
+    let long = format!("a{}", "\u{e9}".repeat(70));
     let differences = replay(&[
         &[b"NOSUCHCMD", b"\x00\xff\r\n"],
         &[b"NOSUCHCMD", b"a\x00b", b"c"],
@@ -2128,15 +2135,16 @@ async fn unknown_command_errors_quote_binary_arguments_like_redis() {
         &[b"NO\xffSUCH", b"x"],
         &[b"OBJECT", b"a\x00b", b"k"],
         &[b"OBJECT", b"\xff", b"k"],
-        &[b"NOSUCHCMD", "a\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}".as_bytes()],
+        // redis cuts at 128 bytes, here inside a two-byte character.
+        &[b"NOSUCHCMD", long.as_bytes()],
     ])
     .await;
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
 /// Minimal reproduction of a difference the random test found: `WATCH` followed, in the same
-/// write, by `UNWATCH`, `DISCARD` or `RESET` gets an error instead of `+OK` (the proxy drops the
-/// session's dedicated node connection while the WATCH reply is still on its way).
+/// write, by `UNWATCH`, `DISCARD` or `RESET` must get `+OK` (the proxy used to drop the session's
+/// dedicated node connection while the WATCH reply was still on its way, and answer an error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_watch_then_unwatch_replies_ok() {
     let differences = replay_pipelined(&[
@@ -2151,8 +2159,8 @@ async fn pipelined_watch_then_unwatch_replies_ok() {
 
 /// Minimal reproduction of a difference the random test found: a blocking command (which the
 /// proxy sends on a connection of the session's own) pipelined right after a write to the same
-/// key must see that write, as on redis-server. The race is lost most of the time, so a few
-/// rounds make it certain.
+/// key must see that write, as on redis-server (it used to overtake it most of the time, so a
+/// few rounds make a regression certain to show).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_blocking_command_sees_the_writes_before_it() {
     let round: &[&[&[&[u8]]]] = &[
@@ -2173,11 +2181,11 @@ async fn pipelined_blocking_command_sees_the_writes_before_it() {
 }
 
 /// Minimal reproduction of a difference the random test found: `PFMERGE dest` without source
-/// keys is routed by `dest` on a cluster node, but the proxy finds no key in it (its second key
-/// spec, the sources, is empty). Inside MULTI the transaction then has no slot, EXEC goes to
-/// whichever primary the session picks, and when that primary does not own `dest` the client
-/// never gets EXEC's reply. Three connections, so one of them picks a primary that is not the
-/// owner.
+/// keys is routed by `dest` on a cluster node, but the proxy used to find no key in it (its
+/// second key spec, the sources, is empty). Inside MULTI the transaction then had no slot, EXEC
+/// went to whichever primary the session picked, and when that primary did not own `dest` the
+/// client never got EXEC's reply. Three connections, so one of them picks a primary that is not
+/// the owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_with_a_sourceless_pfmerge_gets_its_exec_reply() {
     let cluster = TestCluster::start(3, 0);
