@@ -36,6 +36,8 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$repo_root/scripts/lib.sh"
 cd "$repo_root"
 
 out_file=
@@ -127,34 +129,6 @@ process_gone() {
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
     [[ ${stat##*) } == Z* ]]
-}
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-cli() {
-    local port=$1
-    shift
-    redis-cli -h 127.0.0.1 -p "$port" "$@"
-}
-
-# `field:value` from INFO-style output of `redis-cli -p PORT <command...>`; empty if absent.
-field() {
-    local port=$1 name=$2
-    shift 2
-    { cli "$port" "$@" 2>/dev/null || true; } | tr -d '\r' | sed -n "s/^$name://p"
-}
-
-# Polls "$@" every 0.1 s for up to SECONDS; 1 on timeout.
-wait_for() {
-    local seconds=$1
-    shift
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
 }
 
 # --- preflight ------------------------------------------------------------------------------------

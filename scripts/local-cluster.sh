@@ -21,6 +21,8 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$repo_root/scripts/lib.sh"
 data_dir=$(realpath -m "${SLOTPROXY_DATA_DIR:-$repo_root/data/cluster}")
 
 primaries=(16379 16380 16381)
@@ -67,23 +69,6 @@ ensure_redis() {
     fi
 }
 
-cli() {
-    local port=$1
-    shift
-    redis-cli -h 127.0.0.1 -p "$port" "$@"
-}
-
-# `field:value` from INFO-style output of `redis-cli -p PORT <command...>`; empty if not there.
-field() {
-    local port=$1 name=$2
-    shift 2
-    { cli "$port" "$@" 2>/dev/null || true; } | tr -d '\r' | sed -n "s/^$name://p"
-}
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 node_dir() { printf '%s/node-%s' "$data_dir" "$1"; }
 
 # True once PID has exited; a zombie counts as exited (a container's init may reap it late).
@@ -102,17 +87,6 @@ node_pid() {
     [[ $pid =~ ^[0-9]+$ ]] && ! process_gone "$pid" || return 1
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server* ]] || return 1
     printf '%s' "$pid"
-}
-
-# Polls "$@" every 0.1 s for up to SECONDS; 1 on timeout.
-wait_for() {
-    local seconds=$1
-    shift
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
 }
 
 start_node() {

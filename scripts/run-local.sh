@@ -13,6 +13,8 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$repo_root/scripts/lib.sh"
 # Resolve before leaving the caller's directory, so a relative path means what the caller meant.
 SLOTPROXY_DATA_DIR=$(realpath -m "${SLOTPROXY_DATA_DIR:-$repo_root/data/cluster}")
 export SLOTPROXY_DATA_DIR
@@ -70,10 +72,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 if [[ $mode == proxy ]]; then
     if port_in_use "$proxy_port"; then

@@ -335,11 +335,6 @@ pub fn decode_owned(raw: &[u8]) -> Result<redis_protocol::resp2::types::OwnedFra
     }
 }
 
-/// True when a RESP3 frame at the head of `buf` is a push (out-of-band) frame.
-pub fn is_push(raw: &[u8]) -> bool {
-    raw.first() == Some(&b'>')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
