@@ -15,7 +15,8 @@
 //! 4. [`command::route::route_of`] picks the route:
 //!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC, and the
 //!      CLUSTER/CLIENT introspection of `session/introspect.rs`); SCAN builds its own request
-//!      for one primary (`session/scan.rs`).
+//!      for one primary (`session/scan.rs`); WAIT/WAITAOF go out on the connections the
+//!      session's writes used, to every node it wrote to (`session/wait.rs`).
 //!    - `ByKeys`: keys found by the row's key specs and hashed with [`cluster::hash_slot`]. One
 //!      slot: sent there (read-only commands may go to a replica, blocking ones on a dedicated
 //!      connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot

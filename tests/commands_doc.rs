@@ -43,6 +43,11 @@ impl Handling {
                 "on a subscriber connection of the client's own to one primary; every frame \
                  it receives is forwarded as it arrives",
             ),
+            Route::Local(Local::Wait) => Handling::Pinned(
+                "sent on the connections the client's writes went out on, to every node it wrote \
+                 to; the smallest count wins. On a shared connection it waits in 10 ms slices, \
+                 so it never stalls other clients",
+            ),
             Route::Local(Local::Scan) => Handling::FannedOut(
                 "one primary per call, in slot order; the cursor names the primary and survives \
                  resharding",

@@ -94,6 +94,8 @@ pub enum Local {
     ClientCaching,
     /// `CLIENT REPLY on|off|skip`: `ON` accepted, the others refused.
     ClientReply,
+    /// `WAIT` / `WAITAOF`: sent by the session on the connections its writes went out on.
+    Wait,
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
@@ -136,6 +138,7 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "client|caching" => Some(Local::ClientCaching),
         "client|reply" => Some(Local::ClientReply),
         "scan" => Some(Local::Scan),
+        "wait" | "waitaof" => Some(Local::Wait),
         "multi" => Some(Local::Multi),
         "exec" => Some(Local::Exec),
         "discard" => Some(Local::Discard),

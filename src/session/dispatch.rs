@@ -122,6 +122,8 @@ pub(super) enum Plan {
     Exec(Target, Exec),
     /// A subscribe-family command (or a subscribed-mode PING) for the subscriber connection.
     PubSub,
+    /// `WAIT` / `WAITAOF`, on the connections the session's writes went out on.
+    Wait(super::wait::Wait),
 }
 
 impl Plan {
@@ -136,7 +138,7 @@ impl Plan {
     /// earlier requests to settle, and later ones wait for it, to keep their order on the node.
     fn dedicated(&self) -> bool {
         match self {
-            Plan::Blocking(_) | Plan::Watch(_) | Plan::PubSub => true,
+            Plan::Blocking(_) | Plan::Watch(_) | Plan::PubSub | Plan::Wait(_) => true,
             Plan::Exec(_, exec) => exec.watched.is_some(),
             Plan::Single(_)
             | Plan::Read(_)
@@ -450,6 +452,7 @@ impl Session {
                     None => into_pending(self.send(request, target, attempt)),
                 };
             }
+            Plan::Wait(wait) => return self.start_wait(request, wait),
             Plan::Single(target) => {
                 return into_pending(self.send(request, target, Attempt::default()));
             }
@@ -728,6 +731,9 @@ impl Session {
     ) -> oneshot::Receiver<NodeResult> {
         // Anything not known to be read-only counts as a write (for `ack = replicated`).
         let write = !attempt.read_only;
+        if write && !readonly {
+            self.written.borrow_mut().note(node, attempt.dedicated);
+        }
         if attempt.dedicated {
             self.dedicated_lane(node)
                 .send(payload, asking, replies, write)
@@ -905,6 +911,30 @@ impl Session {
         self.backoff(request, target, attempt, last)
     }
 
+    /// The `Waiting` entry of a reply some task of the session's will send on `rx` (WAIT): it
+    /// holds later requests back, like a blocking command, and is dropped with the client.
+    pub(super) fn waiting_on(
+        &self,
+        rx: oneshot::Receiver<NodeResult>,
+        node: Arc<Node>,
+        request: Request,
+    ) -> Pending {
+        let attempt = Attempt {
+            dedicated: true,
+            pinned: true,
+            ..Attempt::default()
+        };
+        into_pending(in_flight(
+            rx,
+            node,
+            false,
+            false,
+            request,
+            Target::AnyPrimary,
+            attempt,
+        ))
+    }
+
     /// Forgets (and so closes) this session's dedicated connection to `node`.
     pub(super) fn drop_dedicated(&self, node: &Arc<Node>) {
         self.dedicated
@@ -914,7 +944,7 @@ impl Session {
 
     /// This session's own connection to `node` in its protocol, opened on first use and kept
     /// for the session's later blocking commands.
-    fn dedicated_lane(&self, node: &Arc<Node>) -> Lane {
+    pub(super) fn dedicated_lane(&self, node: &Arc<Node>) -> Lane {
         let mut lanes = self.dedicated.borrow_mut();
         if let Some((_, _, lane)) = lanes
             .iter()

@@ -135,6 +135,7 @@ impl Session {
                 self.reply_with(|out| write_integer(out, slot));
             }
             Local::Scan => self.scan(request),
+            Local::Wait => self.wait(request),
             Local::ClusterInfo
             | Local::ClusterMyId
             | Local::ClusterMyShardId

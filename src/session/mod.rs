@@ -16,6 +16,7 @@ mod scan;
 mod scripts;
 mod split;
 mod transaction;
+mod wait;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -106,6 +107,8 @@ pub struct Session {
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
     info: introspect::ClientInfo,
+    /// Nodes this session has written to, for `WAIT`.
+    written: RefCell<wait::Written>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -140,6 +143,7 @@ impl Session {
             barrier: false,
             dedicated: RefCell::new(Vec::new()),
             info: introspect::ClientInfo::default(),
+            written: RefCell::new(wait::Written::default()),
         }
     }
 

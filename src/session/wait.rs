@@ -1,0 +1,278 @@
+//! `WAIT numreplicas timeout` and `WAITAOF numlocal numreplicas timeout`: block until this
+//! client's earlier writes are on enough replicas (or in enough AOFs), as on redis-server.
+//!
+//! redis answers WAIT for the writes made *on the connection that sends it*. The session's writes
+//! to a node go out on one shared connection (its lane) or, for blocking commands and watched
+//! transactions, on its dedicated connection, so the WAIT must go out on those same connections:
+//!
+//! - For each node the session has written to on its dedicated connection, the WAIT is sent there
+//!   with the client's own timeout: exactly redis' semantics, and it blocks nobody else.
+//! - For each node the session has written to on its shared lane, the WAIT is sent on that lane
+//!   (whose replication offset is at least that of the session's last write there) in slices of
+//!   at most `SLICE` of the client's timeout, `PAUSE` apart, until it is satisfied or the client's
+//!   timeout is spent. A shared connection is so held up by at most `SLICE` per `PAUSE`, and only
+//!   while the replicas lag; when they keep up the first slice returns at once.
+//! - A session that has written nothing asks one primary on its dedicated connection: no write
+//!   of its is unreplicated, so the node counts its replicas as redis would.
+//!
+//! The reply is the smallest count over those nodes (WAITAOF: per field), which is what the
+//! client's writes as a whole have reached. Writes to a node the session can no longer reach
+//! count as reaching 0 replicas. The wait runs in a task the session owns through the reply's
+//! receiver: a client that leaves while waiting stops it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::dispatch::{Plan, Target};
+use super::{Pending, Session};
+use crate::backend::{Lane, Node};
+use crate::protocol::reply::{write_array_len, write_integer};
+use crate::protocol::request::encode_multibulk;
+use crate::protocol::{Protocol, Reply, Request};
+
+/// Longest time one WAIT may hold a shared connection.
+const SLICE: Duration = Duration::from_millis(10);
+/// Gap between two slices on a shared connection.
+const PAUSE: Duration = Duration::from_millis(40);
+/// Nodes remembered per session; the oldest is forgotten beyond it.
+const MAX_WRITTEN: usize = 32;
+
+/// The nodes a session has sent writes to, and on which of its connections.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    /// `(node, dedicated)`: written on the session's dedicated connection, or its shared lane.
+    nodes: Vec<(Arc<Node>, bool)>,
+}
+
+impl Written {
+    /// Notes a write to `node` (called for every write the session sends).
+    pub(super) fn note(&mut self, node: &Arc<Node>, dedicated: bool) {
+        if self
+            .nodes
+            .iter()
+            .any(|(n, d)| *d == dedicated && Arc::ptr_eq(n, node))
+        {
+            return;
+        }
+        if self.nodes.len() == MAX_WRITTEN {
+            self.nodes.remove(0);
+        }
+        self.nodes.push((node.clone(), dedicated));
+    }
+}
+
+/// What one WAIT or WAITAOF asks for.
+#[derive(Debug, Clone)]
+pub(super) struct Wait {
+    /// The minimum of each reply field: `[numreplicas]` (WAIT) or `[numlocal, numreplicas]`.
+    wanted: Vec<i64>,
+    /// The client's timeout; `None` waits forever (`0`).
+    timeout: Option<Duration>,
+    /// The command's name and arguments but the timeout, to rebuild it with a slice's timeout.
+    head: Vec<Bytes>,
+}
+
+impl Wait {
+    /// Parses WAIT / WAITAOF; `None` when an argument is not what redis accepts, in which case
+    /// the request goes to a node as it is, for redis' own error.
+    pub(super) fn parse(request: &Request) -> Option<Self> {
+        let args = request.args();
+        let (timeout, counts) = args[1..].split_last()?;
+        let wanted = counts
+            .iter()
+            .map(|a| parse_int(a).filter(|n| *n >= 0))
+            .collect::<Option<Vec<_>>>()?;
+        let timeout_ms = u64::try_from(parse_int(timeout)?).ok()?;
+        Some(Self {
+            wanted,
+            timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+            head: args[..args.len() - 1].to_vec(),
+        })
+    }
+
+    /// The command with `timeout` in place of the client's.
+    fn payload(&self, timeout: Duration) -> Bytes {
+        let mut args = self.head.clone();
+        args.push(Bytes::from(timeout.as_millis().to_string()));
+        let mut out = BytesMut::new();
+        encode_multibulk(&mut out, &args);
+        out.freeze()
+    }
+
+    fn satisfied(&self, counts: &[i64]) -> bool {
+        counts.len() == self.wanted.len() && counts.iter().zip(&self.wanted).all(|(c, w)| c >= w)
+    }
+}
+
+/// Where one node's part of the wait is sent.
+enum Via {
+    /// The session's dedicated connection: one WAIT with the client's timeout.
+    Dedicated(Arc<Node>, Lane),
+    /// The session's lane of the node's shared connections: WAIT in slices.
+    Shared {
+        node: Arc<Node>,
+        protocol: Protocol,
+        lane: usize,
+    },
+}
+
+impl Via {
+    fn node(&self) -> &Arc<Node> {
+        match self {
+            Via::Dedicated(node, _) | Via::Shared { node, .. } => node,
+        }
+    }
+}
+
+impl Session {
+    /// Starts a WAIT / WAITAOF once everything before it is answered.
+    pub(super) fn wait(&mut self, request: &Request) {
+        let plan = match Wait::parse(request) {
+            Some(wait) => Plan::Wait(wait),
+            // Let a node word the error about the arguments.
+            None => Plan::Blocking(Target::AnyPrimary),
+        };
+        self.dispatch(request.clone(), plan);
+    }
+
+    /// Sends the wait's parts; the entry settles when the task answers.
+    pub(super) fn start_wait(&self, request: Request, wait: Wait) -> Pending {
+        let vias: Vec<Via> = {
+            let written = self.written.borrow();
+            written
+                .nodes
+                .iter()
+                .map(|(node, dedicated)| match dedicated {
+                    true => Via::Dedicated(node.clone(), self.dedicated_lane(node)),
+                    false => Via::Shared {
+                        node: node.clone(),
+                        protocol: self.protocol,
+                        lane: self.id as usize,
+                    },
+                })
+                .collect()
+        };
+        let (node, vias) = if let Some(first) = vias.first() {
+            (first.node().clone(), vias)
+        } else {
+            let map = self.shared.topology.slot_map();
+            let shards = map.shards();
+            if shards.is_empty() {
+                drop(map);
+                self.shared.topology.request_refresh();
+                return Pending::Done(crate::protocol::reply::error_bytes(
+                    "CLUSTERDOWN no cluster node is known yet",
+                ));
+            }
+            let node = shards[self.id as usize % shards.len()].primary.clone();
+            drop(map);
+            let lane = self.dedicated_lane(&node);
+            (node.clone(), vec![Via::Dedicated(node, lane)])
+        };
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut tx = tx;
+            tokio::select! {
+                reply = wait_all(Arc::new(wait), vias) => {
+                    let _ = tx.send(Ok(Reply::local(reply)));
+                }
+                // The client left: stop waiting (dropping a dedicated lane closes it).
+                () = tx.closed() => {}
+            }
+        });
+        self.waiting_on(rx, node, request)
+    }
+}
+
+/// Waits on every node at once and combines the counts.
+async fn wait_all(wait: Arc<Wait>, vias: Vec<Via>) -> Bytes {
+    let deadline = wait.timeout.map(|t| Instant::now() + t);
+    // Dropping the set (the client left) aborts the waits still running.
+    let mut parts = JoinSet::new();
+    for via in vias {
+        parts.spawn(wait_one(wait.clone(), via, deadline));
+    }
+    let mut lowest: Option<Vec<i64>> = None;
+    while let Some(result) = parts.join_next().await {
+        match result {
+            Ok(Ok(counts)) => {
+                lowest = Some(match lowest {
+                    None => counts,
+                    Some(low) => low.iter().zip(&counts).map(|(a, b)| *a.min(b)).collect(),
+                });
+            }
+            // An error from a node (e.g. WAITAOF unknown to it) is the client's answer.
+            Ok(Err(error)) => return error,
+            Err(_) => lowest = Some(vec![0; wait.wanted.len()]),
+        }
+    }
+    let counts = lowest.unwrap_or_else(|| vec![0; wait.wanted.len()]);
+    let mut out = BytesMut::new();
+    if let [count] = counts[..] {
+        write_integer(&mut out, count);
+    } else {
+        write_array_len(&mut out, counts.len());
+        for count in counts {
+            write_integer(&mut out, count);
+        }
+    }
+    out.freeze()
+}
+
+/// One node's counts once satisfied or out of time; `Err` carries a node's error reply.
+async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Result<Vec<i64>, Bytes> {
+    let unreached = || Ok(vec![0; wait.wanted.len()]);
+    match via {
+        Via::Dedicated(_, lane) => {
+            let timeout = wait.timeout.unwrap_or(Duration::ZERO);
+            match lane.send(wait.payload(timeout), false, 1, false).await {
+                Ok(Ok(reply)) => counts(&reply),
+                _ => unreached(),
+            }
+        }
+        Via::Shared {
+            node,
+            protocol,
+            lane,
+        } => loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // A zero timeout would mean "forever" to the node; the last slice is at least 1 ms.
+            let slice = left
+                .map_or(SLICE, |left| left.min(SLICE))
+                .max(Duration::from_millis(1));
+            let rx = node.send(protocol, false, lane, wait.payload(slice), false, 1, false);
+            let found = match rx.await {
+                Ok(Ok(reply)) => counts(&reply)?,
+                _ => return unreached(),
+            };
+            let out_of_time = deadline.is_some_and(|d| Instant::now() + PAUSE >= d);
+            if wait.satisfied(&found) || out_of_time {
+                return Ok(found);
+            }
+            tokio::time::sleep(PAUSE).await;
+        },
+    }
+}
+
+/// The integers of a WAIT (`:n`) or WAITAOF (`*2 :a :b`) reply; `Err` with the reply itself
+/// when it is an error.
+fn counts(reply: &Reply) -> Result<Vec<i64>, Bytes> {
+    let raw = reply.raw();
+    if raw.first() == Some(&b'-') || raw.first() == Some(&b'!') {
+        return Err(raw.clone());
+    }
+    Ok(raw
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.strip_prefix(b":"))
+        .filter_map(|n| parse_int(n.strip_suffix(b"\r").unwrap_or(n)))
+        .collect())
+}
+
+fn parse_int(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
