@@ -133,7 +133,28 @@ pub struct SessionConfig {
     pub max_redirects: u32,
     /// How long TRYAGAIN, CLUSTERDOWN and unreachable nodes are retried for one request.
     pub retry_deadline_ms: u64,
+    /// Administrative commands clients may send (refused otherwise), named as in
+    /// [`ALLOWABLE_ADMIN_COMMANDS`], e.g. `["config set", "bgsave"]`.
+    pub allowed_admin_commands: Vec<String>,
 }
+
+/// The administrative commands `session.allowed_admin_commands` may allow, and what each does
+/// when allowed: `CONFIG SET|RESETSTAT|REWRITE`, `SAVE`, `BGSAVE`, `BGREWRITEAOF` and `DEBUG`
+/// go to every node of the cluster (replicas too, so a promoted replica behaves alike);
+/// `REPLICAOF`/`SLAVEOF` go to one primary (which refuses them in cluster mode); `SHUTDOWN`
+/// stops slotproxy itself, never a node.
+pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
+    "config|set",
+    "config|resetstat",
+    "config|rewrite",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
+    "debug",
+    "replicaof",
+    "slaveof",
+    "shutdown",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -181,8 +202,26 @@ impl Default for SessionConfig {
             max_output_buffer_bytes: 64 * 1024 * 1024,
             max_redirects: 5,
             retry_deadline_ms: 5_000,
+            allowed_admin_commands: Vec::new(),
         }
     }
+}
+
+impl SessionConfig {
+    /// Whether clients may send the admin command `name` (a table name: `config|set`, `save`).
+    pub fn allows_admin(&self, name: &str) -> bool {
+        self.allowed_admin_commands
+            .iter()
+            .any(|allowed| admin_command_key(allowed) == name)
+    }
+}
+
+/// `"CONFIG SET"` or `"config|set"` -> `"config|set"`.
+fn admin_command_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join("|")
+        .to_ascii_lowercase()
 }
 
 impl Config {
@@ -254,6 +293,21 @@ impl Config {
         for (field, value) in positive {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0".into()));
+            }
+        }
+        for name in &self.session.allowed_admin_commands {
+            if !ALLOWABLE_ADMIN_COMMANDS.contains(&admin_command_key(name).as_str()) {
+                return Err(invalid(
+                    "session.allowed_admin_commands",
+                    format!(
+                        "'{name}' is not an admin command slotproxy can allow (one of: {})",
+                        ALLOWABLE_ADMIN_COMMANDS
+                            .iter()
+                            .map(|c| c.replace('|', " "))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
             }
         }
         if self.backend.connections_per_node > 64 {
@@ -396,6 +450,22 @@ mod tests {
         let err = config.validate().unwrap_err();
         assert!(
             err.to_string().contains("backend.connections_per_node"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn admin_commands_are_named_as_redis_or_table_spells_them() {
+        let mut config = Config::default();
+        config.session.allowed_admin_commands = vec!["CONFIG  SET".into(), "bgsave".into()];
+        config.validate().expect("valid names");
+        assert!(config.session.allows_admin("config|set"));
+        assert!(config.session.allows_admin("bgsave"));
+        assert!(!config.session.allows_admin("save"));
+        config.session.allowed_admin_commands = vec!["monitor".into()];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("session.allowed_admin_commands") && err.contains("'monitor'"),
             "{err}"
         );
     }

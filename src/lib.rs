@@ -101,6 +101,7 @@ pub async fn run(
         next_client_id: AtomicU64::new(0),
         redis_version: ArcSwap::from_pointee(DEFAULT_REDIS_VERSION.to_string()),
         scripts: session::ScriptCache::default(),
+        stop: Notify::new(),
     });
 
     let (stop, stopped) = watch::channel(());

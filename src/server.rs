@@ -11,13 +11,15 @@ use tracing::{debug, info, warn};
 
 use crate::session::{Session, Shared};
 
-/// Accepts clients until `shutdown` resolves. Sessions already running finish on their own.
+/// Accepts clients until `shutdown` resolves or a client's allowed `SHUTDOWN` notifies
+/// `shared.stop`. Sessions already running finish on their own.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let max_clients = shared.config.session.max_clients;
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
+            () = shared.stop.notified() => break,
             accepted = listener.accept() => accepted,
         };
         let (mut stream, peer) = match accepted {

@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use slotproxy::command::route::{Local, Route, route_of};
+use slotproxy::command::route::{Local, Route, admin_route, route_of};
 use slotproxy::command::{CommandSpec, CommandTable, Flags};
 use slotproxy::session::{fan_out_merge, split_merge};
 
@@ -69,8 +69,26 @@ impl Handling {
                         .to_string(),
                 ),
             },
+            // Only `admin_route` gives it, for a command the configuration allows.
+            Route::AllNodes => unreachable!("route_of never sends a command to every node"),
             Route::Unsupported(reason) => {
-                Handling::Refused(reason.strip_prefix("is ").unwrap_or(reason).to_string())
+                let mut text = reason.strip_prefix("is ").unwrap_or(reason).to_string();
+                match admin_route(spec) {
+                    Some(Route::AllNodes) => {
+                        let merge = fan_out_merge(spec.name).expect("allowed admin commands merge");
+                        text.push_str(&format!(
+                            "; when listed, sent to every node (replicas too): {}",
+                            merge.describe()
+                        ));
+                    }
+                    Some(Route::AnyNode) => text.push_str("; when listed, sent to one primary"),
+                    Some(Route::Local(_)) => text.push_str("; when listed, stops slotproxy"),
+                    _ => {}
+                }
+                if spec.name == "debug" {
+                    text.push_str("; `DEBUG OBJECT key` is always routed by its key");
+                }
+                Handling::Refused(text)
             }
         }
     }

@@ -454,7 +454,8 @@ async fn errors_name_the_command_and_keep_the_connection() {
         ),
         (
             &[b"SHUTDOWN"],
-            "-ERR 'SHUTDOWN' is not allowed through slotproxy\r\n",
+            "-ERR 'SHUTDOWN' is not allowed through slotproxy unless its configuration lists it \
+             in session.allowed_admin_commands\r\n",
         ),
         (&[b"GET", b"still-open"], "$-1\r\n"),
     ];

@@ -431,8 +431,10 @@ async fn functions_load_everywhere_and_fcall_routes_by_keys() {
         commands.push(vec![&b"FCALL_RO"[..], b"kv_get", b"1", key]);
     }
     commands.extend([
+        vec![&b"FUNCTION"[..], b"STATS"],
         vec![&b"FUNCTION"[..], b"DELETE", b"misc"],
         vec![&b"FUNCTION"[..], b"DELETE", b"misc"],
+        vec![&b"FUNCTION"[..], b"STATS"],
         vec![&b"FCALL"[..], b"pong", b"0"],
         vec![&b"FUNCTION"[..], b"HELP"],
     ]);

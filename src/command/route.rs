@@ -17,6 +17,8 @@ pub enum Route {
     AnyNode,
     /// About the whole keyspace: sent to every primary and merged (when the session knows how).
     AllPrimaries,
+    /// An admin command the configuration allows: sent to every node, replicas included.
+    AllNodes,
     /// Not served; the reason completes "ERR `'<CMD>'` ...".
     Unsupported(&'static str),
 }
@@ -96,10 +98,14 @@ pub enum Local {
     ClientReply,
     /// `WAIT` / `WAITAOF`: sent by the session on the connections its writes went out on.
     Wait,
+    /// `SHUTDOWN`, when the configuration allows it: stops slotproxy (never a node).
+    Shutdown,
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
 const NEVER: &str = "is not allowed through slotproxy";
+const ADMIN: &str = "is not allowed through slotproxy unless its configuration lists it in \
+                     session.allowed_admin_commands";
 const OTHER_CLIENTS: &str =
     "is not supported by slotproxy (a client can see and act on its own connection only)";
 const PAUSES_NODES: &str =
@@ -164,14 +170,18 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "publish"
         | "lolwut"
         | "config|get"
+        | "config|help"
         | "script|help"
         | "function|help"
         | "function|dump" => return Route::AnyNode,
         // No request policy in COMMAND; the proxy asks every primary which libraries it has.
         "function|list" => return Route::AllPrimaries,
         "ssubscribe" | "sunsubscribe" | "monitor" => return Route::Unsupported(NOT_YET),
-        "shutdown" | "replicaof" | "slaveof" | "failover" | "debug" | "save" | "bgsave"
-        | "bgrewriteaof" | "sync" | "psync" => return Route::Unsupported(NEVER),
+        "shutdown" | "replicaof" | "slaveof" | "debug" | "save" | "bgsave" | "bgrewriteaof"
+        | "config|set" | "config|resetstat" | "config|rewrite" => {
+            return Route::Unsupported(ADMIN);
+        }
+        "failover" | "sync" | "psync" => return Route::Unsupported(NEVER),
         "client|kill" | "client|unblock" => return Route::Unsupported(OTHER_CLIENTS),
         "client|pause" | "client|unpause" => return Route::Unsupported(PAUSES_NODES),
         "client|no-touch" | "script|debug" => return Route::Unsupported(SHARED_CONNECTIONS),
@@ -188,6 +198,23 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         return Route::AllPrimaries;
     }
     Route::Unsupported(NOT_YET)
+}
+
+/// The route an admin command takes when `session.allowed_admin_commands` allows it (see
+/// [`crate::config::ALLOWABLE_ADMIN_COMMANDS`]); `None` for commands that can't be allowed.
+pub fn admin_route(spec: &CommandSpec) -> Option<Route> {
+    match spec.name {
+        "config|set" | "config|resetstat" | "config|rewrite" | "save" | "bgsave"
+        | "bgrewriteaof" | "debug" => Some(Route::AllNodes),
+        "replicaof" | "slaveof" => Some(Route::AnyNode),
+        "shutdown" => Some(Route::Local(Local::Shutdown)),
+        _ => None,
+    }
+}
+
+/// `DEBUG OBJECT key`: about one key, so routed by it like `OBJECT`, allowed or not.
+pub fn is_debug_object(spec: &CommandSpec, args: &[bytes::Bytes]) -> bool {
+    spec.name == "debug" && args.len() == 3 && args[1].eq_ignore_ascii_case(b"object")
 }
 
 #[cfg(test)]
@@ -212,7 +239,10 @@ mod tests {
             ("dbsize", Route::AllPrimaries),
             ("keys", Route::AllPrimaries),
             ("flushall", Route::AllPrimaries),
-            ("shutdown", Route::Unsupported(NEVER)),
+            ("shutdown", Route::Unsupported(ADMIN)),
+            ("config|set", Route::Unsupported(ADMIN)),
+            ("failover", Route::Unsupported(NEVER)),
+            ("wait", Route::Local(Local::Wait)),
             ("scan", Route::Local(Local::Scan)),
             ("randomkey", Route::AllPrimaries),
             ("config|get", Route::AnyNode),
@@ -237,6 +267,18 @@ mod tests {
                 .lookup(name)
                 .unwrap_or_else(|| panic!("{name} in table"));
             assert_eq!(route_of(spec), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_allowable_admin_command_is_refused_by_default_and_has_a_route() {
+        let table = CommandTable::builtin();
+        for name in crate::config::ALLOWABLE_ADMIN_COMMANDS {
+            let spec = table
+                .lookup(name)
+                .unwrap_or_else(|| panic!("{name} in table"));
+            assert_eq!(route_of(spec), Route::Unsupported(ADMIN), "{name}");
+            assert!(admin_route(spec).is_some(), "{name}");
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::backend::{Lane, Node, NodeResult};
 use crate::cluster::Shard;
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
-use crate::command::route::{Local, Route, route_of};
+use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of};
 use crate::command::{CommandSpec, Flags, Resolved};
 use crate::config::ReadPolicy;
 use crate::error::BackendError;
@@ -33,6 +33,8 @@ pub enum Target {
     Slot(Slot),
     /// Any primary (keyless commands every node answers alike).
     AnyPrimary,
+    /// Replica number `.1` of the shard owning this slot (admin commands sent to every node).
+    Replica(Slot, usize),
 }
 
 /// Redirects and retries so far for one request.
@@ -114,6 +116,8 @@ pub(super) enum Plan {
     Split(split::SplitKind),
     /// A whole-keyspace command, sent to every primary.
     FanOut(Merge),
+    /// An allowed admin command, sent to every node (primaries and replicas).
+    AllNodes(Merge),
     /// Requests built by a command's own module (e.g. SCAN), sent as given and merged.
     Parts(Merge, Vec<(Target, Request)>),
     /// `WATCH` on the session's dedicated connection to the slot's primary.
@@ -131,7 +135,7 @@ impl Plan {
     /// on another connection (see `dedicated`), or it reads the whole keyspace (DBSIZE, KEYS,
     /// SCAN...) and an earlier write may still be on its way to its node after a redirect.
     fn waits_for_earlier(&self) -> bool {
-        self.dedicated() || matches!(self, Plan::FanOut(_) | Plan::Parts(..))
+        self.dedicated() || matches!(self, Plan::FanOut(_) | Plan::AllNodes(_) | Plan::Parts(..))
     }
 
     /// Whether the request goes out on a connection other than the shared ones, so it waits for
@@ -144,6 +148,7 @@ impl Plan {
             | Plan::Read(_)
             | Plan::Split(_)
             | Plan::FanOut(_)
+            | Plan::AllNodes(_)
             | Plan::Parts(..) => false,
         }
     }
@@ -262,7 +267,17 @@ impl Session {
             ));
         }
         self.shared.scripts.observe(spec.name, request.args());
-        let route = route_of(spec);
+        let route = match route_of(spec) {
+            Route::Unsupported(_) if is_debug_object(spec, request.args()) => {
+                let slot = hash_slot(&request.args()[2]);
+                return self.dispatch(request, Plan::Single(Target::Slot(slot)));
+            }
+            Route::Unsupported(reason) => match admin_route(spec) {
+                Some(route) if self.shared.config.session.allows_admin(spec.name) => route,
+                _ => Route::Unsupported(reason),
+            },
+            route => route,
+        };
         if self.subscribed_resp2()
             && !matches!(
                 route,
@@ -319,6 +334,13 @@ impl Session {
                     Some(kind) => self.dispatch(request, Plan::Split(kind)),
                     None => self.reply_error(CROSSSLOT),
                 },
+            },
+            Route::AllNodes => match split::fan_out_merge(spec.name) {
+                Some(merge) => self.dispatch(request, Plan::AllNodes(merge)),
+                None => self.reply_error(&format!(
+                    "ERR '{}' is not supported by slotproxy yet",
+                    spec.full_name_upper()
+                )),
             },
             Route::AllPrimaries => match split::fan_out_merge(spec.name) {
                 Some(merge) => self.dispatch(request, Plan::FanOut(merge)),
@@ -490,6 +512,25 @@ impl Session {
                     .collect();
                 (merge, parts)
             }
+            Plan::AllNodes(merge) => {
+                let map = self.shared.topology.slot_map();
+                let parts: Vec<(Target, Request)> = map
+                    .layout()
+                    .iter()
+                    .filter_map(|shard| Some((Slot(shard.ranges.first()?.0), shard.replicas.len())))
+                    .flat_map(|(slot, replicas)| {
+                        std::iter::once(Target::Slot(slot))
+                            .chain((0..replicas).map(move |i| Target::Replica(slot, i)))
+                    })
+                    .map(|target| (target, request.clone()))
+                    .collect();
+                drop(map);
+                if parts.is_empty() {
+                    self.shared.topology.request_refresh();
+                    return Pending::Done(error_bytes("CLUSTERDOWN no cluster node is known yet"));
+                }
+                (merge, parts)
+            }
             Plan::Parts(merge, parts) => (merge, parts),
         };
         let parts = parts
@@ -606,6 +647,10 @@ impl Session {
         let map = self.shared.topology.slot_map();
         let choice = match target {
             Target::Slot(slot) => map.shard(slot).map(|shard| self.pick(shard, attempt)),
+            Target::Replica(slot, i) => map
+                .shard(slot)
+                .and_then(|shard| shard.replicas.get(i))
+                .map(|replica| Ok((replica.clone(), false))),
             Target::AnyPrimary => {
                 let shards = map.shards();
                 (!shards.is_empty()).then(|| {
@@ -625,6 +670,9 @@ impl Session {
                 self.shared.topology.request_refresh();
                 let error = match target {
                     Target::Slot(slot) => format!("CLUSTERDOWN Hash slot {slot} not served"),
+                    Target::Replica(slot, _) => {
+                        format!("CLUSTERDOWN a replica of the shard of slot {slot} is gone")
+                    }
                     Target::AnyPrimary => "CLUSTERDOWN no cluster node is known yet".to_string(),
                 };
                 self.backoff(request, target, attempt, error_bytes(&error))

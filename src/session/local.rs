@@ -136,6 +136,7 @@ impl Session {
             }
             Local::Scan => self.scan(request),
             Local::Wait => self.wait(request),
+            Local::Shutdown => self.shutdown(args),
             Local::ClusterInfo
             | Local::ClusterMyId
             | Local::ClusterMyShardId
@@ -216,6 +217,38 @@ impl Session {
             write_bulk(out, b"modules");
             write_array_len(out, 0);
         });
+    }
+}
+
+impl Session {
+    /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`, allowed by the configuration: stops
+    /// slotproxy (the server this client sees), never a node. As on redis-server, the
+    /// connection closes without a reply; `ABORT` has no shutdown to abort.
+    fn shutdown(&mut self, args: &[Bytes]) {
+        let mut save = None;
+        let mut abort = false;
+        for arg in &args[1..] {
+            let arg = arg.to_ascii_lowercase();
+            match arg.as_slice() {
+                b"nosave" | b"save" if save.is_none() => save = Some(arg),
+                b"now" | b"force" => {}
+                b"abort" => abort = true,
+                _ => return self.reply_error(SYNTAX),
+            }
+        }
+        if abort {
+            if args.len() > 2 {
+                return self.reply_error(SYNTAX);
+            }
+            return self.reply_error("ERR No shutdown in progress.");
+        }
+        tracing::warn!(
+            client = self.id,
+            "SHUTDOWN from a client: stopping slotproxy"
+        );
+        self.shared.stop.notify_one();
+        self.pending.push_back(Pending::Close(Bytes::new()));
+        self.stop_reading = true;
     }
 }
 

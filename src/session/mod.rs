@@ -58,6 +58,8 @@ pub struct Shared {
     pub redis_version: ArcSwap<String>,
     /// Script bodies clients sent, to load them again on a node that answers `NOSCRIPT`.
     pub scripts: ScriptCache,
+    /// Notified when a client's (allowed) `SHUTDOWN` asks slotproxy to stop.
+    pub stop: tokio::sync::Notify,
 }
 
 /// A request's place in the reply queue.

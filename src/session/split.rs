@@ -52,6 +52,9 @@ pub enum Merge {
     /// `SCRIPT KILL`, `FUNCTION KILL`: `OK` from the primary that was running a script; when
     /// none was, the first error other than `NOTBUSY` (`UNKILLABLE`), else `NOTBUSY`.
     AnyOk,
+    /// `FUNCTION STATS`: the reply of the primary running a function or script, else the first
+    /// primary's (the same libraries are loaded on every primary).
+    RunningScript,
 }
 
 impl Merge {
@@ -69,6 +72,7 @@ impl Merge {
             Merge::AllExist => "`1` for a script only if every primary has it",
             Merge::CommonLibraries => "the libraries every primary has",
             Merge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
+            Merge::RunningScript => "the primary running a script, else the first primary",
         }
     }
 }
@@ -94,8 +98,12 @@ pub fn fan_out_merge(name: &str) -> Option<Merge> {
         "script|exists" => Merge::AllExist,
         "function|list" => Merge::CommonLibraries,
         "script|kill" | "function|kill" => Merge::AnyOk,
+        "function|stats" => Merge::RunningScript,
         "info" => Merge::Info,
         "randomkey" => Merge::AnyNonNull,
+        // Admin commands a configuration allowed, sent to every node.
+        "config|set" | "config|resetstat" | "config|rewrite" | "save" => Merge::AllOk,
+        "bgsave" | "bgrewriteaof" | "debug" => Merge::Same,
         _ => return None,
     })
 }
@@ -209,6 +217,17 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             }
         }
         Merge::AllOk => write_simple(&mut out, "OK"),
+        Merge::RunningScript => {
+            let running = |r: &&Reply| {
+                elements(r.raw(), protocol)
+                    .get(1)
+                    .is_some_and(|script| !is_null(script))
+            };
+            return match replies.iter().find(running).or(replies.first()) {
+                Some(reply) => reply.raw().clone(),
+                None => error_bytes("ERR slotproxy: no primary answered"),
+            };
+        }
         Merge::Same => {
             return match replies {
                 [first, rest @ ..] if rest.iter().all(|r| r.raw() == first.raw()) => {
@@ -534,6 +553,21 @@ mod tests {
         assert_eq!(
             &merge_bytes(&Merge::AnyOk, &[reply(notbusy), reply(notbusy)])[..],
             notbusy
+        );
+    }
+
+    #[test]
+    fn function_stats_reports_the_primary_running_a_script() {
+        let idle: &[u8] = b"*4\r\n$14\r\nrunning_script\r\n$-1\r\n$7\r\nengines\r\n*0\r\n";
+        let busy: &[u8] = b"*4\r\n$14\r\nrunning_script\r\n*2\r\n$4\r\nname\r\n$1\r\nf\r\n\
+                            $7\r\nengines\r\n*0\r\n";
+        assert_eq!(
+            &merge_bytes(&Merge::RunningScript, &[reply(idle), reply(busy)])[..],
+            busy
+        );
+        assert_eq!(
+            &merge_bytes(&Merge::RunningScript, &[reply(idle), reply(idle)])[..],
+            idle
         );
     }
 

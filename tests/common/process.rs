@@ -83,6 +83,8 @@ impl RedisProcess {
             // Nodes share `dir`; a replica's full sync writes this file.
             .args(["--dbfilename", &format!("dump-{port}.rdb")])
             .args(["--protected-mode", "no", "--daemonize", "no"])
+            // DEBUG from loopback (the proxy), so tests can route and allow it.
+            .args(["--enable-debug-command", "local"])
             // Diskless sync without the default 5 s wait, so replicas are synced quickly.
             .args(["--repl-diskless-sync", "yes"])
             .args(["--repl-diskless-sync-delay", "0"])

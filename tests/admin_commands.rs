@@ -1,0 +1,154 @@
+//! Administrative commands: refused by default with an error naming the command, and served
+//! when `session.allowed_admin_commands` lists them: to every node, or (SHUTDOWN) by stopping
+//! slotproxy itself.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RawClient, StandaloneRedis, TestCluster, TestProxy};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_are_refused_unless_the_config_allows_them() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut client = proxy.raw_client().await;
+    let cases: &[(&[&[u8]], &str)] = &[
+        (
+            &[b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru"],
+            "CONFIG SET",
+        ),
+        (&[b"CONFIG", b"RESETSTAT"], "CONFIG RESETSTAT"),
+        (&[b"SAVE"], "SAVE"),
+        (&[b"BGSAVE"], "BGSAVE"),
+        (&[b"DEBUG", b"SLEEP", b"0"], "DEBUG"),
+        (&[b"REPLICAOF", b"NO", b"ONE"], "REPLICAOF"),
+        (&[b"SHUTDOWN", b"NOSAVE"], "SHUTDOWN"),
+    ];
+    for (args, name) in cases {
+        let reply = String::from_utf8(client.request(args).await).unwrap();
+        assert_eq!(
+            reply,
+            format!(
+                "-ERR '{name}' is not allowed through slotproxy unless its configuration lists it \
+                 in session.allowed_admin_commands\r\n"
+            ),
+            "{args:?}"
+        );
+    }
+    // Nothing reached a node, and the connection is still served.
+    for node in cluster.nodes() {
+        assert_eq!(cluster.command_calls(node, "config|set"), 0);
+        assert_eq!(cluster.command_calls(node, "save"), 0);
+    }
+    assert_eq!(client.request(&[b"PING"]).await, b"+PONG\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_admin_commands_reach_every_node() {
+    let cluster = TestCluster::start(3, 1);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.session.allowed_admin_commands = ["CONFIG SET", "config resetstat", "save", "debug"]
+            .map(String::from)
+            .to_vec();
+    })
+    .await;
+    let mut client = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    let cases: &[&[&[u8]]] = &[
+        &[b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru"],
+        &[b"CONFIG", b"SET", b"no-such-parameter", b"1"],
+        &[b"CONFIG", b"RESETSTAT"],
+        &[b"SAVE"],
+        &[b"DEBUG", b"SLEEP", b"0"],
+    ];
+    for args in cases {
+        let got = client.request(args).await;
+        let want = direct.request(args).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{args:?}"
+        );
+    }
+    // Replicas too: a promoted replica must behave like its old primary.
+    for node in cluster.nodes() {
+        let policy: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query(&mut cluster.conn(node))
+            .unwrap();
+        assert_eq!(policy[1], "allkeys-lru", "{}", node.addr);
+    }
+    // Not listed: still refused.
+    let reply = client.request(&[b"BGSAVE"]).await;
+    assert!(
+        reply.starts_with(b"-ERR 'BGSAVE' is not allowed"),
+        "{reply:?}"
+    );
+    // DEBUG OBJECT is about one key: routed by it whether or not DEBUG is allowed.
+    assert_eq!(
+        client.request(&[b"SET", b"dbg", b"12345"]).await,
+        b"+OK\r\n"
+    );
+    let reply = String::from_utf8(client.request(&[b"DEBUG", b"OBJECT", b"dbg"]).await).unwrap();
+    assert!(
+        reply.starts_with("+Value at:") && reply.contains("encoding:int"),
+        "{reply}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_object_is_routed_by_key_when_debug_is_refused() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut client = proxy.raw_client().await;
+    for key in ["a", "b", "c", "{x}d"] {
+        assert_eq!(
+            client.request(&[b"RPUSH", key.as_bytes(), b"v"]).await,
+            b":1\r\n"
+        );
+        let owner = cluster.owner_of(cluster.keyslot(key.as_bytes()));
+        let before = cluster.command_calls(owner, "debug");
+        let reply = String::from_utf8(client.request(&[b"DEBUG", b"OBJECT", key.as_bytes()]).await)
+            .unwrap();
+        assert!(reply.starts_with("+Value at:"), "{reply}");
+        assert_eq!(cluster.command_calls(owner, "debug"), before + 1, "{key}");
+    }
+    let missing = client.request(&[b"DEBUG", b"OBJECT", b"missing"]).await;
+    assert_eq!(missing, b"-ERR no such key\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_shutdown_stops_slotproxy_and_never_a_node() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.session.allowed_admin_commands = vec!["shutdown".to_string()];
+    })
+    .await;
+    let mut client = proxy.raw_client().await;
+    assert_eq!(
+        client.request(&[b"SHUTDOWN", b"ABORT"]).await,
+        b"-ERR No shutdown in progress.\r\n"
+    );
+    assert_eq!(
+        client.request(&[b"SHUTDOWN", b"BOGUS"]).await,
+        b"-ERR syntax error\r\n"
+    );
+    client
+        .send(&common::encode_command(&[b"SHUTDOWN", b"NOSAVE"]))
+        .await;
+    // As on redis-server: no reply, the connection closes.
+    let rest = tokio::time::timeout(Duration::from_secs(5), client.read_until_closed())
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(proxy.shutdown().await, Ok(()));
+    for node in cluster.nodes() {
+        let pong: String = redis::cmd("PING").query(&mut cluster.conn(node)).unwrap();
+        assert_eq!(pong, "PONG");
+    }
+}
