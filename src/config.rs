@@ -136,6 +136,9 @@ pub struct SessionConfig {
     /// Administrative commands clients may send (refused otherwise), named as in
     /// [`ALLOWABLE_ADMIN_COMMANDS`], e.g. `["config set", "bgsave"]`.
     pub allowed_admin_commands: Vec<String>,
+    /// Keys remembered for `CLIENT TRACKING` clients (like redis' `tracking-table-max-keys`);
+    /// beyond it the oldest are invalidated and forgotten.
+    pub tracking_max_keys: usize,
 }
 
 /// The administrative commands `session.allowed_admin_commands` may allow, and what each does
@@ -203,6 +206,7 @@ impl Default for SessionConfig {
             max_redirects: 5,
             retry_deadline_ms: 5_000,
             allowed_admin_commands: Vec::new(),
+            tracking_max_keys: 1_000_000,
         }
     }
 }
@@ -285,6 +289,10 @@ impl Config {
             ("session.max_clients", self.session.max_clients as u64),
             ("session.max_in_flight", self.session.max_in_flight as u64),
             ("session.max_bulk_len", self.session.max_bulk_len as u64),
+            (
+                "session.tracking_max_keys",
+                self.session.tracking_max_keys as u64,
+            ),
             (
                 "session.max_output_buffer_bytes",
                 self.session.max_output_buffer_bytes as u64,

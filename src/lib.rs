@@ -38,7 +38,10 @@
 //!    backoff until `retry_deadline`. A request whose connection died after it was written is
 //!    sent again if it is read-only; a write gets an error saying its outcome is unknown, and is
 //!    never sent twice. Split requests settle part by part and are merged in key order.
-//! 7. Replies leave in request order; the session writes all that are ready at once, without
+//! 7. With `CLIENT TRACKING` on, the session gives the keys of its read-only commands to the
+//!    [`tracking::Tracker`] before sending them; invalidations that primaries stream to the
+//!    tracker reach the session as pushes, queued behind every reply it still owes.
+//! 8. Replies leave in request order; the session writes all that are ready at once, without
 //!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading.
 
 pub mod backend;
@@ -49,6 +52,7 @@ pub mod error;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod tracking;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -93,6 +97,7 @@ pub async fn run(
         config.cluster.clone(),
         wake,
     ));
+    let config_tracking_max_keys = config.session.tracking_max_keys;
     let shared = Arc::new(Shared {
         config,
         topology: topology.clone(),
@@ -102,6 +107,7 @@ pub async fn run(
         redis_version: ArcSwap::from_pointee(DEFAULT_REDIS_VERSION.to_string()),
         scripts: session::ScriptCache::default(),
         stop: Notify::new(),
+        tracker: Arc::new(tracking::Tracker::new(config_tracking_max_keys)),
     });
 
     let (stop, stopped) = watch::channel(());
@@ -110,7 +116,15 @@ pub async fn run(
             .clone()
             .run_refresher(wait_changed(stopped.clone())),
     );
-    let learner = tokio::spawn(learn_from_cluster(shared.clone(), wait_changed(stopped)));
+    let learner = tokio::spawn(learn_from_cluster(
+        shared.clone(),
+        wait_changed(stopped.clone()),
+    ));
+    let tracker = tokio::spawn(shared.tracker.clone().run(
+        topology.clone(),
+        shared.config.backend.connect_timeout(),
+        wait_changed(stopped),
+    ));
 
     // Clients that connect before the slot map is known wait in the listen backlog (bounded by
     // the retry deadline), so nothing they send has to be answered without a map.
@@ -127,6 +141,7 @@ pub async fn run(
     let _ = stop.send(());
     let _ = refresher.await;
     let _ = learner.await;
+    let _ = tracker.await;
     Ok(())
 }
 

@@ -283,7 +283,6 @@ async fn client_subcommands_describe_the_caller_or_refuse_clearly() {
         vec![b"CLIENT", b"UNPAUSE"],
         vec![b"CLIENT", b"UNBLOCK", b"1"],
         vec![b"CLIENT", b"NO-TOUCH", b"on"],
-        vec![b"CLIENT", b"TRACKING", b"on"],
         vec![b"CLIENT", b"REPLY", b"OFF"],
         vec![b"CLIENT", b"REPLY", b"SKIP"],
     ] {

@@ -267,6 +267,16 @@ impl Session {
             ));
         }
         self.shared.scripts.observe(spec.name, request.args());
+        if self.tracking_on() {
+            self.key_positions.clear();
+            let _ = key_positions(spec, request.args(), &mut self.key_positions);
+            let keys: Vec<Bytes> = self
+                .key_positions
+                .iter()
+                .map(|&p| request.args()[p].clone())
+                .collect();
+            self.track_command(spec, &keys);
+        }
         let route = match route_of(spec) {
             Route::Unsupported(_) if is_debug_object(spec, request.args()) => {
                 let slot = hash_slot(&request.args()[2]);
@@ -683,7 +693,7 @@ impl Session {
     /// The node of `shard` that serves this request, and whether it is read as a replica.
     fn pick(&self, shard: &Shard, attempt: Attempt) -> Result<(Arc<Node>, bool), String> {
         let primary = || Ok((shard.primary.clone(), false));
-        if !attempt.read_only {
+        if !attempt.read_only || self.tracking_reads_primary() {
             return primary();
         }
         let replicas = &shard.replicas;

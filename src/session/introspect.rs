@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -142,39 +142,9 @@ impl Session {
                     self.reply_error(SYNTAX);
                 }
             }
-            Local::ClientTracking => {
-                if args[2].eq_ignore_ascii_case(b"off") {
-                    self.reply_with(|out| write_simple(out, "OK"));
-                } else if args[2].eq_ignore_ascii_case(b"on") {
-                    self.reply_error(
-                        "ERR 'CLIENT TRACKING ON' is not supported by slotproxy (invalidations \
-                         come from nodes on connections clients share)",
-                    );
-                } else {
-                    self.reply_error(SYNTAX);
-                }
-            }
-            Local::ClientTrackingInfo => {
-                let protocol = self.protocol;
-                self.reply_with(|out| {
-                    write_map_len(out, protocol, 3);
-                    write_bulk(out, b"flags");
-                    match protocol {
-                        Protocol::Resp2 => write_array_len(out, 1),
-                        Protocol::Resp3 => out.put_slice(b"~1\r\n"),
-                    }
-                    write_bulk(out, b"off");
-                    write_bulk(out, b"redirect");
-                    write_integer(out, -1);
-                    write_bulk(out, b"prefixes");
-                    write_array_len(out, 0);
-                });
-            }
-            Local::ClientGetRedir => self.reply_with(|out| write_integer(out, -1)),
-            Local::ClientCaching => self.reply_error(
-                "ERR CLIENT CACHING can be called only when the client is in tracking mode with \
-                 OPTIN or OPTOUT mode enabled",
-            ),
+            Local::ClientTrackingInfo => self.client_trackinginfo(),
+            Local::ClientGetRedir => self.client_getredir(),
+            Local::ClientCaching => self.client_caching(args),
             Local::ClientReply => {
                 if args[2].eq_ignore_ascii_case(b"on") {
                     self.reply_with(|out| write_simple(out, "OK"));

@@ -65,6 +65,7 @@ impl Session {
             Local::Reset => {
                 self.end_transaction();
                 self.drop_subscriptions();
+                self.stop_tracking();
                 self.read_policy = self.shared.config.read_policy;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
@@ -136,6 +137,7 @@ impl Session {
             }
             Local::Scan => self.scan(request),
             Local::Wait => self.wait(request),
+            Local::ClientTracking => self.client_tracking(request),
             Local::Shutdown => self.shutdown(args),
             Local::ClusterInfo
             | Local::ClusterMyId
@@ -146,7 +148,6 @@ impl Session {
             | Local::ClientInfo
             | Local::ClientList
             | Local::ClientNoEvict
-            | Local::ClientTracking
             | Local::ClientTrackingInfo
             | Local::ClientGetRedir
             | Local::ClientCaching

@@ -15,6 +15,7 @@ mod pubsub;
 mod scan;
 mod scripts;
 mod split;
+mod tracking;
 mod transaction;
 mod wait;
 
@@ -58,6 +59,8 @@ pub struct Shared {
     pub redis_version: ArcSwap<String>,
     /// Script bodies clients sent, to load them again on a node that answers `NOSCRIPT`.
     pub scripts: ScriptCache,
+    /// Who tracks which keys (`CLIENT TRACKING`), and the primaries' invalidations.
+    pub tracker: Arc<crate::tracking::Tracker>,
     /// Notified when a client's (allowed) `SHUTDOWN` asks slotproxy to stop.
     pub stop: tokio::sync::Notify,
 }
@@ -111,6 +114,8 @@ pub struct Session {
     info: introspect::ClientInfo,
     /// Nodes this session has written to, for `WAIT`.
     written: RefCell<wait::Written>,
+    /// `CLIENT TRACKING` options and the invalidations coming for this client.
+    tracking: Option<tracking::Tracking>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -146,6 +151,7 @@ impl Session {
             dedicated: RefCell::new(Vec::new()),
             info: introspect::ClientInfo::default(),
             written: RefCell::new(wait::Written::default()),
+            tracking: None,
         }
     }
 
@@ -222,6 +228,9 @@ impl Session {
                 frame = next_frame(&mut self.subscriber), if self.subscriber.is_some() => {
                     Event::Subscriber(frame)
                 }
+                Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
+                    Event::Invalidation(push)
+                }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
             };
@@ -229,6 +238,7 @@ impl Session {
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer | Event::Writable(Ok(())) => {}
                 Event::Subscriber(Some(frame)) => self.subscriber_frame(frame),
+                Event::Invalidation(push) => self.invalidation(push),
                 Event::Subscriber(None) => {
                     // Subscriptions lost with their node connection: the client must resubscribe.
                     debug!(
@@ -334,7 +344,22 @@ async fn next_frame(
     }
 }
 
+/// The next invalidation for a tracking client.
+async fn next_invalidation(tracking: &mut Option<tracking::Tracking>) -> Option<Bytes> {
+    match tracking {
+        Some(tracking) => tracking.pushes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop_tracking();
+    }
+}
+
 enum Event {
+    Invalidation(Bytes),
     Reply(dispatch::FrontEvent),
     Timer,
     Writable(std::io::Result<()>),

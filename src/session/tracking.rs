@@ -1,0 +1,327 @@
+//! The session's side of `CLIENT TRACKING`: the options redis-server accepts (with its errors),
+//! `CLIENT CACHING`, `CLIENT TRACKINGINFO`/`GETREDIR`, remembering the keys of read-only commands,
+//! and writing invalidations (RESP3 pushes) in the right place among the replies.
+//!
+//! The table of who read what, and the node listeners, are in [`crate::tracking`]. `REDIRECT`
+//! (RESP2 invalidations through another connection's pub/sub) is refused; RESP2 clients without
+//! it get no invalidations, as on redis-server.
+
+use bytes::{BufMut, Bytes};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Pending, Session};
+use crate::command::{CommandSpec, Flags};
+use crate::protocol::reply::{write_array_len, write_bulk, write_integer, write_map_len};
+use crate::protocol::{Protocol, Reply, Request};
+use crate::tracking::Mode;
+
+const SYNTAX: &str = "ERR syntax error";
+
+/// A tracking client's options.
+#[derive(Debug)]
+pub(super) struct Tracking {
+    mode: Mode,
+    optin: bool,
+    optout: bool,
+    /// `CLIENT CACHING yes|no`, for the next command.
+    caching: Option<bool>,
+    /// Invalidations for this client, from the tracker.
+    pub(super) pushes: mpsc::UnboundedReceiver<Bytes>,
+    sender: mpsc::UnboundedSender<Bytes>,
+}
+
+impl Session {
+    /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p]... [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`.
+    pub(super) fn client_tracking(&mut self, request: &Request) {
+        let args = request.args();
+        let mut mode = Mode::default();
+        let (mut optin, mut optout, mut redirect) = (false, false, false);
+        let mut i = 3;
+        while i < args.len() {
+            let more = i + 1 < args.len();
+            let option = args[i].to_ascii_lowercase();
+            match option.as_slice() {
+                b"redirect" if more => {
+                    redirect = true;
+                    i += 1;
+                }
+                b"bcast" => mode.bcast = true,
+                b"optin" => optin = true,
+                b"optout" => optout = true,
+                b"noloop" => mode.noloop = true,
+                b"prefix" if more => {
+                    mode.prefixes.push(args[i + 1].clone());
+                    i += 1;
+                }
+                _ => return self.reply_error(SYNTAX),
+            }
+            i += 1;
+        }
+        if args[2].eq_ignore_ascii_case(b"off") {
+            if let Some(tracking) = self.tracking.take() {
+                drop(tracking);
+                self.shared.tracker.disable(self.id);
+            }
+            return self.reply_ok();
+        }
+        if !args[2].eq_ignore_ascii_case(b"on") {
+            return self.reply_error(SYNTAX);
+        }
+        if redirect {
+            return self.reply_error(
+                "ERR CLIENT TRACKING REDIRECT is not supported by slotproxy; switch to RESP3 \
+                 (HELLO 3) to get invalidations on the same connection",
+            );
+        }
+        if !mode.bcast && !mode.prefixes.is_empty() {
+            return self.reply_error("ERR PREFIX option requires BCAST mode to be enabled");
+        }
+        if let Some(current) = &self.tracking
+            && current.mode.bcast != mode.bcast
+        {
+            return self.reply_error(
+                "ERR You can't switch BCAST mode on/off before disabling tracking for this client, \
+                 and then re-enabling it with a different mode.",
+            );
+        }
+        if mode.bcast && (optin || optout) {
+            return self.reply_error("ERR OPTIN and OPTOUT are not compatible with BCAST");
+        }
+        if optin && optout {
+            return self.reply_error("ERR You can't specify both OPTIN mode and OPTOUT mode");
+        }
+        if let Some(current) = &self.tracking
+            && ((optin && current.optout) || (optout && current.optin))
+        {
+            return self.reply_error(
+                "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this \
+                 client, and then re-enabling it with a different mode.",
+            );
+        }
+        let existing: &[Bytes] = match &self.tracking {
+            Some(current) => &current.mode.prefixes,
+            None => &[],
+        };
+        if let Some(error) = prefix_collision(existing, &mode.prefixes) {
+            return self.reply_error(&error);
+        }
+        let mut prefixes = existing.to_vec();
+        prefixes.append(&mut mode.prefixes);
+        if mode.bcast && prefixes.is_empty() {
+            // As redis: broadcast without PREFIX is the empty prefix, every key.
+            prefixes.push(Bytes::new());
+        }
+        mode.prefixes = prefixes;
+        let (sender, pushes) = match self.tracking.take() {
+            Some(current) => (current.sender, current.pushes),
+            None => mpsc::unbounded_channel(),
+        };
+        let wait = self
+            .shared
+            .tracker
+            .enable(self.id, mode.clone(), sender.clone());
+        self.tracking = Some(Tracking {
+            mode,
+            // Like redis, each `ON` replaces the options (prefixes add up).
+            optin,
+            optout,
+            caching: None,
+            pushes,
+            sender,
+        });
+        match wait {
+            None => self.reply_ok(),
+            Some(ready) => self.wait_for_listeners(request, ready),
+        }
+    }
+
+    /// Answers `ON` once every primary's listener is ready; later requests wait behind it, so
+    /// nothing the client reads can change unseen. After the retry deadline it gets an error
+    /// (tracking stays on, and lost listeners will flush its cache).
+    fn wait_for_listeners(&mut self, request: &Request, ready: oneshot::Receiver<()>) {
+        let node = {
+            let map = self.shared.topology.slot_map();
+            map.shards().first().map(|shard| shard.primary.clone())
+        };
+        let Some(node) = node else {
+            self.shared.tracker.confirm(self.id);
+            return self.reply_error("CLUSTERDOWN no cluster node is known yet");
+        };
+        let deadline = self.shared.config.session.retry_deadline();
+        let tracker = self.shared.tracker.clone();
+        let id = self.id;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let reply: &'static [u8] = match tokio::time::timeout(deadline, ready).await {
+                Ok(Ok(())) => b"+OK\r\n",
+                _ => {
+                    tracker.confirm(id);
+                    b"-ERR slotproxy: the cluster's invalidation streams did not start in time; \
+                      tracking is on, and cached values will be flushed when they do\r\n"
+                }
+            };
+            let _ = tx.send(Ok(Reply::local(Bytes::from_static(reply))));
+        });
+        let entry = self.waiting_on(rx, node, request.clone());
+        self.barrier = true;
+        self.pending.push_back(entry);
+    }
+
+    /// `CLIENT CACHING yes|no`.
+    pub(super) fn client_caching(&mut self, args: &[Bytes]) {
+        let Some(tracking) = self.tracking.as_mut().filter(|t| t.optin || t.optout) else {
+            return self.reply_error(
+                "ERR CLIENT CACHING can be called only when the client is in tracking mode with \
+                 OPTIN or OPTOUT mode enabled",
+            );
+        };
+        let yes = args[2].eq_ignore_ascii_case(b"yes");
+        if yes && !tracking.optin {
+            return self.reply_error(
+                "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+            );
+        }
+        if args[2].eq_ignore_ascii_case(b"no") && !tracking.optout {
+            return self.reply_error(
+                "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+            );
+        }
+        if !yes && !args[2].eq_ignore_ascii_case(b"no") {
+            return self.reply_error(SYNTAX);
+        }
+        tracking.caching = Some(yes);
+        self.reply_ok();
+    }
+
+    /// `CLIENT GETREDIR`: -1 without tracking, 0 with it (never redirected through slotproxy).
+    pub(super) fn client_getredir(&mut self) {
+        let redirect = if self.tracking.is_some() { 0 } else { -1 };
+        self.reply_with(|out| write_integer(out, redirect));
+    }
+
+    /// `CLIENT TRACKINGINFO`.
+    pub(super) fn client_trackinginfo(&mut self) {
+        let protocol = self.protocol;
+        let (flags, redirect, prefixes): (Vec<&[u8]>, i64, Vec<Bytes>) = match &self.tracking {
+            None => (vec![b"off"], -1, Vec::new()),
+            Some(t) => {
+                let mut flags: Vec<&[u8]> = vec![b"on"];
+                let named: [(bool, &[u8]); 6] = [
+                    (t.mode.bcast, b"bcast"),
+                    (t.optin, b"optin"),
+                    (t.optout, b"optout"),
+                    (t.caching == Some(true), b"caching-yes"),
+                    (t.caching == Some(false), b"caching-no"),
+                    (t.mode.noloop, b"noloop"),
+                ];
+                flags.extend(named.iter().filter(|(on, _)| *on).map(|(_, name)| *name));
+                (flags, 0, t.mode.prefixes.clone())
+            }
+        };
+        self.reply_with(|out| {
+            write_map_len(out, protocol, 3);
+            write_bulk(out, b"flags");
+            match protocol {
+                Protocol::Resp2 => write_array_len(out, flags.len()),
+                Protocol::Resp3 => out.put_slice(format!("~{}\r\n", flags.len()).as_bytes()),
+            }
+            for flag in flags {
+                write_bulk(out, flag);
+            }
+            write_bulk(out, b"redirect");
+            write_integer(out, redirect);
+            write_bulk(out, b"prefixes");
+            write_array_len(out, prefixes.len());
+            for prefix in prefixes {
+                write_bulk(out, &prefix);
+            }
+        });
+    }
+
+    /// Before a command runs: remember the keys it reads (default mode, unless OPTIN/OPTOUT say
+    /// otherwise), or note its writes (NOLOOP). `CLIENT CACHING`'s choice lasts one command.
+    pub(super) fn track_command(&mut self, spec: &CommandSpec, keys: &[Bytes]) {
+        let Some(tracking) = self.tracking.as_mut() else {
+            return;
+        };
+        let caching = if spec.name.starts_with("client|") || self.tx.queuing() {
+            tracking.caching
+        } else {
+            tracking.caching.take()
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let tracker = &self.shared.tracker;
+        let keys = keys.iter().map(|k| &k[..]);
+        if spec.flags.contains(Flags::READONLY) {
+            let skip = (tracking.optin && caching != Some(true))
+                || (tracking.optout && caching == Some(false));
+            if !tracking.mode.bcast && !skip {
+                tracker.remember(self.id, keys);
+            }
+        } else if tracking.mode.noloop {
+            tracker.wrote(self.id, keys);
+        }
+    }
+
+    /// Whether the client has tracking on.
+    pub(super) fn tracking_on(&self) -> bool {
+        self.tracking.is_some()
+    }
+
+    /// Whether reads must go to primaries: a tracking client is told of changes as primaries
+    /// apply them, which a replica may not have applied yet.
+    pub(super) fn tracking_reads_primary(&self) -> bool {
+        self.tracking.is_some()
+    }
+
+    /// An invalidation from the tracker: written after every reply still owed, so the client
+    /// never caches a value it read before the change after hearing of the change. RESP2
+    /// clients get none (redis sends them only through REDIRECT).
+    pub(super) fn invalidation(&mut self, push: Bytes) {
+        if self.protocol != Protocol::Resp3 {
+            return;
+        }
+        if self.pending.is_empty() {
+            self.out.extend_from_slice(&push);
+        } else {
+            self.pending.push_back(Pending::Done(push));
+        }
+    }
+
+    /// Tracking off (RESET, end of the session).
+    pub(super) fn stop_tracking(&mut self) {
+        if self.tracking.take().is_some() {
+            self.shared.tracker.disable(self.id);
+        }
+    }
+
+    fn reply_ok(&mut self) {
+        self.reply_with(|out| out.put_slice(b"+OK\r\n"));
+    }
+}
+
+/// redis' check that no two prefixes of one client overlap (one a prefix of the other).
+fn prefix_collision(existing: &[Bytes], new: &[Bytes]) -> Option<String> {
+    let overlaps = |a: &[u8], b: &[u8]| a.starts_with(b) || b.starts_with(a);
+    for (i, prefix) in new.iter().enumerate() {
+        if let Some(other) = existing.iter().find(|e| overlaps(e, prefix)) {
+            return Some(format!(
+                "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single \
+                 client must not overlap.",
+                String::from_utf8_lossy(prefix),
+                String::from_utf8_lossy(other)
+            ));
+        }
+        if let Some(other) = new[i + 1..].iter().find(|o| overlaps(o, prefix)) {
+            return Some(format!(
+                "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a \
+                 single client must not overlap.",
+                String::from_utf8_lossy(prefix),
+                String::from_utf8_lossy(other)
+            ));
+        }
+    }
+    None
+}
