@@ -4,7 +4,9 @@
 //! Planning is pure (request in, sub-requests out) and merging is pure (part replies in, one reply
 //! out), so both are unit-tested without a cluster; the session sends the parts and settles each
 //! one like a single request (MOVED, ASK, retries). `INFO`'s merge, and the choices it makes
-//! about which fields are summed, kept or dropped, is in [`info`].
+//! about which fields are summed, kept or dropped, is in [`info`]. Read-only set, sorted-set and
+//! HyperLogLog commands whose keys span slots are planned and computed in [`super::algebra`],
+//! and settle here like the others (`Merge::Computed`).
 
 mod info;
 
@@ -52,6 +54,9 @@ pub enum Merge {
     /// `SCRIPT KILL`, `FUNCTION KILL`: `OK` from the primary that was running a script; when
     /// none was, the first error other than `NOTBUSY` (`UNKILLABLE`), else `NOTBUSY`.
     AnyOk,
+    /// `SUNION`, `ZINTER`, `PFCOUNT`...: one read per key, the reply computed from their values
+    /// (see [`super::algebra`]).
+    Computed(Box<super::algebra::Computation>),
 }
 
 impl Merge {
@@ -69,6 +74,7 @@ impl Merge {
             Merge::AllExist => "`1` for a script only if every primary has it",
             Merge::CommonLibraries => "the libraries every primary has",
             Merge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
+            Merge::Computed(computation) => computation.describe(),
         }
     }
 }
@@ -179,8 +185,12 @@ pub fn shard_slots(map: &SlotMap) -> Vec<Slot> {
 /// Combines the parts' replies, in part order. The first error (in part order) wins, as the
 /// client can only get one reply.
 pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
-    if *merge == Merge::AnyOk {
-        return any_ok(replies);
+    match merge {
+        Merge::AnyOk => return any_ok(replies),
+        Merge::Computed(computation) => {
+            return super::algebra::merge(computation, replies, protocol);
+        }
+        _ => {}
     }
     if let Some(error) = replies.iter().find(|r| r.error_text().is_some()) {
         return error.raw().clone();
@@ -259,6 +269,9 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             }
         }
         Merge::AnyOk => return any_ok(replies),
+        Merge::Computed(computation) => {
+            return super::algebra::merge(computation, replies, protocol);
+        }
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
             write_integer(&mut out, sum);
