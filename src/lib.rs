@@ -20,7 +20,10 @@
 //!    - `ByKeys`: keys found by the row's key specs and hashed with [`cluster::hash_slot`]. One
 //!      slot: sent there (read-only commands may go to a replica, blocking ones on a dedicated
 //!      connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot
-//!      (`session/split.rs`); anything else gets `-CROSSSLOT`.
+//!      (`session/split.rs`); the read-only SUNION/SINTER/SDIFF/SINTERCARD,
+//!      ZUNION/ZINTER/ZDIFF/ZINTERCARD and PFCOUNT are computed by the proxy from one read per
+//!      key (`session/algebra/`); anything else, writes included (`SUNIONSTORE`, `PFMERGE`...),
+//!      gets `-CROSSSLOT`.
 //!    - `AllPrimaries`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
 //!    - `AnyNode` (keyless, any node answers alike) or `Unsupported` (`-ERR` naming the command).
 //! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or a
@@ -37,7 +40,8 @@
 //!    capped by `max_redirects`. `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes are retried with
 //!    backoff until `retry_deadline`. A request whose connection died after it was written is
 //!    sent again if it is read-only; a write gets an error saying its outcome is unknown, and is
-//!    never sent twice. Split requests settle part by part and are merged in key order.
+//!    never sent twice. Split requests settle part by part and are merged in key order;
+//!    computed ones once every key's read has settled.
 //! 7. With `CLIENT TRACKING` on, the session gives the keys of its read-only commands to the
 //!    [`tracking::Tracker`] before sending them; invalidations that primaries stream to the
 //!    tracker reach the session as pushes, queued behind every reply it still owes.

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use slotproxy::command::route::{Local, Route, admin_route, route_of};
 use slotproxy::command::{CommandSpec, CommandTable, Flags};
-use slotproxy::session::{fan_out_merge, split_merge};
+use slotproxy::session::{computed, fan_out_merge, split_merge};
 
 const REGENERATE: &str = "UPDATE_DOCS=1 cargo test --test commands_doc";
 
@@ -24,6 +24,7 @@ enum Handling {
     Routed,
     Pinned(&'static str),
     Split(&'static str),
+    Computed(&'static str),
     FannedOut(&'static str),
     Local,
     OnePrimary,
@@ -57,9 +58,10 @@ impl Handling {
                 "routed by key on a connection of the session's own, so it never stalls others",
             ),
             Route::AnyNode => Handling::OnePrimary,
-            Route::ByKeys => match split_merge(spec.name) {
-                Some(kind) => Handling::Split(kind.describe()),
-                None => Handling::Routed,
+            Route::ByKeys => match (split_merge(spec.name), computed(spec.name)) {
+                (Some(kind), _) => Handling::Split(kind.describe()),
+                (None, Some(op)) => Handling::Computed(op.describe()),
+                (None, None) => Handling::Routed,
             },
             Route::AllPrimaries => match fan_out_merge(spec.name) {
                 Some(merge) => Handling::FannedOut(merge.describe()),
@@ -99,6 +101,7 @@ impl Handling {
             Handling::Routed => "routed by key",
             Handling::Pinned(_) => "pinned",
             Handling::Split(_) => "split by slot when keys span slots",
+            Handling::Computed(_) => "computed by slotproxy when keys span slots",
             Handling::FannedOut(_) => "fanned out to every primary",
             Handling::Local => "answered by slotproxy",
             Handling::OnePrimary => "sent to one primary",
@@ -110,6 +113,7 @@ impl Handling {
         match self {
             Handling::Pinned(how) => format!("{}: {how}", self.class()),
             Handling::Split(merge) => format!("{}; {merge}", self.class()),
+            Handling::Computed(how) => format!("{}: {how}", self.class()),
             Handling::FannedOut(merge) => format!("{}; {merge}", self.class()),
             Handling::Refused(reason) => format!("refused: {reason}"),
             other => other.class().to_string(),
@@ -132,7 +136,7 @@ fn notes(spec: &CommandSpec, handling: &Handling) -> String {
     }
     if matches!(
         handling,
-        Handling::Routed | Handling::Split(_) | Handling::Pinned(_)
+        Handling::Routed | Handling::Split(_) | Handling::Computed(_) | Handling::Pinned(_)
     ) && spec.flags.contains(Flags::NO_MANDATORY_KEYS)
     {
         notes.push("without keys: sent to one primary");
@@ -196,6 +200,13 @@ fn generate() -> String {
             "split by slot when keys span slots",
             "Routed by key when all keys share a slot; otherwise split into one request per \
              slot, and the replies merged as the row says.",
+        ),
+        (
+            "computed by slotproxy when keys span slots",
+            "Read-only: routed by key when all keys share a slot; otherwise each key is read \
+             from its node (a replica if the read policy allows) and slotproxy computes the \
+             reply as redis-server would, with the same errors and reply types. The keys are \
+             not read atomically.",
         ),
         (
             "fanned out to every primary",
@@ -292,6 +303,9 @@ fn every_command_has_exactly_one_row() {
     let handling = |name: &str| Handling::of(table.lookup(name).unwrap());
     assert_eq!(handling("get"), Handling::Routed);
     assert!(matches!(handling("mget"), Handling::Split(_)));
+    assert!(matches!(handling("sunion"), Handling::Computed(_)));
+    assert!(matches!(handling("pfcount"), Handling::Computed(_)));
+    assert_eq!(handling("sunionstore"), Handling::Routed);
     assert!(matches!(handling("info"), Handling::FannedOut(_)));
     assert_eq!(handling("ping"), Handling::Local);
     assert_eq!(handling("time"), Handling::OnePrimary);

@@ -35,8 +35,9 @@
 //! BZPOPMIN, BZPOPMAX, XREAD BLOCK), MULTI/EXEC/DISCARD with and without WATCH, PING, ECHO, and
 //! on purpose: unknown commands and subcommands, wrong arity, binary arguments, mixed-case
 //! names, and now and then a command whose last argument is dropped or repeated (only when its
-//! keys share a slot, and never repeated where that makes it a key of another slot: BLPOP-style
-//! timeouts, MSETNX, MSET inside MULTI; a cluster node answers CROSSSLOT there too).
+//! keys share a slot or the proxy splits or computes it, and never repeated where that makes it
+//! a key of another slot: BLPOP-style timeouts, MSETNX, MSET inside MULTI; a cluster node
+//! answers CROSSSLOT there too).
 //!
 //! Comparison rules:
 //! - Every reply must be byte-equal, with three normalisations (for commands kept out of MULTI,
@@ -49,8 +50,11 @@
 //!   - TTL, PTTL, EXPIRETIME and PEXPIRETIME compare `-1`/`-2` exactly and any other value only
 //!     as "has a deadline": relative deadlines are set microseconds apart on the two sides.
 //! - A command whose keys span slots is split by the proxy when it is MGET, MSET, DEL, EXISTS,
-//!   TOUCH or UNLINK and must then match exactly (a malformed MSET included). Any other such
-//!   command is sent to the proxy only, which must answer exactly
+//!   TOUCH or UNLINK, and computed by the proxy from each key's value when it is SUNION, SINTER,
+//!   SDIFF, SINTERCARD, ZUNION, ZINTER, ZDIFF, ZINTERCARD or PFCOUNT; either way it must then
+//!   match (a malformed one included: these also get their last argument dropped or repeated
+//!   across slots). These commands get keys across slots more often than others. Any other
+//!   such command is sent to the proxy only, which must answer exactly
 //!   `-CROSSSLOT Keys in request don't hash to the same slot` (as a cluster node would); it
 //!   changed nothing there, so both sides stay in sync.
 //!
@@ -182,7 +186,8 @@ struct Cmd {
     args: Vec<Vec<u8>>,
     /// Indices of the keys among `args` (for the slot check).
     keys: Vec<usize>,
-    /// Split by the proxy when its keys span slots (MGET, MSET, DEL, EXISTS, TOUCH, UNLINK).
+    /// Served by the proxy when its keys span slots: split by slot (MGET, MSET, DEL, EXISTS,
+    /// TOUCH, UNLINK) or computed from the keys' values (SUNION, ZUNION, PFCOUNT...).
     split: bool,
     norm: Norm,
     /// May be queued inside MULTI: not keyspace-wide, and its reply needs no normalising.
@@ -233,6 +238,11 @@ impl Cmd {
     fn split(mut self) -> Cmd {
         self.split = true;
         self
+    }
+
+    /// Computed by the proxy from each key's value when its keys span slots.
+    fn computed(self) -> Cmd {
+        self.split()
     }
 
     fn unordered_scan(mut self) -> Cmd {
@@ -813,8 +823,8 @@ impl Gen {
             2 => Cmd::new("PFCOUNT").key(self.key(G)),
             3 => {
                 let n = 1 + self.rng.below(3);
-                let keys = self.keys(G, n);
-                Cmd::new("PFCOUNT").keys(&keys)
+                let keys = self.split_keys(G, n);
+                Cmd::new("PFCOUNT").keys(&keys).computed()
             }
             _ => {
                 let n = 1 + self.rng.below(3);
@@ -1020,10 +1030,11 @@ impl Gen {
             7 => Cmd::new("SCARD").key(self.key(G)),
             8 | 9 => {
                 let n = 1 + self.rng.below(3);
-                let keys = self.keys(G, n);
+                let keys = self.split_keys(G, n);
                 Cmd::new(self.rng.pick(&["SINTER", "SUNION", "SDIFF"]))
                     .keys(&keys)
                     .unordered()
+                    .computed()
             }
             10 | 11 => {
                 let n = 2 + self.rng.below(3);
@@ -1032,8 +1043,8 @@ impl Gen {
             }
             12 => {
                 let n = 1 + self.rng.below(3);
-                let keys = self.keys(G, n);
-                let c = Cmd::new("SINTERCARD").numkeys(&keys);
+                let keys = self.split_keys(G, n);
+                let c = Cmd::new("SINTERCARD").numkeys(&keys).computed();
                 if self.rng.chance(40) {
                     c.arg("LIMIT").arg(self.count(3))
                 } else {
@@ -1200,8 +1211,8 @@ impl Gen {
             18 | 19 => {
                 let name = self.rng.pick(&["ZUNION", "ZINTER", "ZDIFF"]);
                 let n = 1 + self.rng.below(3);
-                let keys = self.keys(G, n);
-                let c = Cmd::new(name).numkeys(&keys);
+                let keys = self.split_keys(G, n);
+                let c = Cmd::new(name).numkeys(&keys).computed();
                 let c = self.zcombine(c, n, name == "ZDIFF");
                 if self.rng.chance(50) {
                     c.arg("WITHSCORES")
@@ -1218,8 +1229,8 @@ impl Gen {
             }
             21 => {
                 let n = 1 + self.rng.below(3);
-                let keys = self.keys(G, n);
-                let c = Cmd::new("ZINTERCARD").numkeys(&keys);
+                let keys = self.split_keys(G, n);
+                let c = Cmd::new("ZINTERCARD").numkeys(&keys).computed();
                 if self.rng.chance(40) {
                     c.arg("LIMIT").arg(self.count(3))
                 } else {
@@ -1796,6 +1807,7 @@ struct Runner<'a> {
     history: VecDeque<String>,
     /// Commands sent to the proxy only (cross-slot, answered with CROSSSLOT).
     crossslot: usize,
+    /// Commands whose keys span slots that the proxy split or computed.
     split_across_slots: usize,
     /// `DIFF_TRACE` set: print every command and both replies.
     trace: bool,
@@ -1815,7 +1827,7 @@ impl Runner<'_> {
             for mut cmd in step.cmds {
                 let slots: BTreeSet<u16> = cmd.keys.iter().map(|&k| self.slots[k]).collect();
                 let across_slots = slots.len() > 1;
-                if !across_slots {
+                if !across_slots || cmd.split {
                     generator.mutate(&mut cmd);
                 }
                 if across_slots && cmd.split {
@@ -2066,7 +2078,7 @@ async fn random_commands_reply_like_a_standalone_redis_server() {
         runner.run(gen_seed, shas).await;
         eprintln!(
             "{pass}: {count} commands matched (seed {seed}; {} refused with CROSSSLOT, {} split \
-             across slots); {:?} so far",
+             or computed across slots); {:?} so far",
             runner.crossslot,
             runner.split_across_slots,
             started.elapsed()

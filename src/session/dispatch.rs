@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::algebra::{self, Algebra};
 use super::split::{self, Merge};
 use super::transaction::Exec;
 use super::{Pending, Session};
@@ -114,6 +115,8 @@ pub(super) enum Plan {
     Blocking(Target),
     /// A cross-slot multi-key command, split by slot.
     Split(split::SplitKind),
+    /// A cross-slot read-only command computed by the proxy from its keys' values.
+    Computed(Algebra),
     /// A whole-keyspace command, sent to every primary.
     FanOut(Merge),
     /// An allowed admin command, sent to every node (primaries and replicas).
@@ -147,6 +150,7 @@ impl Plan {
             Plan::Single(_)
             | Plan::Read(_)
             | Plan::Split(_)
+            | Plan::Computed(_)
             | Plan::FanOut(_)
             | Plan::AllNodes(_)
             | Plan::Parts(..) => false,
@@ -342,7 +346,10 @@ impl Session {
                         ))
                     }
                     Some(kind) => self.dispatch(request, Plan::Split(kind)),
-                    None => self.reply_error(CROSSSLOT),
+                    None => match algebra::computed(spec.name) {
+                        Some(op) => self.dispatch(request, Plan::Computed(op)),
+                        None => self.reply_error(CROSSSLOT),
+                    },
                 },
             },
             Route::AllNodes => match split::fan_out_merge(spec.name) {
@@ -509,6 +516,23 @@ impl Session {
                     .map(|(s, r)| (Target::Slot(s), r))
                     .collect();
                 (merge, parts)
+            }
+            Plan::Computed(op) => {
+                let (computation, reads) = match algebra::plan(op, &request) {
+                    Ok(planned) => planned,
+                    Err(error) => return Pending::Done(error),
+                };
+                // Reads: the read policy may send them to replicas, and they can be resent.
+                let attempt = Attempt {
+                    read_only: true,
+                    ..Attempt::default()
+                };
+                let parts = reads
+                    .into_iter()
+                    .map(|(slot, read)| self.send(read, Target::Slot(slot), attempt))
+                    .collect();
+                let merge = Merge::Computed(Box::new(computation));
+                return Pending::Split(Box::new(Split { merge, parts }));
             }
             Plan::FanOut(merge) => {
                 let slots = split::shard_slots(&self.shared.topology.slot_map());

@@ -8,6 +8,7 @@
 //! while requests sent under the old map are still unanswered, new requests are held back
 //! (`Deferred`) until those are settled, so a write can't be reordered around a resharding.
 
+mod algebra;
 mod dispatch;
 mod introspect;
 mod local;
@@ -38,6 +39,7 @@ use crate::command::CommandTable;
 use crate::config::Config;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 
+pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
 pub use split::{fan_out_merge, split_merge};
@@ -75,7 +77,8 @@ enum Pending {
     Waiting(dispatch::InFlight),
     /// Waiting to be retried after a backoff.
     Backoff(dispatch::Retry),
-    /// Sent in parts (split by slot or fanned out); merged when all are done.
+    /// Sent in parts (split by slot, fanned out, or one read per key of a command the proxy
+    /// computes); merged when all are done.
     Split(Box<dispatch::Split>),
     /// Not sent yet: the slot map changed while older requests were in flight.
     Deferred(Request, dispatch::Plan),

@@ -4,7 +4,9 @@
 //! Planning is pure (request in, sub-requests out) and merging is pure (part replies in, one reply
 //! out), so both are unit-tested without a cluster; the session sends the parts and settles each
 //! one like a single request (MOVED, ASK, retries). `INFO`'s merge, and the choices it makes
-//! about which fields are summed, kept or dropped, is in [`info`].
+//! about which fields are summed, kept or dropped, is in [`info`]. Read-only set, sorted-set and
+//! HyperLogLog commands whose keys span slots are planned and computed in [`super::algebra`],
+//! and settle here like the others (`Merge::Computed`).
 
 mod info;
 
@@ -55,6 +57,9 @@ pub enum Merge {
     /// `FUNCTION STATS`: the reply of the primary running a function or script, else the first
     /// primary's (the same libraries are loaded on every primary).
     RunningScript,
+    /// `SUNION`, `ZINTER`, `PFCOUNT`...: one read per key, the reply computed from their values
+    /// (see [`super::algebra`]).
+    Computed(Box<super::algebra::Computation>),
 }
 
 impl Merge {
@@ -73,6 +78,7 @@ impl Merge {
             Merge::CommonLibraries => "the libraries every primary has",
             Merge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
             Merge::RunningScript => "the primary running a script, else the first primary",
+            Merge::Computed(computation) => computation.describe(),
         }
     }
 }
@@ -187,8 +193,12 @@ pub fn shard_slots(map: &SlotMap) -> Vec<Slot> {
 /// Combines the parts' replies, in part order. The first error (in part order) wins, as the
 /// client can only get one reply.
 pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
-    if *merge == Merge::AnyOk {
-        return any_ok(replies);
+    match merge {
+        Merge::AnyOk => return any_ok(replies),
+        Merge::Computed(computation) => {
+            return super::algebra::merge(computation, replies, protocol);
+        }
+        _ => {}
     }
     if let Some(error) = replies.iter().find(|r| r.error_text().is_some()) {
         return error.raw().clone();
@@ -278,6 +288,9 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             }
         }
         Merge::AnyOk => return any_ok(replies),
+        Merge::Computed(computation) => {
+            return super::algebra::merge(computation, replies, protocol);
+        }
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
             write_integer(&mut out, sum);

@@ -1,0 +1,307 @@
+//! Read-only multi-key commands computed by the proxy when their keys span slots: set algebra
+//! (`SUNION`, `SINTER`, `SDIFF`, `SINTERCARD`), sorted-set algebra (`ZUNION`, `ZINTER`, `ZDIFF`,
+//! `ZINTERCARD`) and `PFCOUNT` of several HyperLogLogs.
+//!
+//! A cluster node refuses these with `-CROSSSLOT`; redis-server computes them from the keys'
+//! values. The proxy reads each distinct key from the node that owns it (one read per key, all
+//! sent at once and each settled like any read, so the read policy may send them to replicas),
+//! then computes the reply as redis-server 7.0 does: the same errors in the same order, the same
+//! scores (down to the order floating-point sums are taken in), the same reply types in RESP2
+//! and RESP3. When all keys share a slot none of this runs: the command goes to the node as is.
+//!
+//! Unlike on one redis-server the keys are not read atomically: another client's write may land
+//! between two of the reads. Set replies keep redis' own order where it has one (ascending
+//! integers for a result redis would hold as an intset, the smallest input's order for
+//! `SINTER`); elsewhere redis' order is its hash table's, which no client can rely on.
+//!
+//! Planning and merging are pure like the rest of `split`: [`plan`] turns the request into the
+//! reads, [`merge`] turns their replies into the client's reply. It must not know about nodes or
+//! connections.
+
+mod hll;
+mod sets;
+mod zsets;
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::cluster::{Slot, hash_slot};
+use crate::protocol::reply::error_bytes;
+use crate::protocol::{Protocol, Reply, Request};
+
+/// A read-only multi-key command the proxy computes itself when its keys span slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algebra {
+    /// `SUNION key...`.
+    SUnion,
+    /// `SINTER key...`.
+    SInter,
+    /// `SDIFF key...`.
+    SDiff,
+    /// `SINTERCARD numkeys key... [LIMIT n]`.
+    SInterCard,
+    /// `ZUNION numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
+    ZUnion,
+    /// `ZINTER numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
+    ZInter,
+    /// `ZDIFF numkeys key... [WITHSCORES]`.
+    ZDiff,
+    /// `ZINTERCARD numkeys key... [LIMIT n]`.
+    ZInterCard,
+    /// `PFCOUNT key...` with more than one key.
+    PfCount,
+}
+
+/// The commands the proxy computes itself when their keys span slots (`name` is the table's
+/// lowercase name).
+pub fn computed(name: &str) -> Option<Algebra> {
+    Some(match name {
+        "sunion" => Algebra::SUnion,
+        "sinter" => Algebra::SInter,
+        "sdiff" => Algebra::SDiff,
+        "sintercard" => Algebra::SInterCard,
+        "zunion" => Algebra::ZUnion,
+        "zinter" => Algebra::ZInter,
+        "zdiff" => Algebra::ZDiff,
+        "zintercard" => Algebra::ZInterCard,
+        "pfcount" => Algebra::PfCount,
+        _ => return None,
+    })
+}
+
+impl Algebra {
+    /// How the reply is computed, in a few words (for `docs/commands.md`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Algebra::SUnion | Algebra::SInter | Algebra::SDiff => {
+                "each key's members read from its node (`SMEMBERS`), combined by slotproxy"
+            }
+            Algebra::SInterCard => {
+                "each key's members read from its node (`SMEMBERS`), the intersection counted by \
+                 slotproxy"
+            }
+            Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff => {
+                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
+                 combined and scored by slotproxy"
+            }
+            Algebra::ZInterCard => {
+                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
+                 the intersection counted by slotproxy"
+            }
+            Algebra::PfCount => {
+                "each HyperLogLog read from its node (`GET`), merged and counted by slotproxy"
+            }
+        }
+    }
+
+    /// The read that fetches one key's value.
+    fn read(self, key: &Bytes) -> Request {
+        match self {
+            Algebra::SUnion | Algebra::SInter | Algebra::SDiff | Algebra::SInterCard => {
+                Request::from_args([Bytes::from_static(b"SMEMBERS"), key.clone()])
+            }
+            // Accepts sets too (each member scored 1), as ZUNION/ZINTER/ZDIFF do.
+            Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff | Algebra::ZInterCard => {
+                Request::from_args([
+                    Bytes::from_static(b"ZUNION"),
+                    Bytes::from_static(b"1"),
+                    key.clone(),
+                    Bytes::from_static(b"WITHSCORES"),
+                ])
+            }
+            Algebra::PfCount => Request::from_args([Bytes::from_static(b"GET"), key.clone()]),
+        }
+    }
+}
+
+/// What a computed command needs once its keys have been read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Computation {
+    op: Algebra,
+    /// For each key, in the client's order, the index of the read that fetched it.
+    keys: Vec<usize>,
+    options: Options,
+}
+
+impl Computation {
+    /// How the reply is computed, in a few words.
+    pub fn describe(&self) -> &'static str {
+        self.op.describe()
+    }
+}
+
+/// The parsed options of a computed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Options {
+    /// `SUNION`, `SINTER`, `SDIFF`, `PFCOUNT`: none.
+    None,
+    /// `SINTERCARD`'s `LIMIT` (0: no limit).
+    Limit(u64),
+    /// The sorted-set commands' options, or the error redis gives for them once it has found
+    /// every key of a usable type (it checks the keys first).
+    ZSet(Result<zsets::Options, &'static str>),
+}
+
+/// Plans the reads of a computed command whose keys span slots: one per distinct key, in order
+/// of first appearance, each addressed by its key's slot.
+///
+/// # Errors
+/// The error reply redis-server gives before it looks at any key (`SINTERCARD`'s numkeys and
+/// `LIMIT`, the sorted-set commands' numkeys).
+pub fn plan(op: Algebra, request: &Request) -> Result<(Computation, Vec<(Slot, Request)>), Bytes> {
+    let args = request.args();
+    let (keys, options) = match op {
+        Algebra::SUnion | Algebra::SInter | Algebra::SDiff | Algebra::PfCount => {
+            (&args[1..], Options::None)
+        }
+        Algebra::SInterCard => {
+            let (keys, limit) = sets::parse_intercard(args).map_err(error_bytes)?;
+            (keys, Options::Limit(limit))
+        }
+        Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff | Algebra::ZInterCard => {
+            let (keys, options) = zsets::parse(op, args).map_err(|e| error_bytes(&e))?;
+            (keys, Options::ZSet(options))
+        }
+    };
+    let mut first_read: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
+    let mut reads = Vec::new();
+    let mut positions = Vec::with_capacity(keys.len());
+    for key in keys {
+        let index = *first_read.entry(&key[..]).or_insert_with(|| {
+            reads.push((hash_slot(key), op.read(key)));
+            reads.len() - 1
+        });
+        positions.push(index);
+    }
+    let computation = Computation {
+        op,
+        keys: positions,
+        options,
+    };
+    Ok((computation, reads))
+}
+
+/// Computes the client's reply from the reads' replies (in read order).
+///
+/// The first error among the keys, in the client's key order, is the reply: redis-server checks
+/// the keys one after the other and stops at the first of the wrong type.
+pub fn merge(computation: &Computation, replies: &[Reply], protocol: Protocol) -> Bytes {
+    let Computation { op, keys, options } = computation;
+    if *op == Algebra::PfCount {
+        return hll::pfcount(keys, replies);
+    }
+    if let Some(error) = keys
+        .iter()
+        .filter_map(|&read| replies.get(read))
+        .find(|reply| reply.error_text().is_some())
+    {
+        return error.raw().clone();
+    }
+    let mut out = BytesMut::new();
+    let computed = match options {
+        Options::None => sets::compute(*op, keys, replies, 0, protocol, &mut out),
+        Options::Limit(limit) => sets::compute(*op, keys, replies, *limit, protocol, &mut out),
+        Options::ZSet(Err(error)) => return error_bytes(error),
+        Options::ZSet(Ok(zset)) => zsets::compute(*op, keys, replies, zset, protocol, &mut out),
+    };
+    match computed {
+        Some(()) => out.freeze(),
+        None => error_bytes("ERR slotproxy: a node's reply to a key read was not understood"),
+    }
+}
+
+/// Reads the few reply shapes the key reads produce: arrays and sets of bulk strings, pairs of
+/// member and score, a bulk string or null.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// The next frame's type byte, without consuming it.
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    /// A header line: its type byte and the text up to CRLF.
+    fn line(&mut self) -> Option<(u8, &'a [u8])> {
+        let rest = self.buf.get(self.pos..)?;
+        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        self.pos += end + 2;
+        Some((rest[0], &rest[1..end]))
+    }
+
+    /// An array or set header: its element count.
+    fn aggregate(&mut self) -> Option<usize> {
+        match self.line()? {
+            (b'*' | b'~', count) => std::str::from_utf8(count).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A bulk string; `Some(None)` for a null.
+    fn bulk(&mut self) -> Option<Option<&'a [u8]>> {
+        match self.line()? {
+            (b'$', b"-1") | (b'_', b"") => Some(None),
+            (b'$', len) => {
+                let len: usize = std::str::from_utf8(len).ok()?.parse().ok()?;
+                let data = self.buf.get(self.pos..self.pos.checked_add(len)?)?;
+                if self.buf.get(self.pos + len..self.pos + len + 2)? != b"\r\n" {
+                    return None;
+                }
+                self.pos += len + 2;
+                Some(Some(data))
+            }
+            _ => None,
+        }
+    }
+
+    /// A score: a bulk string in RESP2, a double in RESP3 (both as redis prints them).
+    fn score(&mut self) -> Option<f64> {
+        let text = match self.peek()? {
+            b',' => self.line()?.1,
+            _ => self.bulk()??,
+        };
+        std::str::from_utf8(text).ok()?.parse().ok()
+    }
+}
+
+/// redis' `string2ll`: a canonical decimal `i64` (no sign but `-`, no leading zeros, no `-0`).
+fn string2ll(text: &[u8]) -> Option<i64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let canonical = match digits {
+        [b'0'] => text.len() == 1,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical || text.len() > 20 {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// Compares an argument with a keyword as redis' `strcasecmp` does: up to the first NUL.
+fn keyword(arg: &[u8], word: &str) -> bool {
+    let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len());
+    arg[..end].eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Appends a set header: an array in RESP2, a set (`~`) in RESP3.
+fn write_set_len(out: &mut BytesMut, protocol: Protocol, len: usize) {
+    match protocol {
+        Protocol::Resp2 => crate::protocol::reply::write_array_len(out, len),
+        Protocol::Resp3 => {
+            out.put_u8(b'~');
+            out.put_slice(len.to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
