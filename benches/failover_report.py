@@ -114,21 +114,38 @@ def report(args):
         before = [ok[s] for s in range(first, kill_second) if s in ok]
         if before:
             base = sum(before) / len(before)
-            low = [s for s in sorted(ok) if s >= kill_second and ok[s] < RECOVERED * base]
-            last = max(ok)
+            low = {s for s in ok if ok[s] < RECOVERED * base}
+            # The dip: from the first second below RECOVERED since the kill (the kill's own
+            # second may still be mostly before it) to the first one back above it.
+            dip = min((s for s in low if s >= kill_second), default=None)
+            back = dip
+            while back is not None and back in low:
+                back += 1
             summary = (
                 f"- successful requests before the kill: {base:,.0f}/s (mean of seconds "
                 f"{first}-{kill_second - 1}); "
             )
-            if low:
-                summary += (
-                    f"{len(low)} second(s) from the kill on below {RECOVERED:.0%} of that "
-                    f"(seconds {', '.join(str(s) for s in low)})"
-                )
-                if low[-1] == last:
-                    summary += ", **not recovered by the end of the run**"
-            else:
+            if dip is None:
                 summary += f"no second from the kill on below {RECOVERED:.0%} of that"
+            elif back > max(ok):
+                summary += (
+                    f"below {RECOVERED:.0%} of that from second {dip} to the end of the "
+                    "run: **not back by the end of the run**"
+                )
+            else:
+                summary += (
+                    f"below {RECOVERED:.0%} of that in "
+                    + (f"second {dip}" if dip == back - 1 else f"seconds {dip}-{back - 1}")
+                    + ", back "
+                    f"from second {back} on ({back - kill_at:.1f} s after the kill)"
+                )
+                later = sorted(s for s in low if s > back)
+                if later:
+                    summary += (
+                        f"; later seconds below {RECOVERED:.0%}: "
+                        f"{', '.join(str(s) for s in later)} (this machine is shared: compare "
+                        "with the seconds before the kill)"
+                    )
             out.append(summary)
     totals = error_totals(rows)
     errors = sum(totals.values())
