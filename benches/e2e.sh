@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: redis-benchmark through slotproxy versus directly against the cluster.
+# End-to-end benchmark: redis-benchmark through slotproxy versus directly against the cluster,
+# and through slotproxy with one flag changed (read policy, ack mode).
 #
 # Usage (from anywhere; it cds to the repository root):
 #   bash benches/e2e.sh [--out FILE]
@@ -9,28 +10,38 @@
 #   1. cargo build --release --locked
 #   2. starts a throwaway six-node cluster (3 primaries + 3 replicas, appendonly no, save "")
 #      on 127.0.0.1:$E2E_BASE_PORT..+5 (bus ports +10000), data in a mktemp dir
-#   3. starts target/release/slotproxy on 127.0.0.1:$E2E_PROXY_PORT in front of it
-#   4. for each scenario, runs `redis-benchmark -t set,get -d 64 -r 100000` alternating
-#      proxy, direct (`--cluster`), proxy, direct... for $E2E_ROUNDS rounds
+#   3. starts target/release/slotproxy on 127.0.0.1:$E2E_PROXY_PORT in front of it (default
+#      flags), for (f) a second one on +1 with `--read-policy prefer-replica`, and for (g)/(h) a
+#      third one on +2 with `--ack replicated`
+#   4. for each scenario, runs `redis-benchmark -d 64 -r 100000` alternating its two targets
+#      (A, B, A, B...) for $E2E_ROUNDS rounds
 #        a  50 clients, no pipelining        c  1 client, no pipelining (latency)
 #        b  50 clients, pipeline 16          d  1000 clients, no pipelining
+#           (a)-(d): `-t set,get`, proxy vs direct (`--cluster`)
 #        e  50 clients, no pipelining, cross-slot: through the proxy `-t mset` (MSET of 10 random
 #           keys) and `MGET key:__rand_int__` x10 instead of SET and GET; direct as in (a);
 #           compared in keys per second
+#        f  50 clients, `-t get`: proxy with read policy primary vs prefer-replica, after setting
+#           all 100000 keys; counts each node's GET calls (INFO commandstats) during every run
+#        g  50 clients, `-t set`: proxy with ack primary vs ack replicated; counts SET and WAIT
+#           calls per node
+#        h  as (g) with pipeline 16
 #      Request counts are sized by a probe run per scenario and side (which also warms up) so
 #      each test lasts about $E2E_SECONDS s on either side; a round that ran >25% faster than
 #      the probe raises the count for the next round.
-#   5. samples the proxy's RSS (VmRSS) idle, with 1000 idle connections, and during (d)
+#   5. with (d): samples the proxy's RSS (VmRSS) idle, with 1000 idle connections, and during (d)
 #   6. prints a markdown table (best round of each, by ops/s) and the issue's targets
 # Everything it started is stopped on exit, Ctrl-C included. Exit status 1 if any run failed.
 #
 # Environment:
+#   E2E_SCENARIOS    comma-separated scenarios to run, e.g. f,g (default a,b,c,d,e,f,g,h)
 #   E2E_BASE_PORT    first node port (default 17100); bus ports are +10000
-#   E2E_PROXY_PORT   proxy port (default E2E_BASE_PORT + 10)
+#   E2E_PROXY_PORT   proxy port (default E2E_BASE_PORT + 10); the other proxies use +1 and +2
 #   E2E_SECONDS      target length of one test (SET, GET, MSET or MGET) on each side (default 4)
-#   E2E_REQUESTS     fixed requests per test instead of probing: (a), (d) and (e) run this many,
-#                    (b) 8x, (c) a quarter; both sides alike (e.g. 5000 for a smoke test)
-#   E2E_ROUNDS       proxy/direct rounds per scenario (default 2)
+#   E2E_REQUESTS     fixed requests per test instead of probing: (a), (d), (e), (f) and (g) run
+#                    this many, (b) and (h) 8x, (c) a quarter; both sides alike (e.g. 5000 for a
+#                    smoke test)
+#   E2E_ROUNDS       A/B rounds per scenario (default 2)
 #   E2E_RUN_TIMEOUT  seconds before one redis-benchmark run counts as hung (default 120)
 #   E2E_KEEP=1       keep the temp dir (node and proxy logs, raw results) after exit
 set -euo pipefail
@@ -38,6 +49,8 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$repo_root/scripts/lib.sh"
+# shellcheck source=benches/cluster.sh
+source "$repo_root/benches/cluster.sh"
 cd "$repo_root"
 
 out_file=
@@ -52,7 +65,7 @@ while (($# > 0)); do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -68,6 +81,8 @@ seconds=${E2E_SECONDS:-4}
 requests=${E2E_REQUESTS:-}
 rounds=${E2E_ROUNDS:-2}
 run_timeout=${E2E_RUN_TIMEOUT:-120}
+all_scenarios=a,b,c,d,e,f,g,h
+selected=${E2E_SCENARIOS:-$all_scenarios}
 keyspace=100000
 value_size=64
 
@@ -84,60 +99,24 @@ done
 ((rounds >= 1)) || die "E2E_ROUNDS must be at least 1"
 ((seconds >= 1)) || die "E2E_SECONDS must be at least 1"
 [[ -z $requests ]] || ((requests >= 1000)) || die "E2E_REQUESTS must be at least 1000"
+[[ ,$selected, =~ ^(,[a-h])+,$ ]] || die "E2E_SCENARIOS must be a comma-separated list of $all_scenarios, got '$selected'"
+((proxy_port + 2 <= 65535)) || die "E2E_PROXY_PORT must be at most 65533"
+
+# True when scenario $1 is selected.
+wants() { [[ ,$selected, == *,$1,* ]]; }
 
 for tool in cargo redis-server redis-cli redis-benchmark python3 timeout; do
     command -v "$tool" >/dev/null || die "$tool not found in PATH"
 done
 
-node_ports=()
-for i in 0 1 2 3 4 5; do node_ports+=($((base_port + i))); done
-
-# --- cleanup: everything started below is recorded here and stopped on any exit -----------------
-
-pids=()
-work=
-cleaned=
-# shellcheck disable=SC2317 # only called from the traps below
-cleanup() {
-    [[ -z $cleaned ]] || return 0
-    cleaned=1
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do
-            process_gone "$pid" && break
-            sleep 0.1
-        done
-        process_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [[ -n $work && -d $work ]]; then
-        if [[ -n ${E2E_KEEP:-} ]]; then
-            say "kept logs and raw results in $work"
-        else
-            rm -rf "$work"
-        fi
-    fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
-
-# True once PID has exited; a zombie counts as exited.
-process_gone() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ ${stat##*) } == Z* ]]
-}
-
 # --- preflight ------------------------------------------------------------------------------------
 
-for port in "${node_ports[@]}"; do
-    port_in_use "$port" && die "port $port is in use; set E2E_BASE_PORT to a free range"
-    port_in_use $((port + 10000)) && die "port $((port + 10000)) (cluster bus) is in use; set E2E_BASE_PORT"
-done
-port_in_use "$proxy_port" && die "port $proxy_port is in use; set E2E_PROXY_PORT"
+for i in 0 1 2 3 4 5; do ports_free $((base_port + i)) $((base_port + i + 10000)); done
+ports_free "$proxy_port"
+# (f) reads through a second proxy with --read-policy prefer-replica; (g) and (h) write through a
+# third one with --ack replicated.
+wants f && ports_free $((proxy_port + 1))
+wants g || wants h && ports_free $((proxy_port + 2))
 
 # 1000 clients need ~1000 descriptors in redis-benchmark and ~1000 more in the proxy.
 want_fds=16384
@@ -159,91 +138,66 @@ proxy_bin=$repo_root/target/release/slotproxy
 [[ -x $proxy_bin ]] || die "$proxy_bin was not built"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/slotproxy-e2e.XXXXXX")
+keep_work=${E2E_KEEP:-}
 
-# --- the cluster ----------------------------------------------------------------------------------
+# --- the cluster and the proxies ------------------------------------------------------------------
 
-node_pids=()
-say "starting 6 redis-server nodes on 127.0.0.1:${node_ports[0]}-${node_ports[5]} (data in $work)"
-for port in "${node_ports[@]}"; do
-    mkdir -p "$work/node-$port"
-    redis-server \
-        --port "$port" --bind 127.0.0.1 --protected-mode no \
-        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
-        --appendonly no --save "" \
-        --dir "$work/node-$port" --logfile "$work/node-$port/redis.log" --daemonize no &
-    pids+=($!)
-    node_pids+=($!)
-done
-answers_ping() { [[ $(cli "$1" ping 2>/dev/null) == PONG ]]; }
-for port in "${node_ports[@]}"; do
-    wait_for 10 answers_ping "$port" ||
-        die "node $port does not answer; log tail:"$'\n'"$(tail -n 20 "$work/node-$port/redis.log")"
-done
+start_cluster "$base_port" 5000
 
-say "forming the cluster (redis-cli --cluster create --cluster-replicas 1)"
-cluster_args=()
-for port in "${node_ports[@]}"; do cluster_args+=("127.0.0.1:$port"); done
-redis-cli --cluster create "${cluster_args[@]}" --cluster-replicas 1 --cluster-yes \
-    >"$work/cluster-create.log" 2>&1 ||
-    die "redis-cli --cluster create failed:"$'\n'"$(tail -n 20 "$work/cluster-create.log")"
-
-# cluster_state:ok everywhere, all slots served, all nodes known, and every replica synced.
-settled() {
-    local port
-    for port in "${node_ports[@]}"; do
-        [[ $(field "$port" cluster_state cluster info) == ok ]] || return 1
-        [[ $(field "$port" cluster_slots_ok cluster info) == 16384 ]] || return 1
-        [[ $(field "$port" cluster_known_nodes cluster info) == 6 ]] || return 1
-        if [[ $(field "$port" role info replication) == slave ]]; then
-            [[ $(field "$port" master_link_status info replication) == up ]] || return 1
-        else
-            [[ $(field "$port" connected_slaves info replication) == 1 ]] || return 1
-        fi
+# True when every replica holds as many keys as its primary.
+replicas_caught_up() {
+    local primary
+    for primary in "${primaries[@]}"; do
+        [[ $(cli "$primary" dbsize) == $(cli "${replica_of[$primary]}" dbsize) ]] || return 1
     done
 }
-say "waiting for cluster_state:ok and synced replicas"
-wait_for 60 settled || die "the cluster did not settle within 60 s; logs in $work (set E2E_KEEP=1 to keep them)"
 
-primaries=()
-for port in "${node_ports[@]}"; do
-    [[ $(field "$port" role info replication) == master ]] && primaries+=("$port")
-done
-((${#primaries[@]} == 3)) || die "expected 3 primaries, found ${#primaries[@]}: ${primaries[*]}"
-seeds=$(printf '127.0.0.1:%s,' "${primaries[@]}")
-seeds=${seeds%,}
-
-# --- the proxy ------------------------------------------------------------------------------------
-
-say "starting slotproxy on 127.0.0.1:$proxy_port (seeds $seeds)"
-"$proxy_bin" --listen "127.0.0.1:$proxy_port" --cluster "$seeds" --log warn >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
-pids+=("$proxy_pid")
-
-proxy_alive() { ! process_gone "$proxy_pid"; }
-proxy_log_tail() { tail -n 20 "$work/proxy.log"; }
-proxy_ready() {
-    [[ $(cli "$proxy_port" ping 2>/dev/null) == PONG ]] &&
-        [[ $(cli "$proxy_port" set e2e:probe ok 2>/dev/null) == OK ]] &&
-        [[ $(cli "$proxy_port" get e2e:probe 2>/dev/null) == ok ]]
+# fill: SETs every key redis-benchmark's `-r $keyspace` can pick (`key:` + 12 digits) to a
+# $value_size-byte value through the main proxy, so that GETs find values; then waits until each
+# replica holds as many keys as its primary.
+fill() {
+    say "setting all $keyspace keys (key:000000000000...) through the proxy for the GET scenarios"
+    python3 benches/e2e_report.py fill --port "$proxy_port" --keys "$keyspace" --size "$value_size" ||
+        die "could not fill the keyspace through the proxy; log:"$'\n'"$(proxy_log_tail main)"
+    wait_for 30 replicas_caught_up || die "replicas did not catch up with the primaries within 30 s"
 }
-wait_for 30 proxy_ready ||
-    die "slotproxy does not answer PING/SET/GET on :$proxy_port after 30 s (alive: $(proxy_alive && echo yes || echo no)); log:"$'\n'"$(proxy_log_tail)"
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$proxy_pid/status" 2>/dev/null || echo 0; }
+# Every target but `direct` is a proxy: `proxy` in (a)-(e) and the baselines of (f)-(h) are the
+# same process with the default flags.
+declare -A target_proxy=([proxy]=main [primary]=main [ack-primary]=main
+    [prefer-replica]=replica [ack-replicated]=ack)
+proxy_log_tail() { tail -n 20 "$work/proxy-$1.log"; }
+start_proxy main "$proxy_port"
+proxy_pid_main=${proxy_pid[main]}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$proxy_pid_main/status" 2>/dev/null || echo 0; }
 sleep 1
 rss_idle_start=$(rss_kb)
 
 # Before any load, so the number is the cost of the connections and not of buffers kept from it.
-say "opening 1000 idle connections to the proxy to measure its RSS"
-rss_conns_kb=$(python3 benches/e2e_report.py hold-connections --port "$proxy_port" --pid "$proxy_pid" --count 1000) ||
-    die "could not hold 1000 connections to the proxy; log:"$'\n'"$(proxy_log_tail)"
+if wants d; then
+    say "opening 1000 idle connections to the proxy to measure its RSS"
+    rss_conns_kb=$(python3 benches/e2e_report.py hold-connections --port "$proxy_port" --pid "$proxy_pid_main" --count 1000) ||
+        die "could not hold 1000 connections to the proxy; log:"$'\n'"$(proxy_log_tail main)"
+fi
+
+if wants f; then
+    fill
+    # A proxy sends reads only to replicas CLUSTER SHARDS calls online, and refreshes its map
+    # every 10 s: start this one once they all are, so its first map has them.
+    wait_for 30 shards_all_online || die "CLUSTER SHARDS does not report all replicas online after 30 s"
+    start_proxy replica $((proxy_port + 1)) --read-policy prefer-replica
+fi
+wants g || wants h && start_proxy ack $((proxy_port + 2)) --ack replicated
 
 # --- benchmark runs -------------------------------------------------------------------------------
 
 results=$work/results.csv
 failures=$work/failures.txt
 meta=$work/meta.txt
+calls=$work/calls.csv
 : >"$results"
+: >"$calls"
 : >"$failures"
 : >"$meta"
 meta() { printf '%s=%s\n' "$1" "$2" >>"$meta"; }
@@ -279,32 +233,42 @@ multi_keys=10
 mget_command=(MGET)
 for _ in $(seq "$multi_keys"); do mget_command+=("key:__rand_int__"); done
 
-# bench TARGET CLIENTS PIPELINE REQUESTS ERRFILE [WORKLOAD]: one redis-benchmark run, SET then GET;
-# with WORKLOAD `multi` and TARGET proxy, two runs: MSET of 10 keys, then MGET of 10 keys.
-# Sets bench_lines to its two csv lines (test names cut to the command: SET, GET, MSET, MGET);
-# bench_proxy_cpu, bench_cluster_cpu and bench_client_cpu to the CPU ticks the proxy, the six
-# nodes and redis-benchmark used in the run; and bench_why to the reason when it returns 1.
+# bench TARGET CLIENTS PIPELINE REQUESTS ERRFILE WORKLOAD: redis-benchmark runs against TARGET
+# (`direct`: the cluster with --cluster; any other: the proxy target_proxy names). WORKLOAD
+# `single`: SET then GET; `multi`: through a proxy MSET of 10 keys then MGET of 10 keys, direct
+# SET then GET; `get` or `set`: that one test.
+# Sets bench_lines to one csv line per test (test names cut to the command: SET, GET, MSET, MGET);
+# bench_tests to their number; bench_proxy_cpu, bench_cluster_cpu and bench_client_cpu to the CPU
+# ticks the target's proxy (the main one for direct), the six nodes and redis-benchmark used in
+# the run; and bench_why to the reason when it returns 1.
 # redis-benchmark exits at the first error reply, so an error, a hang (E2E_RUN_TIMEOUT) and odd
 # output all return 1. A dead proxy ends the script.
 bench() {
-    local target=$1 clients=$2 pipeline=$3 n=$4 err=$5 workload=${6:-single}
+    local target=$1 clients=$2 pipeline=$3 n=$4 err=$5 workload=$6
     local output='' part rc=0 before proxy_cpu cluster_cpu client_cpu test args
-    local tests=("set,get")
-    [[ $workload != multi || $target != proxy ]] || tests=(mset mget)
+    local proxy=${target_proxy[$target]:-main} tests=("set,get")
+    local pid=${proxy_pid[$proxy]}
+    bench_tests=2
+    if [[ $workload == multi && $target != direct ]]; then
+        tests=(mset mget)
+    elif [[ $workload == get || $workload == set ]]; then
+        tests=("$workload")
+        bench_tests=1
+    fi
     bench_lines=
     bench_why=
     : >"$err"
     before=$(listen_overflows)
-    proxy_cpu=$(cpu_ticks "$proxy_pid")
+    proxy_cpu=$(cpu_ticks "$pid")
     cluster_cpu=$(cpu_ticks "${node_pids[@]}")
     client_cpu=$(children_ticks)
     for test in "${tests[@]}"; do
         args=(-h 127.0.0.1 -d "$value_size" -r "$keyspace" -n "$n" -c "$clients" -P "$pipeline" --csv)
-        if [[ $target == proxy ]]; then
-            args+=(-p "$proxy_port")
-        else
+        if [[ $target == direct ]]; then
             # One benchmark thread per primary, each with keys hash-tagged into its primary's slots.
             args+=(--cluster -p "${primaries[0]}")
+        else
+            args+=(-p "${proxy_port_of[$proxy]}")
         fi
         if [[ $test == mget ]]; then
             args+=("${mget_command[@]}")
@@ -316,7 +280,7 @@ bench() {
         output+=$part$'\n'
         ((rc == 0)) || break
     done
-    bench_proxy_cpu=$(($(cpu_ticks "$proxy_pid") - proxy_cpu))
+    bench_proxy_cpu=$(($(cpu_ticks "$pid") - proxy_cpu))
     bench_client_cpu=$(($(children_ticks) - client_cpu))
     bench_cluster_cpu=$(($(cpu_ticks "${node_pids[@]}") - cluster_cpu))
     if ((rc == 130 || rc == 143)); then
@@ -324,10 +288,10 @@ bench() {
         say "interrupted"
         exit "$rc"
     fi
-    if [[ $target == proxy ]]; then
+    if [[ $target != direct ]]; then
         overflows_proxy=$((overflows_proxy + $(listen_overflows) - before))
     fi
-    proxy_alive || die "slotproxy died (last run: $target, $clients clients); log:"$'\n'"$(proxy_log_tail)"
+    process_gone "$pid" && die "slotproxy '$proxy' died (last run: $target, $clients clients); log:"$'\n'"$(proxy_log_tail "$proxy")"
     if ((rc == 124 || rc == 137)); then
         bench_why="redis-benchmark still running after ${run_timeout} s (hung?), killed"
         return 1
@@ -338,13 +302,13 @@ bench() {
     fi
     # Test names: "SET", "GET", "MSET (10 keys)", "MGET key:__rand_int__ key:__rand_int__ ...".
     bench_lines=$(grep -E '^"(SET|GET|MSET|MGET)[ "]' <<<"$output" | sed -E 's/^"([A-Z]+)[^"]*"/"\1"/' || true)
-    if [[ $(grep -c . <<<"$bench_lines") -ne 2 ]]; then
+    if [[ $(grep -c . <<<"$bench_lines") -ne $bench_tests ]]; then
         bench_why="unexpected redis-benchmark output: $(tr '\n' ' ' <<<"$output" | cut -c1-200)"
         return 1
     fi
 }
 
-# Mean ops/s of bench_lines' two tests.
+# Mean ops/s of bench_lines' tests.
 bench_rps() { tr -d '"' <<<"$bench_lines" | awk -F, '{ s += $2 } END { printf "%.0f", s / NR }'; }
 
 # size SCENARIO TARGET CLIENTS PIPELINE WORKLOAD: sets sized to the requests per test that last
@@ -374,32 +338,56 @@ size() {
     say "  $scenario $target probe: $n requests, ~$rps ops/s over ${lasted} s -> $sized requests per test"
 }
 
-# per_request TICKS N: CPU microseconds per request of a run of N requests of each of two tests
-# (SET and GET, or MSET and MGET).
-per_request() { awk -v t="$1" -v hz="$clock_ticks" -v n="$2" 'BEGIN { printf "%.1f", t / hz * 1e6 / (2 * n) }'; }
+# per_request TICKS N TESTS: CPU microseconds per request of a run of N requests of each of TESTS
+# tests.
+per_request() { awk -v t="$1" -v hz="$clock_ticks" -v n="$2" -v k="$3" 'BEGIN { printf "%.1f", t / hz * 1e6 / (k * n) }'; }
+
+# Calls of GET, SET and WAIT each node has served so far, one line per node:
+# `port role get set wait` (role master or slave). A replica counts the SETs it replicates too.
+command_calls() {
+    local port
+    for port in "${node_ports[@]}"; do
+        cli "$port" info replication commandstats 2>/dev/null | tr -d '\r' | awk -v port="$port" '
+            /^role:/ { role = substr($0, 6) }
+            /^cmdstat_(get|set|wait):/ {
+                split($0, kv, /[:=,]/); calls[substr(kv[1], 9)] = kv[3]
+            }
+            END { printf "%s %s %d %d %d\n", port, role, calls["get"], calls["set"], calls["wait"] }'
+    done
+}
 
 # run SCENARIO TARGET ROUND CLIENTS PIPELINE REQUESTS WORKLOAD: a measured run; sets run_rps to its
-# mean ops/s and appends its two csv lines to $results, prefixed with scenario, target, round,
+# mean ops/s and appends its csv lines to $results, prefixed with scenario, target, round,
 # request count, and the CPU microseconds per request the proxy, the cluster and redis-benchmark
-# used over the whole run (both tests together).
+# used over the whole run (all tests together). For the `get` and `set` workloads, also appends
+# to $calls each node's GET, SET and WAIT calls during the run: `scenario,target,round,port,role,
+# get,set,wait`.
 run() {
-    local scenario=$1 target=$2 round=$3 clients=$4 pipeline=$5 n=$6 workload=$7 t0=$SECONDS line proxy_us cluster_us client_us
+    local scenario=$1 target=$2 round=$3 clients=$4 pipeline=$5 n=$6 workload=$7 t0=$SECONDS line
+    local proxy_us cluster_us client_us counted='' calls_before=''
     run_rps=0
+    [[ $workload != get && $workload != set ]] || counted=1
+    [[ -z $counted ]] || calls_before=$(command_calls)
     if ! bench "$target" "$clients" "$pipeline" "$n" "$work/bench-$scenario-$target-$round.err" "$workload"; then
         fail "$scenario" "$target" "round $round" "$bench_why"
         return 0
     fi
+    if [[ -n $counted ]]; then
+        # Roles are taken after the run; no failover happens during these scenarios.
+        join <(sort <<<"$calls_before") <(command_calls | sort) | awk -v OFS=, -v s="$scenario" -v t="$target" -v r="$round" \
+            '{ print s, t, r, $1, $6, $7 - $3, $8 - $4, $9 - $5 }' >>"$calls"
+    fi
     run_rps=$(bench_rps)
-    proxy_us=$(per_request "$bench_proxy_cpu" "$n")
-    cluster_us=$(per_request "$bench_cluster_cpu" "$n")
-    client_us=$(per_request "$bench_client_cpu" "$n")
+    proxy_us=$(per_request "$bench_proxy_cpu" "$n" "$bench_tests")
+    cluster_us=$(per_request "$bench_cluster_cpu" "$n" "$bench_tests")
+    client_us=$(per_request "$bench_client_cpu" "$n" "$bench_tests")
     while IFS= read -r line; do
         printf '%s,%s,%s,%s,%s,%s,%s,%s\n' "$scenario" "$target" "$round" "$n" "$proxy_us" "$cluster_us" "$client_us" "$line" >>"$results"
     done <<<"$bench_lines"
-    say "  $scenario $target round $round: $(tr '\n' ',' <<<"$bench_lines" | tr -d '"' | awk -F, '{printf "%s %.0f ops/s, %s %.0f ops/s", $1, $2, $9, $10}') ($n requests each, $((SECONDS - t0)) s)"
+    say "  $scenario $target round $round: $(tr -d '"' <<<"$bench_lines" | awk -F, '{ printf "%s%s %.0f ops/s", (NR > 1 ? ", " : ""), $1, $2 }') ($n requests each, $((SECONDS - t0)) s)"
 }
 
-# Samples the proxy's RSS (kB) and its established client connections every 0.2 s into FILE.
+# Samples the main proxy's RSS (kB) and its established client connections every 0.2 s into FILE.
 start_sampler() {
     local file=$1
     (
@@ -417,41 +405,45 @@ stop_sampler() {
     wait "$sampler_pid" 2>/dev/null || true
 }
 
-# scenario  clients  pipeline  fixed-requests-per-test (with E2E_REQUESTS)  workload
+# scenario  clients  pipeline  fixed-requests-per-test (with E2E_REQUESTS)  workload  targets
 # (workload `multi`: MSET and MGET of 10 keys through the proxy, SET and GET direct)
 scenarios=(
-    "a 50 1 ${requests:-0} single"
-    "b 50 16 $((${requests:-0} * 8)) single"
-    "c 1 1 $((${requests:-0} / 4)) single"
-    "d 1000 1 ${requests:-0} single"
-    "e 50 1 ${requests:-0} multi"
+    "a 50 1 ${requests:-0} single proxy direct"
+    "b 50 16 $((${requests:-0} * 8)) single proxy direct"
+    "c 1 1 $((${requests:-0} / 4)) single proxy direct"
+    "d 1000 1 ${requests:-0} single proxy direct"
+    "e 50 1 ${requests:-0} multi proxy direct"
+    "f 50 1 ${requests:-0} get primary prefer-replica"
+    "g 50 1 ${requests:-0} set ack-primary ack-replicated"
+    "h 50 16 $((${requests:-0} * 8)) set ack-primary ack-replicated"
 )
 
 : >"$work/rss-d.txt"
 for spec in "${scenarios[@]}"; do
-    read -r scenario clients pipeline fixed workload <<<"$spec"
-    say "scenario $scenario: $clients client(s), pipeline $pipeline, $rounds round(s)$([[ $workload != multi ]] || echo ", MSET/MGET of $multi_keys keys via the proxy")"
+    read -r scenario clients pipeline fixed workload target_a target_b <<<"$spec"
+    wants "$scenario" || continue
+    say "scenario $scenario: $clients client(s), pipeline $pipeline, $rounds round(s), $target_a vs $target_b$([[ $workload != multi ]] || echo ", MSET/MGET of $multi_keys keys via the proxy")"
     if [[ $scenario == d ]]; then
         start_sampler "$work/rss-d.txt"
     fi
     if [[ -n $requests ]]; then
-        n_proxy=$fixed
-        n_direct=$fixed
+        n_a=$fixed
+        n_b=$fixed
     else
-        n_proxy=
-        n_direct=
-        size "$scenario" proxy "$clients" "$pipeline" "$workload" && n_proxy=$sized
-        size "$scenario" direct "$clients" "$pipeline" "$workload" && n_direct=$sized
+        n_a=
+        n_b=
+        size "$scenario" "$target_a" "$clients" "$pipeline" "$workload" && n_a=$sized
+        size "$scenario" "$target_b" "$clients" "$pipeline" "$workload" && n_b=$sized
     fi
     for round in $(seq "$rounds"); do
-        if [[ -n $n_proxy ]]; then
-            run "$scenario" proxy "$round" "$clients" "$pipeline" "$n_proxy" "$workload"
+        if [[ -n $n_a ]]; then
+            run "$scenario" "$target_a" "$round" "$clients" "$pipeline" "$n_a" "$workload"
             # A probe slowed down by other load sizes tests too short; let later rounds grow.
-            [[ -n $requests ]] || ((run_rps * seconds <= n_proxy * 5 / 4)) || n_proxy=$((run_rps * seconds))
+            [[ -n $requests ]] || ((run_rps * seconds <= n_a * 5 / 4)) || n_a=$((run_rps * seconds))
         fi
-        if [[ -n $n_direct ]]; then
-            run "$scenario" direct "$round" "$clients" "$pipeline" "$n_direct" "$workload"
-            [[ -n $requests ]] || ((run_rps * seconds <= n_direct * 5 / 4)) || n_direct=$((run_rps * seconds))
+        if [[ -n $n_b ]]; then
+            run "$scenario" "$target_b" "$round" "$clients" "$pipeline" "$n_b" "$workload"
+            [[ -n $requests ]] || ((run_rps * seconds <= n_b * 5 / 4)) || n_b=$((run_rps * seconds))
         fi
     done
     if [[ $scenario == d ]]; then
@@ -480,17 +472,20 @@ meta rounds "$rounds"
 meta requests "${requests:-probed}"
 meta seconds "$seconds"
 meta multi_keys "$multi_keys"
-meta rss_idle_start_kb "$rss_idle_start"
-meta rss_load_kb "$rss_load_kb"
-meta conns_max "$conns_max"
-meta rss_conns_kb "$rss_conns_kb"
-meta rss_idle_end_kb "$rss_idle_end"
+meta scenarios "$selected"
+if wants d; then
+    meta rss_idle_start_kb "$rss_idle_start"
+    meta rss_load_kb "$rss_load_kb"
+    meta conns_max "$conns_max"
+    meta rss_conns_kb "$rss_conns_kb"
+    meta rss_idle_end_kb "$rss_idle_end"
+fi
 meta load_start "$load_start"
 meta load_end "$(uptime | sed 's/.*load average: //')"
 meta listen_overflows_proxy "$overflows_proxy"
 meta wall_s "$((SECONDS - started_at))"
 
-report=$(python3 benches/e2e_report.py report --results "$results" --failures "$failures" --meta "$meta")
+report=$(python3 benches/e2e_report.py report --results "$results" --calls "$calls" --failures "$failures" --meta "$meta")
 printf '%s\n' "$report"
 if [[ -n $out_file ]]; then
     printf '%s\n\n' "$report" >>"$out_file"

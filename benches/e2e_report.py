@@ -5,13 +5,19 @@
         Opens COUNT client connections to 127.0.0.1:P, checks each answers PING, then prints the
         largest VmRSS (kB) of PID seen over one second while they are all open.
 
-    e2e_report.py report --results FILE --failures FILE --meta FILE
+    e2e_report.py fill --port P --keys N --size BYTES
+        SETs key:000000000000 ... (redis-benchmark's `-r N` keys) to BYTES-byte values through
+        127.0.0.1:P, pipelined, and checks every reply is +OK.
+
+    e2e_report.py report --results FILE --calls FILE --failures FILE --meta FILE
         Prints the markdown report from e2e.sh's raw results: one line per redis-benchmark test,
         `scenario,target,round,requests,proxy_us,cluster_us,client_us,<redis-benchmark --csv line>`
         (CPU microseconds per request over the run), where the csv line is
         "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",
-        "p99_latency_ms","max_latency_ms" and test is SET, GET, MSET or MGET; one line per failed
-        run; and key=value metadata.
+        "p99_latency_ms","max_latency_ms" and test is SET, GET, MSET or MGET; for (f)-(h), one
+        line per node and run with the node's GET, SET and WAIT calls during the run,
+        `scenario,target,round,port,role,get,set,wait`; one line per failed run; and key=value
+        metadata. The (f)-(h) part of the report is in e2e_flags.py.
 """
 
 import argparse
@@ -19,6 +25,8 @@ import csv
 import socket
 import sys
 import time
+
+import e2e_flags
 
 SCENARIOS = {
     "a": "(a) 50 clients",
@@ -32,8 +40,10 @@ COMMANDS = ("SET", "GET")
 MULTI = "e"
 MULTI_LABEL = "(e) 50 clients, 10 keys"
 MULTI_PAIRS = (("MSET", "SET"), ("MGET", "GET"))
-# Row order in "All runs": each multi-key command next to the single-key one it is compared with.
+# Row order in "All runs": each multi-key command next to the single-key one it is compared with,
+# and each scenario's target A before its target B.
 COMMAND_ORDER = {"SET": 0, "MSET": 0, "GET": 1, "MGET": 1}
+TARGET_ORDER = {"proxy": 0, "primary": 0, "ack-primary": 0}
 
 # The issue's targets.
 MIN_RATIO = 0.8
@@ -75,6 +85,33 @@ def hold_connections(args):
     finally:
         for conn in conns:
             conn.close()
+
+
+def fill(args):
+    value = b"x" * args.size
+    batch = 1000
+    with socket.create_connection(("127.0.0.1", args.port), timeout=30) as conn:
+        for start in range(0, args.keys, batch):
+            count = min(batch, args.keys - start)
+            out = bytearray()
+            for i in range(start, start + count):
+                key = b"key:%012d" % i
+                out += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                    len(key),
+                    key,
+                    len(value),
+                    value,
+                )
+            conn.sendall(out)
+            want = b"+OK\r\n" * count
+            got = b""
+            while len(got) < len(want):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    sys.exit("e2e_report: the proxy closed the connection during fill")
+                got += chunk
+            if got != want:
+                sys.exit(f"e2e_report: fill got an unexpected reply: {got[:200]!r}")
 
 
 def read_meta(path):
@@ -161,28 +198,34 @@ def report(args):
         f"{meta.get('load_end', '?')}"
     )
     keys = int(meta.get("multi_keys", "10"))
-    out.append(
-        "- `redis-benchmark -t set,get -d 64 -r 100000`, except through the proxy in "
-        f"{MULTI_LABEL}: `-t mset` (`MSET` of {keys} keys `key:__rand_int__`, values of `-d 64` "
-        f"bytes) and `MGET key:__rand_int__` x{keys}, each key with its own random number; "
-        + (
-            f"requests per test sized by a probe run for ~{meta.get('seconds', '?')} s per test"
-            if meta.get("requests") == "probed"
-            else f"E2E_REQUESTS={meta.get('requests', '?')}"
+    ran = {key[0] for key in runs} | {f.split()[0] for f in failures}
+    proxy_direct = [s for s in (*SCENARIOS, MULTI) if s in ran]
+    if proxy_direct:
+        out.append(
+            "- `redis-benchmark -t set,get -d 64 -r 100000`, except through the proxy in "
+            f"{MULTI_LABEL}: `-t mset` (`MSET` of {keys} keys `key:__rand_int__`, values of `-d 64` "
+            f"bytes) and `MGET key:__rand_int__` x{keys}, each key with its own random number; "
+            + (
+                f"requests per test sized by a probe run for ~{meta.get('seconds', '?')} s per test"
+                if meta.get("requests") == "probed"
+                else f"E2E_REQUESTS={meta.get('requests', '?')}"
+            )
+            + f"; {meta.get('rounds', '?')} rounds alternating proxy and direct (`--cluster`); "
+            "each cell is the best round by ops/s, with that round's latencies"
         )
-        + f"; {meta.get('rounds', '?')} rounds alternating proxy and direct (`--cluster`); "
-        "each cell is the best round by ops/s, with that round's latencies"
-    )
-    out.append("")
-    out.append(
-        "| scenario | cmd | proxy ops/s | direct ops/s | proxy/direct "
-        "| proxy p50 / p99 ms | direct p50 / p99 ms |"
-    )
-    out.append("|---|---|---:|---:|---:|---:|---:|")
+        out.append("")
     ratios = {}
     added_p50 = {}
     shortest_direct = None
+    if any(s in ran for s in SCENARIOS):
+        out.append(
+            "| scenario | cmd | proxy ops/s | direct ops/s | proxy/direct "
+            "| proxy p50 / p99 ms | direct p50 / p99 ms |"
+        )
+        out.append("|---|---|---:|---:|---:|---:|---:|")
     for scenario, label in SCENARIOS.items():
+        if scenario not in ran:
+            continue
         for command in COMMANDS:
             proxy_runs = runs.get((scenario, command, "proxy"))
             direct_runs = runs.get((scenario, command, "direct"))
@@ -205,7 +248,8 @@ def report(args):
                 f"| {label} | {command} | {ops_cell(p)} | {ops_cell(d)} | {ratio} "
                 f"| {latency_cell(p)} | {latency_cell(d)} |"
             )
-    out.append("")
+    if any(s in ran for s in SCENARIOS):
+        out.append("")
 
     # (e): one MSET / MGET of `keys` keys through the proxy against `keys` SETs / GETs direct.
     keys_ratios = {}
@@ -242,13 +286,14 @@ def report(args):
 
     rss_load = int(meta.get("rss_load_kb", "0"))
     rss_conns = int(meta.get("rss_conns_kb", "0"))
-    out.append(
-        f"- proxy RSS: idle after start {mb(meta.get('rss_idle_start_kb', 0)):.1f} MB; "
-        f"1000 idle connections (before any load) {mb(rss_conns):.1f} MB; "
-        f"during (d), max of 0.2 s samples with >= 900 clients connected "
-        f"(at most {meta.get('conns_max', '?')} seen) {mb(rss_load):.1f} MB; "
-        f"idle after all runs {mb(meta.get('rss_idle_end_kb', 0)):.1f} MB"
-    )
+    if "rss_conns_kb" in meta:
+        out.append(
+            f"- proxy RSS: idle after start {mb(meta.get('rss_idle_start_kb', 0)):.1f} MB; "
+            f"1000 idle connections (before any load) {mb(rss_conns):.1f} MB; "
+            f"during (d), max of 0.2 s samples with >= 900 clients connected "
+            f"(at most {meta.get('conns_max', '?')} seen) {mb(rss_load):.1f} MB; "
+            f"idle after all runs {mb(meta.get('rss_idle_end_kb', 0)):.1f} MB"
+        )
     cpu = []
     for scenario, label in SCENARIOS.items():
         # SET and GET rows of one run carry the same numbers; take the SET rows.
@@ -300,14 +345,20 @@ def report(args):
     out.append(f"- wall time of the script: {meta.get('wall_s', '?')} s")
     out.append("")
 
+    calls = e2e_flags.read_calls(args.calls)
+    out.extend(e2e_flags.section(runs, calls, ran, meta))
+
     out.append("Targets from the issue:")
     out.append("")
+    out.extend(e2e_flags.routing_check(calls, ran))
     unsure = (
         " (unreliable: direct tests under 1 s, see above)"
         if shortest_direct is not None and shortest_direct < 1.0
         else ""
     )
     for scenario in ("a", "b"):
+        if scenario not in ran:
+            continue
         ratio = ratios.get((scenario, "SET"))
         shown = (
             f"{ratio:.2f}x, {verdict(ratio >= MIN_RATIO)}{unsure}"
@@ -315,7 +366,7 @@ def report(args):
             else "no data"
         )
         out.append(f"- SET in {SCENARIOS[scenario]} >= {MIN_RATIO}x direct: {shown}")
-    for multi_cmd, single_cmd in MULTI_PAIRS:
+    for multi_cmd, single_cmd in MULTI_PAIRS if MULTI in ran else ():
         ratio = keys_ratios.get(multi_cmd)
         shown = (
             f"{ratio:.2f}x, {verdict(ratio >= MIN_KEYS_RATIO)}{unsure}"
@@ -327,7 +378,7 @@ def report(args):
             f"{MIN_KEYS_RATIO:.1f}x keys/s of single-key {single_cmd} direct, {MULTI_LABEL}: "
             f"{shown}"
         )
-    for command in COMMANDS:
+    for command in COMMANDS if "c" in ran else ():
         us = added_p50.get(command)
         shown = f"{us:.0f} us, {verdict(us <= MAX_ADDED_P50_US)}" if us is not None else "no data"
         out.append(
@@ -335,11 +386,12 @@ def report(args):
             "of the rounds; redis-benchmark's histogram has 8 us steps here) "
             f"<= {MAX_ADDED_P50_US:.0f} us: {shown}"
         )
-    worst_rss = mb(max(rss_load, rss_conns))
-    out.append(
-        f"- RSS with 1000 connected clients <= {MAX_RSS_MB:.0f} MB: {worst_rss:.1f} MB "
-        f"(larger of idle and under load), {verdict(worst_rss <= MAX_RSS_MB)}"
-    )
+    if "rss_conns_kb" in meta:
+        worst_rss = mb(max(rss_load, rss_conns))
+        out.append(
+            f"- RSS with 1000 connected clients <= {MAX_RSS_MB:.0f} MB: {worst_rss:.1f} MB "
+            f"(larger of idle and under load), {verdict(worst_rss <= MAX_RSS_MB)}"
+        )
     out.append("")
 
     out.append("<details><summary>All runs</summary>")
@@ -350,7 +402,8 @@ def report(args):
     )
     out.append("|---|---|---|---:|---:|---:|---:|---:|")
     for (scenario, command, target), target_runs in sorted(
-        runs.items(), key=lambda kv: (kv[0][0], COMMAND_ORDER[kv[0][1]], kv[0][2] != "proxy")
+        runs.items(),
+        key=lambda kv: (kv[0][0], COMMAND_ORDER[kv[0][1]], TARGET_ORDER.get(kv[0][2], 9)),
     ):
         for r in sorted(target_runs, key=lambda r: r["round"]):
             cpu = f"{r['proxy_us']:.1f} / {r['cluster_us']:.1f} / {r['client_us']:.1f}"
@@ -370,13 +423,20 @@ def main():
     hold.add_argument("--port", type=int, required=True)
     hold.add_argument("--pid", type=int, required=True)
     hold.add_argument("--count", type=int, default=1000)
+    fill_cmd = sub.add_parser("fill")
+    fill_cmd.add_argument("--port", type=int, required=True)
+    fill_cmd.add_argument("--keys", type=int, required=True)
+    fill_cmd.add_argument("--size", type=int, required=True)
     rep = sub.add_parser("report")
     rep.add_argument("--results", required=True)
+    rep.add_argument("--calls", required=True)
     rep.add_argument("--failures", required=True)
     rep.add_argument("--meta", required=True)
     args = parser.parse_args()
     if args.cmd == "hold-connections":
         hold_connections(args)
+    elif args.cmd == "fill":
+        fill(args)
     else:
         report(args)
 
