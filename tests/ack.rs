@@ -109,3 +109,53 @@ async fn a_write_no_replica_confirms_gets_noreplicas() {
         },
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_without_replicas_answers_noreplicas_at_once() {
+    let mut cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.backend.ack = Ack::Replicated;
+        c.backend.ack_timeout_ms = 3000;
+        c.cluster.refresh_interval_ms = 200;
+    })
+    .await;
+    let primary = cluster.primaries()[0];
+    let key = cluster.key_for_node(primary, "alone");
+    let replica = cluster.index_of(cluster.replica_of(primary));
+    let primary = cluster.index_of(primary);
+    cluster.kill(replica);
+    // Once the cluster has flagged the replica failed, the proxy's map shows no live replica.
+    common::wait_until(
+        Duration::from_secs(15),
+        "the replica is flagged failed",
+        || {
+            let shards: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query(&mut cluster.conn(&cluster.nodes()[primary]))
+                .unwrap();
+            shards.lines().any(|l| l.contains("slave,fail "))
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let mut raw = proxy.raw_client().await;
+    let waits = cluster.command_calls(&cluster.nodes()[primary], "wait");
+    let started = Instant::now();
+    let mut pipeline = encode_command(&[b"SET", key.as_bytes(), b"v"]);
+    pipeline.extend(encode_command(&[b"GET", key.as_bytes()]));
+    raw.send(&pipeline).await;
+    let reply = String::from_utf8(raw.read_reply().await).unwrap();
+    assert!(
+        reply
+            .starts_with("-NOREPLICAS slotproxy: the primary applied the write but has no replica"),
+        "{reply}"
+    );
+    // The read behind it is not held up by a WAIT that could only time out.
+    assert_eq!(raw.read_reply().await, b"$1\r\nv\r\n");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert_eq!(
+        cluster.command_calls(&cluster.nodes()[primary], "wait"),
+        waits
+    );
+}

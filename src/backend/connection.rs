@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -48,8 +49,8 @@ pub struct Job {
 struct InFlight {
     /// Where the reply goes; `None` for the `WAIT` the connection adds itself.
     reply: Option<oneshot::Sender<NodeResult>>,
-    /// Hold the reply until the batch's `WAIT` confirms a replica has the write.
-    hold: bool,
+    /// What `ack = replicated` does with the reply.
+    hold: Hold,
     /// An `ASKING` reply comes before this job's reply.
     asking: bool,
     /// Replies still to come for this job.
@@ -57,6 +58,17 @@ struct InFlight {
     /// Replies so far, for a job that expects several.
     collected: Option<BytesMut>,
     sent_at: Instant,
+}
+
+/// What happens to a reply under `ack = replicated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Delivered as it comes (reads, or `ack = primary`).
+    No,
+    /// A write: held until the batch's `WAIT` confirms a replica has it.
+    UntilWait,
+    /// A write to a primary with no replica: NOREPLICAS once it is applied.
+    NoReplica,
 }
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
@@ -87,6 +99,7 @@ enum End {
 ///
 /// `failed` is notified whenever a connect or an established connection fails, so the topology
 /// can be refreshed at once.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     addr: Arc<str>,
     protocol: Protocol,
@@ -95,6 +108,7 @@ pub(crate) async fn run(
     config: BackendConfig,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     failed: Arc<Notify>,
+    replicas: Arc<AtomicUsize>,
 ) {
     let mut backoff = config.reconnect_backoff_min();
     let mut down_until: Option<Instant> = None;
@@ -117,11 +131,14 @@ pub(crate) async fn run(
                 debug!(node = %addr, ?protocol, "connected");
                 backoff = config.reconnect_backoff_min();
                 down_until = None;
-                match serve(
-                    stream, first, &mut jobs, &addr, protocol, usage, readonly, &config,
-                )
-                .await
-                {
+                let link = Link {
+                    addr: &addr,
+                    protocol,
+                    usage,
+                    readonly,
+                    replicas: &replicas,
+                };
+                match serve(stream, first, &mut jobs, &link, &config).await {
                     End::Closed => return,
                     End::Failed => failed.notify_one(),
                 }
@@ -212,16 +229,30 @@ async fn handshake(
 
 /// Pipelines jobs over one established connection until it fails or the pool drops it.
 #[allow(clippy::too_many_arguments)]
+/// What a connection is to which node.
+struct Link<'a> {
+    addr: &'a Arc<str>,
+    protocol: Protocol,
+    usage: Use,
+    readonly: bool,
+    /// The node's online replicas, per the current slot map (for `ack = replicated`).
+    replicas: &'a AtomicUsize,
+}
+
 async fn serve(
     stream: TcpStream,
     first: Job,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
-    addr: &Arc<str>,
-    protocol: Protocol,
-    usage: Use,
-    readonly: bool,
+    link: &Link<'_>,
     config: &BackendConfig,
 ) -> End {
+    let Link {
+        addr,
+        protocol,
+        usage,
+        readonly,
+        replicas,
+    } = *link;
     let (mut reader, mut writer) = stream.into_split();
     let decoder = ReplyDecoder::new(protocol);
     let timeout = config.request_timeout();
@@ -249,13 +280,21 @@ async fn serve(
         if !batch.is_empty() {
             let now = Instant::now();
             let mut writes = false;
+            // A primary without a replica can't confirm anything: its writes are answered
+            // NOREPLICAS at once instead of holding the connection in a WAIT that must time out.
+            let replicated = replicas.load(Ordering::Relaxed) > 0;
             for job in batch.drain(..) {
                 if job.asking {
                     wbuf.put_slice(ASKING);
                 }
                 wbuf.put_slice(&job.payload);
-                let hold = job.write && wait.is_some();
-                writes |= hold;
+                let ack = job.write && wait.is_some();
+                let hold = match (ack, replicated) {
+                    (false, _) => Hold::No,
+                    (true, true) => Hold::UntilWait,
+                    (true, false) => Hold::NoReplica,
+                };
+                writes |= hold == Hold::UntilWait;
                 in_flight.push_back(InFlight {
                     reply: Some(job.reply),
                     hold,
@@ -270,7 +309,7 @@ async fn serve(
                 wbuf.put_slice(command);
                 in_flight.push_back(InFlight {
                     reply: None,
-                    hold: false,
+                    hold: Hold::No,
                     asking: false,
                     remaining: 1,
                     collected: None,
@@ -417,7 +456,16 @@ fn deliver(
         };
         match job.reply {
             None => release_held(held, &reply, config),
-            Some(sender) if job.hold && reply.error_text().is_none() => held.push((sender, reply)),
+            Some(sender) if reply.error_text().is_some() => {
+                let _ = sender.send(Ok(reply));
+            }
+            Some(sender) if job.hold == Hold::UntilWait => held.push((sender, reply)),
+            Some(sender) if job.hold == Hold::NoReplica => {
+                let _ = sender.send(Ok(Reply::local(crate::protocol::reply::error_bytes(
+                    "NOREPLICAS slotproxy: the primary applied the write but has no replica to \
+                     confirm it (ack = replicated); it may be lost if the primary fails",
+                ))));
+            }
             Some(sender) => {
                 let _ = sender.send(Ok(reply));
             }

@@ -4,6 +4,7 @@
 //! from the pool (it left the cluster) closes its connections once their in-flight jobs finish.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ pub struct Lane {
 }
 
 impl Lane {
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         addr: &Arc<str>,
         protocol: Protocol,
@@ -30,6 +32,7 @@ impl Lane {
         readonly: bool,
         config: &BackendConfig,
         failed: &Arc<Notify>,
+        replicas: &Arc<AtomicUsize>,
     ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection::run(
@@ -40,6 +43,7 @@ impl Lane {
             config.clone(),
             rx,
             failed.clone(),
+            replicas.clone(),
         ));
         Self {
             addr: addr.clone(),
@@ -87,14 +91,27 @@ pub struct Node {
     lanes: [[Vec<Lane>; 2]; 2],
     config: BackendConfig,
     failed: Arc<Notify>,
+    /// Online replicas of this node, per the current slot map (0 unless it is a primary).
+    replicas: Arc<AtomicUsize>,
 }
 
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
+        let replicas = Arc::new(AtomicUsize::new(0));
         let lanes = [false, true].map(|readonly| {
             [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
                 (0..config.connections_per_node)
-                    .map(|_| Lane::spawn(&addr, protocol, Use::Shared, readonly, config, failed))
+                    .map(|_| {
+                        Lane::spawn(
+                            &addr,
+                            protocol,
+                            Use::Shared,
+                            readonly,
+                            config,
+                            failed,
+                            &replicas,
+                        )
+                    })
                     .collect()
             })
         });
@@ -103,7 +120,14 @@ impl Node {
             lanes,
             config: config.clone(),
             failed: failed.clone(),
+            replicas,
         }
+    }
+
+    /// Records how many online replicas the slot map gives this node (`ack = replicated`
+    /// answers NOREPLICAS at once for a primary without any).
+    pub fn set_replicas(&self, count: usize) {
+        self.replicas.store(count, Ordering::Relaxed);
     }
 
     /// The node's `host:port`.
@@ -140,6 +164,7 @@ impl Node {
             false,
             &self.config,
             &self.failed,
+            &self.replicas,
         )
     }
 

@@ -167,6 +167,11 @@ impl Topology {
             for shard in next.layout() {
                 debug!(primary = %shard.primary, replicas = ?shard.replicas, ranges = ?shard.ranges, "shard");
             }
+            for shard in next.layout() {
+                self.pool
+                    .node(&shard.primary)
+                    .set_replicas(shard.live_replicas);
+            }
             let mut keep = next.node_addrs();
             keep.extend(self.seeds.iter().map(String::as_str));
             self.pool.retain(&keep);

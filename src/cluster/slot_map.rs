@@ -28,6 +28,9 @@ pub struct ShardLayout {
     pub primary: String,
     /// The replicas' `host:port`, sorted; only those reported healthy.
     pub replicas: Vec<String>,
+    /// Replicas not reported failed (healthy or still loading): those that can confirm a
+    /// write for `ack = replicated`.
+    pub live_replicas: usize,
 }
 
 /// A shard with live node handles.
@@ -158,14 +161,19 @@ pub fn parse_shards(
         }
         let mut primary = None;
         let mut replicas = Vec::new();
+        let mut live_replicas = 0;
         for node in array(field(fields, "nodes")?, "nodes")? {
             let node = array(node, "node")?;
             let addr = node_addr(node, asked_host)?;
-            let healthy = text(field(node, "health")?) == "online";
+            let health = text(field(node, "health")?);
             match text(field(node, "role")?).as_str() {
                 "master" => primary = Some(addr),
-                _ if healthy => replicas.push(addr),
-                _ => {}
+                _ => {
+                    live_replicas += usize::from(!health.starts_with("fail"));
+                    if health == "online" {
+                        replicas.push(addr);
+                    }
+                }
             }
         }
         // A shard whose primary failed and has no promoted replica yet still owns its slots on
@@ -175,6 +183,7 @@ pub fn parse_shards(
             ranges,
             primary,
             replicas,
+            live_replicas,
         });
     }
     Ok(layout)
@@ -205,6 +214,7 @@ pub fn parse_slots(
             None => layout.push(ShardLayout {
                 ranges: vec![range],
                 primary,
+                live_replicas: replicas.len(),
                 replicas,
             }),
         }
@@ -347,11 +357,13 @@ mod tests {
                     ranges: vec![(0, 5460), (10000, 10001)],
                     primary: "127.0.0.1:7000".into(),
                     replicas: vec!["127.0.0.1:7003".into()],
+                    live_replicas: 1,
                 },
                 ShardLayout {
                     ranges: vec![(5461, 9999)],
                     primary: "127.0.0.1:7001".into(),
                     replicas: vec![],
+                    live_replicas: 1,
                 },
             ]
         );

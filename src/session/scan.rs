@@ -404,6 +404,7 @@ mod tests {
             ranges: ranges.to_vec(),
             primary: primary.to_string(),
             replicas: Vec::new(),
+            live_replicas: 0,
         }
     }
 
