@@ -58,6 +58,7 @@ impl Handling {
                 "routed by key on a connection of the session's own, so it never stalls others",
             ),
             Route::AnyNode => Handling::OnePrimary,
+            Route::BySlotArgument => Handling::Routed,
             Route::ByKeys => match (split_merge(spec.name), computed(spec.name)) {
                 (Some(kind), _) => Handling::Split(kind.describe()),
                 (None, Some(op)) => Handling::Computed(op.describe()),

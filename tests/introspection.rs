@@ -299,3 +299,64 @@ async fn client_subcommands_describe_the_caller_or_refuse_clearly() {
     // Replies were not switched off by the refused CLIENT REPLY OFF.
     assert_eq!(raw.request(&[b"ECHO", b"still"]).await, b"$5\r\nstill\r\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_role_asking_slowlog_and_slot_questions_answer_like_the_cluster() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut raw = proxy.raw_client().await;
+    let node = cluster.primaries()[1];
+    let mut direct = RawClient::connect(node.addr.as_str()).await;
+    // Keyless questions every node answers alike: the proxy's reply is a node's.
+    let same: Vec<Vec<&[u8]>> = [
+        "CLIENT HELP",
+        "CLUSTER HELP",
+        "OBJECT HELP",
+        "MEMORY HELP",
+        "SLOWLOG HELP",
+        "XINFO HELP",
+        "MODULE LIST",
+        "ACL WHOAMI",
+        "SWAPDB 0 1",
+    ]
+    .iter()
+    .map(|line| line.split(' ').map(str::as_bytes).collect())
+    .collect();
+    common::assert_same_replies(&mut raw, &mut direct, &same).await;
+
+    // slotproxy is a primary without replicas, as in CLUSTER NODES.
+    assert_eq!(
+        raw.request(&[b"ROLE"]).await,
+        b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
+    );
+    assert_eq!(raw.request(&[b"ASKING"]).await, b"+OK\r\n");
+
+    // Slot questions go to the slot's owner.
+    for i in 0..3 {
+        let key = format!("{{slotq}}:{i}");
+        assert_eq!(raw.request(&[b"SET", key.as_bytes(), b"v"]).await, b"+OK\r\n");
+    }
+    let slot = cluster.keyslot(b"{slotq}").to_string();
+    assert_eq!(
+        raw.request(&[b"CLUSTER", b"COUNTKEYSINSLOT", slot.as_bytes()])
+            .await,
+        b":3\r\n"
+    );
+    let keys = raw
+        .request(&[b"CLUSTER", b"GETKEYSINSLOT", slot.as_bytes(), b"10"])
+        .await;
+    let text = String::from_utf8(keys).unwrap();
+    assert!(text.starts_with("*3\r\n") && text.contains("{slotq}:2"), "{text}");
+    let bad = raw
+        .request(&[b"CLUSTER", b"COUNTKEYSINSLOT", b"99999"])
+        .await;
+    let want = direct
+        .request(&[b"CLUSTER", b"COUNTKEYSINSLOT", b"99999"])
+        .await;
+    assert_eq!(bad, want);
+
+    // SLOWLOG is every primary's, merged.
+    assert_eq!(raw.request(&[b"SLOWLOG", b"RESET"]).await, b"+OK\r\n");
+    assert_eq!(raw.request(&[b"SLOWLOG", b"LEN"]).await, b":0\r\n");
+    assert_eq!(raw.request(&[b"SLOWLOG", b"GET"]).await, b"*0\r\n");
+}

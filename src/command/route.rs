@@ -19,6 +19,8 @@ pub enum Route {
     AllPrimaries,
     /// An admin command the configuration allows: sent to every node, replicas included.
     AllNodes,
+    /// `CLUSTER COUNTKEYSINSLOT|GETKEYSINSLOT slot ...`: to the primary owning that slot.
+    BySlotArgument,
     /// Not served; the reason completes "ERR `'<CMD>'` ...".
     Unsupported(&'static str),
 }
@@ -100,6 +102,10 @@ pub enum Local {
     Wait,
     /// `SHUTDOWN`, when the configuration allows it: stops slotproxy (never a node).
     Shutdown,
+    /// `ROLE`: a primary without replicas, like the one-node cluster slotproxy presents.
+    Role,
+    /// `ASKING`: accepted (slotproxy follows ASK redirects itself).
+    Asking,
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
@@ -143,6 +149,8 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "client|getredir" => Some(Local::ClientGetRedir),
         "client|caching" => Some(Local::ClientCaching),
         "client|reply" => Some(Local::ClientReply),
+        "role" => Some(Local::Role),
+        "asking" => Some(Local::Asking),
         "scan" => Some(Local::Scan),
         "wait" | "waitaof" => Some(Local::Wait),
         "multi" => Some(Local::Multi),
@@ -173,7 +181,26 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "config|help"
         | "script|help"
         | "function|help"
-        | "function|dump" => return Route::AnyNode,
+        | "function|dump"
+        // Every node answers these alike (or with the same cluster-mode error).
+        | "client|help"
+        | "cluster|help"
+        | "object|help"
+        | "memory|help"
+        | "latency|help"
+        | "slowlog|help"
+        | "module|help"
+        | "module|list"
+        | "xgroup|help"
+        | "xinfo|help"
+        | "acl|cat"
+        | "acl|genpass"
+        | "acl|help"
+        | "acl|whoami"
+        | "swapdb"
+        | "pfselftest" => return Route::AnyNode,
+        // About one slot: sent to the primary that owns it.
+        "cluster|countkeysinslot" | "cluster|getkeysinslot" => return Route::BySlotArgument,
         // No request policy in COMMAND; the proxy asks every primary which libraries it has.
         "function|list" => return Route::AllPrimaries,
         "ssubscribe" | "sunsubscribe" | "monitor" => return Route::Unsupported(NOT_YET),

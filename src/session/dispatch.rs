@@ -352,6 +352,14 @@ impl Session {
                     },
                 },
             },
+            Route::BySlotArgument => {
+                let slot = std::str::from_utf8(&request.args()[2])
+                    .ok()
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .filter(|&s| s < crate::cluster::SLOT_COUNT);
+                let target = slot.map_or(Target::AnyPrimary, |s| Target::Slot(Slot(s)));
+                self.dispatch(request, Plan::Single(target));
+            }
             Route::AllNodes => match split::fan_out_merge(spec.name) {
                 Some(merge) => self.dispatch(request, Plan::AllNodes(merge)),
                 None => self.reply_error(&format!(

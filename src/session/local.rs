@@ -139,6 +139,13 @@ impl Session {
             Local::Wait => self.wait(request),
             Local::ClientTracking => self.client_tracking(request),
             Local::Shutdown => self.shutdown(args),
+            Local::Role => self.reply_with(|out| {
+                write_array_len(out, 3);
+                write_bulk(out, b"master");
+                write_integer(out, 0);
+                write_array_len(out, 0);
+            }),
+            Local::Asking => self.reply_with(|out| write_simple(out, "OK")),
             Local::ClusterInfo
             | Local::ClusterMyId
             | Local::ClusterMyShardId

@@ -105,6 +105,9 @@ pub fn fan_out_merge(name: &str) -> Option<Merge> {
         "function|list" => Merge::CommonLibraries,
         "script|kill" | "function|kill" => Merge::AnyOk,
         "function|stats" => Merge::RunningScript,
+        "slowlog|len" => Merge::Sum,
+        "slowlog|reset" => Merge::AllOk,
+        "slowlog|get" => Merge::Concat,
         "info" => Merge::Info,
         "randomkey" => Merge::AnyNonNull,
         // Admin commands a configuration allowed, sent to every node.

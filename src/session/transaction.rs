@@ -81,12 +81,14 @@ impl Session {
                 }
                 Ok(None) => None,
             },
-            Route::Local(_) | Route::AllPrimaries | Route::AllNodes | Route::Unsupported(_) => {
-                Some(format!(
-                    "ERR '{}' inside MULTI is not supported by slotproxy",
-                    spec.full_name_upper()
-                ))
-            }
+            Route::Local(_)
+            | Route::AllPrimaries
+            | Route::AllNodes
+            | Route::BySlotArgument
+            | Route::Unsupported(_) => Some(format!(
+                "ERR '{}' inside MULTI is not supported by slotproxy",
+                spec.full_name_upper()
+            )),
         };
         match refuse {
             Some(error) => {
