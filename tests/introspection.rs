@@ -334,7 +334,10 @@ async fn help_role_asking_slowlog_and_slot_questions_answer_like_the_cluster() {
     // Slot questions go to the slot's owner.
     for i in 0..3 {
         let key = format!("{{slotq}}:{i}");
-        assert_eq!(raw.request(&[b"SET", key.as_bytes(), b"v"]).await, b"+OK\r\n");
+        assert_eq!(
+            raw.request(&[b"SET", key.as_bytes(), b"v"]).await,
+            b"+OK\r\n"
+        );
     }
     let slot = cluster.keyslot(b"{slotq}").to_string();
     assert_eq!(
@@ -346,7 +349,10 @@ async fn help_role_asking_slowlog_and_slot_questions_answer_like_the_cluster() {
         .request(&[b"CLUSTER", b"GETKEYSINSLOT", slot.as_bytes(), b"10"])
         .await;
     let text = String::from_utf8(keys).unwrap();
-    assert!(text.starts_with("*3\r\n") && text.contains("{slotq}:2"), "{text}");
+    assert!(
+        text.starts_with("*3\r\n") && text.contains("{slotq}:2"),
+        "{text}"
+    );
     let bad = raw
         .request(&[b"CLUSTER", b"COUNTKEYSINSLOT", b"99999"])
         .await;
