@@ -145,7 +145,7 @@ pub struct SessionConfig {
 /// when allowed: `CONFIG SET|RESETSTAT|REWRITE`, `SAVE`, `BGSAVE`, `BGREWRITEAOF` and `DEBUG`
 /// go to every node of the cluster (replicas too, so a promoted replica behaves alike);
 /// `REPLICAOF`/`SLAVEOF` go to one primary (which refuses them in cluster mode); `SHUTDOWN`
-/// stops slotproxy itself, never a node.
+/// stops slotproxy itself, never a node; `MONITOR` streams what every node runs.
 pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
     "config|set",
     "config|resetstat",
@@ -157,6 +157,7 @@ pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
     "replicaof",
     "slaveof",
     "shutdown",
+    "monitor",
 ];
 
 impl Default for Config {

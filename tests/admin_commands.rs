@@ -26,6 +26,7 @@ async fn admin_commands_are_refused_unless_the_config_allows_them() {
         (&[b"DEBUG", b"SLEEP", b"0"], "DEBUG"),
         (&[b"REPLICAOF", b"NO", b"ONE"], "REPLICAOF"),
         (&[b"SHUTDOWN", b"NOSAVE"], "SHUTDOWN"),
+        (&[b"MONITOR"], "MONITOR"),
     ];
     for (args, name) in cases {
         let reply = String::from_utf8(client.request(args).await).unwrap();
@@ -150,5 +151,47 @@ async fn allowed_shutdown_stops_slotproxy_and_never_a_node() {
     for node in cluster.nodes() {
         let pong: String = redis::cmd("PING").query(&mut cluster.conn(node)).unwrap();
         assert_eq!(pong, "PONG");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_monitor_streams_what_every_node_runs() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.session.allowed_admin_commands = vec!["monitor".to_string()];
+    })
+    .await;
+    let mut monitor = proxy.raw_client().await;
+    assert_eq!(monitor.request(&[b"MONITOR"]).await, b"+OK\r\n");
+    // The feeds connect in the background: write until a line shows up, then check that
+    // commands on every primary do.
+    let mut writer = proxy.raw_client().await;
+    let keys: Vec<String> = cluster
+        .primaries()
+        .iter()
+        .map(|p| cluster.key_for_node(p, "mon"))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for key in &keys {
+        assert_eq!(
+            writer.request(&[b"SET", key.as_bytes(), b"seen"]).await,
+            b"+OK\r\n"
+        );
+    }
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let line = String::from_utf8(monitor.read_reply().await).unwrap();
+        assert!(line.starts_with('+') && line.contains(" ["), "{line}");
+        if line.contains("\"SET\"") {
+            lines.push(line);
+        }
+    }
+    for key in &keys {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("\"SET\" \"{key}\" \"seen\""))),
+            "{key} in {lines:?}"
+        );
     }
 }

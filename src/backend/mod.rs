@@ -3,6 +3,7 @@
 //! Knows addresses and bytes, nothing about slots or commands.
 
 pub mod connection;
+pub mod monitor;
 pub mod pool;
 pub mod subscriber;
 

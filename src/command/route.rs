@@ -106,6 +106,8 @@ pub enum Local {
     Role,
     /// `ASKING`: accepted (slotproxy follows ASK redirects itself).
     Asking,
+    /// `MONITOR`, when the configuration allows it: every node's MONITOR lines.
+    Monitor,
 }
 
 const NOT_YET: &str = "is not supported by slotproxy yet";
@@ -203,9 +205,9 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "cluster|countkeysinslot" | "cluster|getkeysinslot" => return Route::BySlotArgument,
         // No request policy in COMMAND; the proxy asks every primary which libraries it has.
         "function|list" => return Route::AllPrimaries,
-        "ssubscribe" | "sunsubscribe" | "monitor" => return Route::Unsupported(NOT_YET),
+        "ssubscribe" | "sunsubscribe" => return Route::Unsupported(NOT_YET),
         "shutdown" | "replicaof" | "slaveof" | "debug" | "save" | "bgsave" | "bgrewriteaof"
-        | "config|set" | "config|resetstat" | "config|rewrite" => {
+        | "config|set" | "config|resetstat" | "config|rewrite" | "monitor" => {
             return Route::Unsupported(ADMIN);
         }
         "failover" | "sync" | "psync" => return Route::Unsupported(NEVER),
@@ -235,6 +237,7 @@ pub fn admin_route(spec: &CommandSpec) -> Option<Route> {
         | "bgrewriteaof" | "debug" => Some(Route::AllNodes),
         "replicaof" | "slaveof" => Some(Route::AnyNode),
         "shutdown" => Some(Route::Local(Local::Shutdown)),
+        "monitor" => Some(Route::Local(Local::Monitor)),
         _ => None,
     }
 }

@@ -146,6 +146,35 @@ impl Session {
                 write_array_len(out, 0);
             }),
             Local::Asking => self.reply_with(|out| write_simple(out, "OK")),
+            Local::Monitor => {
+                if self.monitor.is_none() {
+                    use crate::backend::monitor::{Feed, open};
+                    let feeds: Vec<Feed> = {
+                        let map = self.shared.topology.slot_map();
+                        map.layout()
+                            .iter()
+                            .flat_map(|shard| {
+                                let primary: std::sync::Arc<str> = shard.primary.as_str().into();
+                                let replicas = shard.replicas.iter().map({
+                                    let primary = primary.clone();
+                                    move |r| Feed {
+                                        addr: r.as_str().into(),
+                                        primary: Some(primary.clone()),
+                                    }
+                                });
+                                std::iter::once(Feed {
+                                    addr: primary,
+                                    primary: None,
+                                })
+                                .chain(replicas)
+                            })
+                            .collect()
+                    };
+                    let timeout = self.shared.config.backend.connect_timeout();
+                    self.monitor = Some(open(feeds, timeout));
+                }
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
             Local::ClusterInfo
             | Local::ClusterMyId
             | Local::ClusterMyShardId

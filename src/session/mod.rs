@@ -119,6 +119,8 @@ pub struct Session {
     written: RefCell<wait::Written>,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
     tracking: Option<tracking::Tracking>,
+    /// `MONITOR` lines from every node, once the client asked (and the config allows it).
+    monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -155,6 +157,7 @@ impl Session {
             info: introspect::ClientInfo::default(),
             written: RefCell::new(wait::Written::default()),
             tracking: None,
+            monitor: None,
         }
     }
 
@@ -234,6 +237,9 @@ impl Session {
                 Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
                     Event::Invalidation(push)
                 }
+                line = next_monitor_line(&mut self.monitor), if self.monitor.is_some() => {
+                    Event::Monitor(line)
+                }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
             };
@@ -242,6 +248,15 @@ impl Session {
                 Event::Timer | Event::Writable(Ok(())) => {}
                 Event::Subscriber(Some(frame)) => self.subscriber_frame(frame),
                 Event::Invalidation(push) => self.invalidation(push),
+                Event::Monitor(Some(line)) => {
+                    self.out.extend_from_slice(&line);
+                    if self.out.len() > max_output {
+                        debug!(client = self.id, "MONITOR client not reading; closing");
+                        return;
+                    }
+                }
+                // Every node's feed ended (nodes gone): nothing more will come.
+                Event::Monitor(None) => self.monitor = None,
                 Event::Subscriber(None) => {
                     // Subscriptions lost with their node connection: the client must resubscribe.
                     debug!(
@@ -361,7 +376,18 @@ impl Drop for Session {
     }
 }
 
+/// The next `MONITOR` line (`None` once every feed has ended).
+async fn next_monitor_line(
+    monitor: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
+) -> Option<Bytes> {
+    match monitor {
+        Some(lines) => lines.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 enum Event {
+    Monitor(Option<Bytes>),
     Invalidation(Bytes),
     Reply(dispatch::FrontEvent),
     Timer,
