@@ -45,6 +45,7 @@ pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod inbox;
 pub mod protocol;
 pub mod server;
 pub mod session;
