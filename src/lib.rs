@@ -15,7 +15,11 @@
 //! 4. [`command::route::route_of`] picks the route:
 //!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC, and the
 //!      CLUSTER/CLIENT introspection of `session/introspect.rs`); SCAN builds its own request
-//!      for one primary (`session/scan.rs`).
+//!      for one primary (`session/scan.rs`). Pub/sub commands update the session's own
+//!      subscription set, which builds their replies, and go to the [`pubsub`] hub: one task
+//!      that holds each channel once on a node connection of its own and copies every message
+//!      into the [`inbox`] of each subscribed session (`session/pubsub.rs`). `PUBLISH` and the
+//!      `PUBSUB` counts go through the hub too, so they count the proxy's subscribers.
 //!    - `ByKeys`: keys found by the row's key specs and hashed with [`cluster::hash_slot`]. One
 //!      slot: sent there (read-only commands may go to a replica, blocking ones on a dedicated
 //!      connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot
@@ -39,6 +43,9 @@
 //!    never sent twice. Split requests settle part by part and are merged in key order.
 //! 7. Replies leave in request order; the session writes all that are ready at once, without
 //!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading.
+//!    Pub/sub messages from the session's inbox are written between replies as they come; a
+//!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
+//!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.
 
 pub mod backend;
 pub mod cluster;
@@ -47,6 +54,7 @@ pub mod config;
 pub mod error;
 pub mod inbox;
 pub mod protocol;
+pub mod pubsub;
 pub mod server;
 pub mod session;
 
@@ -93,6 +101,8 @@ pub async fn run(
         config.cluster.clone(),
         wake,
     ));
+    let (stop, stopped) = watch::channel(());
+    let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));
     let shared = Arc::new(Shared {
         config,
         topology: topology.clone(),
@@ -101,9 +111,9 @@ pub async fn run(
         next_client_id: AtomicU64::new(0),
         redis_version: ArcSwap::from_pointee(DEFAULT_REDIS_VERSION.to_string()),
         scripts: session::ScriptCache::default(),
+        hub,
     });
 
-    let (stop, stopped) = watch::channel(());
     let refresher = tokio::spawn(
         topology
             .clone()
@@ -126,6 +136,7 @@ pub async fn run(
     let _ = stop.send(());
     let _ = refresher.await;
     let _ = learner.await;
+    let _ = hub_task.await;
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 
 pub mod connection;
 pub mod pool;
-pub mod subscriber;
 
 pub use connection::{Job, NodeResult};
 pub use pool::{BackendPool, Lane, Node};

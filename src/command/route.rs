@@ -60,9 +60,14 @@ pub enum Local {
     Watch,
     /// `UNWATCH`.
     Unwatch,
-    /// `SUBSCRIBE`, `PSUBSCRIBE`, `UNSUBSCRIBE`, `PUNSUBSCRIBE`: on the session's subscriber
-    /// connection.
-    PubSub,
+    /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` and their `UNSUBSCRIBE`s: the session's own
+    /// subscription set, held on nodes by the pub/sub hub for all sessions.
+    Subscribe,
+    /// `PUBLISH`, `SPUBLISH`: through the pub/sub hub, which counts the proxy's receivers.
+    Publish,
+    /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`: asked of every node concerned
+    /// and merged, counting the proxy's subscribers.
+    PubSubCount,
     /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
     /// the session with the cursor naming the primary.
     Scan,
@@ -141,7 +146,14 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "discard" => Some(Local::Discard),
         "watch" => Some(Local::Watch),
         "unwatch" => Some(Local::Unwatch),
-        "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => Some(Local::PubSub),
+        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+        | "sunsubscribe" => Some(Local::Subscribe),
+        "publish" | "spublish" => Some(Local::Publish),
+        "pubsub|channels"
+        | "pubsub|numsub"
+        | "pubsub|numpat"
+        | "pubsub|shardchannels"
+        | "pubsub|shardnumsub" => Some(Local::PubSubCount),
         _ => None,
     };
     if let Some(local) = local {
@@ -158,7 +170,7 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "command|help"
         | "time"
         | "lastsave"
-        | "publish"
+        | "pubsub|help"
         | "lolwut"
         | "config|get"
         | "script|help"
@@ -166,7 +178,7 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "function|dump" => return Route::AnyNode,
         // No request policy in COMMAND; the proxy asks every primary which libraries it has.
         "function|list" => return Route::AllPrimaries,
-        "ssubscribe" | "sunsubscribe" | "monitor" => return Route::Unsupported(NOT_YET),
+        "monitor" => return Route::Unsupported(NOT_YET),
         "shutdown" | "replicaof" | "slaveof" | "failover" | "debug" | "save" | "bgsave"
         | "bgrewriteaof" | "sync" | "psync" => return Route::Unsupported(NEVER),
         "client|kill" | "client|unblock" => return Route::Unsupported(OTHER_CLIENTS),
@@ -228,6 +240,13 @@ mod tests {
             ("function|restore", Route::AllPrimaries),
             ("function|list", Route::AllPrimaries),
             ("function|dump", Route::AnyNode),
+            ("subscribe", Route::Local(Local::Subscribe)),
+            ("sunsubscribe", Route::Local(Local::Subscribe)),
+            ("publish", Route::Local(Local::Publish)),
+            ("spublish", Route::Local(Local::Publish)),
+            ("pubsub|numsub", Route::Local(Local::PubSubCount)),
+            ("pubsub|shardchannels", Route::Local(Local::PubSubCount)),
+            ("pubsub|help", Route::AnyNode),
         ];
         for (name, want) in cases {
             let spec = table
