@@ -287,6 +287,19 @@ async fn resp3_subscribers_get_pushes_and_may_run_commands() {
     let mut direct = RawClient::connect(standalone.addr.as_str()).await;
     via.request(&[b"HELLO", b"3"]).await;
     direct.request(&[b"HELLO", b"3"]).await;
+    // Publishing to itself in one write: confirmation, the message, then the count.
+    let pipeline: Vec<u8> = [
+        encode_command(&[b"SUBSCRIBE", b"self"]),
+        encode_command(&[b"PUBLISH", b"self", b"hi"]),
+        encode_command(&[b"UNSUBSCRIBE", b"self"]),
+    ]
+    .concat();
+    via.send(&pipeline).await;
+    direct.send(&pipeline).await;
+    for i in 0..4 {
+        let got = via.read_reply().await;
+        assert_eq!(text(&got), text(&direct.read_reply().await), "frame {i}");
+    }
     same(&mut via, &mut direct, &[b"SUBSCRIBE", b"ch"], 1).await;
     same(&mut via, &mut direct, &[b"PSUBSCRIBE", b"c*"], 1).await;
     same(&mut via, &mut direct, &[b"SET", b"r3k", b"v"], 1).await;

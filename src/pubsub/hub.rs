@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,9 +19,9 @@ use tracing::{debug, info, warn};
 
 use super::frames::{Push, glob_match, push_as_resp2};
 use super::inspect::{Inspection, LinkAnswer, Query, Question, Routed};
-use super::link::{Event, Expect, LinkEvent, LinkId};
+use super::link::{Event, Expect, LinkEvent, LinkId, ReplyTo};
 use super::nodes::Nodes;
-use super::{Call, Change, Hub, Kind};
+use super::{Call, Change, Holding, Hub, Kind};
 use crate::cluster::Topology;
 use crate::config::Config;
 use crate::inbox::InboxSender;
@@ -40,14 +41,22 @@ pub fn start(
     let (calls_tx, calls) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let changes = topology.changes();
+    let holding = Arc::new(Holding::default());
     let state = State {
+        holding: holding.clone(),
         nodes: Nodes::new(topology, config.backend.clone(), events_tx),
         deadline: config.session.retry_deadline(),
         members: HashMap::new(),
         parked: HashSet::new(),
     };
     let task = tokio::spawn(state.run(calls, events, changes, stop));
-    (Hub { calls: calls_tx }, task)
+    (
+        Hub {
+            calls: calls_tx,
+            holding,
+        },
+        task,
+    )
 }
 
 /// One channel, pattern or shard channel the proxy holds.
@@ -81,11 +90,16 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Member {
     subs: HashSet<(Kind, Bytes)>,
-    /// Calls not handled yet, in order; the front may be a change waiting for its node.
+    /// Calls not handled yet, in order; the front may be a change waiting for its node, or for
+    /// the session's publishes.
     queue: VecDeque<(Call, Instant)>,
+    /// The session's publishes sent on each link and not answered yet.
+    publishing: HashMap<LinkId, u32>,
 }
 
 struct State {
+    /// Shared with the sessions' handles.
+    holding: Arc<Holding>,
     nodes: Nodes,
     /// How long a change may wait for its node before it is confirmed anyway.
     deadline: Duration,
@@ -126,6 +140,10 @@ impl State {
                 }
             }
             self.nodes.flush();
+            let classic = self.nodes.classic().is_some();
+            let shard = self.nodes.entries(Kind::Shard).next().is_some();
+            self.holding.classic.store(classic, Ordering::Release);
+            self.holding.shard.store(shard, Ordering::Release);
         }
         info!("pub/sub hub stopped");
     }
@@ -172,6 +190,28 @@ impl State {
                     }
                 }
             }
+            LinkEvent::Reply(to, reply) => {
+                let _ = to.tx.send(Ok(reply));
+                if let Some(id) = to.session {
+                    self.published(id, link);
+                }
+            }
+            LinkEvent::Down(reason) => {
+                self.nodes.on_event(link, LinkEvent::Down(reason));
+                // Its unanswered publishes were failed by the link itself.
+                let waiting: Vec<u64> = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.publishing.contains_key(&link))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in waiting {
+                    if let Some(member) = self.members.get_mut(&id) {
+                        member.publishing.remove(&link);
+                    }
+                    self.run_member(id);
+                }
+            }
             other => self.nodes.on_event(link, other),
         }
     }
@@ -181,6 +221,16 @@ impl State {
         loop {
             let ready = match self.members.get(&id).and_then(|m| m.queue.front()) {
                 None => break,
+                // A message the session published may be on its way to the session itself:
+                // it must arrive before the session's next change (an unsubscribe) applies.
+                Some((Call::Change(_), _))
+                    if self
+                        .members
+                        .get(&id)
+                        .is_some_and(|m| !m.publishing.is_empty()) =>
+                {
+                    false
+                }
                 Some((Call::Change(change), since)) => {
                     let confirmed = change
                         .subscribe
@@ -217,6 +267,20 @@ impl State {
             .is_some_and(|m| m.queue.is_empty() && m.subs.is_empty())
         {
             self.members.remove(&id);
+        }
+    }
+
+    /// One of the session's publishes on `link` was answered.
+    fn published(&mut self, id: u64, link: LinkId) {
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        if let Some(count) = member.publishing.get_mut(&link) {
+            *count -= 1;
+            if *count == 0 {
+                member.publishing.remove(&link);
+                self.run_member(id);
+            }
         }
     }
 
@@ -271,13 +335,13 @@ impl State {
     fn answer(&mut self, call: Call) {
         match call {
             Call::Publish {
+                session,
                 kind,
                 channel,
                 payload,
                 reply,
-                ..
             } => {
-                let _ = reply.send(self.publish(kind, &channel, payload));
+                let _ = reply.send(self.publish(session, kind, &channel, payload));
             }
             Call::Inspect { query, reply, .. } => {
                 let _ = reply.send(self.inspect(&query));
@@ -286,39 +350,50 @@ impl State {
         }
     }
 
-    /// Sends a `PUBLISH`/`SPUBLISH` on the link holding its channel, with the count adjustment.
-    fn publish(&mut self, kind: Kind, channel: &Bytes, payload: Bytes) -> Routed {
+    /// Sends a `PUBLISH`/`SPUBLISH` on the link holding its channel, with the count adjustment;
+    /// without one, on a shared connection to a primary (the slot's for `SPUBLISH`), so the
+    /// session's later publishes need not wait for this one.
+    fn publish(&mut self, session: u64, kind: Kind, channel: &Bytes, payload: Bytes) -> Routed {
         // Subscribe commands waiting in the outbox go first, so the node counts what we count.
         self.nodes.flush();
         let held = |entry: &Entry, link: LinkId| i64::from(entry.link == Some(link));
-        let (link, adjust) = if kind == Kind::Shard {
-            match self.nodes.entry(Kind::Shard, channel) {
-                Some(entry) => match entry.link {
-                    Some(link) => (link, entry.subscribers.len() as i64 - 1),
-                    None => return Routed::NotRouted,
-                },
-                None => return Routed::NotRouted,
-            }
+        let on_link = if kind == Kind::Shard {
+            self.nodes
+                .entry(Kind::Shard, channel)
+                .and_then(|e| e.link.map(|link| (link, e.subscribers.len() as i64 - 1)))
         } else {
-            let Some(link) = self.nodes.classic() else {
-                return Routed::NotRouted;
-            };
-            let mut adjust = self
-                .nodes
-                .entry(Kind::Channel, channel)
-                .map_or(0, |e| e.subscribers.len() as i64 - held(e, link));
-            for (pattern, entry) in self.nodes.entries(Kind::Pattern) {
-                if glob_match(pattern, channel) {
-                    adjust += entry.subscribers.len() as i64 - held(entry, link);
+            self.nodes.classic().map(|link| {
+                let mut adjust = self
+                    .nodes
+                    .entry(Kind::Channel, channel)
+                    .map_or(0, |e| e.subscribers.len() as i64 - held(e, link));
+                for (pattern, entry) in self.nodes.entries(Kind::Pattern) {
+                    if glob_match(pattern, channel) {
+                        adjust += entry.subscribers.len() as i64 - held(entry, link);
+                    }
                 }
-            }
-            (link, adjust)
+                (link, adjust)
+            })
         };
-        let (tx, rx) = oneshot::channel();
-        if !self.nodes.send(link, payload, Expect::Reply(tx)) {
-            return Routed::NotRouted;
+        if let Some((link, adjust)) = on_link {
+            let (tx, rx) = oneshot::channel();
+            let member = self.members.get_mut(&session);
+            let to = ReplyTo {
+                tx,
+                session: member.is_some().then_some(session),
+            };
+            if self.nodes.send(link, payload.clone(), Expect::Reply(to)) {
+                if let Some(member) = member {
+                    *member.publishing.entry(link).or_insert(0) += 1;
+                }
+                return Routed::Sent { reply: rx, adjust };
+            }
         }
-        Routed::Sent { reply: rx, adjust }
+        // No link has it: none of the proxy's clients would receive it.
+        match self.nodes.send_to_owner(session, kind, channel, payload) {
+            Some(reply) => Routed::Sent { reply, adjust: 0 },
+            None => Routed::NotRouted,
+        }
     }
 
     /// Sends a `PUBSUB` question on the links it concerns, with what the proxy holds.
@@ -367,9 +442,11 @@ impl State {
             };
             let (tx, rx) = oneshot::channel();
             if let Some(addr) = self.nodes.addr(link)
-                && self
-                    .nodes
-                    .send(link, query.payload.clone(), Expect::Reply(tx))
+                && self.nodes.send(
+                    link,
+                    query.payload.clone(),
+                    Expect::Reply(ReplyTo { tx, session: None }),
+                )
             {
                 answers.push(LinkAnswer {
                     addr,

@@ -35,13 +35,34 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The channels of one subscribe-family command.
+#[derive(Debug)]
+pub struct Batch {
+    /// Their kind.
+    pub kind: Kind,
+    /// Subscribe (or unsubscribe).
+    pub subscribe: bool,
+    /// The channels (or patterns) named.
+    pub channels: Vec<Bytes>,
+}
+
+/// Where the one reply of a command goes.
+#[derive(Debug)]
+pub struct ReplyTo {
+    /// Whoever waits for it.
+    pub tx: oneshot::Sender<NodeResult>,
+    /// A `PUBLISH` of this session: its later subscription changes wait for the reply, so they
+    /// come after the message it may deliver to the session itself.
+    pub session: Option<u64>,
+}
+
 /// What a command sent on a link expects back.
 #[derive(Debug)]
 pub enum Expect {
-    /// A subscribe-family command for these channels of one kind: pushes, or one error.
-    Subscribe(Kind, Vec<Bytes>),
+    /// A subscribe-family command: one push per channel, or one error.
+    Subscribe(Batch),
     /// Exactly one reply, for whoever waits on it.
-    Reply(oneshot::Sender<NodeResult>),
+    Reply(ReplyTo),
 }
 
 /// What a link tells the hub.
@@ -51,12 +72,14 @@ pub enum LinkEvent {
     Up,
     /// A push frame (RESP3).
     Push(Bytes),
+    /// The reply to an `Expect::Reply` command, for the hub to hand over after the pushes that
+    /// came before it (a client publishing to a channel it is subscribed to gets the message
+    /// before the count, as from redis-server).
+    Reply(ReplyTo, Reply),
     /// A subscribe-family command failed (MOVED, CLUSTERDOWN...) for all of its channels.
     Refused {
-        /// The command's kind.
-        kind: Kind,
-        /// The command's channels.
-        channels: Vec<Bytes>,
+        /// The command.
+        batch: Batch,
         /// The node's error.
         error: Reply,
     },
@@ -97,10 +120,10 @@ impl Link {
     /// Queues `payload` (one command) and what it expects back.
     pub fn send(&self, payload: Bytes, expect: Expect) {
         // The task is gone; its Down event is on its way. A waiter learns it was not sent.
-        if let Err(mpsc::error::SendError((_, Expect::Reply(tx)))) =
+        if let Err(mpsc::error::SendError((_, Expect::Reply(to)))) =
             self.commands.send((payload, expect))
         {
-            let _ = tx.send(Err(not_sent(&self.addr, "hub link closed")));
+            let _ = to.tx.send(Err(not_sent(&self.addr, "hub link closed")));
         }
     }
 }
@@ -121,8 +144,8 @@ struct Waiting {
 }
 
 enum Waiter {
-    Subscribe(Kind, Vec<Bytes>),
-    Reply(oneshot::Sender<NodeResult>),
+    Subscribe(Batch),
+    Reply(ReplyTo),
     Pong,
 }
 
@@ -140,8 +163,8 @@ async fn run(
             debug!(node = %addr, link = id, %reason, "hub link connect failed");
             commands.close();
             while let Ok((_, expect)) = commands.try_recv() {
-                if let Expect::Reply(tx) = expect {
-                    let _ = tx.send(Err(not_sent(&addr, &reason)));
+                if let Expect::Reply(to) = expect {
+                    let _ = to.tx.send(Err(not_sent(&addr, &reason)));
                 }
             }
             let _ = events.send(event(LinkEvent::Down(reason))).await;
@@ -203,12 +226,12 @@ async fn run(
                 Err(e) => break format!("read: {e}"),
             },
             command = commands.recv(), if !hub_gone => match command {
-                Some((payload, Expect::Subscribe(kind, channels))) => {
-                    enqueue(&mut wbuf, &mut waiting, &payload, Waiter::Subscribe(kind, channels));
+                Some((payload, Expect::Subscribe(batch))) => {
+                    enqueue(&mut wbuf, &mut waiting, &payload, Waiter::Subscribe(batch));
                     enqueue(&mut wbuf, &mut waiting, PING, Waiter::Pong);
                 }
-                Some((payload, Expect::Reply(tx))) => {
-                    enqueue(&mut wbuf, &mut waiting, &payload, Waiter::Reply(tx));
+                Some((payload, Expect::Reply(to))) => {
+                    enqueue(&mut wbuf, &mut waiting, &payload, Waiter::Reply(to));
                 }
                 None => hub_gone = true,
             },
@@ -250,10 +273,9 @@ async fn settle(
             return Err("reply with no command waiting".into());
         };
         match front.what {
-            Waiter::Subscribe(kind, channels) if reply.error_text().is_some() => {
+            Waiter::Subscribe(batch) if reply.error_text().is_some() => {
                 let what = LinkEvent::Refused {
-                    kind,
-                    channels,
+                    batch,
                     error: reply,
                 };
                 let _ = events.send(Event { link: id, what }).await;
@@ -261,8 +283,9 @@ async fn settle(
             }
             // It succeeded (its pushes came); this reply is the next command's.
             Waiter::Subscribe(..) => continue,
-            Waiter::Reply(tx) => {
-                let _ = tx.send(Ok(reply));
+            Waiter::Reply(to) => {
+                let what = LinkEvent::Reply(to, reply);
+                let _ = events.send(Event { link: id, what }).await;
                 return Ok(());
             }
             Waiter::Pong => return Ok(()),
@@ -281,7 +304,7 @@ async fn fail(
 ) {
     debug!(node = %addr, link = id, %reason, "hub link down");
     for w in waiting {
-        if let Waiter::Reply(tx) = w.what {
+        if let Waiter::Reply(ReplyTo { tx, .. }) = w.what {
             let error = if w.offset < written {
                 BackendError::Lost {
                     node: addr.to_string(),

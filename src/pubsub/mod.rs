@@ -20,7 +20,10 @@
 //! session's inbox once the change has taken effect: at once for an unsubscribe; for a subscribe
 //! once the node has confirmed every new channel (or after `retry_deadline`, if it can't), so a
 //! message published after the client saw its confirmation is never missed. The hub handles one
-//! session's calls in order; a change waiting for a node holds back that session's later calls.
+//! session's calls in order; a change waiting for a node holds back that session's later calls,
+//! and a change also waits for the session's own publishes to be answered (the node sends a
+//! message for a channel the publisher is subscribed to before the count, as redis-server does
+//! for a client publishing to itself).
 //!
 //! `PUBLISH`, `SPUBLISH` and the `PUBSUB` counts also go through the hub, on the link holding the
 //! channel, so their answers can count the proxy's clients rather than the proxy's one link (see
@@ -31,6 +34,9 @@ mod hub;
 pub mod inspect;
 mod link;
 mod nodes;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -148,9 +154,28 @@ impl Call {
 #[derive(Debug, Clone)]
 pub struct Hub {
     calls: mpsc::UnboundedSender<Call>,
+    holding: Arc<Holding>,
+}
+
+/// What the hub holds right now, for sessions to skip it when it has nothing to add.
+#[derive(Debug, Default)]
+struct Holding {
+    /// A link for channels and patterns is up or being connected.
+    classic: AtomicBool,
+    /// Some shard channel is held.
+    shard: AtomicBool,
 }
 
 impl Hub {
+    /// Whether the hub holds anything a `PUBLISH` (`Kind::Channel`) or `SPUBLISH`
+    /// (`Kind::Shard`) could reach; when not, it may be sent like any other command.
+    pub fn holds(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Shard => self.holding.shard.load(Ordering::Acquire),
+            Kind::Channel | Kind::Pattern => self.holding.classic.load(Ordering::Acquire),
+        }
+    }
+
     /// Applies a change to a session's subscriptions; its reply arrives in the session's inbox.
     pub fn change(&self, change: Change) {
         // A stopped hub drops the call, and with it the inbox sender: the session sees that.

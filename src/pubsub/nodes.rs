@@ -20,17 +20,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::frames::Push;
 use super::hub::Entry;
-use super::link::{Event, Expect, Link, LinkEvent, LinkId};
+use super::link::{Batch, Event, Expect, Link, LinkEvent, LinkId};
 use super::{Kind, encode_command};
+use crate::backend::NodeResult;
 use crate::cluster::{Topology, hash_slot};
 use crate::config::BackendConfig;
 use crate::inbox::InboxSender;
+use crate::protocol::Protocol;
 
 /// Most channels named in one subscribe command.
 const MAX_PER_COMMAND: usize = 512;
@@ -138,6 +140,30 @@ impl Nodes {
         }
     }
 
+    /// Sends `payload` on a shared connection (the session's lane) to the primary of the
+    /// channel's slot (`Kind::Shard`) or to any primary; where its reply will come.
+    pub(super) fn send_to_owner(
+        &self,
+        session: u64,
+        kind: Kind,
+        channel: &Bytes,
+        payload: Bytes,
+    ) -> Option<oneshot::Receiver<NodeResult>> {
+        let node = {
+            let map = self.topology.slot_map();
+            match kind {
+                Kind::Shard => map.primary(hash_slot(channel)).cloned(),
+                Kind::Channel | Kind::Pattern => {
+                    let shards = map.shards();
+                    (!shards.is_empty())
+                        .then(|| shards[session as usize % shards.len()].primary.clone())
+                }
+            }
+        }?;
+        let lane = session as usize;
+        Some(node.send(Protocol::Resp2, false, lane, payload, false, 1, false))
+    }
+
     /// True when an entry was confirmed since the last call.
     pub(super) fn take_confirmed(&mut self) -> bool {
         std::mem::take(&mut self.confirmed)
@@ -234,6 +260,9 @@ impl Nodes {
 
     /// Records that `link` holds the entry and queues its subscribe command.
     fn hold(&mut self, link: LinkId, kind: Kind, name: &Bytes) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
         if let Some(entry) = self.entries[kind.index()].get_mut(name) {
             entry.link = Some(link);
             self.queue(link, kind, true, name.clone());
@@ -271,7 +300,12 @@ impl Nodes {
             }
             let (link, kind, subscribe, _) = key;
             let payload = encode_command(kind.command(subscribe), &names);
-            self.send(link, payload, Expect::Subscribe(kind, names));
+            let batch = Batch {
+                kind,
+                subscribe,
+                channels: names,
+            };
+            self.send(link, payload, Expect::Subscribe(batch));
         }
     }
 
@@ -331,12 +365,8 @@ impl Nodes {
                     self.classic_failures = 0;
                 }
             }
-            LinkEvent::Push(_) => {}
-            LinkEvent::Refused {
-                kind,
-                channels,
-                error,
-            } => self.on_refused(link, kind, channels, &error),
+            LinkEvent::Push(_) | LinkEvent::Reply(..) => {}
+            LinkEvent::Refused { batch, error } => self.on_refused(link, batch, &error),
             LinkEvent::Down(reason) => self.on_down(link, &reason),
         }
     }

@@ -196,6 +196,10 @@ impl Session {
             loop {
                 self.parse_requests(&mut inbuf, max_in_flight);
                 let before = self.pending.len();
+                if self.hub_member {
+                    // Pushes already here came before the replies about to be written.
+                    self.drain_pushes();
+                }
                 self.advance_front();
                 if self.pending.len() == before || inbuf.is_empty() || self.stop_reading {
                     break;

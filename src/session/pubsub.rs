@@ -234,6 +234,11 @@ impl Session {
         } else {
             (Kind::Channel, Plan::Single(Target::AnyPrimary))
         };
+        if !self.uses_hub() && !self.shared.hub.holds(kind) {
+            // No client of this proxy can receive it: the node's count is the answer. (A session
+            // with subscriptions goes through the hub, after its own subscribes took effect.)
+            return self.dispatch(request, fallback);
+        }
         let channel = request.args()[1].clone();
         let routed = self
             .shared

@@ -10,21 +10,22 @@ use tracing::{debug, info, warn};
 
 use super::{LinkState, MAX_MOVED_IN_A_ROW, Nodes};
 use crate::cluster::hash_slot;
-use crate::protocol::ReplyKind;
+use crate::protocol::{Reply, ReplyKind};
 use crate::pubsub::Kind;
-use crate::pubsub::link::{Link, LinkId};
+use crate::pubsub::link::{Batch, Link, LinkId};
 
 impl Nodes {
-    pub(super) fn on_refused(
-        &mut self,
-        link: LinkId,
-        kind: Kind,
-        channels: Vec<Bytes>,
-        error: &crate::protocol::Reply,
-    ) {
+    /// A subscribe-family command failed: subscribe its channels elsewhere or later. (A failed
+    /// unsubscribe needs nothing more: the node no longer serves the slot, or the link goes.)
+    pub(super) fn on_refused(&mut self, link: LinkId, batch: Batch, error: &Reply) {
         let Some(state) = self.links.get_mut(&link) else {
             return;
         };
+        let Batch {
+            kind,
+            subscribe,
+            channels,
+        } = batch;
         let from = state.link.addr.clone();
         for name in &channels {
             let key = (kind, name.clone());
@@ -34,6 +35,9 @@ impl Nodes {
                     state.outstanding.remove(&key);
                 }
             }
+        }
+        if !subscribe {
+            return;
         }
         let text = String::from_utf8_lossy(error.error_text().unwrap_or_default()).into_owned();
         // MOVED names the owner: go there at once. Anything else (ASK, CLUSTERDOWN, TRYAGAIN
