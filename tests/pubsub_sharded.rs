@@ -252,3 +252,60 @@ async fn shard_subscribers_survive_a_failover_of_their_primary() {
     assert_eq!(receivers, 1);
     read_until_payload(&mut raw, "after").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_subscribers_follow_a_manual_failover() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let primary = cluster.primaries()[2];
+    let channel = cluster.key_for_node(primary, "handover");
+    let replica = cluster.replica_of(primary).addr.clone();
+    let mut raw = proxy.raw_client().await;
+    raw.request(&[b"SSUBSCRIBE", channel.as_bytes()]).await;
+
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query(
+            &mut redis::Client::open(format!("redis://{replica}/"))
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the replica took over", || {
+        is_primary(&replica)
+    });
+    publish_until_received(&mut raw, &replica, &channel).await;
+    // Through the proxy: every message arrives once, the proxy's subscription is on the new
+    // primary only, and the client never saw the old primary drop it.
+    let mut client = proxy.sync_client();
+    let mut receivers = 0;
+    wait_until(
+        Duration::from_secs(10),
+        "SPUBLISH reaches the client",
+        || {
+            receivers = redis::cmd("SPUBLISH")
+                .arg(&channel)
+                .arg("once")
+                .query(&mut client)
+                .unwrap();
+            receivers == 1
+        },
+    );
+    read_until_payload(&mut raw, "once").await;
+    // Nodes may briefly disagree about the owner while the failover spreads; the proxy ends up
+    // on the new primary alone.
+    let new_primary = cluster.nodes().iter().find(|n| n.addr == replica).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "one subscription, on the new primary",
+        || {
+            shard_subscribers(&cluster, new_primary, &channel) == 1
+                && shard_subscribers(&cluster, primary, &channel) == 0
+        },
+    );
+    assert_eq!(
+        text(&raw.request(&[b"PING"]).await),
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    );
+}
