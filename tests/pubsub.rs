@@ -598,7 +598,9 @@ async fn subscribers_keep_receiving_after_the_node_holding_their_channels_dies()
     raw.send(&encode_command(&[b"PSUBSCRIBE", b"surv*"])).await;
     raw.read_reply().await;
     raw.read_reply().await;
-    let holder = running(&cluster)
+    let holder = cluster
+        .nodes()
+        .iter()
         .position(|node| {
             let (_, n): (String, i64) = redis::cmd("PUBSUB")
                 .arg("NUMSUB")

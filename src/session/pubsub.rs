@@ -320,3 +320,35 @@ impl Session {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_channels_plus_patterns_or_shard_channels() {
+        let mut subs = Subscriptions::default();
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        subs.sets[Kind::Channel.index()].insert(b("a"));
+        subs.sets[Kind::Channel.index()].insert(b("b"));
+        subs.sets[Kind::Pattern.index()].insert(b("p*"));
+        subs.sets[Kind::Shard.index()].insert(b("s"));
+        assert_eq!(subs.count(Kind::Channel), 3);
+        assert_eq!(subs.count(Kind::Pattern), 3);
+        assert_eq!(subs.count(Kind::Shard), 1);
+        assert_eq!(subs.len(Kind::Pattern), 1);
+        assert!(subs.any());
+        let all = subs.take_all();
+        assert_eq!(
+            all,
+            vec![
+                (Kind::Channel, b("a")),
+                (Kind::Channel, b("b")),
+                (Kind::Pattern, b("p*")),
+                (Kind::Shard, b("s")),
+            ]
+        );
+        assert!(!subs.any());
+        assert_eq!(subs.count(Kind::Channel), 0);
+    }
+}
