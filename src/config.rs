@@ -139,6 +139,15 @@ pub struct SessionConfig {
     /// Keys remembered for `CLIENT TRACKING` clients (like redis' `tracking-table-max-keys`);
     /// beyond it the oldest are invalidated and forgotten.
     pub tracking_max_keys: usize,
+    /// Output backlog (messages queued plus replies not yet written) past which a client with
+    /// subscriptions is disconnected, like redis' `client-output-buffer-limit pubsub` hard
+    /// limit; 0 disables it.
+    pub pubsub_output_buffer_bytes: usize,
+    /// Backlog a client with subscriptions may keep for at most `pubsub_output_buffer_soft_ms`
+    /// before it is disconnected (the soft limit); 0 disables it.
+    pub pubsub_output_buffer_soft_bytes: usize,
+    /// How long a client may stay above `pubsub_output_buffer_soft_bytes`.
+    pub pubsub_output_buffer_soft_ms: u64,
 }
 
 /// The administrative commands `session.allowed_admin_commands` may allow, and what each does
@@ -208,6 +217,9 @@ impl Default for SessionConfig {
             retry_deadline_ms: 5_000,
             allowed_admin_commands: Vec::new(),
             tracking_max_keys: 1_000_000,
+            pubsub_output_buffer_bytes: 32 * 1024 * 1024,
+            pubsub_output_buffer_soft_bytes: 8 * 1024 * 1024,
+            pubsub_output_buffer_soft_ms: 60_000,
         }
     }
 }
@@ -401,6 +413,15 @@ impl SessionConfig {
     /// Deadline for retrying TRYAGAIN, CLUSTERDOWN and unreachable nodes.
     pub fn retry_deadline(&self) -> Duration {
         Duration::from_millis(self.retry_deadline_ms)
+    }
+
+    /// The output limits of a client with subscriptions.
+    pub fn pubsub_limits(&self) -> crate::inbox::Limits {
+        crate::inbox::Limits {
+            hard_bytes: self.pubsub_output_buffer_bytes,
+            soft_bytes: self.pubsub_output_buffer_soft_bytes,
+            soft_time: Duration::from_millis(self.pubsub_output_buffer_soft_ms),
+        }
     }
 }
 

@@ -16,7 +16,11 @@
 //!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC, and the
 //!      CLUSTER/CLIENT introspection of `session/introspect.rs`); SCAN builds its own request
 //!      for one primary (`session/scan.rs`); WAIT/WAITAOF go out on the connections the
-//!      session's writes used, to every node it wrote to (`session/wait.rs`).
+//!      session's writes used, to every node it wrote to (`session/wait.rs`). Pub/sub commands update the session's own
+//!      subscription set, which builds their replies, and go to the [`pubsub`] hub: one task
+//!      that holds each channel once on a node connection of its own and copies every message
+//!      into the [`inbox`] of each subscribed session (`session/pubsub.rs`). `PUBLISH` and the
+//!      `PUBSUB` counts go through the hub too, so they count the proxy's subscribers.
 //!    - `ByKeys`: keys found by the row's key specs and hashed with [`cluster::hash_slot`]. One
 //!      slot: sent there (read-only commands may go to a replica, blocking ones on a dedicated
 //!      connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot
@@ -47,13 +51,18 @@
 //!    tracker reach the session as pushes, queued behind every reply it still owes.
 //! 8. Replies leave in request order; the session writes all that are ready at once, without
 //!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading.
+//!    Pub/sub messages from the session's inbox are written between replies as they come; a
+//!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
+//!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.
 
 pub mod backend;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod inbox;
 pub mod protocol;
+pub mod pubsub;
 pub mod server;
 pub mod session;
 pub mod tracking;
@@ -102,6 +111,8 @@ pub async fn run(
         wake,
     ));
     let config_tracking_max_keys = config.session.tracking_max_keys;
+    let (stop, stopped) = watch::channel(());
+    let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));
     let shared = Arc::new(Shared {
         config,
         topology: topology.clone(),
@@ -112,9 +123,9 @@ pub async fn run(
         scripts: session::ScriptCache::default(),
         stop: Notify::new(),
         tracker: Arc::new(tracking::Tracker::new(config_tracking_max_keys)),
+        hub,
     });
 
-    let (stop, stopped) = watch::channel(());
     let refresher = tokio::spawn(
         topology
             .clone()
@@ -146,6 +157,7 @@ pub async fn run(
     let _ = refresher.await;
     let _ = learner.await;
     let _ = tracker.await;
+    let _ = hub_task.await;
     Ok(())
 }
 

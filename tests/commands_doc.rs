@@ -28,6 +28,7 @@ enum Handling {
     FannedOut(&'static str),
     Local,
     OnePrimary,
+    PubSub(&'static str),
     Refused(String),
 }
 
@@ -40,9 +41,17 @@ impl Handling {
                 "transaction: queued by slotproxy, run in one piece on the primary of its \
                      keys' slot; WATCH holds a connection of the session's own",
             ),
-            Route::Local(Local::PubSub) => Handling::Pinned(
-                "on a subscriber connection of the client's own to one primary; every frame \
-                 it receives is forwarded as it arrives",
+            Route::Local(Local::Subscribe) => Handling::PubSub(
+                "confirmed by slotproxy from the client's own subscriptions; the hub holds each \
+                 channel once (shard channels on their slot's primary, following it when it moves)",
+            ),
+            Route::Local(Local::Publish) => Handling::PubSub(
+                "sent on the hub's connection to the node holding the channel (else to one \
+                 primary, SPUBLISH to its slot's); the count includes the proxy's receivers",
+            ),
+            Route::Local(Local::PubSubCount) => Handling::PubSub(
+                "asked of every node (SHARD*: every primary) and merged; the proxy's clients \
+                 counted in place of its one node subscription",
             ),
             Route::Local(Local::Wait) => Handling::Pinned(
                 "sent on the connections the client's writes went out on, to every node it wrote \
@@ -106,6 +115,7 @@ impl Handling {
             Handling::FannedOut(_) => "fanned out to every primary",
             Handling::Local => "answered by slotproxy",
             Handling::OnePrimary => "sent to one primary",
+            Handling::PubSub(_) => "pub/sub hub",
             Handling::Refused(_) => "refused",
         }
     }
@@ -115,6 +125,7 @@ impl Handling {
             Handling::Pinned(how) => format!("{}: {how}", self.class()),
             Handling::Split(merge) => format!("{}; {merge}", self.class()),
             Handling::Computed(how) => format!("{}: {how}", self.class()),
+            Handling::PubSub(how) => format!("{}: {how}", self.class()),
             Handling::FannedOut(merge) => format!("{}; {merge}", self.class()),
             Handling::Refused(reason) => format!("refused: {reason}"),
             other => other.class().to_string(),
@@ -220,6 +231,11 @@ fn generate() -> String {
         (
             "sent to one primary",
             "Keyless, and any node answers alike: sent to one primary.",
+        ),
+        (
+            "pub/sub hub",
+            "Pub/sub: one node subscription per channel for all clients, messages fanned out \
+             by slotproxy in each client's protocol.",
         ),
         (
             "refused",

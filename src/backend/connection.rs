@@ -166,7 +166,11 @@ fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, addr: &str, 
     }
 }
 
-async fn connect(
+/// Opens a connection to `addr` and sets it up: `HELLO 3` for RESP3, `READONLY` when asked.
+///
+/// # Errors
+/// Why the connect or the setup failed (or timed out), as text for the logs.
+pub(crate) async fn connect(
     addr: &str,
     protocol: Protocol,
     readonly: bool,

@@ -5,7 +5,6 @@
 pub mod connection;
 pub mod monitor;
 pub mod pool;
-pub mod subscriber;
 
 pub use connection::{Job, NodeResult};
 pub use pool::{BackendPool, Lane, Node};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -39,6 +39,8 @@ pub struct Topology {
     /// Set once the first refresh has succeeded.
     ready: AtomicBool,
     ready_notify: Notify,
+    /// The generation of the published map, for tasks that follow topology changes.
+    changes: watch::Sender<u64>,
 }
 
 impl Topology {
@@ -57,6 +59,7 @@ impl Topology {
             wake,
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
+            changes: watch::Sender::new(0),
         }
     }
 
@@ -68,6 +71,11 @@ impl Topology {
     /// The node pool the map's nodes come from.
     pub fn pool(&self) -> &Arc<BackendPool> {
         &self.pool
+    }
+
+    /// Follows topology changes: the receiver sees the generation of each map published.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Asks the refresher for a refresh soon (coalesced and rate-limited); never blocks.
@@ -175,7 +183,9 @@ impl Topology {
             let mut keep = next.node_addrs();
             keep.extend(self.seeds.iter().map(String::as_str));
             self.pool.retain(&keep);
+            let generation = next.generation();
             self.map.store(Arc::new(next));
+            self.changes.send_replace(generation);
         }
         if !self.ready.swap(true, Ordering::AcqRel) {
             self.ready_notify.notify_waiters();

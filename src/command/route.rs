@@ -64,9 +64,14 @@ pub enum Local {
     Watch,
     /// `UNWATCH`.
     Unwatch,
-    /// `SUBSCRIBE`, `PSUBSCRIBE`, `UNSUBSCRIBE`, `PUNSUBSCRIBE`: on the session's subscriber
-    /// connection.
-    PubSub,
+    /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` and their `UNSUBSCRIBE`s: the session's own
+    /// subscription set, held on nodes by the pub/sub hub for all sessions.
+    Subscribe,
+    /// `PUBLISH`, `SPUBLISH`: through the pub/sub hub, which counts the proxy's receivers.
+    Publish,
+    /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`: asked of every node concerned
+    /// and merged, counting the proxy's subscribers.
+    PubSubCount,
     /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
     /// the session with the cursor naming the primary.
     Scan,
@@ -160,7 +165,14 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "discard" => Some(Local::Discard),
         "watch" => Some(Local::Watch),
         "unwatch" => Some(Local::Unwatch),
-        "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => Some(Local::PubSub),
+        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+        | "sunsubscribe" => Some(Local::Subscribe),
+        "publish" | "spublish" => Some(Local::Publish),
+        "pubsub|channels"
+        | "pubsub|numsub"
+        | "pubsub|numpat"
+        | "pubsub|shardchannels"
+        | "pubsub|shardnumsub" => Some(Local::PubSubCount),
         _ => None,
     };
     if let Some(local) = local {
@@ -177,7 +189,7 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         | "command|help"
         | "time"
         | "lastsave"
-        | "publish"
+        | "pubsub|help"
         | "lolwut"
         | "config|get"
         | "config|help"
@@ -205,7 +217,6 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "cluster|countkeysinslot" | "cluster|getkeysinslot" => return Route::BySlotArgument,
         // No request policy in COMMAND; the proxy asks every primary which libraries it has.
         "function|list" => return Route::AllPrimaries,
-        "ssubscribe" | "sunsubscribe" => return Route::Unsupported(NOT_YET),
         "shutdown" | "replicaof" | "slaveof" | "debug" | "save" | "bgsave" | "bgrewriteaof"
         | "config|set" | "config|resetstat" | "config|rewrite" | "monitor" => {
             return Route::Unsupported(ADMIN);
@@ -291,6 +302,13 @@ mod tests {
             ("function|restore", Route::AllPrimaries),
             ("function|list", Route::AllPrimaries),
             ("function|dump", Route::AnyNode),
+            ("subscribe", Route::Local(Local::Subscribe)),
+            ("sunsubscribe", Route::Local(Local::Subscribe)),
+            ("publish", Route::Local(Local::Publish)),
+            ("spublish", Route::Local(Local::Publish)),
+            ("pubsub|numsub", Route::Local(Local::PubSubCount)),
+            ("pubsub|shardchannels", Route::Local(Local::PubSubCount)),
+            ("pubsub|help", Route::AnyNode),
         ];
         for (name, want) in cases {
             let spec = table

@@ -127,8 +127,6 @@ pub(super) enum Plan {
     Watch(Slot),
     /// A transaction batch (MULTI ... EXEC).
     Exec(Target, Exec),
-    /// A subscribe-family command (or a subscribed-mode PING) for the subscriber connection.
-    PubSub,
     /// `WAIT` / `WAITAOF`, on the connections the session's writes went out on.
     Wait(super::wait::Wait),
 }
@@ -145,7 +143,7 @@ impl Plan {
     /// earlier requests to settle, and later ones wait for it, to keep their order on the node.
     fn dedicated(&self) -> bool {
         match self {
-            Plan::Blocking(_) | Plan::Watch(_) | Plan::PubSub | Plan::Wait(_) => true,
+            Plan::Blocking(_) | Plan::Watch(_) | Plan::Wait(_) => true,
             Plan::Exec(_, exec) => exec.watched.is_some(),
             Plan::Single(_)
             | Plan::Read(_)
@@ -198,6 +196,8 @@ pub(super) enum FrontEvent {
     Single(NodeResult),
     /// The reply of part `index` of a split request.
     Part(usize, NodeResult),
+    /// The outcome of a `Task`.
+    Task(super::TaskOutcome),
 }
 
 fn dropped(node: &Node) -> BackendError {
@@ -226,6 +226,7 @@ pub(super) fn front_reply(
             }
             Poll::Pending
         }
+        Some(Pending::Task(task)) => task.as_mut().poll(cx).map(FrontEvent::Task),
         _ => Poll::Pending,
     })
 }
@@ -295,7 +296,7 @@ impl Session {
         if self.subscribed_resp2()
             && !matches!(
                 route,
-                Route::Local(Local::PubSub | Local::Ping | Local::Quit | Local::Reset)
+                Route::Local(Local::Subscribe | Local::Ping | Local::Quit | Local::Reset)
             )
         {
             return self.refuse_while_subscribed(spec);
@@ -317,10 +318,10 @@ impl Session {
         }
         match route {
             Route::Local(Local::Watch) => self.watch(spec, request),
-            Route::Local(Local::PubSub) => self.dispatch(request, Plan::PubSub),
-            Route::Local(Local::Ping) if self.subscribed_resp2() => {
-                self.dispatch(request, Plan::PubSub)
-            }
+            Route::Local(Local::Subscribe) => self.subscription(spec, &request),
+            Route::Local(Local::Ping) if self.subscribed_resp2() => self.subscribed_ping(&request),
+            Route::Local(Local::Publish) => self.publish(spec, request),
+            Route::Local(Local::PubSubCount) => self.pubsub_count(request),
             Route::Local(local) => self.local(local, &request),
             Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
             Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => {
@@ -447,12 +448,8 @@ impl Session {
     }
 
     /// Sends a request (or its parts) under the current map.
-    fn start(&mut self, request: Request, plan: Plan) -> Pending {
+    pub(super) fn start(&mut self, request: Request, plan: Plan) -> Pending {
         let (merge, parts) = match plan {
-            Plan::PubSub => {
-                self.forward_to_subscriber(&request);
-                return Pending::Done(Bytes::new());
-            }
             Plan::Watch(slot) => {
                 let attempt = Attempt {
                     dedicated: true,
@@ -669,6 +666,10 @@ impl Session {
             (FrontEvent::Single(result), Some(Pending::Waiting(in_flight))) => {
                 let step = self.settle(in_flight, result);
                 self.pending.push_front(into_pending(step));
+            }
+            (FrontEvent::Task(outcome), Some(task @ Pending::Task(_))) => {
+                self.pending.push_front(task);
+                self.settle_task(outcome);
             }
             (FrontEvent::Part(index, result), Some(Pending::Split(mut split))) => {
                 if let Step::Waiting(in_flight) =

@@ -18,6 +18,7 @@ use crate::protocol::Protocol;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_simple, write_text,
 };
+use crate::pubsub::Kind;
 
 const SYNTAX: &str = "ERR syntax error";
 
@@ -182,8 +183,9 @@ impl Session {
         let listed = if args.len() == 4 && args[2].eq_ignore_ascii_case(b"type") {
             let kind = String::from_utf8_lossy(&args[3]).to_ascii_lowercase();
             match kind.as_str() {
-                "normal" => true,
-                "master" | "replica" | "slave" | "pubsub" => false,
+                "normal" => !self.subs.any(),
+                "pubsub" => self.subs.any(),
+                "master" | "replica" | "slave" => false,
                 _ => {
                     return self.reply_error(&format!(
                         "ERR Unknown client type '{}'",
@@ -227,8 +229,8 @@ impl Session {
         let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         let age = self.info.connected.map_or(0, |at| at.elapsed().as_secs());
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={age} idle=0 flags=N db=0 sub=0 psub=0 \
-             ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+            "id={} addr={} laddr={} fd={} name={} age={age} idle=0 flags={} db=0 sub={} psub={} \
+             ssub={} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem=0 events=r cmd={command} user=default redir=-1 resp={} lib-name={} \
              lib-ver={}\n",
             self.id,
@@ -236,6 +238,10 @@ impl Session {
             addr(self.info.local),
             self.info.fd,
             text(&self.name),
+            if self.subs.any() { "P" } else { "N" },
+            self.subs.len(Kind::Channel),
+            self.subs.len(Kind::Pattern),
+            self.subs.len(Kind::Shard),
             match self.protocol {
                 Protocol::Resp2 => 2,
                 Protocol::Resp3 => 3,

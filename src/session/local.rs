@@ -64,12 +64,13 @@ impl Session {
             },
             Local::Reset => {
                 self.end_transaction();
-                self.drop_subscriptions();
                 self.stop_tracking();
                 self.read_policy = self.shared.config.read_policy;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
-                self.reply_with(|out| write_simple(out, "RESET"));
+                let mut reply = BytesMut::new();
+                write_simple(&mut reply, "RESET");
+                self.reset_subscriptions(reply.freeze());
             }
             Local::ClientSetName => {
                 if !valid_name(&args[2]) {
@@ -128,7 +129,7 @@ impl Session {
             Local::Exec => self.exec(),
             Local::Discard => self.discard(),
             Local::Unwatch => self.unwatch(),
-            Local::Watch | Local::PubSub => {
+            Local::Watch | Local::Subscribe | Local::Publish | Local::PubSubCount => {
                 self.reply_error("ERR this command is dispatched, not answered locally")
             }
             Local::ClusterKeySlot => {
@@ -237,7 +238,9 @@ impl Session {
         }
         let id = self.id as i64;
         let version = self.shared.redis_version.load_full();
-        self.reply_with(|out| {
+        let mut reply = BytesMut::new();
+        {
+            let out = &mut reply;
             write_map_len(out, protocol, 7);
             write_bulk(out, b"server");
             write_bulk(out, b"redis");
@@ -253,7 +256,8 @@ impl Session {
             write_bulk(out, b"master");
             write_bulk(out, b"modules");
             write_array_len(out, 0);
-        });
+        }
+        self.switch_protocol(protocol, reply.freeze());
     }
 }
 

@@ -7,6 +7,10 @@
 //! later can overtake an earlier request that is being redirected. When the slot map changes
 //! while requests sent under the old map are still unanswered, new requests are held back
 //! (`Deferred`) until those are settled, so a write can't be reordered around a resharding.
+//!
+//! Frames the session did not ask a node for (pub/sub messages) come through its inbox and are
+//! written between replies as they arrive; a reply produced in step with them (a subscription's
+//! confirmation) waits in the inbox until its `Pending::Inbox` entry reaches the front.
 
 mod algebra;
 mod dispatch;
@@ -22,6 +26,8 @@ mod wait;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -32,12 +38,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::cluster::Topology;
 use crate::command::CommandTable;
 use crate::config::Config;
+use crate::inbox::Inbox;
 use crate::protocol::{Protocol, Request, RequestDecoder};
+use crate::pubsub::Hub;
 
 pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
@@ -65,6 +73,8 @@ pub struct Shared {
     pub tracker: Arc<crate::tracking::Tracker>,
     /// Notified when a client's (allowed) `SHUTDOWN` asks slotproxy to stop.
     pub stop: tokio::sync::Notify,
+    /// The pub/sub hub: every session's subscriptions, held once on nodes.
+    pub hub: Hub,
 }
 
 /// A request's place in the reply queue.
@@ -82,6 +92,18 @@ enum Pending {
     Split(Box<dispatch::Split>),
     /// Not sent yet: the slot map changed while older requests were in flight.
     Deferred(Request, dispatch::Plan),
+    /// The reply comes through the session's inbox, in order with its messages (pub/sub).
+    Inbox,
+    /// The reply is computed by a future (PUBLISH and PUBSUB through the hub).
+    Task(Pin<Box<dyn Future<Output = TaskOutcome> + Send>>),
+}
+
+/// What a `Pending::Task` ends with.
+enum TaskOutcome {
+    /// The reply.
+    Reply(Bytes),
+    /// Send the request the usual way after all.
+    Dispatch(Request, dispatch::Plan),
 }
 
 /// Per-client state; `run` drives it.
@@ -103,10 +125,14 @@ pub struct Session {
     closing: bool,
     /// Where this session's reads go (the configured policy; READONLY/READWRITE change it).
     read_policy: crate::config::ReadPolicy,
-    /// The subscriber connection, once the client has sent a subscribe command.
-    subscriber: Option<crate::backend::subscriber::Subscriber>,
-    /// Subscriptions the node last confirmed (RESP2 clients with any are in subscribed mode).
-    subscriptions: i64,
+    /// Channels, patterns and shard channels, as of the last request read.
+    subs: pubsub::Subscriptions,
+    /// Messages from the pub/sub hub, and the replies that must be written in step with them.
+    inbox: Inbox,
+    /// `Pending::Inbox` entries in the queue.
+    inbox_waits: usize,
+    /// The hub knows this session: tell it when the client leaves.
+    hub_member: bool,
     /// MULTI/WATCH state.
     tx: transaction::Transaction,
     /// The last request went out on a dedicated connection: hold new ones until it settles.
@@ -136,6 +162,7 @@ impl Session {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
         let decoder = RequestDecoder::new(shared.config.session.max_bulk_len);
         let read_policy = shared.config.read_policy;
+        let inbox = Inbox::new(Protocol::Resp2, shared.config.session.pubsub_limits());
         Self {
             id,
             shared,
@@ -149,8 +176,10 @@ impl Session {
             stop_reading: false,
             closing: false,
             read_policy,
-            subscriber: None,
-            subscriptions: 0,
+            subs: pubsub::Subscriptions::default(),
+            inbox,
+            inbox_waits: 0,
+            hub_member: false,
             tx: transaction::Transaction::default(),
             barrier: false,
             dedicated: RefCell::new(Vec::new()),
@@ -185,9 +214,25 @@ impl Session {
             loop {
                 self.parse_requests(&mut inbuf, max_in_flight);
                 let before = self.pending.len();
+                if self.hub_member {
+                    // Pushes already here came before the replies about to be written.
+                    self.drain_pushes();
+                }
                 self.advance_front();
                 if self.pending.len() == before || inbuf.is_empty() || self.stop_reading {
                     break;
+                }
+            }
+            if self.hub_member {
+                self.drain_pushes();
+                if self.inbox.overflowed() {
+                    // As redis-server does with a subscriber over `client-output-buffer-limit`.
+                    info!(
+                        client = self.id,
+                        unsent_bytes = self.out.len(),
+                        "client over the pub/sub output buffer limit; closing it"
+                    );
+                    return;
                 }
             }
             // Write what is ready without waiting: a client that sends a long pipeline before
@@ -196,6 +241,9 @@ impl Session {
             if let Err(e) = self.flush(&writer) {
                 debug!(client = self.id, error = %e, "client write failed; closing");
                 return;
+            }
+            if self.hub_member {
+                self.inbox.set_unsent(self.out.len());
             }
             // A client that left while blocked is dropped at once (which closes the dedicated
             // connection, so the node unblocks too); otherwise what it sent is still answered.
@@ -222,6 +270,7 @@ impl Session {
                 Some(Pending::Waiting(_)) => (true, None),
                 Some(Pending::Backoff(retry)) => (false, Some(retry.until)),
                 Some(Pending::Split(split)) => (split.waiting(), split.next_retry()),
+                Some(Pending::Task(_)) => (true, None),
                 _ => (false, None),
             };
             let event = tokio::select! {
@@ -231,9 +280,7 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(backoff_until.unwrap_or_else(Instant::now)),
                     if backoff_until.is_some() => Event::Timer,
-                frame = next_frame(&mut self.subscriber), if self.subscriber.is_some() => {
-                    Event::Subscriber(frame)
-                }
+                _ = self.inbox.changed(), if self.hub_member => Event::Inbox,
                 Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
                     Event::Invalidation(push)
                 }
@@ -245,8 +292,7 @@ impl Session {
             };
             match event {
                 Event::Reply(result) => self.settle_front(result),
-                Event::Timer | Event::Writable(Ok(())) => {}
-                Event::Subscriber(Some(frame)) => self.subscriber_frame(frame),
+                Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
                 Event::Invalidation(push) => self.invalidation(push),
                 Event::Monitor(Some(line)) => {
                     self.out.extend_from_slice(&line);
@@ -257,15 +303,6 @@ impl Session {
                 }
                 // Every node's feed ended (nodes gone): nothing more will come.
                 Event::Monitor(None) => self.monitor = None,
-                Event::Subscriber(None) => {
-                    // Subscriptions lost with their node connection: the client must resubscribe.
-                    debug!(
-                        client = self.id,
-                        "subscriber connection lost; closing the client"
-                    );
-                    let _ = self.flush(&writer);
-                    return;
-                }
                 Event::Read(Ok(0)) => self.stop_reading = true,
                 Event::Read(Ok(n)) => {
                     // A read that filled the buffer: this client sends in bulk, offer more.
@@ -347,18 +384,39 @@ impl Session {
                     }
                 }
                 Pending::Deferred(..) => self.send_deferred(),
+                Pending::Inbox => {
+                    if !self.take_inbox_reply() {
+                        return;
+                    }
+                }
+                Pending::Task(task) => {
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match task.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(outcome) => self.settle_task(outcome),
+                        std::task::Poll::Pending => return,
+                    }
+                }
             }
         }
     }
+
+    /// Replaces the front `Task` with its outcome: the reply, or the request sent after all.
+    fn settle_task(&mut self, outcome: TaskOutcome) {
+        self.pending.pop_front();
+        let entry = match outcome {
+            TaskOutcome::Reply(reply) => Pending::Done(reply),
+            TaskOutcome::Dispatch(request, plan) => self.start(request, plan),
+        };
+        self.pending.push_front(entry);
+    }
 }
 
-/// The next frame of the subscriber connection (`None` once it has closed).
-async fn next_frame(
-    subscriber: &mut Option<crate::backend::subscriber::Subscriber>,
-) -> Option<crate::protocol::Reply> {
-    match subscriber {
-        Some(subscriber) => subscriber.frames.recv().await,
-        None => std::future::pending().await,
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.hub_member {
+            self.shared.hub.leave(self.id);
+        }
+        self.stop_tracking();
     }
 }
 
@@ -367,12 +425,6 @@ async fn next_invalidation(tracking: &mut Option<tracking::Tracking>) -> Option<
     match tracking {
         Some(tracking) => tracking.pushes.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.stop_tracking();
     }
 }
 
@@ -392,6 +444,6 @@ enum Event {
     Reply(dispatch::FrontEvent),
     Timer,
     Writable(std::io::Result<()>),
-    Subscriber(Option<crate::protocol::Reply>),
+    Inbox,
     Read(std::io::Result<usize>),
 }

@@ -1,30 +1,90 @@
-//! SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE: a session's subscriptions live on a
-//! subscriber connection of its own to one primary (a PUBLISH anywhere in a cluster reaches every
-//! node), and every frame that connection receives is written to the client as it arrives.
+//! A session's pub/sub: its subscription set, the replies redis-server would give for it, and
+//! the inbox through which the pub/sub hub delivers its messages.
 //!
-//! The first subscribe command waits until everything before it is answered, so confirmations and
-//! messages come after earlier replies, as on redis-server. In RESP2, a client with subscriptions
-//! may only send (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT and RESET, as on redis-server; its
-//! PING is answered by the node, in pub/sub form. RESP3 clients may run any command while
-//! subscribed; their messages arrive as push frames between replies. If the subscriber connection
-//! fails, the client's connection is closed so it resubscribes rather than silently missing
-//! messages.
+//! The session keeps its own set of channels, patterns and shard channels, updated as each
+//! (P|S)(UN)SUBSCRIBE is read, in order with the client's other requests; the confirmations
+//! (and their counts) are built from it, as redis-server builds them for one client. So a RESP2
+//! client is in subscribed mode from its SUBSCRIBE on, even for the requests it pipelined behind
+//! it: only (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING (answered `[pong, message]`), QUIT and RESET
+//! are allowed then, and anything else gets redis' error. RESP3 clients may run any command while
+//! subscribed; their messages arrive as push frames between replies.
 //!
-//! Not yet: sharded pub/sub (SSUBSCRIBE), one shared node subscription per channel for many
-//! clients, and an output-buffer limit for slow subscribers.
+//! A change of the set goes to the hub (`crate::pubsub`) with its confirmations; the hub puts
+//! them in the session's inbox where the change took effect among the messages, and the session
+//! writes them when the request reaches the front of its reply queue (`Pending::Inbox`). While a
+//! session waits on the inbox, HELLO and RESET switch protocol through the hub too, so messages
+//! before the reply are in the old protocol and after it in the new one. SSUBSCRIBE names
+//! channels of one slot, else `-CROSSSLOT`, as redis-server in cluster mode requires.
+//!
+//! A client whose backlog passes the pub/sub output limit is disconnected (see `crate::inbox`).
 
-use bytes::Bytes;
+use std::collections::BTreeSet;
 
-use super::Session;
-use super::split::frames;
-use crate::backend::subscriber::Subscriber;
+use bytes::{Bytes, BytesMut};
+
+use super::dispatch::{CROSSSLOT, Plan, Target};
+use super::{Pending, Session, TaskOutcome};
+use crate::cluster::hash_slot;
 use crate::command::CommandSpec;
-use crate::protocol::{Protocol, Reply, Request};
+use crate::inbox::Item;
+use crate::protocol::reply::{error_bytes, write_bulk};
+use crate::protocol::{Protocol, Request};
+use crate::pubsub::inspect::{self, Query, Question};
+use crate::pubsub::{Change, Kind, write_confirmation, write_push_len};
+
+/// Pushes moved from the inbox to the output buffer stop at this much unsent output (the rest
+/// waits in the inbox, where it counts toward the same limit).
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// What one client is subscribed to.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    sets: [BTreeSet<Bytes>; 3],
+}
+
+impl Subscriptions {
+    /// The count redis puts in a confirmation: channels plus patterns, or shard channels.
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Shard => self.sets[Kind::Shard.index()].len(),
+            Kind::Channel | Kind::Pattern => {
+                self.sets[Kind::Channel.index()].len() + self.sets[Kind::Pattern.index()].len()
+            }
+        }
+    }
+
+    /// How many of one kind (`CLIENT LIST`'s sub, psub, ssub).
+    pub(super) fn len(&self, kind: Kind) -> usize {
+        self.sets[kind.index()].len()
+    }
+
+    /// True with any subscription at all.
+    pub(super) fn any(&self) -> bool {
+        self.sets.iter().any(|s| !s.is_empty())
+    }
+
+    /// Empties the set, returning what it held.
+    fn take_all(&mut self) -> Vec<(Kind, Bytes)> {
+        Kind::ALL
+            .into_iter()
+            .flat_map(|kind| {
+                std::mem::take(&mut self.sets[kind.index()])
+                    .into_iter()
+                    .map(move |name| (kind, name))
+            })
+            .collect()
+    }
+}
 
 impl Session {
     /// Whether this RESP2 client is in subscribed mode, where most commands are refused.
     pub(super) fn subscribed_resp2(&self) -> bool {
-        self.subscriptions > 0 && self.protocol == Protocol::Resp2
+        self.protocol == Protocol::Resp2 && self.subs.any()
+    }
+
+    /// Whether protocol changes must travel through the hub, in order with the messages.
+    pub(super) fn uses_hub(&self) -> bool {
+        self.subs.any() || self.inbox_waits > 0
     }
 
     /// redis-server's refusal of a command in subscribed mode.
@@ -36,73 +96,229 @@ impl Session {
         ));
     }
 
-    /// Sends a subscribe-family command (or a subscribed-mode PING) on the session's subscriber
-    /// connection, opening it on first use.
-    pub(super) fn forward_to_subscriber(&mut self, request: &Request) {
-        if self.subscriber.is_none() {
-            let map = self.shared.topology.slot_map();
-            let shards = map.shards();
-            if shards.is_empty() {
-                drop(map);
-                return self.reply_error("CLUSTERDOWN no cluster node is known yet");
+    /// `PING [message]` in RESP2 subscribed mode: `[pong, message]`.
+    pub(super) fn subscribed_ping(&mut self, request: &Request) {
+        let message = request.args().get(1).cloned().unwrap_or_default();
+        self.reply_with(|out| {
+            write_push_len(out, Protocol::Resp2, 2);
+            write_bulk(out, b"pong");
+            write_bulk(out, &message);
+        });
+    }
+
+    /// (P|S)SUBSCRIBE and (P|S)UNSUBSCRIBE: updates the set, builds the confirmations, and has
+    /// the hub apply the change.
+    pub(super) fn subscription(&mut self, spec: &CommandSpec, request: &Request) {
+        let (kind, subscribe) = match spec.name {
+            "subscribe" => (Kind::Channel, true),
+            "psubscribe" => (Kind::Pattern, true),
+            "ssubscribe" => (Kind::Shard, true),
+            "unsubscribe" => (Kind::Channel, false),
+            "punsubscribe" => (Kind::Pattern, false),
+            _ => (Kind::Shard, false),
+        };
+        let names = &request.args()[1..];
+        if kind == Kind::Shard
+            && names
+                .windows(2)
+                .any(|pair| hash_slot(&pair[0]) != hash_slot(&pair[1]))
+        {
+            return self.reply_error(CROSSSLOT);
+        }
+        let protocol = self.protocol;
+        let mut reply = BytesMut::new();
+        let mut changed = Vec::new();
+        let set = kind.index();
+        if subscribe {
+            for name in names {
+                if self.subs.sets[set].insert(name.clone()) {
+                    changed.push((kind, name.clone()));
+                }
+                let count = self.subs.count(kind);
+                write_confirmation(
+                    &mut reply,
+                    protocol,
+                    kind.subscribe_name(),
+                    Some(name),
+                    count,
+                );
             }
-            let node = shards[self.id as usize % shards.len()].primary.clone();
-            drop(map);
-            let timeout = self.shared.config.backend.connect_timeout();
-            self.subscriber = Some(Subscriber::open(node.addr().into(), self.protocol, timeout));
-        }
-        if let Some(subscriber) = &self.subscriber {
-            subscriber.send(request.raw().clone());
+            self.through_hub(changed, Vec::new(), reply.freeze(), None);
+        } else {
+            let names: Vec<Bytes> = if names.is_empty() {
+                self.subs.sets[set].iter().cloned().collect()
+            } else {
+                names.to_vec()
+            };
+            if names.is_empty() {
+                let count = self.subs.count(kind);
+                write_confirmation(&mut reply, protocol, kind.unsubscribe_name(), None, count);
+            }
+            for name in names {
+                if self.subs.sets[set].remove(&name) {
+                    changed.push((kind, name.clone()));
+                }
+                let count = self.subs.count(kind);
+                write_confirmation(
+                    &mut reply,
+                    protocol,
+                    kind.unsubscribe_name(),
+                    Some(&name),
+                    count,
+                );
+            }
+            self.through_hub(Vec::new(), changed, reply.freeze(), None);
         }
     }
 
-    /// Writes one frame from the subscriber connection to the client and tracks how many
-    /// subscriptions the node says the client has.
-    pub(super) fn subscriber_frame(&mut self, frame: Reply) {
-        if let Some(count) = subscription_count(frame.raw(), self.protocol) {
-            self.subscriptions = count;
+    /// Queues `reply` behind the change: through the hub when anything changes (or the session
+    /// already waits on it, to keep the order), else as a plain reply.
+    pub(super) fn through_hub(
+        &mut self,
+        subscribe: Vec<(Kind, Bytes)>,
+        unsubscribe: Vec<(Kind, Bytes)>,
+        reply: Bytes,
+        switch: Option<Protocol>,
+    ) {
+        if subscribe.is_empty()
+            && unsubscribe.is_empty()
+            && switch.is_none()
+            && self.inbox_waits == 0
+        {
+            return self.reply_with(|out| out.extend_from_slice(&reply));
         }
-        self.out.extend_from_slice(frame.raw());
-        if self.subscriptions == 0 && self.protocol == Protocol::Resp2 {
-            // Back to normal mode: nothing more will come on that connection.
-            self.subscriber = None;
+        self.shared.hub.change(Change {
+            session: self.id,
+            inbox: self.inbox.sender(),
+            subscribe,
+            unsubscribe,
+            reply,
+            switch,
+        });
+        self.hub_member = true;
+        self.inbox_waits += 1;
+        self.pending.push_back(Pending::Inbox);
+    }
+
+    /// RESET's pub/sub part: drops every subscription, back to RESP2, then `+RESET`.
+    pub(super) fn reset_subscriptions(&mut self, reply: Bytes) {
+        if self.uses_hub() {
+            let all = self.subs.take_all();
+            self.through_hub(Vec::new(), all, reply, Some(Protocol::Resp2));
+        } else {
+            self.inbox.set_protocol(Protocol::Resp2);
+            self.reply_with(|out| out.extend_from_slice(&reply));
         }
     }
 
-    /// Forgets all subscriptions (RESET): closing the connection unsubscribes on the node.
-    pub(super) fn drop_subscriptions(&mut self) {
-        self.subscriber = None;
-        self.subscriptions = 0;
+    /// HELLO's reply, switching the protocol the hub encodes messages in.
+    pub(super) fn switch_protocol(&mut self, protocol: Protocol, reply: Bytes) {
+        if self.uses_hub() {
+            self.through_hub(Vec::new(), Vec::new(), reply, Some(protocol));
+        } else {
+            self.inbox.set_protocol(protocol);
+            self.reply_with(|out| out.extend_from_slice(&reply));
+        }
     }
-}
 
-/// The subscription count in a (un)subscribe confirmation: `[kind, channel, count]`.
-fn subscription_count(raw: &Bytes, protocol: Protocol) -> Option<i64> {
-    let newline = raw.iter().position(|&b| b == b'\n')?;
-    if !matches!(raw.first(), Some(b'*' | b'>')) || raw.get(1..newline)? != b"3\r" {
-        return None;
+    /// `PUBLISH`/`SPUBLISH`: through the hub's link for the channel when it has one, else sent
+    /// like any other command (`SPUBLISH` to its slot's primary).
+    pub(super) fn publish(&mut self, spec: &CommandSpec, request: Request) {
+        let shard = spec.name == "spublish";
+        let (kind, fallback) = if shard {
+            let target = match self.slot_of_keys(spec, &request) {
+                Ok(Some(slot)) => Target::Slot(slot),
+                _ => Target::AnyPrimary,
+            };
+            (Kind::Shard, Plan::Single(target))
+        } else {
+            (Kind::Channel, Plan::Single(Target::AnyPrimary))
+        };
+        if !self.uses_hub() && !self.shared.hub.holds(kind) {
+            // No client of this proxy can receive it: the node's count is the answer. (A session
+            // with subscriptions goes through the hub, after its own subscribes took effect.)
+            return self.dispatch(request, fallback);
+        }
+        let channel = request.args()[1].clone();
+        let routed = self
+            .shared
+            .hub
+            .publish(self.id, kind, channel, request.raw().clone());
+        self.pending.push_back(Pending::Task(Box::pin(async move {
+            match inspect::publish_reply(routed).await {
+                Some(reply) => TaskOutcome::Reply(reply),
+                None => TaskOutcome::Dispatch(request, fallback),
+            }
+        })));
     }
-    let elements = frames(&raw[newline + 1..], protocol);
-    let [kind, _, count] = elements.as_slice() else {
-        return None;
-    };
-    let kind = kind.split(|&b| b == b'\n').nth(1)?;
-    let is_confirmation = [
-        &b"subscribe\r"[..],
-        b"psubscribe\r",
-        b"ssubscribe\r",
-        b"unsubscribe\r",
-        b"punsubscribe\r",
-        b"sunsubscribe\r",
-    ]
-    .contains(&kind);
-    if !is_confirmation {
-        return None;
+
+    /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`.
+    pub(super) fn pubsub_count(&mut self, request: Request) {
+        let args = request.args();
+        let question = Question::of(args);
+        let well_formed = match question {
+            Some(Question::Channels | Question::ShardChannels) => args.len() <= 3,
+            Some(Question::NumPat) => args.len() == 2,
+            Some(Question::NumSub | Question::ShardNumSub) => true,
+            None => false,
+        };
+        let Some(question) = question.filter(|_| well_formed) else {
+            // A node gives redis' own error for the arguments.
+            return self.dispatch(request, Plan::Single(Target::AnyPrimary));
+        };
+        let channels = if matches!(question, Question::NumSub | Question::ShardNumSub) {
+            args[2..].to_vec()
+        } else {
+            Vec::new()
+        };
+        let query = Query {
+            question,
+            payload: request.raw().clone(),
+            channels,
+        };
+        let inspection = self.shared.hub.inspect(self.id, query.clone());
+        let topology = self.shared.topology.clone();
+        let deadline = self.shared.config.session.retry_deadline();
+        self.pending.push_back(Pending::Task(Box::pin(async move {
+            TaskOutcome::Reply(inspect::answer(inspection, query, topology, deadline).await)
+        })));
     }
-    std::str::from_utf8(count.strip_prefix(b":")?.strip_suffix(b"\r\n")?)
-        .ok()?
-        .parse()
-        .ok()
+
+    /// Writes the pushes at the front of the inbox (up to the next reply it holds).
+    pub(super) fn drain_pushes(&mut self) {
+        while self.out.len() < DRAIN_BYTES {
+            match self.inbox.pop(false) {
+                Some(Item::Push(frame)) => self.out.extend_from_slice(&frame),
+                Some(Item::Reply(_)) | None => return,
+            }
+        }
+    }
+
+    /// The front entry waits on the inbox: writes the pushes before its reply, then the reply.
+    /// False while the reply has not come (or the client must read what it has first).
+    pub(super) fn take_inbox_reply(&mut self) -> bool {
+        while self.out.len() < DRAIN_BYTES {
+            match self.inbox.pop(true) {
+                Some(Item::Push(frame)) => self.out.extend_from_slice(&frame),
+                Some(Item::Reply(reply)) => {
+                    self.out.extend_from_slice(&reply);
+                    self.pending.pop_front();
+                    self.inbox_waits -= 1;
+                    return true;
+                }
+                None if self.inbox.abandoned() => {
+                    // The hub stopped (the proxy is shutting down): answer rather than hang.
+                    let error = error_bytes("ERR slotproxy: the pub/sub hub stopped");
+                    self.out.extend_from_slice(&error);
+                    self.pending.pop_front();
+                    self.inbox_waits -= 1;
+                    return true;
+                }
+                None => return false,
+            }
+        }
+        false
+    }
 }
 
 #[cfg(test)]
@@ -110,38 +326,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn confirmations_carry_the_count_and_messages_do_not() {
-        let cases: &[(&[u8], Protocol, Option<i64>)] = &[
-            (
-                b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n",
-                Protocol::Resp2,
-                Some(1),
-            ),
-            (
-                b">3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n",
-                Protocol::Resp3,
-                Some(0),
-            ),
-            (
-                b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n",
-                Protocol::Resp2,
-                Some(0),
-            ),
-            (
-                b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n",
-                Protocol::Resp2,
-                None,
-            ),
-            (
-                b"*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$1\r\na\r\n$1\r\nx\r\n",
-                Protocol::Resp2,
-                None,
-            ),
-            (b"+PONG\r\n", Protocol::Resp2, None),
-        ];
-        for (raw, protocol, want) in cases {
-            let raw = Bytes::copy_from_slice(raw);
-            assert_eq!(subscription_count(&raw, *protocol), *want, "{raw:?}");
-        }
+    fn counts_are_channels_plus_patterns_or_shard_channels() {
+        let mut subs = Subscriptions::default();
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        subs.sets[Kind::Channel.index()].insert(b("a"));
+        subs.sets[Kind::Channel.index()].insert(b("b"));
+        subs.sets[Kind::Pattern.index()].insert(b("p*"));
+        subs.sets[Kind::Shard.index()].insert(b("s"));
+        assert_eq!(subs.count(Kind::Channel), 3);
+        assert_eq!(subs.count(Kind::Pattern), 3);
+        assert_eq!(subs.count(Kind::Shard), 1);
+        assert_eq!(subs.len(Kind::Pattern), 1);
+        assert!(subs.any());
+        let all = subs.take_all();
+        assert_eq!(
+            all,
+            vec![
+                (Kind::Channel, b("a")),
+                (Kind::Channel, b("b")),
+                (Kind::Pattern, b("p*")),
+                (Kind::Shard, b("s")),
+            ]
+        );
+        assert!(!subs.any());
+        assert_eq!(subs.count(Kind::Channel), 0);
     }
 }

@@ -70,7 +70,9 @@ impl Session {
     pub(super) fn queue(&mut self, spec: &CommandSpec, request: Request) {
         let refuse = match route_of(spec) {
             Route::Local(Local::Ping | Local::Echo | Local::Unwatch) | Route::AnyNode => None,
-            Route::ByKeys => match self.slot_of_keys(spec, &request) {
+            // PUBLISH and SPUBLISH run in the transaction on its node, as in a cluster.
+            Route::ByKeys | Route::Local(Local::Publish) => match self.slot_of_keys(spec, &request)
+            {
                 Err(CrossSlot) => Some(super::dispatch::CROSSSLOT.to_string()),
                 Ok(Some(slot)) if self.tx.slot.is_some_and(|s| s != slot) => {
                     Some(super::dispatch::CROSSSLOT.to_string())
