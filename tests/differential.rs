@@ -1749,7 +1749,7 @@ fn normalise(reply: &[u8], norm: Norm) -> Vec<u8> {
             Some(rest) if !rest.starts_with(b"-") => b":<has a deadline>\r\n".to_vec(),
             _ => reply.to_vec(),
         },
-        Norm::Unordered => match split_aggregate(reply) {
+        Norm::Unordered => match common::split_aggregate(reply) {
             Some((header, mut elements)) => {
                 elements.sort_unstable();
                 [header, &elements.concat()].concat()
@@ -1758,10 +1758,11 @@ fn normalise(reply: &[u8], norm: Norm) -> Vec<u8> {
         },
         Norm::UnorderedScan => {
             // [cursor, [field, value, field, value...]]: sort the pairs.
-            let Some((header, outer)) = split_aggregate(reply) else {
+            let Some((header, outer)) = common::split_aggregate(reply) else {
                 return reply.to_vec();
             };
-            let Some((inner_header, elements)) = outer.get(1).and_then(|e| split_aggregate(e))
+            let Some((inner_header, elements)) =
+                outer.get(1).and_then(|e| common::split_aggregate(e))
             else {
                 return reply.to_vec();
             };
@@ -1770,28 +1771,6 @@ fn normalise(reply: &[u8], norm: Norm) -> Vec<u8> {
             [header, outer[0], inner_header, &pairs.concat()].concat()
         }
     }
-}
-
-/// An array's or set's header and its top-level elements; `None` for anything else.
-fn split_aggregate(reply: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
-    if !matches!(reply.first(), Some(b'*' | b'~')) {
-        return None;
-    }
-    let header_end = reply.windows(2).position(|w| w == b"\r\n")? + 2;
-    // Not a count for a nil array (`*-1`).
-    let count: usize = std::str::from_utf8(&reply[1..header_end - 2])
-        .ok()?
-        .parse()
-        .ok()?;
-    let mut elements = Vec::with_capacity(count);
-    let mut pos = header_end;
-    for _ in 0..count {
-        let len = resp_frame_len(&reply[pos..]).unwrap().unwrap();
-        elements.push(&reply[pos..pos + len]);
-        pos += len;
-    }
-    assert_eq!(pos, reply.len(), "one reply: {}", show(reply));
-    Some((&reply[..header_end], elements))
 }
 
 /// Runs one pass and panics at the first difference.

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{RawClient, StandaloneRedis, TestCluster, TestProxy, resp_frame_len, wait_until};
+use common::{RawClient, StandaloneRedis, TestCluster, TestProxy, wait_until};
 use slotproxy::config::ReadPolicy;
 
 const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
@@ -48,26 +48,6 @@ async fn both(proxy: &mut RawClient, redis: &mut RawClient, args: &[&[u8]]) {
     assert_eq!(show(&got), show(&want), "{}", show_args(args));
 }
 
-/// An array's or set's header and its top-level elements; `None` for anything else.
-fn aggregate(reply: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
-    if !matches!(reply.first(), Some(b'*' | b'~')) {
-        return None;
-    }
-    let header_end = reply.windows(2).position(|w| w == b"\r\n")? + 2;
-    let count: usize = std::str::from_utf8(&reply[1..header_end - 2])
-        .ok()?
-        .parse()
-        .ok()?;
-    let mut elements = Vec::with_capacity(count);
-    let mut pos = header_end;
-    for _ in 0..count {
-        let len = resp_frame_len(&reply[pos..]).unwrap().unwrap();
-        elements.push(&reply[pos..pos + len]);
-        pos += len;
-    }
-    Some((&reply[..header_end], elements))
-}
-
 /// The integer a bulk string element holds, if it is one.
 fn integer(element: &[u8]) -> Option<i64> {
     let start = element.windows(2).position(|w| w == b"\r\n")? + 2;
@@ -82,7 +62,7 @@ fn integer(element: &[u8]) -> Option<i64> {
 /// (its intset encoding's order), the proxy must answer in that order too.
 fn assert_same_set(got: &[u8], want: &[u8], what: &str) {
     let (Some((got_header, mut got_elements)), Some((want_header, want_elements))) =
-        (aggregate(got), aggregate(want))
+        (common::split_aggregate(got), common::split_aggregate(want))
     else {
         assert_eq!(show(got), show(want), "{what}");
         return;

@@ -188,13 +188,5 @@ async fn bad_arguments_and_waitaof_get_redis_own_errors() {
         // WAITAOF is new in 7.2: unknown to these nodes, as to the standalone server.
         &[b"WAITAOF", b"0", b"0", b"0"],
     ];
-    for args in cases {
-        let got = via_proxy.request(args).await;
-        let want = direct.request(args).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&want),
-            "{args:?}"
-        );
-    }
+    common::assert_same_replies(&mut via_proxy, &mut direct, cases).await;
 }

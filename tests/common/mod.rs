@@ -33,7 +33,7 @@ pub use process::StandaloneRedis;
 #[allow(unused_imports)]
 pub use proxy::TestProxy;
 #[allow(unused_imports)]
-pub use raw::{RawClient, assert_same_replies, encode_command, resp_frame_len};
+pub use raw::{RawClient, assert_same_replies, encode_command, resp_frame_len, split_aggregate};
 
 /// How often [`wait_until`] polls its condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);

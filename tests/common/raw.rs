@@ -238,3 +238,26 @@ pub async fn assert_same_replies<'a, C: AsRef<[&'a [u8]]>>(
         );
     }
 }
+
+/// An array's or set's header and its top-level elements; `None` for anything else (a nil
+/// array included). Panics when `reply` is more than one frame.
+pub fn split_aggregate(reply: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
+    if !matches!(reply.first(), Some(b'*' | b'~')) {
+        return None;
+    }
+    let header_end = reply.windows(2).position(|w| w == b"\r\n")? + 2;
+    // Not a count for a nil array (`*-1`).
+    let count: usize = std::str::from_utf8(&reply[1..header_end - 2])
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut elements = Vec::with_capacity(count);
+    let mut pos = header_end;
+    for _ in 0..count {
+        let len = resp_frame_len(&reply[pos..]).unwrap().unwrap();
+        elements.push(&reply[pos..pos + len]);
+        pos += len;
+    }
+    assert_eq!(pos, reply.len(), "one reply: {}", show(reply));
+    Some((&reply[..header_end], elements))
+}
