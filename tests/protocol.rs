@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{RawClient, TestCluster, TestProxy};
+use common::{RawClient, StandaloneRedis, TestCluster, TestProxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inline_commands_work_as_on_redis_server() {
@@ -143,4 +143,34 @@ async fn a_client_that_vanishes_mid_request_harms_no_one() {
         },
     );
     assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp3_replies_any_decoder_might_refuse_pass_through() {
+    // COMMAND DOCS in RESP3 holds sets of arrays (`history`), which redis-cli -3 asks for at
+    // start; the shared connection must carry it and stay up for everyone else.
+    let cluster = TestCluster::start(3, 1);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut via_proxy = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    let commands: &[&[&[u8]]] = &[
+        &[b"HELLO", b"3"],
+        &[b"COMMAND", b"DOCS", b"XADD", b"SET"],
+        &[b"COMMAND", b"DOCS", b"GET"],
+        &[b"SET", b"k", b"v"],
+        &[b"GET", b"k"],
+    ];
+    let mut got = Vec::new();
+    for args in commands {
+        got.push((via_proxy.request(args).await, direct.request(args).await));
+    }
+    // HELLO differs (ids, versions); the rest is byte for byte.
+    for ((proxy_reply, direct_reply), args) in got.iter().zip(commands).skip(1) {
+        assert_eq!(
+            String::from_utf8_lossy(proxy_reply),
+            String::from_utf8_lossy(direct_reply),
+            "{args:?}"
+        );
+    }
 }

@@ -308,13 +308,15 @@ impl ReplyDecoder {
         if buf.is_empty() {
             return Ok(None);
         }
-        let len = match self.protocol {
-            Protocol::Resp2 => redis_protocol::resp2::decode::decode_range(buf)
-                .map(|found| found.map(|(_, len)| len)),
-            Protocol::Resp3 => redis_protocol::resp3::decode::complete::decode_range(buf)
-                .map(|found| found.map(|(_, len)| len)),
+        if self.protocol == Protocol::Resp2 && !matches!(buf[0], b'+' | b'-' | b':' | b'$' | b'*') {
+            return Err(ProtocolError(format!(
+                "bad reply from node: RESP3 type {:?} on a RESP2 connection",
+                char::from(buf[0])
+            )));
         }
-        .map_err(|e| ProtocolError(format!("bad reply from node: {e}")))?;
+        // RESP2 is a subset of RESP3: one scan serves both.
+        let len = super::frame::frame_len(buf)
+            .map_err(|e| ProtocolError(format!("bad reply from node: {}", e.0)))?;
         Ok(len.map(|len| {
             let raw = buf.split_to(len).freeze();
             let kind = classify(&raw);

@@ -1,10 +1,12 @@
 //! RESP framing only: client requests in, node replies out, locally built replies.
 //!
-//! Parsing goes through `redis-protocol`'s range decoders, so payloads are never copied: a
-//! request's arguments and a node's reply are slices of the bytes read from the socket, and the
-//! original bytes are what gets forwarded. This module knows nothing about slots, nodes or routing.
+//! Requests are parsed with `redis-protocol`'s range decoder and node replies are delimited by a
+//! header scan (`frame.rs`), so payloads are never copied: a request's arguments and a node's
+//! reply are slices of the bytes read from the socket, and the original bytes are what gets
+//! forwarded. This module knows nothing about slots, nodes or routing.
 
 pub mod codec;
+pub mod frame;
 pub mod reply;
 pub mod request;
 

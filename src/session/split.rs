@@ -383,19 +383,11 @@ fn elements(raw: &[u8], protocol: Protocol) -> Vec<&[u8]> {
 }
 
 /// Splits back-to-back complete frames into their raw bytes.
-pub fn frames(mut rest: &[u8], protocol: Protocol) -> Vec<&[u8]> {
+pub fn frames(mut rest: &[u8], _protocol: Protocol) -> Vec<&[u8]> {
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let len = match protocol {
-            Protocol::Resp2 => redis_protocol::resp2::decode::decode_range(rest)
-                .ok()
-                .flatten()
-                .map(|(_, len)| len),
-            Protocol::Resp3 => redis_protocol::resp3::decode::complete::decode_range(rest)
-                .ok()
-                .flatten()
-                .map(|(_, len)| len),
-        };
+        // RESP2 is a subset of RESP3: one scan serves both protocols.
+        let len = crate::protocol::frame::frame_len(rest).ok().flatten();
         let Some(len) = len else { break };
         out.push(&rest[..len]);
         rest = &rest[len..];
