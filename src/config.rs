@@ -69,6 +69,10 @@ pub struct ClusterConfig {
     pub refresh_interval_ms: u64,
     /// Minimum gap between two refreshes triggered by MOVED or a failed node (rate limit).
     pub min_refresh_gap_ms: u64,
+    /// How often every node of the map gets a health check (`PING`, and `INFO replication`).
+    pub health_check_interval_ms: u64,
+    /// A health check unanswered for this long marks the node down.
+    pub health_check_timeout_ms: u64,
 }
 
 /// Connections from the proxy to each node.
@@ -154,6 +158,8 @@ impl Default for ClusterConfig {
             seeds: vec!["127.0.0.1:16379".to_string()],
             refresh_interval_ms: 10_000,
             min_refresh_gap_ms: 100,
+            health_check_interval_ms: 1_000,
+            health_check_timeout_ms: 1_000,
         }
     }
 }
@@ -226,6 +232,14 @@ impl Config {
             (
                 "cluster.refresh_interval_ms",
                 self.cluster.refresh_interval_ms,
+            ),
+            (
+                "cluster.health_check_interval_ms",
+                self.cluster.health_check_interval_ms,
+            ),
+            (
+                "cluster.health_check_timeout_ms",
+                self.cluster.health_check_timeout_ms,
             ),
             (
                 "backend.connections_per_node",
@@ -309,6 +323,16 @@ impl ClusterConfig {
     /// Minimum gap between two triggered refreshes.
     pub fn min_refresh_gap(&self) -> Duration {
         Duration::from_millis(self.min_refresh_gap_ms)
+    }
+
+    /// Period of each node's health check.
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(self.health_check_interval_ms)
+    }
+
+    /// Longest wait for a health check's replies.
+    pub fn health_check_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_check_timeout_ms)
     }
 }
 

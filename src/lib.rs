@@ -108,6 +108,11 @@ pub async fn run(
             .clone()
             .run_refresher(wait_changed(stopped.clone())),
     );
+    let health = tokio::spawn(cluster::health::run_health_checks(
+        topology.clone(),
+        shared.config.cluster.clone(),
+        wait_changed(stopped.clone()),
+    ));
     let learner = tokio::spawn(learn_from_cluster(shared.clone(), wait_changed(stopped)));
 
     // Clients that connect before the slot map is known wait in the listen backlog (bounded by
@@ -124,6 +129,7 @@ pub async fn run(
 
     let _ = stop.send(());
     let _ = refresher.await;
+    let _ = health.await;
     let _ = learner.await;
     Ok(())
 }

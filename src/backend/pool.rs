@@ -2,6 +2,7 @@
 //!
 //! Connection tasks are spawned with the `Node` and connect on their first job. A `Node` dropped
 //! from the pool (it left the cluster) closes its connections once their in-flight jobs finish.
+//! Each `Node` also carries its `NodeHealth`, so whoever holds the node can read it lock-free.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::info;
 
 use super::connection::{self, Job, NodeResult, Use};
+use super::health::NodeHealth;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::Protocol;
@@ -87,6 +89,8 @@ pub struct Node {
     lanes: [[Vec<Lane>; 2]; 2],
     config: BackendConfig,
     failed: Arc<Notify>,
+    /// Written by the health check, read by every request that picks a node.
+    health: NodeHealth,
 }
 
 impl Node {
@@ -103,12 +107,23 @@ impl Node {
             lanes,
             config: config.clone(),
             failed: failed.clone(),
+            health: NodeHealth::default(),
         }
     }
 
     /// The node's `host:port`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The node's `host:port`, shared.
+    pub fn shared_addr(&self) -> &Arc<str> {
+        &self.addr
+    }
+
+    /// What the health check last learned about the node.
+    pub fn health(&self) -> &NodeHealth {
+        &self.health
     }
 
     /// Queues `payload` on shared connection `lane % connections`; see `Lane::send`.
