@@ -19,7 +19,7 @@ pub struct Config {
     pub listen: String,
     /// Log filter in `tracing` env-filter syntax (`info`, `slotproxy=debug`).
     pub log: String,
-    /// Where read-only commands go: `primary`, `prefer-replica`, `replica` or `any`.
+    /// Where read-only commands go: `primary`, `prefer-replica`, `replica`, `any` or `nearest`.
     pub read_policy: ReadPolicy,
     /// Where the cluster is and how its topology is followed.
     pub cluster: ClusterConfig,
@@ -41,6 +41,9 @@ pub enum ReadPolicy {
     Replica,
     /// Reads are spread over the primary and its replicas.
     Any,
+    /// Reads go to the node of the shard (primary or replica) with the lowest round-trip time
+    /// measured by the health checks; nodes within a small margin of it share the reads.
+    Nearest,
 }
 
 impl std::str::FromStr for ReadPolicy {
@@ -52,8 +55,9 @@ impl std::str::FromStr for ReadPolicy {
             "prefer-replica" => Ok(ReadPolicy::PreferReplica),
             "replica" => Ok(ReadPolicy::Replica),
             "any" => Ok(ReadPolicy::Any),
+            "nearest" => Ok(ReadPolicy::Nearest),
             other => Err(format!(
-                "'{other}' is not a read policy (primary, prefer-replica, replica, any)"
+                "'{other}' is not a read policy (primary, prefer-replica, replica, any, nearest)"
             )),
         }
     }
@@ -137,6 +141,11 @@ pub struct SessionConfig {
     pub max_redirects: u32,
     /// How long TRYAGAIN, CLUSTERDOWN and unreachable nodes are retried for one request.
     pub retry_deadline_ms: u64,
+    /// Reads of a slot this client wrote within `read_your_writes_window_ms` go to the primary,
+    /// whatever the read policy says (only matters when reads may go to replicas).
+    pub read_your_writes: bool,
+    /// How long after a write its slot's reads stay on the primary, with `read_your_writes`.
+    pub read_your_writes_window_ms: u64,
 }
 
 impl Default for Config {
@@ -187,6 +196,8 @@ impl Default for SessionConfig {
             max_output_buffer_bytes: 64 * 1024 * 1024,
             max_redirects: 5,
             retry_deadline_ms: 5_000,
+            read_your_writes: false,
+            read_your_writes_window_ms: 1_000,
         }
     }
 }
@@ -240,6 +251,10 @@ impl Config {
             (
                 "cluster.health_check_timeout_ms",
                 self.cluster.health_check_timeout_ms,
+            ),
+            (
+                "session.read_your_writes_window_ms",
+                self.session.read_your_writes_window_ms,
             ),
             (
                 "backend.connections_per_node",
@@ -362,6 +377,11 @@ impl SessionConfig {
     /// Deadline for retrying TRYAGAIN, CLUSTERDOWN and unreachable nodes.
     pub fn retry_deadline(&self) -> Duration {
         Duration::from_millis(self.retry_deadline_ms)
+    }
+
+    /// How long a written slot's reads stay on the primary (`read_your_writes`).
+    pub fn read_your_writes_window(&self) -> Duration {
+        Duration::from_millis(self.read_your_writes_window_ms)
     }
 }
 

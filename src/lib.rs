@@ -22,14 +22,18 @@
 //!      (`session/split.rs`); anything else gets `-CROSSSLOT`.
 //!    - `AllPrimaries`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
 //!    - `AnyNode` (keyless, any node answers alike) or `Unsupported` (`-ERR` naming the command).
-//! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or a
-//!    replica under the read policy), and queues the request on that node's shared connection
+//! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or
+//!    for a read, a node the read policy allows: never a replica that fails its health check or
+//!    lags its primary, and the primary for a slot the session wrote within the
+//!    read-your-writes window), and queues the request on that node's shared connection
 //!    (always the same one for a given session, so its requests to a node keep their order) or
 //!    on the session's own dedicated connection (blocking commands, WATCH). The
 //!    [`backend::connection`] task writes every queued request in one batch and hands replies back
 //!    in FIFO order through a oneshot per request. A request waits (`Deferred`) while older ones
 //!    are unanswered if the map changed since they were sent or one of them went out on a
-//!    dedicated connection, so nothing overtakes them on a node.
+//!    dedicated connection, so nothing overtakes them on a node. A request for a primary that
+//!    fails its health check is not sent: it waits with backoff (as in step 6) until the
+//!    primary answers again or the refreshed map names the replica that replaced it.
 //! 6. When the request reaches the front of the session's queue its reply is settled: on `MOVED`
 //!    the session asks the [`cluster::Topology`] for a refresh and resends to the named node; on
 //!    `ASK` it sends `ASKING` + the command to the target and leaves the map alone; both are
@@ -39,6 +43,13 @@
 //!    never sent twice. Split requests settle part by part and are merged in key order.
 //! 7. Replies leave in request order; the session writes all that are ready at once, without
 //!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading.
+//!
+//! Alongside, two tasks keep the picture of the cluster current: the refresher
+//! ([`cluster::Topology::run_refresher`]: on a timer, on `MOVED`, on failed connections and
+//! failed health checks; it asks three nodes at once and keeps the answer with the greatest
+//! config epoch) and the health checks ([`cluster::health`]: `PING` and `INFO replication` to
+//! every node on a connection of its own, which mark nodes up, down or lagging and measure the
+//! round-trip times `read_policy = "nearest"` uses).
 
 pub mod backend;
 pub mod cluster;

@@ -11,6 +11,7 @@
 mod dispatch;
 mod introspect;
 mod local;
+mod pick;
 mod pubsub;
 mod scan;
 mod scripts;
@@ -106,6 +107,8 @@ pub struct Session {
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
     info: introspect::ClientInfo,
+    /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
+    written: RefCell<pick::WrittenSlots>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -121,6 +124,7 @@ impl Session {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
         let decoder = RequestDecoder::new(shared.config.session.max_bulk_len);
         let read_policy = shared.config.read_policy;
+        let written = pick::WrittenSlots::new(shared.config.session.read_your_writes_window());
         Self {
             id,
             shared,
@@ -140,6 +144,7 @@ impl Session {
             barrier: false,
             dedicated: RefCell::new(Vec::new()),
             info: introspect::ClientInfo::default(),
+            written: RefCell::new(written),
         }
     }
 
