@@ -1,4 +1,6 @@
-//! Routing one request and settling its reply: slot lookup, MOVED/ASK, retries with backoff.
+//! Routing one request and settling its reply: slot lookup, the node choice (read policy and
+//! node health, in `pick.rs`; requests for a primary that fails its health checks wait), MOVED/ASK,
+//! retries with backoff.
 
 use std::future::Future;
 use std::pin::Pin;
