@@ -19,7 +19,7 @@ pub struct Config {
     pub listen: String,
     /// Log filter in `tracing` env-filter syntax (`info`, `slotproxy=debug`).
     pub log: String,
-    /// Where read-only commands go: `primary`, `prefer-replica`, `replica` or `any`.
+    /// Where read-only commands go: `primary`, `prefer-replica`, `replica`, `any` or `nearest`.
     pub read_policy: ReadPolicy,
     /// Where the cluster is and how its topology is followed.
     pub cluster: ClusterConfig,
@@ -41,6 +41,9 @@ pub enum ReadPolicy {
     Replica,
     /// Reads are spread over the primary and its replicas.
     Any,
+    /// Reads go to the node of the shard (primary or replica) with the lowest round-trip time
+    /// measured by the health checks; nodes within a small margin of it share the reads.
+    Nearest,
 }
 
 impl std::str::FromStr for ReadPolicy {
@@ -52,8 +55,9 @@ impl std::str::FromStr for ReadPolicy {
             "prefer-replica" => Ok(ReadPolicy::PreferReplica),
             "replica" => Ok(ReadPolicy::Replica),
             "any" => Ok(ReadPolicy::Any),
+            "nearest" => Ok(ReadPolicy::Nearest),
             other => Err(format!(
-                "'{other}' is not a read policy (primary, prefer-replica, replica, any)"
+                "'{other}' is not a read policy (primary, prefer-replica, replica, any, nearest)"
             )),
         }
     }
@@ -69,6 +73,10 @@ pub struct ClusterConfig {
     pub refresh_interval_ms: u64,
     /// Minimum gap between two refreshes triggered by MOVED or a failed node (rate limit).
     pub min_refresh_gap_ms: u64,
+    /// How often every node of the map gets a health check (`PING`, and `INFO replication`).
+    pub health_check_interval_ms: u64,
+    /// A health check unanswered for this long marks the node down.
+    pub health_check_timeout_ms: u64,
 }
 
 /// Connections from the proxy to each node.
@@ -148,6 +156,11 @@ pub struct SessionConfig {
     pub pubsub_output_buffer_soft_bytes: usize,
     /// How long a client may stay above `pubsub_output_buffer_soft_bytes`.
     pub pubsub_output_buffer_soft_ms: u64,
+    /// Reads of a slot this client wrote within `read_your_writes_window_ms` go to the primary,
+    /// whatever the read policy says (only matters when reads may go to replicas).
+    pub read_your_writes: bool,
+    /// How long after a write its slot's reads stay on the primary, with `read_your_writes`.
+    pub read_your_writes_window_ms: u64,
 }
 
 /// The administrative commands `session.allowed_admin_commands` may allow, and what each does
@@ -188,6 +201,8 @@ impl Default for ClusterConfig {
             seeds: vec!["127.0.0.1:16379".to_string()],
             refresh_interval_ms: 10_000,
             min_refresh_gap_ms: 100,
+            health_check_interval_ms: 1_000,
+            health_check_timeout_ms: 1_000,
         }
     }
 }
@@ -220,6 +235,8 @@ impl Default for SessionConfig {
             pubsub_output_buffer_bytes: 32 * 1024 * 1024,
             pubsub_output_buffer_soft_bytes: 8 * 1024 * 1024,
             pubsub_output_buffer_soft_ms: 60_000,
+            read_your_writes: false,
+            read_your_writes_window_ms: 1_000,
         }
     }
 }
@@ -282,6 +299,18 @@ impl Config {
             (
                 "cluster.refresh_interval_ms",
                 self.cluster.refresh_interval_ms,
+            ),
+            (
+                "cluster.health_check_interval_ms",
+                self.cluster.health_check_interval_ms,
+            ),
+            (
+                "cluster.health_check_timeout_ms",
+                self.cluster.health_check_timeout_ms,
+            ),
+            (
+                "session.read_your_writes_window_ms",
+                self.session.read_your_writes_window_ms,
             ),
             (
                 "backend.connections_per_node",
@@ -385,6 +414,16 @@ impl ClusterConfig {
     pub fn min_refresh_gap(&self) -> Duration {
         Duration::from_millis(self.min_refresh_gap_ms)
     }
+
+    /// Period of each node's health check.
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(self.health_check_interval_ms)
+    }
+
+    /// Longest wait for a health check's replies.
+    pub fn health_check_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_check_timeout_ms)
+    }
 }
 
 impl BackendConfig {
@@ -422,6 +461,11 @@ impl SessionConfig {
             soft_bytes: self.pubsub_output_buffer_soft_bytes,
             soft_time: Duration::from_millis(self.pubsub_output_buffer_soft_ms),
         }
+    }
+
+    /// How long a written slot's reads stay on the primary (`read_your_writes`).
+    pub fn read_your_writes_window(&self) -> Duration {
+        Duration::from_millis(self.read_your_writes_window_ms)
     }
 }
 

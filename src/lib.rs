@@ -30,14 +30,18 @@
 //!      gets `-CROSSSLOT`.
 //!    - `AllPrimaries`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
 //!    - `AnyNode` (keyless, any node answers alike) or `Unsupported` (`-ERR` naming the command).
-//! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or a
-//!    replica under the read policy), and queues the request on that node's shared connection
+//! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or
+//!    for a read, a node the read policy allows: never a replica that fails its health check or
+//!    lags its primary, and the primary for a slot the session wrote within the
+//!    read-your-writes window), and queues the request on that node's shared connection
 //!    (always the same one for a given session, so its requests to a node keep their order) or
 //!    on the session's own dedicated connection (blocking commands, WATCH). The
 //!    [`backend::connection`] task writes every queued request in one batch and hands replies back
 //!    in FIFO order through a oneshot per request. A request waits (`Deferred`) while older ones
 //!    are unanswered if the map changed since they were sent or one of them went out on a
-//!    dedicated connection, so nothing overtakes them on a node.
+//!    dedicated connection, so nothing overtakes them on a node. A request for a primary that
+//!    fails its health check is not sent: it waits with backoff (as in step 6) until the
+//!    primary answers again or the refreshed map names the replica that replaced it.
 //! 6. When the request reaches the front of the session's queue its reply is settled: on `MOVED`
 //!    the session asks the [`cluster::Topology`] for a refresh and resends to the named node; on
 //!    `ASK` it sends `ASKING` + the command to the target and leaves the map alone; both are
@@ -54,6 +58,13 @@
 //!    Pub/sub messages from the session's inbox are written between replies as they come; a
 //!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
 //!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.
+//!
+//! Alongside, two tasks keep the picture of the cluster current: the refresher
+//! ([`cluster::Topology::run_refresher`]: on a timer, on `MOVED`, on failed connections and
+//! failed health checks; it asks three nodes at once and keeps the answer with the greatest
+//! config epoch) and the health checks ([`cluster::health`]: `PING` and `INFO replication` to
+//! every node on a connection of its own, which mark nodes up, down or lagging and measure the
+//! round-trip times `read_policy = "nearest"` uses).
 
 pub mod backend;
 pub mod cluster;
@@ -135,6 +146,11 @@ pub async fn run(
         shared.clone(),
         wait_changed(stopped.clone()),
     ));
+    let health = tokio::spawn(cluster::health::run_health_checks(
+        topology.clone(),
+        shared.config.cluster.clone(),
+        wait_changed(stopped.clone()),
+    ));
     let tracker = tokio::spawn(shared.tracker.clone().run(
         topology.clone(),
         shared.config.backend.connect_timeout(),
@@ -155,6 +171,7 @@ pub async fn run(
 
     let _ = stop.send(());
     let _ = refresher.await;
+    let _ = health.await;
     let _ = learner.await;
     let _ = tracker.await;
     let _ = hub_task.await;

@@ -25,7 +25,9 @@ struct Args {
     /// Log level or tracing filter: error, warn, info, debug, slotproxy=trace [default: info].
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
-    /// Where read-only commands go: primary, prefer-replica, replica, any [default: primary].
+    /// Where read-only commands go: primary, prefer-replica, replica, any, or nearest (the node
+    /// with the lowest measured round-trip time); replicas that fail their health check or lag
+    /// their primary get none [default: primary].
     #[arg(long, value_name = "POLICY")]
     read_policy: Option<String>,
     /// When writes are acknowledged: primary, or replicated (after WAIT 1) [default: primary].

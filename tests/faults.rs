@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A fake cluster node: claims all 16384 slots and answers by key name.
 ///
-/// `GET ok` -> "ok"; `SET torn ..` -> half a reply, then the connection closes; `GET flaky` ->
+/// `PING` -> PONG (the proxy's health check); `GET ok` -> "ok"; `SET torn ..` -> half a reply, then the connection closes; `GET flaky` ->
 /// the same on its first call only, "ok" after; `GET stall` -> never answers.
 async fn fake_node() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -49,8 +49,10 @@ async fn serve_fake(
                 args.get(1).map(Vec::as_slice),
             ) {
                 (b"CLUSTER", _) => shards_reply(port),
+                // The proxy's health check.
+                (b"PING", _) => b"+PONG\r\n".to_vec(),
                 (b"COMMAND", _) => b"*0\r\n".to_vec(),
-                (b"INFO", _) => b"$21\r\nredis_version:7.0.99\r\n\r\n".to_vec(),
+                (b"INFO", _) => b"$22\r\nredis_version:7.0.99\r\n\r\n".to_vec(),
                 (b"GET", Some(b"ok")) => b"$2\r\nok\r\n".to_vec(),
                 (b"SET", Some(b"torn")) => {
                     let _ = stream.write_all(b"+O").await;

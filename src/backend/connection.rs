@@ -3,9 +3,11 @@
 //! Sessions hand the task `Job`s through an unbounded channel (its depth is bounded by every
 //! session's `max_in_flight`). The task connects lazily on the first job, writes every queued job
 //! in one `write` (many clients' requests leave together), and matches replies to jobs in FIFO
-//! order. When the socket dies, only the jobs already written fail (`Lost`/`Timeout`); jobs still
+//! order. When the socket dies, only the jobs already written fail (`Lost`/`Timeout`); a batch
+//! whose write failed before the socket took any of its bytes fails as `NotSent`, and jobs still
 //! queued go out on the next connection. While a node can't be reached, jobs fail at once with
-//! `NotSent` (safe to retry elsewhere) until the reconnect backoff has passed.
+//! `NotSent` (safe to retry elsewhere) until the reconnect backoff has passed; a connection that
+//! failed is also followed by the shortest backoff before the next connect.
 //!
 //! A dedicated connection (`Use::Dedicated`) serves one session, for commands that block the
 //! connection (BLPOP...): it has no request timeout, and it closes as soon as its session drops
@@ -122,7 +124,7 @@ pub(crate) async fn run(
                 first,
                 &mut jobs,
                 &addr,
-                "reconnect backoff after a failed connect",
+                "reconnect backoff after a failed connection",
             );
             continue;
         }
@@ -130,7 +132,6 @@ pub(crate) async fn run(
             Ok(stream) => {
                 debug!(node = %addr, ?protocol, "connected");
                 backoff = config.reconnect_backoff_min();
-                down_until = None;
                 let link = Link {
                     addr: &addr,
                     protocol,
@@ -140,7 +141,14 @@ pub(crate) async fn run(
                 };
                 match serve(stream, first, &mut jobs, &link, &config).await {
                     End::Closed => return,
-                    End::Failed => failed.notify_one(),
+                    End::Failed => {
+                        failed.notify_one();
+                        // Don't reconnect at once: a node being killed still completes
+                        // connections in its listen backlog for a few milliseconds, and a
+                        // request written there is lost with an unknown outcome. Jobs in the
+                        // meantime fail as never sent, which sessions retry.
+                        down_until = Some(Instant::now() + config.reconnect_backoff_min());
+                    }
                 }
             }
             Err(reason) => {
@@ -287,6 +295,7 @@ async fn serve(
             // A primary without a replica can't confirm anything: its writes are answered
             // NOREPLICAS at once instead of holding the connection in a WAIT that must time out.
             let replicated = replicas.load(Ordering::Relaxed) > 0;
+            let batch_start = in_flight.len();
             for job in batch.drain(..) {
                 if job.asking {
                     wbuf.put_slice(ASKING);
@@ -321,10 +330,14 @@ async fn serve(
                 });
             }
             if !wbuf.is_empty() {
-                if let Err(e) = writer.write_all(&wbuf).await {
-                    break Failure::lost(format!("write: {e}"));
+                match write_batch(&mut writer, &wbuf).await {
+                    Ok(()) => wbuf.clear(),
+                    // Not one byte of this batch left: the node can't have seen it. (A connect
+                    // can succeed into the backlog of a node that is being killed, and the
+                    // first write then meets the reset.)
+                    Err((0, e)) => break Failure::Unsent(batch_start, format!("write: {e}")),
+                    Err((_, e)) => break Failure::lost(format!("write: {e}")),
                 }
-                wbuf.clear();
             }
         }
         // A dedicated connection whose session let go closes as soon as nobody waits for its
@@ -381,6 +394,20 @@ async fn serve(
     };
 
     let error = match failure {
+        Failure::Unsent(batch_start, reason) => {
+            info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");
+            let unsent = BackendError::NotSent {
+                node: addr.to_string(),
+                reason: reason.clone(),
+            };
+            for reply in in_flight.drain(batch_start..).filter_map(|job| job.reply) {
+                let _ = reply.send(Err(unsent.clone()));
+            }
+            BackendError::Lost {
+                node: addr.to_string(),
+                reason,
+            }
+        }
         Failure::Lost(reason) => {
             info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");
             BackendError::Lost {
@@ -411,7 +438,11 @@ async fn serve(
 }
 
 enum Failure {
+    /// The socket failed after requests were written: their outcome is unknown.
     Lost(String),
+    /// Writing the batch that starts at this index of `in_flight` failed before any of its
+    /// bytes were taken: those requests were never sent (the ones before it were).
+    Unsent(usize, String),
     Timeout,
 }
 
@@ -419,6 +450,22 @@ impl Failure {
     fn lost(reason: String) -> Self {
         Failure::Lost(reason)
     }
+}
+
+/// Writes all of `buf`; on failure, how many bytes were taken before it, and the error.
+async fn write_batch(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    buf: &[u8],
+) -> Result<(), (usize, std::io::Error)> {
+    let mut written = 0;
+    while written < buf.len() {
+        match writer.write(&buf[written..]).await {
+            Ok(0) => return Err((written, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) => return Err((written, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Hands every complete reply in `rbuf` to the oldest job waiting for one.

@@ -2,6 +2,7 @@
 //!
 //! Connection tasks are spawned with the `Node` and connect on their first job. A `Node` dropped
 //! from the pool (it left the cluster) closes its connections once their in-flight jobs finish.
+//! Each `Node` also carries its `NodeHealth`, so whoever holds the node can read it lock-free.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::info;
 
 use super::connection::{self, Job, NodeResult, Use};
+use super::health::NodeHealth;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::Protocol;
@@ -93,6 +95,8 @@ pub struct Node {
     failed: Arc<Notify>,
     /// Online replicas of this node, per the current slot map (0 unless it is a primary).
     replicas: Arc<AtomicUsize>,
+    /// Written by the health check, read by every request that picks a node.
+    health: NodeHealth,
 }
 
 impl Node {
@@ -121,6 +125,7 @@ impl Node {
             config: config.clone(),
             failed: failed.clone(),
             replicas,
+            health: NodeHealth::default(),
         }
     }
 
@@ -133,6 +138,16 @@ impl Node {
     /// The node's `host:port`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The node's `host:port`, shared.
+    pub fn shared_addr(&self) -> &Arc<str> {
+        &self.addr
+    }
+
+    /// What the health check last learned about the node.
+    pub fn health(&self) -> &NodeHealth {
+        &self.health
     }
 
     /// Queues `payload` on shared connection `lane % connections`; see `Lane::send`.

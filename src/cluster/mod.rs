@@ -2,6 +2,8 @@
 //!
 //! May call `backend` to ask nodes for the topology; never the reverse.
 
+pub mod epoch;
+pub mod health;
 pub mod refresh;
 pub mod slot;
 pub mod slot_map;

@@ -1,10 +1,17 @@
 //! `Topology`: the current `SlotMap` behind an `ArcSwap`, and the task that keeps it fresh.
 //!
 //! One refresher task runs per proxy, so at most one refresh is ever in flight. It refreshes on a
-//! timer, when a session reports a MOVED, and when a node connection fails; triggered refreshes
-//! are rate-limited by `min_refresh_gap`. A refresh asks the known nodes (primaries first), then
-//! the seeds, until one answers `CLUSTER SHARDS` (or `CLUSTER SLOTS` on older nodes); the new map
-//! is published only if the layout changed, so the generation counts real changes.
+//! timer, when a session reports a MOVED, when a node connection fails and when a primary fails
+//! its health check; triggered refreshes are rate-limited by `min_refresh_gap`. While a primary
+//! that serves slots keeps failing its health checks, it refreshes again and again with backoff
+//! until the cluster has replaced it.
+//!
+//! A refresh asks three nodes at once (the known nodes that pass their health checks, primaries
+//! first, then the seeds, then the failing nodes), each for `CLUSTER SHARDS` (or `CLUSTER SLOTS`
+//! on older nodes) and `CLUSTER NODES`, and keeps the answer with the greatest config epoch, so a
+//! node that has not heard of a failover yet can't send the proxy back to the old primary (see
+//! `epoch.rs`). The new map is published only if the layout changed, so the generation counts
+//! real changes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +23,26 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use redis_protocol::resp2::types::OwnedFrame;
+use tokio::task::JoinSet;
+
+use super::epoch::owners_epoch;
 use super::slot_map::{ShardLayout, SlotMap, TopologyError, parse_shards, parse_slots};
-use crate::backend::BackendPool;
+use crate::backend::{BackendPool, Node};
 use crate::config::ClusterConfig;
 use crate::protocol::Protocol;
 use crate::protocol::codec::decode_owned;
 
 const CLUSTER_SHARDS: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n";
 const CLUSTER_SLOTS: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
-/// Longest wait for one node's topology reply before trying the next.
+const CLUSTER_NODES: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n";
+/// Longest wait for one node's topology reply.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Nodes asked at once in a refresh.
+const ASK_AT_ONCE: usize = 3;
+/// Once one node of a group has answered, how much longer the others get to answer (a healthy
+/// node answers within a millisecond or so; one that takes longer is not worth waiting for).
+const EPOCH_GRACE: Duration = Duration::from_millis(200);
 
 /// The cluster's slot map as the proxy currently believes it, and how to refresh it.
 #[derive(Debug)]
@@ -41,6 +58,8 @@ pub struct Topology {
     ready_notify: Notify,
     /// The generation of the published map, for tasks that follow topology changes.
     changes: watch::Sender<u64>,
+    /// Notified each time a changed map is published (the health check follows the map).
+    changed: Notify,
 }
 
 impl Topology {
@@ -60,6 +79,7 @@ impl Topology {
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
             changes: watch::Sender::new(0),
+            changed: Notify::new(),
         }
     }
 
@@ -98,10 +118,15 @@ impl Topology {
     }
 
     /// Refreshes until `shutdown` resolves. Spawn it once per proxy.
+    ///
+    /// Besides the timer and the triggers, it keeps refreshing with backoff (capped at the
+    /// health check interval) while a primary that serves slots fails its health checks: the
+    /// cluster is expected to replace it, and the proxy should follow as soon as it has.
     pub async fn run_refresher(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last = Instant::now() - self.config.min_refresh_gap();
         let mut failures = 0u32;
+        let mut unsettled = 0u32;
         loop {
             if let Err(e) = self.refresh().await {
                 failures += 1;
@@ -111,10 +136,27 @@ impl Topology {
             } else {
                 failures = 0;
             }
+            let down: Vec<String> = self
+                .slot_map()
+                .down_primaries()
+                .map(|p| p.addr().to_string())
+                .collect();
+            if down.is_empty() {
+                unsettled = 0;
+            } else {
+                unsettled += 1;
+                if unsettled == 1 {
+                    info!(primaries = ?down, "a primary fails its health checks; refreshing until the cluster replaces it");
+                }
+            }
             last = last.max(Instant::now());
             // Retry a failed refresh soon, with backoff; otherwise wait for the timer or a trigger.
+            let backoff = |n: u32| self.config.min_refresh_gap() * 2u32.saturating_pow(n.min(6));
             let wait = if failures > 0 {
-                (self.config.min_refresh_gap() * 2u32.saturating_pow(failures.min(6)))
+                backoff(failures).min(self.config.refresh_interval())
+            } else if unsettled > 0 {
+                backoff(unsettled)
+                    .min(self.config.health_check_interval())
                     .min(self.config.refresh_interval())
             } else {
                 self.config.refresh_interval()
@@ -136,31 +178,106 @@ impl Topology {
         }
     }
 
-    /// Fetches the topology once and publishes it if it changed.
+    /// Fetches the topology and publishes it if it changed.
+    ///
+    /// Asks up to `ASK_AT_ONCE` nodes at a time, concurrently: the map's nodes that pass their
+    /// health checks (primaries first), then the seeds, then the nodes that fail them. Of the
+    /// answers, the one with the greatest config epoch wins (see [`super::epoch`]); on a tie, the
+    /// earlier node in that order. The next nodes are asked only if none of a group answered.
     ///
     /// # Errors
     /// `TopologyError` listing why every candidate node failed.
     pub async fn refresh(&self) -> Result<(), TopologyError> {
         let current = self.map.load_full();
-        let mut candidates: Vec<String> =
-            current.node_addrs().into_iter().map(String::from).collect();
-        for seed in &self.seeds {
-            if !candidates.contains(seed) {
-                candidates.push(seed.clone());
+        let candidates = self.candidates(&current);
+        let mut errors = Vec::new();
+        for group in candidates.chunks(ASK_AT_ONCE) {
+            if let Some(answer) = self.ask_group(group, &mut errors).await {
+                self.publish(&current, answer.layout);
+                return Ok(());
             }
         }
-        let mut errors = Vec::new();
-        for addr in &candidates {
-            match self.ask(addr).await {
-                Ok(layout) if layout.is_empty() => errors.push(format!("{addr}: no shards")),
-                Ok(layout) => {
-                    self.publish(&current, layout);
-                    return Ok(());
+        Err(TopologyError(errors.join("; ")))
+    }
+
+    /// Whom to ask, best first.
+    fn candidates(&self, current: &SlotMap) -> Vec<String> {
+        let mut healthy = Vec::new();
+        let mut failing = Vec::new();
+        for shard in current.shards() {
+            let node = &shard.primary;
+            if node.health().is_up() {
+                &mut healthy
+            } else {
+                &mut failing
+            }
+            .push(node.addr());
+        }
+        for node in current.shards().iter().flat_map(|s| &s.replicas) {
+            if node.health().is_up() {
+                &mut healthy
+            } else {
+                &mut failing
+            }
+            .push(node.addr());
+        }
+        let mut candidates: Vec<String> = Vec::new();
+        let ordered = healthy
+            .into_iter()
+            .chain(self.seeds.iter().map(String::as_str))
+            .chain(failing);
+        for addr in ordered {
+            if !candidates.iter().any(|c| c == addr) {
+                candidates.push(addr.to_string());
+            }
+        }
+        candidates
+    }
+
+    /// Asks every node of `group` at once; the best answer, after the first usable one has
+    /// arrived and the others had `EPOCH_GRACE` more to answer.
+    async fn ask_group(&self, group: &[String], errors: &mut Vec<String>) -> Option<Answer> {
+        let mut asks = JoinSet::new();
+        for (rank, addr) in group.iter().enumerate() {
+            let node = self.pool.node(addr);
+            let addr = addr.clone();
+            asks.spawn(async move {
+                let answer = tokio::time::timeout(ASK_TIMEOUT, ask(node, &addr))
+                    .await
+                    .unwrap_or_else(|_| Err(TopologyError("no reply in time".into())));
+                (rank, addr, answer)
+            });
+        }
+        let mut best: Option<(Option<u64>, std::cmp::Reverse<usize>, Answer)> = None;
+        let mut grace_until: Option<Instant> = None;
+        loop {
+            let next = match grace_until {
+                Some(until) => match tokio::time::timeout_at(until, asks.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => break, // the stragglers are dropped (aborted) with the set
+                },
+                None => asks.join_next().await,
+            };
+            let Some(joined) = next else { break };
+            let Ok((rank, addr, answer)) = joined else {
+                continue;
+            };
+            match answer {
+                Ok(answer) if answer.layout.is_empty() => {
+                    errors.push(format!("{addr}: no shards"));
+                }
+                Ok(answer) => {
+                    debug!(node = %addr, epoch = ?answer.epoch, "topology answer");
+                    let key = (answer.epoch, std::cmp::Reverse(rank));
+                    if best.as_ref().is_none_or(|(e, r, _)| key > (*e, *r)) {
+                        best = Some((key.0, key.1, answer));
+                    }
+                    grace_until.get_or_insert_with(|| Instant::now() + EPOCH_GRACE);
                 }
                 Err(e) => errors.push(format!("{addr}: {}", e.0)),
             }
         }
-        Err(TopologyError(errors.join("; ")))
+        best.map(|(_, _, answer)| answer)
     }
 
     fn publish(&self, current: &SlotMap, layout: Vec<ShardLayout>) {
@@ -186,42 +303,71 @@ impl Topology {
             let generation = next.generation();
             self.map.store(Arc::new(next));
             self.changes.send_replace(generation);
+            self.changed.notify_waiters();
         }
         if !self.ready.swap(true, Ordering::AcqRel) {
             self.ready_notify.notify_waiters();
         }
     }
 
-    /// Asks one node for the topology: `CLUSTER SHARDS`, else `CLUSTER SLOTS`.
-    async fn ask(&self, addr: &str) -> Result<Vec<ShardLayout>, TopologyError> {
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        match self.query(addr, CLUSTER_SHARDS).await {
-            Ok(frame) => parse_shards(&frame, host),
-            Err(QueryError::Refused(reason)) => {
-                debug!(node = addr, %reason, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
-                match self.query(addr, CLUSTER_SLOTS).await {
-                    Ok(frame) => parse_slots(&frame, host),
-                    Err(e) => Err(TopologyError(e.to_string())),
-                }
-            }
-            Err(e) => Err(TopologyError(e.to_string())),
-        }
+    /// Resolves the next time a changed map is published.
+    pub async fn map_changed(&self) {
+        self.changed.notified().await;
     }
+}
 
-    async fn query(
-        &self,
-        addr: &str,
-        command: &'static [u8],
-    ) -> Result<redis_protocol::resp2::types::OwnedFrame, QueryError> {
-        let node = self.pool.node(addr);
-        let reply = tokio::time::timeout(
-            ASK_TIMEOUT,
-            node.request(Protocol::Resp2, Bytes::from_static(command)),
-        )
-        .await
-        .map_err(|_| QueryError::Failed("no reply in time".into()))?
-        .map_err(|e| QueryError::Failed(e.to_string()))?;
+/// One node's view of the cluster.
+struct Answer {
+    layout: Vec<ShardLayout>,
+    /// See [`super::epoch::owners_epoch`]; `None` if the node did not say.
+    epoch: Option<u64>,
+}
+
+/// Asks one node for the topology (`CLUSTER SHARDS`, else `CLUSTER SLOTS`) and for its config
+/// epochs (`CLUSTER NODES`), both pipelined on one of its connections.
+async fn ask(node: Arc<Node>, addr: &str) -> Result<Answer, TopologyError> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let shards = query(&node, CLUSTER_SHARDS);
+    let nodes = query(&node, CLUSTER_NODES);
+    let layout = match shards.await {
+        Ok(frame) => parse_shards(&frame, host)?,
+        Err(QueryError::Refused(reason)) => {
+            debug!(node = addr, %reason, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
+            match query(&node, CLUSTER_SLOTS).await {
+                Ok(frame) => parse_slots(&frame, host)?,
+                Err(e) => return Err(TopologyError(e.to_string())),
+            }
+        }
+        Err(e) => return Err(TopologyError(e.to_string())),
+    };
+    let epoch = match nodes.await {
+        Ok(OwnedFrame::BulkString(text)) => owners_epoch(&String::from_utf8_lossy(&text)),
+        _ => None,
+    };
+    Ok(Answer { layout, epoch })
+}
+
+/// Queues `command` on the node's first shared connection at once, and returns the decoded
+/// reply when awaited (so that several queries to one node are pipelined).
+fn query(
+    node: &Node,
+    command: &'static [u8],
+) -> impl Future<Output = Result<OwnedFrame, QueryError>> + use<> {
+    let rx = node.send(
+        Protocol::Resp2,
+        false,
+        0,
+        Bytes::from_static(command),
+        false,
+        1,
+        false,
+    );
+    async move {
+        let reply = rx
+            .await
+            .map_err(|_| QueryError::Failed("connection task stopped".into()))?
+            .map_err(|e| QueryError::Failed(e.to_string()))?;
         if let Some(text) = reply.error_text() {
             return Err(QueryError::Refused(String::from_utf8_lossy(text).into()));
         }

@@ -120,6 +120,30 @@ impl SlotMap {
         self.owners.iter().filter(|&&o| o != UNASSIGNED).count()
     }
 
+    /// Primaries that serve slots but failed their last health check.
+    pub fn down_primaries(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.serving_shards()
+            .map(|shard| &shard.primary)
+            .filter(|primary| !primary.health().is_up())
+    }
+
+    /// The nodes worth a health check, each with whether it is a primary: the primaries that
+    /// serve slots and their replicas. (A failed primary that lost its slots to a replica stays
+    /// listed by the cluster as a shard of its own, with no slots; nothing is sent to it.)
+    pub fn checked_nodes(&self) -> impl Iterator<Item = (&Arc<Node>, bool)> {
+        self.serving_shards().flat_map(|shard| {
+            std::iter::once((&shard.primary, true)).chain(shard.replicas.iter().map(|r| (r, false)))
+        })
+    }
+
+    fn serving_shards(&self) -> impl Iterator<Item = &Shard> {
+        self.shards
+            .iter()
+            .zip(&self.layout)
+            .filter(|(_, layout)| !layout.ranges.is_empty())
+            .map(|(shard, _)| shard)
+    }
+
     /// Every node address in the map, primaries first.
     pub fn node_addrs(&self) -> Vec<&str> {
         let primaries = self.layout.iter().map(|s| s.primary.as_str());

@@ -1,4 +1,6 @@
-//! Routing one request and settling its reply: slot lookup, MOVED/ASK, retries with backoff.
+//! Routing one request and settling its reply: slot lookup, the node choice (read policy and
+//! node health, in `pick.rs`; requests for a primary that fails its health checks wait), MOVED/ASK,
+//! retries with backoff.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +14,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::algebra::{self, Algebra};
+use super::pick;
 use super::split::{self, Merge};
 use super::transaction::Exec;
 use super::{Pending, Session};
@@ -48,6 +51,9 @@ pub(super) struct Attempt {
     /// A read-only command: the read policy may send it to a replica, and it is safe to send
     /// again when its connection died before the reply.
     read_only: bool,
+    /// May change the data of its slot: with `read_your_writes`, the session's reads of that
+    /// slot go to the primary for a while.
+    writes: bool,
     /// A transaction batch (MULTI ... EXEC): how many replies, and whether it was watched.
     exec: Option<ExecShape>,
     redirects: u32,
@@ -477,6 +483,7 @@ impl Session {
                 let attempt = Attempt {
                     dedicated: exec.watched.is_some(),
                     pinned: exec.watched.is_some(),
+                    writes: true,
                     exec: Some(ExecShape {
                         replies: exec.replies,
                         watched: exec.watched.is_some(),
@@ -498,7 +505,11 @@ impl Session {
             }
             Plan::Wait(wait) => return self.start_wait(request, wait),
             Plan::Single(target) => {
-                return into_pending(self.send(request, target, Attempt::default()));
+                let attempt = Attempt {
+                    writes: true,
+                    ..Attempt::default()
+                };
+                return into_pending(self.send(request, target, attempt));
             }
             Plan::Read(target) => {
                 let attempt = Attempt {
@@ -510,6 +521,7 @@ impl Session {
             Plan::Blocking(target) => {
                 let attempt = Attempt {
                     dedicated: true,
+                    writes: true,
                     ..Attempt::default()
                 };
                 return into_pending(self.send(request, target, attempt));
@@ -540,6 +552,11 @@ impl Session {
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
             Plan::FanOut(merge) => {
+                if self.tracks_writes() && self.is_write(&request) {
+                    self.recent_writes
+                        .borrow_mut()
+                        .note_everything(Instant::now());
+                }
                 let slots = split::shard_slots(&self.shared.topology.slot_map());
                 if slots.is_empty() {
                     self.shared.topology.request_refresh();
@@ -572,9 +589,14 @@ impl Session {
             }
             Plan::Parts(merge, parts) => (merge, parts),
         };
+        // Parts of MSET, DEL... write their slots; those of MGET, DBSIZE... don't.
+        let attempt = Attempt {
+            writes: self.tracks_writes() && self.is_write(&request),
+            ..Attempt::default()
+        };
         let parts = parts
             .into_iter()
-            .map(|(target, part)| self.send(part, target, Attempt::default()))
+            .map(|(target, part)| self.send(part, target, attempt))
             .collect();
         Pending::Split(Box::new(Split { merge, parts }))
     }
@@ -686,26 +708,47 @@ impl Session {
 
     /// Sends to the node the current map names for `target` (a replica when the read policy
     /// allows it for this request).
+    ///
+    /// A primary that fails its health checks is not sent anything: the request waits with
+    /// backoff, like one for an unreachable node, until the primary answers again or the map
+    /// names its replacement (the refresher is already looking for one), or the retry deadline
+    /// passes. Sending it would only leave it hanging on a node that may never answer.
     fn send(&self, request: Request, target: Target, attempt: Attempt) -> Step {
         let map = self.shared.topology.slot_map();
         let choice = match target {
-            Target::Slot(slot) => map.shard(slot).map(|shard| self.pick(shard, attempt)),
+            Target::Slot(slot) => map.shard(slot).map(|shard| self.pick(shard, slot, attempt)),
             Target::Replica(slot, i) => map
                 .shard(slot)
                 .and_then(|shard| shard.replicas.get(i))
                 .map(|replica| Ok((replica.clone(), false))),
             Target::AnyPrimary => {
                 let shards = map.shards();
+                // The session's own primary, or the next one that passes its health checks.
+                let first = self.id as usize;
                 (!shards.is_empty()).then(|| {
-                    Ok((
-                        shards[self.id as usize % shards.len()].primary.clone(),
-                        false,
-                    ))
+                    let up = (0..shards.len())
+                        .map(|i| &shards[(first + i) % shards.len()].primary)
+                        .find(|p| p.health().is_up());
+                    let node = up.unwrap_or(&shards[first % shards.len()].primary);
+                    Ok((node.clone(), false))
                 })
             }
         };
         match choice {
             Some(Ok((node, readonly))) => {
+                if !readonly && !node.health().is_up() {
+                    let error = format!(
+                        "CLUSTERDOWN primary {} fails slotproxy's health checks and no replica has \
+                         taken over yet",
+                        node.addr()
+                    );
+                    return self.backoff(request, target, attempt, error_bytes(&error));
+                }
+                if attempt.writes
+                    && let Target::Slot(slot) = target
+                {
+                    self.note_write(slot);
+                }
                 self.send_via(node, readonly, request, target, attempt, false)
             }
             Some(Err(error)) => Step::Done(Reply::local(error_bytes(&error))),
@@ -724,27 +767,52 @@ impl Session {
     }
 
     /// The node of `shard` that serves this request, and whether it is read as a replica.
-    fn pick(&self, shard: &Shard, attempt: Attempt) -> Result<(Arc<Node>, bool), String> {
+    fn pick(
+        &self,
+        shard: &Shard,
+        slot: Slot,
+        attempt: Attempt,
+    ) -> Result<(Arc<Node>, bool), String> {
         let primary = || Ok((shard.primary.clone(), false));
-        if !attempt.read_only || self.tracking_reads_primary() {
+        if !attempt.read_only
+            || self.read_policy == ReadPolicy::Primary
+            || self.tracking_reads_primary()
+        {
             return primary();
         }
-        let replicas = &shard.replicas;
-        let spread = self.id as usize;
-        match self.read_policy {
-            ReadPolicy::Primary => primary(),
-            ReadPolicy::PreferReplica | ReadPolicy::Replica if !replicas.is_empty() => {
-                Ok((replicas[spread % replicas.len()].clone(), true))
-            }
-            ReadPolicy::PreferReplica => primary(),
-            ReadPolicy::Replica => Err(format!(
-                "CLUSTERDOWN no replica of {} is up to serve this read (read_policy replica)",
-                shard.primary.addr()
-            )),
-            ReadPolicy::Any => match spread % (replicas.len() + 1) {
-                0 => primary(),
-                i => Ok((replicas[i - 1].clone(), true)),
-            },
+        if self.tracks_writes() && self.recent_writes.borrow().recent(slot, Instant::now()) {
+            return primary();
+        }
+        match pick::choose(
+            self.read_policy,
+            self.id as usize,
+            &shard.primary,
+            &shard.replicas,
+        ) {
+            pick::Choice::Primary => primary(),
+            pick::Choice::Replica(index) => Ok((shard.replicas[index].clone(), true)),
+            pick::Choice::NoReplica => Err(no_replica(shard)),
+        }
+    }
+
+    /// Whether this session records its writes for read-your-writes: it asked for it, and its
+    /// reads may go to replicas.
+    fn tracks_writes(&self) -> bool {
+        self.shared.config.session.read_your_writes && self.read_policy != ReadPolicy::Primary
+    }
+
+    /// Records a write to `slot` now, when read-your-writes is on.
+    fn note_write(&self, slot: Slot) {
+        if self.tracks_writes() {
+            self.recent_writes.borrow_mut().note(slot, Instant::now());
+        }
+    }
+
+    /// Whether the command table flags `request` as a write.
+    fn is_write(&self, request: &Request) -> bool {
+        match self.shared.commands.load().resolve(request.args()) {
+            Resolved::Command(spec) => spec.flags.contains(Flags::WRITE),
+            _ => false,
         }
     }
 
@@ -874,8 +942,22 @@ impl Session {
         })
     }
 
-    /// Turns a node's answer into a final reply, a redirect, or a retry.
+    /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
+    /// read-your-writes, since its reply may come long after it was sent.
     fn settle(&self, in_flight: InFlight, result: NodeResult) -> Step {
+        let (target, writes) = (in_flight.target, in_flight.attempt.writes);
+        let step = self.settle_reply(in_flight, result);
+        if writes
+            && matches!(step, Step::Done(_))
+            && let Target::Slot(slot) = target
+        {
+            self.note_write(slot);
+        }
+        step
+    }
+
+    /// Turns a node's answer into a final reply, a redirect, or a retry.
+    fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Step {
         let InFlight {
             node,
             readonly,
@@ -1060,6 +1142,32 @@ impl Session {
             None => pool.node(&redirect.addr),
         }
     }
+}
+
+/// `read_policy = "replica"` found no replica of `shard` to read from: the error says why.
+fn no_replica(shard: &Shard) -> String {
+    let why: Vec<String> = shard
+        .replicas
+        .iter()
+        .map(|r| {
+            let health = r.health().snapshot();
+            let state = if !health.up {
+                "fails its health checks"
+            } else {
+                "is not in sync with its primary"
+            };
+            format!("{} {state}", r.addr())
+        })
+        .collect();
+    let why = if why.is_empty() {
+        "the cluster lists none online".to_string()
+    } else {
+        why.join(", ")
+    };
+    format!(
+        "CLUSTERDOWN no replica of {} is up to serve this read (read_policy replica): {why}",
+        shard.primary.addr()
+    )
 }
 
 /// A sent request's `Waiting` step, keeping what a redirect or retry needs.

@@ -16,6 +16,7 @@ mod algebra;
 mod dispatch;
 mod introspect;
 mod local;
+mod pick;
 mod pubsub;
 mod scan;
 mod scripts;
@@ -147,6 +148,8 @@ pub struct Session {
     tracking: Option<tracking::Tracking>,
     /// `MONITOR` lines from every node, once the client asked (and the config allows it).
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
+    /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
+    recent_writes: RefCell<pick::WrittenSlots>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -163,6 +166,8 @@ impl Session {
         let decoder = RequestDecoder::new(shared.config.session.max_bulk_len);
         let read_policy = shared.config.read_policy;
         let inbox = Inbox::new(Protocol::Resp2, shared.config.session.pubsub_limits());
+        let recent_writes =
+            pick::WrittenSlots::new(shared.config.session.read_your_writes_window());
         Self {
             id,
             shared,
@@ -187,6 +192,7 @@ impl Session {
             written: RefCell::new(wait::Written::default()),
             tracking: None,
             monitor: None,
+            recent_writes: RefCell::new(recent_writes),
         }
     }
 

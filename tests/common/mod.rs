@@ -7,6 +7,7 @@
 //! - [`StandaloneRedis::start`] starts one non-cluster node, to compare replies with.
 //! - [`TestProxy::start`] runs `slotproxy::run` in-process on an ephemeral port.
 //! - [`RawClient`] speaks bytes to any of them, for byte-level cases.
+//! - [`Load`] runs clients that write and read back keys while a test breaks nodes.
 //!
 //! Nothing here uses fixed ports, global servers or sleeps as waits: poll with [`wait_until`].
 //! A missing `redis-server` makes tests fail with an install hint; they never skip.
@@ -17,6 +18,7 @@
 #![allow(dead_code)]
 
 mod cluster;
+mod load;
 mod process;
 mod proxy;
 mod raw;
@@ -28,6 +30,8 @@ use std::time::{Duration, Instant};
 // Each test binary uses only part of the harness.
 #[allow(unused_imports)]
 pub use cluster::{NodeState, TestCluster, TestNode};
+#[allow(unused_imports)]
+pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 #[allow(unused_imports)]
 pub use process::StandaloneRedis;
 #[allow(unused_imports)]

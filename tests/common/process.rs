@@ -91,6 +91,8 @@ impl RedisProcess {
             // A primary lists a replica in CLUSTER SLOTS only once the replica's offset is not 0;
             // on an idle primary the replication PING (default every 10 s) is what moves it.
             .args(["--repl-ping-replica-period", "1"])
+            // DEBUG SLEEP from loopback clients: tests make a node slow with it.
+            .args(["--enable-debug-command", "local"])
             .arg("--logfile")
             .arg(&log);
         if spec.cluster {

@@ -533,8 +533,26 @@ impl TestCluster {
             .collect())
     }
 
-    /// One field of `INFO <section>` on `node`.
-    fn info_field(&self, node: &TestNode, section: &str, field: &str) -> Result<String, String> {
+    /// Whether every other running node flags `node` as failed (`fail` in `CLUSTER NODES`).
+    pub fn marked_failed(&self, node: &TestNode) -> bool {
+        self.running().filter(|n| n.id != node.id).all(|n| {
+            self.view(n)
+                .is_ok_and(|v| v.iter().any(|e| e.id == node.id && e.has_flag("fail")))
+        })
+    }
+
+    /// Whether `replica` is connected to its primary and synced (`master_link_status:up`).
+    pub fn replica_in_sync(&self, replica: &TestNode) -> bool {
+        self.check_replica_link(replica).is_ok()
+    }
+
+    /// One field of `INFO <section>` on `node`, or why it could not be read.
+    pub fn info_field(
+        &self,
+        node: &TestNode,
+        section: &str,
+        field: &str,
+    ) -> Result<String, String> {
         self.field_of(node, redis::cmd("INFO").arg(section), field)
     }
 
