@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A fake cluster node: claims all 16384 slots and answers by key name.
 ///
-/// `PING` -> PONG (the proxy's health check); `GET ok` -> "ok"; `SET torn ..` -> half a reply, then the connection closes; `GET flaky` ->
+/// `CLUSTER NODES` gives config epoch 0. `PING` -> PONG (the proxy's health check); `GET ok` ->
+/// "ok"; `SET torn ..` -> half a reply, then the connection closes; `GET flaky` ->
 /// the same on its first call only, "ok" after; `GET stall` -> never answers.
 async fn fake_node() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -48,6 +49,14 @@ async fn serve_fake(
                 args[0].to_ascii_uppercase().as_slice(),
                 args.get(1).map(Vec::as_slice),
             ) {
+                (b"CLUSTER", Some(sub)) if sub.eq_ignore_ascii_case(b"nodes") => {
+                    // Config epoch 0: the view of a node that has seen no failover.
+                    let line = format!(
+                        "fake 127.0.0.1:{port}@{} myself,master - 0 0 0 connected 0-16383\n",
+                        u32::from(port) + 10_000
+                    );
+                    format!("${}\r\n{line}\r\n", line.len()).into_bytes()
+                }
                 (b"CLUSTER", _) => shards_reply(port),
                 // The proxy's health check.
                 (b"PING", _) => b"+PONG\r\n".to_vec(),
@@ -250,4 +259,40 @@ async fn no_reachable_seed_gives_clusterdown_after_the_retry_deadline() {
         raw.request(&[b"ECHO", b"still here"]).await,
         b"$10\r\nstill here\r\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topology_answer_with_a_lower_config_epoch_loses() {
+    let cluster = TestCluster::start(3, 1);
+    // Precondition: the real cluster's slot owners have config epochs above the fake's 0.
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut cluster.conn(&cluster.nodes()[0]))
+        .unwrap();
+    let max_epoch = nodes
+        .lines()
+        .filter(|l| l.contains("master") && l.split_whitespace().count() > 8)
+        .filter_map(|l| l.split_whitespace().nth(6)?.parse::<u64>().ok())
+        .max();
+    assert!(max_epoch.is_some_and(|e| e > 0), "{nodes}");
+    // The fake is the first seed and answers first, claiming every slot: a proxy that took the
+    // first answer would send everything to it. The three seeds are asked at once.
+    let fake = fake_node().await;
+    let mut seeds = vec![fake];
+    seeds.extend(cluster.seeds().into_iter().take(2));
+    let proxy = start_proxy(seeds, |_| {}).await;
+    let mut raw = RawClient::connect(proxy).await;
+    for node in cluster.primaries() {
+        let key = cluster.key_for_node(node, "epoch");
+        assert_eq!(
+            raw.request(&[b"SET", key.as_bytes(), b"v"]).await,
+            b"+OK\r\n",
+            "{key}"
+        );
+        let direct: String = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut cluster.conn(node))
+            .unwrap();
+        assert_eq!(direct, "v");
+    }
 }
