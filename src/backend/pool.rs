@@ -236,6 +236,18 @@ impl BackendPool {
         node
     }
 
+    /// The node at `addr` if the pool has it (nothing is created).
+    ///
+    /// # Panics
+    /// As `node`.
+    pub fn find(&self, addr: &str) -> Option<Arc<Node>> {
+        self.nodes
+            .lock()
+            .expect("pool lock is never held across a panic")
+            .get(addr)
+            .cloned()
+    }
+
     /// Drops every node whose address is not in `keep`; their connections close when idle.
     ///
     /// # Panics

@@ -132,6 +132,9 @@ fn answered(topology: &Topology, node: &Node, is_primary: bool, report: &ProbeRe
             );
         }
     }
+    if is_primary && role == Some("master") {
+        node.set_replicas(live_replicas(topology, &report.replication));
+    }
     let expected = if is_primary { "master" } else { "slave" };
     if role.is_some_and(|r| r != expected) {
         debug!(
@@ -142,6 +145,29 @@ fn answered(topology: &Topology, node: &Node, is_primary: bool, report: &ProbeRe
         );
         topology.request_refresh();
     }
+}
+
+/// The replicas a primary's `INFO replication` lists as `state=online`, less those that fail
+/// their own health check (a stalled replica stays listed until `repl-timeout`): the ones that
+/// can confirm a write for `ack = replicated`. Fresher than the slot map, which learns of a
+/// rejoined replica only at its next refresh.
+fn live_replicas(topology: &Topology, replication: &str) -> usize {
+    let pool = topology.pool();
+    replication
+        .lines()
+        .filter(|line| line.starts_with("slave") && line.contains(':'))
+        .filter_map(|line| {
+            let fields = line.split_once(':')?.1;
+            let value = |name: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            };
+            let online = value("state")? == "online";
+            online.then_some(format!("{}:{}", value("ip")?, value("port")?))
+        })
+        .filter(|addr| pool.find(addr).is_none_or(|n| n.health().is_up()))
+        .count()
 }
 
 /// Whether a replica's `INFO replication` shows it out of sync: its link to the primary is not
@@ -162,6 +188,28 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn online_replicas_are_counted_from_the_primary_report() {
+        let topology = Topology::new(
+            Arc::new(crate::backend::BackendPool::new(
+                crate::config::BackendConfig::default(),
+                Arc::new(tokio::sync::Notify::new()),
+            )),
+            Vec::new(),
+            ClusterConfig::default(),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let report = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+                      slave0:ip=127.0.0.1,port=7003,state=online,offset=10,lag=0\r\n\
+                      slave1:ip=127.0.0.1,port=7004,state=wait_bgsave,offset=0,lag=0\r\n\
+                      master_failover_state:no-failover\r\n";
+        assert_eq!(live_replicas(&topology, report), 1);
+        assert_eq!(
+            live_replicas(&topology, "role:master\r\nconnected_slaves:0\r\n"),
+            0
+        );
+    }
 
     #[test]
     fn a_replica_lags_while_its_link_is_down_or_syncing() {
