@@ -12,19 +12,12 @@ import argparse
 import csv
 import io
 
+# Run as `python3 benches/failover_report.py`: its folder is on the path.
+from e2e_report import read_meta
+
 # A second counts as recovered when its successful requests reach this share of the rate
 # before the kill.
 RECOVERED = 0.9
-
-
-def read_meta(path):
-    meta = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            key, sep, value = line.rstrip("\n").partition("=")
-            if sep:
-                meta[key] = value
-    return meta
 
 
 def read_load(path):

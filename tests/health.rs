@@ -29,15 +29,7 @@ fn keys_replicated(cluster: &TestCluster, proxy: &TestProxy) -> Vec<String> {
         let key = cluster.key_for_node(primary, "health");
         let _: () = redis::cmd("SET").arg(&key).arg(&key).query(&mut c).unwrap();
         let replica = cluster.replica_of(primary);
-        wait_until(Duration::from_secs(5), "the replica has the key", || {
-            let mut conn = cluster.conn(replica);
-            let _: () = redis::cmd("READONLY").query(&mut conn).unwrap();
-            redis::cmd("GET")
-                .arg(&key)
-                .query::<Option<String>>(&mut conn)
-                .unwrap()
-                .is_some()
-        });
+        cluster.wait_replica_has(replica, &key);
         keys.push(key);
     }
     keys

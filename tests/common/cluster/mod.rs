@@ -186,6 +186,22 @@ impl TestCluster {
             .unwrap_or_else(|| panic!("no running replica follows {}", primary.addr))
     }
 
+    /// Waits (up to 5 s) until `replica` serves `key`: a write through the proxy reached it.
+    ///
+    /// # Panics
+    /// When it doesn't within 5 s.
+    pub fn wait_replica_has(&self, replica: &TestNode, key: &str) {
+        super::wait_until(Duration::from_secs(5), "the replica has the key", || {
+            let mut conn = self.conn(replica);
+            let _: () = redis::cmd("READONLY").query(&mut conn).unwrap();
+            redis::cmd("GET")
+                .arg(key)
+                .query::<Option<String>>(&mut conn)
+                .unwrap()
+                .is_some()
+        });
+    }
+
     /// How many times `node` has run `command` (`calls=` in its `INFO commandstats`).
     ///
     /// # Panics
