@@ -971,7 +971,7 @@ impl Session {
         // A reload's job also answered SCRIPT LOAD (and ASKING): the request's reply is last.
         let reloaded = std::mem::take(&mut attempt.reloaded);
         let result = match result {
-            Ok(reply) if reloaded => Ok(last_frame(reply, self.protocol)),
+            Ok(reply) if reloaded => Ok(last_frame(reply)),
             other => other,
         };
         match result {
@@ -1060,7 +1060,7 @@ impl Session {
         target: Target,
         attempt: Attempt,
     ) -> Step {
-        let frames = split::frames(reply.raw(), self.protocol);
+        let frames = split::frames(reply.raw());
         let moved = frames.iter().rev().skip(1).any(|frame| {
             matches!(
                 Reply::local(Bytes::copy_from_slice(frame)).kind(),
@@ -1201,8 +1201,8 @@ fn into_pending(step: Step) -> Pending {
 }
 
 /// The last of the replies a multi-reply job delivered together.
-fn last_frame(reply: Reply, protocol: crate::protocol::Protocol) -> Reply {
-    match split::frames(reply.raw(), protocol).last() {
+fn last_frame(reply: Reply) -> Reply {
+    match split::frames(reply.raw()).last() {
         Some(last) => Reply::local(reply.raw().slice_ref(last)),
         None => reply,
     }

@@ -232,7 +232,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         Merge::AllOk => write_simple(&mut out, "OK"),
         Merge::RunningScript => {
             let running = |r: &&Reply| {
-                elements(r.raw(), protocol)
+                elements(r.raw())
                     .get(1)
                     .is_some_and(|script| !is_null(script))
             };
@@ -251,10 +251,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             };
         }
         Merge::AllExist => {
-            let parts: Vec<Vec<&[u8]>> = replies
-                .iter()
-                .map(|r| elements(r.raw(), protocol))
-                .collect();
+            let parts: Vec<Vec<&[u8]>> = replies.iter().map(|r| elements(r.raw())).collect();
             let len = parts.first().map_or(0, Vec::len);
             if parts.iter().any(|p| p.len() != len) {
                 return error_bytes("ERR slotproxy: the primaries' replies differ in length");
@@ -272,15 +269,15 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             let others: Vec<Vec<Option<&[u8]>>> = rest
                 .iter()
                 .map(|r| {
-                    elements(r.raw(), protocol)
+                    elements(r.raw())
                         .into_iter()
-                        .map(|library| library_name(library, protocol))
+                        .map(|library| library_name(library))
                         .collect()
                 })
                 .collect();
-            let common: Vec<&[u8]> = elements(first.raw(), protocol)
+            let common: Vec<&[u8]> = elements(first.raw())
                 .into_iter()
-                .filter(|&library| match library_name(library, protocol) {
+                .filter(|&library| match library_name(library) {
                     Some(name) => others.iter().all(|names| names.contains(&Some(name))),
                     None => true,
                 })
@@ -299,10 +296,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             write_integer(&mut out, sum);
         }
         Merge::Concat => {
-            let elements: Vec<Vec<&[u8]>> = replies
-                .iter()
-                .map(|r| elements(r.raw(), protocol))
-                .collect();
+            let elements: Vec<Vec<&[u8]>> = replies.iter().map(|r| elements(r.raw())).collect();
             write_array_len(&mut out, elements.iter().map(Vec::len).sum());
             for element in elements.iter().flatten() {
                 out.extend_from_slice(element);
@@ -311,8 +305,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         Merge::Values { positions, total } => {
             let mut ordered: Vec<&[u8]> = vec![&[]; *total];
             for (reply, positions) in replies.iter().zip(positions) {
-                for (value, &position) in elements(reply.raw(), protocol).into_iter().zip(positions)
-                {
+                for (value, &position) in elements(reply.raw()).into_iter().zip(positions) {
                     ordered[position] = value;
                 }
             }
@@ -345,8 +338,8 @@ fn any_ok(replies: &[Reply]) -> Bytes {
 
 /// The `library_name` field of one `FUNCTION LIST` entry (a map in RESP3, a flat array of
 /// fields and values in RESP2).
-fn library_name(library: &[u8], protocol: Protocol) -> Option<&[u8]> {
-    let fields = elements(library, protocol);
+fn library_name(library: &[u8]) -> Option<&[u8]> {
+    let fields = elements(library);
     fields
         .chunks_exact(2)
         .find(|pair| string(pair[0]) == Some(b"library_name".as_slice()))
@@ -375,15 +368,15 @@ fn integer(raw: &[u8]) -> Option<i64> {
 
 /// The raw bytes of each element of an array reply, or the keys and values (alternating) of a
 /// RESP3 map (empty for anything else).
-fn elements(raw: &[u8], protocol: Protocol) -> Vec<&[u8]> {
+fn elements(raw: &[u8]) -> Vec<&[u8]> {
     match (raw.first(), raw.iter().position(|&b| b == b'\n')) {
-        (Some(b'*' | b'%'), Some(newline)) => frames(&raw[newline + 1..], protocol),
+        (Some(b'*' | b'%'), Some(newline)) => frames(&raw[newline + 1..]),
         _ => Vec::new(),
     }
 }
 
 /// Splits back-to-back complete frames into their raw bytes.
-pub fn frames(mut rest: &[u8], _protocol: Protocol) -> Vec<&[u8]> {
+pub fn frames(mut rest: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         // RESP2 is a subset of RESP3: one scan serves both protocols.
