@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 mod cluster;
+mod failure;
 mod load;
 mod process;
 mod proxy;

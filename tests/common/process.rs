@@ -326,6 +326,7 @@ impl StandaloneRedis {
     /// # Panics
     /// When `redis-server` is missing or does not start.
     pub fn start() -> StandaloneRedis {
+        super::failure::record_panics();
         let dir = temp_dir("slotproxy-standalone-");
         let spec = NodeSpec {
             dir: dir.path().to_path_buf(),
@@ -363,6 +364,7 @@ impl Drop for StandaloneRedis {
                     self.addr,
                     log_tail(&process.log, 20)
                 );
+                super::failure::echo_panic();
             }
             process.kill();
         }

@@ -84,6 +84,7 @@ impl TestCluster {
             (1..=usize::from(SLOT_COUNT)).contains(&primaries),
             "a cluster needs 1..=16384 primaries, not {primaries}"
         );
+        super::failure::record_panics();
         let started = Instant::now();
         // Fail here, once, with the install hint, rather than in every start thread.
         super::redis_server_path();
@@ -604,6 +605,9 @@ impl Drop for TestCluster {
         }
         if let Some(dir) = self.dir.take() {
             finish_temp_dir(dir);
+        }
+        if panicking {
+            super::failure::echo_panic();
         }
     }
 }
