@@ -160,7 +160,7 @@ impl Session {
         let (node, vias) = if let Some(first) = vias.first() {
             (first.node().clone(), vias)
         } else {
-            let map = self.shared.topology.slot_map();
+            let map = self.map();
             let shards = map.shards();
             if shards.is_empty() {
                 drop(map);
@@ -250,11 +250,19 @@ async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Resul
                 Ok(Ok(reply)) => counts(&reply)?,
                 _ => return unreached(),
             };
-            let out_of_time = deadline.is_some_and(|d| Instant::now() + PAUSE >= d);
-            if wait.satisfied(&found) || out_of_time {
+            if wait.satisfied(&found) {
                 return Ok(found);
             }
-            tokio::time::sleep(PAUSE).await;
+            // Like redis, answer at the client's timeout, not before: the last pause may be
+            // shorter, and a last slice runs at the deadline.
+            let pause = match deadline {
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return Ok(found),
+                    left => left.min(PAUSE),
+                },
+                None => PAUSE,
+            };
+            tokio::time::sleep(pause).await;
         },
     }
 }
