@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use arc_swap::Guard;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -19,7 +20,7 @@ use super::split::{self, Merge};
 use super::transaction::Exec;
 use super::{Pending, Session};
 use crate::backend::{Lane, Node, NodeResult};
-use crate::cluster::Shard;
+use crate::cluster::{Shard, SlotMap};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
 use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of};
@@ -170,6 +171,23 @@ pub(super) enum Step {
     Backoff(Retry),
     /// Settled: this reply is final.
     Done(Reply),
+}
+
+/// A slot map borrowed for one decision: the session's pinned one, or the current one.
+pub(super) enum MapView<'a> {
+    Pinned(&'a Arc<SlotMap>),
+    Current(Guard<Arc<SlotMap>>),
+}
+
+impl std::ops::Deref for MapView<'_> {
+    type Target = SlotMap;
+
+    fn deref(&self) -> &SlotMap {
+        match self {
+            MapView::Pinned(map) => map,
+            MapView::Current(map) => map,
+        }
+    }
 }
 
 /// A request served in several parts.
@@ -430,7 +448,8 @@ impl Session {
     /// they were in flight, or one of them went out on a dedicated connection (its order relative
     /// to the shared connections is only known once it has been answered).
     pub(super) fn dispatch(&mut self, request: Request, plan: Plan) {
-        let generation = self.shared.topology.slot_map().generation();
+        let map = Guard::into_inner(self.shared.topology.slot_map());
+        let generation = map.generation();
         // Some requests must not overtake anything sent before them: `RPUSH l x` then `BLPOP l 0`
         // must find `x`, and a `DBSIZE` must count a key whose SET is being redirected.
         let wait_for_all = plan.waits_for_earlier();
@@ -449,8 +468,30 @@ impl Session {
             self.barrier = false;
         }
         self.barrier = plan.dedicated();
+        self.pinned_map = Some(map);
         let entry = self.start(request, plan);
+        self.pinned_map = None;
         self.pending.push_back(entry);
+    }
+
+    /// `start` under the current map, pinned while it sends.
+    pub(super) fn start_pinned(&mut self, request: Request, plan: Plan) -> Pending {
+        self.pinned_map = Some(Guard::into_inner(self.shared.topology.slot_map()));
+        let entry = self.start(request, plan);
+        self.pinned_map = None;
+        entry
+    }
+
+    /// The slot map to send under: while `dispatch` sends a request, the very map whose
+    /// generation it checked, so a map published meanwhile (by the refresher, on another
+    /// thread) can't send the request to a slot's new owner while the session's earlier
+    /// requests are still on their way to the old one (a read would overtake the client's
+    /// own write, which the old owner will only redirect later). Otherwise the current map.
+    pub(super) fn map(&self) -> MapView<'_> {
+        match &self.pinned_map {
+            Some(map) => MapView::Pinned(map),
+            None => MapView::Current(self.shared.topology.slot_map()),
+        }
     }
 
     /// Sends a request (or its parts) under the current map.
@@ -462,7 +503,7 @@ impl Session {
                     pinned: true,
                     ..Attempt::default()
                 };
-                let node = self.shared.topology.slot_map().primary(slot).cloned();
+                let node = self.map().primary(slot).cloned();
                 return match node {
                     Some(node) => {
                         self.watching(node.clone(), slot);
@@ -492,7 +533,7 @@ impl Session {
                 };
                 return match exec.watched {
                     Some((node, slot)) => {
-                        let owner = self.shared.topology.slot_map().primary(slot).cloned();
+                        let owner = self.map().primary(slot).cloned();
                         if owner.is_some_and(|owner| Arc::ptr_eq(&owner, &node)) {
                             into_pending(self.send_to(node, request, target, attempt, false))
                         } else {
@@ -557,7 +598,7 @@ impl Session {
                         .borrow_mut()
                         .note_everything(Instant::now());
                 }
-                let slots = split::shard_slots(&self.shared.topology.slot_map());
+                let slots = split::shard_slots(&self.map());
                 if slots.is_empty() {
                     self.shared.topology.request_refresh();
                     return Pending::Done(error_bytes("CLUSTERDOWN no cluster node is known yet"));
@@ -569,7 +610,7 @@ impl Session {
                 (merge, parts)
             }
             Plan::AllNodes(merge) => {
-                let map = self.shared.topology.slot_map();
+                let map = self.map();
                 let parts: Vec<(Target, Request)> = map
                     .layout()
                     .iter()
@@ -603,7 +644,9 @@ impl Session {
 
     /// Sends every `Deferred` entry at the front, in order, under the current map.
     pub(super) fn send_deferred(&mut self) {
-        self.dispatch_generation = self.shared.topology.slot_map().generation();
+        let map = Guard::into_inner(self.shared.topology.slot_map());
+        self.dispatch_generation = map.generation();
+        self.pinned_map = Some(map);
         self.barrier = false;
         let mut ready = Vec::new();
         while !self.barrier
@@ -619,6 +662,7 @@ impl Session {
                 ready.push(self.start(request, plan));
             }
         }
+        self.pinned_map = None;
         for entry in ready.into_iter().rev() {
             self.pending.push_front(entry);
         }
@@ -714,7 +758,7 @@ impl Session {
     /// names its replacement (the refresher is already looking for one), or the retry deadline
     /// passes. Sending it would only leave it hanging on a node that may never answer.
     fn send(&self, request: Request, target: Target, attempt: Attempt) -> Step {
-        let map = self.shared.topology.slot_map();
+        let map = self.map();
         let choice = match target {
             Target::Slot(slot) => map.shard(slot).map(|shard| self.pick(shard, slot, attempt)),
             Target::Replica(slot, i) => map

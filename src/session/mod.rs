@@ -41,7 +41,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use crate::cluster::Topology;
+use crate::cluster::{SlotMap, Topology};
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::inbox::Inbox;
@@ -118,6 +118,8 @@ pub struct Session {
     decoder: RequestDecoder,
     /// Slot-map generation the last request was dispatched under.
     dispatch_generation: u64,
+    /// The map `dispatch` checked that generation on, held while it sends (see `Session::map`).
+    pinned_map: Option<Arc<SlotMap>>,
     /// Scratch space for key positions, reused across requests.
     key_positions: Vec<usize>,
     /// Stop reading: the client closed its side, sent QUIT, or sent bad input.
@@ -177,6 +179,7 @@ impl Session {
             out: BytesMut::new(),
             decoder,
             dispatch_generation: 0,
+            pinned_map: None,
             key_positions: Vec::new(),
             stop_reading: false,
             closing: false,
@@ -411,7 +414,7 @@ impl Session {
         self.pending.pop_front();
         let entry = match outcome {
             TaskOutcome::Reply(reply) => Pending::Done(reply),
-            TaskOutcome::Dispatch(request, plan) => self.start(request, plan),
+            TaskOutcome::Dispatch(request, plan) => self.start_pinned(request, plan),
         };
         self.pending.push_front(entry);
     }
