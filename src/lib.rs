@@ -39,7 +39,8 @@
 //!    [`backend::connection`] task writes every queued request in one batch and hands replies back
 //!    in FIFO order through a oneshot per request. A request waits (`Deferred`) while older ones
 //!    are unanswered if the map changed since they were sent or one of them went out on a
-//!    dedicated connection, so nothing overtakes them on a node. A request for a primary that
+//!    dedicated connection, so nothing overtakes them on a node; the map that check read is the
+//!    one the request is sent under, even if the refresher publishes another meanwhile. A request for a primary that
 //!    fails its health check is not sent: it waits with backoff (as in step 6) until the
 //!    primary answers again or the refreshed map names the replica that replaced it.
 //! 6. When the request reaches the front of the session's queue its reply is settled: on `MOVED`
