@@ -1,35 +1,33 @@
-//! Routing one request and settling its reply: slot lookup, the node choice (read policy and
-//! node health, in `pick.rs`; requests for a primary that fails its health checks wait), MOVED/ASK,
-//! retries with backoff.
+//! Sending requests and moving the session's queue: whether a request waits for older ones
+//! (`Deferred`), the map it is sent under, the node (read policy and node health, in
+//! `pick.rs`; requests for a primary that fails its health checks wait) and the connection
+//! (the session's lane of the node's shared ones, or its dedicated one). Requests become a
+//! `Plan` in `plan.rs`; their replies are settled (MOVED/ASK, retries) in `settle.rs`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use arc_swap::Guard;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::debug;
 
-use super::algebra::{self, Algebra};
+use super::algebra;
 use super::pick;
+use super::plan::Plan;
+use super::settle::null_reply;
 use super::split::{self, Merge};
-use super::transaction::Exec;
 use super::{Pending, Session};
 use crate::backend::{Lane, Node, NodeResult};
+use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
-use crate::cluster::{Slot, hash_slot};
-use crate::command::keys::key_positions;
-use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of};
-use crate::command::{CommandSpec, Flags, Resolved};
+use crate::command::{Flags, Resolved};
 use crate::config::ReadPolicy;
 use crate::error::BackendError;
-use crate::protocol::reply::{error_bytes, write_error, write_error_bytes};
-use crate::protocol::request::encode_multibulk;
-use crate::protocol::{Redirect, Reply, ReplyKind, Request};
+use crate::protocol::reply::error_bytes;
+use crate::protocol::{Reply, Request};
 
 /// Where a request goes, re-resolved against the current map on every retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,44 +44,44 @@ pub enum Target {
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Attempt {
     /// Sent on the session's own connection to the node (blocking commands), not a shared one.
-    dedicated: bool,
+    pub(super) dedicated: bool,
     /// Must not move to another node (WATCH): redirects are answered, not followed.
-    pinned: bool,
+    pub(super) pinned: bool,
     /// A read-only command: the read policy may send it to a replica, and it is safe to send
     /// again when its connection died before the reply.
-    read_only: bool,
+    pub(super) read_only: bool,
     /// May change the data of its slot: with `read_your_writes`, the session's reads of that
     /// slot go to the primary for a while.
-    writes: bool,
+    pub(super) writes: bool,
     /// A transaction batch (MULTI ... EXEC): how many replies, and whether it was watched.
-    exec: Option<ExecShape>,
-    redirects: u32,
-    retries: u32,
+    pub(super) exec: Option<ExecShape>,
+    pub(super) redirects: u32,
+    pub(super) retries: u32,
     /// When the first retry began; the retry deadline counts from here.
-    retry_started: Option<Instant>,
+    pub(super) retry_started: Option<Instant>,
     /// This send was `SCRIPT LOAD` + the request, after a `NOSCRIPT`: the request's reply is
     /// the last of the job's, and a second `NOSCRIPT` goes to the client.
-    reloaded: bool,
+    pub(super) reloaded: bool,
 }
 
 /// The shape of a transaction batch, for settling its reply.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ExecShape {
-    replies: usize,
-    watched: bool,
+    pub(super) replies: usize,
+    pub(super) watched: bool,
 }
 
 /// A request sent to a node, waiting for its reply.
 pub(super) struct InFlight {
-    rx: oneshot::Receiver<NodeResult>,
-    node: Arc<Node>,
+    pub(super) rx: oneshot::Receiver<NodeResult>,
+    pub(super) node: Arc<Node>,
     /// Sent on the node's `READONLY` connections (a replica read).
-    readonly: bool,
+    pub(super) readonly: bool,
     /// Sent after `ASKING`.
-    asking: bool,
-    request: Request,
-    target: Target,
-    attempt: Attempt,
+    pub(super) asking: bool,
+    pub(super) request: Request,
+    pub(super) target: Target,
+    pub(super) attempt: Attempt,
 }
 
 impl InFlight {
@@ -105,62 +103,9 @@ impl InFlight {
 /// A request waiting out a backoff before it is sent again.
 pub(super) struct Retry {
     pub(super) until: Instant,
-    request: Request,
-    target: Target,
-    attempt: Attempt,
-}
-
-/// How a request is sent: to one node, or in parts merged into one reply.
-#[derive(Debug, Clone)]
-pub(super) enum Plan {
-    /// One request to one target.
-    Single(Target),
-    /// A read-only request: the session's read policy may send it to a replica, and it is
-    /// retried when its connection dies before the reply.
-    Read(Target),
-    /// A blocking command, sent on the session's dedicated connection to the target's node.
-    Blocking(Target),
-    /// A cross-slot multi-key command, split by slot.
-    Split(split::SplitKind),
-    /// A cross-slot read-only command computed by the proxy from its keys' values.
-    Computed(Algebra),
-    /// A whole-keyspace command, sent to every primary.
-    FanOut(Merge),
-    /// An allowed admin command, sent to every node (primaries and replicas).
-    AllNodes(Merge),
-    /// Requests built by a command's own module (e.g. SCAN), sent as given and merged.
-    Parts(Merge, Vec<(Target, Request)>),
-    /// `WATCH` on the session's dedicated connection to the slot's primary.
-    Watch(Slot),
-    /// A transaction batch (MULTI ... EXEC).
-    Exec(Target, Exec),
-    /// `WAIT` / `WAITAOF`, on the connections the session's writes went out on.
-    Wait(super::wait::Wait),
-}
-
-impl Plan {
-    /// Whether the request must wait until everything sent before it is answered: it goes out
-    /// on another connection (see `dedicated`), or it reads the whole keyspace (DBSIZE, KEYS,
-    /// SCAN...) and an earlier write may still be on its way to its node after a redirect.
-    fn waits_for_earlier(&self) -> bool {
-        self.dedicated() || matches!(self, Plan::FanOut(_) | Plan::AllNodes(_) | Plan::Parts(..))
-    }
-
-    /// Whether the request goes out on a connection other than the shared ones, so it waits for
-    /// earlier requests to settle, and later ones wait for it, to keep their order on the node.
-    fn dedicated(&self) -> bool {
-        match self {
-            Plan::Blocking(_) | Plan::Watch(_) | Plan::Wait(_) => true,
-            Plan::Exec(_, exec) => exec.watched.is_some(),
-            Plan::Single(_)
-            | Plan::Read(_)
-            | Plan::Split(_)
-            | Plan::Computed(_)
-            | Plan::FanOut(_)
-            | Plan::AllNodes(_)
-            | Plan::Parts(..) => false,
-        }
-    }
+    pub(super) request: Request,
+    pub(super) target: Target,
+    pub(super) attempt: Attempt,
 }
 
 /// Where one request (or one part of a split request) stands.
@@ -263,187 +208,7 @@ impl InFlight {
     }
 }
 
-pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_millis(250);
-
 impl Session {
-    /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
-    pub(super) fn handle(&mut self, request: Request) {
-        let commands = self.shared.commands.load();
-        let spec = match commands.resolve(request.args()) {
-            Resolved::Command(spec) => spec,
-            Resolved::UnknownCommand => {
-                self.tx.flag_error();
-                let message = unknown_command(&request);
-                return self.reply_with(|out| write_error_bytes(out, &message));
-            }
-            Resolved::UnknownSubcommand(container) => {
-                self.tx.flag_error();
-                let mut message = b"ERR unknown subcommand '".to_vec();
-                message.extend_from_slice(c_str(&request.args()[1], 128));
-                message.extend_from_slice(b"'. Try ");
-                message.extend_from_slice(container.name.to_ascii_uppercase().as_bytes());
-                message.extend_from_slice(b" HELP.");
-                return self.reply_with(|out| write_error_bytes(out, &message));
-            }
-        };
-        if !spec.arity_ok(request.args().len()) {
-            self.tx.flag_error();
-            return self.reply_error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name
-            ));
-        }
-        self.shared.scripts.observe(spec.name, request.args());
-        if self.tracking_on() {
-            self.key_positions.clear();
-            let _ = key_positions(spec, request.args(), &mut self.key_positions);
-            let keys: Vec<Bytes> = self
-                .key_positions
-                .iter()
-                .map(|&p| request.args()[p].clone())
-                .collect();
-            self.track_command(spec, &keys);
-        }
-        let route = match route_of(spec) {
-            Route::Unsupported(_) if is_debug_object(spec, request.args()) => {
-                let slot = hash_slot(&request.args()[2]);
-                return self.dispatch(request, Plan::Single(Target::Slot(slot)));
-            }
-            Route::Unsupported(reason) => match admin_route(spec) {
-                Some(route) if self.shared.config.session.allows_admin(spec.name) => route,
-                _ => Route::Unsupported(reason),
-            },
-            route => route,
-        };
-        if self.subscribed_resp2()
-            && !matches!(
-                route,
-                Route::Local(Local::Subscribe | Local::Ping | Local::Quit | Local::Reset)
-            )
-        {
-            return self.refuse_while_subscribed(spec);
-        }
-        if self.tx.queuing()
-            && !matches!(
-                route,
-                Route::Local(
-                    Local::Exec
-                        | Local::Discard
-                        | Local::Multi
-                        | Local::Watch
-                        | Local::Quit
-                        | Local::Reset
-                )
-            )
-        {
-            return self.queue(spec, request);
-        }
-        match route {
-            Route::Local(Local::Watch) => self.watch(spec, request),
-            Route::Local(Local::Subscribe) => self.subscription(spec, &request),
-            Route::Local(Local::Ping) if self.subscribed_resp2() => self.subscribed_ping(&request),
-            Route::Local(Local::Publish) => self.publish(spec, request),
-            Route::Local(Local::PubSubCount) => self.pubsub_count(request),
-            Route::Local(local) => self.local(local, &request),
-            Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
-            Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => {
-                match self.slot_of_keys(spec, &request) {
-                    Ok(Some(slot)) => self.dispatch(request, Plan::Blocking(Target::Slot(slot))),
-                    Ok(None) => self.dispatch(request, Plan::Blocking(Target::AnyPrimary)),
-                    Err(CrossSlot) => self.reply_error(CROSSSLOT),
-                }
-            }
-            Route::ByKeys => match self.slot_of_keys(spec, &request) {
-                Ok(Some(slot)) if spec.flags.contains(Flags::READONLY) => {
-                    self.dispatch(request, Plan::Read(Target::Slot(slot)))
-                }
-                Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
-                Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
-                Err(CrossSlot) => match split::split_merge(spec.name) {
-                    // Check the whole before splitting: parts that are each valid must not run
-                    // when redis-server would refuse the command (MSET with a key lacking a value).
-                    Some(split::SplitKind::KeyValues) if request.args().len().is_multiple_of(2) => {
-                        self.reply_error(&format!(
-                            "ERR wrong number of arguments for '{}' command",
-                            spec.name
-                        ))
-                    }
-                    Some(kind) => self.dispatch(request, Plan::Split(kind)),
-                    None => match algebra::computed(spec.name) {
-                        Some(op) => self.dispatch(request, Plan::Computed(op)),
-                        None => self.reply_error(CROSSSLOT),
-                    },
-                },
-            },
-            Route::BySlotArgument => {
-                let slot = std::str::from_utf8(&request.args()[2])
-                    .ok()
-                    .and_then(|s| s.parse::<u16>().ok())
-                    .filter(|&s| s < crate::cluster::SLOT_COUNT);
-                let target = slot.map_or(Target::AnyPrimary, |s| Target::Slot(Slot(s)));
-                self.dispatch(request, Plan::Single(target));
-            }
-            Route::AllNodes => match split::fan_out_merge(spec.name) {
-                Some(merge) => self.dispatch(request, Plan::AllNodes(merge)),
-                None => self.reply_error(&format!(
-                    "ERR '{}' is not supported by slotproxy yet",
-                    spec.full_name_upper()
-                )),
-            },
-            Route::AllPrimaries => match split::fan_out_merge(spec.name) {
-                Some(merge) => self.dispatch(request, Plan::FanOut(merge)),
-                None => self.reply_error(&format!(
-                    "ERR '{}' is not supported by slotproxy yet",
-                    spec.full_name_upper()
-                )),
-            },
-            Route::Unsupported(reason) => {
-                self.reply_error(&format!("ERR '{}' {reason}", spec.full_name_upper()))
-            }
-        }
-    }
-
-    /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
-    /// extraction failed, in which case a node produces redis' own error for the arguments).
-    pub(super) fn slot_of_keys(
-        &mut self,
-        spec: &CommandSpec,
-        request: &Request,
-    ) -> Result<Option<Slot>, CrossSlot> {
-        self.key_positions.clear();
-        if key_positions(spec, request.args(), &mut self.key_positions).is_err() {
-            return Ok(None);
-        }
-        let mut slot = None;
-        for &position in &self.key_positions {
-            let this = hash_slot(&request.args()[position]);
-            match slot {
-                None => slot = Some(this),
-                Some(s) if s != this => return Err(CrossSlot),
-                Some(_) => {}
-            }
-        }
-        Ok(slot)
-    }
-
-    /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
-    pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
-        if self.pending.is_empty() {
-            build(&mut self.out);
-        } else {
-            let mut buf = BytesMut::new();
-            build(&mut buf);
-            self.pending.push_back(Pending::Done(buf.freeze()));
-        }
-    }
-
-    /// Queues an error reply (`text` starts with the error code, e.g. `ERR ...`).
-    pub(super) fn reply_error(&mut self, text: &str) {
-        self.reply_with(|out| write_error(out, text));
-    }
-
     /// Sends a new request, unless it must wait for older ones to settle: the map changed while
     /// they were in flight, or one of them went out on a dedicated connection (its order relative
     /// to the shared connections is only known once it has been answered).
@@ -846,7 +611,7 @@ impl Session {
     }
 
     /// Records a write to `slot` now, when read-your-writes is on.
-    fn note_write(&self, slot: Slot) {
+    pub(super) fn note_write(&self, slot: Slot) {
         if self.tracks_writes() {
             self.recent_writes.borrow_mut().note(slot, Instant::now());
         }
@@ -860,7 +625,7 @@ impl Session {
         }
     }
 
-    fn send_to(
+    pub(super) fn send_to(
         &self,
         node: Arc<Node>,
         request: Request,
@@ -886,44 +651,9 @@ impl Session {
         in_flight(rx, node, readonly, asking, request, target, attempt)
     }
 
-    /// Sends `SCRIPT LOAD body` and then the request again, as one job on the connection that
-    /// got `NOSCRIPT`, so the script is on the node when the request runs there.
-    ///
-    /// Requests the session pipelined to the node after the first try have already run by then:
-    /// they saw the keys as before the script, as if the client had sent the script after them
-    /// (a client that reloads scripts itself on `NOSCRIPT` reorders the same way).
-    #[allow(clippy::too_many_arguments)]
-    fn send_reload(
-        &self,
-        node: Arc<Node>,
-        readonly: bool,
-        asking: bool,
-        body: Bytes,
-        request: Request,
-        target: Target,
-        mut attempt: Attempt,
-    ) -> Step {
-        let mut payload = BytesMut::with_capacity(body.len() + request.raw().len() + 64);
-        let load = [
-            Bytes::from_static(b"SCRIPT"),
-            Bytes::from_static(b"LOAD"),
-            body,
-        ];
-        encode_multibulk(&mut payload, &load);
-        // ASKING holds for the next command only: it goes right before the request.
-        if asking {
-            encode_multibulk(&mut payload, &[Bytes::from_static(b"ASKING")]);
-        }
-        payload.extend_from_slice(request.raw());
-        attempt.reloaded = true;
-        let replies = 2 + usize::from(asking);
-        let rx = self.enqueue(&node, readonly, attempt, payload.freeze(), false, replies);
-        in_flight(rx, node, readonly, asking, request, target, attempt)
-    }
-
     /// Queues `payload` on the session's connection to `node`: its dedicated one, or its lane
     /// of the shared ones.
-    fn enqueue(
+    pub(super) fn enqueue(
         &self,
         node: &Arc<Node>,
         readonly: bool,
@@ -951,181 +681,6 @@ impl Session {
                 write,
             )
         }
-    }
-
-    /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
-    /// that answered `NOSCRIPT`.
-    fn script_body(&self, request: &Request) -> Option<Bytes> {
-        let name = request.name();
-        if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro")) {
-            return None;
-        }
-        self.shared.scripts.body(request.args().get(1)?)
-    }
-
-    /// Schedules a retry, or gives up with `last_error` once the retry deadline has passed.
-    fn backoff(
-        &self,
-        request: Request,
-        target: Target,
-        mut attempt: Attempt,
-        last_error: Bytes,
-    ) -> Step {
-        let now = Instant::now();
-        let started = *attempt.retry_started.get_or_insert(now);
-        if now.duration_since(started) >= self.shared.config.session.retry_deadline() {
-            return Step::Done(Reply::local(last_error));
-        }
-        let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
-        attempt.retries += 1;
-        Step::Backoff(Retry {
-            until: now + delay,
-            request,
-            target,
-            attempt,
-        })
-    }
-
-    /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
-    /// read-your-writes, since its reply may come long after it was sent.
-    fn settle(&self, in_flight: InFlight, result: NodeResult) -> Step {
-        let (target, writes) = (in_flight.target, in_flight.attempt.writes);
-        let step = self.settle_reply(in_flight, result);
-        if writes
-            && matches!(step, Step::Done(_))
-            && let Target::Slot(slot) = target
-        {
-            self.note_write(slot);
-        }
-        step
-    }
-
-    /// Turns a node's answer into a final reply, a redirect, or a retry.
-    fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Step {
-        let InFlight {
-            node,
-            readonly,
-            asking,
-            request,
-            target,
-            mut attempt,
-            ..
-        } = in_flight;
-        let max_redirects = self.shared.config.session.max_redirects;
-        // A reload's job also answered SCRIPT LOAD (and ASKING): the request's reply is last.
-        let reloaded = std::mem::take(&mut attempt.reloaded);
-        let result = match result {
-            Ok(reply) if reloaded => Ok(last_frame(reply)),
-            other => other,
-        };
-        match result {
-            Ok(reply) if attempt.exec.is_some() => {
-                self.settle_exec(reply, request, target, attempt)
-            }
-            Ok(reply)
-                if attempt.pinned
-                    && matches!(reply.kind(), ReplyKind::Moved(_) | ReplyKind::Ask(_)) =>
-            {
-                self.shared.topology.request_refresh();
-                Step::Done(Reply::local(error_bytes(
-                    "TRYAGAIN the watched slot is moving to another node; retry the transaction",
-                )))
-            }
-            Ok(reply) => match reply.kind() {
-                ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
-                    if attempt.redirects >= max_redirects =>
-                {
-                    debug!(client = self.id, ?redirect, "too many redirects");
-                    Step::Done(Reply::local(error_bytes(&format!(
-                        "TRYAGAIN slotproxy gave up after {max_redirects} redirections (last: {})",
-                        String::from_utf8_lossy(reply.error_text().unwrap_or_default())
-                    ))))
-                }
-                ReplyKind::Moved(redirect) => {
-                    // The map is stale: refresh it, and serve this request from the named node now.
-                    self.shared.topology.request_refresh();
-                    attempt.redirects += 1;
-                    let to = self.redirect_node(&node, redirect);
-                    self.send_to(to, request, target, attempt, false)
-                }
-                ReplyKind::Ask(redirect) => {
-                    // A one-off: the slot is migrating. The map stays as it is.
-                    attempt.redirects += 1;
-                    let to = self.redirect_node(&node, redirect);
-                    self.send_to(to, request, target, attempt, true)
-                }
-                ReplyKind::TryAgain | ReplyKind::ClusterDown => {
-                    self.backoff(request, target, attempt, reply.into_raw())
-                }
-                // The node lost the script (restart, failover, resharding): load it there and
-                // run the request again, once. Unknown scripts get NOSCRIPT, as from redis.
-                ReplyKind::NoScript if !reloaded => match self.script_body(&request) {
-                    Some(body) => {
-                        debug!(
-                            client = self.id,
-                            node = node.addr(),
-                            "NOSCRIPT; loading the script"
-                        );
-                        self.send_reload(node, readonly, asking, body, request, target, attempt)
-                    }
-                    None => Step::Done(reply),
-                },
-                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push | ReplyKind::NoScript => {
-                    Step::Done(reply)
-                }
-            },
-            Err(e) if e.is_retry_safe() => {
-                self.shared.topology.request_refresh();
-                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
-                self.backoff(request, target, attempt, error)
-            }
-            Err(e) if attempt.read_only => {
-                // Written but unanswered: a read can simply be asked again.
-                self.shared.topology.request_refresh();
-                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
-                self.backoff(request, target, attempt, error)
-            }
-            Err(e) => {
-                self.shared.topology.request_refresh();
-                Step::Done(Reply::local(error_bytes(&format!(
-                    "ERR slotproxy: {e}; the command may or may not have been applied"
-                ))))
-            }
-        }
-    }
-
-    /// Settles a transaction batch: the client gets EXEC's reply. If a queued command was
-    /// redirected (the slot moved), the node aborted the transaction without running any of
-    /// it: retried under the new map, or, when it was watched, answered nil like a failed WATCH.
-    fn settle_exec(
-        &self,
-        reply: Reply,
-        request: Request,
-        target: Target,
-        attempt: Attempt,
-    ) -> Step {
-        let frames = split::frames(reply.raw());
-        let moved = frames.iter().rev().skip(1).any(|frame| {
-            matches!(
-                Reply::local(Bytes::copy_from_slice(frame)).kind(),
-                ReplyKind::Moved(_)
-                    | ReplyKind::Ask(_)
-                    | ReplyKind::TryAgain
-                    | ReplyKind::ClusterDown
-            )
-        });
-        let Some(&last) = frames.last() else {
-            return Step::Done(reply);
-        };
-        let last = Bytes::copy_from_slice(last);
-        if !moved {
-            return Step::Done(Reply::local(last));
-        }
-        self.shared.topology.request_refresh();
-        if attempt.exec.is_some_and(|e| e.watched) {
-            return Step::Done(Reply::local(null_reply(self.protocol)));
-        }
-        self.backoff(request, target, attempt, last)
     }
 
     /// The `Waiting` entry of a reply some task of the session's will send on `rx` (WAIT): it
@@ -1173,19 +728,6 @@ impl Session {
         lanes.push((node.clone(), self.protocol, lane.clone()));
         lane
     }
-
-    /// The node a redirect names; `:port` (a node that doesn't know its IP) takes the host of
-    /// the node that sent it.
-    fn redirect_node(&self, from: &Node, redirect: &Redirect) -> Arc<Node> {
-        let pool = self.shared.topology.pool();
-        match redirect.addr.strip_prefix(':') {
-            Some(port) => {
-                let host = from.addr().rsplit_once(':').map_or(from.addr(), |(h, _)| h);
-                pool.node(&format!("{host}:{port}"))
-            }
-            None => pool.node(&redirect.addr),
-        }
-    }
 }
 
 /// `read_policy = "replica"` found no replica of `shard` to read from: the error says why.
@@ -1216,7 +758,7 @@ fn no_replica(shard: &Shard) -> String {
 
 /// A sent request's `Waiting` step, keeping what a redirect or retry needs.
 #[allow(clippy::too_many_arguments)]
-fn in_flight(
+pub(super) fn in_flight(
     rx: oneshot::Receiver<NodeResult>,
     node: Arc<Node>,
     readonly: bool,
@@ -1236,7 +778,7 @@ fn in_flight(
     })
 }
 
-fn into_pending(step: Step) -> Pending {
+pub(super) fn into_pending(step: Step) -> Pending {
     match step {
         Step::Waiting(in_flight) => Pending::Waiting(in_flight),
         Step::Backoff(retry) => Pending::Backoff(retry),
@@ -1244,77 +786,7 @@ fn into_pending(step: Step) -> Pending {
     }
 }
 
-/// The last of the replies a multi-reply job delivered together.
-fn last_frame(reply: Reply) -> Reply {
-    match split::frames(reply.raw()).last() {
-        Some(last) => Reply::local(reply.raw().slice_ref(last)),
-        None => reply,
-    }
-}
-
 /// A stand-in while a part's step is taken out to be settled.
-fn placeholder() -> Reply {
+pub(super) fn placeholder() -> Reply {
     Reply::local(Bytes::new())
-}
-
-/// Keys of one request in more than one slot.
-pub(super) struct CrossSlot;
-
-/// The null reply in `protocol` (`*-1` in RESP2: EXEC's "did not run").
-fn null_reply(protocol: crate::protocol::Protocol) -> Bytes {
-    Bytes::from_static(match protocol {
-        crate::protocol::Protocol::Resp2 => b"*-1\r\n",
-        crate::protocol::Protocol::Resp3 => b"_\r\n",
-    })
-}
-
-/// redis-server's reply to an unknown command: its `%.*s` formatting copies each argument's
-/// bytes up to the first NUL, within a 128-byte budget.
-fn unknown_command(request: &Request) -> Vec<u8> {
-    let mut args = Vec::new();
-    for arg in &request.args()[1..] {
-        if args.len() >= 128 {
-            break;
-        }
-        let room = 128 - args.len();
-        args.push(b'\'');
-        args.extend_from_slice(c_str(arg, room));
-        args.extend_from_slice(b"' ");
-    }
-    let mut message = b"ERR unknown command '".to_vec();
-    message.extend_from_slice(c_str(request.name(), 128));
-    message.extend_from_slice(b"', with args beginning with: ");
-    message.extend_from_slice(&args);
-    message
-}
-
-/// What C's `%.{max}s` prints of `bytes`: up to the first NUL, at most `max` bytes.
-fn c_str(bytes: &[u8], max: usize) -> &[u8] {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    &bytes[..end.min(max)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_command_message_matches_redis() {
-        let request = Request::from_args(["FOO", "a", "b"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
-        );
-        let request = Request::from_args(["nope"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'nope', with args beginning with: "
-        );
-        // Bytes are copied as they are, up to a NUL, as C's %s does.
-        let request = Request::from_args([&b"x\xff"[..], b"a\x00b", b"\xc3"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'x\xff', with args beginning with: 'a' '\xc3' "
-        );
-    }
 }

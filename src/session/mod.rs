@@ -17,9 +17,11 @@ mod dispatch;
 mod introspect;
 mod local;
 mod pick;
+mod plan;
 mod pubsub;
 mod scan;
 mod scripts;
+mod settle;
 mod split;
 mod tracking;
 mod transaction;
@@ -92,7 +94,7 @@ enum Pending {
     /// computes); merged when all are done.
     Split(Box<dispatch::Split>),
     /// Not sent yet: the slot map changed while older requests were in flight.
-    Deferred(Request, dispatch::Plan),
+    Deferred(Request, plan::Plan),
     /// The reply comes through the session's inbox, in order with its messages (pub/sub).
     Inbox,
     /// The reply is computed by a future (PUBLISH and PUBSUB through the hub).
@@ -104,7 +106,7 @@ enum TaskOutcome {
     /// The reply.
     Reply(Bytes),
     /// Send the request the usual way after all.
-    Dispatch(Request, dispatch::Plan),
+    Dispatch(Request, plan::Plan),
 }
 
 /// Per-client state; `run` drives it.

@@ -22,7 +22,8 @@ use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 
-use super::dispatch::{CROSSSLOT, Plan, Target};
+use super::dispatch::Target;
+use super::plan::{CROSSSLOT, Plan};
 use super::{Pending, Session, TaskOutcome};
 use crate::cluster::hash_slot;
 use crate::command::CommandSpec;

@@ -52,7 +52,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
-use super::dispatch::{Plan, Target};
+use super::dispatch::Target;
+use super::plan::Plan;
 use super::split::Merge;
 use crate::cluster::{ShardLayout, Slot};
 use crate::protocol::Request;

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::Session;
-use super::dispatch::{CrossSlot, Plan, Target};
+use super::dispatch::Target;
+use super::plan::{CROSSSLOT, CrossSlot, Plan};
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
@@ -73,9 +74,9 @@ impl Session {
             // PUBLISH and SPUBLISH run in the transaction on its node, as in a cluster.
             Route::ByKeys | Route::Local(Local::Publish) => match self.slot_of_keys(spec, &request)
             {
-                Err(CrossSlot) => Some(super::dispatch::CROSSSLOT.to_string()),
+                Err(CrossSlot) => Some(CROSSSLOT.to_string()),
                 Ok(Some(slot)) if self.tx.slot.is_some_and(|s| s != slot) => {
-                    Some(super::dispatch::CROSSSLOT.to_string())
+                    Some(CROSSSLOT.to_string())
                 }
                 Ok(Some(slot)) => {
                     self.tx.slot = Some(slot);
@@ -136,7 +137,7 @@ impl Session {
         }
         let slot = match self.slot_of_keys(spec, &request) {
             Ok(Some(slot)) if self.tx.watch.as_ref().is_none_or(|(_, s)| *s == slot) => slot,
-            Ok(_) | Err(CrossSlot) => return self.reply_error(super::dispatch::CROSSSLOT),
+            Ok(_) | Err(CrossSlot) => return self.reply_error(CROSSSLOT),
         };
         self.dispatch(request, Plan::Watch(slot));
     }

@@ -28,7 +28,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::dispatch::{Plan, Target};
+use super::dispatch::Target;
+use super::plan::Plan;
 use super::{Pending, Session};
 use crate::backend::{Lane, Node};
 use crate::protocol::reply::{write_array_len, write_integer};

@@ -1,0 +1,304 @@
+//! What a request becomes: `handle` looks up its command, checks its arity, and picks its
+//! `Plan` from the command's route (answered locally, one slot, split by slot, computed,
+//! fanned out, pinned to a dedicated connection...), which `dispatch.rs` then sends.
+
+use bytes::{Bytes, BytesMut};
+
+use super::algebra::{self, Algebra};
+use super::dispatch::Target;
+use super::split::{self, Merge};
+use super::transaction::Exec;
+use super::{Pending, Session};
+use crate::cluster::{Slot, hash_slot};
+use crate::command::keys::key_positions;
+use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of};
+use crate::command::{CommandSpec, Flags, Resolved};
+use crate::protocol::Request;
+use crate::protocol::reply::{write_error, write_error_bytes};
+
+/// How a request is sent: to one node, or in parts merged into one reply.
+#[derive(Debug, Clone)]
+pub(super) enum Plan {
+    /// One request to one target.
+    Single(Target),
+    /// A read-only request: the session's read policy may send it to a replica, and it is
+    /// retried when its connection dies before the reply.
+    Read(Target),
+    /// A blocking command, sent on the session's dedicated connection to the target's node.
+    Blocking(Target),
+    /// A cross-slot multi-key command, split by slot.
+    Split(split::SplitKind),
+    /// A cross-slot read-only command computed by the proxy from its keys' values.
+    Computed(Algebra),
+    /// A whole-keyspace command, sent to every primary.
+    FanOut(Merge),
+    /// An allowed admin command, sent to every node (primaries and replicas).
+    AllNodes(Merge),
+    /// Requests built by a command's own module (e.g. SCAN), sent as given and merged.
+    Parts(Merge, Vec<(Target, Request)>),
+    /// `WATCH` on the session's dedicated connection to the slot's primary.
+    Watch(Slot),
+    /// A transaction batch (MULTI ... EXEC).
+    Exec(Target, Exec),
+    /// `WAIT` / `WAITAOF`, on the connections the session's writes went out on.
+    Wait(super::wait::Wait),
+}
+
+impl Plan {
+    /// Whether the request must wait until everything sent before it is answered: it goes out
+    /// on another connection (see `dedicated`), or it reads the whole keyspace (DBSIZE, KEYS,
+    /// SCAN...) and an earlier write may still be on its way to its node after a redirect.
+    pub(super) fn waits_for_earlier(&self) -> bool {
+        self.dedicated() || matches!(self, Plan::FanOut(_) | Plan::AllNodes(_) | Plan::Parts(..))
+    }
+
+    /// Whether the request goes out on a connection other than the shared ones, so it waits for
+    /// earlier requests to settle, and later ones wait for it, to keep their order on the node.
+    pub(super) fn dedicated(&self) -> bool {
+        match self {
+            Plan::Blocking(_) | Plan::Watch(_) | Plan::Wait(_) => true,
+            Plan::Exec(_, exec) => exec.watched.is_some(),
+            Plan::Single(_)
+            | Plan::Read(_)
+            | Plan::Split(_)
+            | Plan::Computed(_)
+            | Plan::FanOut(_)
+            | Plan::AllNodes(_)
+            | Plan::Parts(..) => false,
+        }
+    }
+}
+
+pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+impl Session {
+    /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
+    pub(super) fn handle(&mut self, request: Request) {
+        let commands = self.shared.commands.load();
+        let spec = match commands.resolve(request.args()) {
+            Resolved::Command(spec) => spec,
+            Resolved::UnknownCommand => {
+                self.tx.flag_error();
+                let message = unknown_command(&request);
+                return self.reply_with(|out| write_error_bytes(out, &message));
+            }
+            Resolved::UnknownSubcommand(container) => {
+                self.tx.flag_error();
+                let mut message = b"ERR unknown subcommand '".to_vec();
+                message.extend_from_slice(c_str(&request.args()[1], 128));
+                message.extend_from_slice(b"'. Try ");
+                message.extend_from_slice(container.name.to_ascii_uppercase().as_bytes());
+                message.extend_from_slice(b" HELP.");
+                return self.reply_with(|out| write_error_bytes(out, &message));
+            }
+        };
+        if !spec.arity_ok(request.args().len()) {
+            self.tx.flag_error();
+            return self.reply_error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            ));
+        }
+        self.shared.scripts.observe(spec.name, request.args());
+        if self.tracking_on() {
+            self.key_positions.clear();
+            let _ = key_positions(spec, request.args(), &mut self.key_positions);
+            let keys: Vec<Bytes> = self
+                .key_positions
+                .iter()
+                .map(|&p| request.args()[p].clone())
+                .collect();
+            self.track_command(spec, &keys);
+        }
+        let route = match route_of(spec) {
+            Route::Unsupported(_) if is_debug_object(spec, request.args()) => {
+                let slot = hash_slot(&request.args()[2]);
+                return self.dispatch(request, Plan::Single(Target::Slot(slot)));
+            }
+            Route::Unsupported(reason) => match admin_route(spec) {
+                Some(route) if self.shared.config.session.allows_admin(spec.name) => route,
+                _ => Route::Unsupported(reason),
+            },
+            route => route,
+        };
+        if self.subscribed_resp2()
+            && !matches!(
+                route,
+                Route::Local(Local::Subscribe | Local::Ping | Local::Quit | Local::Reset)
+            )
+        {
+            return self.refuse_while_subscribed(spec);
+        }
+        if self.tx.queuing()
+            && !matches!(
+                route,
+                Route::Local(
+                    Local::Exec
+                        | Local::Discard
+                        | Local::Multi
+                        | Local::Watch
+                        | Local::Quit
+                        | Local::Reset
+                )
+            )
+        {
+            return self.queue(spec, request);
+        }
+        match route {
+            Route::Local(Local::Watch) => self.watch(spec, request),
+            Route::Local(Local::Subscribe) => self.subscription(spec, &request),
+            Route::Local(Local::Ping) if self.subscribed_resp2() => self.subscribed_ping(&request),
+            Route::Local(Local::Publish) => self.publish(spec, request),
+            Route::Local(Local::PubSubCount) => self.pubsub_count(request),
+            Route::Local(local) => self.local(local, &request),
+            Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
+            Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => {
+                match self.slot_of_keys(spec, &request) {
+                    Ok(Some(slot)) => self.dispatch(request, Plan::Blocking(Target::Slot(slot))),
+                    Ok(None) => self.dispatch(request, Plan::Blocking(Target::AnyPrimary)),
+                    Err(CrossSlot) => self.reply_error(CROSSSLOT),
+                }
+            }
+            Route::ByKeys => match self.slot_of_keys(spec, &request) {
+                Ok(Some(slot)) if spec.flags.contains(Flags::READONLY) => {
+                    self.dispatch(request, Plan::Read(Target::Slot(slot)))
+                }
+                Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
+                Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
+                Err(CrossSlot) => match split::split_merge(spec.name) {
+                    // Check the whole before splitting: parts that are each valid must not run
+                    // when redis-server would refuse the command (MSET with a key lacking a value).
+                    Some(split::SplitKind::KeyValues) if request.args().len().is_multiple_of(2) => {
+                        self.reply_error(&format!(
+                            "ERR wrong number of arguments for '{}' command",
+                            spec.name
+                        ))
+                    }
+                    Some(kind) => self.dispatch(request, Plan::Split(kind)),
+                    None => match algebra::computed(spec.name) {
+                        Some(op) => self.dispatch(request, Plan::Computed(op)),
+                        None => self.reply_error(CROSSSLOT),
+                    },
+                },
+            },
+            Route::BySlotArgument => {
+                let slot = std::str::from_utf8(&request.args()[2])
+                    .ok()
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .filter(|&s| s < crate::cluster::SLOT_COUNT);
+                let target = slot.map_or(Target::AnyPrimary, |s| Target::Slot(Slot(s)));
+                self.dispatch(request, Plan::Single(target));
+            }
+            Route::AllNodes => match split::fan_out_merge(spec.name) {
+                Some(merge) => self.dispatch(request, Plan::AllNodes(merge)),
+                None => self.reply_error(&format!(
+                    "ERR '{}' is not supported by slotproxy yet",
+                    spec.full_name_upper()
+                )),
+            },
+            Route::AllPrimaries => match split::fan_out_merge(spec.name) {
+                Some(merge) => self.dispatch(request, Plan::FanOut(merge)),
+                None => self.reply_error(&format!(
+                    "ERR '{}' is not supported by slotproxy yet",
+                    spec.full_name_upper()
+                )),
+            },
+            Route::Unsupported(reason) => {
+                self.reply_error(&format!("ERR '{}' {reason}", spec.full_name_upper()))
+            }
+        }
+    }
+
+    /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
+    /// extraction failed, in which case a node produces redis' own error for the arguments).
+    pub(super) fn slot_of_keys(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+    ) -> Result<Option<Slot>, CrossSlot> {
+        self.key_positions.clear();
+        if key_positions(spec, request.args(), &mut self.key_positions).is_err() {
+            return Ok(None);
+        }
+        let mut slot = None;
+        for &position in &self.key_positions {
+            let this = hash_slot(&request.args()[position]);
+            match slot {
+                None => slot = Some(this),
+                Some(s) if s != this => return Err(CrossSlot),
+                Some(_) => {}
+            }
+        }
+        Ok(slot)
+    }
+
+    /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
+    pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
+        if self.pending.is_empty() {
+            build(&mut self.out);
+        } else {
+            let mut buf = BytesMut::new();
+            build(&mut buf);
+            self.pending.push_back(Pending::Done(buf.freeze()));
+        }
+    }
+
+    /// Queues an error reply (`text` starts with the error code, e.g. `ERR ...`).
+    pub(super) fn reply_error(&mut self, text: &str) {
+        self.reply_with(|out| write_error(out, text));
+    }
+}
+
+/// Keys of one request in more than one slot.
+pub(super) struct CrossSlot;
+
+/// redis-server's reply to an unknown command: its `%.*s` formatting copies each argument's
+/// bytes up to the first NUL, within a 128-byte budget.
+fn unknown_command(request: &Request) -> Vec<u8> {
+    let mut args = Vec::new();
+    for arg in &request.args()[1..] {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        args.push(b'\'');
+        args.extend_from_slice(c_str(arg, room));
+        args.extend_from_slice(b"' ");
+    }
+    let mut message = b"ERR unknown command '".to_vec();
+    message.extend_from_slice(c_str(request.name(), 128));
+    message.extend_from_slice(b"', with args beginning with: ");
+    message.extend_from_slice(&args);
+    message
+}
+
+/// What C's `%.{max}s` prints of `bytes`: up to the first NUL, at most `max` bytes.
+fn c_str(bytes: &[u8], max: usize) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end.min(max)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_message_matches_redis() {
+        let request = Request::from_args(["FOO", "a", "b"]);
+        assert_eq!(
+            unknown_command(&request),
+            b"ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+        let request = Request::from_args(["nope"]);
+        assert_eq!(
+            unknown_command(&request),
+            b"ERR unknown command 'nope', with args beginning with: "
+        );
+        // Bytes are copied as they are, up to a NUL, as C's %s does.
+        let request = Request::from_args([&b"x\xff"[..], b"a\x00b", b"\xc3"]);
+        assert_eq!(
+            unknown_command(&request),
+            b"ERR unknown command 'x\xff', with args beginning with: 'a' '\xc3' "
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! Settling a node's reply: a final reply for the client, or the next step: follow `MOVED`
+//! (refreshing the map) or `ASK`, back off and retry on `TRYAGAIN`/`CLUSTERDOWN` and on
+//! unreachable nodes until the retry deadline, reload a script the node lost (`NOSCRIPT`),
+//! and tell a write whose connection died after it was sent from one that is safe to resend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::Session;
+use super::dispatch::{Attempt, InFlight, Retry, Step, Target, in_flight};
+use super::split;
+use crate::backend::{Node, NodeResult};
+use crate::protocol::reply::error_bytes;
+use crate::protocol::request::encode_multibulk;
+use crate::protocol::{Redirect, Reply, ReplyKind, Request};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
+
+impl Session {
+    /// Sends `SCRIPT LOAD body` and then the request again, as one job on the connection that
+    /// got `NOSCRIPT`, so the script is on the node when the request runs there.
+    ///
+    /// Requests the session pipelined to the node after the first try have already run by then:
+    /// they saw the keys as before the script, as if the client had sent the script after them
+    /// (a client that reloads scripts itself on `NOSCRIPT` reorders the same way).
+    #[allow(clippy::too_many_arguments)]
+    fn send_reload(
+        &self,
+        node: Arc<Node>,
+        readonly: bool,
+        asking: bool,
+        body: Bytes,
+        request: Request,
+        target: Target,
+        mut attempt: Attempt,
+    ) -> Step {
+        let mut payload = BytesMut::with_capacity(body.len() + request.raw().len() + 64);
+        let load = [
+            Bytes::from_static(b"SCRIPT"),
+            Bytes::from_static(b"LOAD"),
+            body,
+        ];
+        encode_multibulk(&mut payload, &load);
+        // ASKING holds for the next command only: it goes right before the request.
+        if asking {
+            encode_multibulk(&mut payload, &[Bytes::from_static(b"ASKING")]);
+        }
+        payload.extend_from_slice(request.raw());
+        attempt.reloaded = true;
+        let replies = 2 + usize::from(asking);
+        let rx = self.enqueue(&node, readonly, attempt, payload.freeze(), false, replies);
+        in_flight(rx, node, readonly, asking, request, target, attempt)
+    }
+
+    /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
+    /// that answered `NOSCRIPT`.
+    fn script_body(&self, request: &Request) -> Option<Bytes> {
+        let name = request.name();
+        if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro")) {
+            return None;
+        }
+        self.shared.scripts.body(request.args().get(1)?)
+    }
+
+    /// Schedules a retry, or gives up with `last_error` once the retry deadline has passed.
+    pub(super) fn backoff(
+        &self,
+        request: Request,
+        target: Target,
+        mut attempt: Attempt,
+        last_error: Bytes,
+    ) -> Step {
+        let now = Instant::now();
+        let started = *attempt.retry_started.get_or_insert(now);
+        if now.duration_since(started) >= self.shared.config.session.retry_deadline() {
+            return Step::Done(Reply::local(last_error));
+        }
+        let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
+        attempt.retries += 1;
+        Step::Backoff(Retry {
+            until: now + delay,
+            request,
+            target,
+            attempt,
+        })
+    }
+
+    /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
+    /// read-your-writes, since its reply may come long after it was sent.
+    pub(super) fn settle(&self, in_flight: InFlight, result: NodeResult) -> Step {
+        let (target, writes) = (in_flight.target, in_flight.attempt.writes);
+        let step = self.settle_reply(in_flight, result);
+        if writes
+            && matches!(step, Step::Done(_))
+            && let Target::Slot(slot) = target
+        {
+            self.note_write(slot);
+        }
+        step
+    }
+
+    /// Turns a node's answer into a final reply, a redirect, or a retry.
+    fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Step {
+        let InFlight {
+            node,
+            readonly,
+            asking,
+            request,
+            target,
+            mut attempt,
+            ..
+        } = in_flight;
+        let max_redirects = self.shared.config.session.max_redirects;
+        // A reload's job also answered SCRIPT LOAD (and ASKING): the request's reply is last.
+        let reloaded = std::mem::take(&mut attempt.reloaded);
+        let result = match result {
+            Ok(reply) if reloaded => Ok(last_frame(reply)),
+            other => other,
+        };
+        match result {
+            Ok(reply) if attempt.exec.is_some() => {
+                self.settle_exec(reply, request, target, attempt)
+            }
+            Ok(reply)
+                if attempt.pinned
+                    && matches!(reply.kind(), ReplyKind::Moved(_) | ReplyKind::Ask(_)) =>
+            {
+                self.shared.topology.request_refresh();
+                Step::Done(Reply::local(error_bytes(
+                    "TRYAGAIN the watched slot is moving to another node; retry the transaction",
+                )))
+            }
+            Ok(reply) => match reply.kind() {
+                ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
+                    if attempt.redirects >= max_redirects =>
+                {
+                    debug!(client = self.id, ?redirect, "too many redirects");
+                    Step::Done(Reply::local(error_bytes(&format!(
+                        "TRYAGAIN slotproxy gave up after {max_redirects} redirections (last: {})",
+                        String::from_utf8_lossy(reply.error_text().unwrap_or_default())
+                    ))))
+                }
+                ReplyKind::Moved(redirect) => {
+                    // The map is stale: refresh it, and serve this request from the named node now.
+                    self.shared.topology.request_refresh();
+                    attempt.redirects += 1;
+                    let to = self.redirect_node(&node, redirect);
+                    self.send_to(to, request, target, attempt, false)
+                }
+                ReplyKind::Ask(redirect) => {
+                    // A one-off: the slot is migrating. The map stays as it is.
+                    attempt.redirects += 1;
+                    let to = self.redirect_node(&node, redirect);
+                    self.send_to(to, request, target, attempt, true)
+                }
+                ReplyKind::TryAgain | ReplyKind::ClusterDown => {
+                    self.backoff(request, target, attempt, reply.into_raw())
+                }
+                // The node lost the script (restart, failover, resharding): load it there and
+                // run the request again, once. Unknown scripts get NOSCRIPT, as from redis.
+                ReplyKind::NoScript if !reloaded => match self.script_body(&request) {
+                    Some(body) => {
+                        debug!(
+                            client = self.id,
+                            node = node.addr(),
+                            "NOSCRIPT; loading the script"
+                        );
+                        self.send_reload(node, readonly, asking, body, request, target, attempt)
+                    }
+                    None => Step::Done(reply),
+                },
+                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push | ReplyKind::NoScript => {
+                    Step::Done(reply)
+                }
+            },
+            Err(e) if e.is_retry_safe() => {
+                self.shared.topology.request_refresh();
+                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
+                self.backoff(request, target, attempt, error)
+            }
+            Err(e) if attempt.read_only => {
+                // Written but unanswered: a read can simply be asked again.
+                self.shared.topology.request_refresh();
+                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
+                self.backoff(request, target, attempt, error)
+            }
+            Err(e) => {
+                self.shared.topology.request_refresh();
+                Step::Done(Reply::local(error_bytes(&format!(
+                    "ERR slotproxy: {e}; the command may or may not have been applied"
+                ))))
+            }
+        }
+    }
+
+    /// Settles a transaction batch: the client gets EXEC's reply. If a queued command was
+    /// redirected (the slot moved), the node aborted the transaction without running any of
+    /// it: retried under the new map, or, when it was watched, answered nil like a failed WATCH.
+    fn settle_exec(
+        &self,
+        reply: Reply,
+        request: Request,
+        target: Target,
+        attempt: Attempt,
+    ) -> Step {
+        let frames = split::frames(reply.raw());
+        let moved = frames.iter().rev().skip(1).any(|frame| {
+            matches!(
+                Reply::local(Bytes::copy_from_slice(frame)).kind(),
+                ReplyKind::Moved(_)
+                    | ReplyKind::Ask(_)
+                    | ReplyKind::TryAgain
+                    | ReplyKind::ClusterDown
+            )
+        });
+        let Some(&last) = frames.last() else {
+            return Step::Done(reply);
+        };
+        let last = Bytes::copy_from_slice(last);
+        if !moved {
+            return Step::Done(Reply::local(last));
+        }
+        self.shared.topology.request_refresh();
+        if attempt.exec.is_some_and(|e| e.watched) {
+            return Step::Done(Reply::local(null_reply(self.protocol)));
+        }
+        self.backoff(request, target, attempt, last)
+    }
+
+    /// The node a redirect names; `:port` (a node that doesn't know its IP) takes the host of
+    /// the node that sent it.
+    fn redirect_node(&self, from: &Node, redirect: &Redirect) -> Arc<Node> {
+        let pool = self.shared.topology.pool();
+        match redirect.addr.strip_prefix(':') {
+            Some(port) => {
+                let host = from.addr().rsplit_once(':').map_or(from.addr(), |(h, _)| h);
+                pool.node(&format!("{host}:{port}"))
+            }
+            None => pool.node(&redirect.addr),
+        }
+    }
+}
+
+/// The last of the replies a multi-reply job delivered together.
+fn last_frame(reply: Reply) -> Reply {
+    match split::frames(reply.raw()).last() {
+        Some(last) => Reply::local(reply.raw().slice_ref(last)),
+        None => reply,
+    }
+}
+
+/// The null reply in `protocol` (`*-1` in RESP2: EXEC's "did not run").
+pub(super) fn null_reply(protocol: crate::protocol::Protocol) -> Bytes {
+    Bytes::from_static(match protocol {
+        crate::protocol::Protocol::Resp2 => b"*-1\r\n",
+        crate::protocol::Protocol::Resp3 => b"_\r\n",
+    })
+}
