@@ -284,6 +284,44 @@ async fn reloaded_script_replies_in_resp3_like_one_redis_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evalsha_inside_multi_runs_on_a_node_that_forgot_the_script() {
+    let cluster = TestCluster::start(3, 1);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut via_proxy = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    let sha = sha_of(&standalone, SET_GET);
+    let key = cluster.key_for_node(cluster.primaries()[0], "tx");
+    let key = key.as_bytes();
+    common::assert_same_replies(
+        &mut via_proxy,
+        &mut direct,
+        &[vec![&b"SCRIPT"[..], b"LOAD", SET_GET.as_bytes()]],
+    )
+    .await;
+    let owner = cluster.owner_of(cluster.keyslot(key));
+    // A plain transaction (shared connection) and a watched one (dedicated connection).
+    for watched in [false, true] {
+        flush_scripts(&cluster, owner);
+        assert!(!node_has_script(&cluster, owner, &sha));
+        let mut commands: Vec<Vec<&[u8]>> = Vec::new();
+        if watched {
+            commands.push(vec![b"WATCH", key]);
+        }
+        commands.extend([
+            vec![&b"MULTI"[..]],
+            vec![b"SET", key, b"before"],
+            vec![b"EVALSHA", sha.as_bytes(), b"1", key, b"after"],
+            vec![b"GET", key],
+            vec![b"EXEC"],
+        ]);
+        // The EXEC reply holds the script's result, not NOSCRIPT, as on a node that has it.
+        common::assert_same_replies(&mut via_proxy, &mut direct, &commands).await;
+        assert!(node_has_script(&cluster, owner, &sha), "watched: {watched}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promoted_replica_gets_the_script_from_the_proxy() {
     let cluster = TestCluster::start(3, 1);
     let proxy = TestProxy::start_with(&cluster, |c| c.session.retry_deadline_ms = 10_000).await;

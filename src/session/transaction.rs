@@ -4,7 +4,8 @@
 //! (or `WATCH`) fixes the transaction's slot, and a command for another slot gets `-CROSSSLOT` and
 //! dooms the transaction, so `EXEC` answers `-EXECABORT` as redis-server does for queuing errors.
 //! `EXEC` sends `MULTI`, the queued commands and `EXEC` as one job, so no other client's command
-//! can land inside it even on a shared connection; the client gets `EXEC`'s reply.
+//! can land inside it even on a shared connection; the client gets `EXEC`'s reply. The job starts
+//! with `SCRIPT LOAD` of the scripts its `EVALSHA`s name, so a node that lost one runs it anyway.
 //!
 //! `WATCH` needs the connection that will run `EXEC`: it goes out on the session's dedicated
 //! connection to the slot's primary, and `EXEC` follows it there. If the slot has another owner by
@@ -14,7 +15,7 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::Session;
 use super::dispatch::Target;
@@ -25,6 +26,7 @@ use crate::command::CommandSpec;
 use crate::command::route::{Local, Route, route_of};
 use crate::protocol::Request;
 use crate::protocol::reply::{write_array_len, write_simple};
+use crate::protocol::request::encode_multibulk;
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
@@ -164,9 +166,20 @@ impl Session {
         if queued.is_empty() && watched.is_none() {
             return self.reply_with(|out| write_array_len(out, 0));
         }
+        let loads = self.script_loads(&queued);
         let mut payload = BytesMut::with_capacity(
             MULTI.len() + EXEC.len() + queued.iter().map(|r| r.raw().len()).sum::<usize>(),
         );
+        for body in &loads {
+            encode_multibulk(
+                &mut payload,
+                &[
+                    Bytes::from_static(b"SCRIPT"),
+                    Bytes::from_static(b"LOAD"),
+                    body.clone(),
+                ],
+            );
+        }
         payload.extend_from_slice(MULTI);
         for request in &queued {
             payload.extend_from_slice(request.raw());
@@ -175,10 +188,35 @@ impl Session {
         let batch = Request::batch(payload.freeze());
         let target = slot.map_or(Target::AnyPrimary, Target::Slot);
         let exec = Exec {
-            replies: queued.len() + 2,
+            replies: loads.len() + queued.len() + 2,
             watched,
         };
         self.dispatch(batch, Plan::Exec(target, exec));
+    }
+
+    /// The bodies of the scripts the queued `EVALSHA`s run, as far as the proxy knows them
+    /// (each once). A node answers `NOSCRIPT` for an unknown script inside `EXEC` only after
+    /// the commands before it ran, too late to load it and retry, so the transaction's job
+    /// loads them first: a node that lost them (restart, promotion, new slot owner) has them
+    /// again, and one that has them does no more than hash the body.
+    fn script_loads(&self, queued: &[Request]) -> Vec<Bytes> {
+        let mut bodies: Vec<Bytes> = Vec::new();
+        for request in queued {
+            let name = request.name();
+            if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro"))
+            {
+                continue;
+            }
+            if let Some(body) = request
+                .args()
+                .get(1)
+                .and_then(|sha| self.shared.scripts.body(sha))
+                && !bodies.contains(&body)
+            {
+                bodies.push(body);
+            }
+        }
+        bodies
     }
 
     /// Leaves any transaction and watch; closing the dedicated connection clears the node's
