@@ -18,8 +18,10 @@
 //!      for one primary (`session/scan.rs`); WAIT/WAITAOF go out on the connections the
 //!      session's writes used, to every node it wrote to (`session/wait.rs`). Pub/sub commands update the session's own
 //!      subscription set, which builds their replies, and go to the [`pubsub`] hub: one task
-//!      that holds each channel once on a node connection of its own and copies every message
-//!      into the [`inbox`] of each subscribed session (`session/pubsub.rs`). `PUBLISH` and the
+//!      that holds each channel once on a node connection of its own (keyspace notification
+//!      channels on one node per shard, since each node publishes only its own keys' events)
+//!      and copies every message into the [`inbox`] of each subscribed session
+//!      (`session/pubsub.rs`). `PUBLISH` and the
 //!      `PUBSUB` counts go through the hub too, so they count the proxy's subscribers.
 //!    - `ByKeys`: keys found by the row's key specs and hashed with [`cluster::hash_slot`]. One
 //!      slot: sent there (read-only commands may go to a replica, blocking ones on a dedicated

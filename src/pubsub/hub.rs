@@ -184,8 +184,8 @@ impl State {
                     channel,
                 }) = self.nodes.on_push(link, &raw)
                 {
-                    let name = pattern.unwrap_or(channel);
-                    if let Some(entry) = self.nodes.held_on(kind, &name, link) {
+                    let name = pattern.as_ref().unwrap_or(&channel);
+                    if let Some(entry) = self.nodes.receiver(kind, name, &channel, link) {
                         fan_out(&entry.subscribers, &raw);
                     }
                 }
@@ -421,21 +421,21 @@ impl State {
         let links = if question.is_shard() {
             self.nodes.shard_links()
         } else {
-            self.nodes.classic().into_iter().collect()
+            let keyspace = self.nodes.keyspace_link_ids();
+            self.nodes.classic().into_iter().chain(keyspace).collect()
         };
         let mut answers = Vec::with_capacity(links.len());
         for link in links {
-            let on = |entry: Option<&Entry>| i64::from(entry.is_some_and(|e| e.link == Some(link)));
             let held = match question {
                 Question::NumSub | Question::ShardNumSub => query
                     .channels
                     .iter()
-                    .map(|c| on(self.nodes.entry(kind, c)))
+                    .map(|c| i64::from(self.nodes.holds(kind, c, link)))
                     .collect(),
                 Question::NumPat => vec![
                     self.nodes
                         .entries(Kind::Pattern)
-                        .filter(|(_, e)| e.link == Some(link))
+                        .filter(|(name, _)| self.nodes.holds(Kind::Pattern, name, link))
                         .count() as i64,
                 ],
                 Question::Channels | Question::ShardChannels => Vec::new(),

@@ -4,7 +4,8 @@
 //! Each node counts only its own clients, and counts the proxy's link as one subscriber however
 //! many clients share it. So the hub sends these commands on the link that holds the channel
 //! (where the node's answer agrees with what the hub knows it holds), and the answer becomes:
-//! what the nodes count, minus the hub's own subscriptions, plus the proxy's clients.
+//! what the nodes count, minus the hub's own subscriptions, plus the proxy's clients. The
+//! keyspace links' nodes count the hub too, so the questions go on those links as well.
 //! - `PUBLISH`: the receivers on the classic link's node, adjusted (channel and matching pattern
 //!   subscribers). Receivers connected directly to other nodes are not counted: in a cluster a
 //!   node only knows its own (the same number a cluster client would get from that node).

@@ -5,15 +5,18 @@
 //! it is placed again when that link fails, when its node refuses it (`MOVED` names the new
 //! owner, which is used at once), when its node drops it (the `sunsubscribe` push redis sends
 //! when the slot leaves), and when the slot map names another owner. Failed attempts back off
-//! like reconnects (`reconnect_backoff_*`).
+//! like reconnects (`reconnect_backoff_*`). Channels and patterns that receive keyspace
+//! notifications are also held on one link to each other shard's primary (`keyspace.rs`).
 //!
 //! An entry is confirmed when the link holding it has answered every (un)subscribe the hub sent
 //! for it: a count per link and entry, so that a confirmation from an earlier unsubscribe and
 //! subscribe of the same channel is never mistaken for the current one.
 //!
 //! This file keeps the books (entries, links, the outbox of commands); `placement.rs` reacts to
-//! failures and topology changes and runs the timed retries.
+//! failures and topology changes and runs the timed retries; `keyspace.rs` keeps the keyspace
+//! links.
 
+mod keyspace;
 mod placement;
 
 use std::collections::{HashMap, HashSet};
@@ -76,6 +79,15 @@ pub(super) struct Nodes {
     confirmed: bool,
     /// A shard link may have nothing left to hold.
     gc: bool,
+    /// Links to the primaries of the shards the classic link's node is not in, holding the
+    /// channels and patterns that receive keyspace notifications (`keyspace.rs`).
+    keyspace_links: HashMap<Arc<str>, LinkId>,
+    /// Every wanted keyspace link exists (or none is wanted).
+    keyspace_ready: bool,
+    /// Not before this instant is a failed keyspace link opened again.
+    keyspace_retry_at: Instant,
+    /// Keyspace links lost since one last came up (for the backoff).
+    keyspace_failures: u32,
 }
 
 impl Nodes {
@@ -101,6 +113,10 @@ impl Nodes {
             outbox: Vec::new(),
             confirmed: false,
             gc: false,
+            keyspace_links: HashMap::new(),
+            keyspace_ready: true,
+            keyspace_retry_at: Instant::now(),
+            keyspace_failures: 0,
         }
     }
 
@@ -171,7 +187,9 @@ impl Nodes {
 
     /// True while something waits for a retry time.
     pub(super) fn has_timed_work(&self) -> bool {
-        !self.unplaced.is_empty() || (self.classic.is_none() && self.wants_classic())
+        !self.unplaced.is_empty()
+            || (self.classic.is_none() && self.wants_classic())
+            || !self.keyspace_ready
     }
 
     fn wants_classic(&self) -> bool {
@@ -187,11 +205,13 @@ impl Nodes {
         self.links
             .get(&link)
             .is_some_and(|l| !l.outstanding.contains_key(&(kind, name.clone())))
+            && self.keyspace_confirmed(kind, name)
     }
 
     /// A queued change will subscribe a session to this entry: make sure a node holds it.
     pub(super) fn reserve(&mut self, kind: Kind, name: &Bytes) {
         let map = &mut self.entries[kind.index()];
+        let created = !map.contains_key(name);
         let entry = map.entry(name.clone()).or_insert_with(|| {
             debug!(?kind, name = ?name, "new subscription");
             Entry::new()
@@ -206,6 +226,9 @@ impl Nodes {
                 // The classic link is being connected; it subscribes every entry when it is.
                 (_, None) => {}
             }
+        }
+        if created {
+            self.keyspace_follow(kind, name, true);
         }
     }
 
@@ -256,6 +279,7 @@ impl Nodes {
             self.queue(link, kind, false, name.clone());
             self.gc = true;
         }
+        self.keyspace_follow(kind, name, false);
     }
 
     /// Records that `link` holds the entry and queues its subscribe command.
@@ -363,6 +387,9 @@ impl Nodes {
             LinkEvent::Up => {
                 if self.classic == Some(link) {
                     self.classic_failures = 0;
+                }
+                if self.keyspace_links.values().any(|l| *l == link) {
+                    self.keyspace_failures = 0;
                 }
             }
             LinkEvent::Push(_) | LinkEvent::Reply(..) => {}

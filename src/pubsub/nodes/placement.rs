@@ -93,7 +93,13 @@ impl Nodes {
         self.shard_links.retain(|_, l| *l != link);
         self.outbox.retain(|op| op.link != link);
         self.topology.request_refresh();
-        if self.classic == Some(link) {
+        if self.keyspace_link_down(link) {
+            if self.keyspace_failures == 1 {
+                info!(node = %addr, %reason, "keyspace pub/sub link lost; opening it again");
+            } else {
+                debug!(node = %addr, %reason, "keyspace pub/sub link failed again");
+            }
+        } else if self.classic == Some(link) {
             self.classic = None;
             self.classic_failures += 1;
             self.classic_cursor = self.classic_cursor.wrapping_add(1);
@@ -167,6 +173,8 @@ impl Nodes {
             self.unplaced.insert(name);
             self.gc = true;
         }
+        // A promoted primary, or the classic link's node in another shard now.
+        self.reconcile_keyspace();
     }
 
     /// Timed work: connect the classic link, place shard channels that are due, close links
@@ -178,6 +186,9 @@ impl Nodes {
         }
         if !self.unplaced.is_empty() {
             self.place_due();
+        }
+        if !self.keyspace_ready {
+            self.reconcile_keyspace();
         }
         if std::mem::take(&mut self.gc) {
             let used: HashSet<LinkId> = self.entries[Kind::Shard.index()]
@@ -219,6 +230,8 @@ impl Nodes {
                 self.hold(link, kind, &name);
             }
         }
+        // The keyspace links cover the shards this node is not in.
+        self.reconcile_keyspace();
     }
 
     pub(super) fn place_due(&mut self) {
@@ -292,7 +305,7 @@ impl Nodes {
 
 /// The delay before attempt `failures + 1`: none after the first failure (try the next node at
 /// once), then doubling from `min` up to `max`.
-fn backoff_after(failures: u32, min: Duration, max: Duration) -> Duration {
+pub(super) fn backoff_after(failures: u32, min: Duration, max: Duration) -> Duration {
     match failures {
         0 | 1 => Duration::ZERO,
         n => (min * 2u32.saturating_pow((n - 2).min(16))).min(max),

@@ -1,0 +1,241 @@
+//! Keyspace notifications from the whole cluster.
+//!
+//! A node publishes `__keyspace@<db>__:<key>` and `__keyevent@<db>__:<event>` for its own keys
+//! only (redis does not spread them over the cluster bus, unlike `PUBLISH`), so the classic link
+//! alone would deliver one shard's events. Every channel or pattern that can receive them is
+//! therefore also held on a "keyspace link" to the primary of each other shard: with the
+//! classic link's node, one node per shard. From a keyspace link only messages on keyspace
+//! channels are passed on; anything else it receives (a `PUBLISH` matching `*`, which every node
+//! gets) already came through the classic link.
+//!
+//! The links follow the map and the classic link: when either changes, the set of wanted nodes
+//! is computed again, links to nodes no longer wanted close, and a new link subscribes every
+//! such entry. A subscription is confirmed to its client once every keyspace link has
+//! confirmed it too (links that keep failing aside), so events caused right after the reply are
+//! delivered. Events on a shard
+//! whose link is being replaced (failover, lost connection) are lost, like messages on a moving
+//! classic link.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::Nodes;
+use super::placement::backoff_after;
+use crate::pubsub::Kind;
+use crate::pubsub::hub::Entry;
+use crate::pubsub::link::LinkId;
+
+/// Channel prefixes of keyspace notifications.
+const PREFIXES: [&[u8]; 2] = [b"__keyspace@", b"__keyevent@"];
+
+/// Whether `name` (a channel, or a pattern) can receive keyspace notifications. For a pattern,
+/// its literal start (up to the first `*`, `?`, `[` or `\`) must be compatible with one of the
+/// prefixes: `*`, `__key*` and `__keyspace@0__:*` can, `news.*` can't.
+fn is_keyspace(kind: Kind, name: &[u8]) -> bool {
+    match kind {
+        Kind::Channel => is_keyspace_channel(name),
+        Kind::Pattern => {
+            let literal = name
+                .iter()
+                .position(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'))
+                .map_or(name, |end| &name[..end]);
+            PREFIXES
+                .iter()
+                .any(|p| p.starts_with(literal) || literal.starts_with(p))
+        }
+        Kind::Shard => false,
+    }
+}
+
+fn is_keyspace_channel(channel: &[u8]) -> bool {
+    PREFIXES.iter().any(|p| channel.starts_with(p))
+}
+
+impl Nodes {
+    /// The entry a message from `link` is for: held there, or, from a keyspace link, any
+    /// keyspace entry, for a message on a keyspace channel.
+    pub(in crate::pubsub) fn receiver(
+        &self,
+        kind: Kind,
+        name: &Bytes,
+        channel: &[u8],
+        link: LinkId,
+    ) -> Option<&Entry> {
+        if self.is_keyspace_link(link) {
+            return self
+                .entry(kind, name)
+                .filter(|_| is_keyspace_channel(channel));
+        }
+        self.held_on(kind, name, link)
+    }
+
+    /// Whether `link` holds the entry on its node: its own link, or a keyspace link.
+    pub(in crate::pubsub) fn holds(&self, kind: Kind, name: &Bytes, link: LinkId) -> bool {
+        self.entry(kind, name).is_some_and(|e| {
+            e.link == Some(link) || (self.is_keyspace_link(link) && is_keyspace(kind, name))
+        })
+    }
+
+    /// The keyspace links (their nodes count the hub's subscriptions too).
+    pub(in crate::pubsub) fn keyspace_link_ids(&self) -> Vec<LinkId> {
+        self.keyspace_links.values().copied().collect()
+    }
+
+    fn is_keyspace_link(&self, link: LinkId) -> bool {
+        self.keyspace_links.values().any(|l| *l == link)
+    }
+
+    /// Whether every keyspace link a keyspace entry needs has confirmed it. A shard whose link
+    /// keeps failing (its primary is down) is not waited for: its events can't come anyway,
+    /// and the client's subscription should not stall on it.
+    pub(super) fn keyspace_confirmed(&self, kind: Kind, name: &Bytes) -> bool {
+        if !is_keyspace(kind, name) {
+            return true;
+        }
+        (self.keyspace_ready || self.keyspace_failures > 0)
+            && self.keyspace_links.values().all(|link| {
+                self.links
+                    .get(link)
+                    .is_some_and(|l| !l.outstanding.contains_key(&(kind, name.clone())))
+            })
+    }
+
+    /// Subscribes (or unsubscribes) a keyspace entry on every keyspace link.
+    pub(super) fn keyspace_follow(&mut self, kind: Kind, name: &Bytes, subscribe: bool) {
+        if !is_keyspace(kind, name) {
+            return;
+        }
+        let links: Vec<LinkId> = self.keyspace_links.values().copied().collect();
+        for link in links {
+            self.queue(link, kind, subscribe, name.clone());
+        }
+        // Opens the links a first keyspace entry needs, closes them after the last one.
+        self.reconcile_keyspace();
+    }
+
+    fn keyspace_entries(&self) -> Vec<(Kind, Bytes)> {
+        [Kind::Channel, Kind::Pattern]
+            .into_iter()
+            .flat_map(|kind| {
+                self.entries[kind.index()]
+                    .keys()
+                    .filter(move |name| is_keyspace(kind, name))
+                    .map(move |name| (kind, name.clone()))
+            })
+            .collect()
+    }
+
+    /// The primaries of the shards the classic link's node is not in; `None` while that can't
+    /// be known (no classic link, or its node not in the map).
+    fn wanted_keyspace_nodes(&self) -> Option<Vec<String>> {
+        let classic = self.addr(self.classic?)?;
+        let map = self.topology.slot_map();
+        let layout = map.layout();
+        let own = layout
+            .iter()
+            .position(|s| *s.primary == *classic || s.replicas.iter().any(|r| **r == *classic))?;
+        Some(
+            layout
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != own)
+                .map(|(_, s)| s.primary.clone())
+                .collect(),
+        )
+    }
+
+    /// Opens and closes keyspace links so that one node per shard holds the keyspace entries.
+    pub(super) fn reconcile_keyspace(&mut self) {
+        let entries = self.keyspace_entries();
+        let wanted = if entries.is_empty() {
+            Some(Vec::new())
+        } else {
+            self.wanted_keyspace_nodes()
+        };
+        let Some(wanted) = wanted else {
+            // Decided once the classic link is placed again.
+            self.keyspace_ready = false;
+            return;
+        };
+        let gone: Vec<(Arc<str>, LinkId)> = self
+            .keyspace_links
+            .iter()
+            .filter(|(addr, _)| !wanted.iter().any(|w| **w == ***addr))
+            .map(|(addr, link)| (addr.clone(), *link))
+            .collect();
+        for (addr, link) in gone {
+            debug!(node = %addr, "keyspace link no longer needed; closing it");
+            self.keyspace_links.remove(&addr);
+            self.outbox.retain(|op| op.link != link);
+            self.links.remove(&link);
+        }
+        let missing: Vec<String> = wanted
+            .into_iter()
+            .filter(|w| !self.keyspace_links.contains_key(w.as_str()))
+            .collect();
+        if !missing.is_empty() && Instant::now() < self.keyspace_retry_at {
+            self.keyspace_ready = false;
+            return;
+        }
+        for addr in missing {
+            let link = self.spawn_link(&addr);
+            if self.keyspace_failures <= 1 {
+                info!(node = %addr, "pub/sub link for keyspace notifications");
+            } else {
+                debug!(node = %addr, "pub/sub link for keyspace notifications, again");
+            }
+            self.keyspace_links.insert(Arc::from(addr.as_str()), link);
+            for (kind, name) in &entries {
+                self.queue(link, *kind, true, name.clone());
+            }
+        }
+        self.keyspace_ready = true;
+    }
+
+    /// A keyspace link failed: try again after a backoff.
+    pub(super) fn keyspace_link_down(&mut self, link: LinkId) -> bool {
+        let before = self.keyspace_links.len();
+        self.keyspace_links.retain(|_, l| *l != link);
+        if self.keyspace_links.len() == before {
+            return false;
+        }
+        self.keyspace_ready = false;
+        self.keyspace_failures += 1;
+        self.keyspace_retry_at = Instant::now()
+            + backoff_after(
+                self.keyspace_failures,
+                self.config.reconnect_backoff_min(),
+                self.config.reconnect_backoff_max(),
+            );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspace_channels_and_the_patterns_that_can_match_them() {
+        assert!(is_keyspace(Kind::Channel, b"__keyspace@0__:user:1"));
+        assert!(is_keyspace(Kind::Channel, b"__keyevent@0__:expired"));
+        assert!(!is_keyspace(Kind::Channel, b"news"));
+        assert!(!is_keyspace(Kind::Channel, b"__keys"));
+        for pattern in [
+            &b"*"[..],
+            b"__key*",
+            b"__keyspace@0__:*",
+            b"_?_key*",
+            b"__keyevent@*",
+        ] {
+            assert!(is_keyspace(Kind::Pattern, pattern), "{pattern:?}");
+        }
+        for pattern in [&b"news.*"[..], b"__other*", b"__keyspaces*"] {
+            assert!(!is_keyspace(Kind::Pattern, pattern), "{pattern:?}");
+        }
+        assert!(!is_keyspace(Kind::Shard, b"__keyspace@0__:x"));
+    }
+}
