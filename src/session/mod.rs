@@ -369,9 +369,17 @@ impl Session {
     fn advance_front(&mut self) {
         while let Some(front) = self.pending.front_mut() {
             match front {
-                Pending::Done(reply) => {
-                    self.out.extend_from_slice(reply);
-                    self.pending.pop_front();
+                Pending::Done(_) => {
+                    // Messages already in the inbox came before this reply: a PUBLISH to the
+                    // session's own channel, whose message the hub passed on before the node's
+                    // count, must not be overtaken by the count. With the output buffer full,
+                    // the reply waits until they are written.
+                    if self.hub_member && !self.drain_pushes() {
+                        return;
+                    }
+                    if let Some(Pending::Done(reply)) = self.pending.pop_front() {
+                        self.out.extend_from_slice(&reply);
+                    }
                 }
                 Pending::Close(reply) => {
                     self.out.extend_from_slice(reply);

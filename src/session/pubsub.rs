@@ -285,14 +285,16 @@ impl Session {
         })));
     }
 
-    /// Writes the pushes at the front of the inbox (up to the next reply it holds).
-    pub(super) fn drain_pushes(&mut self) {
+    /// Writes the pushes at the front of the inbox (up to the next reply it holds); false when
+    /// the output buffer filled first, so pushes may remain.
+    pub(super) fn drain_pushes(&mut self) -> bool {
         while self.out.len() < DRAIN_BYTES {
             match self.inbox.pop(false) {
                 Some(Item::Push(frame)) => self.out.extend_from_slice(&frame),
-                Some(Item::Reply(_)) | None => return,
+                Some(Item::Reply(_)) | None => return true,
             }
         }
+        false
     }
 
     /// The front entry waits on the inbox: writes the pushes before its reply, then the reply.
