@@ -25,6 +25,23 @@ fn sha_of(standalone: &StandaloneRedis, body: &str) -> String {
         .unwrap()
 }
 
+/// `SCRIPT LOAD body` through slotproxy and on the standalone node, with the same reply; the
+/// script's SHA-1.
+async fn load_both(
+    via_proxy: &mut RawClient,
+    direct: &mut RawClient,
+    standalone: &StandaloneRedis,
+    body: &str,
+) -> String {
+    common::assert_same_replies(
+        via_proxy,
+        direct,
+        &[vec![&b"SCRIPT"[..], b"LOAD", body.as_bytes()]],
+    )
+    .await;
+    sha_of(standalone, body)
+}
+
 /// Whether `node` has the script `sha` in its own cache.
 fn node_has_script(cluster: &TestCluster, node: &TestNode, sha: &str) -> bool {
     let exists: Vec<i64> = redis::cmd("SCRIPT")
@@ -260,15 +277,9 @@ async fn reloaded_script_replies_in_resp3_like_one_redis_server() {
     }
     let body = "redis.setresp(3); redis.call('HSET', KEYS[1], 'f', ARGV[1]); \
                 return {redis.call('HGETALL', KEYS[1]), {double = 1.5}, false}";
-    let sha = sha_of(&standalone, body);
+    let sha = load_both(&mut via_proxy, &mut direct, &standalone, body).await;
     let key = cluster.key_for_node(cluster.primaries()[2], "resp3");
     let key = key.as_bytes();
-    common::assert_same_replies(
-        &mut via_proxy,
-        &mut direct,
-        &[vec![&b"SCRIPT"[..], b"LOAD", body.as_bytes()]],
-    )
-    .await;
     let owner = cluster.owner_of(cluster.keyslot(key));
     flush_scripts(&cluster, owner);
     common::assert_same_replies(
@@ -290,15 +301,9 @@ async fn evalsha_inside_multi_runs_on_a_node_that_forgot_the_script() {
     let proxy = TestProxy::start(&cluster).await;
     let mut via_proxy = proxy.raw_client().await;
     let mut direct = RawClient::connect(standalone.addr.as_str()).await;
-    let sha = sha_of(&standalone, SET_GET);
+    let sha = load_both(&mut via_proxy, &mut direct, &standalone, SET_GET).await;
     let key = cluster.key_for_node(cluster.primaries()[0], "tx");
     let key = key.as_bytes();
-    common::assert_same_replies(
-        &mut via_proxy,
-        &mut direct,
-        &[vec![&b"SCRIPT"[..], b"LOAD", SET_GET.as_bytes()]],
-    )
-    .await;
     let owner = cluster.owner_of(cluster.keyslot(key));
     // A plain transaction (shared connection) and a watched one (dedicated connection).
     for watched in [false, true] {
