@@ -67,7 +67,7 @@ fn enable_notifications(cluster: &TestCluster) {
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("notify-keyspace-events")
-            .arg("KE$")
+            .arg("KE$x")
             .query(&mut cluster.conn(node))
             .unwrap();
     }
@@ -253,4 +253,106 @@ async fn keyspace_events_resume_after_their_shard_fails_over() {
             ),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_come_from_primaries_when_the_proxy_subscribed_on_a_replica() {
+    let cluster = TestCluster::start(3, 1);
+    enable_notifications(&cluster);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut event = proxy.raw_client().await;
+    let mut writer = proxy.raw_client().await;
+    let (set_channel, expired_channel, plain): (&[u8], &[u8], &[u8]) =
+        (b"__keyevent@0__:set", b"__keyevent@0__:expired", b"plain");
+    for (i, channel) in [set_channel, expired_channel, plain]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            event.request(&[b"SUBSCRIBE", channel]).await,
+            confirmation(b"subscribe", channel, i + 1)
+        );
+    }
+    // Put the classic link on a replica: if its node is a primary, fail that shard over.
+    let classic = cluster
+        .nodes()
+        .iter()
+        .find(|n| {
+            let (_, count): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("plain")
+                .query(&mut cluster.conn(n))
+                .unwrap();
+            count == 1
+        })
+        .expect("one node holds the proxy's channel subscriptions");
+    if is_primary(&classic.addr) {
+        let replica = cluster.replica_of(classic);
+        let _: () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut cluster.conn(replica))
+            .unwrap();
+        wait_until(Duration::from_secs(10), "the replica took over", || {
+            is_primary(&replica.addr) && !is_primary(&classic.addr)
+        });
+    }
+    // Until the proxy has followed the map, events may be missing; a probe per shard shows it.
+    let keys: Vec<String> = cluster
+        .primaries()
+        .iter()
+        .map(|p| cluster.key_for_node(p, "replica-case"))
+        .collect();
+    for key in &keys {
+        let probe = format!("{{{key}}}:probe");
+        let want = push(&[b"message", set_channel, probe.as_bytes()]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = writer.request(&[b"SET", probe.as_bytes(), b"p"]).await;
+            assert_eq!(reply, b"+OK\r\n");
+            match tokio::time::timeout(Duration::from_millis(300), event.read_reply()).await {
+                Ok(frame) if frame == want => break,
+                // A duplicate of an earlier probe's event, from before the proxy followed.
+                Ok(frame) if frame.starts_with(&push(&[b"message", set_channel])[..4]) => {}
+                Ok(frame) => panic!("unexpected frame {}", frame.escape_ascii()),
+                Err(_) => assert!(std::time::Instant::now() < deadline, "no event for {probe}"),
+            }
+        }
+    }
+    // Settle: drop any late duplicate of the probes, up to a marker.
+    assert!(
+        writer
+            .request(&[b"PUBLISH", plain, b"settled"])
+            .await
+            .starts_with(b":")
+    );
+    let settled = push(&[b"message", plain, b"settled"]);
+    while event.read_reply().await != settled {}
+
+    // Each SET once (a replica replays it too), and each expiry once (only primaries report
+    // `expired`; a replica reports the DEL it is sent).
+    let mut want = Vec::new();
+    for key in &keys {
+        assert_eq!(
+            writer
+                .request(&[b"SET", key.as_bytes(), b"v", b"PX", b"50"])
+                .await,
+            b"+OK\r\n"
+        );
+        want.push(push(&[b"message", set_channel, key.as_bytes()]));
+        want.push(push(&[b"message", expired_channel, key.as_bytes()]));
+    }
+    // Expired keys are found by the nodes' active expiry (10 times a second) or on access.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for key in &keys {
+        let got = writer.request(&[b"GET", key.as_bytes()]).await;
+        assert_eq!(got, b"$-1\r\n");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        writer
+            .request(&[b"PUBLISH", plain, b"end"])
+            .await
+            .starts_with(b":")
+    );
+    expect_exactly(&mut event, &want, &push(&[b"message", plain, b"end"])).await;
 }

@@ -88,6 +88,8 @@ pub(super) struct Nodes {
     keyspace_retry_at: Instant,
     /// Keyspace links lost since one last came up (for the backoff).
     keyspace_failures: u32,
+    /// The classic link is on a replica: its keyspace messages are left to the keyspace links.
+    keyspace_skip_classic: bool,
 }
 
 impl Nodes {
@@ -117,6 +119,7 @@ impl Nodes {
             keyspace_ready: true,
             keyspace_retry_at: Instant::now(),
             keyspace_failures: 0,
+            keyspace_skip_classic: false,
         }
     }
 

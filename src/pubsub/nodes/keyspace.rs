@@ -4,7 +4,9 @@
 //! only (redis does not spread them over the cluster bus, unlike `PUBLISH`), so the classic link
 //! alone would deliver one shard's events. Every channel or pattern that can receive them is
 //! therefore also held on a "keyspace link" to the primary of each other shard: with the
-//! classic link's node, one node per shard. From a keyspace link only messages on keyspace
+//! classic link's node, one primary per shard. When the classic link is on a replica, every
+//! primary gets a keyspace link and the classic link's keyspace messages are ignored: a replica
+//! publishes what it replays (`del` for a key its primary reports `expired`). From a keyspace link only messages on keyspace
 //! channels are passed on; anything else it receives (a `PUBLISH` matching `*`, which every node
 //! gets) already came through the classic link.
 //!
@@ -69,6 +71,10 @@ impl Nodes {
                 .entry(kind, name)
                 .filter(|_| is_keyspace_channel(channel));
         }
+        if self.keyspace_skip_classic && is_keyspace_channel(channel) {
+            // The classic link is on a replica; its primary's keyspace link delivers these.
+            return None;
+        }
         self.held_on(kind, name, link)
     }
 
@@ -128,38 +134,45 @@ impl Nodes {
             .collect()
     }
 
-    /// The primaries of the shards the classic link's node is not in; `None` while that can't
-    /// be known (no classic link, or its node not in the map).
-    fn wanted_keyspace_nodes(&self) -> Option<Vec<String>> {
+    /// The primaries whose keyspace events the classic link's node does not publish itself:
+    /// every primary but that node (when it is a replica, all of them: a replica publishes
+    /// `del` where its primary publishes `expired`, so its events are not the ones a single
+    /// server gives); and whether the classic link's keyspace messages are to be ignored
+    /// for that reason. `None` while that can't be known (no classic link, or its node not in
+    /// the map).
+    fn wanted_keyspace_nodes(&self) -> Option<(Vec<String>, bool)> {
         let classic = self.addr(self.classic?)?;
         let map = self.topology.slot_map();
         let layout = map.layout();
-        let own = layout
+        let known = layout
             .iter()
-            .position(|s| *s.primary == *classic || s.replicas.iter().any(|r| **r == *classic))?;
-        Some(
-            layout
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != own)
-                .map(|(_, s)| s.primary.clone())
-                .collect(),
-        )
+            .any(|s| *s.primary == *classic || s.replicas.iter().any(|r| **r == *classic));
+        if !known {
+            return None;
+        }
+        let wanted: Vec<String> = layout
+            .iter()
+            .filter(|s| *s.primary != *classic)
+            .map(|s| s.primary.clone())
+            .collect();
+        let on_replica = wanted.len() == layout.len();
+        Some((wanted, on_replica))
     }
 
     /// Opens and closes keyspace links so that one node per shard holds the keyspace entries.
     pub(super) fn reconcile_keyspace(&mut self) {
         let entries = self.keyspace_entries();
         let wanted = if entries.is_empty() {
-            Some(Vec::new())
+            Some((Vec::new(), false))
         } else {
             self.wanted_keyspace_nodes()
         };
-        let Some(wanted) = wanted else {
+        let Some((wanted, skip_classic)) = wanted else {
             // Decided once the classic link is placed again.
             self.keyspace_ready = false;
             return;
         };
+        self.keyspace_skip_classic = skip_classic;
         let gone: Vec<(Arc<str>, LinkId)> = self
             .keyspace_links
             .iter()
