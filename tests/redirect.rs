@@ -151,33 +151,7 @@ async fn slot_migration_under_pipelined_load_shows_no_client_error() {
     let asking_before = cluster.command_calls(to, "asking");
     let started = Instant::now();
     cluster.begin_migration(slot, from, to);
-    let mut moved = 0;
-    let mut conn = cluster.conn(from);
-    loop {
-        let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
-            .arg("GETKEYSINSLOT")
-            .arg(slot)
-            .arg(5)
-            .query(&mut conn)
-            .unwrap();
-        if keys.is_empty() {
-            break;
-        }
-        let mut migrate = redis::cmd("MIGRATE");
-        migrate
-            .arg("127.0.0.1")
-            .arg(to.port)
-            .arg("")
-            .arg(0)
-            .arg(5000)
-            .arg("KEYS");
-        for key in &keys {
-            migrate.arg(key.as_slice());
-        }
-        let _: Value = migrate.query(&mut conn).unwrap();
-        moved += keys.len();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let moved = cluster.migrate_keys_paced(slot, from, to, 5, Duration::from_millis(5));
     cluster.finish_migration(slot, to);
     let migration_time = started.elapsed();
     std::thread::sleep(Duration::from_millis(300));

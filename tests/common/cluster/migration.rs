@@ -1,6 +1,8 @@
 //! Moving a slot between primaries the way `redis-cli --cluster reshard` does: `IMPORTING` and
 //! `MIGRATING`, `MIGRATE` in batches, then `SETSLOT NODE` everywhere until every node agrees.
 
+use std::time::Duration;
+
 use super::super::wait_for;
 use super::{SETTLE_TIMEOUT, TestCluster, TestNode, query};
 
@@ -30,6 +32,19 @@ impl TestCluster {
     /// Moves the keys of `slot` from `from` to `to`, `batch` keys per `MIGRATE`, until none are
     /// left; returns how many keys moved.
     pub fn migrate_keys(&self, slot: u16, from: &TestNode, to: &TestNode, batch: usize) -> usize {
+        self.migrate_keys_paced(slot, from, to, batch, Duration::ZERO)
+    }
+
+    /// `migrate_keys` with `pause` after each `MIGRATE`, so that clients running meanwhile meet
+    /// the slot in every phase (keys on both nodes, ASK, TRYAGAIN).
+    pub fn migrate_keys_paced(
+        &self,
+        slot: u16,
+        from: &TestNode,
+        to: &TestNode,
+        batch: usize,
+        pause: Duration,
+    ) -> usize {
         assert!(batch > 0, "batch must be at least 1");
         let mut conn = self.conn(from);
         let mut moved = 0;
@@ -63,6 +78,9 @@ impl TestCluster {
                 )
             });
             moved += keys.len();
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
         }
     }
 
