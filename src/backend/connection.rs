@@ -15,7 +15,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -25,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use super::health::NodeHealth;
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -110,7 +110,7 @@ pub(crate) async fn run(
     config: BackendConfig,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     failed: Arc<Notify>,
-    replicas: Arc<AtomicUsize>,
+    health: Arc<NodeHealth>,
 ) {
     let mut backoff = config.reconnect_backoff_min();
     let mut down_until: Option<Instant> = None;
@@ -137,7 +137,7 @@ pub(crate) async fn run(
                     protocol,
                     usage,
                     readonly,
-                    replicas: &replicas,
+                    health: &health,
                 };
                 match serve(stream, first, &mut jobs, &link, &config).await {
                     End::Closed => return,
@@ -247,8 +247,9 @@ struct Link<'a> {
     protocol: Protocol,
     usage: Use,
     readonly: bool,
-    /// The node's online replicas, per the current slot map (for `ack = replicated`).
-    replicas: &'a AtomicUsize,
+    /// The node's health: its online replicas (for `ack = replicated`), and whether it still
+    /// answers health checks (a request overdue on a node that does is slow work, not a stall).
+    health: &'a NodeHealth,
 }
 
 async fn serve(
@@ -263,7 +264,7 @@ async fn serve(
         protocol,
         usage,
         readonly,
-        replicas,
+        health,
     } = *link;
     let (mut reader, mut writer) = stream.into_split();
     let decoder = ReplyDecoder::new(protocol);
@@ -294,9 +295,21 @@ async fn serve(
             let mut writes = false;
             // A primary without a replica can't confirm anything: its writes are answered
             // NOREPLICAS at once instead of holding the connection in a WAIT that must time out.
-            let replicated = replicas.load(Ordering::Relaxed) > 0;
+            let replicated = health.replicas() > 0;
             let batch_start = in_flight.len();
+            // Behind a script that keeps the node busy, a request would wait until the script
+            // ends; the node's other connections answer `-BUSY` at once, and so does this one.
+            let stuck = in_flight
+                .front()
+                .and_then(|front| health.busy_behind(front.sent_at));
             for job in batch.drain(..) {
+                if let Some(busy) = &stuck
+                    && job.replies <= 1
+                    && !job.asking
+                {
+                    let _ = job.reply.send(Ok(Reply::local(busy.clone())));
+                    continue;
+                }
                 if job.asking {
                     wbuf.put_slice(ASKING);
                 }
@@ -358,7 +371,7 @@ async fn serve(
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) => break Failure::lost("closed by the node".into()),
                 Ok(_) => {
-                    if let Err(reason) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config) {
+                    if let Err(reason) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config, health) {
                         break Failure::lost(reason);
                     }
                 }
@@ -382,10 +395,18 @@ async fn serve(
                 }
             },
             _ = check.tick(), if !in_flight.is_empty() && (usage == Use::Shared || senders_gone) => {
-                // Shared: fail a connection whose oldest request is overdue. Dedicated and let
+                // Shared: fail a connection whose oldest request is overdue, unless the node
+                // has answered `-BUSY` health checks since it was sent: then it is alive and
+                // running a long script or function (which this request may be, or wait
+                // behind), and failing the connection would give every request on it an
+                // unknown outcome while `SCRIPT KILL` can still end it. A node that answers
+                // `PONG` while this request hangs has lost this connection. Dedicated and let
                 // go: just wake up to see whether the waiting session has gone since.
                 if usage == Use::Shared
-                    && in_flight.front().is_some_and(|f| f.sent_at.elapsed() >= timeout)
+                    && in_flight.front().is_some_and(|f| {
+                        f.sent_at.elapsed() >= timeout
+                            && !(health.is_busy() && health.answered_since(f.sent_at))
+                    })
                 {
                     break Failure::Timeout;
                 }
@@ -475,8 +496,14 @@ fn deliver(
     in_flight: &mut VecDeque<InFlight>,
     held: &mut Held,
     config: &BackendConfig,
+    health: &NodeHealth,
 ) -> Result<(), String> {
     while let Some(reply) = decoder.decode(rbuf).map_err(|e| e.to_string())? {
+        if super::probe::has_code(reply.raw(), b"-BUSY") {
+            // Learned before the next health check: this connection's neighbours may be stuck
+            // behind the script (see `NodeHealth::busy_behind`).
+            health.set_answered(Some(reply.raw().clone()));
+        }
         if *reply.kind() == ReplyKind::Push {
             continue; // out of band; no job waits for it
         }

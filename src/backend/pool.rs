@@ -5,7 +5,6 @@
 //! Each `Node` also carries its `NodeHealth`, so whoever holds the node can read it lock-free.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -34,7 +33,7 @@ impl Lane {
         readonly: bool,
         config: &BackendConfig,
         failed: &Arc<Notify>,
-        replicas: &Arc<AtomicUsize>,
+        health: &Arc<NodeHealth>,
     ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection::run(
@@ -45,7 +44,7 @@ impl Lane {
             config.clone(),
             rx,
             failed.clone(),
-            replicas.clone(),
+            health.clone(),
         ));
         Self {
             addr: addr.clone(),
@@ -93,15 +92,14 @@ pub struct Node {
     lanes: [[Vec<Lane>; 2]; 2],
     config: BackendConfig,
     failed: Arc<Notify>,
-    /// Online replicas of this node, per the current slot map (0 unless it is a primary).
-    replicas: Arc<AtomicUsize>,
-    /// Written by the health check, read by every request that picks a node.
-    health: NodeHealth,
+    /// Written by the health check, read by every request that picks a node and by the node's
+    /// connections (online replicas for `ack = replicated`; liveness for request timeouts).
+    health: Arc<NodeHealth>,
 }
 
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
-        let replicas = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(NodeHealth::default());
         let lanes = [false, true].map(|readonly| {
             [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
                 (0..config.connections_per_node)
@@ -113,7 +111,7 @@ impl Node {
                             readonly,
                             config,
                             failed,
-                            &replicas,
+                            &health,
                         )
                     })
                     .collect()
@@ -124,15 +122,8 @@ impl Node {
             lanes,
             config: config.clone(),
             failed: failed.clone(),
-            replicas,
-            health: NodeHealth::default(),
+            health,
         }
-    }
-
-    /// Records how many online replicas the slot map gives this node (`ack = replicated`
-    /// answers NOREPLICAS at once for a primary without any).
-    pub fn set_replicas(&self, count: usize) {
-        self.replicas.store(count, Ordering::Relaxed);
     }
 
     /// The node's `host:port`.
@@ -179,7 +170,7 @@ impl Node {
             false,
             &self.config,
             &self.failed,
-            &self.replicas,
+            &self.health,
         )
     }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::OwnedFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,10 +60,28 @@ pub enum ProbeError {
 /// What one successful check learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeReport {
-    /// Time from writing `PING` to reading its `+PONG`.
+    /// Time from writing `PING` to reading its reply.
     pub rtt: Duration,
-    /// The text of `INFO replication`.
-    pub replication: String,
+    /// The text of `INFO replication`; `None` when a busy node refused it too.
+    pub replication: Option<String>,
+    /// The node's `-BUSY ...` reply to `PING`: it is running a long script or function. It is
+    /// alive (it answers); its other connections get this same reply at once.
+    pub busy: Option<Bytes>,
+}
+
+/// Error codes a live node answers `PING` with while it can't serve data commands. Such a node
+/// is up: requests sent to it get the same error a cluster client would, at once.
+const ALIVE_CODES: [&[u8]; 3] = [b"-BUSY", b"-LOADING", b"-MASTERDOWN"];
+
+/// Whether `raw` is an error reply with error code `code` (`-BUSY`, not `-BUSYGROUP`).
+pub(crate) fn has_code(raw: &[u8], code: &[u8]) -> bool {
+    raw.strip_prefix(code)
+        .is_some_and(|rest| matches!(rest.first(), Some(b' ' | b'\r')))
+}
+
+/// Whether a `PING` reply says the node is alive but not serving data (see `ALIVE_CODES`).
+fn is_alive_refusal(raw: &[u8]) -> bool {
+    ALIVE_CODES.iter().any(|code| has_code(raw, code))
 }
 
 /// A health check connection to one node.
@@ -163,13 +181,46 @@ impl Probe {
             node: node(),
             reply: String::from_utf8_lossy(reply.raw()).trim_end().to_string(),
         };
-        if replies[0].raw().as_ref() != b"+PONG\r\n" {
+        let ping = replies[0].raw();
+        let alive_refusal = is_alive_refusal(ping);
+        if !alive_refusal && ping.as_ref() != b"+PONG\r\n" {
             return Err(refused(&replies[0]));
         }
         let replication = match decode_owned(replies[1].raw()) {
-            Ok(OwnedFrame::BulkString(text)) => String::from_utf8_lossy(&text).into_owned(),
+            Ok(OwnedFrame::BulkString(text)) => Some(String::from_utf8_lossy(&text).into_owned()),
+            _ if alive_refusal => None,
             _ => return Err(refused(&replies[1])),
         };
-        Ok(ProbeReport { rtt, replication })
+        let busy = has_code(ping, b"-BUSY").then(|| ping.clone());
+        Ok(ProbeReport {
+            rtt,
+            replication,
+            busy,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_loading_and_masterdown_pings_mean_alive() {
+        let busy = b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+        assert!(is_alive_refusal(busy));
+        assert!(has_code(busy, b"-BUSY"));
+        assert!(is_alive_refusal(
+            b"-LOADING Redis is loading the dataset in memory\r\n"
+        ));
+        assert!(is_alive_refusal(
+            b"-MASTERDOWN Link with MASTER is down\r\n"
+        ));
+        assert!(is_alive_refusal(b"-BUSY\r\n"));
+        assert!(!is_alive_refusal(
+            b"-BUSYGROUP Consumer Group name already exists\r\n"
+        ));
+        assert!(!has_code(b"-BUSYGROUP x\r\n", b"-BUSY"));
+        assert!(!is_alive_refusal(b"-ERR unknown command 'PING'\r\n"));
+        assert!(!is_alive_refusal(b"+PONG\r\n"));
     }
 }

@@ -3,7 +3,9 @@
 //! node's `NodeHealth`, which sessions read when they pick a node.
 //!
 //! - A node that does not answer within `health_check_timeout` (or answers `PING` with an
-//!   error, such as `-LOADING`) is down until a check succeeds again. A down replica gets no
+//!   unexpected error) is down until a check succeeds again. A node that answers `-BUSY` (a
+//!   long script), `-LOADING` or `-MASTERDOWN` is up: it answers, so it stays in rotation and
+//!   requests sent to it get its own error at once, as a cluster client would. A down replica gets no
 //!   reads; requests for a down primary wait (see `session/dispatch.rs`), and the topology is
 //!   refreshed at once and then with backoff until the cluster has promoted a replica.
 //! - A replica whose `master_link_status` is not `up`, or that is syncing, lags: it gets no reads
@@ -116,13 +118,27 @@ fn answered(topology: &Topology, node: &Node, is_primary: bool, report: &ProbeRe
             "node answers its health check again; back in rotation"
         );
     }
-    let role = field(&report.replication, "role");
-    let lagging = !is_primary && replica_lags(&report.replication);
+    if health.set_answered(report.busy.clone()) {
+        if report.busy.is_some() {
+            info!(
+                node = node.addr(),
+                "node busy running a script; it stays in rotation (SCRIPT KILL reaches it)"
+            );
+        } else {
+            info!(node = node.addr(), "node no longer busy");
+        }
+    }
+    // A busy node may refuse `INFO` too: keep what the last full answer said.
+    let Some(replication) = report.replication.as_deref() else {
+        return;
+    };
+    let role = field(replication, "role");
+    let lagging = !is_primary && replica_lags(replication);
     if health.set_lagging(lagging) {
         if lagging {
             warn!(
                 node = node.addr(),
-                master_link_status = field(&report.replication, "master_link_status"),
+                master_link_status = field(replication, "master_link_status"),
                 "replica is not in sync with its primary; no reads until it is"
             );
         } else {
@@ -133,7 +149,8 @@ fn answered(topology: &Topology, node: &Node, is_primary: bool, report: &ProbeRe
         }
     }
     if is_primary && role == Some("master") {
-        node.set_replicas(live_replicas(topology, &report.replication));
+        node.health()
+            .set_replicas(live_replicas(topology, replication));
     }
     let expected = if is_primary { "master" } else { "slave" };
     if role.is_some_and(|r| r != expected) {

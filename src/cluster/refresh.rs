@@ -295,6 +295,7 @@ impl Topology {
             for shard in next.layout() {
                 self.pool
                     .node(&shard.primary)
+                    .health()
                     .set_replicas(shard.live_replicas);
             }
             let mut keep = next.node_addrs();

@@ -62,6 +62,10 @@ pub(super) struct Attempt {
     /// This send was `SCRIPT LOAD` + the request, after a `NOSCRIPT`: the request's reply is
     /// the last of the job's, and a second `NOSCRIPT` goes to the client.
     pub(super) reloaded: bool,
+    /// `SCRIPT KILL`/`FUNCTION KILL`: sent on the session's own connection, never queued behind
+    /// the running script on a shared one, and even to a primary failing its health checks
+    /// (a node stuck in a script answers nothing until `busy-reply-threshold`).
+    pub(super) interrupt: bool,
 }
 
 /// The shape of a transaction batch, for settling its reply.
@@ -396,8 +400,11 @@ impl Session {
             Plan::Parts(merge, parts) => (merge, parts),
         };
         // Parts of MSET, DEL... write their slots; those of MGET, DBSIZE... don't.
+        let interrupt = merge.interrupts();
         let attempt = Attempt {
             writes: self.tracks_writes() && self.is_write(&request),
+            dedicated: interrupt,
+            interrupt,
             ..Attempt::default()
         };
         let parts = parts
@@ -545,7 +552,7 @@ impl Session {
         };
         match choice {
             Some(Ok((node, readonly))) => {
-                if !readonly && !node.health().is_up() {
+                if !readonly && !attempt.interrupt && !node.health().is_up() {
                     let error = format!(
                         "CLUSTERDOWN primary {} fails slotproxy's health checks and no replica has \
                          taken over yet",

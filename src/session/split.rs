@@ -63,6 +63,12 @@ pub enum Merge {
 }
 
 impl Merge {
+    /// `SCRIPT KILL` and `FUNCTION KILL`: they interrupt a node's running script, so they must
+    /// reach it on a connection that is not queued behind that script.
+    pub fn interrupts(&self) -> bool {
+        matches!(self, Merge::AnyOk)
+    }
+
     /// How the parts' replies become one, in a few words (for `docs/commands.md`).
     pub fn describe(&self) -> &'static str {
         match self {
