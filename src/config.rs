@@ -161,6 +161,8 @@ pub struct SessionConfig {
     pub read_your_writes: bool,
     /// How long after a write its slot's reads stay on the primary, with `read_your_writes`.
     pub read_your_writes_window_ms: u64,
+    /// Transactions whose keys span slots: `refuse` (as a cluster node does) or `per-slot`.
+    pub cross_slot_transactions: CrossSlotTransactions,
 }
 
 /// The administrative commands `session.allowed_admin_commands` may allow, and what each does
@@ -221,6 +223,18 @@ impl Default for BackendConfig {
     }
 }
 
+/// What a transaction whose commands' keys span slots does.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrossSlotTransactions {
+    /// The command that leaves the transaction's slot gets `-CROSSSLOT` and `EXEC` aborts, as a
+    /// cluster node would (the error names hash tags and the `per-slot` option).
+    Refuse,
+    /// `EXEC` runs each slot's commands as one `MULTI`/`EXEC` on that slot's node, in parallel,
+    /// and answers one reply in the client's order: atomic per slot, not across slots.
+    PerSlot,
+}
+
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
@@ -237,6 +251,7 @@ impl Default for SessionConfig {
             pubsub_output_buffer_soft_ms: 60_000,
             read_your_writes: false,
             read_your_writes_window_ms: 1_000,
+            cross_slot_transactions: CrossSlotTransactions::Refuse,
         }
     }
 }

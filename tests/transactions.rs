@@ -60,29 +60,6 @@ async fn transactions_reply_like_redis_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cross_slot_command_aborts_the_transaction_and_nothing_runs() {
-    let cluster = TestCluster::start(3, 1);
-    let proxy = TestProxy::start(&cluster).await;
-    let mut raw = proxy.raw_client().await;
-    let a = cluster.key_for_node(cluster.primaries()[0], "tx");
-    let b = cluster.key_for_node(cluster.primaries()[1], "tx");
-    assert_eq!(raw.request(&[b"MULTI"]).await, b"+OK\r\n");
-    assert_eq!(
-        raw.request(&[b"SET", a.as_bytes(), b"1"]).await,
-        b"+QUEUED\r\n"
-    );
-    assert_eq!(
-        raw.request(&[b"SET", b.as_bytes(), b"1"]).await,
-        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
-    );
-    assert_eq!(
-        raw.request(&[b"EXEC"]).await,
-        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
-    );
-    assert_eq!(raw.request(&[b"EXISTS", a.as_bytes()]).await, b":0\r\n");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_gives_optimistic_locking_across_clients() {
     let cluster = TestCluster::start(3, 1);
     let proxy = TestProxy::start(&cluster).await;

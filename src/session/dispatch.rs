@@ -313,6 +313,24 @@ impl Session {
                     None => into_pending(self.send(request, target, attempt)),
                 };
             }
+            Plan::PerSlotExec(batches, positions, total) => {
+                let parts = batches
+                    .into_iter()
+                    .map(|(slot, batch, replies)| {
+                        let attempt = Attempt {
+                            writes: true,
+                            exec: Some(ExecShape {
+                                replies,
+                                watched: false,
+                            }),
+                            ..Attempt::default()
+                        };
+                        self.send(batch, Target::Slot(slot), attempt)
+                    })
+                    .collect();
+                let merge = Merge::Transaction { positions, total };
+                return Pending::Split(Box::new(Split { merge, parts }));
+            }
             Plan::Wait(wait) => return self.start_wait(request, wait),
             Plan::Single(target) => {
                 let attempt = Attempt {

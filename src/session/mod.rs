@@ -16,6 +16,7 @@ mod algebra;
 mod dispatch;
 mod introspect;
 mod local;
+mod per_slot;
 mod pick;
 mod plan;
 mod pubsub;

@@ -40,6 +40,9 @@ pub(super) enum Plan {
     Watch(Slot),
     /// A transaction batch (MULTI ... EXEC).
     Exec(Target, Exec),
+    /// A transaction that spans slots, run per slot: each slot's batch and its reply count,
+    /// then the queue positions of each slot's commands and how many the client queued.
+    PerSlotExec(Vec<(Slot, Request, usize)>, Vec<Vec<usize>>, usize),
     /// `WAIT` / `WAITAOF`, on the connections the session's writes went out on.
     Wait(super::wait::Wait),
 }
@@ -64,7 +67,8 @@ impl Plan {
             | Plan::Computed(_)
             | Plan::FanOut(_)
             | Plan::AllNodes(_)
-            | Plan::Parts(..) => false,
+            | Plan::Parts(..)
+            | Plan::PerSlotExec(..) => false,
         }
     }
 }

@@ -54,6 +54,14 @@ pub enum Merge {
     /// `SCRIPT KILL`, `FUNCTION KILL`: `OK` from the primary that was running a script; when
     /// none was, the first error other than `NOTBUSY` (`UNKILLABLE`), else `NOTBUSY`.
     AnyOk,
+    /// A transaction run per slot: part `i` is one slot's `EXEC` reply, whose elements are the
+    /// replies of the client's commands at `positions[i]` (see [`super::per_slot`]).
+    Transaction {
+        /// Queue index of each slot's commands, per part.
+        positions: Vec<Vec<usize>>,
+        /// Commands the client queued.
+        total: usize,
+    },
     /// `FUNCTION STATS`: the reply of the primary running a function or script, else the first
     /// primary's (the same libraries are loaded on every primary).
     RunningScript,
@@ -83,6 +91,7 @@ impl Merge {
             Merge::AllExist => "`1` for a script only if every primary has it",
             Merge::CommonLibraries => "the libraries every primary has",
             Merge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
+            Merge::Transaction { .. } => "each slot's `EXEC` reply, in the client's command order",
             Merge::RunningScript => "the primary running a script, else the first primary",
             Merge::Computed(computation) => computation.describe(),
         }
@@ -204,6 +213,9 @@ pub fn shard_slots(map: &SlotMap) -> Vec<Slot> {
 pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     match merge {
         Merge::AnyOk => return any_ok(replies),
+        Merge::Transaction { positions, total } => {
+            return super::per_slot::merge(positions, *total, replies);
+        }
         Merge::Computed(computation) => {
             return super::algebra::merge(computation, replies, protocol);
         }
@@ -297,6 +309,9 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         Merge::Computed(computation) => {
             return super::algebra::merge(computation, replies, protocol);
         }
+        Merge::Transaction { positions, total } => {
+            return super::per_slot::merge(positions, *total, replies);
+        }
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
             write_integer(&mut out, sum);
@@ -374,7 +389,7 @@ fn integer(raw: &[u8]) -> Option<i64> {
 
 /// The raw bytes of each element of an array reply, or the keys and values (alternating) of a
 /// RESP3 map (empty for anything else).
-fn elements(raw: &[u8]) -> Vec<&[u8]> {
+pub(super) fn elements(raw: &[u8]) -> Vec<&[u8]> {
     match (raw.first(), raw.iter().position(|&b| b == b'\n')) {
         (Some(b'*' | b'%'), Some(newline)) => frames(&raw[newline + 1..]),
         _ => Vec::new(),

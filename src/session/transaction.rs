@@ -7,6 +7,10 @@
 //! can land inside it even on a shared connection; the client gets `EXEC`'s reply. The job starts
 //! with `SCRIPT LOAD` of the scripts its `EVALSHA`s name, so a node that lost one runs it anyway.
 //!
+//! With `session.cross_slot_transactions = "per-slot"`, an unwatched transaction may span
+//! slots: `EXEC` then sends one such job per slot, in parallel, and merges their `EXEC` replies
+//! in the client's command order (`per_slot.rs`). Each slot's part is atomic; the whole is not.
+//!
 //! `WATCH` needs the connection that will run `EXEC`: it goes out on the session's dedicated
 //! connection to the slot's primary, and `EXEC` follows it there. If the slot has another owner by
 //! then, `EXEC` answers nil (the transaction did not run, as when a watched key changed), so an
@@ -19,11 +23,13 @@ use bytes::{Bytes, BytesMut};
 
 use super::Session;
 use super::dispatch::Target;
+use super::per_slot;
 use super::plan::{CROSSSLOT, CrossSlot, Plan};
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
 use crate::command::route::{Local, Route, route_of};
+use crate::config::CrossSlotTransactions;
 use crate::protocol::Request;
 use crate::protocol::reply::{write_array_len, write_simple};
 use crate::protocol::request::encode_multibulk;
@@ -31,13 +37,24 @@ use crate::protocol::request::encode_multibulk;
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 
+/// A command that leaves the transaction's slot, with `cross_slot_transactions = "refuse"`.
+const CROSSSLOT_TRANSACTION: &str = "CROSSSLOT Keys in request don't hash to the same slot \
+    (slotproxy runs a transaction on one slot: put its keys under one {hash tag}, or set \
+    session.cross_slot_transactions = \"per-slot\")";
+/// A command that leaves the slot of the keys the transaction `WATCH`es.
+const CROSSSLOT_WATCHED: &str = "CROSSSLOT Keys in request don't hash to the same slot \
+    (slotproxy runs a WATCHed transaction on the watched keys' slot)";
+
 /// A session's transaction state.
 #[derive(Debug, Default)]
 pub(super) struct Transaction {
     /// After `MULTI`: commands are queued, not sent.
     queuing: bool,
     queued: Vec<Request>,
-    /// The slot every keyed command must hash to.
+    /// The slot of each queued command (`None`: keyless).
+    slots: Vec<Option<Slot>>,
+    /// The slot of the first keyed command; every keyed command must hash to it unless the
+    /// transaction may run per slot.
     slot: Option<Slot>,
     /// A queuing error happened: `EXEC` must abort.
     dirty: bool,
@@ -71,17 +88,28 @@ pub(super) struct Exec {
 impl Session {
     /// Queues a command inside `MULTI`, or refuses it (which dooms the transaction).
     pub(super) fn queue(&mut self, spec: &CommandSpec, request: Request) {
+        let per_slot =
+            self.shared.config.session.cross_slot_transactions == CrossSlotTransactions::PerSlot;
+        let mut slot = None;
         let refuse = match route_of(spec) {
             Route::Local(Local::Ping | Local::Echo | Local::Unwatch) | Route::AnyNode => None,
             // PUBLISH and SPUBLISH run in the transaction on its node, as in a cluster.
             Route::ByKeys | Route::Local(Local::Publish) => match self.slot_of_keys(spec, &request)
             {
                 Err(CrossSlot) => Some(CROSSSLOT.to_string()),
-                Ok(Some(slot)) if self.tx.slot.is_some_and(|s| s != slot) => {
-                    Some(CROSSSLOT.to_string())
+                Ok(Some(this)) if self.tx.slot.is_some_and(|s| s != this) => {
+                    if self.tx.watch.is_some() {
+                        Some(CROSSSLOT_WATCHED.to_string())
+                    } else if per_slot {
+                        slot = Some(this);
+                        None
+                    } else {
+                        Some(CROSSSLOT_TRANSACTION.to_string())
+                    }
                 }
-                Ok(Some(slot)) => {
-                    self.tx.slot = Some(slot);
+                Ok(Some(this)) => {
+                    self.tx.slot = Some(this);
+                    slot = Some(this);
                     None
                 }
                 Ok(None) => None,
@@ -102,6 +130,7 @@ impl Session {
             }
             None => {
                 self.tx.queued.push(request);
+                self.tx.slots.push(slot);
                 self.reply_with(|out| write_simple(out, "QUEUED"));
             }
         }
@@ -160,15 +189,43 @@ impl Session {
         }
         let watched = self.tx.watch.clone();
         let queued = std::mem::take(&mut self.tx.queued);
+        let slots = std::mem::take(&mut self.tx.slots);
         let slot = self.tx.slot;
         // The watch (if any) ends with EXEC on the node; keep the connection for reuse.
         self.tx = Transaction::default();
         if queued.is_empty() && watched.is_none() {
             return self.reply_with(|out| write_array_len(out, 0));
         }
-        let loads = self.script_loads(&queued);
+        if let Some(groups) = per_slot::group(&slots) {
+            let total = queued.len();
+            let parts = groups
+                .iter()
+                .map(|group| {
+                    let commands: Vec<&Request> =
+                        group.positions.iter().map(|&i| &queued[i]).collect();
+                    let (batch, replies) = self.transaction_batch(&commands);
+                    (group.slot, batch, replies)
+                })
+                .collect();
+            let positions = groups.into_iter().map(|g| g.positions).collect();
+            return self.dispatch(
+                Request::batch(Bytes::new()),
+                Plan::PerSlotExec(parts, positions, total),
+            );
+        }
+        let commands: Vec<&Request> = queued.iter().collect();
+        let (batch, replies) = self.transaction_batch(&commands);
+        let target = slot.map_or(Target::AnyPrimary, Target::Slot);
+        let exec = Exec { replies, watched };
+        self.dispatch(batch, Plan::Exec(target, exec));
+    }
+
+    /// One node's job for `commands`: `SCRIPT LOAD` of the scripts its `EVALSHA`s name,
+    /// `MULTI`, the commands, `EXEC`; and how many replies it produces.
+    fn transaction_batch(&self, commands: &[&Request]) -> (Request, usize) {
+        let loads = self.script_loads(commands);
         let mut payload = BytesMut::with_capacity(
-            MULTI.len() + EXEC.len() + queued.iter().map(|r| r.raw().len()).sum::<usize>(),
+            MULTI.len() + EXEC.len() + commands.iter().map(|r| r.raw().len()).sum::<usize>(),
         );
         for body in &loads {
             encode_multibulk(
@@ -181,17 +238,14 @@ impl Session {
             );
         }
         payload.extend_from_slice(MULTI);
-        for request in &queued {
+        for request in commands {
             payload.extend_from_slice(request.raw());
         }
         payload.extend_from_slice(EXEC);
-        let batch = Request::batch(payload.freeze());
-        let target = slot.map_or(Target::AnyPrimary, Target::Slot);
-        let exec = Exec {
-            replies: loads.len() + queued.len() + 2,
-            watched,
-        };
-        self.dispatch(batch, Plan::Exec(target, exec));
+        (
+            Request::batch(payload.freeze()),
+            loads.len() + commands.len() + 2,
+        )
     }
 
     /// The bodies of the scripts the queued `EVALSHA`s run, as far as the proxy knows them
@@ -199,7 +253,7 @@ impl Session {
     /// the commands before it ran, too late to load it and retry, so the transaction's job
     /// loads them first: a node that lost them (restart, promotion, new slot owner) has them
     /// again, and one that has them does no more than hash the body.
-    fn script_loads(&self, queued: &[Request]) -> Vec<Bytes> {
+    fn script_loads(&self, queued: &[&Request]) -> Vec<Bytes> {
         let mut bodies: Vec<Bytes> = Vec::new();
         for request in queued {
             let name = request.name();
