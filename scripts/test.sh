@@ -3,12 +3,19 @@
 # redis-server clusters (3 primaries + 3 replicas) on free loopback ports.
 #
 # Usage: scripts/test.sh [extra test-runner arguments, e.g. a test name filter]
-# Installs redis-server first when it is missing (apt-get, with sudo when not root). Uses
+# Installs redis-server first when it is missing (apt-get, with sudo when not root), and the
+# Python frameworks tests/frameworks.rs drives (pip). Uses
 # cargo-nextest when installed (each test in its own process), `cargo test` otherwise.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/local-cluster.sh install-redis
+# tests/frameworks.rs runs real Python frameworks (redis-py, RQ, Celery, django-redis) through
+# slotproxy: install the pinned versions when any is missing.
+if ! python3 -c 'import redis, rq, celery, django_redis, packaging' >/dev/null 2>&1; then
+    echo "test: installing the Python frameworks of tests/frameworks/requirements.txt"
+    python3 -m pip install --quiet --disable-pip-version-check -r tests/frameworks/requirements.txt
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --locked "$@"
 fi

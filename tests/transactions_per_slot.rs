@@ -1,7 +1,8 @@
 //! Transactions whose keys span slots. With `cross_slot_transactions = "per-slot"` each slot's
 //! commands run as one MULTI/EXEC on its node and the client gets one EXEC reply in its own
 //! order, byte for byte what one redis-server answers; a slot whose node fails puts an error in
-//! each of its commands' places, never a silent partial success. With the default `"refuse"`,
+//! each of its commands' places, never a silent partial success; a WATCHed transaction runs
+//! everywhere or, when a watched key changed, nowhere. With the default `"refuse"`,
 //! the command that leaves the slot gets a CROSSSLOT that names hash tags and the option.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may unwrap too
@@ -113,31 +114,36 @@ async fn refused_cross_slot_transactions_name_hash_tags_and_the_option() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watched_transaction_stays_on_its_slot_even_per_slot() {
+async fn a_watched_transaction_runs_everywhere_or_nowhere() {
     let cluster = TestCluster::start(3, 1);
     let proxy = per_slot_proxy(&cluster).await;
     let k = keys_on_every_primary(&cluster, "watched");
+    let (w, x, y) = (k[0].as_bytes(), k[1].as_bytes(), k[2].as_bytes());
     let mut raw = proxy.raw_client().await;
-    assert_eq!(raw.request(&[b"WATCH", k[0].as_bytes()]).await, b"+OK\r\n");
+    let mut other = proxy.raw_client().await;
+    // Unchanged watched key: every slot's part runs, the watched one checked with its EXEC.
+    assert_eq!(raw.request(&[b"WATCH", w]).await, b"+OK\r\n");
     assert_eq!(raw.request(&[b"MULTI"]).await, b"+OK\r\n");
+    for key in [x, w, y] {
+        assert_eq!(raw.request(&[b"INCR", key]).await, b"+QUEUED\r\n");
+    }
+    assert_eq!(raw.request(&[b"EXEC"]).await, b"*3\r\n:1\r\n:1\r\n:1\r\n");
+    // Changed watched key: nil, and no slot's part ran, not even the unwatched ones.
+    assert_eq!(raw.request(&[b"WATCH", w]).await, b"+OK\r\n");
+    assert_eq!(other.request(&[b"SET", w, b"changed"]).await, b"+OK\r\n");
+    assert_eq!(raw.request(&[b"MULTI"]).await, b"+OK\r\n");
+    for key in [x, y] {
+        assert_eq!(raw.request(&[b"INCR", key]).await, b"+QUEUED\r\n");
+    }
+    assert_eq!(raw.request(&[b"EXEC"]).await, b"*-1\r\n");
     assert_eq!(
-        raw.request(&[b"SET", k[0].as_bytes(), b"1"]).await,
-        b"+QUEUED\r\n"
-    );
-    let refused = String::from_utf8(raw.request(&[b"SET", k[1].as_bytes(), b"1"]).await).unwrap();
-    assert!(
-        refused.starts_with("-CROSSSLOT") && refused.contains("WATCHed transaction"),
-        "{refused:?}"
-    );
-    assert_eq!(
-        raw.request(&[b"EXEC"]).await,
-        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+        other.request(&[b"MGET", w, x, y]).await,
+        b"*3\r\n$7\r\nchanged\r\n$1\r\n1\r\n$1\r\n1\r\n"
     );
     // A command of one slot whose own keys span slots is refused as a cluster node would.
     assert_eq!(raw.request(&[b"MULTI"]).await, b"+OK\r\n");
     assert_eq!(
-        raw.request(&[b"MSETNX", k[0].as_bytes(), b"1", k[1].as_bytes(), b"2"])
-            .await,
+        raw.request(&[b"MSETNX", w, b"1", x, b"2"]).await,
         b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
     );
     assert_eq!(raw.request(&[b"DISCARD"]).await, b"+OK\r\n");

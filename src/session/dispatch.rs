@@ -120,6 +120,9 @@ pub(super) enum Step {
     Backoff(Retry),
     /// Settled: this reply is final.
     Done(Reply),
+    /// Not sent until the split's first part has settled, and only if that part ran: the
+    /// unwatched slots of a per-slot transaction wait for the watched slot's `EXEC`.
+    Held(Request, Target, Attempt),
 }
 
 /// A slot map borrowed for one decision: the session's pinned one, or the current one.
@@ -300,35 +303,35 @@ impl Session {
                     }),
                     ..Attempt::default()
                 };
-                return match exec.watched {
-                    Some((node, slot)) => {
-                        let owner = self.map().primary(slot).cloned();
-                        if owner.is_some_and(|owner| Arc::ptr_eq(&owner, &node)) {
-                            into_pending(self.send_to(node, request, target, attempt, false))
-                        } else {
-                            // The watched slot moved: the transaction can't run where WATCH was.
-                            Pending::Done(null_reply(self.protocol))
-                        }
-                    }
-                    None => into_pending(self.send(request, target, attempt)),
-                };
+                return into_pending(match &exec.watched {
+                    Some(watch) => self.start_watched_exec(request, target, attempt, watch),
+                    None => self.send(request, target, attempt),
+                });
             }
-            Plan::PerSlotExec(batches, positions, total) => {
-                let parts = batches
-                    .into_iter()
-                    .map(|(slot, batch, replies)| {
-                        let attempt = Attempt {
-                            writes: true,
-                            exec: Some(ExecShape {
-                                replies,
-                                watched: false,
-                            }),
-                            ..Attempt::default()
-                        };
-                        self.send(batch, Target::Slot(slot), attempt)
-                    })
-                    .collect();
-                let merge = Merge::Transaction { positions, total };
+            Plan::PerSlotExec(tx) => {
+                let watched = tx.watched.is_some();
+                let mut parts = Vec::with_capacity(tx.batches.len());
+                for (i, (slot, batch, replies)) in tx.batches.into_iter().enumerate() {
+                    let attempt = Attempt {
+                        writes: true,
+                        exec: Some(ExecShape {
+                            replies,
+                            watched: false,
+                        }),
+                        ..Attempt::default()
+                    };
+                    let target = Target::Slot(slot);
+                    parts.push(match (&tx.watched, i) {
+                        (Some(watch), 0) => self.start_watched_exec(batch, target, attempt, watch),
+                        (Some(_), _) => Step::Held(batch, target, attempt),
+                        (None, _) => self.send(batch, target, attempt),
+                    });
+                }
+                let merge = Merge::Transaction {
+                    positions: tx.positions,
+                    total: tx.total,
+                    watched,
+                };
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
             Plan::Wait(wait) => return self.start_wait(request, wait),
@@ -432,6 +435,52 @@ impl Session {
         Pending::Split(Box::new(Split { merge, parts }))
     }
 
+    /// Sends a transaction batch on the connection that holds its `WATCH`, if the watched
+    /// slot's primary is still that node; otherwise the transaction can't run where `WATCH`
+    /// was, and `EXEC` answers nil as for a changed watched key.
+    fn start_watched_exec(
+        &self,
+        batch: Request,
+        target: Target,
+        attempt: Attempt,
+        (node, slot): &(Arc<Node>, Slot),
+    ) -> Step {
+        let attempt = Attempt {
+            dedicated: true,
+            pinned: true,
+            exec: attempt.exec.map(|shape| ExecShape {
+                watched: true,
+                ..shape
+            }),
+            ..attempt
+        };
+        let owner = self.map().primary(*slot).cloned();
+        if owner.is_some_and(|owner| Arc::ptr_eq(&owner, node)) {
+            self.send_to(node.clone(), batch, target, attempt, false)
+        } else {
+            Step::Done(Reply::local(null_reply(self.protocol)))
+        }
+    }
+
+    /// Sends a split's held parts once its first part has settled and ran (an array reply);
+    /// if it did not (nil: a watched key changed; an error), they are never sent.
+    fn release_held(&self, split: &mut Split) {
+        let first_ran = match split.parts.first() {
+            Some(Step::Done(reply)) => Some(super::per_slot::ran(reply)),
+            _ => None,
+        };
+        let Some(ran) = first_ran else { return };
+        for part in split.parts.iter_mut().skip(1) {
+            if matches!(part, Step::Held(..))
+                && let Step::Held(request, target, attempt) =
+                    std::mem::replace(part, Step::Done(placeholder()))
+                && ran
+            {
+                *part = self.send(request, target, attempt);
+            }
+        }
+    }
+
     /// Sends every `Deferred` entry at the front, in order, under the current map.
     pub(super) fn send_deferred(&mut self) {
         let map = Guard::into_inner(self.shared.topology.slot_map());
@@ -473,6 +522,7 @@ impl Session {
         let Some(Pending::Split(mut split)) = self.pending.pop_front() else {
             return true;
         };
+        self.release_held(&mut split);
         let now = Instant::now();
         for part in split.parts.iter_mut() {
             loop {
@@ -808,6 +858,8 @@ pub(super) fn into_pending(step: Step) -> Pending {
         Step::Waiting(in_flight) => Pending::Waiting(in_flight),
         Step::Backoff(retry) => Pending::Backoff(retry),
         Step::Done(reply) => Pending::Done(reply.into_raw()),
+        // Only the parts of a split are ever held.
+        Step::Held(..) => Pending::Done(error_bytes("ERR slotproxy: a held request was not sent")),
     }
 }
 

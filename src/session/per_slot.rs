@@ -26,11 +26,18 @@ pub(super) struct Group {
     pub(super) positions: Vec<usize>,
 }
 
-/// Groups a transaction's commands by slot, slots in order of first appearance, each slot's
-/// commands in queue order. Keyless commands (`PING`, `TIME`...) join the first slot's group.
+/// Groups a transaction's commands by slot, slots in order of first appearance (the watched
+/// slot first, if any, even with no command of its own: its `EXEC` checks the watch), each
+/// slot's commands in queue order. Keyless commands (`PING`, `TIME`...) join the first group.
 /// `None` when the transaction does not span slots (it runs as one piece).
-pub(super) fn group(slots: &[Option<Slot>]) -> Option<Vec<Group>> {
-    let mut groups: Vec<Group> = Vec::new();
+pub(super) fn group(slots: &[Option<Slot>], watched: Option<Slot>) -> Option<Vec<Group>> {
+    let mut groups: Vec<Group> = watched
+        .map(|slot| Group {
+            slot,
+            positions: Vec::new(),
+        })
+        .into_iter()
+        .collect();
     for (position, slot) in slots.iter().enumerate() {
         let Some(slot) = *slot else { continue };
         match groups.iter_mut().find(|g| g.slot == slot) {
@@ -54,15 +61,32 @@ pub(super) fn group(slots: &[Option<Slot>]) -> Option<Vec<Group>> {
     Some(groups)
 }
 
+/// Whether a slot's `EXEC` reply says its commands ran: an array, not nil or an error.
+pub(super) fn ran(exec_reply: &Reply) -> bool {
+    let raw = exec_reply.raw();
+    raw.starts_with(b"*") && !raw.starts_with(b"*-1\r\n")
+}
+
 /// The client's `EXEC` reply: `replies[i]` is group `i`'s `EXEC` reply, whose elements belong
-/// at `positions[i]` of the `total` commands.
-pub(super) fn merge(positions: &[Vec<usize>], total: usize, replies: &[Reply]) -> Bytes {
+/// at `positions[i]` of the `total` commands. A `watched` transaction whose first (watched)
+/// group did not run ran nowhere: its reply (nil, or the error) is the client's.
+pub(super) fn merge(
+    positions: &[Vec<usize>],
+    total: usize,
+    watched: bool,
+    replies: &[Reply],
+) -> Bytes {
+    if watched
+        && let Some(first) = replies.first()
+        && !ran(first)
+    {
+        return first.raw().clone();
+    }
     let mut entries: Vec<Option<Bytes>> = vec![None; total];
     for (group, reply) in positions.iter().zip(replies) {
         let raw = reply.raw();
         let values = elements(raw);
-        let ran = matches!(raw.first(), Some(b'*')) && values.len() == group.len();
-        let failed = if ran {
+        let failed = if ran(reply) && values.len() == group.len() {
             None
         } else if reply.error_text().is_some() {
             Some(raw.clone())
@@ -104,7 +128,7 @@ mod tests {
     #[test]
     fn commands_group_by_slot_in_first_appearance_order_and_keyless_ones_join_the_first() {
         let (a, b) = (Some(Slot(7)), Some(Slot(9000)));
-        let groups = group(&[b, a, None, b, a, None]).unwrap();
+        let groups = group(&[b, a, None, b, a, None], None).unwrap();
         assert_eq!(
             groups,
             vec![
@@ -118,18 +142,30 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(group(&[a, None, a]), None, "one slot runs as one piece");
-        assert_eq!(group(&[None, None]), None);
+        assert_eq!(
+            group(&[a, None, a], None),
+            None,
+            "one slot runs as one piece"
+        );
+        assert_eq!(group(&[None, None], None), None);
+        assert_eq!(group(&[a, None], a), None, "watched and queued on one slot");
+        let watched = group(&[a, None], b).unwrap();
+        assert_eq!(
+            watched[0].slot,
+            Slot(9000),
+            "the watched slot's part comes first"
+        );
+        assert_eq!(watched[0].positions, vec![1], "keyless commands join it");
+        assert_eq!(watched[1].positions, vec![0]);
     }
 
     #[test]
     fn replies_return_to_the_clients_order() {
-        let merged = merge(
-            &[vec![0, 2], vec![1]],
-            3,
-            &[reply(b"*2\r\n+OK\r\n:2\r\n"), reply(b"*1\r\n$1\r\nx\r\n")],
-        );
-        assert_eq!(&merged[..], b"*3\r\n+OK\r\n$1\r\nx\r\n:2\r\n");
+        let parts = [reply(b"*2\r\n+OK\r\n:2\r\n"), reply(b"*1\r\n$1\r\nx\r\n")];
+        for watched in [false, true] {
+            let merged = merge(&[vec![0, 2], vec![1]], 3, watched, &parts);
+            assert_eq!(&merged[..], b"*3\r\n+OK\r\n$1\r\nx\r\n:2\r\n");
+        }
     }
 
     #[test]
@@ -138,6 +174,7 @@ mod tests {
         let merged = merge(
             &[vec![0, 2], vec![1]],
             3,
+            false,
             &[
                 Reply::local(Bytes::from_static(lost)),
                 reply(
@@ -155,9 +192,27 @@ mod tests {
         let aborted = merge(
             &[vec![0], vec![1]],
             2,
+            false,
             &[reply(b"*-1\r\n"), reply(b"*1\r\n+OK\r\n")],
         );
         assert!(aborted.starts_with(b"*2\r\n-EXECABORT slotproxy:"));
         assert!(aborted.ends_with(b"+OK\r\n"));
+    }
+
+    #[test]
+    fn a_watched_transaction_whose_watch_failed_ran_nowhere() {
+        let never_sent = Reply::local(Bytes::new());
+        for nil in [&b"*-1\r\n"[..], b"_\r\n"] {
+            let merged = merge(
+                &[vec![0], vec![1]],
+                2,
+                true,
+                &[
+                    Reply::local(Bytes::copy_from_slice(nil)),
+                    never_sent.clone(),
+                ],
+            );
+            assert_eq!(&merged[..], nil);
+        }
     }
 }

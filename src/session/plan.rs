@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use super::algebra::{self, Algebra};
 use super::dispatch::Target;
 use super::split::{self, Merge};
-use super::transaction::Exec;
+use super::transaction::{Exec, PerSlotExec};
 use super::{Pending, Session};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
@@ -40,9 +40,8 @@ pub(super) enum Plan {
     Watch(Slot),
     /// A transaction batch (MULTI ... EXEC).
     Exec(Target, Exec),
-    /// A transaction that spans slots, run per slot: each slot's batch and its reply count,
-    /// then the queue positions of each slot's commands and how many the client queued.
-    PerSlotExec(Vec<(Slot, Request, usize)>, Vec<Vec<usize>>, usize),
+    /// A transaction that spans slots, run per slot.
+    PerSlotExec(PerSlotExec),
     /// `WAIT` / `WAITAOF`, on the connections the session's writes went out on.
     Wait(super::wait::Wait),
 }
@@ -61,14 +60,14 @@ impl Plan {
         match self {
             Plan::Blocking(_) | Plan::Watch(_) | Plan::Wait(_) => true,
             Plan::Exec(_, exec) => exec.watched.is_some(),
+            Plan::PerSlotExec(tx) => tx.watched.is_some(),
             Plan::Single(_)
             | Plan::Read(_)
             | Plan::Split(_)
             | Plan::Computed(_)
             | Plan::FanOut(_)
             | Plan::AllNodes(_)
-            | Plan::Parts(..)
-            | Plan::PerSlotExec(..) => false,
+            | Plan::Parts(..) => false,
         }
     }
 }

@@ -61,6 +61,8 @@ pub enum Merge {
         positions: Vec<Vec<usize>>,
         /// Commands the client queued.
         total: usize,
+        /// The first part is the watched slot's; the others ran only if it did.
+        watched: bool,
     },
     /// `FUNCTION STATS`: the reply of the primary running a function or script, else the first
     /// primary's (the same libraries are loaded on every primary).
@@ -213,8 +215,12 @@ pub fn shard_slots(map: &SlotMap) -> Vec<Slot> {
 pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     match merge {
         Merge::AnyOk => return any_ok(replies),
-        Merge::Transaction { positions, total } => {
-            return super::per_slot::merge(positions, *total, replies);
+        Merge::Transaction {
+            positions,
+            total,
+            watched,
+        } => {
+            return super::per_slot::merge(positions, *total, *watched, replies);
         }
         Merge::Computed(computation) => {
             return super::algebra::merge(computation, replies, protocol);
@@ -309,8 +315,12 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         Merge::Computed(computation) => {
             return super::algebra::merge(computation, replies, protocol);
         }
-        Merge::Transaction { positions, total } => {
-            return super::per_slot::merge(positions, *total, replies);
+        Merge::Transaction {
+            positions,
+            total,
+            watched,
+        } => {
+            return super::per_slot::merge(positions, *total, *watched, replies);
         }
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();

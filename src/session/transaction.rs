@@ -7,9 +7,11 @@
 //! can land inside it even on a shared connection; the client gets `EXEC`'s reply. The job starts
 //! with `SCRIPT LOAD` of the scripts its `EVALSHA`s name, so a node that lost one runs it anyway.
 //!
-//! With `session.cross_slot_transactions = "per-slot"`, an unwatched transaction may span
-//! slots: `EXEC` then sends one such job per slot, in parallel, and merges their `EXEC` replies
-//! in the client's command order (`per_slot.rs`). Each slot's part is atomic; the whole is not.
+//! With `session.cross_slot_transactions = "per-slot"`, a transaction may span slots: `EXEC`
+//! then sends one such job per slot, in parallel, and merges their `EXEC` replies in the
+//! client's command order (`per_slot.rs`). Each slot's part is atomic; the whole is not. A
+//! watched transaction runs the watched slot's part first, on the watching connection, and the
+//! other parts only once that part ran: if a watched key changed, nothing runs anywhere.
 //!
 //! `WATCH` needs the connection that will run `EXEC`: it goes out on the session's dedicated
 //! connection to the slot's primary, and `EXEC` follows it there. If the slot has another owner by
@@ -41,9 +43,6 @@ const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 const CROSSSLOT_TRANSACTION: &str = "CROSSSLOT Keys in request don't hash to the same slot \
     (slotproxy runs a transaction on one slot: put its keys under one {hash tag}, or set \
     session.cross_slot_transactions = \"per-slot\")";
-/// A command that leaves the slot of the keys the transaction `WATCH`es.
-const CROSSSLOT_WATCHED: &str = "CROSSSLOT Keys in request don't hash to the same slot \
-    (slotproxy runs a WATCHed transaction on the watched keys' slot)";
 
 /// A session's transaction state.
 #[derive(Debug, Default)]
@@ -85,6 +84,19 @@ pub(super) struct Exec {
     pub(super) watched: Option<(Arc<Node>, Slot)>,
 }
 
+/// What `EXEC` of a transaction that spans slots sends: one batch per slot.
+#[derive(Debug, Clone)]
+pub(super) struct PerSlotExec {
+    /// Each slot's batch and how many replies it produces; the watched slot's first.
+    pub(super) batches: Vec<(Slot, Request, usize)>,
+    /// Queue positions of each batch's commands.
+    pub(super) positions: Vec<Vec<usize>>,
+    /// Commands the client queued.
+    pub(super) total: usize,
+    /// The node `WATCH` went to: the first batch runs there, and the others only if it ran.
+    pub(super) watched: Option<(Arc<Node>, Slot)>,
+}
+
 impl Session {
     /// Queues a command inside `MULTI`, or refuses it (which dooms the transaction).
     pub(super) fn queue(&mut self, spec: &CommandSpec, request: Request) {
@@ -98,9 +110,7 @@ impl Session {
             {
                 Err(CrossSlot) => Some(CROSSSLOT.to_string()),
                 Ok(Some(this)) if self.tx.slot.is_some_and(|s| s != this) => {
-                    if self.tx.watch.is_some() {
-                        Some(CROSSSLOT_WATCHED.to_string())
-                    } else if per_slot {
+                    if per_slot {
                         slot = Some(this);
                         None
                     } else {
@@ -196,9 +206,9 @@ impl Session {
         if queued.is_empty() && watched.is_none() {
             return self.reply_with(|out| write_array_len(out, 0));
         }
-        if let Some(groups) = per_slot::group(&slots) {
-            let total = queued.len();
-            let parts = groups
+        let watched_slot = watched.as_ref().map(|(_, slot)| *slot);
+        if let Some(groups) = per_slot::group(&slots, watched_slot) {
+            let batches = groups
                 .iter()
                 .map(|group| {
                     let commands: Vec<&Request> =
@@ -207,11 +217,13 @@ impl Session {
                     (group.slot, batch, replies)
                 })
                 .collect();
-            let positions = groups.into_iter().map(|g| g.positions).collect();
-            return self.dispatch(
-                Request::batch(Bytes::new()),
-                Plan::PerSlotExec(parts, positions, total),
-            );
+            let tx = PerSlotExec {
+                batches,
+                positions: groups.into_iter().map(|g| g.positions).collect(),
+                total: queued.len(),
+                watched,
+            };
+            return self.dispatch(Request::batch(Bytes::new()), Plan::PerSlotExec(tx));
         }
         let commands: Vec<&Request> = queued.iter().collect();
         let (batch, replies) = self.transaction_batch(&commands);

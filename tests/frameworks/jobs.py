@@ -1,0 +1,5 @@
+"""Functions the RQ and Celery checks run as jobs."""
+
+
+def add(a, b):
+    return a + b
