@@ -6,7 +6,9 @@
 //! 1. [`server`] accepts a client (once the first slot map is known) and spawns a
 //!    [`session::Session`] task for it.
 //! 2. The session's [`protocol::RequestDecoder`] yields a [`protocol::Request`]: the arguments as
-//!    slices of the read buffer plus the raw bytes, which are what gets forwarded. Bad RESP gets
+//!    slices of the read buffer plus the raw bytes, which are what gets forwarded (re-encoded
+//!    when the client's separators were not CRLF, so a node only ever sees canonical frames).
+//!    The decoder accepts exactly what redis-server accepts; anything else gets redis' own
 //!    `-ERR Protocol error: ...` and the connection is closed, as redis-server does.
 //! 3. [`command::CommandTable::resolve`] finds the command's row (generated from a node's
 //!    `COMMAND` output, plus commands learned from the cluster at startup). An unknown command or

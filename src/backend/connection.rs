@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
@@ -74,6 +74,8 @@ enum Hold {
 }
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// How a node's error reply to bytes it could not parse starts; it closes the connection next.
+const PROTOCOL_ERROR: &[u8] = b"ERR Protocol error";
 
 /// Write replies held until the `WAIT` after their batch answers.
 type Held = Vec<(oneshot::Sender<NodeResult>, Reply)>;
@@ -358,8 +360,14 @@ async fn serve(
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) => break Failure::lost("closed by the node".into()),
                 Ok(_) => {
-                    if let Err(reason) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config) {
-                        break Failure::lost(reason);
+                    if let Err(failure) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config) {
+                        if let Failure::Unsent(_, reason) = &failure {
+                            error!(node = %addr, %reason, requests_behind = in_flight.len(),
+                                "node refused a request as bad RESP: slotproxy sent a frame it \
+                                 must not (a bug); only that request failed, those behind it are \
+                                 sent again");
+                        }
+                        break failure;
                     }
                 }
                 Err(e) => break Failure::lost(format!("read: {e}")),
@@ -469,19 +477,30 @@ async fn write_batch(
 }
 
 /// Hands every complete reply in `rbuf` to the oldest job waiting for one.
+///
+/// # Errors
+/// The connection can't go on: the node's bytes are not RESP (`Lost`), or the node answered a
+/// protocol error (`Unsent(0, ..)` for the jobs still in flight: redis-server closes the
+/// connection after that reply and runs nothing it read after the bad frame).
 fn deliver(
     decoder: &ReplyDecoder,
     rbuf: &mut BytesMut,
     in_flight: &mut VecDeque<InFlight>,
     held: &mut Held,
     config: &BackendConfig,
-) -> Result<(), String> {
-    while let Some(reply) = decoder.decode(rbuf).map_err(|e| e.to_string())? {
+) -> Result<(), Failure> {
+    while let Some(reply) = decoder
+        .decode(rbuf)
+        .map_err(|e| Failure::lost(e.to_string()))?
+    {
         if *reply.kind() == ReplyKind::Push {
             continue; // out of band; no job waits for it
         }
+        let refused = reply
+            .error_text()
+            .is_some_and(|text| text.starts_with(PROTOCOL_ERROR));
         let Some(front) = in_flight.front_mut() else {
-            return Err("reply with no request waiting".into());
+            return Err(Failure::lost("reply with no request waiting".into()));
         };
         if front.asking {
             // The reply to ASKING itself; the job's own reply is next.
@@ -520,6 +539,12 @@ fn deliver(
             Some(sender) => {
                 let _ = sender.send(Ok(reply));
             }
+        }
+        if refused {
+            return Err(Failure::Unsent(
+                0,
+                "the node closed the connection after a protocol error".into(),
+            ));
         }
     }
     Ok(())

@@ -355,10 +355,9 @@ impl Session {
                 Ok(None) => return,
                 Err(e) => {
                     debug!(client = self.id, error = %e, "protocol error; closing");
-                    self.pending
-                        .push_back(Pending::Close(crate::protocol::reply::error_bytes(
-                            &format!("ERR {e}"),
-                        )));
+                    self.pending.push_back(Pending::Close(
+                        crate::protocol::reply::protocol_error_bytes(&e),
+                    ));
                     self.stop_reading = true;
                 }
             }
