@@ -165,9 +165,11 @@ pub struct SessionConfig {
 
 /// The administrative commands `session.allowed_admin_commands` may allow, and what each does
 /// when allowed: `CONFIG SET|RESETSTAT|REWRITE`, `SAVE`, `BGSAVE`, `BGREWRITEAOF` and `DEBUG`
-/// go to every node of the cluster (replicas too, so a promoted replica behaves alike);
+/// go to every node of the cluster (replicas too, so a promoted replica behaves alike; `CONFIG
+/// SET` of paths, passwords, client limits and announced addresses is refused even then);
 /// `REPLICAOF`/`SLAVEOF` go to one primary (which refuses them in cluster mode); `SHUTDOWN`
-/// stops slotproxy itself, never a node; `MONITOR` streams what every node runs.
+/// stops slotproxy itself, never a node; `MONITOR` streams what every node runs; `MIGRATE` is
+/// routed by its key and makes that node connect to the host and port the client names.
 pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
     "config|set",
     "config|resetstat",
@@ -180,6 +182,7 @@ pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
     "slaveof",
     "shutdown",
     "monitor",
+    "migrate",
 ];
 
 impl Default for Config {
