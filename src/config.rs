@@ -147,6 +147,8 @@ pub struct SessionConfig {
     /// Keys remembered for `CLIENT TRACKING` clients (like redis' `tracking-table-max-keys`);
     /// beyond it the oldest are invalidated and forgotten.
     pub tracking_max_keys: usize,
+    /// `CLIENT TRACKING ... BCAST PREFIX` prefixes one client may hold; more are refused.
+    pub tracking_max_prefixes: usize,
     /// Output backlog (messages queued plus replies not yet written) past which a client with
     /// subscriptions is disconnected, like redis' `client-output-buffer-limit pubsub` hard
     /// limit; 0 disables it.
@@ -235,6 +237,7 @@ impl Default for SessionConfig {
             retry_deadline_ms: 5_000,
             allowed_admin_commands: Vec::new(),
             tracking_max_keys: 1_000_000,
+            tracking_max_prefixes: 10_000,
             pubsub_output_buffer_bytes: 32 * 1024 * 1024,
             pubsub_output_buffer_soft_bytes: 8 * 1024 * 1024,
             pubsub_output_buffer_soft_ms: 60_000,
@@ -337,6 +340,10 @@ impl Config {
             (
                 "session.tracking_max_keys",
                 self.session.tracking_max_keys as u64,
+            ),
+            (
+                "session.tracking_max_prefixes",
+                self.session.tracking_max_prefixes as u64,
             ),
             (
                 "session.max_output_buffer_bytes",
