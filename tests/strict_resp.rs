@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::mutate::{Rng, mutate};
 use common::{Load, RawClient, StandaloneRedis, TestCluster, TestProxy, all_errors};
 
 /// `proto-max-bulk-len` on both sides (redis' minimum), so oversized cases stay small.
@@ -96,22 +97,6 @@ fn corpus() -> Vec<Vec<u8>> {
     cases
 }
 
-/// A small xorshift generator, so the random corpus is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Valid requests with a few bytes changed, inserted, removed or cut off.
 fn random_corpus(seed: u64, cases: usize) -> Vec<Vec<u8>> {
     const SEEDS: &[&[u8]] = &[
@@ -121,35 +106,9 @@ fn random_corpus(seed: u64, cases: usize) -> Vec<Vec<u8>> {
         b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n",
         b"ECHO \"a b\" \r\n",
     ];
-    const INTERESTING: &[u8] = b"\r\n\0+-0123456789$* \"'\\x";
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     (0..cases)
-        .map(|_| {
-            let mut case = Vec::new();
-            for _ in 0..1 + rng.below(3) {
-                case.extend_from_slice(SEEDS[rng.below(SEEDS.len())]);
-            }
-            for _ in 0..1 + rng.below(3) {
-                if case.is_empty() {
-                    break;
-                }
-                let at = rng.below(case.len());
-                let byte = if rng.below(4) == 0 {
-                    rng.next() as u8
-                } else {
-                    INTERESTING[rng.below(INTERESTING.len())]
-                };
-                match rng.below(4) {
-                    0 => case[at] = byte,
-                    1 => case.insert(at, byte),
-                    2 => {
-                        case.remove(at);
-                    }
-                    _ => case.truncate(at.max(1)),
-                }
-            }
-            case
-        })
+        .map(|_| mutate(&mut rng, SEEDS, 3, 3))
         .filter(|case| !case.is_empty())
         .collect()
 }
