@@ -135,7 +135,8 @@ pub struct SessionConfig {
     pub max_in_flight: usize,
     /// Largest bulk string a client may send, like redis' `proto-max-bulk-len`.
     pub max_bulk_len: usize,
-    /// Replies buffered for a client that isn't reading; reading its requests pauses beyond it.
+    /// Reply bytes a client may leave unread (buffered, plus on their way from the nodes);
+    /// beyond it the client is disconnected, like redis' `client-output-buffer-limit`.
     pub max_output_buffer_bytes: usize,
     /// MOVED/ASK redirections followed for one request before giving up.
     pub max_redirects: u32,

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
+use super::ReplyBudget;
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -44,13 +45,18 @@ pub struct Job {
     pub replies: usize,
     /// The command may change data: with `ack = replicated`, its reply waits for a replica.
     pub write: bool,
-    /// Where the reply goes; a dropped receiver is fine (the client left).
+    /// Where the reply goes; a dropped receiver is fine (the client left), and a job whose
+    /// receiver is gone before it is written is never sent.
     pub reply: oneshot::Sender<NodeResult>,
+    /// The client's reply budget, charged with the reply when it is handed over.
+    pub budget: Option<Arc<ReplyBudget>>,
 }
 
 struct InFlight {
     /// Where the reply goes; `None` for the `WAIT` the connection adds itself.
     reply: Option<oneshot::Sender<NodeResult>>,
+    /// Charged with the reply's size when it is handed over.
+    budget: Option<Arc<ReplyBudget>>,
     /// What `ack = replicated` does with the reply.
     hold: Hold,
     /// An `ASKING` reply comes before this job's reply.
@@ -81,6 +87,8 @@ const PROTOCOL_ERROR: &[u8] = b"ERR Protocol error";
 type Held = Vec<(oneshot::Sender<NodeResult>, Reply)>;
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_BATCH: usize = 512;
+/// Payloads this large are written as they are instead of being copied into the batch buffer.
+const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
 /// Whom a connection serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +281,8 @@ async fn serve(
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    // The batch's bytes in order when it holds a large payload: buffered runs and payloads.
+    let mut direct: Vec<Bytes> = Vec::new();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut senders_gone = false;
     let mut held: Held = Vec::new();
@@ -299,10 +309,20 @@ async fn serve(
             let replicated = replicas.load(Ordering::Relaxed) > 0;
             let batch_start = in_flight.len();
             for job in batch.drain(..) {
+                if job.reply.is_closed() {
+                    // Its client left (or was disconnected) before we wrote it: never sent.
+                    continue;
+                }
                 if job.asking {
                     wbuf.put_slice(ASKING);
                 }
-                wbuf.put_slice(&job.payload);
+                if job.payload.len() >= DIRECT_WRITE_BYTES {
+                    // A large value is written from the client's read buffer, never copied.
+                    direct.push(wbuf.split().freeze());
+                    direct.push(job.payload);
+                } else {
+                    wbuf.put_slice(&job.payload);
+                }
                 let ack = job.write && wait.is_some();
                 let hold = match (ack, replicated) {
                     (false, _) => Hold::No,
@@ -312,6 +332,7 @@ async fn serve(
                 writes |= hold == Hold::UntilWait;
                 in_flight.push_back(InFlight {
                     reply: Some(job.reply),
+                    budget: job.budget,
                     hold,
                     asking: job.asking,
                     remaining: job.replies.max(1),
@@ -324,6 +345,7 @@ async fn serve(
                 wbuf.put_slice(command);
                 in_flight.push_back(InFlight {
                     reply: None,
+                    budget: None,
                     hold: Hold::No,
                     asking: false,
                     remaining: 1,
@@ -331,8 +353,16 @@ async fn serve(
                     sent_at: now,
                 });
             }
-            if !wbuf.is_empty() {
-                match write_batch(&mut writer, &wbuf).await {
+            if !direct.is_empty() {
+                direct.push(wbuf.split().freeze());
+            }
+            if !wbuf.is_empty() || !direct.is_empty() {
+                let written = if direct.is_empty() {
+                    write_batch(&mut writer, &wbuf).await
+                } else {
+                    write_segments(&mut writer, &mut direct).await
+                };
+                match written {
                     Ok(()) => wbuf.clear(),
                     // Not one byte of this batch left: the node can't have seen it. (A connect
                     // can succeed into the backlog of a node that is being killed, and the
@@ -460,6 +490,22 @@ impl Failure {
     }
 }
 
+/// Writes `segments` in order (and empties it); on failure, how many bytes were taken before
+/// it, and the error.
+async fn write_segments(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    segments: &mut Vec<Bytes>,
+) -> Result<(), (usize, std::io::Error)> {
+    let mut before = 0;
+    for segment in segments.drain(..) {
+        write_batch(writer, &segment)
+            .await
+            .map_err(|(written, e)| (before + written, e))?;
+        before += segment.len();
+    }
+    Ok(())
+}
+
 /// Writes all of `buf`; on failure, how many bytes were taken before it, and the error.
 async fn write_batch(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
@@ -524,6 +570,13 @@ fn deliver(
             Some(all) => Reply::local(all.freeze()),
             None => reply,
         };
+        if let Some(budget) = &job.budget
+            && job.reply.as_ref().is_some_and(|r| !r.is_closed())
+            && !budget.add(reply.raw().len())
+        {
+            // Its client is over its output limit and being disconnected: don't hold this.
+            continue;
+        }
         match job.reply {
             None => release_held(held, &reply, config),
             Some(sender) if reply.error_text().is_some() => {

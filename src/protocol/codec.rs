@@ -39,6 +39,12 @@ impl RequestDecoder {
         }
     }
 
+    /// Bytes the request at the head of the buffer needs at least, once its headers have been
+    /// seen (0 when unknown), so the caller can size its read buffer once for a large value.
+    pub fn need(&self) -> usize {
+        self.need
+    }
+
     /// Takes the next complete request off the front of `buf`.
     ///
     /// Returns `Ok(None)` when more bytes are needed. Empty or negative multibulks and blank
