@@ -227,3 +227,30 @@ async fn a_100_mb_set_costs_at_most_1_2_times_its_size() {
         format!(":{SIZE}\r\n").as_bytes()
     );
 }
+
+/// Found by the fuzzer: a SUBSCRIBE behind a large reply, then the client's FIN. The
+/// confirmation waited for the output buffer to drain, and nothing woke the session once it
+/// had, so the connection stayed open for good (redis-server closes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_behind_a_large_reply_is_closed_after_its_fin() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut conn = proxy.client().await;
+    for _ in 0..20 {
+        let mut push = redis::cmd("LPUSH");
+        push.arg("long").arg((0..10_000).collect::<Vec<u32>>());
+        let _: i64 = push.query_async(&mut conn).await.unwrap();
+    }
+    let mut raw = proxy.raw_client().await;
+    let mut requests = encode_command(&[b"LRANGE", b"long", b"0", b"-1"]);
+    requests.extend(encode_command(&[b"SUBSCRIBE", b"news"]));
+    raw.send(&requests).await;
+    raw.shutdown_write().await;
+    let received = raw.read_until_closed().await;
+    assert!(
+        received.ends_with(b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"),
+        "{} bytes, ending {:?}",
+        received.len(),
+        String::from_utf8_lossy(&received[received.len().saturating_sub(60)..])
+    );
+}

@@ -157,6 +157,9 @@ pub struct Session {
     recent_writes: RefCell<pick::WrittenSlots>,
     /// Reply bytes node connections handed over that the session has not picked up yet.
     budget: Arc<ReplyBudget>,
+    /// Inbox frames wait for the output buffer to drain below `pubsub::DRAIN_BYTES`: once a
+    /// flush gets it there, collect again without waiting for another event.
+    drain_waits_for_output: bool,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -205,6 +208,7 @@ impl Session {
             monitor: None,
             recent_writes: RefCell::new(recent_writes),
             budget,
+            drain_waits_for_output: false,
         }
     }
 
@@ -259,6 +263,12 @@ impl Session {
             if let Err(e) = self.flush(&writer) {
                 debug!(client = self.id, error = %e, "client write failed; closing");
                 return;
+            }
+            if self.drain_waits_for_output && self.out.len() < pubsub::DRAIN_BYTES {
+                // What waited in the inbox (a subscription's confirmation behind a large
+                // reply) may go now; no event would come for it once the client has sent FIN.
+                self.drain_waits_for_output = false;
+                continue;
             }
             if self.hub_member {
                 self.inbox.set_unsent(self.out.len());
