@@ -135,7 +135,8 @@ pub struct SessionConfig {
     pub max_in_flight: usize,
     /// Largest bulk string a client may send, like redis' `proto-max-bulk-len`.
     pub max_bulk_len: usize,
-    /// Replies buffered for a client that isn't reading; reading its requests pauses beyond it.
+    /// Reply bytes a client may leave unread (buffered, plus on their way from the nodes);
+    /// beyond it the client is disconnected, like redis' `client-output-buffer-limit`.
     pub max_output_buffer_bytes: usize,
     /// MOVED/ASK redirections followed for one request before giving up.
     pub max_redirects: u32,
@@ -147,6 +148,8 @@ pub struct SessionConfig {
     /// Keys remembered for `CLIENT TRACKING` clients (like redis' `tracking-table-max-keys`);
     /// beyond it the oldest are invalidated and forgotten.
     pub tracking_max_keys: usize,
+    /// `CLIENT TRACKING ... BCAST PREFIX` prefixes one client may hold; more are refused.
+    pub tracking_max_prefixes: usize,
     /// Output backlog (messages queued plus replies not yet written) past which a client with
     /// subscriptions is disconnected, like redis' `client-output-buffer-limit pubsub` hard
     /// limit; 0 disables it.
@@ -167,9 +170,11 @@ pub struct SessionConfig {
 
 /// The administrative commands `session.allowed_admin_commands` may allow, and what each does
 /// when allowed: `CONFIG SET|RESETSTAT|REWRITE`, `SAVE`, `BGSAVE`, `BGREWRITEAOF` and `DEBUG`
-/// go to every node of the cluster (replicas too, so a promoted replica behaves alike);
+/// go to every node of the cluster (replicas too, so a promoted replica behaves alike; `CONFIG
+/// SET` of paths, passwords, client limits and announced addresses is refused even then);
 /// `REPLICAOF`/`SLAVEOF` go to one primary (which refuses them in cluster mode); `SHUTDOWN`
-/// stops slotproxy itself, never a node; `MONITOR` streams what every node runs.
+/// stops slotproxy itself, never a node; `MONITOR` streams what every node runs; `MIGRATE` is
+/// routed by its key and makes that node connect to the host and port the client names.
 pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
     "config|set",
     "config|resetstat",
@@ -182,6 +187,7 @@ pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
     "slaveof",
     "shutdown",
     "monitor",
+    "migrate",
 ];
 
 impl Default for Config {
@@ -246,6 +252,7 @@ impl Default for SessionConfig {
             retry_deadline_ms: 5_000,
             allowed_admin_commands: Vec::new(),
             tracking_max_keys: 1_000_000,
+            tracking_max_prefixes: 10_000,
             pubsub_output_buffer_bytes: 32 * 1024 * 1024,
             pubsub_output_buffer_soft_bytes: 8 * 1024 * 1024,
             pubsub_output_buffer_soft_ms: 60_000,
@@ -349,6 +356,10 @@ impl Config {
             (
                 "session.tracking_max_keys",
                 self.session.tracking_max_keys as u64,
+            ),
+            (
+                "session.tracking_max_prefixes",
+                self.session.tracking_max_prefixes as u64,
             ),
             (
                 "session.max_output_buffer_bytes",

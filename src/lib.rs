@@ -6,7 +6,9 @@
 //! 1. [`server`] accepts a client (once the first slot map is known) and spawns a
 //!    [`session::Session`] task for it.
 //! 2. The session's [`protocol::RequestDecoder`] yields a [`protocol::Request`]: the arguments as
-//!    slices of the read buffer plus the raw bytes, which are what gets forwarded. Bad RESP gets
+//!    slices of the read buffer plus the raw bytes, which are what gets forwarded (re-encoded
+//!    when the client's separators were not CRLF, so a node only ever sees canonical frames).
+//!    The decoder accepts exactly what redis-server accepts; anything else gets redis' own
 //!    `-ERR Protocol error: ...` and the connection is closed, as redis-server does.
 //! 3. [`command::CommandTable::resolve`] finds the command's row (generated from a node's
 //!    `COMMAND` output, plus commands learned from the cluster at startup). An unknown command or
@@ -57,7 +59,10 @@
 //!    [`tracking::Tracker`] before sending them; invalidations that primaries stream to the
 //!    tracker reach the session as pushes, queued behind every reply it still owes.
 //! 8. Replies leave in request order; the session writes all that are ready at once, without
-//!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading.
+//!    blocking its reads. A client whose unwritten replies plus the replies node connections
+//!    handed over for it (its [`backend::ReplyBudget`]) pass `max_output_buffer_bytes` is
+//!    disconnected, as by redis' `client-output-buffer-limit`; requests of a departed client
+//!    that no node connection has written yet are never sent.
 //!    Pub/sub messages from the session's inbox are written between replies as they come; a
 //!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
 //!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.

@@ -27,6 +27,11 @@ async fn admin_commands_are_refused_unless_the_config_allows_them() {
         (&[b"REPLICAOF", b"NO", b"ONE"], "REPLICAOF"),
         (&[b"SHUTDOWN", b"NOSAVE"], "SHUTDOWN"),
         (&[b"MONITOR"], "MONITOR"),
+        (
+            &[b"MIGRATE", b"127.0.0.1", b"1", b"k", b"0", b"1000", b"COPY"],
+            "MIGRATE",
+        ),
+        (&[b"DEBUG", b"OBJECT", b"k"], "DEBUG"),
     ];
     for (args, name) in cases {
         let reply = String::from_utf8(client.request(args).await).unwrap();
@@ -43,8 +48,160 @@ async fn admin_commands_are_refused_unless_the_config_allows_them() {
     for node in cluster.nodes() {
         assert_eq!(cluster.command_calls(node, "config|set"), 0);
         assert_eq!(cluster.command_calls(node, "save"), 0);
+        assert_eq!(cluster.command_calls(node, "migrate"), 0);
+        assert_eq!(cluster.command_calls(node, "debug"), 0);
     }
     assert_eq!(client.request(&[b"PING"]).await, b"+PONG\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_makes_a_node_connect_outside_the_cluster() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut client = proxy.raw_client().await;
+    assert_eq!(client.request(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
+    let cases: &[&[&[u8]]] = &[
+        &[b"MIGRATE", b"127.0.0.1", b"9", b"k", b"0", b"1000", b"COPY"],
+        &[
+            b"MIGRATE",
+            b"10.0.0.1",
+            b"6379",
+            b"",
+            b"0",
+            b"1000",
+            b"KEYS",
+            b"k",
+        ],
+        &[b"CLUSTER", b"MEET", b"127.0.0.1", b"9"],
+        &[
+            b"CLUSTER",
+            b"REPLICATE",
+            b"0123456789abcdef0123456789abcdef01234567",
+        ],
+        &[
+            b"CLUSTER",
+            b"FORGET",
+            b"0123456789abcdef0123456789abcdef01234567",
+        ],
+        &[b"CLUSTER", b"SETSLOT", b"1", b"NODE", b"x"],
+        &[b"CLUSTER", b"FAILOVER"],
+        &[b"CLUSTER", b"RESET"],
+        &[b"REPLICAOF", b"127.0.0.1", b"9"],
+        &[b"SLAVEOF", b"127.0.0.1", b"9"],
+        &[b"SYNC"],
+        &[b"PSYNC", b"?", b"-1"],
+        &[b"FAILOVER"],
+    ];
+    // The harness itself sent CLUSTER MEET and REPLICATE while building the cluster.
+    let commands = [
+        "migrate",
+        "cluster|meet",
+        "cluster|replicate",
+        "replicaof",
+        "slaveof",
+    ];
+    let calls = || -> Vec<u64> {
+        cluster
+            .nodes()
+            .iter()
+            .flat_map(|node| commands.map(|c| cluster.command_calls(node, c)))
+            .collect()
+    };
+    let before = calls();
+    for args in cases {
+        let reply = String::from_utf8(client.request(args).await).unwrap();
+        assert!(
+            reply.starts_with("-ERR '") && reply.contains("is not allowed through slotproxy"),
+            "{args:?}: {reply}"
+        );
+    }
+    assert_eq!(calls(), before, "a refused command reached a node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_of_files_passwords_and_addresses_is_never_forwarded() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.session.allowed_admin_commands = vec!["config set".to_string()];
+    })
+    .await;
+    let mut client = proxy.raw_client().await;
+    let cases: &[(&[&[u8]], &str)] = &[
+        (
+            &[b"CONFIG", b"SET", b"requirepass", b"locked"],
+            "requirepass",
+        ),
+        (&[b"CONFIG", b"SET", b"masterauth", b"x"], "masterauth"),
+        (&[b"CONFIG", b"SET", b"masteruser", b"x"], "masteruser"),
+        (&[b"CONFIG", b"SET", b"DIR", b"/tmp"], "DIR"),
+        (
+            &[b"CONFIG", b"SET", b"dbfilename", b"evil.rdb"],
+            "dbfilename",
+        ),
+        (&[b"CONFIG", b"SET", b"logfile", b"/tmp/x"], "logfile"),
+        (
+            &[b"CONFIG", b"SET", b"appenddirname", b"x"],
+            "appenddirname",
+        ),
+        (&[b"CONFIG", b"SET", b"aclfile", b"/tmp/x"], "aclfile"),
+        (&[b"CONFIG", b"SET", b"unixsocket", b"/tmp/x"], "unixsocket"),
+        (
+            &[b"CONFIG", b"SET", b"tls-cert-file", b"/tmp/x"],
+            "tls-cert-file",
+        ),
+        (
+            &[b"CONFIG", b"SET", b"cluster-announce-ip", b"10.9.9.9"],
+            "cluster-announce-ip",
+        ),
+        (&[b"CONFIG", b"SET", b"maxclients", b"1"], "maxclients"),
+        // One refused parameter refuses the whole command: nothing is half applied.
+        (
+            &[
+                b"CONFIG",
+                b"SET",
+                b"maxmemory-policy",
+                b"allkeys-lru",
+                b"dbfilename",
+                b"x",
+            ],
+            "dbfilename",
+        ),
+    ];
+    let before: Vec<u64> = cluster
+        .nodes()
+        .iter()
+        .map(|n| cluster.command_calls(n, "config|set"))
+        .collect();
+    for (args, param) in cases {
+        let reply = String::from_utf8(client.request(args).await).unwrap();
+        assert!(
+            reply.starts_with(&format!(
+                "-ERR CONFIG SET '{param}' is never allowed through slotproxy"
+            )),
+            "{args:?}: {reply}"
+        );
+    }
+    let after: Vec<u64> = cluster
+        .nodes()
+        .iter()
+        .map(|n| cluster.command_calls(n, "config|set"))
+        .collect();
+    assert_eq!(before, after, "a refused CONFIG SET reached a node");
+    for node in cluster.nodes() {
+        let policy: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query(&mut cluster.conn(node))
+            .unwrap();
+        assert_ne!(policy[1], "allkeys-lru", "{}", node.addr);
+    }
+    // Harmless parameters still go through, and the connection is still served.
+    assert_eq!(
+        client
+            .request(&[b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru"])
+            .await,
+        b"+OK\r\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +247,7 @@ async fn allowed_admin_commands_reach_every_node() {
         reply.starts_with(b"-ERR 'BGSAVE' is not allowed"),
         "{reply:?}"
     );
-    // DEBUG OBJECT is about one key: routed by it whether or not DEBUG is allowed.
+    // DEBUG OBJECT is about one key: routed by it, once DEBUG is allowed.
     assert_eq!(
         client.request(&[b"SET", b"dbg", b"12345"]).await,
         b"+OK\r\n"
@@ -100,13 +257,6 @@ async fn allowed_admin_commands_reach_every_node() {
         reply.starts_with("+Value at:") && reply.contains("encoding:int"),
         "{reply}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn debug_object_is_routed_by_key_when_debug_is_refused() {
-    let cluster = TestCluster::start(3, 1);
-    let proxy = TestProxy::start(&cluster).await;
-    let mut client = proxy.raw_client().await;
     for key in ["a", "b", "c", "{x}d"] {
         assert_eq!(
             client.request(&[b"RPUSH", key.as_bytes(), b"v"]).await,

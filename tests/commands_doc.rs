@@ -95,10 +95,16 @@ impl Handling {
                     }
                     Some(Route::AnyNode) => text.push_str("; when listed, sent to one primary"),
                     Some(Route::Local(_)) => text.push_str("; when listed, stops slotproxy"),
+                    Some(Route::ByKeys) => text.push_str("; when listed, routed by key"),
                     _ => {}
                 }
                 if spec.name == "debug" {
-                    text.push_str("; `DEBUG OBJECT key` is always routed by its key");
+                    text.push_str("; when listed, `DEBUG OBJECT key` is routed by its key");
+                }
+                if spec.name == "config|set" {
+                    text.push_str(
+                        "; never for paths, passwords, client limits or announced addresses",
+                    );
                 }
                 Handling::Refused(text)
             }

@@ -22,8 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::ReplyBudget;
 use super::health::NodeHealth;
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
@@ -44,13 +45,18 @@ pub struct Job {
     pub replies: usize,
     /// The command may change data: with `ack = replicated`, its reply waits for a replica.
     pub write: bool,
-    /// Where the reply goes; a dropped receiver is fine (the client left).
+    /// Where the reply goes; a dropped receiver is fine (the client left), and a job whose
+    /// receiver is gone before it is written is never sent.
     pub reply: oneshot::Sender<NodeResult>,
+    /// The client's reply budget, charged with the reply when it is handed over.
+    pub budget: Option<Arc<ReplyBudget>>,
 }
 
 struct InFlight {
     /// Where the reply goes; `None` for the `WAIT` the connection adds itself.
     reply: Option<oneshot::Sender<NodeResult>>,
+    /// Charged with the reply's size when it is handed over.
+    budget: Option<Arc<ReplyBudget>>,
     /// What `ack = replicated` does with the reply.
     hold: Hold,
     /// An `ASKING` reply comes before this job's reply.
@@ -74,11 +80,15 @@ enum Hold {
 }
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// How a node's error reply to bytes it could not parse starts; it closes the connection next.
+const PROTOCOL_ERROR: &[u8] = b"ERR Protocol error";
 
 /// Write replies held until the `WAIT` after their batch answers.
 type Held = Vec<(oneshot::Sender<NodeResult>, Reply)>;
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_BATCH: usize = 512;
+/// Payloads this large are written as they are instead of being copied into the batch buffer.
+const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
 /// Whom a connection serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +282,8 @@ async fn serve(
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    // The batch's bytes in order when it holds a large payload: buffered runs and payloads.
+    let mut direct: Vec<Bytes> = Vec::new();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut senders_gone = false;
     let mut held: Held = Vec::new();
@@ -303,6 +315,10 @@ async fn serve(
                 .front()
                 .and_then(|front| health.busy_behind(front.sent_at));
             for job in batch.drain(..) {
+                if job.reply.is_closed() {
+                    // Its client left (or was disconnected) before we wrote it: never sent.
+                    continue;
+                }
                 if let Some(busy) = &stuck
                     && job.replies <= 1
                     && !job.asking
@@ -313,7 +329,13 @@ async fn serve(
                 if job.asking {
                     wbuf.put_slice(ASKING);
                 }
-                wbuf.put_slice(&job.payload);
+                if job.payload.len() >= DIRECT_WRITE_BYTES {
+                    // A large value is written from the client's read buffer, never copied.
+                    direct.push(wbuf.split().freeze());
+                    direct.push(job.payload);
+                } else {
+                    wbuf.put_slice(&job.payload);
+                }
                 let ack = job.write && wait.is_some();
                 let hold = match (ack, replicated) {
                     (false, _) => Hold::No,
@@ -323,6 +345,7 @@ async fn serve(
                 writes |= hold == Hold::UntilWait;
                 in_flight.push_back(InFlight {
                     reply: Some(job.reply),
+                    budget: job.budget,
                     hold,
                     asking: job.asking,
                     remaining: job.replies.max(1),
@@ -335,6 +358,7 @@ async fn serve(
                 wbuf.put_slice(command);
                 in_flight.push_back(InFlight {
                     reply: None,
+                    budget: None,
                     hold: Hold::No,
                     asking: false,
                     remaining: 1,
@@ -342,8 +366,16 @@ async fn serve(
                     sent_at: now,
                 });
             }
-            if !wbuf.is_empty() {
-                match write_batch(&mut writer, &wbuf).await {
+            if !direct.is_empty() {
+                direct.push(wbuf.split().freeze());
+            }
+            if !wbuf.is_empty() || !direct.is_empty() {
+                let written = if direct.is_empty() {
+                    write_batch(&mut writer, &wbuf).await
+                } else {
+                    write_segments(&mut writer, &mut direct).await
+                };
+                match written {
                     Ok(()) => wbuf.clear(),
                     // Not one byte of this batch left: the node can't have seen it. (A connect
                     // can succeed into the backlog of a node that is being killed, and the
@@ -371,8 +403,14 @@ async fn serve(
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) => break Failure::lost("closed by the node".into()),
                 Ok(_) => {
-                    if let Err(reason) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config, health) {
-                        break Failure::lost(reason);
+                    if let Err(failure) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config, health) {
+                        if let Failure::Unsent(_, reason) = &failure {
+                            error!(node = %addr, %reason, requests_behind = in_flight.len(),
+                                "node refused a request as bad RESP: slotproxy sent a frame it \
+                                 must not (a bug); only that request failed, those behind it are \
+                                 sent again");
+                        }
+                        break failure;
                     }
                 }
                 Err(e) => break Failure::lost(format!("read: {e}")),
@@ -473,6 +511,22 @@ impl Failure {
     }
 }
 
+/// Writes `segments` in order (and empties it); on failure, how many bytes were taken before
+/// it, and the error.
+async fn write_segments(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    segments: &mut Vec<Bytes>,
+) -> Result<(), (usize, std::io::Error)> {
+    let mut before = 0;
+    for segment in segments.drain(..) {
+        write_batch(writer, &segment)
+            .await
+            .map_err(|(written, e)| (before + written, e))?;
+        before += segment.len();
+    }
+    Ok(())
+}
+
 /// Writes all of `buf`; on failure, how many bytes were taken before it, and the error.
 async fn write_batch(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
@@ -490,6 +544,11 @@ async fn write_batch(
 }
 
 /// Hands every complete reply in `rbuf` to the oldest job waiting for one.
+///
+/// # Errors
+/// The connection can't go on: the node's bytes are not RESP (`Lost`), or the node answered a
+/// protocol error (`Unsent(0, ..)` for the jobs still in flight: redis-server closes the
+/// connection after that reply and runs nothing it read after the bad frame).
 fn deliver(
     decoder: &ReplyDecoder,
     rbuf: &mut BytesMut,
@@ -497,8 +556,11 @@ fn deliver(
     held: &mut Held,
     config: &BackendConfig,
     health: &NodeHealth,
-) -> Result<(), String> {
-    while let Some(reply) = decoder.decode(rbuf).map_err(|e| e.to_string())? {
+) -> Result<(), Failure> {
+    while let Some(reply) = decoder
+        .decode(rbuf)
+        .map_err(|e| Failure::lost(e.to_string()))?
+    {
         if super::probe::has_code(reply.raw(), b"-BUSY") {
             // Learned before the next health check: this connection's neighbours may be stuck
             // behind the script (see `NodeHealth::busy_behind`).
@@ -507,8 +569,11 @@ fn deliver(
         if *reply.kind() == ReplyKind::Push {
             continue; // out of band; no job waits for it
         }
+        let refused = reply
+            .error_text()
+            .is_some_and(|text| text.starts_with(PROTOCOL_ERROR));
         let Some(front) = in_flight.front_mut() else {
-            return Err("reply with no request waiting".into());
+            return Err(Failure::lost("reply with no request waiting".into()));
         };
         if front.asking {
             // The reply to ASKING itself; the job's own reply is next.
@@ -532,6 +597,13 @@ fn deliver(
             Some(all) => Reply::local(all.freeze()),
             None => reply,
         };
+        if let Some(budget) = &job.budget
+            && job.reply.as_ref().is_some_and(|r| !r.is_closed())
+            && !budget.add(reply.raw().len())
+        {
+            // Its client is over its output limit and being disconnected: don't hold this.
+            continue;
+        }
         match job.reply {
             None => release_held(held, &reply, config),
             Some(sender) if reply.error_text().is_some() => {
@@ -547,6 +619,12 @@ fn deliver(
             Some(sender) => {
                 let _ = sender.send(Ok(reply));
             }
+        }
+        if refused {
+            return Err(Failure::Unsent(
+                0,
+                "the node closed the connection after a protocol error".into(),
+            ));
         }
     }
     Ok(())

@@ -3,12 +3,14 @@
 //!
 //! Knows addresses and bytes, nothing about slots or commands.
 
+pub mod budget;
 pub mod connection;
 pub mod health;
 pub mod monitor;
 pub mod pool;
 pub mod probe;
 
+pub use budget::ReplyBudget;
 pub use connection::{Job, NodeResult};
 pub use health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::info;
 
+use super::ReplyBudget;
 use super::connection::{self, Job, NodeResult, Use};
 use super::health::NodeHealth;
 use crate::config::BackendConfig;
@@ -63,6 +64,18 @@ impl Lane {
         replies: usize,
         write: bool,
     ) -> oneshot::Receiver<NodeResult> {
+        self.send_charged(payload, asking, replies, write, None)
+    }
+
+    /// `send`, charging the reply to a client's `budget` when it is handed over.
+    pub fn send_charged(
+        &self,
+        payload: Bytes,
+        asking: bool,
+        replies: usize,
+        write: bool,
+        budget: Option<Arc<ReplyBudget>>,
+    ) -> oneshot::Receiver<NodeResult> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             payload,
@@ -70,6 +83,7 @@ impl Lane {
             replies,
             write,
             reply: tx,
+            budget,
         };
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
             // The connection task is gone (runtime shutting down): answer rather than hang.
@@ -156,8 +170,14 @@ impl Node {
         replies: usize,
         write: bool,
     ) -> oneshot::Receiver<NodeResult> {
+        self.lane(protocol, readonly, lane)
+            .send(payload, asking, replies, write)
+    }
+
+    /// Shared connection `lane % connections` (see `send`).
+    pub fn lane(&self, protocol: Protocol, readonly: bool, lane: usize) -> &Lane {
         let lanes = &self.lanes[usize::from(readonly)][protocol.index()];
-        lanes[lane % lanes.len()].send(payload, asking, replies, write)
+        &lanes[lane % lanes.len()]
     }
 
     /// A new connection for one session alone (blocking commands, WATCH); it connects on first

@@ -217,11 +217,30 @@ pub fn route_of(spec: &CommandSpec) -> Route {
         "cluster|countkeysinslot" | "cluster|getkeysinslot" => return Route::BySlotArgument,
         // No request policy in COMMAND; the proxy asks every primary which libraries it has.
         "function|list" => return Route::AllPrimaries,
+        // MIGRATE makes a node connect to any host and copy keys there; DEBUG (OBJECT too)
+        // shows node internals such as heap addresses.
         "shutdown" | "replicaof" | "slaveof" | "debug" | "save" | "bgsave" | "bgrewriteaof"
-        | "config|set" | "config|resetstat" | "config|rewrite" | "monitor" => {
+        | "config|set" | "config|resetstat" | "config|rewrite" | "monitor" | "migrate" => {
             return Route::Unsupported(ADMIN);
         }
-        "failover" | "sync" | "psync" => return Route::Unsupported(NEVER),
+        // These change the cluster's membership or slot ownership, or make a node connect to
+        // another host: never a client's business through slotproxy.
+        "failover"
+        | "sync"
+        | "psync"
+        | "cluster|meet"
+        | "cluster|replicate"
+        | "cluster|forget"
+        | "cluster|reset"
+        | "cluster|failover"
+        | "cluster|setslot"
+        | "cluster|addslots"
+        | "cluster|addslotsrange"
+        | "cluster|delslots"
+        | "cluster|delslotsrange"
+        | "cluster|flushslots"
+        | "cluster|set-config-epoch"
+        | "cluster|bumpepoch" => return Route::Unsupported(NEVER),
         "client|kill" | "client|unblock" => return Route::Unsupported(OTHER_CLIENTS),
         "client|pause" | "client|unpause" => return Route::Unsupported(PAUSES_NODES),
         "client|no-touch" | "script|debug" => return Route::Unsupported(SHARED_CONNECTIONS),
@@ -247,13 +266,62 @@ pub fn admin_route(spec: &CommandSpec) -> Option<Route> {
         "config|set" | "config|resetstat" | "config|rewrite" | "save" | "bgsave"
         | "bgrewriteaof" | "debug" => Some(Route::AllNodes),
         "replicaof" | "slaveof" => Some(Route::AnyNode),
+        "migrate" => Some(Route::ByKeys),
         "shutdown" => Some(Route::Local(Local::Shutdown)),
         "monitor" => Some(Route::Local(Local::Monitor)),
         _ => None,
     }
 }
 
-/// `DEBUG OBJECT key`: about one key, so routed by it like `OBJECT`, allowed or not.
+/// `CONFIG SET` parameters never forwarded, even when `config set` is allowed: they would lock
+/// slotproxy out of the nodes (passwords, client limits), make nodes write files where a client
+/// says (paths), or make the cluster announce addresses slotproxy would then connect to.
+const CONFIG_SET_NEVER: &[&str] = &[
+    "requirepass",
+    "masterauth",
+    "masteruser",
+    "primaryauth",
+    "primaryuser",
+    "dir",
+    "dbfilename",
+    "logfile",
+    "appendfilename",
+    "appenddirname",
+    "aclfile",
+    "pidfile",
+    "unixsocket",
+    "unixsocketperm",
+    "cluster-config-file",
+    "bind",
+    "bind-source-addr",
+    "port",
+    "maxclients",
+    "client-output-buffer-limit",
+    "protected-mode",
+];
+
+/// Prefixes of `CONFIG SET` parameters never forwarded: TLS files and ports, and the addresses
+/// nodes announce.
+const CONFIG_SET_NEVER_PREFIXES: &[&str] = &[
+    "tls-",
+    "cluster-announce-",
+    "replica-announce-",
+    "slave-announce-",
+];
+
+/// The first parameter of a `CONFIG SET param value [param value ...]` that slotproxy never
+/// forwards, if any.
+pub fn config_set_refused(args: &[bytes::Bytes]) -> Option<&bytes::Bytes> {
+    args.iter().skip(2).step_by(2).find(|param| {
+        let param = String::from_utf8_lossy(param).to_ascii_lowercase();
+        CONFIG_SET_NEVER.contains(&param.as_str())
+            || CONFIG_SET_NEVER_PREFIXES
+                .iter()
+                .any(|prefix| param.starts_with(prefix))
+    })
+}
+
+/// `DEBUG OBJECT key`: about one key, so routed by it like `OBJECT` (when `debug` is allowed).
 pub fn is_debug_object(spec: &CommandSpec, args: &[bytes::Bytes]) -> bool {
     spec.name == "debug" && args.len() == 3 && args[1].eq_ignore_ascii_case(b"object")
 }
@@ -262,6 +330,39 @@ pub fn is_debug_object(spec: &CommandSpec, args: &[bytes::Bytes]) -> bool {
 mod tests {
     use super::*;
     use crate::command::CommandTable;
+
+    #[test]
+    fn config_set_of_paths_passwords_and_addresses_is_refused() {
+        let args = |list: &[&str]| -> Vec<bytes::Bytes> {
+            list.iter()
+                .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+                .collect()
+        };
+        for refused in [
+            &["config", "set", "requirepass", "x"][..],
+            &["CONFIG", "SET", "DIR", "/tmp"],
+            &["config", "set", "maxmemory", "1mb", "dbfilename", "x.rdb"],
+            &["config", "set", "tls-cert-file", "/x"],
+            &["config", "set", "cluster-announce-ip", "10.0.0.1"],
+        ] {
+            assert!(config_set_refused(&args(refused)).is_some(), "{refused:?}");
+        }
+        for allowed in [
+            &["config", "set", "maxmemory", "1mb"][..],
+            &[
+                "config",
+                "set",
+                "maxmemory-policy",
+                "allkeys-lru",
+                "hz",
+                "20",
+            ],
+            // A value that names a refused parameter is still just a value.
+            &["config", "set", "notify-keyspace-events", "dir"],
+        ] {
+            assert!(config_set_refused(&args(allowed)).is_none(), "{allowed:?}");
+        }
+    }
 
     #[test]
     fn routes_follow_policy_and_table() {
@@ -283,6 +384,12 @@ mod tests {
             ("shutdown", Route::Unsupported(ADMIN)),
             ("config|set", Route::Unsupported(ADMIN)),
             ("failover", Route::Unsupported(NEVER)),
+            ("migrate", Route::Unsupported(ADMIN)),
+            ("debug", Route::Unsupported(ADMIN)),
+            ("cluster|meet", Route::Unsupported(NEVER)),
+            ("cluster|replicate", Route::Unsupported(NEVER)),
+            ("cluster|setslot", Route::Unsupported(NEVER)),
+            ("replicaof", Route::Unsupported(ADMIN)),
             ("wait", Route::Local(Local::Wait)),
             ("scan", Route::Local(Local::Scan)),
             ("randomkey", Route::AllPrimaries),

@@ -1,14 +1,15 @@
 //! Decoders: client bytes into `Request`s, node bytes into `Reply`s, without copying payloads.
 //!
-//! Complete frames are parsed once by `redis-protocol`'s range decoder and sliced out of the read
-//! buffer. When a request is still incomplete, a header walk checks redis-server's limits (bulk
-//! length, multibulk count, inline size) on what has arrived so far, so an oversized bulk is
-//! refused before the proxy buffers any of it, and remembers how many bytes the frame needs at
-//! least so a large value arriving in many reads is not re-parsed on every read.
+//! Requests are parsed as redis-server 7.0 parses them (`processMultibulkBuffer`): lengths with
+//! `string2ll`'s rules (no sign, no leading zero, no `-0`), the same limits and the same error
+//! texts, so a frame a node would refuse never reaches a connection other clients share. Limits
+//! are checked on each header as it arrives, so an oversized bulk is refused before any of it
+//! is buffered, and the decoder remembers how many bytes the frame needs at least so a large
+//! value arriving in many reads is not re-parsed on every read.
 
 use bytes::{Buf, Bytes, BytesMut};
-use redis_protocol::resp2::types::RangeFrame as Resp2Range;
 
+use super::inline::{Inline, decode_inline};
 use super::reply::{Reply, classify};
 use super::{Protocol, Request};
 use crate::error::ProtocolError;
@@ -18,27 +19,37 @@ const MAX_INLINE_LEN: usize = 64 * 1024;
 /// Most arguments in one multibulk, as redis-server (`INT_MAX`).
 const MAX_MULTIBULK_LEN: i64 = i32::MAX as i64;
 
-/// Turns client bytes into requests, enforcing redis-server's protocol limits.
+/// Turns client bytes into requests, accepting exactly what redis-server accepts.
 #[derive(Debug)]
 pub struct RequestDecoder {
     max_bulk_len: usize,
     /// Bytes the frame at the head of the buffer needs at least; no parse is tried below this.
     need: usize,
+    /// Argument ranges of the multibulk being parsed, reused across requests.
+    ranges: Vec<(usize, usize)>,
 }
 
 impl RequestDecoder {
-    /// A decoder refusing bulk strings longer than `max_bulk_len`.
+    /// A decoder refusing bulk strings longer than `max_bulk_len` (redis' `proto-max-bulk-len`).
     pub fn new(max_bulk_len: usize) -> Self {
         Self {
             max_bulk_len,
             need: 0,
+            ranges: Vec::new(),
         }
+    }
+
+    /// Bytes the request at the head of the buffer needs at least, once its headers have been
+    /// seen (0 when unknown), so the caller can size its read buffer once for a large value.
+    pub fn need(&self) -> usize {
+        self.need
     }
 
     /// Takes the next complete request off the front of `buf`.
     ///
-    /// Returns `Ok(None)` when more bytes are needed. Empty multibulks and blank inline lines are
-    /// consumed and skipped, as redis-server does.
+    /// Returns `Ok(None)` when more bytes are needed. Empty or negative multibulks and blank
+    /// inline lines are consumed and skipped, as redis-server does. The request's raw bytes are
+    /// always a canonical RESP multibulk, whatever separators the client used.
     ///
     /// # Errors
     /// A `ProtocolError` with redis-server's own wording; the caller replies with it and closes.
@@ -48,243 +59,149 @@ impl RequestDecoder {
                 return Ok(None);
             }
             if buf[0] != b'*' {
-                match decode_inline(buf)? {
+                match decode_inline(buf, MAX_INLINE_LEN)? {
                     Inline::Request(request) => return Ok(Some(request)),
                     Inline::Blank => continue,
                     Inline::Incomplete => return Ok(None),
                 }
             }
-            match redis_protocol::resp2::decode::decode_range(buf) {
-                Ok(Some((frame, len))) => {
-                    self.need = 0;
-                    if let Some(request) = take_multibulk(buf, frame, len)? {
-                        return Ok(Some(request));
-                    }
-                }
-                Ok(None) => {
-                    self.need = scan_multibulk(buf, self.max_bulk_len)?;
+            self.ranges.clear();
+            match parse_multibulk(buf, self.max_bulk_len, &mut self.ranges)? {
+                Multibulk::Incomplete(need) => {
+                    self.need = need;
                     return Ok(None);
                 }
-                Err(e) => {
-                    scan_multibulk(buf, self.max_bulk_len)?;
-                    return Err(ProtocolError(format!("invalid multibulk request ({e})")));
+                Multibulk::Empty(len) => {
+                    self.need = 0;
+                    buf.advance(len);
+                }
+                Multibulk::Complete { len, canonical } => {
+                    self.need = 0;
+                    let raw = buf.split_to(len).freeze();
+                    let args: Vec<Bytes> =
+                        self.ranges.iter().map(|&(s, e)| raw.slice(s..e)).collect();
+                    if canonical {
+                        return Ok(Some(Request::from_parts(args, raw)));
+                    }
+                    // Separators redis skips without looking (`$1\r\nkXY`): forward the frame
+                    // a node would have parsed, never the client's bytes.
+                    return Ok(Some(Request::from_args(args)));
                 }
             }
         }
     }
 }
 
-/// Slices a decoded multibulk out of `buf`; `None` for an empty or null array (skipped).
-fn take_multibulk(
-    buf: &mut BytesMut,
-    frame: Resp2Range,
-    len: usize,
-) -> Result<Option<Request>, ProtocolError> {
-    let items = match frame {
-        Resp2Range::Array(items) if !items.is_empty() => items,
-        Resp2Range::Array(_) | Resp2Range::Null => {
-            buf.advance(len);
-            return Ok(None);
-        }
-        _ => return Err(ProtocolError("expected '*'".into())),
-    };
-    let mut ranges = Vec::with_capacity(items.len());
-    for item in &items {
-        match item {
-            Resp2Range::BulkString(range) => ranges.push(*range),
-            Resp2Range::Null => return Err(ProtocolError("invalid bulk length".into())),
-            other => {
-                let got = match other {
-                    Resp2Range::SimpleString(_) => '+',
-                    Resp2Range::Error(_) => '-',
-                    Resp2Range::Integer(_) => ':',
-                    _ => '*',
-                };
-                return Err(ProtocolError(format!("expected '$', got '{got}'")));
-            }
-        }
-    }
-    let raw = buf.split_to(len).freeze();
-    let args = ranges.iter().map(|&(s, e)| raw.slice(s..e)).collect();
-    Ok(Some(Request::from_parts(args, raw)))
+/// What `parse_multibulk` found at the head of the buffer.
+enum Multibulk {
+    /// More bytes needed; the frame is at least this long.
+    Incomplete(usize),
+    /// A count of zero or less, this many bytes long: redis-server ignores it.
+    Empty(usize),
+    /// A whole request of `len` bytes; `canonical` if every separator was CRLF.
+    Complete { len: usize, canonical: bool },
 }
 
-/// Walks the headers of a possibly partial multibulk at the head of `buf`.
+/// Parses the multibulk at the head of `buf` as redis-server's `processMultibulkBuffer` does.
 ///
-/// Returns the number of bytes the frame needs at least (the full length once every header is
-/// in), or the error redis-server gives for the first illegal header.
-fn scan_multibulk(buf: &[u8], max_bulk_len: usize) -> Result<usize, ProtocolError> {
-    let (count, mut pos) = match header_int(buf, 1) {
-        Header::Incomplete if buf.len() > MAX_INLINE_LEN => {
+/// Lengths are read with redis' `string2ll` rules, a line ends at the first CR (the byte after
+/// it is skipped unread), and the two bytes after a bulk's payload are skipped unread too.
+fn parse_multibulk(
+    buf: &[u8],
+    max_bulk_len: usize,
+    ranges: &mut Vec<(usize, usize)>,
+) -> Result<Multibulk, ProtocolError> {
+    let Some(cr) = line_end(buf, 0) else {
+        if buf.len() > MAX_INLINE_LEN {
             return Err(ProtocolError("too big mbulk count string".into()));
         }
-        Header::Incomplete => return Ok(buf.len() + 1),
-        Header::Invalid => return Err(ProtocolError("invalid multibulk length".into())),
-        Header::Int(n, next) => (n, next),
+        return Ok(Multibulk::Incomplete(buf.len() + 1));
     };
-    if count > MAX_MULTIBULK_LEN {
-        return Err(ProtocolError("invalid multibulk length".into()));
+    let count = match redis_int(&buf[1..cr]) {
+        Some(n) if n <= MAX_MULTIBULK_LEN => n,
+        _ => return Err(ProtocolError("invalid multibulk length".into())),
+    };
+    let mut canonical = buf[cr + 1] == b'\n';
+    let mut pos = cr + 2;
+    if count <= 0 {
+        return Ok(Multibulk::Empty(pos));
     }
-    for _ in 0..count.max(0) {
-        let Some(&kind) = buf.get(pos) else {
-            return Ok(pos + 1);
-        };
-        if kind != b'$' {
-            return Err(ProtocolError(format!(
-                "expected '$', got '{}'",
-                kind as char
-            )));
-        }
-        match header_int(buf, pos + 1) {
-            Header::Incomplete if buf.len() - pos > MAX_INLINE_LEN => {
+    for _ in 0..count {
+        let Some(cr) = line_end(buf, pos) else {
+            if buf.len() - pos > MAX_INLINE_LEN {
                 return Err(ProtocolError("too big bulk count string".into()));
             }
-            Header::Incomplete => return Ok(buf.len() + 1),
-            Header::Int(len, next) if (0..=max_bulk_len as i64).contains(&len) => {
-                pos = next + len as usize + 2;
-            }
-            Header::Int(..) | Header::Invalid => {
-                return Err(ProtocolError("invalid bulk length".into()));
-            }
+            return Ok(Multibulk::Incomplete(buf.len() + 1));
+        };
+        if buf[pos] != b'$' {
+            return Err(ProtocolError(format!(
+                "expected '$', got '{}'",
+                // Latin-1: the char stands for the byte (see `reply::protocol_error_bytes`).
+                char::from(buf[pos])
+            )));
         }
-    }
-    Ok(pos)
-}
-
-enum Header {
-    /// The integer and the offset just past its CRLF.
-    Int(i64, usize),
-    Invalid,
-    Incomplete,
-}
-
-/// Reads the decimal integer that starts at `start` and ends with CRLF.
-fn header_int(buf: &[u8], start: usize) -> Header {
-    let Some(rest) = buf.get(start..) else {
-        return Header::Incomplete;
-    };
-    let Some(cr) = rest.iter().position(|&b| b == b'\r') else {
-        return Header::Incomplete;
-    };
-    match rest.get(cr + 1) {
-        None => return Header::Incomplete,
-        Some(b'\n') => {}
-        Some(_) => return Header::Invalid,
-    }
-    std::str::from_utf8(&rest[..cr])
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .map_or(Header::Invalid, |n| Header::Int(n, start + cr + 2))
-}
-
-enum Inline {
-    Request(Request),
-    Blank,
-    Incomplete,
-}
-
-/// Parses a telnet-style inline command (`PING\r\n`, `SET k "a b"\n`).
-fn decode_inline(buf: &mut BytesMut) -> Result<Inline, ProtocolError> {
-    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
-        if buf.len() > MAX_INLINE_LEN {
-            return Err(ProtocolError("too big inline request".into()));
+        let len = match redis_int(&buf[pos + 1..cr]) {
+            Some(len) if len >= 0 && len as u64 <= max_bulk_len as u64 => len as usize,
+            _ => return Err(ProtocolError("invalid bulk length".into())),
+        };
+        canonical &= buf[cr + 1] == b'\n';
+        let start = cr + 2;
+        let end = start + len + 2;
+        if buf.len() < end {
+            return Ok(Multibulk::Incomplete(end));
         }
-        return Ok(Inline::Incomplete);
-    };
-    let line = buf.split_to(newline + 1);
-    let line = line.strip_suffix(b"\n").unwrap_or(&line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let args =
-        split_args(line).ok_or_else(|| ProtocolError("unbalanced quotes in request".into()))?;
-    if args.is_empty() {
-        return Ok(Inline::Blank);
+        canonical &= &buf[end - 2..end] == b"\r\n";
+        ranges.push((start, start + len));
+        pos = end;
     }
-    Ok(Inline::Request(Request::from_args(args)))
+    Ok(Multibulk::Complete {
+        len: pos,
+        canonical,
+    })
 }
 
-/// Splits an inline line into arguments with redis' quoting rules (`sdssplitargs`).
+/// The CR ending the header line that starts at `start`, once the byte after it has arrived.
 ///
-/// Returns `None` for unbalanced quotes or a closing quote not followed by a space.
-pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
-    let mut args = Vec::new();
-    let mut i = 0;
-    loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
-            i += 1;
+/// redis-server looks for it with `strchr` in its NUL-terminated buffer, so a NUL before any CR
+/// means "no line yet", as there.
+fn line_end(buf: &[u8], start: usize) -> Option<usize> {
+    let rest = &buf[start..];
+    let at = rest.iter().position(|&b| b == b'\r' || b == 0)?;
+    (rest[at] == b'\r' && at + 1 < rest.len()).then_some(start + at)
+}
+
+/// Parses a length as redis' `string2ll`: optional `-`, no `+`, no leading zeros, no `-0`,
+/// at most 20 bytes, within `i64`.
+fn redis_int(text: &[u8]) -> Option<i64> {
+    const LONG_STR_SIZE: usize = 21;
+    if text.is_empty() || text.len() >= LONG_STR_SIZE {
+        return None;
+    }
+    if text == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
         }
-        if i == line.len() {
-            return Some(args);
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    if negative {
+        if value > i64::MIN.unsigned_abs() {
+            return None;
         }
-        let mut arg = Vec::new();
-        let mut in_double = false;
-        let mut in_single = false;
-        loop {
-            let c = line.get(i).copied();
-            if in_double {
-                match c {
-                    None => return None,
-                    Some(b'\\') if line.get(i + 1) == Some(&b'x') => {
-                        let hex = line.get(i + 2..i + 4).and_then(|h| {
-                            std::str::from_utf8(h)
-                                .ok()
-                                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        });
-                        if let Some(byte) = hex {
-                            arg.push(byte);
-                            i += 3;
-                        } else {
-                            arg.push(b'\\');
-                        }
-                    }
-                    Some(b'\\') if i + 1 < line.len() => {
-                        i += 1;
-                        arg.push(match line[i] {
-                            b'n' => b'\n',
-                            b'r' => b'\r',
-                            b't' => b'\t',
-                            b'b' => 0x08,
-                            b'a' => 0x07,
-                            other => other,
-                        });
-                    }
-                    Some(b'"') => {
-                        // The closing quote must be followed by a space or the end.
-                        if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
-                            return None;
-                        }
-                        i += 1;
-                        break;
-                    }
-                    Some(other) => arg.push(other),
-                }
-            } else if in_single {
-                match c {
-                    None => return None,
-                    Some(b'\\') if line.get(i + 1) == Some(&b'\'') => {
-                        arg.push(b'\'');
-                        i += 1;
-                    }
-                    Some(b'\'') => {
-                        if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
-                            return None;
-                        }
-                        i += 1;
-                        break;
-                    }
-                    Some(other) => arg.push(other),
-                }
-            } else {
-                match c {
-                    None => break,
-                    Some(b) if b.is_ascii_whitespace() => break,
-                    Some(b'"') => in_double = true,
-                    Some(b'\'') => in_single = true,
-                    Some(other) => arg.push(other),
-                }
-            }
-            i += 1;
-        }
-        args.push(Bytes::from(arg));
+        Some(0i64.wrapping_sub_unsigned(value))
+    } else {
+        i64::try_from(value).ok()
     }
 }
 
@@ -427,6 +344,72 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn lengths_follow_redis_string2ll() {
+        for bad in [
+            "$01", "$+1", "$003", "$-0", "$+0", "$ 1", "$1 ", "$", "$0x1",
+        ] {
+            let input = format!("*1\r\n{bad}\r\na\r\n");
+            let (_, result) = decode_all(input.as_bytes());
+            assert_eq!(
+                result.expect_err(bad).to_string(),
+                "Protocol error: invalid bulk length",
+                "{bad}"
+            );
+        }
+        for bad in ["*02", "*+2", "*-0", "*", "*2 ", "*123456789012345678901"] {
+            let input = format!("{bad}\r\n");
+            let (_, result) = decode_all(input.as_bytes());
+            assert_eq!(
+                result.expect_err(bad).to_string(),
+                "Protocol error: invalid multibulk length",
+                "{bad}"
+            );
+        }
+        assert_eq!(redis_int(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(redis_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(redis_int(b"9223372036854775808"), None);
+        assert_eq!(redis_int(b"0"), Some(0));
+        assert_eq!(redis_int(b"-"), None);
+    }
+
+    #[test]
+    fn zero_and_negative_counts_are_skipped() {
+        let (got, result) = decode_all(b"*-10\r\n*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n");
+        assert_eq!(result, Ok(()));
+        assert_eq!(got, vec![args(&["PING"])]);
+    }
+
+    #[test]
+    fn separators_redis_skips_unread_are_forwarded_as_crlf() {
+        let mut decoder = RequestDecoder::new(1024);
+        let mut buf = BytesMut::from(&b"*2\rX$3\r\nGETab$1\rYkZZ"[..]);
+        let req = decoder.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(&req.raw()[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_header_line_is_judged_only_once_complete() {
+        // redis-server waits for the CR (and the byte after it) before looking at a line; a
+        // NUL before the CR hides it, as `strchr` does there.
+        for partial in [
+            &b"*1\r\nX"[..],
+            b"*1\r\n$1\r",
+            b"*1\r\n$\x001\r\n",
+            b"*1",
+            b"GET\x00\n",
+        ] {
+            let (got, result) = decode_all(partial);
+            assert_eq!((got.len(), result), (0, Ok(())), "{partial:?}");
+        }
+        let (_, result) = decode_all(b"*1\r\n\xff\r\n");
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "Protocol error: expected '$', got '\u{ff}'"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod frame;
+mod inline;
 pub mod reply;
 pub mod request;
 

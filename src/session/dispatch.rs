@@ -20,7 +20,7 @@ use super::plan::Plan;
 use super::settle::null_reply;
 use super::split::{self, Merge};
 use super::{Pending, Session};
-use crate::backend::{Lane, Node, NodeResult};
+use crate::backend::{Lane, Node, NodeResult, ReplyBudget};
 use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
 use crate::command::{Flags, Resolved};
@@ -78,6 +78,9 @@ pub(super) struct ExecShape {
 /// A request sent to a node, waiting for its reply.
 pub(super) struct InFlight {
     pub(super) rx: oneshot::Receiver<NodeResult>,
+    /// The session's reply budget, when the node connection charges the reply to it: picking
+    /// the reply up takes it off again.
+    pub(super) budget: Option<Arc<ReplyBudget>>,
     pub(super) node: Arc<Node>,
     /// Sent on the node's `READONLY` connections (a replica read).
     pub(super) readonly: bool,
@@ -97,7 +100,7 @@ impl InFlight {
     /// The reply if it has arrived, without waiting.
     pub(super) fn try_reply(&mut self) -> Option<NodeResult> {
         match self.rx.try_recv() {
-            Ok(result) => Some(result),
+            Ok(result) => Some(self.picked_up(result)),
             Err(oneshot::error::TryRecvError::Empty) => None,
             Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped(&self.node))),
         }
@@ -209,9 +212,18 @@ pub(super) fn front_reply(
 
 impl InFlight {
     fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<NodeResult> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(dropped(&self.node))))
+        Pin::new(&mut self.rx).poll(cx).map(|r| match r {
+            Ok(result) => self.picked_up(result),
+            Err(_) => Err(dropped(&self.node)),
+        })
+    }
+
+    /// Takes a reply's bytes off the budget the node connection charged them to.
+    fn picked_up(&self, result: NodeResult) -> NodeResult {
+        if let (Some(budget), Ok(reply)) = (&self.budget, &result) {
+            budget.take(reply.raw().len());
+        }
+        result
     }
 }
 
@@ -723,7 +735,8 @@ impl Session {
         let replies = attempt.exec.map_or(1, |exec| exec.replies);
         let payload = request.raw().clone();
         let rx = self.enqueue(&node, readonly, attempt, payload, asking, replies);
-        in_flight(rx, node, readonly, asking, request, target, attempt)
+        let budget = Some(self.budget.clone());
+        in_flight(rx, budget, node, readonly, asking, request, target, attempt)
     }
 
     /// Queues `payload` on the session's connection to `node`: its dedicated one, or its lane
@@ -742,19 +755,13 @@ impl Session {
         if write && !readonly {
             self.written.borrow_mut().note(node, attempt.dedicated);
         }
+        let budget = Some(self.budget.clone());
         if attempt.dedicated {
             self.dedicated_lane(node)
-                .send(payload, asking, replies, write)
+                .send_charged(payload, asking, replies, write, budget)
         } else {
-            node.send(
-                self.protocol,
-                readonly,
-                self.id as usize,
-                payload,
-                asking,
-                replies,
-                write,
-            )
+            node.lane(self.protocol, readonly, self.id as usize)
+                .send_charged(payload, asking, replies, write, budget)
         }
     }
 
@@ -773,6 +780,7 @@ impl Session {
         };
         into_pending(in_flight(
             rx,
+            None,
             node,
             false,
             false,
@@ -835,6 +843,7 @@ fn no_replica(shard: &Shard) -> String {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn in_flight(
     rx: oneshot::Receiver<NodeResult>,
+    budget: Option<Arc<ReplyBudget>>,
     node: Arc<Node>,
     readonly: bool,
     asking: bool,
@@ -844,6 +853,7 @@ pub(super) fn in_flight(
 ) -> Step {
     Step::Waiting(InFlight {
         rx,
+        budget,
         node,
         readonly,
         asking,

@@ -44,6 +44,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use crate::backend::ReplyBudget;
 use crate::cluster::{SlotMap, Topology};
 use crate::command::CommandTable;
 use crate::config::Config;
@@ -155,6 +156,11 @@ pub struct Session {
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
     /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
     recent_writes: RefCell<pick::WrittenSlots>,
+    /// Reply bytes node connections handed over that the session has not picked up yet.
+    budget: Arc<ReplyBudget>,
+    /// Inbox frames wait for the output buffer to drain below `pubsub::DRAIN_BYTES`: once a
+    /// flush gets it there, collect again without waiting for another event.
+    drain_waits_for_output: bool,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -173,6 +179,9 @@ impl Session {
         let inbox = Inbox::new(Protocol::Resp2, shared.config.session.pubsub_limits());
         let recent_writes =
             pick::WrittenSlots::new(shared.config.session.read_your_writes_window());
+        let budget = Arc::new(ReplyBudget::new(
+            shared.config.session.max_output_buffer_bytes,
+        ));
         Self {
             id,
             shared,
@@ -199,6 +208,8 @@ impl Session {
             tracking: None,
             monitor: None,
             recent_writes: RefCell::new(recent_writes),
+            budget,
+            drain_waits_for_output: false,
         }
     }
 
@@ -254,8 +265,29 @@ impl Session {
                 debug!(client = self.id, error = %e, "client write failed; closing");
                 return;
             }
+            if self.drain_waits_for_output && self.out.len() < pubsub::DRAIN_BYTES {
+                // What waited in the inbox (a subscription's confirmation behind a large
+                // reply) may go now; no event would come for it once the client has sent FIN.
+                self.drain_waits_for_output = false;
+                continue;
+            }
             if self.hub_member {
                 self.inbox.set_unsent(self.out.len());
+            }
+            // As redis' `client-output-buffer-limit` hard limit, counting the replies still on
+            // their way too: a client that pipelines large reads and never reads the replies
+            // is disconnected, and its requests not yet written are never sent.
+            self.budget.set_buffered(self.out.len());
+            let backlog = self.out.len() + self.budget.held();
+            if backlog > max_output || self.budget.spent() {
+                info!(
+                    client = self.id,
+                    unsent_bytes = self.out.len(),
+                    in_flight_bytes = self.budget.held(),
+                    limit = max_output,
+                    "client over max_output_buffer_bytes (it does not read its replies); closing it"
+                );
+                return;
             }
             // A client that left while blocked is dropped at once (which closes the dedicated
             // connection, so the node unblocks too); otherwise what it sent is still answered.
@@ -270,6 +302,12 @@ impl Session {
             let can_read = !self.stop_reading
                 && self.pending.len() < max_in_flight
                 && self.out.len() < max_output;
+            let need = self.decoder.need();
+            if can_read && need > inbuf.capacity() {
+                // A large value whose length is known: one buffer of exactly its size, instead
+                // of doubling (which holds up to twice the value, plus a copy while growing).
+                inbuf.reserve(need - inbuf.len());
+            }
             let spare = inbuf.capacity() - inbuf.len();
             if can_read && spare < read_chunk / 2 {
                 if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER_BYTES {
@@ -301,10 +339,11 @@ impl Session {
                 }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
+                () = self.budget.exceeded() => Event::OverBudget,
             };
             match event {
                 Event::Reply(result) => self.settle_front(result),
-                Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
+                Event::Timer | Event::Inbox | Event::OverBudget | Event::Writable(Ok(())) => {}
                 Event::Invalidation(push) => self.invalidation(push),
                 Event::Monitor(Some(line)) => {
                     self.out.extend_from_slice(&line);
@@ -356,10 +395,9 @@ impl Session {
                 Ok(None) => return,
                 Err(e) => {
                     debug!(client = self.id, error = %e, "protocol error; closing");
-                    self.pending
-                        .push_back(Pending::Close(crate::protocol::reply::error_bytes(
-                            &format!("ERR {e}"),
-                        )));
+                    self.pending.push_back(Pending::Close(
+                        crate::protocol::reply::protocol_error_bytes(&e),
+                    ));
                     self.stop_reading = true;
                 }
             }
@@ -368,7 +406,13 @@ impl Session {
 
     /// Moves every settled entry at the front of the queue into the output buffer.
     fn advance_front(&mut self) {
+        let max_output = self.shared.config.session.max_output_buffer_bytes;
         while let Some(front) = self.pending.front_mut() {
+            if self.out.len() + self.budget.held() > max_output {
+                // Nodes may answer as fast as this loop runs: stop here, so the output limit
+                // is checked before the buffer grows any further.
+                return;
+            }
             match front {
                 Pending::Done(_) => {
                     // Messages already in the inbox came before this reply: a PUBLISH to the
@@ -459,6 +503,8 @@ async fn next_monitor_line(
 }
 
 enum Event {
+    /// Node connections handed over more reply bytes than the output limit.
+    OverBudget,
     Monitor(Option<Bytes>),
     Invalidation(Bytes),
     Reply(dispatch::FrontEvent),

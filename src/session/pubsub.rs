@@ -35,7 +35,7 @@ use crate::pubsub::{Change, Kind, write_confirmation, write_push_len};
 
 /// Pushes moved from the inbox to the output buffer stop at this much unsent output (the rest
 /// waits in the inbox, where it counts toward the same limit).
-const DRAIN_BYTES: usize = 64 * 1024;
+pub(super) const DRAIN_BYTES: usize = 64 * 1024;
 
 /// What one client is subscribed to.
 #[derive(Debug, Default)]
@@ -294,6 +294,7 @@ impl Session {
                 Some(Item::Reply(_)) | None => return true,
             }
         }
+        self.drain_waits_for_output = true;
         false
     }
 
@@ -320,6 +321,7 @@ impl Session {
                 None => return false,
             }
         }
+        self.drain_waits_for_output = true;
         false
     }
 }

@@ -55,7 +55,8 @@ impl Session {
         attempt.reloaded = true;
         let replies = 2 + usize::from(asking);
         let rx = self.enqueue(&node, readonly, attempt, payload.freeze(), false, replies);
-        in_flight(rx, node, readonly, asking, request, target, attempt)
+        let budget = Some(self.budget.clone());
+        in_flight(rx, budget, node, readonly, asking, request, target, attempt)
     }
 
     /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node

@@ -6,6 +6,9 @@
 //! (RESP2 invalidations through another connection's pub/sub) is refused; RESP2 clients without
 //! it get no invalidations, as on redis-server.
 
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
 use bytes::{BufMut, Bytes};
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,6 +38,7 @@ impl Session {
     pub(super) fn client_tracking(&mut self, request: &Request) {
         let args = request.args();
         let mut mode = Mode::default();
+        let mut new_prefixes: Vec<Bytes> = Vec::new();
         let (mut optin, mut optout, mut redirect) = (false, false, false);
         let mut i = 3;
         while i < args.len() {
@@ -50,7 +54,7 @@ impl Session {
                 b"optout" => optout = true,
                 b"noloop" => mode.noloop = true,
                 b"prefix" if more => {
-                    mode.prefixes.push(args[i + 1].clone());
+                    new_prefixes.push(args[i + 1].clone());
                     i += 1;
                 }
                 _ => return self.reply_error(SYNTAX),
@@ -73,7 +77,7 @@ impl Session {
                  (HELLO 3) to get invalidations on the same connection",
             );
         }
-        if !mode.bcast && !mode.prefixes.is_empty() {
+        if !mode.bcast && !new_prefixes.is_empty() {
             return self.reply_error("ERR PREFIX option requires BCAST mode to be enabled");
         }
         if let Some(current) = &self.tracking
@@ -98,18 +102,26 @@ impl Session {
                  client, and then re-enabling it with a different mode.",
             );
         }
-        let existing: &[Bytes] = match &self.tracking {
+        let empty = BTreeSet::new();
+        let existing = match &self.tracking {
             Some(current) => &current.mode.prefixes,
-            None => &[],
+            None => &empty,
         };
-        if let Some(error) = prefix_collision(existing, &mode.prefixes) {
+        let max_prefixes = self.shared.config.session.tracking_max_prefixes;
+        if existing.len() + new_prefixes.len() > max_prefixes {
+            return self.reply_error(&format!(
+                "ERR too many tracking prefixes for this client (at most {max_prefixes}, \
+                 session.tracking_max_prefixes)"
+            ));
+        }
+        if let Some(error) = prefix_collision(existing, &new_prefixes) {
             return self.reply_error(&error);
         }
-        let mut prefixes = existing.to_vec();
-        prefixes.append(&mut mode.prefixes);
+        let mut prefixes = existing.clone();
+        prefixes.extend(new_prefixes);
         if mode.bcast && prefixes.is_empty() {
             // As redis: broadcast without PREFIX is the empty prefix, every key.
-            prefixes.push(Bytes::new());
+            prefixes.insert(Bytes::new());
         }
         mode.prefixes = prefixes;
         let (sender, pushes) = match self.tracking.take() {
@@ -215,7 +227,7 @@ impl Session {
                     (t.mode.noloop, b"noloop"),
                 ];
                 flags.extend(named.iter().filter(|(on, _)| *on).map(|(_, name)| *name));
-                (flags, 0, t.mode.prefixes.clone())
+                (flags, 0, t.mode.prefixes.iter().cloned().collect())
             }
         };
         self.reply_with(|out| {
@@ -302,11 +314,39 @@ impl Session {
     }
 }
 
-/// redis' check that no two prefixes of one client overlap (one a prefix of the other).
-fn prefix_collision(existing: &[Bytes], new: &[Bytes]) -> Option<String> {
+/// redis' check that no two prefixes of one client overlap (one a prefix of the other), with
+/// its error texts, in O(n log n): redis compares every pair, which 80,000 prefixes turn into
+/// seconds of CPU on the runtime.
+///
+/// Against `existing` (sorted, overlap-free) the first new prefix that overlaps is reported with
+/// the first existing one it overlaps, as redis does. Among the new ones the pair reported is
+/// one that overlaps, not necessarily the first pair redis' nested loop would meet.
+fn prefix_collision(existing: &BTreeSet<Bytes>, new: &[Bytes]) -> Option<String> {
     let overlaps = |a: &[u8], b: &[u8]| a.starts_with(b) || b.starts_with(a);
+    let with_existing = |prefix: &Bytes| -> Option<&Bytes> {
+        // The only existing prefix of `prefix` is the greatest one not after it; existing ones
+        // that extend `prefix` start at the first one not before it. Sorted order, as redis'.
+        let before = existing
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(&prefix[..])))
+            .next_back()
+            .filter(|e| prefix.starts_with(e));
+        before.or_else(|| {
+            existing
+                .range::<[u8], _>((Bound::Included(&prefix[..]), Bound::Unbounded))
+                .next()
+                .filter(|e| e.starts_with(prefix))
+        })
+    };
+    // Among the new prefixes, if two overlap then two neighbours in sorted order do.
+    let mut sorted: Vec<usize> = (0..new.len()).collect();
+    sorted.sort_by(|&a, &b| new[a].cmp(&new[b]).then(a.cmp(&b)));
+    let among_new = sorted
+        .windows(2)
+        .filter(|pair| overlaps(&new[pair[0]], &new[pair[1]]))
+        .map(|pair| (pair[0].min(pair[1]), pair[0].max(pair[1])))
+        .min();
     for (i, prefix) in new.iter().enumerate() {
-        if let Some(other) = existing.iter().find(|e| overlaps(e, prefix)) {
+        if let Some(other) = with_existing(prefix) {
             return Some(format!(
                 "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single \
                  client must not overlap.",
@@ -314,14 +354,94 @@ fn prefix_collision(existing: &[Bytes], new: &[Bytes]) -> Option<String> {
                 String::from_utf8_lossy(other)
             ));
         }
-        if let Some(other) = new[i + 1..].iter().find(|o| overlaps(o, prefix)) {
+        if let Some((first, second)) = among_new.filter(|&(first, _)| first == i) {
             return Some(format!(
                 "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a \
                  single client must not overlap.",
-                String::from_utf8_lossy(prefix),
-                String::from_utf8_lossy(other)
+                String::from_utf8_lossy(&new[first]),
+                String::from_utf8_lossy(&new[second])
             ));
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(list: &[&str]) -> BTreeSet<Bytes> {
+        list.iter()
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect()
+    }
+
+    fn list(items: &[&str]) -> Vec<Bytes> {
+        items
+            .iter()
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_found_as_redis_reports_them() {
+        let existing = set(&["ab", "b:", "user:"]);
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["c", "d"], None),
+            (
+                &["abc"],
+                Some("Prefix 'abc' overlaps with an existing prefix 'ab'"),
+            ),
+            (
+                &["a"],
+                Some("Prefix 'a' overlaps with an existing prefix 'ab'"),
+            ),
+            (
+                &["x", "user:1"],
+                Some("Prefix 'user:1' overlaps with an existing prefix 'user:'"),
+            ),
+            (
+                &["x", "x1"],
+                Some("Prefix 'x' overlaps with another provided prefix 'x1'"),
+            ),
+            (
+                &["x1", "y", "x"],
+                Some("Prefix 'x1' overlaps with another provided prefix 'x'"),
+            ),
+            (
+                &["q", "q"],
+                Some("Prefix 'q' overlaps with another provided prefix 'q'"),
+            ),
+            (
+                &[""],
+                Some("Prefix '' overlaps with an existing prefix 'ab'"),
+            ),
+        ];
+        for (new, want) in cases {
+            let got = prefix_collision(&existing, &list(new));
+            match want {
+                None => assert_eq!(got, None, "{new:?}"),
+                Some(want) => {
+                    let got = got.unwrap_or_else(|| panic!("{new:?}: no collision found"));
+                    assert!(got.starts_with(&format!("ERR {want}")), "{new:?}: {got}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn many_prefixes_are_checked_quickly() {
+        let new: Vec<Bytes> = (0..80_000).map(|n| Bytes::from(format!("p{n}:"))).collect();
+        let started = std::time::Instant::now();
+        assert_eq!(prefix_collision(&BTreeSet::new(), &new), None);
+        let mut tail = new.clone();
+        tail.push(Bytes::from_static(b"p79999:x"));
+        assert!(prefix_collision(&BTreeSet::new(), &tail).is_some());
+        // Pairwise this was 6.4e9 comparisons (tens of seconds); sorted it is milliseconds.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -17,7 +17,8 @@
 
 pub mod listener;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -35,10 +36,26 @@ use listener::{Invalidation, listen};
 pub struct Mode {
     /// `BCAST`: every key under one of `prefixes` (all keys when empty), read or not.
     pub bcast: bool,
-    /// `PREFIX`es (broadcast mode only).
-    pub prefixes: Vec<Bytes>,
+    /// `PREFIX`es (broadcast mode only), sorted; none is a prefix of another.
+    pub prefixes: BTreeSet<Bytes>,
     /// `NOLOOP`: not about keys this client wrote itself.
     pub noloop: bool,
+}
+
+impl Mode {
+    /// Whether a change to `key` concerns a broadcast client with these prefixes.
+    ///
+    /// As no prefix is a prefix of another, the only one that can cover `key` is the greatest
+    /// prefix not after it: one lookup, whatever the number of prefixes.
+    pub fn covers(&self, key: &[u8]) -> bool {
+        if self.prefixes.is_empty() {
+            return true;
+        }
+        self.prefixes
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .is_some_and(|prefix| key.starts_with(prefix))
+    }
 }
 
 /// One tracking client.
@@ -319,8 +336,7 @@ fn deliver(state: &mut State, keys: &[Bytes]) {
                 }
                 continue;
             }
-            let prefixes = &client.mode.prefixes;
-            if prefixes.is_empty() || prefixes.iter().any(|p| key.starts_with(p)) {
+            if client.mode.covers(key) {
                 batches.entry(id).or_default().push(key);
             }
         }
@@ -381,7 +397,7 @@ mod tests {
             2,
             Mode {
                 bcast: true,
-                prefixes: vec![Bytes::from_static(b"user:")],
+                prefixes: [Bytes::from_static(b"user:")].into(),
                 noloop: false,
             },
         );

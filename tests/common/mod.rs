@@ -20,6 +20,7 @@
 mod cluster;
 mod failure;
 mod load;
+pub mod mutate;
 mod process;
 mod proxy;
 mod raw;

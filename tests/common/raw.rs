@@ -47,6 +47,17 @@ impl RawClient {
             .expect("send");
     }
 
+    /// Closes the sending side (a FIN), as a client that has said all it will.
+    ///
+    /// # Panics
+    /// On an error or after 5 s.
+    pub async fn shutdown_write(&mut self) {
+        tokio::time::timeout(IO_TIMEOUT, self.stream.shutdown())
+            .await
+            .expect("shutdown: timed out")
+            .expect("shutdown");
+    }
+
     /// Sends one command as a RESP array of bulk strings and reads its reply.
     pub async fn request(&mut self, args: &[&[u8]]) -> Vec<u8> {
         self.send(&encode_command(args)).await;
