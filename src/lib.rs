@@ -156,6 +156,9 @@ pub async fn run_with(
         config.cluster.clone(),
         wake,
     ));
+    topology
+        .stats()
+        .set_down_after(config.session.retry_deadline());
     let config_tracking_max_keys = config.session.tracking_max_keys;
     let (stop, stopped) = watch::channel(());
     let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));

@@ -162,8 +162,10 @@ pub struct Metrics {
     pub client_bytes_received: IntCounter,
     /// Bytes written to clients.
     pub client_bytes_sent: IntCounter,
-    /// MOVED/ASK redirects the proxy followed, by kind.
-    pub redirects: IntCounterVec,
+    /// MOVED redirects the proxy followed.
+    pub redirects_moved: IntCounter,
+    /// ASK redirects the proxy followed.
+    pub redirects_ask: IntCounter,
     /// Requests sent again (after TRYAGAIN, CLUSTERDOWN, an unreachable node, a lost read).
     pub retries: IntCounter,
     /// Config reloads, by result (`ok`, `invalid`).
@@ -211,6 +213,11 @@ impl Metrics {
         registry
             .register(Box::new(command_duration.clone()))
             .expect("unique metric name");
+        let redirects = counter_vec(
+            "slotproxy_redirects_total",
+            "MOVED and ASK redirects slotproxy followed for clients, by kind.",
+            &["kind"],
+        );
         let mut names: Vec<&'static str> = table.iter().map(|spec| spec.name).collect();
         names.push(UNKNOWN_COMMAND);
         names.sort_unstable();
@@ -243,11 +250,8 @@ impl Metrics {
                 "slotproxy_client_sent_bytes_total",
                 "Bytes written to clients.",
             ),
-            redirects: counter_vec(
-                "slotproxy_redirects_total",
-                "MOVED and ASK redirects slotproxy followed for clients, by kind.",
-                &["kind"],
-            ),
+            redirects_moved: redirects.with_label_values(&["moved"]),
+            redirects_ask: redirects.with_label_values(&["ask"]),
             retries: counter(
                 "slotproxy_retries_total",
                 "Requests sent again after TRYAGAIN, CLUSTERDOWN, an unreachable node or a lost read.",
