@@ -250,3 +250,24 @@ fn json_log_format_from_the_environment() {
     );
     assert!(line.contains("<redacted>"), "{line}");
 }
+
+#[test]
+fn a_seed_that_is_slotproxy_itself_is_refused_with_a_clear_line() {
+    let listen = format!("127.0.0.1:{}", free_port(false));
+    let out = slotproxy()
+        .args([
+            "--listen",
+            &listen,
+            "--cluster",
+            &listen,
+            "--admin-listen",
+            "",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stdout.contains("seed refused"), "{stdout}");
+    assert!(stderr.contains("cluster.seeds"), "{stderr}");
+}
