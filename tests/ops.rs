@@ -190,3 +190,45 @@ async fn shutdown_under_pipelined_load_answers_every_request_it_read() {
     assert!(answered >= 2_000, "{answered}");
     eprintln!("drain: {answered} answered, {unanswered} sent after the drain began (not run)");
 }
+
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_reports_slotproxys_own_clients_commands_and_cluster_state() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start(&cluster).await;
+    let mut first = proxy.sync_client();
+    let _others: Vec<redis::Connection> = (0..3).map(|_| proxy.sync_client()).collect();
+    let info: String = redis::cmd("INFO").query(&mut first).unwrap();
+    assert_eq!(
+        info_field(&info, "connected_clients").as_deref(),
+        Some("4"),
+        "{info}"
+    );
+    assert_eq!(
+        info_field(&info, "cluster_state").as_deref(),
+        Some("ok"),
+        "{info}"
+    );
+    let before: u64 = info_field(&info, "total_commands_processed")
+        .unwrap()
+        .parse()
+        .unwrap();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("info:{i}"))
+            .arg(i)
+            .query(&mut first)
+            .unwrap();
+    }
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut first).unwrap();
+    let after: u64 = info_field(&info, "total_commands_processed")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The 50 SETs and the first INFO: the nodes' own traffic (health checks) is not counted.
+    assert_eq!(after - before, 51, "{info}");
+}

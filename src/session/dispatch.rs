@@ -485,11 +485,13 @@ impl Session {
                     _ => None,
                 })
                 .collect();
-            self.pending.push_front(Pending::Done(split::merge(
-                &split.merge,
-                &replies,
-                self.protocol,
-            )));
+            let merged = match split.merge {
+                split::Merge::Info => {
+                    split::merge_info_with(&replies, self.protocol, &self.proxy_facts())
+                }
+                _ => split::merge(&split.merge, &replies, self.protocol),
+            };
+            self.pending.push_front(Pending::Done(merged));
         } else {
             self.pending.push_front(Pending::Split(split));
         }

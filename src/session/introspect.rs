@@ -251,6 +251,26 @@ impl Session {
     }
 }
 
+impl Session {
+    /// What `INFO` reports from slotproxy itself rather than from the nodes.
+    pub(super) fn proxy_facts(&self) -> super::split::info::ProxyFacts {
+        let topology = &self.shared.topology;
+        let ok = crate::cluster::state::check(&topology.slot_map()).is_ok()
+            && topology.stats().down_reason().is_none();
+        let metrics = &self.shared.metrics;
+        let total = metrics.commands_answered();
+        super::split::info::ProxyFacts {
+            cluster_state: if ok { "ok" } else { "fail" },
+            connected_clients: self
+                .shared
+                .clients
+                .load(std::sync::atomic::Ordering::Relaxed) as u64,
+            total_commands_processed: total,
+            instantaneous_ops_per_sec: metrics.ops_per_sec(total),
+        }
+    }
+}
+
 /// `CLUSTER INFO` of a one-node cluster owning every slot: `fail` when the proxy's slot map
 /// leaves slots uncovered, a primary fails its health check with no replica promoted yet, or no
 /// node has answered for longer than the retry deadline (the same truth as `/readyz`).
