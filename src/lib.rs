@@ -32,7 +32,9 @@
 //!      gets `-CROSSSLOT`.
 //!    - `AllPrimaries`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
 //!    - `AnyNode` (keyless, any node answers alike) or `Unsupported` (`-ERR` naming the command).
-//! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or
+//! 5. If no cluster node has answered for longer than the retry deadline, the request fails at
+//!    once with `-CLUSTERDOWN` naming that ([`cluster::RefreshStats::down_reason`]). Otherwise
+//!    the session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or
 //!    for a read, a node the read policy allows: never a replica that fails its health check or
 //!    lags its primary, and the primary for a slot the session wrote within the
 //!    read-your-writes window), and queues the request on that node's shared connection
@@ -57,7 +59,9 @@
 //!    [`tracking::Tracker`] before sending them; invalidations that primaries stream to the
 //!    tracker reach the session as pushes, queued behind every reply it still owes.
 //! 8. Replies leave in request order; the session writes all that are ready at once, without
-//!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading.
+//!    blocking its reads, up to `max_output_buffer_bytes` for a client that isn't reading. As
+//!    a reply is queued for writing, its command's counters and latency are recorded in
+//!    [`metrics::Metrics`] (handles cached per command, no lookup by name).
 //!    Pub/sub messages from the session's inbox are written between replies as they come; a
 //!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
 //!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.
@@ -68,6 +72,12 @@
 //! config epoch) and the health checks ([`cluster::health`]: `PING` and `INFO replication` to
 //! every node on a connection of its own, which mark nodes up, down or lagging and measure the
 //! round-trip times `read_policy = "nearest"` uses).
+//!
+//! Around them, [`run_with`] serves the [`admin`] HTTP listener (`/metrics`, `/readyz`...),
+//! reloads the config on SIGHUP or `POST /reload` ([`reload`]: reloadable keys are read from
+//! `Shared.live` for each new client or request), and on shutdown drains ([`server`]): readiness
+//! fails at once, each session answers what it had read and closes, the listener closes after
+//! `drain_delay_ms`.
 
 pub mod admin;
 pub mod backend;

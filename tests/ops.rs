@@ -202,12 +202,12 @@ async fn info_reports_slotproxys_own_clients_commands_and_cluster_state() {
     let proxy = TestProxy::start(&cluster).await;
     let mut first = proxy.sync_client();
     let _others: Vec<redis::Connection> = (0..3).map(|_| proxy.sync_client()).collect();
-    let info: String = redis::cmd("INFO").query(&mut first).unwrap();
-    assert_eq!(
-        info_field(&info, "connected_clients").as_deref(),
-        Some("4"),
-        "{info}"
-    );
+    // The harness' readiness probe may still be leaving: wait for exactly these four.
+    let mut info = String::new();
+    wait_until(Duration::from_secs(10), "connected_clients:4", || {
+        info = redis::cmd("INFO").query(&mut first).unwrap();
+        info_field(&info, "connected_clients").as_deref() == Some("4")
+    });
     assert_eq!(
         info_field(&info, "cluster_state").as_deref(),
         Some("ok"),
