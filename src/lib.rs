@@ -34,7 +34,9 @@
 //!      gets `-CROSSSLOT`.
 //!    - `AllPrimaries`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
 //!    - `AnyNode` (keyless, any node answers alike) or `Unsupported` (`-ERR` naming the command).
-//! 5. The session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or
+//! 5. If no cluster node has answered for longer than the retry deadline, the request fails at
+//!    once with `-CLUSTERDOWN` naming that ([`cluster::RefreshStats::down_reason`]). Otherwise
+//!    the session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or
 //!    for a read, a node the read policy allows: never a replica that fails its health check or
 //!    lags its primary, and the primary for a slot the session wrote within the
 //!    read-your-writes window), and queues the request on that node's shared connection
@@ -62,7 +64,9 @@
 //!    blocking its reads. A client whose unwritten replies plus the replies node connections
 //!    handed over for it (its [`backend::ReplyBudget`]) pass `max_output_buffer_bytes` is
 //!    disconnected, as by redis' `client-output-buffer-limit`; requests of a departed client
-//!    that no node connection has written yet are never sent.
+//!    that no node connection has written yet are never sent. As a reply is queued for
+//!    writing, its command's counters and latency are recorded in [`metrics::Metrics`]
+//!    (handles cached per command, no lookup by name).
 //!    Pub/sub messages from the session's inbox are written between replies as they come; a
 //!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
 //!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.
@@ -73,15 +77,25 @@
 //! config epoch) and the health checks ([`cluster::health`]: `PING` and `INFO replication` to
 //! every node on a connection of its own, which mark nodes up, down or lagging and measure the
 //! round-trip times `read_policy = "nearest"` uses).
+//!
+//! Around them, [`run_with`] serves the [`admin`] HTTP listener (`/metrics`, `/readyz`...),
+//! reloads the config on SIGHUP or `POST /reload` ([`reload`]: reloadable keys are read from
+//! `Shared.live` for each new client or request), and on shutdown drains ([`server`]): readiness
+//! fails at once, each session answers what it had read and closes, the listener closes after
+//! `drain_delay_ms`.
 
+pub mod admin;
 pub mod backend;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod error;
 pub mod inbox;
+pub mod launch;
+pub mod metrics;
 pub mod protocol;
 pub mod pubsub;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod tracking;
@@ -108,10 +122,8 @@ use crate::session::Shared;
 /// Reported by `HELLO` until a node has told us its own version.
 const DEFAULT_REDIS_VERSION: &str = "7.0.0";
 
-/// Runs the proxy on `listener` until `shutdown` resolves.
-///
-/// Clients are accepted once the slot map is known, or after `session.retry_deadline_ms` if no
-/// seed answers by then; the map keeps being refreshed in the background either way.
+/// Runs the proxy on `listener` until `shutdown` resolves, without an admin listener or reload
+/// (see [`run_with`]).
 ///
 /// # Errors
 /// `Error::Config` if the configuration does not validate.
@@ -120,19 +132,66 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), error::Error> {
+    let process = Process {
+        listeners: vec![listener],
+        admin: None,
+        reload: None,
+    };
+    run_with(process, config, shutdown).await
+}
+
+/// What the process around the proxy provides: bound sockets and how to re-read the config.
+pub struct Process {
+    /// Client listeners (one per address `listen` resolved to).
+    pub listeners: Vec<TcpListener>,
+    /// The admin HTTP listener (`[admin] listen`), if on.
+    pub admin: Option<TcpListener>,
+    /// Re-reads the configuration on SIGHUP and `POST /reload`; `None`: reload is refused.
+    pub reload: Option<reload::Reloader>,
+}
+
+/// Runs the proxy until `shutdown` resolves, then drains (see [`server::serve`]).
+///
+/// Clients are accepted once the slot map is known, or after `session.retry_deadline_ms` if no
+/// seed answers by then; the map keeps being refreshed in the background either way.
+///
+/// # Errors
+/// `Error::Config` if the configuration does not validate.
+pub async fn run_with(
+    process: Process,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), error::Error> {
     config.validate()?;
+    let own: Vec<std::net::SocketAddr> = process
+        .listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let seeds = cluster::seeds::without_self(config.seed_addrs(), &own).await;
+    if seeds.is_empty() {
+        return Err(error::ConfigError::Invalid {
+            field: "cluster.seeds",
+            reason: "every seed is slotproxy's own listen address; name the Redis Cluster's nodes"
+                .into(),
+        }
+        .into());
+    }
     let wake = Arc::new(Notify::new());
     let pool = Arc::new(BackendPool::new(config.backend.clone(), wake.clone()));
-    let topology = Arc::new(Topology::new(
-        pool,
-        config.seed_addrs(),
-        config.cluster.clone(),
-        wake,
-    ));
+    let topology = Arc::new(Topology::new(pool, seeds, config.cluster.clone(), wake));
+    topology
+        .stats()
+        .set_down_after(config.session.retry_deadline());
     let config_tracking_max_keys = config.session.tracking_max_keys;
     let (stop, stopped) = watch::channel(());
     let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));
+    let metrics = Arc::new(metrics::Metrics::new(&CommandTable::builtin()));
     let shared = Arc::new(Shared {
+        live: ArcSwap::from_pointee(config.clone()),
+        metrics,
+        draining: watch::Sender::new(false),
+        auth_failures: AtomicU64::new(0),
         config,
         topology: topology.clone(),
         commands: ArcSwap::from_pointee(CommandTable::builtin()),
@@ -162,8 +221,24 @@ pub async fn run(
     let tracker = tokio::spawn(shared.tracker.clone().run(
         topology.clone(),
         shared.config.backend.connect_timeout(),
-        wait_changed(stopped),
+        wait_changed(stopped.clone()),
     ));
+    let reloader = process.reload.map(Arc::new);
+    let admin = process.admin.map(|listener| {
+        tokio::spawn(admin::serve(
+            listener,
+            shared.clone(),
+            reloader.clone(),
+            wait_changed(stopped.clone()),
+        ))
+    });
+    let on_sighup = reloader.clone().map(|reloader| {
+        tokio::spawn(reload::on_sighup(
+            shared.clone(),
+            reloader,
+            wait_changed(stopped),
+        ))
+    });
 
     // Clients that connect before the slot map is known wait in the listen backlog (bounded by
     // the retry deadline), so nothing they send has to be answered without a map.
@@ -175,9 +250,15 @@ pub async fn run(
             "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until one does)"
         );
     }
-    server::serve(listener, shared, shutdown).await;
+    server::serve(process.listeners, shared, shutdown).await;
 
     let _ = stop.send(());
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    if let Some(on_sighup) = on_sighup {
+        let _ = on_sighup.await;
+    }
     let _ = refresher.await;
     let _ = health.await;
     let _ = learner.await;

@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use super::ReplyBudget;
 use super::health::NodeHealth;
+use super::stats::NodeStats;
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -121,6 +122,7 @@ pub(crate) async fn run(
     mut jobs: mpsc::UnboundedReceiver<Job>,
     failed: Arc<Notify>,
     health: Arc<NodeHealth>,
+    stats: Arc<NodeStats>,
 ) {
     let mut backoff = config.reconnect_backoff_min();
     let mut down_until: Option<Instant> = None;
@@ -148,10 +150,15 @@ pub(crate) async fn run(
                     usage,
                     readonly,
                     health: &health,
+                    stats: &stats,
                 };
-                match serve(stream, first, &mut jobs, &link, &config).await {
+                stats.connection(true);
+                let end = serve(stream, first, &mut jobs, &link, &config).await;
+                stats.connection(false);
+                match end {
                     End::Closed => return,
                     End::Failed => {
+                        stats.failed();
                         failed.notify_one();
                         // Don't reconnect at once: a node being killed still completes
                         // connections in its listen backlog for a few milliseconds, and a
@@ -163,6 +170,7 @@ pub(crate) async fn run(
             }
             Err(reason) => {
                 warn!(node = %addr, %reason, retry_in_ms = backoff.as_millis() as u64, "connect failed");
+                stats.failed();
                 failed.notify_one();
                 fail_queued(first, &mut jobs, &addr, &reason);
                 down_until = Some(Instant::now() + backoff);
@@ -260,6 +268,8 @@ struct Link<'a> {
     /// The node's health: its online replicas (for `ack = replicated`), and whether it still
     /// answers health checks (a request overdue on a node that does is slow work, not a stall).
     health: &'a NodeHealth,
+    /// The node's counters for `/metrics`.
+    stats: &'a NodeStats,
 }
 
 async fn serve(
@@ -275,6 +285,7 @@ async fn serve(
         usage,
         readonly,
         health,
+        stats,
     } = *link;
     let (mut reader, mut writer) = stream.into_split();
     let decoder = ReplyDecoder::new(protocol);
@@ -301,6 +312,7 @@ async fn serve(
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     batch.push(first);
+    let mut reported_in_flight = 0;
     let failure = loop {
         if !batch.is_empty() {
             let now = Instant::now();
@@ -366,6 +378,7 @@ async fn serve(
                     sent_at: now,
                 });
             }
+            stats.sent(in_flight.len() - batch_start);
             if !direct.is_empty() {
                 direct.push(wbuf.split().freeze());
             }
@@ -393,8 +406,12 @@ async fn serve(
                 .iter()
                 .all(|f| f.reply.as_ref().is_none_or(|r| r.is_closed()));
         if senders_gone && (in_flight.is_empty() || abandoned) {
+            stats.in_flight_moved(reported_in_flight, 0);
             return End::Closed;
         }
+        // Once per batch or read, not per request.
+        stats.in_flight_moved(reported_in_flight, in_flight.len());
+        reported_in_flight = in_flight.len();
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
@@ -452,6 +469,7 @@ async fn serve(
         }
     };
 
+    stats.in_flight_moved(reported_in_flight, 0);
     let error = match failure {
         Failure::Unsent(batch_start, reason) => {
             info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");

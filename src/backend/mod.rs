@@ -9,9 +9,11 @@ pub mod health;
 pub mod monitor;
 pub mod pool;
 pub mod probe;
+pub mod stats;
 
 pub use budget::ReplyBudget;
 pub use connection::{Job, NodeResult};
 pub use health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};
 pub use probe::{Probe, ProbeError, ProbeReport};
+pub use stats::{NodeStats, NodeStatsSnapshot};

@@ -14,6 +14,7 @@ use tracing::info;
 use super::ReplyBudget;
 use super::connection::{self, Job, NodeResult, Use};
 use super::health::NodeHealth;
+use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::Protocol;
@@ -35,6 +36,7 @@ impl Lane {
         config: &BackendConfig,
         failed: &Arc<Notify>,
         health: &Arc<NodeHealth>,
+        stats: &Arc<NodeStats>,
     ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection::run(
@@ -46,6 +48,7 @@ impl Lane {
             rx,
             failed.clone(),
             health.clone(),
+            stats.clone(),
         ));
         Self {
             addr: addr.clone(),
@@ -109,11 +112,14 @@ pub struct Node {
     /// Written by the health check, read by every request that picks a node and by the node's
     /// connections (online replicas for `ack = replicated`; liveness for request timeouts).
     health: Arc<NodeHealth>,
+    /// Requests, in-flight and connection counts of this node's connections (`/metrics`).
+    stats: Arc<NodeStats>,
 }
 
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
         let health = Arc::new(NodeHealth::default());
+        let stats = Arc::new(NodeStats::default());
         let lanes = [false, true].map(|readonly| {
             [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
                 (0..config.connections_per_node)
@@ -126,6 +132,7 @@ impl Node {
                             config,
                             failed,
                             &health,
+                            &stats,
                         )
                     })
                     .collect()
@@ -137,6 +144,7 @@ impl Node {
             config: config.clone(),
             failed: failed.clone(),
             health,
+            stats,
         }
     }
 
@@ -148,6 +156,11 @@ impl Node {
     /// The node's `host:port`, shared.
     pub fn shared_addr(&self) -> &Arc<str> {
         &self.addr
+    }
+
+    /// What this node's connections did (requests, in flight, connects).
+    pub fn stats(&self) -> NodeStatsSnapshot {
+        self.stats.snapshot()
     }
 
     /// What the health check last learned about the node.
@@ -191,6 +204,7 @@ impl Node {
             &self.config,
             &self.failed,
             &self.health,
+            &self.stats,
         )
     }
 

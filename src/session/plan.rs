@@ -117,7 +117,7 @@ impl Session {
         }
         let route = match route_of(spec) {
             Route::Unsupported(reason) => match admin_route(spec) {
-                Some(route) if self.shared.config.session.allows_admin(spec.name) => {
+                Some(route) if self.shared.live.load().session.allows_admin(spec.name) => {
                     if spec.name == "config|set"
                         && let Some(param) = config_set_refused(request.args())
                     {

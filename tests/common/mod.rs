@@ -19,6 +19,7 @@
 
 mod cluster;
 mod failure;
+mod http;
 mod load;
 pub mod mutate;
 mod process;
@@ -33,9 +34,13 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use cluster::{NodeState, TestCluster, TestNode};
 #[allow(unused_imports)]
+pub use http::{HttpResponse, get as http_get, http, metric};
+#[allow(unused_imports)]
 pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 #[allow(unused_imports)]
 pub use process::StandaloneRedis;
+#[allow(unused_imports)]
+pub(crate) use process::{connect as process_connect, free_port};
 #[allow(unused_imports)]
 pub use proxy::TestProxy;
 #[allow(unused_imports)]
