@@ -101,7 +101,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listen on {addr}"))?;
-        tracing::info!(%addr, seeds = ?config.cluster.seeds, "slotproxy listening");
+        let seeds: Vec<String> = config
+            .cluster
+            .seeds
+            .iter()
+            .map(|s| slotproxy::config::redact_seed(s))
+            .collect();
+        tracing::info!(%addr, ?seeds, "slotproxy listening");
         slotproxy::run(listener, config, shutdown_signal()).await?;
         Ok(())
     })

@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::connection::{self, Job, NodeResult, Use};
 use super::health::NodeHealth;
+use super::setup::FailureLog;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::Protocol;
@@ -35,6 +36,7 @@ impl Lane {
         config: &BackendConfig,
         failed: &Arc<Notify>,
         replicas: &Arc<AtomicUsize>,
+        failures: &Arc<FailureLog>,
     ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection::run(
@@ -46,6 +48,7 @@ impl Lane {
             rx,
             failed.clone(),
             replicas.clone(),
+            failures.clone(),
         ));
         Self {
             addr: addr.clone(),
@@ -95,6 +98,8 @@ pub struct Node {
     failed: Arc<Notify>,
     /// Online replicas of this node, per the current slot map (0 unless it is a primary).
     replicas: Arc<AtomicUsize>,
+    /// Rate limit of connect-failure warnings, shared by all of the node's connections.
+    failures: Arc<FailureLog>,
     /// Written by the health check, read by every request that picks a node.
     health: NodeHealth,
 }
@@ -102,6 +107,7 @@ pub struct Node {
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
         let replicas = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(FailureLog::default());
         let lanes = [false, true].map(|readonly| {
             [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
                 (0..config.connections_per_node)
@@ -114,6 +120,7 @@ impl Node {
                             config,
                             failed,
                             &replicas,
+                            &failures,
                         )
                     })
                     .collect()
@@ -125,6 +132,7 @@ impl Node {
             config: config.clone(),
             failed: failed.clone(),
             replicas,
+            failures,
             health: NodeHealth::default(),
         }
     }
@@ -180,6 +188,7 @@ impl Node {
             &self.config,
             &self.failed,
             &self.replicas,
+            &self.failures,
         )
     }
 
@@ -215,6 +224,11 @@ impl BackendPool {
             nodes: Mutex::new(HashMap::new()),
             failed,
         }
+    }
+
+    /// The connection settings every node connection uses (credentials included).
+    pub fn config(&self) -> &BackendConfig {
+        &self.config
     }
 
     /// The node at `addr`, created (with idle connection tasks) on first use.

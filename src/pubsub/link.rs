@@ -23,7 +23,7 @@ use tracing::debug;
 
 use super::Kind;
 use crate::backend::NodeResult;
-use crate::backend::connection::connect;
+use crate::backend::setup::{self, Handshake};
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -157,17 +157,17 @@ async fn run(
     events: mpsc::Sender<Event>,
 ) {
     let event = |what| Event { link: id, what };
-    let stream = match connect(&addr, Protocol::Resp3, false, config.connect_timeout()).await {
+    let stream = match setup::open(&addr, &config, Handshake::RESP3).await {
         Ok(stream) => stream,
-        Err(reason) => {
-            debug!(node = %addr, link = id, %reason, "hub link connect failed");
+        Err(error) => {
+            debug!(node = %addr, link = id, %error, "hub link connect failed");
             commands.close();
             while let Ok((_, expect)) = commands.try_recv() {
                 if let Expect::Reply(to) = expect {
-                    let _ = to.tx.send(Err(not_sent(&addr, &reason)));
+                    let _ = to.tx.send(Err(error.clone()));
                 }
             }
-            let _ = events.send(event(LinkEvent::Down(reason))).await;
+            let _ = events.send(event(LinkEvent::Down(error.to_string()))).await;
             return;
         }
     };

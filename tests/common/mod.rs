@@ -34,7 +34,7 @@ pub use cluster::{NodeState, TestCluster, TestNode};
 #[allow(unused_imports)]
 pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 #[allow(unused_imports)]
-pub use process::StandaloneRedis;
+pub use process::{NodeAuth, StandaloneRedis};
 #[allow(unused_imports)]
 pub use proxy::TestProxy;
 #[allow(unused_imports)]

@@ -2,7 +2,7 @@
 //!
 //! Knows nothing about clusters beyond the command-line flags that turn cluster mode on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +25,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Ports this process already handed out, so two nodes of one test never race for the same port.
 static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+/// The `default` user's password of every secured node this process started, by `127.0.0.1:port`,
+/// so the harness's own connections authenticate.
+static PASSWORDS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 /// State of the port picker (xorshift), seeded from pid and time on first use.
 static RNG: AtomicU64 = AtomicU64::new(0);
 
@@ -35,6 +38,37 @@ pub(crate) struct NodeSpec {
     pub dir: PathBuf,
     /// Start in cluster mode with a `cluster-config-file` in `dir`.
     pub cluster: bool,
+    /// `requirepass`/`masterauth` and ACL users, for a secured node.
+    pub auth: Option<NodeAuth>,
+}
+
+/// How a secured node is configured, as in the seed document: `requirepass` and `masterauth`
+/// with one password, plus any ACL users.
+#[derive(Debug, Clone, Default)]
+pub struct NodeAuth {
+    /// The `default` user's password (`requirepass`), also the replicas' `masterauth`.
+    pub password: String,
+    /// ACL users in `ACL SETUSER` syntax, e.g. `"proxy on >pw ~* +@all"` (name first).
+    pub users: Vec<String>,
+}
+
+/// Remembers (or, with `None`, forgets) the password the harness uses for `addr`.
+pub(crate) fn set_password(addr: &str, password: Option<&str>) {
+    let mut passwords = PASSWORDS.lock().expect("password registry lock");
+    let passwords = passwords.get_or_insert_with(HashMap::new);
+    match password {
+        Some(password) => passwords.insert(addr.to_string(), password.to_string()),
+        None => passwords.remove(addr),
+    };
+}
+
+/// `redis://[:password@]addr/` for the harness's connections to `addr`.
+fn node_url(addr: &str) -> String {
+    let passwords = PASSWORDS.lock().expect("password registry lock");
+    match passwords.as_ref().and_then(|p| p.get(addr)) {
+        Some(password) => format!("redis://:{password}@{addr}/"),
+        None => format!("redis://{addr}/"),
+    }
 }
 
 /// A running `redis-server`, SIGKILLed on `Drop`.
@@ -95,6 +129,15 @@ impl RedisProcess {
             .args(["--enable-debug-command", "local"])
             .arg("--logfile")
             .arg(&log);
+        if let Some(auth) = &spec.auth {
+            command
+                .args(["--requirepass", &auth.password])
+                .args(["--masterauth", &auth.password]);
+            for user in &auth.users {
+                command.arg("--user").args(user.split_whitespace());
+            }
+            set_password(&format!("127.0.0.1:{port}"), Some(&auth.password));
+        }
         if spec.cluster {
             command
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
@@ -190,7 +233,7 @@ impl Drop for RedisProcess {
 
 /// `process_id` from `INFO server` of whoever answers on `addr`, if anyone does.
 fn answering_pid(addr: &str) -> Option<u32> {
-    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let client = redis::Client::open(node_url(addr)).ok()?;
     let mut conn = client
         .get_connection_with_timeout(Duration::from_millis(500))
         .ok()?;
@@ -331,6 +374,7 @@ impl StandaloneRedis {
         let spec = NodeSpec {
             dir: dir.path().to_path_buf(),
             cluster: false,
+            auth: None,
         };
         let process = RedisProcess::start(&spec);
         StandaloneRedis {
@@ -384,7 +428,7 @@ pub(crate) fn connect(addr: &str) -> redis::Connection {
 
 /// Like [`connect`], returning the error.
 pub(crate) fn try_connect(addr: &str) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let client = redis::Client::open(node_url(addr))?;
     let conn = client.get_connection_with_timeout(Duration::from_secs(5))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     conn.set_write_timeout(Some(Duration::from_secs(10)))?;

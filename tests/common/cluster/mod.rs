@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::process::{
-    NodeSpec, RedisProcess, connect, finish_temp_dir, info_field, log_tail, temp_dir, try_connect,
+    NodeAuth, NodeSpec, RedisProcess, connect, finish_temp_dir, info_field, log_tail, set_password,
+    temp_dir, try_connect,
 };
 use super::topology::{SLOT_COUNT, ViewEntry, local_hash_slot, parse_cluster_nodes};
 
@@ -82,6 +83,25 @@ impl TestCluster {
     /// # Panics
     /// When `redis-server` is missing, a node does not start, or the cluster does not form in time.
     pub fn start(primaries: usize, replicas_per_primary: usize) -> TestCluster {
+        Self::start_with_auth(primaries, replicas_per_primary, None)
+    }
+
+    /// Like [`TestCluster::start`], for a secured cluster as in the seed document: every node
+    /// with `requirepass` and `masterauth` set to `auth.password`, plus `auth.users` as ACL
+    /// users. The harness's own connections authenticate as `default`.
+    pub fn start_secured(
+        primaries: usize,
+        replicas_per_primary: usize,
+        auth: NodeAuth,
+    ) -> TestCluster {
+        Self::start_with_auth(primaries, replicas_per_primary, Some(auth))
+    }
+
+    fn start_with_auth(
+        primaries: usize,
+        replicas_per_primary: usize,
+        auth: Option<NodeAuth>,
+    ) -> TestCluster {
         assert!(
             (1..=usize::from(SLOT_COUNT)).contains(&primaries),
             "a cluster needs 1..=16384 primaries, not {primaries}"
@@ -94,6 +114,7 @@ impl TestCluster {
         let spec = NodeSpec {
             dir: dir.path().to_path_buf(),
             cluster: true,
+            auth,
         };
         let count = primaries * (1 + replicas_per_primary);
 
@@ -141,6 +162,30 @@ impl TestCluster {
     /// `127.0.0.1:port` of every node, in node order.
     pub fn seeds(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Changes the `default` user's password (`requirepass` and `masterauth`) on every running
+    /// node, as an operator rotating it would; the harness uses the new one from now on.
+    /// Connections already authenticated stay so.
+    ///
+    /// # Panics
+    /// When a node refuses the change.
+    pub fn rotate_password(&mut self, password: &str) {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let mut conn = connect(&node.addr);
+            for name in ["masterauth", "requirepass"] {
+                let () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg(name)
+                    .arg(password)
+                    .query(&mut conn)
+                    .unwrap_or_else(|e| panic!("CONFIG SET {name} on {}: {e}", node.addr));
+            }
+            set_password(&node.addr, Some(password));
+        }
+        if let Some(auth) = self.spec.auth.as_mut() {
+            auth.password = password.to_string();
+        }
     }
 
     /// All nodes, in start order (primaries first, see [`TestCluster::start`]).
