@@ -116,6 +116,30 @@ pub struct BackendConfig {
     /// File whose content (one trailing newline removed) is the password for the nodes; read
     /// once at startup.
     pub password_file: Option<PathBuf>,
+    /// TLS towards the nodes (`tls-port`, `tls-cluster yes`).
+    pub tls: BackendTlsConfig,
+}
+
+/// TLS towards the nodes: every node connection is TLS when `enabled`, verified against `ca_file`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendTlsConfig {
+    /// Connect to the nodes over TLS (the seeds and `CLUSTER SHARDS` name their TLS ports).
+    pub enabled: bool,
+    /// PEM file of the CA certificate(s) the nodes' certificates must chain to (like redis'
+    /// `tls-ca-cert-file`); required when `enabled`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for nodes that require one (`tls-auth-clients yes`, redis'
+    /// default); needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Name the nodes' certificates are checked against; unset = the host of each node's
+    /// address (an IP address must then be in the certificate's subjectAltName).
+    pub server_name: Option<String>,
+    /// The TLS client configuration built from the files at startup (not a config key).
+    #[serde(skip)]
+    pub client: Option<crate::backend::tls::TlsClient>,
 }
 
 /// When the proxy acknowledges a write to the client.
@@ -237,6 +261,7 @@ impl Default for BackendConfig {
             username: None,
             password: None,
             password_file: None,
+            tls: BackendTlsConfig::default(),
         }
     }
 }
@@ -400,6 +425,19 @@ impl Config {
                 "set either backend.password or backend.password_file, not both".into(),
             ));
         }
+        let tls = &self.backend.tls;
+        if tls.enabled && tls.ca_file.is_none() {
+            return Err(invalid(
+                "backend.tls.ca_file",
+                "required when backend.tls.enabled".into(),
+            ));
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(invalid(
+                "backend.tls.key_file",
+                "backend.tls.cert_file and key_file go together".into(),
+            ));
+        }
         if self.backend.reconnect_backoff_max_ms < self.backend.reconnect_backoff_min_ms {
             return Err(invalid(
                 "backend.reconnect_backoff_max_ms",
@@ -451,6 +489,19 @@ impl Config {
             if backend.username.is_none() {
                 backend.username = user;
             }
+        }
+        Ok(())
+    }
+
+    /// Builds the TLS client of `[backend.tls]` from its files, once at startup (a no-op when
+    /// TLS is off or the client is already built).
+    ///
+    /// # Errors
+    /// `ConfigError::Invalid` naming the field and the file that can't be used.
+    pub fn load_backend_tls(&mut self) -> Result<(), ConfigError> {
+        let tls = &mut self.backend.tls;
+        if tls.enabled && tls.client.is_none() {
+            tls.client = Some(crate::backend::tls::TlsClient::load(tls)?);
         }
         Ok(())
     }
@@ -537,7 +588,12 @@ impl SessionConfig {
 pub fn parse_node_addr(text: &str) -> Result<String, String> {
     let rest = match text.split_once("://") {
         Some(("redis", rest)) => rest,
-        Some((scheme, _)) => return Err(format!("'{text}': unsupported scheme '{scheme}://'")),
+        Some((scheme, _)) => {
+            return Err(format!(
+                "'{}': unsupported scheme '{scheme}://'",
+                redact_seed(text)
+            ));
+        }
         None => text,
     };
     // Drop any user info and path: `redis://user:pass@host:port/0`.
@@ -547,7 +603,7 @@ pub fn parse_node_addr(text: &str) -> Result<String, String> {
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
     if !port_ok {
-        return Err(format!("'{text}' is not host:port"));
+        return Err(format!("'{}' is not host:port", redact_seed(text)));
     }
     Ok(rest.to_string())
 }
@@ -676,6 +732,13 @@ mod tests {
         }
         for bad in ["127.0.0.1", "rediss://h:1", "h:port", ":6379"] {
             assert!(parse_node_addr(bad).is_err(), "{bad} should be refused");
+        }
+        for bad in ["redis://u:secret@h", "rediss://u:secret@h:1"] {
+            let err = parse_node_addr(bad).unwrap_err();
+            assert!(
+                !err.contains("secret") && err.contains("<redacted>@h"),
+                "{err}"
+            );
         }
     }
 

@@ -125,6 +125,7 @@ pub async fn run(
     let mut config = config;
     config.validate()?;
     config.resolve_backend_credentials()?;
+    config.load_backend_tls()?;
     // Wrong credentials are an operator's mistake to report now, not a cluster to wait for.
     backend::setup::check_credentials(&config.seed_addrs(), &config.backend)
         .await

@@ -88,6 +88,9 @@ fn load_config(args: &Args) -> Result<Config, ConfigError> {
         })?;
     }
     config.validate()?;
+    // Unreadable password or certificate files are config errors (exit code 2), found here.
+    config.resolve_backend_credentials()?;
+    config.load_backend_tls()?;
     Ok(config)
 }
 

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    Load, NodeAuth, RawClient, TestCluster, TestProxy, all_errors, check_acked, is_primary,
-    wait_until,
+    Load, NodeAuth, RawClient, TestCluster, TestProxy, all_errors, check_acked,
+    exercise_connections, is_primary, wait_until,
 };
 use slotproxy::secret::Secret;
 
@@ -36,101 +36,6 @@ fn seed_doc_cluster() -> TestCluster {
             users: Vec::new(),
         },
     )
-}
-
-/// The RESP2 `message` a subscriber gets.
-fn message(channel: &str, payload: &str) -> Vec<u8> {
-    format!(
-        "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{payload}\r\n",
-        channel.len(),
-        payload.len()
-    )
-    .into_bytes()
-}
-
-/// Data commands, a split MGET, SCAN, pub/sub and tracking through `proxy`: each opens a
-/// different kind of node connection (shared, hub link, tracking listener).
-async fn exercise(cluster: &TestCluster, proxy: &TestProxy) {
-    let primaries = cluster.primaries();
-    let keys: Vec<String> = primaries
-        .iter()
-        .map(|p| cluster.key_for_node(p, "sec"))
-        .collect();
-    let mut client = proxy.raw_client().await;
-    for key in &keys {
-        assert_eq!(
-            client
-                .request(&[b"SET", key.as_bytes(), key.as_bytes()])
-                .await,
-            b"+OK\r\n"
-        );
-    }
-    let mut mget: Vec<&[u8]> = vec![b"MGET"];
-    mget.extend(keys.iter().map(|k| k.as_bytes()));
-    let want: String = format!(
-        "*3\r\n{}",
-        keys.iter()
-            .map(|k| format!("${}\r\n{k}\r\n", k.len()))
-            .collect::<String>()
-    );
-    assert_eq!(client.request(&mget).await, want.as_bytes());
-
-    // SCAN walks every primary's keys.
-    let mut conn = proxy.client().await;
-    let mut cursor = 0u64;
-    let mut seen = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("sec:*")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        seen.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    seen.sort();
-    let mut sorted = keys.clone();
-    sorted.sort();
-    assert_eq!(seen, sorted);
-
-    // Pub/sub over the hub's links.
-    let mut subscriber = proxy.raw_client().await;
-    assert_eq!(
-        subscriber.request(&[b"SUBSCRIBE", b"news"]).await,
-        b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
-    );
-    assert_eq!(
-        client.request(&[b"PUBLISH", b"news", b"hello"]).await,
-        b":1\r\n"
-    );
-    assert_eq!(subscriber.read_reply().await, message("news", "hello"));
-
-    // Tracking over the invalidation listeners.
-    let mut reader = proxy.raw_client().await;
-    let hello = reader.request(&[b"HELLO", b"3"]).await;
-    assert!(hello.starts_with(b"%7\r\n"), "{hello:?}");
-    assert_eq!(
-        reader.request(&[b"CLIENT", b"TRACKING", b"ON"]).await,
-        b"+OK\r\n"
-    );
-    let key = keys[2].as_bytes();
-    let value = reader.request(&[b"GET", key]).await;
-    assert_eq!(
-        value,
-        format!("${}\r\n{}\r\n", key.len(), keys[2]).as_bytes()
-    );
-    assert_eq!(client.request(&[b"SET", key, b"changed"]).await, b"+OK\r\n");
-    let push = format!(
-        ">2\r\n$10\r\ninvalidate\r\n*1\r\n${}\r\n{}\r\n",
-        key.len(),
-        keys[2]
-    );
-    assert_eq!(reader.read_reply().await, push.as_bytes());
 }
 
 /// Waits until every node ran `PING` (the health checks) since its stats were reset: a check
@@ -157,10 +62,50 @@ async fn requirepass_cluster_serves_data_pubsub_tracking_scan_and_health_checks(
     let proxy = TestProxy::start_with(&cluster, |c| {
         c.backend.password = Some(Secret::new(PASSWORD));
         c.cluster.health_check_interval_ms = 100;
+        c.session.allowed_admin_commands = vec!["monitor".to_string()];
     })
     .await;
-    exercise(&cluster, &proxy).await;
+    exercise_connections(&cluster, &proxy).await;
     wait_health_checks_authenticate(&cluster);
+
+    // A blocking command runs on a dedicated connection, which authenticates too.
+    let list = cluster.key_for_node(cluster.primaries()[1], "sec-list");
+    let mut blocked = proxy.raw_client().await;
+    blocked
+        .send(&common::encode_command(&[b"BLPOP", list.as_bytes(), b"5"]))
+        .await;
+    let mut pusher = proxy.raw_client().await;
+    wait_until(
+        Duration::from_secs(5),
+        "BLPOP is blocked on its node",
+        || {
+            cluster.info_field(cluster.primaries()[1], "clients", "blocked_clients")
+                == Ok("1".to_string())
+        },
+    );
+    assert_eq!(
+        pusher.request(&[b"RPUSH", list.as_bytes(), b"x"]).await,
+        b":1\r\n"
+    );
+    let popped = format!("*2\r\n${}\r\n{list}\r\n$1\r\nx\r\n", list.len());
+    assert_eq!(blocked.read_reply().await, popped.as_bytes());
+
+    // MONITOR feeds authenticate: the nodes' lines (health checks' PINGs at least) arrive,
+    // and a SET through slotproxy shows up among them.
+    let mut monitor = proxy.raw_client().await;
+    assert_eq!(monitor.request(&[b"MONITOR"]).await, b"+OK\r\n");
+    let first = String::from_utf8(monitor.read_reply().await).unwrap();
+    assert!(first.starts_with('+') && first.contains(" ["), "{first}");
+    let key = cluster.key_for_node(cluster.primaries()[2], "sec-mon");
+    assert_eq!(
+        pusher.request(&[b"SET", key.as_bytes(), b"seen"]).await,
+        b"+OK\r\n"
+    );
+    let want = format!("\"SET\" \"{key}\" \"seen\"");
+    while !String::from_utf8(monitor.read_reply().await)
+        .unwrap()
+        .contains(&want)
+    {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +115,7 @@ async fn credentials_in_a_seed_url_are_used() {
         c.cluster.seeds = vec![format!("redis://:{PASSWORD}@{}", cluster.nodes()[0].addr)];
     })
     .await;
-    exercise(&cluster, &proxy).await;
+    exercise_connections(&cluster, &proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +136,7 @@ async fn acl_user_with_the_minimal_rules_serves_clients() {
         c.cluster.health_check_interval_ms = 100;
     })
     .await;
-    exercise(&cluster, &proxy).await;
+    exercise_connections(&cluster, &proxy).await;
     wait_health_checks_authenticate(&cluster);
     // What the user may not do, the node refuses, and the client hears it as is.
     let mut client = proxy.raw_client().await;

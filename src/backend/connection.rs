@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use super::setup::{self, FailureLog, Handshake};
+use super::stream::{NodeStream, NodeWriter};
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -200,7 +200,7 @@ struct Link<'a> {
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: NodeStream,
     first: Job,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
     link: &Link<'_>,
@@ -401,10 +401,7 @@ impl Failure {
 }
 
 /// Writes all of `buf`; on failure, how many bytes were taken before it, and the error.
-async fn write_batch(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    buf: &[u8],
-) -> Result<(), (usize, std::io::Error)> {
+async fn write_batch(writer: &mut NodeWriter, buf: &[u8]) -> Result<(), (usize, std::io::Error)> {
     let mut written = 0;
     while written < buf.len() {
         match writer.write(&buf[written..]).await {
@@ -413,7 +410,8 @@ async fn write_batch(
             Err(e) => return Err((written, e)),
         }
     }
-    Ok(())
+    // Sends what TLS still buffers; nothing to do on plain TCP.
+    writer.flush().await.map_err(|e| (written, e))
 }
 
 /// Hands every complete reply in `rbuf` to the oldest job waiting for one.

@@ -9,9 +9,12 @@ pub mod monitor;
 pub mod pool;
 pub mod probe;
 pub mod setup;
+pub mod stream;
+pub mod tls;
 
 pub use connection::{Job, NodeResult};
 pub use health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};
 pub use probe::{Probe, ProbeError, ProbeReport};
 pub use setup::Handshake;
+pub use stream::NodeStream;

@@ -49,6 +49,7 @@ async fn feed(
         .await
         .map_err(std::io::Error::other)?;
     stream.write_all(b"*1\r\n$7\r\nMONITOR\r\n").await?;
+    stream.flush().await?;
     let mut buf = BytesMut::with_capacity(4096);
     // The node's own +OK to MONITOR; the session sent the client one already.
     let mut confirmed = false;

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use redis_protocol::resp2::types::OwnedFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::setup::{self, Handshake};
+use super::stream::NodeStream;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 
@@ -75,7 +75,7 @@ pub struct ProbeReport {
 pub struct Probe {
     addr: Arc<str>,
     config: BackendConfig,
-    stream: Option<TcpStream>,
+    stream: Option<NodeStream>,
     buf: BytesMut,
 }
 
@@ -139,6 +139,7 @@ impl Probe {
         };
         let sent = Instant::now();
         stream.write_all(CHECK).await.map_err(lost)?;
+        stream.flush().await.map_err(lost)?;
         let decoder = ReplyDecoder::new(Protocol::Resp2);
         let mut replies: Vec<Reply> = Vec::with_capacity(2);
         let mut rtt = Duration::ZERO;

@@ -1,6 +1,9 @@
 //! How every connection slotproxy opens to a node starts: TCP connect, then one pipelined
 //! handshake that authenticates, picks the protocol and sends `READONLY` when asked.
 //!
+//! With `[backend.tls] enabled`, the TLS handshake comes first, so everything after it,
+//! credentials included, travels encrypted.
+//!
 //! Shared and dedicated connections, pub/sub links, tracking listeners, health-check probes and
 //! `MONITOR` feeds all open their sockets with [`open`] (the topology refresh and `COMMAND` ride
 //! on the shared connections), so the credentials are sent in this one place: inside `HELLO 3
@@ -15,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::stream::NodeStream;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::request::encode_multibulk;
@@ -58,28 +62,32 @@ struct Step {
     auth: bool,
 }
 
-/// Connects to `addr` and runs `handshake`, all within `config.connect_timeout_ms`.
+/// Connects to `addr` (with TLS when configured) and runs `handshake`, all within
+/// `config.connect_timeout_ms`.
 ///
 /// # Errors
 /// `BackendError::Auth` when the node refused the credentials (or wants some and got none),
-/// `BackendError::NotSent` for anything else (connect failed, timed out, setup refused).
+/// `BackendError::NotSent` for anything else (connect failed, TLS handshake failed, timed out,
+/// setup refused).
 pub async fn open(
     addr: &str,
     config: &BackendConfig,
     handshake: Handshake,
-) -> Result<TcpStream, BackendError> {
+) -> Result<NodeStream, BackendError> {
     let timeout = config.connect_timeout();
     let not_sent = |reason: String| BackendError::NotSent {
         node: addr.to_string(),
         reason,
     };
     let attempt = async {
-        let mut stream = TcpStream::connect(addr)
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| not_sent(e.to_string()))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| not_sent(e.to_string()))?;
+        tcp.set_nodelay(true).map_err(|e| not_sent(e.to_string()))?;
+        let mut stream = match &config.tls.client {
+            Some(tls) => NodeStream::Tls(Box::new(tls.connect(addr, tcp).await.map_err(not_sent)?)),
+            None => NodeStream::Plain(tcp),
+        };
         let steps = steps(config, handshake);
         if !steps.is_empty() {
             exchange(&mut stream, addr, handshake.protocol, &steps).await?;
@@ -143,7 +151,7 @@ fn steps(config: &BackendConfig, handshake: Handshake) -> Vec<Step> {
 
 /// Sends every step in one write and checks that none of them failed.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut NodeStream,
     addr: &str,
     protocol: Protocol,
     steps: &[Step],
@@ -160,6 +168,7 @@ async fn exchange(
         .write_all(&all)
         .await
         .map_err(|e| not_sent(e.to_string()))?;
+    stream.flush().await.map_err(|e| not_sent(e.to_string()))?;
     let decoder = ReplyDecoder::new(protocol);
     let mut buf = BytesMut::with_capacity(1024);
     let mut answered = 0;

@@ -42,6 +42,7 @@ pub async fn listen(
         .write_all(TRACKING_ON)
         .await
         .map_err(|e| lost(e.to_string()))?;
+    stream.flush().await.map_err(|e| lost(e.to_string()))?;
     let mut buf = BytesMut::with_capacity(4096);
     // TRACKING's +OK; pushes may only follow.
     let mut confirmed = false;

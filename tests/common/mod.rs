@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 mod cluster;
+mod exercise;
 mod failure;
 mod load;
 mod process;
@@ -32,9 +33,11 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use cluster::{NodeState, TestCluster, TestNode};
 #[allow(unused_imports)]
+pub use exercise::{exercise_connections, message};
+#[allow(unused_imports)]
 pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 #[allow(unused_imports)]
-pub use process::{NodeAuth, StandaloneRedis};
+pub use process::{NodeAuth, StandaloneRedis, TestCa};
 #[allow(unused_imports)]
 pub use proxy::TestProxy;
 #[allow(unused_imports)]

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::process::{
-    NodeAuth, NodeSpec, RedisProcess, connect, finish_temp_dir, info_field, log_tail, set_password,
-    temp_dir, try_connect,
+    NodeAuth, NodeSpec, NodeTls, RedisProcess, TestCa, connect, finish_temp_dir, info_field,
+    log_tail, set_password, temp_dir, try_connect,
 };
 use super::topology::{SLOT_COUNT, ViewEntry, local_hash_slot, parse_cluster_nodes};
 
@@ -36,6 +36,8 @@ pub struct TestNode {
     pub addr: String,
     /// The client port; the cluster bus is `port + 10000`.
     pub port: u16,
+    /// The TLS client port, in a cluster started with [`TestCluster::start_tls`].
+    pub tls_port: Option<u16>,
     /// The cluster node id (40 hex characters), stable for the node's life.
     pub id: String,
     /// The node's log file, worth printing when a test fails.
@@ -86,6 +88,30 @@ impl TestCluster {
         Self::start_with_auth(primaries, replicas_per_primary, None)
     }
 
+    /// Like [`TestCluster::start`], with every node also on a TLS port (`tls-cluster yes`,
+    /// `tls-replication yes`, client certificates required as by default), its certificate
+    /// signed by `ca`. The harness itself uses the plain ports.
+    pub fn start_tls(primaries: usize, replicas_per_primary: usize, ca: &TestCa) -> TestCluster {
+        let (cert, key) = ca.issue("node");
+        let tls = NodeTls {
+            ca: ca.cert.clone(),
+            cert,
+            key,
+        };
+        Self::start_spec(primaries, replicas_per_primary, None, Some(tls))
+    }
+
+    /// The nodes' TLS addresses, `127.0.0.1:tls_port`, in node order.
+    ///
+    /// # Panics
+    /// When the cluster was not started with [`TestCluster::start_tls`].
+    pub fn tls_seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.tls_port.expect("a TLS cluster")))
+            .collect()
+    }
+
     /// Like [`TestCluster::start`], for a secured cluster as in the seed document: every node
     /// with `requirepass` and `masterauth` set to `auth.password`, plus `auth.users` as ACL
     /// users. The harness's own connections authenticate as `default`.
@@ -102,6 +128,15 @@ impl TestCluster {
         replicas_per_primary: usize,
         auth: Option<NodeAuth>,
     ) -> TestCluster {
+        Self::start_spec(primaries, replicas_per_primary, auth, None)
+    }
+
+    fn start_spec(
+        primaries: usize,
+        replicas_per_primary: usize,
+        auth: Option<NodeAuth>,
+        tls: Option<NodeTls>,
+    ) -> TestCluster {
         assert!(
             (1..=usize::from(SLOT_COUNT)).contains(&primaries),
             "a cluster needs 1..=16384 primaries, not {primaries}"
@@ -115,6 +150,7 @@ impl TestCluster {
             dir: dir.path().to_path_buf(),
             cluster: true,
             auth,
+            tls,
         };
         let count = primaries * (1 + replicas_per_primary);
 
@@ -136,6 +172,7 @@ impl TestCluster {
                 let id: String = query(&addr, redis::cmd("CLUSTER").arg("MYID"));
                 TestNode {
                     port: process.port,
+                    tls_port: process.tls_port,
                     log: process.log.clone(),
                     addr,
                     id,
