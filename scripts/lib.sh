@@ -1,6 +1,12 @@
 # shellcheck shell=bash
 # Shell helpers shared by scripts/local-cluster.sh and benches/e2e.sh (sourced, not run).
 
+# The secured variant (SLOTPROXY_CLUSTER_PASSWORD set): redis-cli reads the nodes' password from
+# REDISCLI_AUTH, so it never shows in a process list.
+if [[ -n ${SLOTPROXY_CLUSTER_PASSWORD:-} ]]; then
+    export REDISCLI_AUTH=$SLOTPROXY_CLUSTER_PASSWORD
+fi
+
 # redis-cli against 127.0.0.1:PORT.
 cli() {
     local port=$1

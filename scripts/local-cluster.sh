@@ -18,6 +18,10 @@
 #
 # Each node keeps its config, AOF, log and pid file in $SLOTPROXY_DATA_DIR/node-<port>/
 # (default: data/cluster/ in the repository). Installs redis-server when it is missing.
+#
+# With SLOTPROXY_CLUSTER_PASSWORD set, the nodes start as in the seed document's secured
+# variant: `requirepass` and `masterauth` set to it (written to a mode-600 auth.conf in each
+# node's dir, never on a command line). The same variable must be set for stop and status.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -89,11 +93,28 @@ node_pid() {
     printf '%s' "$pid"
 }
 
+# The config file a node starts from: the password directives of the secured variant, or none.
+write_auth_conf() {
+    local conf=$1
+    (
+        umask 077
+        : >"$conf"
+        if [[ -n ${SLOTPROXY_CLUSTER_PASSWORD:-} ]]; then
+            # Quoted as redis.conf wants it, where `"` and `\` would be escapes.
+            [[ $SLOTPROXY_CLUSTER_PASSWORD != *['"\\']* ]] ||
+                die "SLOTPROXY_CLUSTER_PASSWORD must not contain a double quote or a backslash"
+            printf 'requirepass "%s"\nmasterauth "%s"\n' \
+                "$SLOTPROXY_CLUSTER_PASSWORD" "$SLOTPROXY_CLUSTER_PASSWORD" >"$conf"
+        fi
+    )
+}
+
 start_node() {
     local port=$1 dir
     dir=$(node_dir "$port")
     mkdir -p "$dir"
-    redis-server \
+    write_auth_conf "$dir/auth.conf"
+    redis-server "$dir/auth.conf" \
         --port "$port" --bind 127.0.0.1 --protected-mode no \
         --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
         --appendonly yes --save "" \

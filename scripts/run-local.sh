@@ -9,7 +9,9 @@
 # reuses the same cluster and its data.
 #
 # Environment: SLOTPROXY_PORT (proxy port, default 6379), SLOTPROXY_DATA_DIR (cluster data,
-# default data/cluster/), SLOTPROXY_LOG (proxy log filter, default info).
+# default data/cluster/), SLOTPROXY_LOG (proxy log filter, default info),
+# SLOTPROXY_CLUSTER_PASSWORD (the seed document's secured variant: nodes with requirepass and
+# masterauth, slotproxy given the same password through SLOTPROXY_BACKEND_PASSWORD).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +31,7 @@ case "${1:-}" in
 "") ;;
 --cluster-only) mode="cluster-only" ;;
 -h | --help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -99,6 +101,11 @@ fi
 
 say "building slotproxy (release)"
 cargo build --release --locked
+if [[ -n ${SLOTPROXY_CLUSTER_PASSWORD:-} ]]; then
+    # Through the environment, never argv (visible to every user in ps).
+    export SLOTPROXY_BACKEND_PASSWORD=$SLOTPROXY_CLUSTER_PASSWORD
+    say "secured variant: nodes require a password; slotproxy authenticates with it"
+fi
 cargo run --release --locked --quiet -- \
     --listen "127.0.0.1:$proxy_port" --cluster "$seeds" --log "${SLOTPROXY_LOG:-info}" &
 proxy_pid=$!

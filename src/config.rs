@@ -4,12 +4,17 @@
 //! at startup and names the bad field. This module knows nothing about sockets or slots.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::secret::Secret;
+
+/// Environment variable holding the password slotproxy uses towards the nodes; it wins over
+/// `backend.password` and `backend.password_file`.
+pub const BACKEND_PASSWORD_ENV: &str = "SLOTPROXY_BACKEND_PASSWORD";
 
 mod process;
 pub mod redact;
@@ -81,10 +86,12 @@ impl std::str::FromStr for ReadPolicy {
 }
 
 /// Where the cluster is and how often its slot map is refreshed.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// Seed nodes, `host:port` or `redis://host:port`; any reachable one is enough.
+    /// Seed nodes, `host:port` or `redis://host:port`; any reachable one is enough. A seed URL
+    /// may carry credentials (`redis://user:password@host:port`): they are used towards every
+    /// node when `backend.password` (and `backend.username`) are not set otherwise.
     pub seeds: Vec<String>,
     /// Period of the background slot-map refresh.
     pub refresh_interval_ms: u64,
@@ -116,6 +123,40 @@ pub struct BackendConfig {
     /// With `ack = replicated`, how long the batch's `WAIT` may take before its writes get a
     /// NOREPLICAS error.
     pub ack_timeout_ms: u64,
+    /// ACL user slotproxy authenticates as on every node; unset means the `default` user (or
+    /// the user of a seed URL `redis://user:password@host:port`).
+    pub username: Option<String>,
+    /// Password for the nodes (`requirepass`, or the ACL user's). Discouraged in a file that
+    /// others can read: prefer `password_file` or the `SLOTPROXY_BACKEND_PASSWORD` environment
+    /// variable, which wins over both.
+    pub password: Option<Secret>,
+    /// File whose content (one trailing newline removed) is the password for the nodes; read
+    /// once at startup.
+    pub password_file: Option<PathBuf>,
+    /// TLS towards the nodes (`tls-port`, `tls-cluster yes`).
+    pub tls: BackendTlsConfig,
+}
+
+/// TLS towards the nodes: every node connection is TLS when `enabled`, verified against `ca_file`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendTlsConfig {
+    /// Connect to the nodes over TLS (the seeds and `CLUSTER SHARDS` name their TLS ports).
+    pub enabled: bool,
+    /// PEM file of the CA certificate(s) the nodes' certificates must chain to (like redis'
+    /// `tls-ca-cert-file`); required when `enabled`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for nodes that require one (`tls-auth-clients yes`, redis'
+    /// default); needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Name the nodes' certificates are checked against; unset = the host of each node's
+    /// address (an IP address must then be in the certificate's subjectAltName).
+    pub server_name: Option<String>,
+    /// The TLS client configuration built from the files at startup (not a config key).
+    #[serde(skip)]
+    pub client: Option<crate::backend::tls::TlsClient>,
 }
 
 /// When the proxy acknowledges a write to the client.
@@ -247,6 +288,10 @@ impl Default for BackendConfig {
             reconnect_backoff_max_ms: 2_000,
             ack: Ack::Primary,
             ack_timeout_ms: 1_000,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: BackendTlsConfig::default(),
         }
     }
 }
@@ -423,6 +468,25 @@ impl Config {
                 "must be below backend.request_timeout_ms (the WAIT shares the connection)".into(),
             ));
         }
+        if self.backend.password.is_some() && self.backend.password_file.is_some() {
+            return Err(invalid(
+                "backend.password_file",
+                "set either backend.password or backend.password_file, not both".into(),
+            ));
+        }
+        let tls = &self.backend.tls;
+        if tls.enabled && tls.ca_file.is_none() {
+            return Err(invalid(
+                "backend.tls.ca_file",
+                "required when backend.tls.enabled".into(),
+            ));
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(invalid(
+                "backend.tls.key_file",
+                "backend.tls.cert_file and key_file go together".into(),
+            ));
+        }
         if self.backend.reconnect_backoff_max_ms < self.backend.reconnect_backoff_min_ms {
             return Err(invalid(
                 "backend.reconnect_backoff_max_ms",
@@ -438,6 +502,54 @@ impl Config {
     /// `ConfigError::Invalid` for `listen` if it is not `host:port` or does not resolve.
     pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         process::resolve("listen", &self.listen)
+    }
+
+    /// Settles the credentials slotproxy uses towards the nodes, once at startup: the
+    /// `SLOTPROXY_BACKEND_PASSWORD` environment variable, else `backend.password_file` (read
+    /// now), else `backend.password`, else the credentials of the first seed URL that has some.
+    /// A seed URL's user is used when `backend.username` is unset. Afterwards `backend.password`
+    /// holds the password and `backend.password_file` is cleared, so calling it again changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// `ConfigError::Invalid` for `backend.password_file` when the file can't be read.
+    pub fn resolve_backend_credentials(&mut self) -> Result<(), ConfigError> {
+        let backend = &mut self.backend;
+        if let Some(path) = backend.password_file.take() {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                field: "backend.password_file",
+                reason: format!("read {}: {e}", path.display()),
+            })?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            backend.password = Some(Secret::new(text));
+        }
+        if let Some(password) = std::env::var_os(BACKEND_PASSWORD_ENV) {
+            backend.password = Some(Secret::new(password.to_string_lossy()));
+        }
+        if let Some((user, password)) = self.cluster.seeds.iter().find_map(|s| seed_credentials(s))
+        {
+            if backend.password.is_none() {
+                backend.password = Some(password);
+            }
+            if backend.username.is_none() {
+                backend.username = user;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the TLS client of `[backend.tls]` from its files, once at startup (a no-op when
+    /// TLS is off or the client is already built).
+    ///
+    /// # Errors
+    /// `ConfigError::Invalid` naming the field and the file that can't be used.
+    pub fn load_backend_tls(&mut self) -> Result<(), ConfigError> {
+        let tls = &mut self.backend.tls;
+        if tls.enabled && tls.client.is_none() {
+            tls.client = Some(crate::backend::tls::TlsClient::load(tls)?);
+        }
+        Ok(())
     }
 
     /// Seed node addresses with any `redis://` scheme removed.
@@ -522,7 +634,12 @@ impl SessionConfig {
 pub fn parse_node_addr(text: &str) -> Result<String, String> {
     let rest = match text.split_once("://") {
         Some(("redis", rest)) => rest,
-        Some((scheme, _)) => return Err(format!("'{text}': unsupported scheme '{scheme}://'")),
+        Some((scheme, _)) => {
+            return Err(format!(
+                "'{}': unsupported scheme '{scheme}://'",
+                redact_seed(text)
+            ));
+        }
         None => text,
     };
     // Drop any user info and path: `redis://user:pass@host:port/0`.
@@ -532,9 +649,67 @@ pub fn parse_node_addr(text: &str) -> Result<String, String> {
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
     if !port_ok {
-        return Err(format!("'{text}' is not host:port"));
+        return Err(format!("'{}' is not host:port", redact_seed(text)));
     }
     Ok(rest.to_string())
+}
+
+/// The user (if any) and password in a seed URL `redis://[user]:password@host:port`,
+/// percent-decoded.
+fn seed_credentials(seed: &str) -> Option<(Option<String>, Secret)> {
+    let rest = seed.strip_prefix("redis://")?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    let user = (!user.is_empty()).then(|| percent_decode(user));
+    Some((user, Secret::new(percent_decode(password))))
+}
+
+/// `%40` -> `@`; anything that is not a valid escape stays as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A seed as it may be logged: any credentials of a `redis://` URL replaced by `<redacted>`.
+pub fn redact_seed(seed: &str) -> String {
+    match seed.split_once("://") {
+        Some((scheme, rest)) if rest.contains('@') => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://<redacted>@{host}")
+        }
+        _ => seed.to_string(),
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seeds: Vec<String> = self.seeds.iter().map(|s| redact_seed(s)).collect();
+        f.debug_struct("ClusterConfig")
+            .field("seeds", &seeds)
+            .field("refresh_interval_ms", &self.refresh_interval_ms)
+            .field("min_refresh_gap_ms", &self.min_refresh_gap_ms)
+            .field("health_check_interval_ms", &self.health_check_interval_ms)
+            .field("health_check_timeout_ms", &self.health_check_timeout_ms)
+            .finish()
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -604,5 +779,72 @@ mod tests {
         for bad in ["127.0.0.1", "rediss://h:1", "h:port", ":6379"] {
             assert!(parse_node_addr(bad).is_err(), "{bad} should be refused");
         }
+        for bad in ["redis://u:secret@h", "rediss://u:secret@h:1"] {
+            let err = parse_node_addr(bad).unwrap_err();
+            assert!(
+                !err.contains("secret") && err.contains("<redacted>@h"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn seed_url_credentials_are_used_and_never_printed() {
+        let mut config = Config::default();
+        config.cluster.seeds = vec![
+            "127.0.0.1:7000".into(),
+            "redis://proxy:p%40ss:w@127.0.0.1:7001".into(),
+        ];
+        config.resolve_backend_credentials().unwrap();
+        assert_eq!(config.backend.username.as_deref(), Some("proxy"));
+        assert_eq!(
+            config.backend.password.as_ref().map(Secret::expose),
+            Some("p@ss:w")
+        );
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("p%40ss") && !printed.contains("p@ss"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("redis://<redacted>@127.0.0.1:7001"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn configured_credentials_win_over_the_seed_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let mut config = Config::default();
+        config.cluster.seeds = vec!["redis://:from-url@127.0.0.1:7001".into()];
+        config.backend.password_file = Some(file);
+        config.backend.username = Some("slotproxy".into());
+        config.validate().unwrap();
+        config.resolve_backend_credentials().unwrap();
+        assert_eq!(
+            config.backend.password.as_ref().map(Secret::expose),
+            Some("from-file")
+        );
+        assert_eq!(config.backend.username.as_deref(), Some("slotproxy"));
+        config.backend.password_file = Some(dir.path().join("missing"));
+        let err = config
+            .resolve_backend_credentials()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("backend.password_file") && err.contains("missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn password_and_password_file_are_exclusive() {
+        let mut config = Config::default();
+        config.backend.password = Some(Secret::new("a"));
+        config.backend.password_file = Some("/run/secrets/pw".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("backend.password_file"), "{err}");
     }
 }

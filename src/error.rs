@@ -52,6 +52,16 @@ pub enum BackendError {
         /// What failed.
         reason: String,
     },
+    /// The node refused slotproxy's credentials (`WRONGPASS`, `NOAUTH`) while the connection was
+    /// set up: nothing was sent, and retrying can't help until the password matches again.
+    #[error("node {node} refused slotproxy's credentials: {reason}")]
+    Auth {
+        /// The node's `host:port`.
+        node: String,
+        /// The node's error reply, e.g. `WRONGPASS invalid username-password pair or user is
+        /// disabled.`
+        reason: String,
+    },
     /// The node did not answer within the request timeout; the connection was closed.
     #[error("node {node} did not reply within {timeout_ms} ms")]
     Timeout {
@@ -75,6 +85,9 @@ pub enum Error {
     /// The configuration is not usable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// No seed accepted slotproxy's credentials at startup (a `BackendError::Auth`).
+    #[error(transparent)]
+    BackendAuth(BackendError),
     /// Binding or accepting on the listen address failed.
     #[error("listen on {addr}: {source}")]
     Listen {

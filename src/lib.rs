@@ -53,7 +53,8 @@
 //!    the session asks the [`cluster::Topology`] for a refresh and resends to the named node; on
 //!    `ASK` it sends `ASKING` + the command to the target and leaves the map alone; both are
 //!    capped by `max_redirects`. `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes are retried with
-//!    backoff until `retry_deadline`. A request whose connection died after it was written is
+//!    backoff until `retry_deadline`; a node that refuses slotproxy's credentials is not
+//!    retried: the client gets `-ERR` naming it at once. A request whose connection died after it was written is
 //!    sent again if it is read-only; a write gets an error saying its outcome is unknown, and is
 //!    never sent twice. Split requests settle part by part and are merged in key order;
 //!    computed ones once every key's read has settled.
@@ -70,6 +71,10 @@
 //!    Pub/sub messages from the session's inbox are written between replies as they come; a
 //!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
 //!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.
+//!
+//! Every connection to a node (shared, dedicated, pub/sub link, tracking listener, health
+//! check, `MONITOR`) starts in [`backend::setup::open`], which authenticates with the
+//! `[backend]` credentials; before accepting clients, `run` checks that a seed accepts them.
 //!
 //! Alongside, two tasks keep the picture of the cluster current: the refresher
 //! ([`cluster::Topology::run_refresher`]: on a timer, on `MOVED`, on failed connections and
@@ -96,6 +101,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod pubsub;
 pub mod reload;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod tracking;
@@ -126,7 +132,8 @@ const DEFAULT_REDIS_VERSION: &str = "7.0.0";
 /// (see [`run_with`]).
 ///
 /// # Errors
-/// `Error::Config` if the configuration does not validate.
+/// `Error::Config` if the configuration does not validate or a password file can't be read;
+/// `Error::BackendAuth` if no seed accepts the credentials (see `backend.password`).
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -162,7 +169,14 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), error::Error> {
+    let mut config = config;
     config.validate()?;
+    config.resolve_backend_credentials()?;
+    config.load_backend_tls()?;
+    // Wrong credentials are an operator's mistake to report now, not a cluster to wait for.
+    backend::setup::check_credentials(&config.seed_addrs(), &config.backend)
+        .await
+        .map_err(error::Error::BackendAuth)?;
     let own: Vec<std::net::SocketAddr> = process
         .listeners
         .iter()
@@ -220,7 +234,7 @@ pub async fn run_with(
     ));
     let tracker = tokio::spawn(shared.tracker.clone().run(
         topology.clone(),
-        shared.config.backend.connect_timeout(),
+        shared.config.backend.clone(),
         wait_changed(stopped.clone()),
     ));
     let reloader = process.reload.map(Arc::new);

@@ -140,5 +140,8 @@ fn load_config(args: &Args) -> Result<Config, ConfigError> {
         config.worker_threads = threads;
     }
     config.validate()?;
+    // Unreadable password or certificate files are config errors (exit code 2), found here.
+    config.resolve_backend_credentials()?;
+    config.load_backend_tls()?;
     Ok(config)
 }

@@ -19,14 +19,15 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
 use super::ReplyBudget;
 use super::health::NodeHealth;
+use super::setup::{self, FailureLog, Handshake};
 use super::stats::NodeStats;
+use super::stream::{NodeStream, NodeWriter};
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -123,27 +124,34 @@ pub(crate) async fn run(
     failed: Arc<Notify>,
     health: Arc<NodeHealth>,
     stats: Arc<NodeStats>,
+    failures: Arc<FailureLog>,
 ) {
     let mut backoff = config.reconnect_backoff_min();
     let mut down_until: Option<Instant> = None;
+    let mut last_error: Option<BackendError> = None;
     loop {
         let Some(first) = jobs.recv().await else {
             debug!(node = %addr, "connection task ends: node left the pool");
             return;
         };
         if down_until.is_some_and(|t| Instant::now() < t) {
-            fail_queued(
-                first,
-                &mut jobs,
-                &addr,
-                "reconnect backoff after a failed connection",
-            );
+            let error = last_error.clone().unwrap_or_else(|| BackendError::NotSent {
+                node: addr.to_string(),
+                reason: "reconnect backoff after a failed connection".into(),
+            });
+            fail_queued(first, &mut jobs, &error);
             continue;
         }
-        match connect(&addr, protocol, readonly, config.connect_timeout()).await {
+        let handshake = Handshake {
+            protocol,
+            readonly,
+            ping: false,
+        };
+        match setup::open(&addr, &config, handshake).await {
             Ok(stream) => {
                 debug!(node = %addr, ?protocol, "connected");
                 backoff = config.reconnect_backoff_min();
+                last_error = None;
                 let link = Link {
                     addr: &addr,
                     protocol,
@@ -168,11 +176,20 @@ pub(crate) async fn run(
                     }
                 }
             }
-            Err(reason) => {
-                warn!(node = %addr, %reason, retry_in_ms = backoff.as_millis() as u64, "connect failed");
+            Err(error) => {
+                // Every connection of the node fails alike (a rotated password): one line per
+                // node per longest backoff is enough for the operator.
+                if failures.should_log(config.reconnect_backoff_max()) {
+                    warn!(node = %addr, %error, retry_in_ms = backoff.as_millis() as u64, "connect failed");
+                } else {
+                    debug!(node = %addr, %error, "connect failed");
+                }
                 stats.failed();
                 failed.notify_one();
-                fail_queued(first, &mut jobs, &addr, &reason);
+                fail_queued(first, &mut jobs, &error);
+                // Jobs queued during the backoff learn the same reason (an auth failure stays
+                // one, so clients see which node refused the credentials).
+                last_error = Some(error);
                 down_until = Some(Instant::now() + backoff);
                 backoff = (backoff * 2).min(config.reconnect_backoff_max());
             }
@@ -180,81 +197,12 @@ pub(crate) async fn run(
     }
 }
 
-/// Fails `first` and every job queued behind it as never sent.
-fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, addr: &str, reason: &str) {
-    let error = BackendError::NotSent {
-        node: addr.to_string(),
-        reason: reason.to_string(),
-    };
+/// Fails `first` and every job queued behind it with `error` (never sent).
+fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, error: &BackendError) {
     let _ = first.reply.send(Err(error.clone()));
     while let Ok(job) = jobs.try_recv() {
         let _ = job.reply.send(Err(error.clone()));
     }
-}
-
-/// Opens a connection to `addr` and sets it up: `HELLO 3` for RESP3, `READONLY` when asked.
-///
-/// # Errors
-/// Why the connect or the setup failed (or timed out), as text for the logs.
-pub(crate) async fn connect(
-    addr: &str,
-    protocol: Protocol,
-    readonly: bool,
-    timeout: Duration,
-) -> Result<TcpStream, String> {
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let mut setup: Vec<&[u8]> = Vec::new();
-        if protocol == Protocol::Resp3 {
-            setup.push(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
-        }
-        if readonly {
-            // Lets a replica serve reads of its primary's slots on this connection.
-            setup.push(b"*1\r\n$8\r\nREADONLY\r\n");
-        }
-        if !setup.is_empty() {
-            handshake(&mut stream, protocol, &setup).await?;
-        }
-        Ok(stream)
-    };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| format!("connect timed out after {} ms", timeout.as_millis()))?
-}
-
-/// Sends the connection's setup commands and checks that none of them failed.
-async fn handshake(
-    stream: &mut TcpStream,
-    protocol: Protocol,
-    setup: &[&[u8]],
-) -> Result<(), String> {
-    stream
-        .write_all(&setup.concat())
-        .await
-        .map_err(|e| e.to_string())?;
-    let decoder = ReplyDecoder::new(protocol);
-    let mut buf = BytesMut::with_capacity(1024);
-    let mut answered = 0;
-    while answered < setup.len() {
-        match decoder.decode(&mut buf).map_err(|e| e.to_string())? {
-            Some(reply) => {
-                if let Some(text) = reply.error_text() {
-                    return Err(format!(
-                        "connection setup refused: {}",
-                        String::from_utf8_lossy(text)
-                    ));
-                }
-                answered += 1;
-            }
-            None => {
-                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                    return Err("closed during connection setup".into());
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Pipelines jobs over one established connection until it fails or the pool drops it.
@@ -273,7 +221,7 @@ struct Link<'a> {
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: NodeStream,
     first: Job,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
     link: &Link<'_>,
@@ -532,7 +480,7 @@ impl Failure {
 /// Writes `segments` in order (and empties it); on failure, how many bytes were taken before
 /// it, and the error.
 async fn write_segments(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    writer: &mut NodeWriter,
     segments: &mut Vec<Bytes>,
 ) -> Result<(), (usize, std::io::Error)> {
     let mut before = 0;
@@ -546,10 +494,7 @@ async fn write_segments(
 }
 
 /// Writes all of `buf`; on failure, how many bytes were taken before it, and the error.
-async fn write_batch(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    buf: &[u8],
-) -> Result<(), (usize, std::io::Error)> {
+async fn write_batch(writer: &mut NodeWriter, buf: &[u8]) -> Result<(), (usize, std::io::Error)> {
     let mut written = 0;
     while written < buf.len() {
         match writer.write(&buf[written..]).await {
@@ -558,7 +503,8 @@ async fn write_batch(
             Err(e) => return Err((written, e)),
         }
     }
-    Ok(())
+    // Sends what TLS still buffers; nothing to do on plain TCP.
+    writer.flush().await.map_err(|e| (written, e))
 }
 
 /// Hands every complete reply in `rbuf` to the oldest job waiting for one.

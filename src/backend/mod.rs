@@ -9,11 +9,16 @@ pub mod health;
 pub mod monitor;
 pub mod pool;
 pub mod probe;
+pub mod setup;
 pub mod stats;
+pub mod stream;
+pub mod tls;
 
 pub use budget::ReplyBudget;
 pub use connection::{Job, NodeResult};
 pub use health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};
 pub use probe::{Probe, ProbeError, ProbeReport};
+pub use setup::Handshake;
 pub use stats::{NodeStats, NodeStatsSnapshot};
+pub use stream::NodeStream;

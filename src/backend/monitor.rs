@@ -1,13 +1,14 @@
 //! `MONITOR` feeds: one connection per node, each line it streams handed to the session as is.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::debug;
+
+use super::setup::{self, Handshake};
+use crate::config::BackendConfig;
 
 /// One node to monitor. A replica's feed names its primary: the commands it replays from its
 /// primary's link show up on the primary's feed already and are skipped.
@@ -21,14 +22,15 @@ pub struct Feed {
 
 /// Opens a `MONITOR` connection to each node; their lines (`+<time> [0 <client>] ...`) arrive
 /// on the returned channel. Each feed ends when its node closes or the receiver is dropped.
-pub fn open(feeds: Vec<Feed>, connect_timeout: Duration) -> mpsc::UnboundedReceiver<Bytes> {
+pub fn open(feeds: Vec<Feed>, config: &BackendConfig) -> mpsc::UnboundedReceiver<Bytes> {
     let (tx, rx) = mpsc::unbounded_channel();
     for node in feeds {
         let tx = tx.clone();
+        let config = config.clone();
         tokio::spawn(async move {
             let addr = node.addr.clone();
             tokio::select! {
-                result = feed(&node, connect_timeout, &tx) => {
+                result = feed(&node, &config, &tx) => {
                     debug!(node = %addr, ?result, "monitor feed ended");
                 }
                 () = tx.closed() => {}
@@ -40,13 +42,14 @@ pub fn open(feeds: Vec<Feed>, connect_timeout: Duration) -> mpsc::UnboundedRecei
 
 async fn feed(
     node: &Feed,
-    connect_timeout: Duration,
+    config: &BackendConfig,
     lines: &mpsc::UnboundedSender<Bytes>,
 ) -> std::io::Result<()> {
-    let mut stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&*node.addr))
+    let mut stream = setup::open(&node.addr, config, Handshake::PLAIN)
         .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        .map_err(std::io::Error::other)?;
     stream.write_all(b"*1\r\n$7\r\nMONITOR\r\n").await?;
+    stream.flush().await?;
     let mut buf = BytesMut::with_capacity(4096);
     // The node's own +OK to MONITOR; the session sent the client one already.
     let mut confirmed = false;

@@ -14,6 +14,7 @@ use tracing::info;
 use super::ReplyBudget;
 use super::connection::{self, Job, NodeResult, Use};
 use super::health::NodeHealth;
+use super::setup::FailureLog;
 use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::config::BackendConfig;
 use crate::error::BackendError;
@@ -37,6 +38,7 @@ impl Lane {
         failed: &Arc<Notify>,
         health: &Arc<NodeHealth>,
         stats: &Arc<NodeStats>,
+        failures: &Arc<FailureLog>,
     ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection::run(
@@ -49,6 +51,7 @@ impl Lane {
             failed.clone(),
             health.clone(),
             stats.clone(),
+            failures.clone(),
         ));
         Self {
             addr: addr.clone(),
@@ -114,12 +117,15 @@ pub struct Node {
     health: Arc<NodeHealth>,
     /// Requests, in-flight and connection counts of this node's connections (`/metrics`).
     stats: Arc<NodeStats>,
+    /// Rate limit of connect-failure warnings, shared by all of the node's connections.
+    failures: Arc<FailureLog>,
 }
 
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
         let health = Arc::new(NodeHealth::default());
         let stats = Arc::new(NodeStats::default());
+        let failures = Arc::new(FailureLog::default());
         let lanes = [false, true].map(|readonly| {
             [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
                 (0..config.connections_per_node)
@@ -133,6 +139,7 @@ impl Node {
                             failed,
                             &health,
                             &stats,
+                            &failures,
                         )
                     })
                     .collect()
@@ -145,6 +152,7 @@ impl Node {
             failed: failed.clone(),
             health,
             stats,
+            failures,
         }
     }
 
@@ -205,6 +213,7 @@ impl Node {
             &self.failed,
             &self.health,
             &self.stats,
+            &self.failures,
         )
     }
 
@@ -240,6 +249,11 @@ impl BackendPool {
             nodes: Mutex::new(HashMap::new()),
             failed,
         }
+    }
+
+    /// The connection settings every node connection uses (credentials included).
+    pub fn config(&self) -> &BackendConfig {
+        &self.config
     }
 
     /// The node at `addr`, created (with idle connection tasks) on first use.

@@ -11,8 +11,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::OwnedFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use super::setup::{self, Handshake};
+use super::stream::NodeStream;
+use crate::config::BackendConfig;
+use crate::error::BackendError;
 
 use crate::protocol::codec::decode_owned;
 use crate::protocol::{Protocol, Reply, ReplyDecoder};
@@ -22,7 +26,7 @@ const CHECK: &[u8] = b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$11\r\nreplicatio
 /// Why a health check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
-    /// No TCP connection could be made.
+    /// No connection could be made, or the node refused slotproxy's credentials.
     #[error("health check of {node}: connect: {reason}")]
     Connect {
         /// The node's `host:port`.
@@ -88,15 +92,17 @@ fn is_alive_refusal(raw: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct Probe {
     addr: Arc<str>,
-    stream: Option<TcpStream>,
+    config: BackendConfig,
+    stream: Option<NodeStream>,
     buf: BytesMut,
 }
 
 impl Probe {
-    /// A probe for `addr`; it connects on the first check.
-    pub fn new(addr: Arc<str>) -> Self {
+    /// A probe for `addr`; it connects (with `config`'s credentials) on the first check.
+    pub fn new(addr: Arc<str>, config: BackendConfig) -> Self {
         Self {
             addr,
+            config,
             stream: None,
             buf: BytesMut::new(),
         }
@@ -128,14 +134,15 @@ impl Probe {
         let addr = self.addr.clone();
         let node = || addr.to_string();
         if self.stream.is_none() {
-            let stream =
-                TcpStream::connect(&*self.addr)
-                    .await
-                    .map_err(|e| ProbeError::Connect {
-                        node: node(),
-                        reason: e.to_string(),
-                    })?;
-            let _ = stream.set_nodelay(true);
+            let stream = setup::open(&self.addr, &self.config, Handshake::PLAIN)
+                .await
+                .map_err(|e| ProbeError::Connect {
+                    node: node(),
+                    reason: match e {
+                        BackendError::NotSent { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                })?;
             self.stream = Some(stream);
         }
         let Some(stream) = self.stream.as_mut() else {
@@ -150,6 +157,7 @@ impl Probe {
         };
         let sent = Instant::now();
         stream.write_all(CHECK).await.map_err(lost)?;
+        stream.flush().await.map_err(lost)?;
         let decoder = ReplyDecoder::new(Protocol::Resp2);
         let mut replies: Vec<Reply> = Vec::with_capacity(2);
         let mut rtt = Duration::ZERO;

@@ -76,7 +76,7 @@ pub async fn run_health_checks(
 
 /// Checks one node every interval, for as long as the supervisor keeps it.
 async fn check_loop(topology: Arc<Topology>, node: Arc<Node>, config: ClusterConfig) {
-    let mut probe = Probe::new(node.shared_addr().clone());
+    let mut probe = Probe::new(node.shared_addr().clone(), topology.pool().config().clone());
     let mut ticks = tokio::time::interval(config.health_check_interval());
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

@@ -254,11 +254,12 @@ impl Topology {
     /// arrived and the others had `EPOCH_GRACE` more to answer.
     async fn ask_group(&self, group: &[String], errors: &mut Vec<String>) -> Option<Answer> {
         let mut asks = JoinSet::new();
+        let tls = self.pool.config().tls.enabled;
         for (rank, addr) in group.iter().enumerate() {
             let node = self.pool.node(addr);
             let addr = addr.clone();
             asks.spawn(async move {
-                let answer = tokio::time::timeout(ASK_TIMEOUT, ask(node, &addr))
+                let answer = tokio::time::timeout(ASK_TIMEOUT, ask(node, &addr, tls))
                     .await
                     .unwrap_or_else(|_| Err(TopologyError("no reply in time".into())));
                 (rank, addr, answer)
@@ -342,14 +343,15 @@ struct Answer {
 }
 
 /// Asks one node for the topology (`CLUSTER SHARDS`, else `CLUSTER SLOTS`) and for its config
-/// epochs (`CLUSTER NODES`), both pipelined on one of its connections.
-async fn ask(node: Arc<Node>, addr: &str) -> Result<Answer, TopologyError> {
+/// epochs (`CLUSTER NODES`), both pipelined on one of its connections. With `tls`, nodes are
+/// addressed by their TLS ports (which `CLUSTER SLOTS` gives a TLS connection anyway).
+async fn ask(node: Arc<Node>, addr: &str, tls: bool) -> Result<Answer, TopologyError> {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let shards = query(&node, CLUSTER_SHARDS);
     let nodes = query(&node, CLUSTER_NODES);
     let layout = match shards.await {
-        Ok(frame) => parse_shards(&frame, host)?,
+        Ok(frame) => parse_shards(&frame, host, tls)?,
         Err(QueryError::Refused(reason)) => {
             debug!(node = addr, %reason, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
             match query(&node, CLUSTER_SLOTS).await {

@@ -164,12 +164,15 @@ fn normalise(layout: &mut [ShardLayout]) {
 }
 
 /// Parses a `CLUSTER SHARDS` reply. `asked_host` stands in for nodes that don't know their IP.
+/// With `tls`, nodes are addressed by their `tls-port` (a node lists both its plain and its TLS
+/// port, whichever kind of connection asks).
 ///
 /// # Errors
 /// `TopologyError` when the reply has the wrong shape.
 pub fn parse_shards(
     frame: &OwnedFrame,
     asked_host: &str,
+    tls: bool,
 ) -> Result<Vec<ShardLayout>, TopologyError> {
     let shards = array(frame, "CLUSTER SHARDS reply")?;
     let mut layout = Vec::with_capacity(shards.len());
@@ -188,7 +191,7 @@ pub fn parse_shards(
         let mut live_replicas = 0;
         for node in array(field(fields, "nodes")?, "nodes")? {
             let node = array(node, "node")?;
-            let addr = node_addr(node, asked_host)?;
+            let addr = node_addr(node, asked_host, tls)?;
             let health = text(field(node, "health")?);
             match text(field(node, "role")?).as_str() {
                 "master" => primary = Some(addr),
@@ -305,14 +308,18 @@ fn host_port(host: &str, port: i64, asked_host: &str) -> Result<String, Topology
     }
 }
 
-fn node_addr(node: &[OwnedFrame], asked_host: &str) -> Result<String, TopologyError> {
+fn node_addr(node: &[OwnedFrame], asked_host: &str, tls: bool) -> Result<String, TopologyError> {
     let endpoint = field(node, "endpoint").map(text).unwrap_or_default();
     let host = if endpoint.is_empty() || endpoint == "?" {
         field(node, "ip").map(text).unwrap_or_default()
     } else {
         endpoint
     };
-    host_port(&host, integer(field(node, "port")?)?, asked_host)
+    let port = match field(node, "tls-port") {
+        Ok(port) if tls => port,
+        _ => field(node, "port")?,
+    };
+    host_port(&host, integer(port)?, asked_host)
 }
 
 fn slots_node_addr(frame: &OwnedFrame, asked_host: &str) -> Result<String, TopologyError> {
@@ -373,7 +380,7 @@ mod tests {
                 ],
             ),
         ]);
-        let layout = parse_shards(&reply, "127.0.0.1").unwrap();
+        let layout = parse_shards(&reply, "127.0.0.1", false).unwrap();
         assert_eq!(
             layout,
             vec![
@@ -423,7 +430,7 @@ mod tests {
             OwnedFrame::Array(vec![OwnedFrame::Array(vec![bulk("slots")])]),
         ];
         for reply in &cases {
-            assert!(parse_shards(reply, "h").is_err(), "{reply:?}");
+            assert!(parse_shards(reply, "h", false).is_err(), "{reply:?}");
             assert!(parse_slots(reply, "h").is_err(), "{reply:?}");
         }
     }

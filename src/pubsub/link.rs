@@ -16,14 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::debug;
 
 use super::Kind;
 use crate::backend::NodeResult;
-use crate::backend::connection::connect;
+use crate::backend::setup::{self, Handshake};
+use crate::backend::stream::NodeWriter;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -157,17 +158,17 @@ async fn run(
     events: mpsc::Sender<Event>,
 ) {
     let event = |what| Event { link: id, what };
-    let stream = match connect(&addr, Protocol::Resp3, false, config.connect_timeout()).await {
+    let stream = match setup::open(&addr, &config, Handshake::RESP3).await {
         Ok(stream) => stream,
-        Err(reason) => {
-            debug!(node = %addr, link = id, %reason, "hub link connect failed");
+        Err(error) => {
+            debug!(node = %addr, link = id, %error, "hub link connect failed");
             commands.close();
             while let Ok((_, expect)) = commands.try_recv() {
                 if let Expect::Reply(to) = expect {
-                    let _ = to.tx.send(Err(not_sent(&addr, &reason)));
+                    let _ = to.tx.send(Err(error.clone()));
                 }
             }
-            let _ = events.send(event(LinkEvent::Down(reason))).await;
+            let _ = events.send(event(LinkEvent::Down(error.to_string()))).await;
             return;
         }
     };
@@ -175,7 +176,9 @@ async fn run(
         return;
     }
     debug!(node = %addr, link = id, "hub link up");
-    let (mut reader, writer) = stream.into_split();
+    let (mut reader, mut writer) = stream.into_split();
+    // Bytes TLS may still hold after a write (never on plain TCP).
+    let mut unflushed = false;
     let decoder = ReplyDecoder::new(Protocol::Resp3);
     let timeout = config.request_timeout();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -235,18 +238,15 @@ async fn run(
                 }
                 None => hub_gone = true,
             },
-            ready = writer.writable(), if !wbuf.is_empty() => {
-                if let Err(e) = ready {
-                    break format!("write: {e}");
+            sent = write_some(&mut writer, &wbuf), if !wbuf.is_empty() || unflushed => match sent {
+                // Nothing was left to write: what TLS buffered went out.
+                Ok(0) => unflushed = false,
+                Ok(n) => {
+                    wbuf.advance(n);
+                    written += n as u64;
+                    unflushed = writer.buffers();
                 }
-                match writer.try_write(&wbuf) {
-                    Ok(n) => {
-                        wbuf.advance(n);
-                        written += n as u64;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => break format!("write: {e}"),
-                }
+                Err(e) => break format!("write: {e}"),
             },
             _ = ping.tick() => {
                 if waiting.front().is_some_and(|w| w.sent_at.elapsed() >= timeout) {
@@ -259,6 +259,19 @@ async fn run(
         }
     };
     fail(id, &addr, &events, waiting, written, failure).await;
+}
+
+/// Writes some of `buf`, or, when it is empty, flushes what the stream buffers; how many bytes
+/// of `buf` were taken (0 after a flush). Cancel safe: nothing is taken unless it returns.
+async fn write_some(writer: &mut NodeWriter, buf: &[u8]) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        writer.flush().await?;
+        return Ok(0);
+    }
+    match writer.write(buf).await? {
+        0 => Err(std::io::ErrorKind::WriteZero.into()),
+        n => Ok(n),
+    }
 }
 
 /// Hands a non-push reply to the command waiting for it.

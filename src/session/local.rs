@@ -173,8 +173,7 @@ impl Session {
                             })
                             .collect()
                     };
-                    let timeout = self.shared.config.backend.connect_timeout();
-                    self.monitor = Some(open(feeds, timeout));
+                    self.monitor = Some(open(feeds, &self.shared.config.backend));
                 }
                 self.reply_with(|out| write_simple(out, "OK"));
             }

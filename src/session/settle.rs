@@ -14,6 +14,7 @@ use super::Session;
 use super::dispatch::{Attempt, InFlight, Retry, Step, Target, in_flight};
 use super::split;
 use crate::backend::{Node, NodeResult};
+use crate::error::BackendError;
 use crate::protocol::reply::error_bytes;
 use crate::protocol::request::encode_multibulk;
 use crate::protocol::{Redirect, Reply, ReplyKind, Request};
@@ -185,6 +186,10 @@ impl Session {
                     Step::Done(reply)
                 }
             },
+            // Retrying can't help until the password matches again: say so at once.
+            Err(e @ BackendError::Auth { .. }) => {
+                Step::Done(Reply::local(error_bytes(&format!("ERR slotproxy: {e}"))))
+            }
             Err(e) if e.is_retry_safe() => {
                 self.shared.topology.request_refresh();
                 let error = error_bytes(&format!("CLUSTERDOWN {e}"));

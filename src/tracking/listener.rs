@@ -1,15 +1,14 @@
 //! One node's invalidation stream: a RESP3 connection with `CLIENT TRACKING ON BCAST`, over which
 //! the node pushes `invalidate` for every key written on it (and a null for FLUSHALL/FLUSHDB).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::types::{FrameKind, OwnedFrame, Resp3Frame};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::backend::setup::{self, Handshake};
+use crate::config::BackendConfig;
 use crate::error::BackendError;
 
 /// What a node says about keys that changed.
@@ -21,17 +20,16 @@ pub enum Invalidation {
     All,
 }
 
-const SETUP: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n\
-*4\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$5\r\nBCAST\r\n";
+const TRACKING_ON: &[u8] = b"*4\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$5\r\nBCAST\r\n";
 
-/// Connects to `addr`, turns on broadcast tracking, calls `ready` once the node confirmed it,
+/// Connects to `addr` (RESP3, authenticated), turns on broadcast tracking, calls `ready` once the node confirmed it,
 /// then `on_invalidation` for every push until the connection fails.
 ///
 /// # Errors
 /// Why the connection ended (it never ends cleanly: the caller reconnects or stops it).
 pub async fn listen(
     addr: &Arc<str>,
-    connect_timeout: Duration,
+    config: &BackendConfig,
     mut ready: impl FnMut(),
     mut on_invalidation: impl FnMut(Invalidation),
 ) -> Result<(), BackendError> {
@@ -39,24 +37,15 @@ pub async fn listen(
         node: addr.to_string(),
         reason,
     };
-    let mut stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&**addr))
-        .await
-        .map_err(|_| BackendError::NotSent {
-            node: addr.to_string(),
-            reason: "connect timed out".into(),
-        })?
-        .map_err(|e| BackendError::NotSent {
-            node: addr.to_string(),
-            reason: e.to_string(),
-        })?;
-    stream.set_nodelay(true).map_err(|e| lost(e.to_string()))?;
+    let mut stream = setup::open(addr, config, Handshake::RESP3).await?;
     stream
-        .write_all(SETUP)
+        .write_all(TRACKING_ON)
         .await
         .map_err(|e| lost(e.to_string()))?;
+    stream.flush().await.map_err(|e| lost(e.to_string()))?;
     let mut buf = BytesMut::with_capacity(4096);
-    // HELLO's reply, then TRACKING's +OK; pushes may only follow.
-    let mut setup_replies = 0;
+    // TRACKING's +OK; pushes may only follow.
+    let mut confirmed = false;
     loop {
         if stream
             .read_buf(&mut buf)
@@ -75,14 +64,12 @@ pub async fn listen(
                 Ok(None) => break,
                 Err(e) => return Err(lost(format!("bad frame: {e}"))),
             };
-            if setup_replies < 2 {
+            if !confirmed {
                 if let OwnedFrame::SimpleError { data, .. } = &frame {
                     return Err(lost(format!("CLIENT TRACKING refused: {data}")));
                 }
-                setup_replies += 1;
-                if setup_replies == 2 {
-                    ready();
-                }
+                confirmed = true;
+                ready();
                 continue;
             }
             if let Some(invalidation) = invalidation_of(&frame) {

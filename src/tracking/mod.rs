@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::cluster::Topology;
+use crate::config::BackendConfig;
 use crate::protocol::reply::{write_array_len, write_bulk};
 use listener::{Invalidation, listen};
 
@@ -249,7 +250,7 @@ impl Tracker {
     pub async fn run(
         self: Arc<Self>,
         topology: Arc<Topology>,
-        connect_timeout: Duration,
+        config: BackendConfig,
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
@@ -276,7 +277,7 @@ impl Tracker {
             for addr in wanted {
                 if let std::collections::hash_map::Entry::Vacant(entry) = listeners.entry(addr) {
                     let addr = entry.key().clone();
-                    let handle = tasks.spawn(keep_listening(self.clone(), addr, connect_timeout));
+                    let handle = tasks.spawn(keep_listening(self.clone(), addr, config.clone()));
                     entry.insert(handle);
                 }
             }
@@ -294,12 +295,12 @@ impl Tracker {
 }
 
 /// Listens to one primary until aborted, reconnecting after failures.
-async fn keep_listening(tracker: Arc<Tracker>, addr: Arc<str>, connect_timeout: Duration) {
+async fn keep_listening(tracker: Arc<Tracker>, addr: Arc<str>, config: BackendConfig) {
     let mut delay = Duration::from_millis(50);
     loop {
         let result = listen(
             &addr,
-            connect_timeout,
+            &config,
             || {
                 info!(node = %addr, "invalidation listener ready");
                 tracker.listener_ready(&addr);

@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 mod cluster;
+mod exercise;
 mod failure;
 mod http;
 mod load;
@@ -34,11 +35,13 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use cluster::{NodeState, TestCluster, TestNode};
 #[allow(unused_imports)]
+pub use exercise::{exercise_connections, message};
+#[allow(unused_imports)]
 pub use http::{HttpResponse, get as http_get, http, metric};
 #[allow(unused_imports)]
 pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 #[allow(unused_imports)]
-pub use process::StandaloneRedis;
+pub use process::{NodeAuth, StandaloneRedis, TestCa};
 #[allow(unused_imports)]
 pub(crate) use process::{connect as process_connect, free_port};
 #[allow(unused_imports)]

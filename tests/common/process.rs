@@ -2,7 +2,7 @@
 //!
 //! Knows nothing about clusters beyond the command-line flags that turn cluster mode on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +25,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Ports this process already handed out, so two nodes of one test never race for the same port.
 static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+/// The `default` user's password of every secured node this process started, by `127.0.0.1:port`,
+/// so the harness's own connections authenticate.
+static PASSWORDS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 /// State of the port picker (xorshift), seeded from pid and time on first use.
 static RNG: AtomicU64 = AtomicU64::new(0);
 
@@ -35,6 +38,162 @@ pub(crate) struct NodeSpec {
     pub dir: PathBuf,
     /// Start in cluster mode with a `cluster-config-file` in `dir`.
     pub cluster: bool,
+    /// `requirepass`/`masterauth` and ACL users, for a secured node.
+    pub auth: Option<NodeAuth>,
+    /// A TLS port beside the plain one, with `tls-cluster` and `tls-replication` on.
+    pub tls: Option<NodeTls>,
+}
+
+/// The PEM files of a TLS node (see [`TestCa`]).
+#[derive(Debug, Clone)]
+pub struct NodeTls {
+    /// The CA that signed every certificate of the cluster (and of its clients).
+    pub ca: PathBuf,
+    /// The node's certificate (subjectAltName IP:127.0.0.1 and DNS:localhost).
+    pub cert: PathBuf,
+    /// The node's private key.
+    pub key: PathBuf,
+}
+
+/// A throwaway certificate authority made with the `openssl` CLI, for TLS tests.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    dir: PathBuf,
+    name: String,
+    /// The CA certificate (PEM).
+    pub cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA named `name`, its files in `dir`.
+    ///
+    /// # Panics
+    /// When `openssl` is missing or fails.
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        let ca = TestCa {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            cert: dir.join(format!("{name}-ca.crt")),
+            key: dir.join(format!("{name}-ca.key")),
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-keyout",
+            path_str(&ca.key),
+            "-out",
+            path_str(&ca.cert),
+        ]);
+        ca
+    }
+
+    /// A certificate and key for `127.0.0.1`/`localhost` signed by this CA: (cert, key).
+    ///
+    /// # Panics
+    /// When `openssl` fails.
+    pub fn issue(&self, leaf: &str) -> (PathBuf, PathBuf) {
+        let base = self.dir.join(format!("{}-{leaf}", self.name));
+        let (key, csr, cert, ext) = (
+            base.with_extension("key"),
+            base.with_extension("csr"),
+            base.with_extension("crt"),
+            base.with_extension("ext"),
+        );
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("write ext");
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={leaf}"),
+            "-keyout",
+            path_str(&key),
+            "-out",
+            path_str(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            path_str(&csr),
+            "-CA",
+            path_str(&self.cert),
+            "-CAkey",
+            path_str(&self.key),
+            "-CAcreateserial",
+            "-extfile",
+            path_str(&ext),
+            "-out",
+            path_str(&cert),
+        ]);
+        (cert, key)
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// Runs `openssl args...`.
+///
+/// # Panics
+/// When it is missing (with an install hint) or fails.
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("run openssl ({e}): install it with `sudo apt-get install -y openssl`")
+        });
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// How a secured node is configured, as in the seed document: `requirepass` and `masterauth`
+/// with one password, plus any ACL users.
+#[derive(Debug, Clone, Default)]
+pub struct NodeAuth {
+    /// The `default` user's password (`requirepass`), also the replicas' `masterauth`.
+    pub password: String,
+    /// ACL users in `ACL SETUSER` syntax, e.g. `"proxy on >pw ~* +@all"` (name first).
+    pub users: Vec<String>,
+}
+
+/// Remembers (or, with `None`, forgets) the password the harness uses for `addr`.
+pub(crate) fn set_password(addr: &str, password: Option<&str>) {
+    let mut passwords = PASSWORDS.lock().expect("password registry lock");
+    let passwords = passwords.get_or_insert_with(HashMap::new);
+    match password {
+        Some(password) => passwords.insert(addr.to_string(), password.to_string()),
+        None => passwords.remove(addr),
+    };
+}
+
+/// `redis://[:password@]addr/` for the harness's connections to `addr`.
+fn node_url(addr: &str) -> String {
+    let passwords = PASSWORDS.lock().expect("password registry lock");
+    match passwords.as_ref().and_then(|p| p.get(addr)) {
+        Some(password) => format!("redis://:{password}@{addr}/"),
+        None => format!("redis://{addr}/"),
+    }
 }
 
 /// A running `redis-server`, SIGKILLed on `Drop`.
@@ -44,6 +203,8 @@ pub(crate) struct RedisProcess {
     /// `sh` that SIGKILLs `child` if this test process dies without running `Drop`.
     watchdog: Option<Child>,
     pub port: u16,
+    /// The TLS port, for a node started with [`NodeSpec::tls`].
+    pub tls_port: Option<u16>,
     pub log: PathBuf,
 }
 
@@ -95,6 +256,30 @@ impl RedisProcess {
             .args(["--enable-debug-command", "local"])
             .arg("--logfile")
             .arg(&log);
+        if let Some(auth) = &spec.auth {
+            command
+                .args(["--requirepass", &auth.password])
+                .args(["--masterauth", &auth.password]);
+            for user in &auth.users {
+                command.arg("--user").args(user.split_whitespace());
+            }
+            set_password(&format!("127.0.0.1:{port}"), Some(&auth.password));
+        }
+        let tls_port = spec.tls.as_ref().map(|tls| {
+            let tls_port = free_port(false);
+            command
+                .args(["--tls-port", &tls_port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                // The bus stays at port + 10000, as for plain nodes (it would follow the TLS port).
+                .args(["--cluster-port", &(port + BUS_PORT_OFFSET).to_string()]);
+            tls_port
+        });
         if spec.cluster {
             command
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
@@ -111,6 +296,7 @@ impl RedisProcess {
             watchdog: Some(spawn_watchdog(child.id(), &spec.dir)),
             child,
             port,
+            tls_port,
             log,
         };
         process.wait_ready()?;
@@ -190,7 +376,7 @@ impl Drop for RedisProcess {
 
 /// `process_id` from `INFO server` of whoever answers on `addr`, if anyone does.
 fn answering_pid(addr: &str) -> Option<u32> {
-    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let client = redis::Client::open(node_url(addr)).ok()?;
     let mut conn = client
         .get_connection_with_timeout(Duration::from_millis(500))
         .ok()?;
@@ -331,6 +517,8 @@ impl StandaloneRedis {
         let spec = NodeSpec {
             dir: dir.path().to_path_buf(),
             cluster: false,
+            auth: None,
+            tls: None,
         };
         let process = RedisProcess::start(&spec);
         StandaloneRedis {
@@ -384,7 +572,7 @@ pub(crate) fn connect(addr: &str) -> redis::Connection {
 
 /// Like [`connect`], returning the error.
 pub(crate) fn try_connect(addr: &str) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let client = redis::Client::open(node_url(addr))?;
     let conn = client.get_connection_with_timeout(Duration::from_secs(5))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     conn.set_write_timeout(Some(Duration::from_secs(10)))?;

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::process::{
-    NodeSpec, RedisProcess, connect, finish_temp_dir, info_field, log_tail, temp_dir, try_connect,
+    NodeAuth, NodeSpec, NodeTls, RedisProcess, TestCa, connect, finish_temp_dir, info_field,
+    log_tail, set_password, temp_dir, try_connect,
 };
 use super::topology::{SLOT_COUNT, ViewEntry, local_hash_slot, parse_cluster_nodes};
 
@@ -35,6 +36,8 @@ pub struct TestNode {
     pub addr: String,
     /// The client port; the cluster bus is `port + 10000`.
     pub port: u16,
+    /// The TLS client port, in a cluster started with [`TestCluster::start_tls`].
+    pub tls_port: Option<u16>,
     /// The cluster node id (40 hex characters), stable for the node's life.
     pub id: String,
     /// The node's log file, worth printing when a test fails.
@@ -82,6 +85,58 @@ impl TestCluster {
     /// # Panics
     /// When `redis-server` is missing, a node does not start, or the cluster does not form in time.
     pub fn start(primaries: usize, replicas_per_primary: usize) -> TestCluster {
+        Self::start_with_auth(primaries, replicas_per_primary, None)
+    }
+
+    /// Like [`TestCluster::start`], with every node also on a TLS port (`tls-cluster yes`,
+    /// `tls-replication yes`, client certificates required as by default), its certificate
+    /// signed by `ca`. The harness itself uses the plain ports.
+    pub fn start_tls(primaries: usize, replicas_per_primary: usize, ca: &TestCa) -> TestCluster {
+        let (cert, key) = ca.issue("node");
+        let tls = NodeTls {
+            ca: ca.cert.clone(),
+            cert,
+            key,
+        };
+        Self::start_spec(primaries, replicas_per_primary, None, Some(tls))
+    }
+
+    /// The nodes' TLS addresses, `127.0.0.1:tls_port`, in node order.
+    ///
+    /// # Panics
+    /// When the cluster was not started with [`TestCluster::start_tls`].
+    pub fn tls_seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.tls_port.expect("a TLS cluster")))
+            .collect()
+    }
+
+    /// Like [`TestCluster::start`], for a secured cluster as in the seed document: every node
+    /// with `requirepass` and `masterauth` set to `auth.password`, plus `auth.users` as ACL
+    /// users. The harness's own connections authenticate as `default`.
+    pub fn start_secured(
+        primaries: usize,
+        replicas_per_primary: usize,
+        auth: NodeAuth,
+    ) -> TestCluster {
+        Self::start_with_auth(primaries, replicas_per_primary, Some(auth))
+    }
+
+    fn start_with_auth(
+        primaries: usize,
+        replicas_per_primary: usize,
+        auth: Option<NodeAuth>,
+    ) -> TestCluster {
+        Self::start_spec(primaries, replicas_per_primary, auth, None)
+    }
+
+    fn start_spec(
+        primaries: usize,
+        replicas_per_primary: usize,
+        auth: Option<NodeAuth>,
+        tls: Option<NodeTls>,
+    ) -> TestCluster {
         assert!(
             (1..=usize::from(SLOT_COUNT)).contains(&primaries),
             "a cluster needs 1..=16384 primaries, not {primaries}"
@@ -94,6 +149,8 @@ impl TestCluster {
         let spec = NodeSpec {
             dir: dir.path().to_path_buf(),
             cluster: true,
+            auth,
+            tls,
         };
         let count = primaries * (1 + replicas_per_primary);
 
@@ -115,6 +172,7 @@ impl TestCluster {
                 let id: String = query(&addr, redis::cmd("CLUSTER").arg("MYID"));
                 TestNode {
                     port: process.port,
+                    tls_port: process.tls_port,
                     log: process.log.clone(),
                     addr,
                     id,
@@ -141,6 +199,30 @@ impl TestCluster {
     /// `127.0.0.1:port` of every node, in node order.
     pub fn seeds(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Changes the `default` user's password (`requirepass` and `masterauth`) on every running
+    /// node, as an operator rotating it would; the harness uses the new one from now on.
+    /// Connections already authenticated stay so.
+    ///
+    /// # Panics
+    /// When a node refuses the change.
+    pub fn rotate_password(&mut self, password: &str) {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let mut conn = connect(&node.addr);
+            for name in ["masterauth", "requirepass"] {
+                let () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg(name)
+                    .arg(password)
+                    .query(&mut conn)
+                    .unwrap_or_else(|e| panic!("CONFIG SET {name} on {}: {e}", node.addr));
+            }
+            set_password(&node.addr, Some(password));
+        }
+        if let Some(auth) = self.spec.auth.as_mut() {
+            auth.password = password.to_string();
+        }
     }
 
     /// All nodes, in start order (primaries first, see [`TestCluster::start`]).
