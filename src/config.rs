@@ -7,12 +7,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+mod process;
+pub mod redact;
+
+pub use process::{AdminConfig, LogFormat};
+
 /// The whole configuration of one slotproxy process.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the proxy listens on for clients, `host:port`.
@@ -27,10 +32,22 @@ pub struct Config {
     pub backend: BackendConfig,
     /// Limits and retry rules for each client connection.
     pub session: SessionConfig,
+    /// Log line format: `text` (coloured only on a terminal) or `json` (one object per line).
+    pub log_format: LogFormat,
+    /// Tokio worker threads; 0 means one per core available to the process (cgroup-aware).
+    pub worker_threads: usize,
+    /// On SIGTERM/SIGINT, how long `/readyz` says 503 before the listener closes, so load
+    /// balancers stop sending new clients first.
+    pub drain_delay_ms: u64,
+    /// After the listener closed, how long clients get to receive the replies they are owed
+    /// before the remaining connections are closed.
+    pub shutdown_timeout_ms: u64,
+    /// The HTTP admin listener: metrics, health, readiness, reload.
+    pub admin: AdminConfig,
 }
 
 /// Which nodes serve commands the command table flags read-only.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReadPolicy {
     /// Every command goes to the slot's primary (always up to date).
@@ -64,7 +81,7 @@ impl std::str::FromStr for ReadPolicy {
 }
 
 /// Where the cluster is and how often its slot map is refreshed.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Seed nodes, `host:port` or `redis://host:port`; any reachable one is enough.
@@ -80,7 +97,7 @@ pub struct ClusterConfig {
 }
 
 /// Connections from the proxy to each node.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// Shared, pipelined connections per node (per protocol version); clients are spread over them.
@@ -102,7 +119,7 @@ pub struct BackendConfig {
 }
 
 /// When the proxy acknowledges a write to the client.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ack {
     /// When the primary has applied it (Redis' own behaviour; replication is asynchronous).
@@ -126,7 +143,7 @@ impl std::str::FromStr for Ack {
 }
 
 /// Limits and retry rules for each client connection.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     /// Maximum number of connected clients; more are refused with an error.
@@ -191,6 +208,11 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),
+            log_format: LogFormat::Text,
+            worker_threads: 0,
+            drain_delay_ms: 5_000,
+            shutdown_timeout_ms: 10_000,
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -285,7 +307,8 @@ impl Config {
     /// `ConfigError::Invalid` naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
-        self.listen_addr()?;
+        self.listen_addrs()?;
+        self.admin.validate()?;
         if self.cluster.seeds.is_empty() {
             return Err(invalid(
                 "cluster.seeds",
@@ -383,15 +406,12 @@ impl Config {
         Ok(())
     }
 
-    /// The listen address as a socket address.
+    /// The listen address resolved to socket addresses (`localhost:6379` may give two).
     ///
     /// # Errors
-    /// `ConfigError::Invalid` for `listen` if it is not `ip:port`.
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|_| ConfigError::Invalid {
-            field: "listen",
-            reason: format!("'{}' is not an ip:port address", self.listen),
-        })
+    /// `ConfigError::Invalid` for `listen` if it is not `host:port` or does not resolve.
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        process::resolve("listen", &self.listen)
     }
 
     /// Seed node addresses with any `redis://` scheme removed.

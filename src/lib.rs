@@ -69,14 +69,18 @@
 //! every node on a connection of its own, which mark nodes up, down or lagging and measure the
 //! round-trip times `read_policy = "nearest"` uses).
 
+pub mod admin;
 pub mod backend;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod error;
 pub mod inbox;
+pub mod launch;
+pub mod metrics;
 pub mod protocol;
 pub mod pubsub;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod tracking;
@@ -103,15 +107,43 @@ use crate::session::Shared;
 /// Reported by `HELLO` until a node has told us its own version.
 const DEFAULT_REDIS_VERSION: &str = "7.0.0";
 
-/// Runs the proxy on `listener` until `shutdown` resolves.
+/// Runs the proxy on `listener` until `shutdown` resolves, without an admin listener or reload
+/// (see [`run_with`]).
+///
+/// # Errors
+/// `Error::Config` if the configuration does not validate.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), error::Error> {
+    let process = Process {
+        listeners: vec![listener],
+        admin: None,
+        reload: None,
+    };
+    run_with(process, config, shutdown).await
+}
+
+/// What the process around the proxy provides: bound sockets and how to re-read the config.
+pub struct Process {
+    /// Client listeners (one per address `listen` resolved to).
+    pub listeners: Vec<TcpListener>,
+    /// The admin HTTP listener (`[admin] listen`), if on.
+    pub admin: Option<TcpListener>,
+    /// Re-reads the configuration on SIGHUP and `POST /reload`; `None`: reload is refused.
+    pub reload: Option<reload::Reloader>,
+}
+
+/// Runs the proxy until `shutdown` resolves, then drains (see [`server::serve`]).
 ///
 /// Clients are accepted once the slot map is known, or after `session.retry_deadline_ms` if no
 /// seed answers by then; the map keeps being refreshed in the background either way.
 ///
 /// # Errors
 /// `Error::Config` if the configuration does not validate.
-pub async fn run(
-    listener: TcpListener,
+pub async fn run_with(
+    process: Process,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), error::Error> {
@@ -127,7 +159,12 @@ pub async fn run(
     let config_tracking_max_keys = config.session.tracking_max_keys;
     let (stop, stopped) = watch::channel(());
     let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));
+    let metrics = Arc::new(metrics::Metrics::new(&CommandTable::builtin()));
     let shared = Arc::new(Shared {
+        live: ArcSwap::from_pointee(config.clone()),
+        metrics,
+        draining: watch::Sender::new(false),
+        auth_failures: AtomicU64::new(0),
         config,
         topology: topology.clone(),
         commands: ArcSwap::from_pointee(CommandTable::builtin()),
@@ -157,8 +194,24 @@ pub async fn run(
     let tracker = tokio::spawn(shared.tracker.clone().run(
         topology.clone(),
         shared.config.backend.connect_timeout(),
-        wait_changed(stopped),
+        wait_changed(stopped.clone()),
     ));
+    let reloader = process.reload.map(Arc::new);
+    let admin = process.admin.map(|listener| {
+        tokio::spawn(admin::serve(
+            listener,
+            shared.clone(),
+            reloader.clone(),
+            wait_changed(stopped.clone()),
+        ))
+    });
+    let on_sighup = reloader.clone().map(|reloader| {
+        tokio::spawn(reload::on_sighup(
+            shared.clone(),
+            reloader,
+            wait_changed(stopped),
+        ))
+    });
 
     // Clients that connect before the slot map is known wait in the listen backlog (bounded by
     // the retry deadline), so nothing they send has to be answered without a map.
@@ -170,9 +223,15 @@ pub async fn run(
             "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until one does)"
         );
     }
-    server::serve(listener, shared, shutdown).await;
+    server::serve(process.listeners, shared, shutdown).await;
 
     let _ = stop.send(());
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    if let Some(on_sighup) = on_sighup {
+        let _ = on_sighup.await;
+    }
     let _ = refresher.await;
     let _ = health.await;
     let _ = learner.await;

@@ -1,10 +1,11 @@
-//! The `slotproxy` binary: flags, logging, config, then `slotproxy::run`.
+//! The `slotproxy` binary: flags (each also from a `SLOTPROXY_*` environment variable), config,
+//! then `slotproxy::launch`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use slotproxy::config::Config;
 use slotproxy::error::ConfigError;
 
@@ -13,30 +14,73 @@ use slotproxy::error::ConfigError;
 #[derive(Debug, Parser)]
 #[command(name = "slotproxy", version, about)]
 struct Args {
-    /// TOML config file (see config/slotproxy.toml); flags override its values.
-    #[arg(long, value_name = "FILE")]
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML config file (see config/slotproxy.toml); flags override its values. SIGHUP and
+    /// POST /reload re-read it.
+    #[arg(long, value_name = "FILE", env = "SLOTPROXY_CONFIG")]
     config: Option<PathBuf>,
-    /// Address clients connect to [default: 127.0.0.1:6379].
-    #[arg(long, value_name = "ADDR")]
+    /// Address clients connect to: ip:port, [ipv6]:port or host:port [default: 127.0.0.1:6379].
+    #[arg(long, value_name = "ADDR", env = "SLOTPROXY_LISTEN")]
     listen: Option<String>,
     /// Seed nodes, comma-separated, as host:port or redis://host:port [default: 127.0.0.1:16379].
-    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ',',
+        env = "SLOTPROXY_CLUSTER"
+    )]
     cluster: Option<Vec<String>>,
     /// Log level or tracing filter: error, warn, info, debug, slotproxy=trace [default: info].
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", env = "SLOTPROXY_LOG")]
     log: Option<String>,
+    /// Log line format: text or json [default: text].
+    #[arg(long, value_name = "FORMAT", env = "SLOTPROXY_LOG_FORMAT")]
+    log_format: Option<String>,
     /// Where read-only commands go: primary, prefer-replica, replica, any, or nearest (the node
     /// with the lowest measured round-trip time); replicas that fail their health check or lag
     /// their primary get none [default: primary].
-    #[arg(long, value_name = "POLICY")]
+    #[arg(long, value_name = "POLICY", env = "SLOTPROXY_READ_POLICY")]
     read_policy: Option<String>,
     /// When writes are acknowledged: primary, or replicated (after WAIT 1) [default: primary].
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, value_name = "MODE", env = "SLOTPROXY_ACK")]
     ack: Option<String>,
+    /// Admin HTTP listener (/metrics, /healthz, /readyz, /cluster, /config, POST /reload);
+    /// "" turns it off [default: 127.0.0.1:9379].
+    #[arg(long, value_name = "ADDR", env = "SLOTPROXY_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Worker threads; 0 = the cores available to the process (cgroup-aware) [default: 0].
+    #[arg(long, value_name = "N", env = "SLOTPROXY_THREADS")]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Asks a running slotproxy whether it is ready (GET /readyz on its admin listener): exit
+    /// 0 if so, 1 if not. Usable as a container HEALTHCHECK without a shell.
+    Health {
+        /// The admin listener to ask [default: 127.0.0.1:9379].
+        #[arg(long, value_name = "ADDR", env = "SLOTPROXY_ADMIN_LISTEN")]
+        admin: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Health { admin, timeout }) = &args.command {
+        let admin = admin.clone().unwrap_or_else(|| "127.0.0.1:9379".into());
+        return match slotproxy::launch::health(&admin, Duration::from_secs(*timeout)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("slotproxy health: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match load_config(&args) {
         Ok(config) => config,
         Err(e) => {
@@ -44,28 +88,33 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log) {
-        Ok(filter) => filter,
+    let set_log = match slotproxy::launch::init_logging(&config.log, config.log_format) {
+        Ok(set_log) => set_log,
         Err(e) => {
-            eprintln!("slotproxy: config field `log`: {e}");
+            eprintln!("slotproxy: {e}");
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    match serve(config) {
+    let reread = args
+        .config
+        .is_some()
+        .then(|| Box::new(move || load_config(&args)) as Box<slotproxy::reload::ReadConfig>);
+    match slotproxy::launch::serve(config, reread, set_log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("slotproxy: {e:#}");
+            eprintln!("slotproxy: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// The config file (if any), with flags and environment variables on top, validated.
 fn load_config(args: &Args) -> Result<Config, ConfigError> {
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
+    let invalid = |field: &'static str| move |reason| ConfigError::Invalid { field, reason };
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
     }
@@ -75,57 +124,21 @@ fn load_config(args: &Args) -> Result<Config, ConfigError> {
     if let Some(log) = &args.log {
         config.log = log.clone();
     }
+    if let Some(format) = &args.log_format {
+        config.log_format = format.parse().map_err(invalid("log_format"))?;
+    }
     if let Some(policy) = &args.read_policy {
-        config.read_policy = policy.parse().map_err(|reason| ConfigError::Invalid {
-            field: "read_policy",
-            reason,
-        })?;
+        config.read_policy = policy.parse().map_err(invalid("read_policy"))?;
     }
     if let Some(ack) = &args.ack {
-        config.backend.ack = ack.parse().map_err(|reason| ConfigError::Invalid {
-            field: "backend.ack",
-            reason,
-        })?;
+        config.backend.ack = ack.parse().map_err(invalid("backend.ack"))?;
+    }
+    if let Some(admin) = &args.admin_listen {
+        config.admin.listen = admin.clone();
+    }
+    if let Some(threads) = args.threads {
+        config.worker_threads = threads;
     }
     config.validate()?;
     Ok(config)
-}
-
-fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the tokio runtime")?;
-    runtime.block_on(async {
-        let addr = config.listen_addr()?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listen on {addr}"))?;
-        tracing::info!(%addr, seeds = ?config.cluster.seeds, "slotproxy listening");
-        slotproxy::run(listener, config, shutdown_signal()).await?;
-        Ok(())
-    })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }

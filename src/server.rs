@@ -1,57 +1,133 @@
-//! The accept loop: one `Session` task per client, a cap on clients, stop on shutdown.
+//! The accept loop: one `Session` task per client, a cap on clients, and the graceful drain.
+//!
+//! Drain, on the shutdown signal: `Shared.draining` turns true at once (`/readyz` answers 503,
+//! sessions stop reading, answer every request they already received, and close; idle ones
+//! close at once); clients are still accepted for `drain_delay_ms` so that load balancers
+//! notice before connections are refused; then the listeners close, and sessions get
+//! `shutdown_timeout_ms` to finish before the rest are closed. A client's allowed `SHUTDOWN`
+//! drains the same way without the delay.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::session::{Session, Shared};
 
-/// Accepts clients until `shutdown` resolves or a client's allowed `SHUTDOWN` notifies
-/// `shared.stop`. Sessions already running finish on their own.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+/// Accepts clients on every listener until `shutdown` resolves or a client's allowed `SHUTDOWN`
+/// notifies `shared.stop`, then drains (see the module doc) and returns once every session has
+/// ended.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
-    let max_clients = shared.config.session.max_clients;
+    let (accepted_tx, mut accepted) = mpsc::channel(64);
+    let mut acceptors = JoinSet::new();
+    for listener in listeners {
+        acceptors.spawn(accept(listener, accepted_tx.clone()));
+    }
+    drop(accepted_tx);
+    let mut sessions = JoinSet::new();
+    let delay = loop {
+        tokio::select! {
+            _ = &mut shutdown => break shared.live.load().drain_delay(),
+            () = shared.stop.notified() => break Duration::ZERO,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            Some((stream, peer)) = accepted.recv() => admit(&shared, &mut sessions, stream, peer),
+        }
+    };
+    shared.draining.send_replace(true);
+    info!(
+        drain_delay_ms = delay.as_millis() as u64,
+        clients = shared.clients.load(Ordering::Relaxed),
+        "draining: /readyz answers 503; the listener closes after the drain delay"
+    );
+    let close_at = Instant::now() + delay;
     loop {
-        let accepted = tokio::select! {
-            _ = &mut shutdown => break,
-            () = shared.stop.notified() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (mut stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+        tokio::select! {
+            _ = tokio::time::sleep_until(close_at) => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            Some((stream, peer)) = accepted.recv() => admit(&shared, &mut sessions, stream, peer),
+        }
+    }
+    acceptors.shutdown().await;
+    // Connections accepted but not yet admitted: they get the same drain as the others.
+    while let Ok((stream, peer)) = accepted.try_recv() {
+        admit(&shared, &mut sessions, stream, peer);
+    }
+    info!("stopped accepting clients");
+    let timeout = shared.live.load().shutdown_timeout();
+    let finished = tokio::time::timeout(timeout, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        warn!(
+            clients = sessions.len(),
+            shutdown_timeout_ms = timeout.as_millis() as u64,
+            "closing the clients still connected after the shutdown timeout"
+        );
+        sessions.shutdown().await;
+    }
+}
+
+/// Accepts on one listener until the task is aborted, handing each client to the main loop.
+async fn accept(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, SocketAddr)>) {
+    loop {
+        match listener.accept().await {
+            Ok(client) => {
+                if accepted.send(client).await.is_err() {
+                    return;
+                }
+            }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
             }
-        };
-        if shared.clients.fetch_add(1, Ordering::AcqRel) >= max_clients {
-            shared.clients.fetch_sub(1, Ordering::AcqRel);
-            warn!(%peer, max_clients, "client refused: max number of clients reached");
-            tokio::spawn(async move {
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
-            });
-            continue;
         }
-        let session = Session::new(shared.clone());
-        let guard = ClientGuard(shared.clone());
-        debug!(%peer, client = session.id(), "client connected");
-        tokio::spawn(async move {
-            let id = session.id();
-            session.run(stream).await;
-            debug!(client = id, "client disconnected");
-            drop(guard);
-        });
     }
-    info!("stopped accepting clients");
+}
+
+/// Starts a session for `stream`, or refuses it when `max_clients` are connected.
+fn admit(
+    shared: &Arc<Shared>,
+    sessions: &mut JoinSet<()>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let max_clients = shared.live.load().session.max_clients;
+    if shared.clients.fetch_add(1, Ordering::AcqRel) >= max_clients {
+        shared.clients.fetch_sub(1, Ordering::AcqRel);
+        shared.metrics.clients_refused.inc();
+        warn!(%peer, max_clients, "client refused: max number of clients reached");
+        tokio::spawn(async move {
+            let _ = stream
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
+        });
+        return;
+    }
+    shared.metrics.clients_accepted.inc();
+    let session = Session::new(shared.clone());
+    let guard = ClientGuard(shared.clone());
+    debug!(%peer, client = session.id(), "client connected");
+    sessions.spawn(async move {
+        let id = session.id();
+        session.run(stream).await;
+        debug!(client = id, "client disconnected");
+        drop(guard);
+    });
 }
 
 /// Decrements the client count when a session ends, however it ends.

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use super::stats::NodeStats;
 use crate::config::{Ack, BackendConfig};
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -111,6 +112,7 @@ pub(crate) async fn run(
     mut jobs: mpsc::UnboundedReceiver<Job>,
     failed: Arc<Notify>,
     replicas: Arc<AtomicUsize>,
+    stats: Arc<NodeStats>,
 ) {
     let mut backoff = config.reconnect_backoff_min();
     let mut down_until: Option<Instant> = None;
@@ -138,10 +140,15 @@ pub(crate) async fn run(
                     usage,
                     readonly,
                     replicas: &replicas,
+                    stats: &stats,
                 };
-                match serve(stream, first, &mut jobs, &link, &config).await {
+                stats.connection(true);
+                let end = serve(stream, first, &mut jobs, &link, &config).await;
+                stats.connection(false);
+                match end {
                     End::Closed => return,
                     End::Failed => {
+                        stats.failed();
                         failed.notify_one();
                         // Don't reconnect at once: a node being killed still completes
                         // connections in its listen backlog for a few milliseconds, and a
@@ -153,6 +160,7 @@ pub(crate) async fn run(
             }
             Err(reason) => {
                 warn!(node = %addr, %reason, retry_in_ms = backoff.as_millis() as u64, "connect failed");
+                stats.failed();
                 failed.notify_one();
                 fail_queued(first, &mut jobs, &addr, &reason);
                 down_until = Some(Instant::now() + backoff);
@@ -249,6 +257,8 @@ struct Link<'a> {
     readonly: bool,
     /// The node's online replicas, per the current slot map (for `ack = replicated`).
     replicas: &'a AtomicUsize,
+    /// The node's counters for `/metrics`.
+    stats: &'a NodeStats,
 }
 
 async fn serve(
@@ -264,6 +274,7 @@ async fn serve(
         usage,
         readonly,
         replicas,
+        stats,
     } = *link;
     let (mut reader, mut writer) = stream.into_split();
     let decoder = ReplyDecoder::new(protocol);
@@ -288,6 +299,7 @@ async fn serve(
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     batch.push(first);
+    let mut reported_in_flight = 0;
     let failure = loop {
         if !batch.is_empty() {
             let now = Instant::now();
@@ -329,6 +341,7 @@ async fn serve(
                     sent_at: now,
                 });
             }
+            stats.sent(in_flight.len() - batch_start);
             if !wbuf.is_empty() {
                 match write_batch(&mut writer, &wbuf).await {
                     Ok(()) => wbuf.clear(),
@@ -348,8 +361,12 @@ async fn serve(
                 .iter()
                 .all(|f| f.reply.as_ref().is_none_or(|r| r.is_closed()));
         if senders_gone && (in_flight.is_empty() || abandoned) {
+            stats.in_flight_moved(reported_in_flight, 0);
             return End::Closed;
         }
+        // Once per batch or read, not per request.
+        stats.in_flight_moved(reported_in_flight, in_flight.len());
+        reported_in_flight = in_flight.len();
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
@@ -393,6 +410,7 @@ async fn serve(
         }
     };
 
+    stats.in_flight_moved(reported_in_flight, 0);
     let error = match failure {
         Failure::Unsent(batch_start, reason) => {
             info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");

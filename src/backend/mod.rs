@@ -8,8 +8,10 @@ pub mod health;
 pub mod monitor;
 pub mod pool;
 pub mod probe;
+pub mod stats;
 
 pub use connection::{Job, NodeResult};
 pub use health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};
 pub use probe::{Probe, ProbeError, ProbeReport};
+pub use stats::{NodeStats, NodeStatsSnapshot};

@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::connection::{self, Job, NodeResult, Use};
 use super::health::NodeHealth;
+use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::Protocol;
@@ -35,6 +36,7 @@ impl Lane {
         config: &BackendConfig,
         failed: &Arc<Notify>,
         replicas: &Arc<AtomicUsize>,
+        stats: &Arc<NodeStats>,
     ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection::run(
@@ -46,6 +48,7 @@ impl Lane {
             rx,
             failed.clone(),
             replicas.clone(),
+            stats.clone(),
         ));
         Self {
             addr: addr.clone(),
@@ -97,11 +100,14 @@ pub struct Node {
     replicas: Arc<AtomicUsize>,
     /// Written by the health check, read by every request that picks a node.
     health: NodeHealth,
+    /// Requests, in-flight and connection counts of this node's connections (`/metrics`).
+    stats: Arc<NodeStats>,
 }
 
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
         let replicas = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new(NodeStats::default());
         let lanes = [false, true].map(|readonly| {
             [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
                 (0..config.connections_per_node)
@@ -114,6 +120,7 @@ impl Node {
                             config,
                             failed,
                             &replicas,
+                            &stats,
                         )
                     })
                     .collect()
@@ -126,6 +133,7 @@ impl Node {
             failed: failed.clone(),
             replicas,
             health: NodeHealth::default(),
+            stats,
         }
     }
 
@@ -143,6 +151,11 @@ impl Node {
     /// The node's `host:port`, shared.
     pub fn shared_addr(&self) -> &Arc<str> {
         &self.addr
+    }
+
+    /// What this node's connections did (requests, in flight, connects).
+    pub fn stats(&self) -> NodeStatsSnapshot {
+        self.stats.snapshot()
     }
 
     /// What the health check last learned about the node.
@@ -180,6 +193,7 @@ impl Node {
             &self.config,
             &self.failed,
             &self.replicas,
+            &self.stats,
         )
     }
 

@@ -7,7 +7,10 @@ pub mod health;
 pub mod refresh;
 pub mod slot;
 pub mod slot_map;
+pub mod state;
+pub mod stats;
 
 pub use refresh::Topology;
 pub use slot::{SLOT_COUNT, Slot, hash_slot};
 pub use slot_map::{Shard, ShardLayout, SlotMap};
+pub use stats::RefreshStats;

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 
 use super::epoch::owners_epoch;
 use super::slot_map::{ShardLayout, SlotMap, TopologyError, parse_shards, parse_slots};
+use super::stats::RefreshStats;
 use crate::backend::{BackendPool, Node};
 use crate::config::ClusterConfig;
 use crate::protocol::Protocol;
@@ -60,6 +61,8 @@ pub struct Topology {
     changes: watch::Sender<u64>,
     /// Notified each time a changed map is published (the health check follows the map).
     changed: Notify,
+    /// Refreshes, failovers seen, map age.
+    stats: RefreshStats,
 }
 
 impl Topology {
@@ -80,12 +83,23 @@ impl Topology {
             ready_notify: Notify::new(),
             changes: watch::Sender::new(0),
             changed: Notify::new(),
+            stats: RefreshStats::default(),
         }
     }
 
     /// The current map. Load once per command; don't hold it across an `.await`.
     pub fn slot_map(&self) -> Guard<Arc<SlotMap>> {
         self.map.load()
+    }
+
+    /// How the map has been followed: refreshes, failovers seen, age.
+    pub fn stats(&self) -> &RefreshStats {
+        &self.stats
+    }
+
+    /// The seed addresses.
+    pub fn seeds(&self) -> &[String] {
+        &self.seeds
     }
 
     /// The node pool the map's nodes come from.
@@ -128,7 +142,9 @@ impl Topology {
         let mut failures = 0u32;
         let mut unsettled = 0u32;
         loop {
-            if let Err(e) = self.refresh().await {
+            let refreshed = self.refresh().await;
+            self.stats.refreshed(refreshed.is_ok());
+            if let Err(e) = refreshed {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
                     warn!(error = %e, failures, "topology refresh failed");
@@ -301,6 +317,7 @@ impl Topology {
             keep.extend(self.seeds.iter().map(String::as_str));
             self.pool.retain(&keep);
             let generation = next.generation();
+            self.stats.published(current, &next);
             self.map.store(Arc::new(next));
             self.changes.send_replace(generation);
             self.changed.notify_waiters();

@@ -15,6 +15,7 @@
 mod algebra;
 mod dispatch;
 mod introspect;
+mod ledger;
 mod local;
 mod pick;
 mod plan;
@@ -58,7 +59,7 @@ pub use split::{fan_out_merge, split_merge};
 /// What every session shares: configuration, topology, the command table, counters.
 #[derive(Debug)]
 pub struct Shared {
-    /// The proxy's configuration.
+    /// The configuration the proxy started with (keys a reload changes are in `live`).
     pub config: Config,
     /// The slot map and node pool.
     pub topology: Arc<Topology>,
@@ -78,6 +79,16 @@ pub struct Shared {
     pub stop: tokio::sync::Notify,
     /// The pub/sub hub: every session's subscriptions, held once on nodes.
     pub hub: Hub,
+    /// The configuration as last (re)loaded: the keys a reload may change are read from here
+    /// for each new request or client (see [`crate::reload`]); `config` keeps the rest.
+    pub live: ArcSwap<Config>,
+    /// Prometheus figures.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Becomes true when shutdown begins: readiness fails, sessions answer what they were sent
+    /// and close.
+    pub draining: tokio::sync::watch::Sender<bool>,
+    /// Failed `AUTH` attempts (exported as `slotproxy_auth_failures_total`).
+    pub auth_failures: AtomicU64,
 }
 
 /// A request's place in the reply queue.
@@ -115,7 +126,7 @@ pub struct Session {
     shared: Arc<Shared>,
     protocol: Protocol,
     name: Option<Bytes>,
-    pending: VecDeque<Pending>,
+    pending: ledger::Ledger,
     out: BytesMut,
     decoder: RequestDecoder,
     /// Slot-map generation the last request was dispatched under.
@@ -154,6 +165,17 @@ pub struct Session {
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
     /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
     recent_writes: RefCell<pick::WrittenSlots>,
+    /// Requests awaiting their reply, for the command metrics: queue index, command row, when
+    /// it was read.
+    timings: VecDeque<(u64, usize, Instant)>,
+    /// The last command name seen and its metrics row (pipelines repeat names).
+    last_command: Option<(Bytes, usize)>,
+    /// When the bytes being parsed were read.
+    read_at: Instant,
+    /// Turns true when the proxy starts draining.
+    drain: tokio::sync::watch::Receiver<bool>,
+    /// Draining: read nothing more, answer what was received, then close.
+    draining: bool,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -167,17 +189,19 @@ impl Session {
     /// A session for a newly accepted client.
     pub fn new(shared: Arc<Shared>) -> Self {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let decoder = RequestDecoder::new(shared.config.session.max_bulk_len);
-        let read_policy = shared.config.read_policy;
-        let inbox = Inbox::new(Protocol::Resp2, shared.config.session.pubsub_limits());
-        let recent_writes =
-            pick::WrittenSlots::new(shared.config.session.read_your_writes_window());
+        let live = shared.live.load();
+        let decoder = RequestDecoder::new(live.session.max_bulk_len);
+        let read_policy = live.read_policy;
+        let inbox = Inbox::new(Protocol::Resp2, live.session.pubsub_limits());
+        let recent_writes = pick::WrittenSlots::new(live.session.read_your_writes_window());
+        drop(live);
+        let drain = shared.draining.subscribe();
         Self {
             id,
             shared,
             protocol: Protocol::Resp2,
             name: None,
-            pending: VecDeque::new(),
+            pending: ledger::Ledger::default(),
             out: BytesMut::new(),
             decoder,
             dispatch_generation: 0,
@@ -198,6 +222,11 @@ impl Session {
             tracking: None,
             monitor: None,
             recent_writes: RefCell::new(recent_writes),
+            timings: VecDeque::new(),
+            last_command: None,
+            read_at: Instant::now(),
+            drain,
+            draining: false,
         }
     }
 
@@ -216,8 +245,13 @@ impl Session {
         let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;
-        let max_in_flight = self.shared.config.session.max_in_flight;
-        let max_output = self.shared.config.session.max_output_buffer_bytes;
+        let (max_in_flight, max_output) = {
+            let live = self.shared.live.load();
+            (
+                live.session.max_in_flight,
+                live.session.max_output_buffer_bytes,
+            )
+        };
         loop {
             // Parse, then collect settled replies; if that freed room under the in-flight limit
             // while requests are still buffered, parse again: the client may have nothing more
@@ -260,13 +294,15 @@ impl Session {
             // connection, so the node unblocks too); otherwise what it sent is still answered.
             let blocked =
                 matches!(self.pending.front(), Some(Pending::Waiting(f)) if f.is_dedicated());
-            let finished = self.closing || (self.stop_reading && self.pending.is_empty());
+            let finished =
+                self.closing || ((self.stop_reading || self.draining) && self.pending.is_empty());
             if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
                 let mut writer = writer;
                 let _ = writer.shutdown().await;
                 return;
             }
             let can_read = !self.stop_reading
+                && !self.draining
                 && self.pending.len() < max_in_flight
                 && self.out.len() < max_output;
             let spare = inbuf.capacity() - inbuf.len();
@@ -300,6 +336,7 @@ impl Session {
                 }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
+                _ = self.drain.changed(), if !self.draining => Event::Drain,
             };
             match event {
                 Event::Reply(result) => self.settle_front(result),
@@ -315,7 +352,28 @@ impl Session {
                 // Every node's feed ended (nodes gone): nothing more will come.
                 Event::Monitor(None) => self.monitor = None,
                 Event::Read(Ok(0)) => self.stop_reading = true,
+                Event::Drain => {
+                    self.draining = true;
+                    // Take what the client sent before the drain began (it is owed replies);
+                    // after this, nothing more is read.
+                    loop {
+                        inbuf.reserve(MIN_READ_CHUNK);
+                        match reader.try_read_buf(&mut inbuf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => self.shared.metrics.client_bytes_received.inc_by(n as u64),
+                        }
+                    }
+                    self.read_at = Instant::now();
+                    // A blocked or subscribed client would wait forever: close it now.
+                    let blocked = matches!(self.pending.front(), Some(Pending::Waiting(f)) if f.is_dedicated());
+                    if blocked || self.subs.any() || self.monitor.is_some() {
+                        let _ = self.flush(&writer);
+                        return;
+                    }
+                }
                 Event::Read(Ok(n)) => {
+                    self.shared.metrics.client_bytes_received.inc_by(n as u64);
+                    self.read_at = Instant::now();
                     // A read that filled the buffer: this client sends in bulk, offer more.
                     if n == offered {
                         read_chunk = (read_chunk * 2).min(MAX_READ_CHUNK);
@@ -334,7 +392,10 @@ impl Session {
         while !self.out.is_empty() {
             match writer.try_write(&self.out) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out.advance(n),
+                Ok(n) => {
+                    self.shared.metrics.client_bytes_sent.inc_by(n as u64);
+                    self.out.advance(n);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -351,7 +412,20 @@ impl Session {
     fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
         while !self.stop_reading && self.pending.len() < max_in_flight {
             match self.decoder.decode(inbuf) {
-                Ok(Some(request)) => self.handle(request),
+                Ok(Some(request)) => {
+                    let index = self.pending.next_index();
+                    let written = self.out.len();
+                    let command = self.command_row(&request);
+                    self.handle(request);
+                    if self.pending.next_index() > index {
+                        self.timings.push_back((index, command, self.read_at));
+                    } else if self.out.len() > written {
+                        // Answered at once, straight into the output buffer.
+                        let outcome = crate::metrics::Outcome::of_reply(&self.out[written..]);
+                        let seconds = self.read_at.elapsed().as_secs_f64();
+                        self.shared.metrics.record(command, outcome, seconds);
+                    }
+                }
                 Ok(None) => return,
                 Err(e) => {
                     debug!(client = self.id, error = %e, "protocol error; closing");
@@ -377,7 +451,9 @@ impl Session {
                     if self.hub_member && !self.drain_pushes() {
                         return;
                     }
+                    let index = self.pending.front_index();
                     if let Some(Pending::Done(reply)) = self.pending.pop_front() {
+                        self.observe(index, &reply);
                         self.out.extend_from_slice(&reply);
                     }
                 }
@@ -416,6 +492,41 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// The metrics row of the request's command.
+    fn command_row(&mut self, request: &Request) -> usize {
+        let Some(name) = request.args().first() else {
+            return self.shared.metrics.command_index(b"");
+        };
+        if let Some((last, row)) = &self.last_command
+            && last.eq_ignore_ascii_case(name)
+        {
+            return *row;
+        }
+        let row = self.shared.metrics.command_index(name);
+        self.last_command = Some((name.clone(), row));
+        row
+    }
+
+    /// Counts the request whose reply (queue entry `index`) is being written, and any before
+    /// it that were answered another way (through the inbox, or not at all).
+    fn observe(&mut self, index: u64, reply: &[u8]) {
+        let metrics = &self.shared.metrics;
+        let now = Instant::now();
+        while let Some(&(at, command, read_at)) = self.timings.front() {
+            if at > index {
+                return;
+            }
+            self.timings.pop_front();
+            let outcome = if at == index {
+                crate::metrics::Outcome::of_reply(reply)
+            } else {
+                crate::metrics::Outcome::Ok
+            };
+            let seconds = now.saturating_duration_since(read_at).as_secs_f64();
+            metrics.record(command, outcome, seconds);
         }
     }
 
@@ -458,6 +569,7 @@ async fn next_monitor_line(
 }
 
 enum Event {
+    Drain,
     Monitor(Option<Bytes>),
     Invalidation(Bytes),
     Reply(dispatch::FrontEvent),

@@ -19,6 +19,7 @@
 
 mod cluster;
 mod failure;
+mod http;
 mod load;
 mod process;
 mod proxy;
@@ -31,6 +32,8 @@ use std::time::{Duration, Instant};
 // Each test binary uses only part of the harness.
 #[allow(unused_imports)]
 pub use cluster::{NodeState, TestCluster, TestNode};
+#[allow(unused_imports)]
+pub use http::{HttpResponse, get as http_get, http, metric};
 #[allow(unused_imports)]
 pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 #[allow(unused_imports)]

@@ -23,6 +23,8 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TestProxy {
     /// The address clients connect to (`127.0.0.1:<ephemeral>`).
     pub addr: SocketAddr,
+    /// The admin HTTP listener, when started with [`TestProxy::start_with_admin`].
+    pub admin: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     /// `run`'s result, with errors as text; the sender is dropped if `run` panics.
     done: mpsc::Receiver<Result<(), String>>,
@@ -41,6 +43,22 @@ impl TestProxy {
     /// # Panics
     /// When `run` returns or panics before answering, or no answer comes in time.
     pub async fn start_with(cluster: &TestCluster, edit: impl FnOnce(&mut Config)) -> TestProxy {
+        Self::start_inner(cluster, edit, false).await
+    }
+
+    /// Like [`TestProxy::start_with`], plus the admin HTTP listener on an ephemeral port.
+    pub async fn start_with_admin(
+        cluster: &TestCluster,
+        edit: impl FnOnce(&mut Config),
+    ) -> TestProxy {
+        Self::start_inner(cluster, edit, true).await
+    }
+
+    async fn start_inner(
+        cluster: &TestCluster,
+        edit: impl FnOnce(&mut Config),
+        with_admin: bool,
+    ) -> TestProxy {
         init_tracing();
         let mut config = Config::default();
         config.cluster.seeds = cluster.seeds();
@@ -50,6 +68,19 @@ impl TestProxy {
             .expect("make the listener non-blocking");
         let addr = listener.local_addr().expect("listener address");
         config.listen = addr.to_string();
+        // Tests stop proxies often; load balancers are not waiting for them.
+        config.drain_delay_ms = 0;
+        let admin_listener = with_admin.then(|| {
+            let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            admin
+                .set_nonblocking(true)
+                .expect("make the admin listener non-blocking");
+            admin
+        });
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("admin listener address"));
+        config.admin.listen = admin.map(|a| a.to_string()).unwrap_or_default();
         edit(&mut config);
 
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
@@ -69,13 +100,23 @@ impl TestProxy {
                     let signal = async move {
                         let _ = shutdown_rx.await;
                     };
-                    slotproxy::run(listener, config, signal).await
+                    let admin = admin_listener.map(|l| {
+                        tokio::net::TcpListener::from_std(l)
+                            .expect("register the admin listener with tokio")
+                    });
+                    let process = slotproxy::Process {
+                        listeners: vec![listener],
+                        admin,
+                        reload: None,
+                    };
+                    slotproxy::run_with(process, config, signal).await
                 });
                 let _ = done_tx.send(result.map_err(|e| e.to_string()));
             })
             .expect("spawn the proxy thread");
         let mut proxy = TestProxy {
             addr,
+            admin,
             shutdown: Some(shutdown),
             done,
             thread: Some(thread),
