@@ -65,7 +65,7 @@ impl Cli {
     }
 
     fn assert_env(&self, name: &str, file: &str) {
-        let secret_in_binary = name.contains("PASSWORD")
+        let secret_in_binary = is_secret(name)
             && self
                 .binary
                 .windows(name.len())
@@ -146,20 +146,22 @@ fn port_of(addr: &str, what: &str) -> u16 {
         .port()
 }
 
-/// Checks the `SLOTPROXY_*` variables of one slotproxy container and returns the client and
-/// admin ports they set.
+/// Whether `name` is a secret: read from the environment only, checked by
+/// `secrets_reach_slotproxy_only_through_names_and_keys_it_reads`.
+fn is_secret(name: &str) -> bool {
+    name.contains("PASSWORD")
+}
+
+/// Checks the non-secret `SLOTPROXY_*` variables of one slotproxy container and returns the
+/// client and admin ports they set.
 fn check_slotproxy_env(cli: &Cli, env: &[(String, Option<String>)], file: &str) -> (u16, u16) {
-    for (name, value) in env {
+    for (name, _) in env {
         assert!(
             name.starts_with("SLOTPROXY_"),
             "{file}: slotproxy gets {name}, which is not a SLOTPROXY_* variable"
         );
-        cli.assert_env(name, file);
-        if name.contains("PASSWORD") {
-            assert!(
-                value.is_none(),
-                "{file}: {name} must come from a Secret, not a literal"
-            );
+        if !is_secret(name) {
+            cli.assert_env(name, file);
         }
     }
     if let Some(policy) = env_value(env, "SLOTPROXY_READ_POLICY") {
@@ -196,7 +198,6 @@ fn dockerfile_env_flags_and_ports_exist_in_slotproxy() {
     for name in words(&dockerfile, "SLOTPROXY_", |c| {
         c.is_ascii_uppercase() || c == '_'
     }) {
-        cli.assert_env(&name, "docker/Dockerfile");
         let value = dockerfile
             .split(&format!("{name}="))
             .nth(1)
@@ -265,11 +266,9 @@ fn compose_uses_only_flags_env_and_config_keys_slotproxy_has() {
         "{file}: slotproxy ports"
     );
 
-    // The mounted config file exists and parses as slotproxy's Config.
+    // The config file SLOTPROXY_CONFIG names is mounted (its keys: the secrets test below).
     let config_path = env_value(&env, "SLOTPROXY_CONFIG").expect("SLOTPROXY_CONFIG");
-    let mounted = mount_source(&proxy["volumes"], config_path, file);
-    Config::from_file(&repo_file(&format!("docker/{mounted}")))
-        .unwrap_or_else(|e| panic!("{file}: the config mounted at {config_path}: {e}"));
+    mount_source(&proxy["volumes"], config_path, file);
 
     // The app knows only REDIS_URL, pointing at slotproxy's client port.
     let app_env = env_pairs(&services["app"]["environment"]);
@@ -460,6 +459,59 @@ fn k8s_manifests_use_only_flags_env_ports_and_config_keys_slotproxy_has() {
     }
 }
 
+/// Passwords reach slotproxy from a Secret or a mounted file, never as a literal in a
+/// deployment file, and only through variable names and config keys slotproxy has (the
+/// security issue's SLOTPROXY_BACKEND_PASSWORD, SLOTPROXY_PASSWORD, `[backend] password_file`).
+#[test]
+fn secrets_reach_slotproxy_only_through_names_and_keys_it_reads() {
+    let cli = Cli::load();
+    let dockerfile = read("docker/Dockerfile");
+    let documented = words(&dockerfile, "SLOTPROXY_", |c| {
+        c.is_ascii_uppercase() || c == '_'
+    });
+    for name in documented.iter().filter(|n| is_secret(n)) {
+        cli.assert_env(name, "docker/Dockerfile");
+    }
+
+    let file = "docker/compose.yml";
+    let proxy = &yaml_docs(file)[0]["services"]["slotproxy"];
+    let env = env_pairs(&proxy["environment"]);
+    assert!(
+        !env.iter().any(|(name, _)| is_secret(name)),
+        "{file}: a password in slotproxy's environment would be in the file; use the secret"
+    );
+    let config_path = env_value(&env, "SLOTPROXY_CONFIG").expect("SLOTPROXY_CONFIG");
+    let mounted = mount_source(&proxy["volumes"], config_path, file);
+    Config::from_file(&repo_file(&format!("docker/{mounted}")))
+        .unwrap_or_else(|e| panic!("{file}: the config mounted at {config_path}: {e}"));
+    assert!(
+        read(&format!("docker/{mounted}"))
+            .contains("password_file = \"/run/secrets/redis_password\""),
+        "{file}: slotproxy should read the nodes' password from the secret volume"
+    );
+    mount_source(&proxy["volumes"], "/run/secrets", file);
+
+    let file = "docker/k8s/deployment.yaml";
+    let deployment = &yaml_docs(file)[0];
+    let sidecar = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str() == Some("slotproxy"))
+        .expect("the slotproxy sidecar");
+    let env = env_pairs(&sidecar["env"]);
+    let secrets: Vec<&(String, Option<String>)> =
+        env.iter().filter(|(name, _)| is_secret(name)).collect();
+    assert!(!secrets.is_empty(), "{file}: the sidecar gets no password");
+    for (name, value) in secrets {
+        assert!(
+            value.is_none(),
+            "{file}: {name} must come from a Secret, not a literal"
+        );
+        cli.assert_env(name, file);
+    }
+}
+
 fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
@@ -467,9 +519,17 @@ fn free_addr() -> SocketAddr {
 
 /// One HTTP/1.0 GET; the status code and the body.
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http(addr, "GET", path)
+}
+
+/// One HTTP/1.0 request without a body; the status code and the body.
+fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response
@@ -506,6 +566,8 @@ fn start_binary(cluster: &TestCluster) -> RunningProxy {
         .env("SLOTPROXY_ADMIN_LISTEN", admin.to_string())
         .env("SLOTPROXY_CLUSTER", cluster.seeds().join(","))
         .env("SLOTPROXY_LOG", "warn")
+        // The sample config, so that POST /reload has a file to re-read.
+        .env("SLOTPROXY_CONFIG", repo_file("config/slotproxy.toml"))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -580,6 +642,22 @@ fn grafana_dashboard_queries_only_metrics_slotproxy_exports() {
         .query(&mut conn)
         .unwrap();
     let _ = redis::cmd("NOSUCHCOMMAND").query::<()>(&mut conn);
+    // A slot moved behind slotproxy's back: the next GET meets MOVED (redirect series).
+    let key = "deploy:moved";
+    let _: () = redis::cmd("SET").arg(key).arg(1).query(&mut conn).unwrap();
+    let slot = cluster.keyslot(key.as_bytes());
+    let from = cluster.owner_of(slot);
+    let to = cluster
+        .primaries()
+        .into_iter()
+        .find(|p| p.addr != from.addr)
+        .unwrap();
+    cluster.migrate_slot(slot, from, to);
+    let moved: Option<String> = redis::cmd("GET").arg(key).query(&mut conn).unwrap();
+    assert_eq!(moved.as_deref(), Some("1"));
+    // A reload (config-reload series).
+    let (status, body) = http(proxy.admin, "POST", "/reload").unwrap();
+    assert_eq!(status, 200, "POST /reload: {body}");
 
     let (status, body) = http_get(proxy.admin, "/metrics").unwrap();
     assert_eq!(status, 200);
