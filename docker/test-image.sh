@@ -78,7 +78,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ensure_tools podman:podman buildah:buildah file:file
+ensure_tools podman:podman buildah:buildah file:file objcopy:binutils pgrep:procps
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || ensure_tools update-ca-certificates:ca-certificates
 scripts/local-cluster.sh install-redis
 for port in $(seq "$base_port" $((base_port + 7))); do
@@ -131,11 +131,13 @@ while IFS= read -r kv; do
 done < <(inspect '{{range .Config.Env}}{{println .}}{{end}}')
 
 # Runs a command in the image's container as its user, with the image's environment plus
-# the test's listen addresses (the host's network: chroot isolation shares it).
+# the test's listen addresses (the host's network: chroot isolation shares it). The admin
+# address is unspecified (0.0.0.0) like the image's default, so `slotproxy health` is tested
+# the way the HEALTHCHECK runs it.
 in_image() {
     buildah "${store[@]}" run --isolation chroot --user 65532:65532 "${container_env[@]}" \
         -e "SLOTPROXY_LISTEN=127.0.0.1:$proxy_port" \
-        -e "SLOTPROXY_ADMIN_LISTEN=127.0.0.1:$admin_port" \
+        -e "SLOTPROXY_ADMIN_LISTEN=0.0.0.0:$admin_port" \
         "$container" -- "$@"
 }
 # The slotproxy process at or under PID: `buildah run` (buildah, its chroot runtime, exec)
