@@ -103,7 +103,7 @@ pub fn serve(
             .map_or_else(|| "off".to_string(), |a| a.to_string());
         let seeds: Vec<String> = config.cluster.seeds.iter().map(|s| redact_url(s)).collect();
         info!(
-            version = env!("CARGO_PKG_VERSION"),
+            version = %env!("CARGO_PKG_VERSION"),
             listen = ?listening,
             seeds = ?seeds,
             read_policy = ?config.read_policy,

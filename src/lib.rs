@@ -148,14 +148,26 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), error::Error> {
     config.validate()?;
+    let own: Vec<std::net::SocketAddr> = process
+        .listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let seeds = cluster::seeds::without_self(config.seed_addrs(), &own).await;
+    if seeds.is_empty() {
+        return Err(error::ConfigError::Invalid {
+            field: "cluster.seeds",
+            reason: "every seed is slotproxy's own listen address; name the Redis Cluster's nodes"
+                .into(),
+        }
+        .into());
+    }
     let wake = Arc::new(Notify::new());
     let pool = Arc::new(BackendPool::new(config.backend.clone(), wake.clone()));
-    let topology = Arc::new(Topology::new(
-        pool,
-        config.seed_addrs(),
-        config.cluster.clone(),
-        wake,
-    ));
+    let topology = Arc::new(Topology::new(pool, seeds, config.cluster.clone(), wake));
+    topology
+        .stats()
+        .set_down_after(config.session.retry_deadline());
     let config_tracking_max_keys = config.session.tracking_max_keys;
     let (stop, stopped) = watch::channel(());
     let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));

@@ -11,7 +11,8 @@
 
 pub mod scrape;
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
@@ -162,13 +163,20 @@ pub struct Metrics {
     pub client_bytes_received: IntCounter,
     /// Bytes written to clients.
     pub client_bytes_sent: IntCounter,
-    /// MOVED/ASK redirects the proxy followed, by kind.
-    pub redirects: IntCounterVec,
+    /// MOVED redirects the proxy followed.
+    pub redirects_moved: IntCounter,
+    /// ASK redirects the proxy followed.
+    pub redirects_ask: IntCounter,
     /// Requests sent again (after TRYAGAIN, CLUSTERDOWN, an unreachable node, a lost read).
     pub retries: IntCounter,
     /// Config reloads, by result (`ok`, `invalid`).
     pub config_reloads: IntCounterVec,
+    /// The two latest (time, commands answered) samples for `ops_per_sec`.
+    ops_sample: Mutex<((Instant, u64), (Instant, u64))>,
 }
+
+/// Shortest period `INFO`'s ops/s is measured over.
+const OPS_SAMPLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Metrics {
     /// A registry with every event metric, and a cache row for each command of `table`.
@@ -211,6 +219,20 @@ impl Metrics {
         registry
             .register(Box::new(command_duration.clone()))
             .expect("unique metric name");
+        let redirects = counter_vec(
+            "slotproxy_redirects_total",
+            "MOVED and ASK redirects slotproxy followed for clients, by kind.",
+            &["kind"],
+        );
+        let config_reloads = counter_vec(
+            "slotproxy_config_reloads_total",
+            "Config reloads (SIGHUP, POST /reload), by result: ok or invalid.",
+            &["result"],
+        );
+        // Both results exist from the start, so an alert on `invalid` has a series to watch.
+        for result in ["ok", "invalid"] {
+            config_reloads.with_label_values(&[result]);
+        }
         let mut names: Vec<&'static str> = table.iter().map(|spec| spec.name).collect();
         names.push(UNKNOWN_COMMAND);
         names.sort_unstable();
@@ -243,20 +265,14 @@ impl Metrics {
                 "slotproxy_client_sent_bytes_total",
                 "Bytes written to clients.",
             ),
-            redirects: counter_vec(
-                "slotproxy_redirects_total",
-                "MOVED and ASK redirects slotproxy followed for clients, by kind.",
-                &["kind"],
-            ),
+            redirects_moved: redirects.with_label_values(&["moved"]),
+            redirects_ask: redirects.with_label_values(&["ask"]),
             retries: counter(
                 "slotproxy_retries_total",
                 "Requests sent again after TRYAGAIN, CLUSTERDOWN, an unreachable node or a lost read.",
             ),
-            config_reloads: counter_vec(
-                "slotproxy_config_reloads_total",
-                "Config reloads (SIGHUP, POST /reload), by result: ok or invalid.",
-                &["result"],
-            ),
+            config_reloads,
+            ops_sample: Mutex::new(((Instant::now(), 0), (Instant::now(), 0))),
             registry,
             commands_total,
             command_duration,
@@ -284,6 +300,35 @@ impl Metrics {
         self.commands
             .binary_search_by(|c| c.name.as_bytes().cmp(lower))
             .unwrap_or(self.unknown)
+    }
+
+    /// Commands answered since start, over every command and outcome (for `INFO`).
+    pub fn commands_answered(&self) -> u64 {
+        self.commands
+            .iter()
+            .flat_map(|c| &c.outcomes)
+            .filter_map(OnceLock::get)
+            .map(IntCounter::get)
+            .sum()
+    }
+
+    /// Commands per second since the previous sample at least `OPS_SAMPLE` old (for `INFO`'s
+    /// `instantaneous_ops_per_sec`), given the current total.
+    pub fn ops_per_sec(&self, total: u64) -> u64 {
+        let now = std::time::Instant::now();
+        let Ok(mut sample) = self.ops_sample.lock() else {
+            return 0;
+        };
+        let (previous, current) = &mut *sample;
+        if now.duration_since(current.0) >= OPS_SAMPLE {
+            *previous = *current;
+            *current = (now, total);
+        }
+        let seconds = now.duration_since(previous.0).as_secs_f64();
+        if seconds <= 0.0 {
+            return 0;
+        }
+        (total.saturating_sub(previous.1) as f64 / seconds).round() as u64
     }
 
     /// Counts one answered command and its latency.

@@ -182,3 +182,105 @@ async fn metrics_move_under_load() {
     assert!(metric(&body, "process_resident_memory_bytes", "").unwrap() > 0.0);
     assert!(metric(&body, "process_open_fds", "").unwrap() > 0.0);
 }
+
+/// The metrics reference in docs/operations.md, generated from what `/metrics` exports.
+/// `SLOTPROXY_UPDATE_DOCS=1` rewrites it; otherwise a difference fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_reference_in_the_docs_and_the_dashboard_match_the_registry() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with_admin(&cluster, |_| {}).await;
+    let admin = proxy.admin.unwrap();
+    let mut conn = proxy.client().await;
+    // One command, so that the per-command families have a series.
+    let _: () = redis::cmd("SET")
+        .arg("doc")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "node figures", || {
+        http_get(admin, "/metrics")
+            .body
+            .contains("slotproxy_node_rtt_seconds{")
+    });
+    let body = http_get(admin, "/metrics").body;
+
+    // name -> (type, help, label names)
+    let mut families: std::collections::BTreeMap<String, (String, String, Vec<String>)> =
+        Default::default();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            families.entry(name.into()).or_default().1 = help.into();
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            families.entry(name.into()).or_default().0 = kind.into();
+        } else if let Some((series, _)) = line.split_once('{') {
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    series
+                        .strip_suffix(suffix)
+                        .filter(|n| families.contains_key(*n))
+                })
+                .unwrap_or(series);
+            let labels = line[series.len() + 1..].split_once('}').unwrap().0;
+            let entry = families.get_mut(name).unwrap();
+            for pair in labels.split(',') {
+                let label = pair.split_once('=').unwrap().0.to_string();
+                if label != "le" && !entry.2.contains(&label) {
+                    entry.2.push(label);
+                }
+            }
+        }
+    }
+    let mut table = String::from("| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n");
+    for (name, (kind, help, labels)) in &families {
+        table.push_str(&format!(
+            "| `{name}` | {kind} | {} | {} |\n",
+            labels.join(", "),
+            help.replace('|', "\\|")
+        ));
+    }
+    // The Grafana dashboard queries only metrics that exist.
+    let dashboard = concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana/slotproxy.json");
+    let dashboard: Value = json(&std::fs::read_to_string(dashboard).unwrap());
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !(word.starts_with("slotproxy_") || word.starts_with("process_")) {
+                    continue;
+                }
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .filter(|base| families.contains_key(*base))
+                    .unwrap_or(word);
+                assert!(
+                    families.contains_key(base),
+                    "dashboard queries unknown metric {word}"
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 20, "{queried}");
+
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = ("<!-- metrics:begin -->\n", "<!-- metrics:end -->");
+    let start = doc.find(begin).expect("metrics:begin marker") + begin.len();
+    let stop = doc.find(end).expect("metrics:end marker");
+    if std::env::var_os("SLOTPROXY_UPDATE_DOCS").is_some() {
+        let updated = format!("{}{table}{}", &doc[..start], &doc[stop..]);
+        std::fs::write(path, updated).unwrap();
+    } else {
+        assert_eq!(
+            &doc[start..stop],
+            table,
+            "docs/operations.md is stale: run SLOTPROXY_UPDATE_DOCS=1 cargo nextest run --test admin_http metrics_reference"
+        );
+    }
+}

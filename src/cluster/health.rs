@@ -60,6 +60,7 @@ pub async fn run_health_checks(
             let task = loops.spawn(check_loop(topology.clone(), node.clone(), config.clone()));
             checked.insert(node.shared_addr().clone(), (node, task));
         }
+        topology.stats().check_down();
         tokio::select! {
             _ = &mut shutdown => break,
             _ = topology.map_changed() => {}
@@ -108,6 +109,7 @@ async fn check_loop(topology: Arc<Topology>, node: Arc<Node>, config: ClusterCon
 
 /// Records a check the node answered.
 fn answered(topology: &Topology, node: &Node, is_primary: bool, report: &ProbeReport) {
+    topology.stats().node_answered();
     let health = node.health();
     health.record_rtt(report.rtt);
     if health.set_up(true) {

@@ -5,6 +5,7 @@
 pub mod epoch;
 pub mod health;
 pub mod refresh;
+pub mod seeds;
 pub mod slot;
 pub mod slot_map;
 pub mod state;

@@ -1,7 +1,7 @@
 //! `RefreshStats`: how the slot map has been followed (refreshes, failovers, age), for
 //! `/metrics`, `/cluster` and `CLUSTER INFO`. Atomics written by the refresher only.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::slot_map::SlotMap;
@@ -17,8 +17,12 @@ pub struct RefreshStats {
     failovers: AtomicU64,
     /// Milliseconds after `since` when the current map was published (0: never).
     published_ms: AtomicU64,
-    /// Milliseconds after `since` of the last refresh any node answered (0: never).
+    /// Milliseconds after `since` when a node last answered a refresh or health check (0: never).
     answered_ms: AtomicU64,
+    /// No node has answered for longer than `down_after_ms`: requests fail at once.
+    down: AtomicBool,
+    /// See `down`; the session retry deadline.
+    down_after_ms: AtomicU64,
 }
 
 impl Default for RefreshStats {
@@ -30,6 +34,8 @@ impl Default for RefreshStats {
             failovers: AtomicU64::new(0),
             published_ms: AtomicU64::new(0),
             answered_ms: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            down_after_ms: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -42,11 +48,53 @@ impl RefreshStats {
             .max(1)
     }
 
+    /// Sets how long the cluster may stay silent before requests fail at once (the session
+    /// retry deadline: waiting longer than that can't help any request).
+    pub fn set_down_after(&self, after: Duration) {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.down_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Records that a node answered (a refresh or a health check): the cluster is not down.
+    pub(crate) fn node_answered(&self) {
+        self.answered_ms.store(self.now_ms(), Ordering::Relaxed);
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("a cluster node answers again; requests are sent again");
+        }
+    }
+
+    /// Re-evaluates whether the cluster counts as down; called on every health check round.
+    pub(crate) fn check_down(&self) {
+        let silent = self.since_answer().unwrap_or_else(|| self.since.elapsed());
+        let after = Duration::from_millis(self.down_after_ms.load(Ordering::Relaxed));
+        if silent > after && !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                silent_ms = silent.as_millis() as u64,
+                "no cluster node has answered for longer than the retry deadline; requests fail at once with CLUSTERDOWN until one does"
+            );
+        }
+    }
+
+    /// Why requests should fail at once, when no node has answered for longer than the retry
+    /// deadline; `None` otherwise (the common case costs one relaxed load).
+    pub fn down_reason(&self) -> Option<String> {
+        if !self.down.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(match self.since_answer() {
+            Some(silent) => format!(
+                "CLUSTERDOWN no cluster node has answered for {} s",
+                silent.as_secs()
+            ),
+            None => "CLUSTERDOWN no cluster node has answered since slotproxy started".into(),
+        })
+    }
+
     /// Counts one refresh and whether a node answered it.
     pub(crate) fn refreshed(&self, ok: bool) {
         if ok {
             self.refreshes_ok.fetch_add(1, Ordering::Relaxed);
-            self.answered_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.node_answered();
         } else {
             self.refreshes_failed.fetch_add(1, Ordering::Relaxed);
         }

@@ -213,6 +213,11 @@ impl Session {
     /// they were in flight, or one of them went out on a dedicated connection (its order relative
     /// to the shared connections is only known once it has been answered).
     pub(super) fn dispatch(&mut self, request: Request, plan: Plan) {
+        if let Some(reason) = self.shared.topology.stats().down_reason() {
+            // No node has answered for longer than the retry deadline: waiting it out again
+            // for every request helps nobody.
+            return self.reply_error(&reason);
+        }
         let map = Guard::into_inner(self.shared.topology.slot_map());
         let generation = map.generation();
         // Some requests must not overtake anything sent before them: `RPUSH l x` then `BLPOP l 0`
@@ -480,11 +485,13 @@ impl Session {
                     _ => None,
                 })
                 .collect();
-            self.pending.push_front(Pending::Done(split::merge(
-                &split.merge,
-                &replies,
-                self.protocol,
-            )));
+            let merged = match split.merge {
+                split::Merge::Info => {
+                    split::merge_info_with(&replies, self.protocol, &self.proxy_facts())
+                }
+                _ => split::merge(&split.merge, &replies, self.protocol),
+            };
+            self.pending.push_front(Pending::Done(merged));
         } else {
             self.pending.push_front(Pending::Split(split));
         }

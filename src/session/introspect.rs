@@ -60,8 +60,7 @@ impl Session {
     pub(super) fn introspect(&mut self, local: Local, args: &[Bytes]) {
         match local {
             Local::ClusterInfo => {
-                let ok = self.shared.topology.slot_map().covered_slots();
-                let text = cluster_info(ok);
+                let text = cluster_info(&self.shared.topology);
                 let protocol = self.protocol;
                 self.reply_with(|out| write_text(out, protocol, text.as_bytes()));
             }
@@ -252,18 +251,52 @@ impl Session {
     }
 }
 
-/// `CLUSTER INFO` of a one-node cluster owning every slot, `ok` of which have a primary in the
-/// proxy's slot map.
-fn cluster_info(ok: usize) -> String {
+impl Session {
+    /// What `INFO` reports from slotproxy itself rather than from the nodes.
+    pub(super) fn proxy_facts(&self) -> super::split::info::ProxyFacts {
+        let topology = &self.shared.topology;
+        let ok = crate::cluster::state::check(&topology.slot_map()).is_ok()
+            && topology.stats().down_reason().is_none();
+        let metrics = &self.shared.metrics;
+        let total = metrics.commands_answered();
+        super::split::info::ProxyFacts {
+            cluster_state: if ok { "ok" } else { "fail" },
+            connected_clients: self
+                .shared
+                .clients
+                .load(std::sync::atomic::Ordering::Relaxed) as u64,
+            total_commands_processed: total,
+            instantaneous_ops_per_sec: metrics.ops_per_sec(total),
+        }
+    }
+}
+
+/// `CLUSTER INFO` of a one-node cluster owning every slot: `fail` when the proxy's slot map
+/// leaves slots uncovered, a primary fails its health check with no replica promoted yet, or no
+/// node has answered for longer than the retry deadline (the same truth as `/readyz`).
+fn cluster_info(topology: &crate::cluster::Topology) -> String {
+    let map = topology.slot_map();
     let all = usize::from(SLOT_COUNT);
-    let state = if ok == all { "ok" } else { "fail" };
+    let covered = map.covered_slots();
+    let failing: usize = map
+        .shards()
+        .iter()
+        .zip(map.layout())
+        .filter(|(shard, _)| !shard.primary.health().is_up())
+        .flat_map(|(_, layout)| &layout.ranges)
+        .map(|&(start, end)| usize::from(end.saturating_sub(start)) + 1)
+        .sum();
+    let ok = covered.saturating_sub(failing);
+    let healthy =
+        crate::cluster::state::check(&map).is_ok() && topology.stats().down_reason().is_none();
+    let state = if healthy { "ok" } else { "fail" };
     let mut text = String::new();
     for (key, value) in [
         ("cluster_state", state.to_string()),
         ("cluster_slots_assigned", all.to_string()),
         ("cluster_slots_ok", ok.to_string()),
-        ("cluster_slots_pfail", "0".to_string()),
-        ("cluster_slots_fail", (all - ok).to_string()),
+        ("cluster_slots_pfail", failing.to_string()),
+        ("cluster_slots_fail", (all - covered).to_string()),
         ("cluster_known_nodes", "1".to_string()),
         ("cluster_size", "1".to_string()),
         ("cluster_current_epoch", "0".to_string()),

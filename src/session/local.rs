@@ -65,7 +65,8 @@ impl Session {
             Local::Reset => {
                 self.end_transaction();
                 self.stop_tracking();
-                self.read_policy = self.shared.config.read_policy;
+                self.read_policy = self.shared.live.load().read_policy;
+                self.read_mode_chosen = false;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
                 let mut reply = BytesMut::new();
@@ -117,7 +118,8 @@ impl Session {
                 // READONLY lets this connection read from replicas, READWRITE sends it back to
                 // primaries (an explicit policy other than primary stays as configured).
                 let readonly = args[0].eq_ignore_ascii_case(b"readonly");
-                let configured = self.shared.config.read_policy;
+                let configured = self.shared.live.load().read_policy;
+                self.read_mode_chosen = true;
                 self.read_policy = match (readonly, configured) {
                     (true, ReadPolicy::Primary) => ReadPolicy::PreferReplica,
                     (true, other) => other,

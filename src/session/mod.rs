@@ -176,6 +176,9 @@ pub struct Session {
     drain: tokio::sync::watch::Receiver<bool>,
     /// Draining: read nothing more, answer what was received, then close.
     draining: bool,
+    /// The client chose its read mode (READONLY/READWRITE); otherwise `read_policy` follows
+    /// the configured one, reloads included.
+    read_mode_chosen: bool,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -227,6 +230,7 @@ impl Session {
             read_at: Instant::now(),
             drain,
             draining: false,
+            read_mode_chosen: false,
         }
     }
 
@@ -374,6 +378,10 @@ impl Session {
                 Event::Read(Ok(n)) => {
                     self.shared.metrics.client_bytes_received.inc_by(n as u64);
                     self.read_at = Instant::now();
+                    if !self.read_mode_chosen {
+                        // Once per read, not per request: a reload reaches running clients.
+                        self.read_policy = self.shared.live.load().read_policy;
+                    }
                     // A read that filled the buffer: this client sends in bulk, offer more.
                     if n == offered {
                         read_chunk = (read_chunk * 2).min(MAX_READ_CHUNK);

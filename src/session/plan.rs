@@ -116,7 +116,7 @@ impl Session {
                 return self.dispatch(request, Plan::Single(Target::Slot(slot)));
             }
             Route::Unsupported(reason) => match admin_route(spec) {
-                Some(route) if self.shared.config.session.allows_admin(spec.name) => route,
+                Some(route) if self.shared.live.load().session.allows_admin(spec.name) => route,
                 _ => Route::Unsupported(reason),
             },
             route => route,

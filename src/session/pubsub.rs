@@ -279,7 +279,7 @@ impl Session {
         };
         let inspection = self.shared.hub.inspect(self.id, query.clone());
         let topology = self.shared.topology.clone();
-        let deadline = self.shared.config.session.retry_deadline();
+        let deadline = self.shared.live.load().session.retry_deadline();
         self.pending.push_back(Pending::Task(Box::pin(async move {
             TaskOutcome::Reply(inspect::answer(inspection, query, topology, deadline).await)
         })));

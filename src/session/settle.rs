@@ -78,9 +78,12 @@ impl Session {
     ) -> Step {
         let now = Instant::now();
         let started = *attempt.retry_started.get_or_insert(now);
-        if now.duration_since(started) >= self.shared.config.session.retry_deadline() {
+        if now.duration_since(started) >= self.shared.live.load().session.retry_deadline()
+            || self.shared.topology.stats().down_reason().is_some()
+        {
             return Step::Done(Reply::local(last_error));
         }
+        self.shared.metrics.retries.inc();
         let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
         attempt.retries += 1;
         Step::Backoff(Retry {
@@ -116,7 +119,7 @@ impl Session {
             mut attempt,
             ..
         } = in_flight;
-        let max_redirects = self.shared.config.session.max_redirects;
+        let max_redirects = self.shared.live.load().session.max_redirects;
         // A reload's job also answered SCRIPT LOAD (and ASKING): the request's reply is last.
         let reloaded = std::mem::take(&mut attempt.reloaded);
         let result = match result {
@@ -149,12 +152,14 @@ impl Session {
                 ReplyKind::Moved(redirect) => {
                     // The map is stale: refresh it, and serve this request from the named node now.
                     self.shared.topology.request_refresh();
+                    self.shared.metrics.redirects_moved.inc();
                     attempt.redirects += 1;
                     let to = self.redirect_node(&node, redirect);
                     self.send_to(to, request, target, attempt, false)
                 }
                 ReplyKind::Ask(redirect) => {
                     // A one-off: the slot is migrating. The map stays as it is.
+                    self.shared.metrics.redirects_ask.inc();
                     attempt.redirects += 1;
                     let to = self.redirect_node(&node, redirect);
                     self.send_to(to, request, target, attempt, true)

@@ -8,7 +8,7 @@
 //! HyperLogLog commands whose keys span slots are planned and computed in [`super::algebra`],
 //! and settle here like the others (`Merge::Computed`).
 
-mod info;
+pub(super) mod info;
 
 use bytes::{Bytes, BytesMut};
 
@@ -191,6 +191,18 @@ pub fn shard_slots(map: &SlotMap) -> Vec<Slot> {
         .iter()
         .filter_map(|shard| shard.ranges.first().map(|&(start, _)| Slot(start)))
         .collect()
+}
+
+/// [`merge`] for `INFO`, with slotproxy's own figures (clients, commands, cluster state).
+pub(crate) fn merge_info_with(
+    replies: &[Reply],
+    protocol: Protocol,
+    facts: &info::ProxyFacts,
+) -> Bytes {
+    if let Some(error) = replies.iter().find(|r| r.error_text().is_some()) {
+        return error.raw().clone();
+    }
+    info::merge_info_with(replies, protocol, Some(facts))
 }
 
 /// Combines the parts' replies, in part order. The first error (in part order) wins, as the

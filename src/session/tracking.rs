@@ -147,7 +147,7 @@ impl Session {
             self.shared.tracker.confirm(self.id);
             return self.reply_error("CLUSTERDOWN no cluster node is known yet");
         };
-        let deadline = self.shared.config.session.retry_deadline();
+        let deadline = self.shared.live.load().session.retry_deadline();
         let tracker = self.shared.tracker.clone();
         let id = self.id;
         let (tx, rx) = oneshot::channel();

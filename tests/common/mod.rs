@@ -39,6 +39,8 @@ pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 #[allow(unused_imports)]
 pub use process::StandaloneRedis;
 #[allow(unused_imports)]
+pub(crate) use process::{connect as process_connect, free_port};
+#[allow(unused_imports)]
 pub use proxy::TestProxy;
 #[allow(unused_imports)]
 pub use raw::{RawClient, assert_same_replies, encode_command, resp_frame_len, split_aggregate};

@@ -7,7 +7,8 @@
 //! rules serves every section:
 //!
 //! - `# Proxy` comes first, with `proxy:slotproxy`, `proxy_version` and `cluster_primaries` (the
-//!   number of replies merged). It goes with the `# Server` section: a client that asked only for
+//!   number of replies merged) and `cluster_state` (as `CLUSTER INFO` says). It goes with the
+//!   `# Server` section: a client that asked only for
 //!   `INFO keyspace` gets only the keyspace, as from redis-server. `INFO proxy` alone is not
 //!   served (the merge only sees the replies, and nodes return nothing for an unknown section).
 //! - `# Keyspace`, `# Commandstats`, `# Errorstats`: per line (`db0`, `cmdstat_get`...) the
@@ -16,8 +17,10 @@
 //!   estimate), and 0 when no node has one; `usec_per_call` is recomputed as `usec / calls`.
 //!   `# Latencystats` percentiles take the worst node's value: the cluster's true percentile lies
 //!   between the nodes' smallest and largest, so the largest is a safe upper bound.
-//! - Counters and sizes (`used_memory`, `total_commands_processed`, `keyspace_hits`,
-//!   `connected_clients`, `used_cpu_sys`...) are summed, keeping the nodes' decimals. `maxmemory`
+//! - `connected_clients`, `total_commands_processed` and `instantaneous_ops_per_sec` are
+//!   slotproxy's own (its clients and the commands it answered; the nodes would count
+//!   slotproxy's connections and health checks).
+//! - Other counters and sizes (`used_memory`, `keyspace_hits`, `used_cpu_sys`...) are summed, keeping the nodes' decimals. `maxmemory`
 //!   is summed unless a node has none (0 = unlimited), then it is 0. Every `*_human` field is
 //!   recomputed from its merged base with redis' `bytesToHuman` rules, and the memory ratios and
 //!   percentages (`mem_fragmentation_ratio`, `used_memory_peak_perc`...) from the merged sums.
@@ -42,9 +45,32 @@ use bytes::{Bytes, BytesMut};
 use crate::protocol::reply::{write_error, write_text};
 use crate::protocol::{Protocol, Reply};
 
+/// What slotproxy itself reports in `INFO` instead of the nodes' figures: its own clients and
+/// commands (the nodes count slotproxy's connections and health checks), and the cluster state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyFacts {
+    /// `ok` or `fail`, as `CLUSTER INFO` says.
+    pub cluster_state: &'static str,
+    /// Clients connected to slotproxy.
+    pub connected_clients: u64,
+    /// Commands slotproxy answered since it started.
+    pub total_commands_processed: u64,
+    /// Commands per second, over the last sampling period.
+    pub instantaneous_ops_per_sec: u64,
+}
+
 /// Merges the primaries' `INFO` replies (in shard order, none an error) into one reply in the
 /// session's protocol.
 pub(super) fn merge_info(replies: &[Reply], protocol: Protocol) -> Bytes {
+    merge_info_with(replies, protocol, None)
+}
+
+/// [`merge_info`], with slotproxy's own figures in place of the nodes' where `facts` is given.
+pub(crate) fn merge_info_with(
+    replies: &[Reply],
+    protocol: Protocol,
+    facts: Option<&ProxyFacts>,
+) -> Bytes {
     let mut out = BytesMut::new();
     let Some(texts) = replies
         .iter()
@@ -57,7 +83,7 @@ pub(super) fn merge_info(replies: &[Reply], protocol: Protocol) -> Bytes {
         );
         return out.freeze();
     };
-    let text = merge_texts(&texts);
+    let text = merge_texts(&texts, facts);
     write_text(&mut out, protocol, text.as_bytes());
     out.freeze()
 }
@@ -122,7 +148,7 @@ fn parse(text: &str) -> Vec<Section<'_>> {
 
 /// The merged INFO text, in redis' layout: `# Name` headers, `key:value` lines, CRLF endings,
 /// one blank line between sections.
-fn merge_texts(texts: &[String]) -> String {
+fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
     let nodes: Vec<Vec<Section<'_>>> = texts.iter().map(|t| parse(t)).collect();
     let mut names: Vec<&str> = Vec::new();
     for section in nodes.iter().flatten() {
@@ -138,6 +164,9 @@ fn merge_texts(texts: &[String]) -> String {
             env!("CARGO_PKG_VERSION"),
             texts.len()
         ));
+        if let Some(facts) = facts {
+            out.push_str(&format!("cluster_state:{}\r\n", facts.cluster_state));
+        }
     }
     for name in names {
         let parts: Vec<&Section<'_>> = nodes
@@ -150,7 +179,18 @@ fn merge_texts(texts: &[String]) -> String {
         if !name.is_empty() {
             out.push_str(&format!("# {name}\r\n"));
         }
-        for (key, value) in merge_section(name, &parts) {
+        for (key, mut value) in merge_section(name, &parts) {
+            if let Some(facts) = facts {
+                let own = match key.as_str() {
+                    "connected_clients" => Some(facts.connected_clients),
+                    "total_commands_processed" => Some(facts.total_commands_processed),
+                    "instantaneous_ops_per_sec" => Some(facts.instantaneous_ops_per_sec),
+                    _ => None,
+                };
+                if let Some(own) = own {
+                    value = Some(own.to_string());
+                }
+            }
             out.push_str(&key);
             if let Some(value) = value {
                 out.push(':');
