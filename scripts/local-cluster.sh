@@ -22,6 +22,9 @@
 # With SLOTPROXY_CLUSTER_PASSWORD set, the nodes start as in the seed document's secured
 # variant: `requirepass` and `masterauth` set to it (written to a mode-600 auth.conf in each
 # node's dir, never on a command line). The same variable must be set for stop and status.
+#
+# SLOTPROXY_CLUSTER_PORT moves the six ports to PORT..PORT+5 (default 16379; used by
+# docker/test-image.sh so its cluster does not clash with this one).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,8 +32,10 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$repo_root/scripts/lib.sh"
 data_dir=$(realpath -m "${SLOTPROXY_DATA_DIR:-$repo_root/data/cluster}")
 
-primaries=(16379 16380 16381)
-replicas=(16382 16383 16384) # replicas[i] follows primaries[i]
+base_port=${SLOTPROXY_CLUSTER_PORT:-16379}
+[[ $base_port =~ ^[0-9]+$ ]] || { echo "local-cluster: error: SLOTPROXY_CLUSTER_PORT must be a port number, not '$base_port'" >&2; exit 2; }
+primaries=("$base_port" $((base_port + 1)) $((base_port + 2)))
+replicas=($((base_port + 3)) $((base_port + 4)) $((base_port + 5))) # replicas[i] follows primaries[i]
 slot_ranges=("0 5460" "5461 10922" "10923 16383")
 all_ports=("${primaries[@]}" "${replicas[@]}")
 # Time allowed for the cluster to reach cluster_state:ok with synced replicas.
@@ -197,8 +202,8 @@ cmd_start() {
     done
 
     local known assigned
-    known=$(field 16379 cluster_known_nodes cluster info)
-    assigned=$(field 16379 cluster_slots_assigned cluster info)
+    known=$(field "$base_port" cluster_known_nodes cluster info)
+    assigned=$(field "$base_port" cluster_slots_assigned cluster info)
     if [[ $known == 1 && $assigned == 0 ]]; then
         form_cluster
     elif [[ $known == 6 && $assigned == 16384 ]]; then
@@ -214,9 +219,9 @@ cmd_start() {
     print_nodes
 }
 
-# One line per node, as 16379 sees it: address, role, and slots or primary.
+# One line per node, as the first primary sees it: address, role, and slots or primary.
 print_nodes() {
-    cli 16379 cluster nodes | tr -d '\r' | sort -t: -k2 -n |
+    cli "$base_port" cluster nodes | tr -d '\r' | sort -t: -k2 -n |
         awk '{
             split($2, addr, "@"); node[NR] = addr[1]; id_addr[$1] = addr[1]
             role[NR] = ($3 ~ /master/) ? "primary" : "replica"; primary[NR] = $4
@@ -247,11 +252,11 @@ cmd_stop() {
 }
 
 cmd_status() {
-    if ! command -v redis-cli >/dev/null || ! answers_ping 16379; then
-        say "not running (no answer on 127.0.0.1:16379)"
+    if ! command -v redis-cli >/dev/null || ! answers_ping "$base_port"; then
+        say "not running (no answer on 127.0.0.1:$base_port)"
         return 1
     fi
-    cli 16379 cluster info | tr -d '\r' | grep -E '^cluster_(state|slots_ok|known_nodes|size):'
+    cli "$base_port" cluster info | tr -d '\r' | grep -E '^cluster_(state|slots_ok|known_nodes|size):'
     print_nodes
 }
 
