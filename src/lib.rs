@@ -69,6 +69,7 @@
 //! every node on a connection of its own, which mark nodes up, down or lagging and measure the
 //! round-trip times `read_policy = "nearest"` uses).
 
+pub mod auth;
 pub mod backend;
 pub mod cluster;
 pub mod command;
