@@ -27,6 +27,8 @@ pub struct Config {
     pub backend: BackendConfig,
     /// Limits and retry rules for each client connection.
     pub session: SessionConfig,
+    /// Who may use slotproxy: passwords, ACL users, protected mode.
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 /// Which nodes serve commands the command table flags read-only.
@@ -191,6 +193,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),
+            auth: crate::auth::config::AuthConfig::default(),
         }
     }
 }

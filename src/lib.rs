@@ -128,10 +128,15 @@ pub async fn run(
     let config_tracking_max_keys = config.session.tracking_max_keys;
     let (stop, stopped) = watch::channel(());
     let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));
+    let commands = CommandTable::builtin();
+    let users = config
+        .auth
+        .users(&commands)
+        .map_err(|e| error::ConfigError::Parse(e.to_string()))?;
     let shared = Arc::new(Shared {
         config,
         topology: topology.clone(),
-        commands: ArcSwap::from_pointee(CommandTable::builtin()),
+        commands: ArcSwap::from_pointee(commands),
         clients: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(0),
         redis_version: ArcSwap::from_pointee(DEFAULT_REDIS_VERSION.to_string()),
@@ -139,6 +144,8 @@ pub async fn run(
         stop: Notify::new(),
         tracker: Arc::new(tracking::Tracker::new(config_tracking_max_keys)),
         hub,
+        acl: session::Acl::new(users),
+        auth_failures: AtomicU64::new(0),
     });
 
     let refresher = tokio::spawn(

@@ -41,6 +41,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
             });
             continue;
         }
+        if let Ok(local) = stream.local_addr()
+            && crate::session::protected_mode_refuses(&shared, local, peer)
+        {
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+            info!(%peer, "client refused: protected mode (no password or user configured)");
+            tokio::spawn(async move {
+                let _ = stream.write_all(crate::session::PROTECTED_MODE).await;
+            });
+            continue;
+        }
         let session = Session::new(shared.clone());
         let guard = ClientGuard(shared.clone());
         debug!(%peer, client = session.id(), "client connected");

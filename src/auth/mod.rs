@@ -8,6 +8,7 @@
 //! It must not know about sockets, nodes or slots.
 
 pub mod check;
+pub mod config;
 pub mod describe;
 pub mod pattern;
 pub mod rules;

@@ -38,6 +38,11 @@ pub(super) struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// The client's address for logs (`?` when unknown).
+    pub(super) fn peer_display(&self) -> String {
+        self.peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
+    }
+
     /// Records the client's socket when its session starts.
     pub(super) fn connected(&mut self, stream: &TcpStream) {
         self.peer = stream.peer_addr().ok();

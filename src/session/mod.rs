@@ -12,6 +12,8 @@
 //! written between replies as they arrive; a reply produced in step with them (a subscription's
 //! confirmation) waits in the inbox until its `Pending::Inbox` entry reaches the front.
 
+mod acl;
+mod acl_command;
 mod algebra;
 mod dispatch;
 mod introspect;
@@ -50,6 +52,7 @@ use crate::inbox::Inbox;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 use crate::pubsub::Hub;
 
+pub use acl::{Acl, PROTECTED_MODE, protected_mode_refuses};
 pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
@@ -78,6 +81,10 @@ pub struct Shared {
     pub stop: tokio::sync::Notify,
     /// The pub/sub hub: every session's subscriptions, held once on nodes.
     pub hub: Hub,
+    /// Users of slotproxy itself (`[auth]`, `ACL SETUSER`).
+    pub acl: Acl,
+    /// Failed `AUTH` / `HELLO AUTH` attempts since start.
+    pub auth_failures: AtomicU64,
 }
 
 /// A request's place in the reply queue.
@@ -154,6 +161,14 @@ pub struct Session {
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
     /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
     recent_writes: RefCell<pick::WrittenSlots>,
+    /// The ACL user this client runs as.
+    user: Arc<crate::auth::User>,
+    /// Whether the client has authenticated (or the default user needs no password).
+    authenticated: bool,
+    /// `Acl::generation` when `user` was read.
+    user_generation: u64,
+    /// Scratch space for the keys the ACL check looks at, reused across requests.
+    acl_keys: Vec<crate::command::KeyRef>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -172,6 +187,7 @@ impl Session {
         let inbox = Inbox::new(Protocol::Resp2, shared.config.session.pubsub_limits());
         let recent_writes =
             pick::WrittenSlots::new(shared.config.session.read_your_writes_window());
+        let (user, authenticated, user_generation) = Session::initial_user(&shared);
         Self {
             id,
             shared,
@@ -198,6 +214,10 @@ impl Session {
             tracking: None,
             monitor: None,
             recent_writes: RefCell::new(recent_writes),
+            user,
+            authenticated,
+            user_generation,
+            acl_keys: Vec::new(),
         }
     }
 
