@@ -336,3 +336,108 @@ async fn redis_crate_client_logs_in_as_an_acl_user() {
         .unwrap_err();
     assert_eq!(err.code(), Some("NOAUTH"));
 }
+
+/// This host's address on a non-loopback interface (the one a route to a TEST-NET address
+/// would leave from; no packet is sent).
+fn non_loopback_ip() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.connect("192.0.2.1:9").unwrap_or_else(|e| {
+        panic!("protected mode needs a non-loopback interface to test from: {e}")
+    });
+    let ip = socket.local_addr().unwrap().ip();
+    assert!(
+        !ip.is_loopback() && !ip.is_unspecified(),
+        "protected mode needs a non-loopback interface to test from, found {ip}"
+    );
+    ip
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_mode_refuses_other_hosts_until_a_password_is_set() {
+    let cluster = TestCluster::start(3, 1);
+    let ip = non_loopback_ip();
+    let open = TestProxy::start_bound(&cluster, "0.0.0.0:0", |_| {}).await;
+    let remote = std::net::SocketAddr::new(ip, open.addr.port());
+    let mut client = RawClient::connect(remote).await;
+    client.send(&common::encode_command(&words("PING"))).await;
+    let reply = client.read_until_closed().await;
+    assert!(
+        reply.starts_with(b"-DENIED Redis is running in protected mode"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    // Loopback clients are still served.
+    let mut local = open.raw_client().await;
+    assert_eq!(local.request(&words("PING")).await, b"+PONG\r\n");
+
+    let unprotected = TestProxy::start_bound(&cluster, "0.0.0.0:0", |config| {
+        config.auth.protected_mode = false;
+    })
+    .await;
+    let mut client =
+        RawClient::connect(std::net::SocketAddr::new(ip, unprotected.addr.port())).await;
+    assert_eq!(client.request(&words("PING")).await, b"+PONG\r\n");
+
+    let protected = TestProxy::start_bound(&cluster, "0.0.0.0:0", |config| {
+        config.auth.password = Some(slotproxy::auth::config::Secret("pw".into()));
+    })
+    .await;
+    let mut client = RawClient::connect(std::net::SocketAddr::new(ip, protected.addr.port())).await;
+    assert_eq!(
+        client.request(&words("PING")).await,
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(client.request(&words("AUTH pw")).await, b"+OK\r\n");
+}
+
+/// The fields of each `ACL LOG` entry that do not depend on time or connection details.
+fn log_fields(reply: &[u8]) -> Vec<Vec<String>> {
+    let (_, entries) = common::split_aggregate(reply).unwrap();
+    entries
+        .iter()
+        .map(|entry| {
+            let (_, fields) = common::split_aggregate(entry).unwrap();
+            fields[..10]
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_log_records_the_same_refusals_as_redis() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = proxy_with_users(&cluster, "pw").await;
+    let standalone = standalone_with_users("pw");
+    let mut p = proxy.raw_client().await;
+    let mut r = RawClient::connect(&standalone.addr).await;
+    same(
+        &mut p,
+        &mut r,
+        &[
+            "AUTH pw",
+            "ACL LOG RESET",
+            "AUTH revenue wrong",
+            "AUTH revenue secret",
+            "FLUSHALL",
+            "GET other",
+            "GET other",
+            "PUBLISH nope x",
+            "MULTI",
+            "GET other2",
+            "DISCARD",
+            "AUTH pw",
+            "ACL LOG x",
+            "ACL LOG 1 2",
+            "ACL LOG -1",
+        ],
+    )
+    .await;
+    for line in ["ACL LOG", "ACL LOG 2"] {
+        let got = log_fields(&p.request(&words(line)).await);
+        let want = log_fields(&r.request(&words(line)).await);
+        assert_eq!(got, want, "{line}");
+    }
+    same(&mut p, &mut r, &["ACL LOG RESET", "ACL LOG"]).await;
+}

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod config;
 pub mod describe;
+pub mod log;
 pub mod pattern;
 pub mod rules;
 pub mod user;

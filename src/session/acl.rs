@@ -15,7 +15,8 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 use super::{Pending, Session, Shared};
-use crate::auth::{User, Users, check};
+use crate::auth::log::{AclLog, Entry, Reason};
+use crate::auth::{Denied, User, Users, check};
 use crate::command::{CommandSpec, Flags};
 use crate::protocol::Request;
 
@@ -36,6 +37,8 @@ pub struct Acl {
     pub(super) change: std::sync::Mutex<()>,
     /// Unix second of the last failed-AUTH log line (rate limit: one line per second).
     last_failure_log: AtomicU64,
+    /// `ACL LOG`; locked briefly, never across `.await`.
+    pub(super) log: std::sync::Mutex<AclLog>,
 }
 
 impl Acl {
@@ -46,6 +49,7 @@ impl Acl {
             generation: AtomicU64::new(0),
             change: std::sync::Mutex::new(()),
             last_failure_log: AtomicU64::new(0),
+            log: std::sync::Mutex::new(AclLog::default()),
         }
     }
 
@@ -92,6 +96,13 @@ impl Session {
         match check(&self.user, spec, request.args(), &mut self.acl_keys) {
             Ok(()) => true,
             Err(denied) => {
+                let (reason, object) = match denied {
+                    Denied::Command => (Reason::Command, spec.name.as_bytes().to_vec()),
+                    Denied::Key(i) => (Reason::Key, request.args()[i].to_vec()),
+                    Denied::Channel(i) => (Reason::Channel, request.args()[i].to_vec()),
+                };
+                let username = self.user.name.as_bytes().to_vec();
+                self.log_refusal(reason, object, username, spec.name);
                 self.tx.flag_error();
                 let message = denied.noperm(spec);
                 self.reply_error(&message);
@@ -133,6 +144,7 @@ impl Session {
             }
             _ => {
                 let failures = self.shared.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                self.log_refusal(Reason::Auth, b"AUTH".to_vec(), user.to_vec(), "auth");
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
@@ -153,6 +165,29 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// Adds an `ACL LOG` entry for a refusal of this client.
+    fn log_refusal(&self, reason: Reason, object: Vec<u8>, username: Vec<u8>, command: &str) {
+        let entry = Entry {
+            count: 1,
+            reason,
+            context: if self.tx.queuing() {
+                "multi"
+            } else {
+                "toplevel"
+            },
+            object,
+            username,
+            at_ms: now_ms(),
+            client_info: self.client_line(command).trim_end().to_owned(),
+        };
+        self.shared
+            .acl
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(entry);
     }
 
     /// `AUTH`.
@@ -181,4 +216,11 @@ impl Session {
         self.authenticated = authenticated;
         self.user_generation = generation;
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -1,8 +1,6 @@
 //! `ACL ...` answered from slotproxy's own users, with redis-server 7.0's replies, and the
 //! commands that are never forwarded because they would lock slotproxy out of its cluster
 //! (`CONFIG SET requirepass|masterauth|masteruser`).
-//!
-//! `ACL LOG` keeps no entries: it answers an empty list (and `OK` to `RESET`).
 
 use bytes::Bytes;
 use tracing::info;
@@ -99,15 +97,7 @@ impl Session {
             }
             "acl|cat" => self.acl_cat(args, &table),
             "acl|dryrun" => self.acl_dryrun(args, &table),
-            "acl|log" => match args.get(2) {
-                Some(arg) if arg.eq_ignore_ascii_case(b"reset") => {
-                    self.reply_with(|out| write_simple(out, "OK"))
-                }
-                Some(arg) if parse_count(arg).is_none() => {
-                    self.reply_error("ERR value is out of range, must be positive")
-                }
-                _ => self.reply_with(|out| write_array_len(out, 0)),
-            },
+            "acl|log" => self.acl_log(args),
             "acl|setuser" => self.acl_setuser(args, &table),
             "acl|deluser" => self.acl_deluser(args),
             "acl|load" => self.acl_load(&table),
@@ -117,6 +107,65 @@ impl Session {
                 spec.full_name_upper()
             )),
         }
+    }
+
+    fn acl_log(&mut self, args: &[Bytes]) {
+        let count = match args.len() {
+            2 => 10,
+            3 if args[2].eq_ignore_ascii_case(b"reset") => {
+                self.shared
+                    .acl
+                    .log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                return self.reply_with(|out| write_simple(out, "OK"));
+            }
+            3 => match std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                Some(n) => usize::try_from(n).unwrap_or(0),
+                None => return self.reply_error("ERR value is not an integer or out of range"),
+            },
+            _ => {
+                return self.reply_error(
+                    "ERR unknown subcommand or wrong number of arguments for 'LOG'. Try ACL HELP.",
+                );
+            }
+        };
+        let now = super::acl::now_ms();
+        let entries: Vec<crate::auth::log::Entry> = self
+            .shared
+            .acl
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .newest(count)
+            .cloned()
+            .collect();
+        let protocol = self.protocol;
+        self.reply_with(|out| {
+            write_array_len(out, entries.len());
+            for entry in &entries {
+                write_map_len(out, protocol, 7);
+                write_bulk(out, b"count");
+                write_integer(out, i64::try_from(entry.count).unwrap_or(i64::MAX));
+                write_bulk(out, b"reason");
+                write_bulk(out, entry.reason.name().as_bytes());
+                write_bulk(out, b"context");
+                write_bulk(out, entry.context.as_bytes());
+                write_bulk(out, b"object");
+                write_bulk(out, &entry.object);
+                write_bulk(out, b"username");
+                write_bulk(out, &entry.username);
+                write_bulk(out, b"age-seconds");
+                let age = now.saturating_sub(entry.at_ms) as f64 / 1000.0;
+                write_double(out, protocol, age);
+                write_bulk(out, b"client-info");
+                write_bulk(out, entry.client_info.as_bytes());
+            }
+        });
     }
 
     fn acl_cat(&mut self, args: &[Bytes], table: &CommandTable) {
@@ -293,7 +342,75 @@ fn collect_category(spec: &CommandSpec, category: AclCategories, out: &mut Vec<&
     }
 }
 
-/// `ACL LOG <count>`: a non-negative integer.
-fn parse_count(arg: &[u8]) -> Option<u64> {
-    std::str::from_utf8(arg).ok()?.parse().ok()
+/// A double as redis' `addReplyDouble` writes it: `%.17g`, a bulk string in RESP2.
+fn write_double(out: &mut bytes::BytesMut, protocol: crate::protocol::Protocol, value: f64) {
+    let text = g17(value);
+    match protocol {
+        crate::protocol::Protocol::Resp2 => write_bulk(out, text.as_bytes()),
+        crate::protocol::Protocol::Resp3 => {
+            out.extend_from_slice(b",");
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// C's `%.17g` for a finite double.
+fn g17(value: f64) -> String {
+    if value == 0.0 {
+        return "0".to_owned();
+    }
+    let sci = format!("{value:.16e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exp.abs());
+    }
+    let decimals = usize::try_from(16 - exp).unwrap_or(0);
+    trim(&format!("{value:.decimals$}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn g17_matches_c() {
+        let cases: &[(f64, &str)] = &[
+            (2.495, "2.4950000000000001"),
+            (2.242, "2.242"),
+            (0.0, "0"),
+            (1.5, "1.5"),
+            (100.0, "100"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+        ];
+        for &(value, want) in cases {
+            assert_eq!(g17(value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn only_locking_config_sets_are_refused() {
+        let table = crate::command::CommandTable::builtin();
+        let spec = table.lookup("config|set").expect("known");
+        let args = |line: &str| -> Vec<Bytes> {
+            line.split(' ')
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect()
+        };
+        assert!(never_forwarded(spec, &args("CONFIG SET maxmemory 1 requirepass x")).is_some());
+        assert!(never_forwarded(spec, &args("CONFIG SET MASTERAUTH x")).is_some());
+        assert!(never_forwarded(spec, &args("CONFIG SET maxmemory 1")).is_none());
+        let get = table.lookup("config|get").expect("known");
+        assert!(never_forwarded(get, &args("CONFIG GET requirepass")).is_none());
+    }
 }

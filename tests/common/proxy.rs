@@ -21,7 +21,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running proxy in front of a [`TestCluster`].
 pub struct TestProxy {
-    /// The address clients connect to (`127.0.0.1:<ephemeral>`).
+    /// The address clients connect to (`127.0.0.1:<ephemeral>`, also for a wildcard listener).
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     /// `run`'s result, with errors as text; the sender is dropped if `run` panics.
@@ -41,15 +41,33 @@ impl TestProxy {
     /// # Panics
     /// When `run` returns or panics before answering, or no answer comes in time.
     pub async fn start_with(cluster: &TestCluster, edit: impl FnOnce(&mut Config)) -> TestProxy {
+        Self::start_bound(cluster, "127.0.0.1:0", edit).await
+    }
+
+    /// As [`TestProxy::start_with`], listening on `bind` (e.g. `0.0.0.0:0` for protected mode).
+    ///
+    /// # Panics
+    /// As [`TestProxy::start_with`].
+    pub async fn start_bound(
+        cluster: &TestCluster,
+        bind: &str,
+        edit: impl FnOnce(&mut Config),
+    ) -> TestProxy {
         init_tracing();
         let mut config = Config::default();
         config.cluster.seeds = cluster.seeds();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let listener = std::net::TcpListener::bind(bind).expect("bind the proxy's listener");
         listener
             .set_nonblocking(true)
             .expect("make the listener non-blocking");
-        let addr = listener.local_addr().expect("listener address");
-        config.listen = addr.to_string();
+        let bound = listener.local_addr().expect("listener address");
+        config.listen = bound.to_string();
+        // Clients reach a wildcard listener through loopback.
+        let addr = if bound.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], bound.port()))
+        } else {
+            bound
+        };
         edit(&mut config);
 
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
