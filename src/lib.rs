@@ -4,13 +4,17 @@
 //! # Life of a command
 //!
 //! 1. [`server`] accepts a client (once the first slot map is known) and spawns a
-//!    [`session::Session`] task for it.
+//!    [`session::Session`] task for it (in protected mode, a client from another host of a
+//!    proxy without password or users gets redis' `-DENIED` text instead).
 //! 2. The session's [`protocol::RequestDecoder`] yields a [`protocol::Request`]: the arguments as
 //!    slices of the read buffer plus the raw bytes, which are what gets forwarded. Bad RESP gets
 //!    `-ERR Protocol error: ...` and the connection is closed, as redis-server does.
 //! 3. [`command::CommandTable::resolve`] finds the command's row (generated from a node's
 //!    `COMMAND` output, plus commands learned from the cluster at startup). An unknown command or
-//!    a wrong arity gets redis' error and the connection stays open. Inside `MULTI`, commands are
+//!    a wrong arity gets redis' error and the connection stays open. Then the one ACL check
+//!    (`session/acl.rs`, [`auth::check`]): `-NOAUTH` until the client authenticates, `-NOPERM`
+//!    for a command, key or channel its user may not use (redis 7.0's rules and texts, no round
+//!    trip); `ACL ...` is answered from slotproxy's own users. Inside `MULTI`, commands are
 //!    checked and queued by the session instead (`session/transaction.rs`).
 //! 4. [`command::route::route_of`] picks the route:
 //!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC, and the

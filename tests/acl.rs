@@ -208,6 +208,30 @@ async fn users_get_the_same_replies_as_from_redis() {
         ],
     )
     .await;
+
+    // RESP3: GETUSER is a map with a set of flags; DRYRUN a plain bulk string.
+    for client in [&mut p, &mut r] {
+        let hello = client.request(&words("HELLO 3 AUTH default pw")).await;
+        assert!(
+            hello.starts_with(b"%7"),
+            "{}",
+            String::from_utf8_lossy(&hello)
+        );
+    }
+    same(
+        &mut p,
+        &mut r,
+        &[
+            "ACL GETUSER revenue",
+            "ACL GETUSER split",
+            "ACL GETUSER nobody",
+            "ACL DRYRUN revenue GET other",
+            "ACL DRYRUN revenue GET revenue:1",
+            "ACL USERS",
+            "ACL WHOAMI",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,7 @@ pub fn check(
         }
     }
     if !user.all_channels
+        && spec.flags.contains(Flags::PUBSUB)
         && let Some((positions, pattern)) = channel_args(spec, args)
     {
         for position in positions {

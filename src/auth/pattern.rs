@@ -1,71 +1,56 @@
-//! Glob matching of keys and channels against ACL patterns, as redis' `stringmatchlen`.
+//! Glob matching as redis' `stringmatchlen`: ACL key and channel patterns, and `PSUBSCRIBE` patterns.
 //!
 //! `*` any run of bytes, `?` one byte, `[abc]`, `[^abc]`, `[a-z]` a byte class, `\x` a literal
 //! `x`. Case-sensitive, byte-wise (keys are binary). Iterative: a `*` remembers where to
 //! resume, so a hostile pattern costs O(pattern x subject), never exponential time.
 
-/// Whether `subject` matches the glob `pattern`.
-pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
-    let (mut p, mut s) = (0, 0);
-    // Where the last `*` was, and the subject position it currently covers up to.
-    let mut resume: Option<(usize, usize)> = None;
-    while s < subject.len() {
+/// Whether `text` matches the glob `pattern` as redis' `stringmatchlen` decides (`*`, `?`,
+/// `[...]` with ranges and `^`, `\` escapes), case-sensitively.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last `*`: (pattern index after it, text index it matched up to).
+    let mut star: Option<(usize, usize)> = None;
+    loop {
         if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    resume = Some((p, s));
+            if pattern[p] == b'*' {
+                while p < pattern.len() && pattern[p] == b'*' {
                     p += 1;
+                }
+                star = Some((p, t));
+                continue;
+            }
+            if t < text.len() {
+                let next = match pattern[p] {
+                    b'?' => Some(p + 1),
+                    b'[' => class_match(pattern, p, text[t]),
+                    b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == text[t]).then_some(p + 2),
+                    c => (c == text[t]).then_some(p + 1),
+                };
+                if let Some(next) = next {
+                    p = next;
+                    t += 1;
                     continue;
-                }
-                b'?' => {
-                    p += 1;
-                    s += 1;
-                    continue;
-                }
-                b'[' => {
-                    if let Some((matched, next)) = class_match(pattern, p, subject[s])
-                        && matched
-                    {
-                        p = next;
-                        s += 1;
-                        continue;
-                    }
-                }
-                b'\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == subject[s] {
-                        p += 2;
-                        s += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if c == subject[s] {
-                        p += 1;
-                        s += 1;
-                        continue;
-                    }
                 }
             }
+        } else if t == text.len() {
+            return true;
         }
-        // Mismatch: let the last `*` swallow one more byte, or fail.
-        match resume {
-            Some((star, covered)) => {
-                p = star + 1;
-                s = covered + 1;
-                resume = Some((star, covered + 1));
+        // Mismatch: let the last `*` swallow one more byte, if there is one.
+        match star {
+            Some((sp, st)) if st < text.len() => {
+                star = Some((sp, st + 1));
+                p = sp;
+                t = st + 1;
             }
-            None => return false,
+            _ => return false,
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// Matches `byte` against the class starting at `pattern[open] == b'['`.
-///
-/// Returns whether it matched and the index after the class. As redis, a class missing its
-/// `]` runs to the end of the pattern.
-fn class_match(pattern: &[u8], open: usize, byte: u8) -> Option<(bool, usize)> {
-    let mut i = open + 1;
+/// Matches `c` against the `[...]` class starting at `pattern[at]`; the index after the class
+/// when it matches. An unterminated class runs to the end of the pattern, as in redis.
+fn class_match(pattern: &[u8], at: usize, c: u8) -> Option<usize> {
+    let mut i = at + 1;
     let negate = pattern.get(i) == Some(&b'^');
     if negate {
         i += 1;
@@ -73,23 +58,22 @@ fn class_match(pattern: &[u8], open: usize, byte: u8) -> Option<(bool, usize)> {
     let mut matched = false;
     while i < pattern.len() && pattern[i] != b']' {
         if pattern[i] == b'\\' && i + 1 < pattern.len() {
-            i += 1;
-            matched |= pattern[i] == byte;
-        } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
-            let (mut lo, mut hi) = (pattern[i], pattern[i + 2]);
-            if lo > hi {
-                std::mem::swap(&mut lo, &mut hi);
-            }
-            matched |= (lo..=hi).contains(&byte);
+            matched |= pattern[i + 1] == c;
             i += 2;
+        } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' {
+            let (lo, hi) = (
+                pattern[i].min(pattern[i + 2]),
+                pattern[i].max(pattern[i + 2]),
+            );
+            matched |= (lo..=hi).contains(&c);
+            i += 3;
         } else {
-            matched |= pattern[i] == byte;
+            matched |= pattern[i] == c;
+            i += 1;
         }
-        i += 1;
     }
-    // Past the `]` (or at the end when it is missing).
     let next = (i + 1).min(pattern.len());
-    Some((matched != negate, next))
+    (matched != negate).then_some(next)
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use tracing::info;
 use super::Session;
 use crate::auth::{Denied, check, describe};
 use crate::command::{AclCategories, CommandSpec, CommandTable, Resolved};
-use crate::protocol::Request;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
 };
+use crate::protocol::{Protocol, Request};
 
 pub(super) const ACL_IN_MULTI: &str =
     "ERR ACL commands inside MULTI are not supported by slotproxy";
@@ -76,7 +76,13 @@ impl Session {
                     write_map_len(out, protocol, 6);
                     write_bulk(out, b"flags");
                     let flags = describe::flags(&user);
-                    write_array_len(out, flags.len());
+                    // A set in RESP3, as redis 7.0 sends it.
+                    match protocol {
+                        Protocol::Resp2 => write_array_len(out, flags.len()),
+                        Protocol::Resp3 => {
+                            out.extend_from_slice(format!("~{}\r\n", flags.len()).as_bytes())
+                        }
+                    }
                     for flag in flags {
                         write_bulk(out, flag.as_bytes());
                     }
@@ -240,10 +246,7 @@ impl Session {
                         String::from_utf8_lossy(&command[i])
                     ),
                 };
-                let protocol = self.protocol;
-                self.reply_with(|out| {
-                    crate::protocol::reply::write_text(out, protocol, text.as_bytes())
-                });
+                self.reply_with(|out| write_bulk(out, text.as_bytes()));
             }
         }
     }
@@ -343,11 +346,11 @@ fn collect_category(spec: &CommandSpec, category: AclCategories, out: &mut Vec<&
 }
 
 /// A double as redis' `addReplyDouble` writes it: `%.17g`, a bulk string in RESP2.
-fn write_double(out: &mut bytes::BytesMut, protocol: crate::protocol::Protocol, value: f64) {
+fn write_double(out: &mut bytes::BytesMut, protocol: Protocol, value: f64) {
     let text = g17(value);
     match protocol {
-        crate::protocol::Protocol::Resp2 => write_bulk(out, text.as_bytes()),
-        crate::protocol::Protocol::Resp3 => {
+        Protocol::Resp2 => write_bulk(out, text.as_bytes()),
+        Protocol::Resp3 => {
             out.extend_from_slice(b",");
             out.extend_from_slice(text.as_bytes());
             out.extend_from_slice(b"\r\n");
