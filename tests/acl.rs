@@ -465,3 +465,57 @@ async fn acl_log_records_the_same_refusals_as_redis() {
     }
     same(&mut p, &mut r, &["ACL LOG RESET", "ACL LOG"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_save_writes_the_aclfile_and_acl_load_reads_it() {
+    let cluster = TestCluster::start(3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let aclfile = dir.path().join("users.acl");
+    std::fs::write(&aclfile, "user filed on >f ~filed:* +get\n").unwrap();
+    let path = aclfile.clone();
+    let proxy = TestProxy::start_with(&cluster, move |config| {
+        config.auth.password = Some(slotproxy::auth::config::Secret("pw".into()));
+        config.auth.aclfile = Some(path);
+    })
+    .await;
+    let mut admin = proxy.raw_client().await;
+    assert_eq!(admin.request(&words("AUTH pw")).await, b"+OK\r\n");
+    assert_eq!(admin.request(&words("AUTH filed f")).await, b"+OK\r\n");
+    assert_eq!(admin.request(&words("AUTH pw")).await, b"+OK\r\n");
+    assert_eq!(
+        admin
+            .request(&words("ACL SETUSER added on >a ~added:* +@read"))
+            .await,
+        b"+OK\r\n"
+    );
+    assert_eq!(admin.request(&words("ACL SAVE")).await, b"+OK\r\n");
+    let saved = std::fs::read_to_string(&aclfile).unwrap();
+    assert!(saved.contains("user added on #"), "{saved}");
+    assert!(saved.contains("user filed on #"), "{saved}");
+    assert!(
+        !saved.contains(">a"),
+        "passwords are saved as hashes: {saved}"
+    );
+
+    std::fs::write(&aclfile, "user other on nopass ~* +ping\n").unwrap();
+    assert_eq!(admin.request(&words("ACL LOAD")).await, b"+OK\r\n");
+    let users = admin.request(&words("ACL USERS")).await;
+    assert_eq!(
+        users,
+        b"*2\r\n$7\r\ndefault\r\n$5\r\nother\r\n",
+        "{}",
+        String::from_utf8_lossy(&users)
+    );
+    std::fs::write(&aclfile, "user bad on +nocmd\n").unwrap();
+    let reply = admin.request(&words("ACL LOAD")).await;
+    assert!(
+        reply.starts_with(b"-ERR"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(
+        admin.request(&words("ACL USERS")).await,
+        b"*2\r\n$7\r\ndefault\r\n$5\r\nother\r\n",
+        "a bad aclfile leaves the users as they were"
+    );
+}
