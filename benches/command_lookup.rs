@@ -31,7 +31,7 @@ fn command_lookup(c: &mut Criterion) {
     ];
     let mut group = c.benchmark_group("command_lookup");
     for (name, args) in &cases {
-        let mut keys = Vec::with_capacity(16);
+        let mut keys: Vec<usize> = Vec::with_capacity(16);
         group.bench_function(*name, |b| {
             b.iter(|| {
                 keys.clear();

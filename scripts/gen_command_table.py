@@ -3,7 +3,8 @@
 
 The command table of slotproxy is data, not hand-written code: this script asks a
 redis-server for `COMMAND` (arity, flags, tips, key specs, subcommands) and
-`COMMAND DOCS` (group), merges the hand-kept entries of
+`COMMAND DOCS` (group), gives every row (subcommands included) a sequential id and its
+ACL categories, merges the hand-kept entries of
 src/command/extra_commands.json (commands newer than that node), and writes one
 sorted Rust literal.
 
@@ -56,6 +57,32 @@ COMMAND_FLAGS = {
     "no_multi": "NO_MULTI",
     "movablekeys": "MOVABLE_KEYS",
     "allow_busy": "ALLOW_BUSY",
+}
+
+# ACL category (without the "@") -> Rust constant on `AclCategories`, in redis' own
+# order (the order `ACL CAT` lists them in).
+ACL_CATEGORIES = {
+    "keyspace": "KEYSPACE",
+    "read": "READ",
+    "write": "WRITE",
+    "set": "SET",
+    "sortedset": "SORTEDSET",
+    "list": "LIST",
+    "hash": "HASH",
+    "string": "STRING",
+    "bitmap": "BITMAP",
+    "hyperloglog": "HYPERLOGLOG",
+    "geo": "GEO",
+    "stream": "STREAM",
+    "pubsub": "PUBSUB",
+    "admin": "ADMIN",
+    "fast": "FAST",
+    "slow": "SLOW",
+    "blocking": "BLOCKING",
+    "dangerous": "DANGEROUS",
+    "connection": "CONNECTION",
+    "transaction": "TRANSACTION",
+    "scripting": "SCRIPTING",
 }
 
 # Key spec flag name (any case) -> Rust constant on `KeySpecFlags`.
@@ -298,9 +325,9 @@ def rust_str(value):
 def rust_flags(names, table, type_name, context):
     consts = []
     for name in names:
-        const = table.get(name.lower())
+        const = table.get(name.lower().lstrip("@") if table is ACL_CATEGORIES else name.lower())
         if const is None:
-            if table is KEY_SPEC_FLAGS:
+            if table is KEY_SPEC_FLAGS or table is ACL_CATEGORIES:
                 raise SystemExit("%s: unknown key spec flag %r" % (context, name))
             continue
         if const not in consts:
@@ -336,7 +363,8 @@ def rust_key_spec(ks, context):
     return "KeySpec { begin: %s, find: %s, flags: %s }" % (begin_rs, find_rs, flags)
 
 
-def emit_command(cmd, indent, out, extra_names):
+def emit_command(cmd, indent, out, extra_names, ids):
+    """Appends one row; `ids` is a one-element list holding the next row id."""
     pad = " " * indent
     name = cmd["name"]
     if name in extra_names:
@@ -345,8 +373,12 @@ def emit_command(cmd, indent, out, extra_names):
     out.append("%sCommandSpec {" % pad)
     inner = pad + "    "
     out.append("%sname: %s," % (inner, rust_str(name)))
+    out.append("%sid: CommandId(%d)," % (inner, ids[0]))
+    ids[0] += 1
     out.append("%sarity: %d," % (inner, cmd["arity"]))
     out.append("%sflags: %s," % (inner, rust_flags(cmd["flags"], COMMAND_FLAGS, "Flags", name)))
+    out.append("%sacl_categories: %s," % (inner, rust_flags(
+        cmd.get("acl_categories", []), ACL_CATEGORIES, "AclCategories", name)))
     out.append("%sgroup: %s," % (inner, rust_str(cmd.get("group", "module"))))
     out.append("%stips: &[%s]," % (inner, ", ".join(rust_str(t) for t in sorted(cmd["tips"]))))
     if cmd["key_specs"]:
@@ -360,7 +392,7 @@ def emit_command(cmd, indent, out, extra_names):
     if subs:
         out.append("%ssubcommands: &[" % inner)
         for sub in subs:
-            emit_command(sub, indent + 8, out, extra_names)
+            emit_command(sub, indent + 8, out, extra_names, ids)
         out.append("%s]," % inner)
     else:
         out.append("%ssubcommands: &[]," % inner)
@@ -376,15 +408,22 @@ def render(version, commands, extra_names):
         "// (%d commands, %d subcommands; %d hand-kept entries from "
         "src/command/extra_commands.json)" % (count, subs, len(extra_names)),
         "",
-        "use super::table::{BeginSearch, CommandSpec, FindKeys, Flags, KeySpec, KeySpecFlags};",
+        "use super::category::AclCategories;",
+        "use super::table::{",
+        "    BeginSearch, CommandId, CommandSpec, FindKeys, Flags, KeySpec, KeySpecFlags,",
+        "};",
         "",
         "/// Every command the generating node knows, plus the hand-kept newer ones, sorted by name.",
         "#[rustfmt::skip]",
         "pub(super) static COMMANDS: &[CommandSpec] = &[",
     ]
+    ids = [0]
     for cmd in sorted(commands, key=lambda c: c["name"]):
-        emit_command(cmd, 4, out, extra_names)
+        emit_command(cmd, 4, out, extra_names, ids)
     out.append("];")
+    out.append("")
+    out.append("/// Rows in [`COMMANDS`], subcommands included: row ids run from 0 to this, exclusive.")
+    out.append("pub(super) const ROW_COUNT: u16 = %d;" % ids[0])
     return "\n".join(out) + "\n"
 
 

@@ -49,6 +49,8 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     /// The HTTP admin listener: metrics, health, readiness, reload.
     pub admin: AdminConfig,
+    /// Who may use slotproxy: passwords, ACL users, protected mode.
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 /// Which nodes serve commands the command table flags read-only.
@@ -262,6 +264,7 @@ impl Default for Config {
             drain_delay_ms: 5_000,
             shutdown_timeout_ms: 10_000,
             admin: AdminConfig::default(),
+            auth: crate::auth::config::AuthConfig::default(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! # Life of a command
 //!
 //! 1. [`server`] accepts a client (once the first slot map is known) and spawns a
-//!    [`session::Session`] task for it.
+//!    [`session::Session`] task for it (in protected mode, a client from another host of a
+//!    proxy without password or users gets redis' `-DENIED` text instead).
 //! 2. The session's [`protocol::RequestDecoder`] yields a [`protocol::Request`]: the arguments as
 //!    slices of the read buffer plus the raw bytes, which are what gets forwarded (re-encoded
 //!    when the client's separators were not CRLF, so a node only ever sees canonical frames).
@@ -12,7 +13,10 @@
 //!    `-ERR Protocol error: ...` and the connection is closed, as redis-server does.
 //! 3. [`command::CommandTable::resolve`] finds the command's row (generated from a node's
 //!    `COMMAND` output, plus commands learned from the cluster at startup). An unknown command or
-//!    a wrong arity gets redis' error and the connection stays open. Inside `MULTI`, commands are
+//!    a wrong arity gets redis' error and the connection stays open. Then the one ACL check
+//!    (`session/acl.rs`, [`auth::check`]): `-NOAUTH` until the client authenticates, `-NOPERM`
+//!    for a command, key or channel its user may not use (redis 7.0's rules and texts, no round
+//!    trip); `ACL ...` is answered from slotproxy's own users. Inside `MULTI`, commands are
 //!    checked and queued by the session instead (`session/transaction.rs`).
 //! 4. [`command::route::route_of`] picks the route:
 //!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC, and the
@@ -90,6 +94,7 @@
 //! `drain_delay_ms`.
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod cluster;
 pub mod command;
@@ -200,7 +205,12 @@ pub async fn run_with(
     let config_tracking_max_keys = config.session.tracking_max_keys;
     let (stop, stopped) = watch::channel(());
     let (hub, hub_task) = pubsub::start(topology.clone(), &config, wait_changed(stopped.clone()));
-    let metrics = Arc::new(metrics::Metrics::new(&CommandTable::builtin()));
+    let commands = CommandTable::builtin();
+    let users = config
+        .auth
+        .users(&commands)
+        .map_err(|e| error::ConfigError::Parse(e.to_string()))?;
+    let metrics = Arc::new(metrics::Metrics::new(&commands));
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(config.clone()),
         metrics,
@@ -208,7 +218,7 @@ pub async fn run_with(
         auth_failures: AtomicU64::new(0),
         config,
         topology: topology.clone(),
-        commands: ArcSwap::from_pointee(CommandTable::builtin()),
+        commands: ArcSwap::from_pointee(commands),
         clients: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(0),
         redis_version: ArcSwap::from_pointee(DEFAULT_REDIS_VERSION.to_string()),
@@ -216,6 +226,7 @@ pub async fn run_with(
         stop: Notify::new(),
         tracker: Arc::new(tracking::Tracker::new(config_tracking_max_keys)),
         hub,
+        acl: session::Acl::new(users),
     });
 
     let refresher = tokio::spawn(

@@ -118,6 +118,17 @@ fn admit(
         });
         return;
     }
+    if let Ok(local) = stream.local_addr()
+        && crate::session::protected_mode_refuses(shared, local, peer)
+    {
+        shared.clients.fetch_sub(1, Ordering::AcqRel);
+        shared.metrics.clients_refused.inc();
+        info!(%peer, "client refused: protected mode (no password or user configured)");
+        tokio::spawn(async move {
+            let _ = stream.write_all(crate::session::PROTECTED_MODE).await;
+        });
+        return;
+    }
     shared.metrics.clients_accepted.inc();
     let session = Session::new(shared.clone());
     let guard = ClientGuard(shared.clone());

@@ -68,6 +68,53 @@ pub enum KeyError {
     },
 }
 
+/// One key of a request: its argument index and how the command uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    /// Argument index (the command name is 0).
+    pub position: usize,
+    /// The flags of the key spec (or per-command rule) that found it: read, write, ...
+    pub flags: KeySpecFlags,
+}
+
+/// Where [`key_positions`] puts the keys it finds: positions only, or positions with flags.
+pub trait KeySink {
+    /// Number of keys collected so far.
+    fn len(&self) -> usize;
+    /// Whether no key was collected.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Drops keys past the first `len`.
+    fn truncate(&mut self, len: usize);
+    /// Adds the key at `position`, used as `flags` says.
+    fn push_key(&mut self, position: usize, flags: KeySpecFlags);
+}
+
+impl KeySink for Vec<usize> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+    fn push_key(&mut self, position: usize, _flags: KeySpecFlags) {
+        self.push(position);
+    }
+}
+
+impl KeySink for Vec<KeyRef> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+    fn push_key(&mut self, position: usize, flags: KeySpecFlags) {
+        self.push(KeyRef { position, flags });
+    }
+}
+
 /// Appends the argument indices of every key of a request, in argument order.
 ///
 /// `args[0]` is the command name; for a subcommand (`OBJECT ENCODING key`) pass
@@ -79,10 +126,10 @@ pub enum KeyError {
 /// # Errors
 /// A [`KeyError`] when numkeys is bad, a key position is past the end, or the
 /// command's keys cannot be determined; see [`KeyError`] for what to do.
-pub fn key_positions(
+pub fn key_positions<S: KeySink>(
     spec: &CommandSpec,
     args: &[Bytes],
-    out: &mut Vec<usize>,
+    out: &mut S,
 ) -> Result<(), KeyError> {
     let start = out.len();
     let Err(err) = keys_from_specs(spec, args, out) else {
@@ -97,11 +144,15 @@ pub fn key_positions(
         return Ok(());
     };
     out.truncate(start);
+    // The per-command rules give the first key the first spec's flags and the others (a
+    // STORE destination, MIGRATE's KEYS) the last spec's, as the specs of these rows are laid out.
+    let flags = |ks: Option<&KeySpec>| ks.map_or(KeySpecFlags::NONE, |ks| ks.flags);
+    let (first, rest) = (flags(spec.key_specs.first()), flags(spec.key_specs.last()));
     let result = match spec.name {
-        "sort" => sort_keys(args, out),
-        "sort_ro" => first_key(spec.name, args, out),
-        "migrate" => migrate_keys(args, out),
-        "georadius" | "georadiusbymember" => georadius_keys(args, out),
+        "sort" => sort_keys(args, out, first, rest),
+        "sort_ro" => first_key(spec.name, args, out, first),
+        "migrate" => migrate_keys(args, out, first, rest),
+        "georadius" | "georadiusbymember" => georadius_keys(args, out, first, rest),
         _ => Err(err),
     };
     if result.is_err() {
@@ -111,10 +162,10 @@ pub fn key_positions(
 }
 
 /// Walks the key specs as redis' `getKeysUsingKeySpecs` does.
-fn keys_from_specs(
+fn keys_from_specs<S: KeySink>(
     spec: &CommandSpec,
     args: &[Bytes],
-    out: &mut Vec<usize>,
+    out: &mut S,
 ) -> Result<(), KeyError> {
     let command = spec.name;
     let argc = i64::try_from(args.len()).map_err(|_| KeyError::Undetermined { command })?;
@@ -195,7 +246,9 @@ fn keys_from_specs(
         ) else {
             return Err(KeyError::Undetermined { command });
         };
-        out.extend((first..=last).step_by(step));
+        for position in (first..=last).step_by(step) {
+            out.push_key(position, key_spec.flags);
+        }
         if key_spec.flags.contains(KeySpecFlags::INCOMPLETE) {
             return Err(KeyError::Undetermined { command });
         }
@@ -259,17 +312,27 @@ fn parse_integer(arg: &[u8]) -> Option<i64> {
 }
 
 /// `SORT_RO key ...`: only the key.
-fn first_key(command: &'static str, args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> {
+fn first_key<S: KeySink>(
+    command: &'static str,
+    args: &[Bytes],
+    out: &mut S,
+    flags: KeySpecFlags,
+) -> Result<(), KeyError> {
     if args.len() < 2 {
         return Err(KeyError::MissingKey { command });
     }
-    out.push(1);
+    out.push_key(1, flags);
     Ok(())
 }
 
 /// `SORT key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA] [STORE dest]`, as redis' `sortGetKeys`.
-fn sort_keys(args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> {
-    first_key("sort", args, out)?;
+fn sort_keys<S: KeySink>(
+    args: &[Bytes],
+    out: &mut S,
+    first: KeySpecFlags,
+    rest: KeySpecFlags,
+) -> Result<(), KeyError> {
+    first_key("sort", args, out, first)?;
     let mut store = None;
     let mut i = 2;
     while i < args.len() {
@@ -285,13 +348,20 @@ fn sort_keys(args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> {
         }
         i += 1;
     }
-    out.extend(store);
+    if let Some(position) = store {
+        out.push_key(position, rest);
+    }
     Ok(())
 }
 
 /// `MIGRATE host port key|"" db timeout [COPY] [REPLACE] [AUTH pw] [AUTH2 u pw] [KEYS k ...]`,
 /// as redis' `migrateGetKeys`.
-fn migrate_keys(args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> {
+fn migrate_keys<S: KeySink>(
+    args: &[Bytes],
+    out: &mut S,
+    first: KeySpecFlags,
+    rest: KeySpecFlags,
+) -> Result<(), KeyError> {
     if args.len() < 6 {
         return Err(KeyError::MissingKey { command: "migrate" });
     }
@@ -302,7 +372,9 @@ fn migrate_keys(args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> {
             if !args[3].is_empty() {
                 return Err(KeyError::MigrateKeyNotEmpty);
             }
-            out.extend(i + 1..args.len());
+            for position in i + 1..args.len() {
+                out.push_key(position, rest);
+            }
             return Ok(());
         }
         if arg.eq_ignore_ascii_case(b"auth") {
@@ -312,13 +384,18 @@ fn migrate_keys(args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> {
         }
         i += 1;
     }
-    out.push(3);
+    out.push_key(3, first);
     Ok(())
 }
 
 /// `GEORADIUS[BYMEMBER] key ... [STORE dest] [STOREDIST dest]`, as redis' `georadiusGetKeys`.
-fn georadius_keys(args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> {
-    first_key("georadius", args, out)?;
+fn georadius_keys<S: KeySink>(
+    args: &[Bytes],
+    out: &mut S,
+    first: KeySpecFlags,
+    rest: KeySpecFlags,
+) -> Result<(), KeyError> {
+    first_key("georadius", args, out, first)?;
     let mut store = None;
     let mut i = 5;
     while i < args.len() {
@@ -332,7 +409,9 @@ fn georadius_keys(args: &[Bytes], out: &mut Vec<usize>) -> Result<(), KeyError> 
         }
         i += 1;
     }
-    out.extend(store);
+    if let Some(position) = store {
+        out.push_key(position, rest);
+    }
     Ok(())
 }
 
@@ -563,7 +642,7 @@ mod tests {
                     .split_whitespace()
                     .map(|a| Bytes::copy_from_slice(a.as_bytes()))
                     .collect();
-                let mut out = Vec::new();
+                let mut out: Vec<usize> = Vec::new();
                 if key_positions(spec, &args, &mut out).is_ok() {
                     assert!(
                         out.iter().all(|&i| i >= 1 && i < args.len()),
@@ -593,7 +672,7 @@ mod tests {
                 panic!("{line}: not resolved");
             };
             let redis = node.getkeys(&args);
-            let mut out = Vec::new();
+            let mut out: Vec<usize> = Vec::new();
             let ours = key_positions(spec, &args, &mut out).map(|()| out);
             let same = match (&redis, &ours) {
                 (Ok(r), Ok(o)) => r == o,

@@ -28,12 +28,15 @@
 //! and rerun the script. At startup, [`CommandTable::merge_node_commands`] adds
 //! whatever a node knows beyond that (module commands, a newer redis).
 
+pub mod category;
 mod generated;
 pub mod keys;
 pub mod route;
 pub mod table;
 
-pub use keys::{KeyError, key_positions};
+pub use category::AclCategories;
+pub use keys::{KeyError, KeyRef, KeySink, key_positions};
 pub use table::{
-    BeginSearch, CommandSpec, CommandTable, FindKeys, Flags, KeySpec, KeySpecFlags, Resolved,
+    BeginSearch, CommandId, CommandSpec, CommandTable, FindKeys, Flags, KeySpec, KeySpecFlags,
+    Resolved,
 };

@@ -13,7 +13,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use bytes::Bytes;
 use redis_protocol::resp2::types::OwnedFrame;
 
-use super::generated::COMMANDS;
+use super::category::AclCategories;
+use super::generated::{COMMANDS, ROW_COUNT};
 
 /// Longest command name, or `container|subcommand` pair, that can be resolved.
 ///
@@ -26,10 +27,14 @@ const MAX_NAME_LEN: usize = 64;
 pub struct CommandSpec {
     /// Lowercase name; subcommands use the redis 7 form `client|setname`.
     pub name: &'static str,
+    /// This row's index among all rows, subcommands included (ACL permission bit sets use it).
+    pub id: CommandId,
     /// Redis arity: `n > 0` means exactly `n` arguments, `-n` at least `n` (both count the name).
     pub arity: i16,
     /// Command flags from `COMMAND`.
     pub flags: Flags,
+    /// ACL categories from `COMMAND` (`@read`, `@dangerous`, ...).
+    pub acl_categories: AclCategories,
     /// Documentation group from `COMMAND DOCS` (`string`, `hash`, `server`, ...), `module` if unknown.
     pub group: &'static str,
     /// Command tips, e.g. `request_policy:all_shards`, `response_policy:agg_sum`, `nondeterministic_output`.
@@ -66,6 +71,11 @@ impl CommandSpec {
         self.name.to_ascii_uppercase().replace('|', " ")
     }
 }
+
+/// A row's index in the command table: generated rows are numbered in table order, rows
+/// learned from a node at startup get the next free numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommandId(pub u16);
 
 /// Command flags, as listed by `COMMAND` (a bit set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -334,6 +344,8 @@ pub struct CommandTable {
     by_name: NameMap,
     /// Top-level commands, sorted by name.
     commands: Vec<&'static CommandSpec>,
+    /// Rows in the table, subcommands included: the next free [`CommandId`].
+    rows: u16,
 }
 
 impl CommandTable {
@@ -342,6 +354,7 @@ impl CommandTable {
         let mut table = CommandTable {
             by_name: NameMap::default(),
             commands: Vec::with_capacity(COMMANDS.len()),
+            rows: ROW_COUNT,
         };
         for spec in COMMANDS {
             table.insert(spec);
@@ -401,6 +414,11 @@ impl CommandTable {
         self.commands.iter().copied()
     }
 
+    /// Number of rows, subcommands included; every row's id is below it.
+    pub fn rows(&self) -> usize {
+        usize::from(self.rows)
+    }
+
     /// Number of top-level commands.
     pub fn len(&self) -> usize {
         self.commands.len()
@@ -432,7 +450,8 @@ impl CommandTable {
                 None => {
                     added.push(parsed.name.clone());
                     added.extend(parsed.subcommands.iter().map(|s| s.name.clone()));
-                    let spec: &'static CommandSpec = Box::leak(Box::new(parsed.leak("module")));
+                    let spec: &'static CommandSpec =
+                        Box::leak(Box::new(parsed.leak("module", &mut self.rows)));
                     self.insert(spec);
                 }
                 Some(existing) => self.merge_subcommands(existing, parsed, &mut added),
@@ -459,7 +478,7 @@ impl CommandTable {
         let mut subcommands: Vec<CommandSpec> = existing.subcommands.to_vec();
         for sub in new {
             added.push(sub.name.clone());
-            subcommands.push(sub.leak(existing.group));
+            subcommands.push(sub.leak(existing.group, &mut self.rows));
         }
         subcommands.sort_by(|a, b| a.name.cmp(b.name));
         let container: &'static CommandSpec = Box::leak(Box::new(CommandSpec {
@@ -523,8 +542,11 @@ enum ParsedBegin {
 }
 
 impl ParsedCommand {
-    /// Turns the parsed entry into a `'static` row; `parent_group` is used for subcommands.
-    fn leak(self, parent_group: &'static str) -> CommandSpec {
+    /// Turns the parsed entry into a `'static` row; `parent_group` is used for subcommands,
+    /// `rows` numbers the new rows.
+    fn leak(self, parent_group: &'static str, rows: &mut u16) -> CommandSpec {
+        let id = CommandId(*rows);
+        *rows = rows.saturating_add(1);
         let group = if self.flags.contains(Flags::MODULE) {
             "module"
         } else if self.name.contains('|') {
@@ -556,13 +578,15 @@ impl ParsedCommand {
         let mut subcommands: Vec<CommandSpec> = self
             .subcommands
             .into_iter()
-            .map(|s| s.leak(group))
+            .map(|s| s.leak(group, rows))
             .collect();
         subcommands.sort_by(|a, b| a.name.cmp(b.name));
         CommandSpec {
             name,
+            id,
             arity: self.arity,
             flags: self.flags,
+            acl_categories: AclCategories::from_names(&self.acl_categories),
             group,
             tips: Box::leak(tips.into_boxed_slice()),
             key_specs: Box::leak(key_specs.into_boxed_slice()),

@@ -164,77 +164,7 @@ pub fn push_as_resp2(raw: &Bytes) -> Bytes {
     out.freeze()
 }
 
-/// Whether `text` matches the glob `pattern` as redis' `stringmatchlen` decides (`*`, `?`,
-/// `[...]` with ranges and `^`, `\` escapes), case-sensitively.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    // Where to resume after the last `*`: (pattern index after it, text index it matched up to).
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        if p < pattern.len() {
-            if pattern[p] == b'*' {
-                while p < pattern.len() && pattern[p] == b'*' {
-                    p += 1;
-                }
-                star = Some((p, t));
-                continue;
-            }
-            if t < text.len() {
-                let next = match pattern[p] {
-                    b'?' => Some(p + 1),
-                    b'[' => class_match(pattern, p, text[t]),
-                    b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == text[t]).then_some(p + 2),
-                    c => (c == text[t]).then_some(p + 1),
-                };
-                if let Some(next) = next {
-                    p = next;
-                    t += 1;
-                    continue;
-                }
-            }
-        } else if t == text.len() {
-            return true;
-        }
-        // Mismatch: let the last `*` swallow one more byte, if there is one.
-        match star {
-            Some((sp, st)) if st < text.len() => {
-                star = Some((sp, st + 1));
-                p = sp;
-                t = st + 1;
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Matches `c` against the `[...]` class starting at `pattern[at]`; the index after the class
-/// when it matches. An unterminated class runs to the end of the pattern, as in redis.
-fn class_match(pattern: &[u8], at: usize, c: u8) -> Option<usize> {
-    let mut i = at + 1;
-    let negate = pattern.get(i) == Some(&b'^');
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    while i < pattern.len() && pattern[i] != b']' {
-        if pattern[i] == b'\\' && i + 1 < pattern.len() {
-            matched |= pattern[i + 1] == c;
-            i += 2;
-        } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' {
-            let (lo, hi) = (
-                pattern[i].min(pattern[i + 2]),
-                pattern[i].max(pattern[i + 2]),
-            );
-            matched |= (lo..=hi).contains(&c);
-            i += 3;
-        } else {
-            matched |= pattern[i] == c;
-            i += 1;
-        }
-    }
-    let next = (i + 1).min(pattern.len());
-    (matched != negate).then_some(next)
-}
+pub use crate::auth::pattern::glob_match;
 
 #[cfg(test)]
 mod tests {

@@ -38,6 +38,11 @@ pub(super) struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// The client's address for logs (`?` when unknown).
+    pub(super) fn peer_display(&self) -> String {
+        self.peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
+    }
+
     /// Records the client's socket when its session starts.
     pub(super) fn connected(&mut self, stream: &TcpStream) {
         self.peer = stream.peer_addr().ok();
@@ -219,7 +224,7 @@ impl Session {
     }
 
     /// The caller's `CLIENT LIST` line (with its newline), in redis' field order.
-    fn client_line(&self, command: &str) -> String {
+    pub(super) fn client_line(&self, command: &str) -> String {
         let text = |b: &Option<Bytes>| {
             b.as_ref()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -230,7 +235,7 @@ impl Session {
         format!(
             "id={} addr={} laddr={} fd={} name={} age={age} idle=0 flags={} db=0 sub={} psub={} \
              ssub={} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={command} user=default redir=-1 resp={} lib-name={} \
+             omem=0 tot-mem=0 events=r cmd={command} user={} redir=-1 resp={} lib-name={} \
              lib-ver={}\n",
             self.id,
             addr(self.info.peer),
@@ -241,6 +246,7 @@ impl Session {
             self.subs.len(Kind::Channel),
             self.subs.len(Kind::Pattern),
             self.subs.len(Kind::Shard),
+            self.user.name,
             match self.protocol {
                 Protocol::Resp2 => 2,
                 Protocol::Resp3 => 3,

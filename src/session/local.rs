@@ -25,7 +25,6 @@ use crate::protocol::reply::{
 use crate::protocol::{Protocol, Request};
 
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
 const SYNTAX: &str = "ERR syntax error";
 
@@ -46,22 +45,16 @@ impl Session {
                 self.pending.push_back(Pending::Close(out.freeze()));
                 self.stop_reading = true;
             }
-            Local::Select => match std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Local::Select => match std::str::from_utf8(&args[1])
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
                 None => self.reply_error(NOT_INTEGER),
                 Some(0) => self.reply_with(|out| write_simple(out, "OK")),
                 Some(_) => self.reply_error("ERR SELECT is not allowed in cluster mode"),
             },
             Local::Hello => self.hello(args),
-            Local::Auth => match args.len() {
-                2 => self.reply_error(
-                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-                ),
-                3 if args[1].eq_ignore_ascii_case(b"default") => {
-                    self.reply_with(|out| write_simple(out, "OK"))
-                }
-                3 => self.reply_error(WRONGPASS),
-                _ => self.reply_error(SYNTAX),
-            },
+            Local::Auth => self.auth(args),
             Local::Reset => {
                 self.end_transaction();
                 self.stop_tracking();
@@ -69,6 +62,7 @@ impl Session {
                 self.read_mode_chosen = false;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
+                self.reset_user();
                 let mut reply = BytesMut::new();
                 write_simple(&mut reply, "RESET");
                 self.reset_subscriptions(reply.freeze());
@@ -94,7 +88,8 @@ impl Session {
             }
             Local::ClientSetInfo => {
                 let attr = &args[2];
-                if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver") {
+                if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver")
+                {
                     return self.reply_error(&format!(
                         "ERR Unrecognized option '{}'",
                         String::from_utf8_lossy(attr)
@@ -211,14 +206,13 @@ impl Session {
             }
         }
         let mut name = None;
+        let mut auth = None;
         let mut i = 2;
         while i < args.len() {
             let option = &args[i];
             let more = args.len() - i - 1;
             if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-                if !args[i + 1].eq_ignore_ascii_case(b"default") {
-                    return self.reply_error(WRONGPASS);
-                }
+                auth = Some((args[i + 1].clone(), args[i + 2].clone()));
                 i += 3;
             } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
                 if !valid_name(&args[i + 1]) {
@@ -232,6 +226,13 @@ impl Session {
                     String::from_utf8_lossy(option)
                 ));
             }
+        }
+        if let Some((user, password)) = auth {
+            if !self.authenticate(&user, &password) {
+                return self.reply_error(super::acl::WRONGPASS);
+            }
+        } else if !self.authenticated {
+            return self.reply_error(super::acl::NOAUTH_HELLO);
         }
         self.protocol = protocol;
         if let Some(name) = name {

@@ -12,6 +12,8 @@
 //! written between replies as they arrive; a reply produced in step with them (a subscription's
 //! confirmation) waits in the inbox until its `Pending::Inbox` entry reaches the front.
 
+mod acl;
+mod acl_command;
 mod algebra;
 mod dispatch;
 mod introspect;
@@ -53,6 +55,7 @@ use crate::inbox::Inbox;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 use crate::pubsub::Hub;
 
+pub use acl::{Acl, PROTECTED_MODE, protected_mode_refuses};
 pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
@@ -89,7 +92,9 @@ pub struct Shared {
     /// Becomes true when shutdown begins: readiness fails, sessions answer what they were sent
     /// and close.
     pub draining: tokio::sync::watch::Sender<bool>,
-    /// Failed `AUTH` attempts (exported as `slotproxy_auth_failures_total`).
+    /// Users of slotproxy itself (`[auth]`, `ACL SETUSER`).
+    pub acl: Acl,
+    /// Failed `AUTH` / `HELLO AUTH` attempts since start.
     pub auth_failures: AtomicU64,
 }
 
@@ -186,6 +191,14 @@ pub struct Session {
     /// The client chose its read mode (READONLY/READWRITE); otherwise `read_policy` follows
     /// the configured one, reloads included.
     read_mode_chosen: bool,
+    /// The ACL user this client runs as.
+    user: Arc<crate::auth::User>,
+    /// Whether the client has authenticated (or the default user needs no password).
+    authenticated: bool,
+    /// `Acl::generation` when `user` was read.
+    user_generation: u64,
+    /// Scratch space for the keys the ACL check looks at, reused across requests.
+    acl_keys: Vec<crate::command::KeyRef>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -207,6 +220,7 @@ impl Session {
         let budget = Arc::new(ReplyBudget::new(live.session.max_output_buffer_bytes));
         drop(live);
         let drain = shared.draining.subscribe();
+        let (user, authenticated, user_generation) = Session::initial_user(&shared);
         Self {
             id,
             shared,
@@ -241,6 +255,10 @@ impl Session {
             drain,
             draining: false,
             read_mode_chosen: false,
+            user,
+            authenticated,
+            user_generation,
+            acl_keys: Vec::new(),
         }
     }
 

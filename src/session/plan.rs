@@ -4,6 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::acl_command;
 use super::algebra::{self, Algebra};
 use super::dispatch::Target;
 use super::split::{self, Merge};
@@ -103,6 +104,20 @@ impl Session {
                 "ERR wrong number of arguments for '{}' command",
                 spec.name
             ));
+        }
+        if !self.acl_allows(spec, &request) {
+            return;
+        }
+        if let Some(refusal) = acl_command::never_forwarded(spec, request.args()) {
+            self.tx.flag_error();
+            return self.reply_error(&refusal);
+        }
+        if spec.name.starts_with("acl|") && !matches!(spec.name, "acl|help" | "acl|genpass") {
+            if self.tx.queuing() {
+                self.tx.flag_error();
+                return self.reply_error(acl_command::ACL_IN_MULTI);
+            }
+            return self.acl_command(spec, &request);
         }
         self.shared.scripts.observe(spec.name, request.args());
         if self.tracking_on() {

@@ -21,7 +21,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running proxy in front of a [`TestCluster`].
 pub struct TestProxy {
-    /// The address clients connect to (`127.0.0.1:<ephemeral>`).
+    /// The address clients connect to (`127.0.0.1:<ephemeral>`, also for a wildcard listener).
     pub addr: SocketAddr,
     /// The admin HTTP listener, when started with [`TestProxy::start_with_admin`].
     pub admin: Option<SocketAddr>,
@@ -43,7 +43,7 @@ impl TestProxy {
     /// # Panics
     /// When `run` returns or panics before answering, or no answer comes in time.
     pub async fn start_with(cluster: &TestCluster, edit: impl FnOnce(&mut Config)) -> TestProxy {
-        Self::start_inner(cluster, edit, false).await
+        Self::start_inner(cluster, "127.0.0.1:0", edit, false).await
     }
 
     /// Like [`TestProxy::start_with`], plus the admin HTTP listener on an ephemeral port.
@@ -51,23 +51,42 @@ impl TestProxy {
         cluster: &TestCluster,
         edit: impl FnOnce(&mut Config),
     ) -> TestProxy {
-        Self::start_inner(cluster, edit, true).await
+        Self::start_inner(cluster, "127.0.0.1:0", edit, true).await
+    }
+
+    /// As [`TestProxy::start_with`], listening on `bind` (e.g. `0.0.0.0:0` for protected mode).
+    ///
+    /// # Panics
+    /// As [`TestProxy::start_with`].
+    pub async fn start_bound(
+        cluster: &TestCluster,
+        bind: &str,
+        edit: impl FnOnce(&mut Config),
+    ) -> TestProxy {
+        Self::start_inner(cluster, bind, edit, false).await
     }
 
     async fn start_inner(
         cluster: &TestCluster,
+        bind: &str,
         edit: impl FnOnce(&mut Config),
         with_admin: bool,
     ) -> TestProxy {
         init_tracing();
         let mut config = Config::default();
         config.cluster.seeds = cluster.seeds();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let listener = std::net::TcpListener::bind(bind).expect("bind the proxy's listener");
         listener
             .set_nonblocking(true)
             .expect("make the listener non-blocking");
-        let addr = listener.local_addr().expect("listener address");
-        config.listen = addr.to_string();
+        let bound = listener.local_addr().expect("listener address");
+        config.listen = bound.to_string();
+        // Clients reach a wildcard listener through loopback.
+        let addr = if bound.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], bound.port()))
+        } else {
+            bound
+        };
         // Tests stop proxies often; load balancers are not waiting for them.
         config.drain_delay_ms = 0;
         let admin_listener = with_admin.then(|| {
@@ -144,6 +163,8 @@ impl TestProxy {
             .await;
             match attempt {
                 Ok(Ok(pong)) if pong == "PONG" => return,
+                // A proxy configured with a password answers, just not to strangers.
+                Ok(Err(e)) if e.to_string().contains("NOAUTH") => return,
                 Ok(Ok(other)) => last_error = format!("PING answered {other:?}"),
                 Ok(Err(e)) => last_error = e.to_string(),
                 Err(_) => last_error = "PING took more than 2s".to_string(),

@@ -1,0 +1,226 @@
+//! Who this client is and what it may do: authentication (`AUTH`, `HELLO AUTH`), the one
+//! permission check every request passes before it is planned, and protected mode.
+//!
+//! The session holds its user as an `Arc<User>` and the generation of the user set it read it
+//! from; the check reloads the user only when `Shared::users_generation` moved (one atomic load
+//! per request otherwise). Replies and their order are redis-server 7.0's: unknown command and
+//! arity errors first (`plan.rs`), then `-NOAUTH`, then `-NOPERM`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::{Pending, Session, Shared};
+use crate::auth::log::{AclLog, Entry, Reason};
+use crate::auth::{Denied, User, Users, check};
+use crate::command::{CommandSpec, Flags};
+use crate::protocol::Request;
+
+pub(super) const NOAUTH: &str = "NOAUTH Authentication required.";
+pub(super) const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+pub(super) const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+/// redis-server's reply to a client from another host in protected mode (it then closes).
+pub const PROTECTED_MODE: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// The users of slotproxy and what changes them, shared by every session.
+#[derive(Debug)]
+pub struct Acl {
+    /// Every user; replaced whole on `ACL SETUSER`/`DELUSER`/`LOAD`.
+    pub users: arc_swap::ArcSwap<Users>,
+    /// Bumped after every replacement of `users`.
+    pub generation: AtomicU64,
+    /// Serializes changes (read-modify-store of `users`); never held across `.await`.
+    pub(super) change: std::sync::Mutex<()>,
+    /// Unix second of the last failed-AUTH log line (rate limit: one line per second).
+    last_failure_log: AtomicU64,
+    /// `ACL LOG`; locked briefly, never across `.await`.
+    pub(super) log: std::sync::Mutex<AclLog>,
+}
+
+impl Acl {
+    /// The shared state for `users`.
+    pub fn new(users: Users) -> Acl {
+        Acl {
+            users: arc_swap::ArcSwap::from_pointee(users),
+            generation: AtomicU64::new(0),
+            change: std::sync::Mutex::new(()),
+            last_failure_log: AtomicU64::new(0),
+            log: std::sync::Mutex::new(AclLog::default()),
+        }
+    }
+
+    /// Replaces the users and tells the sessions.
+    pub(super) fn publish(&self, users: Users) {
+        self.users.store(Arc::new(users));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Whether a client from `peer` must be refused under protected mode: it is enabled, the
+/// proxy listens beyond loopback (`local`), no password or user is configured, and the client
+/// is not on loopback.
+pub fn protected_mode_refuses(shared: &Shared, local: SocketAddr, peer: SocketAddr) -> bool {
+    shared.config.auth.protected_mode
+        && !local.ip().is_loopback()
+        && !peer.ip().is_loopback()
+        && shared.acl.users.load().open()
+}
+
+impl Session {
+    /// The session's starting identity: the default user, authenticated if it needs no password.
+    pub(super) fn initial_user(shared: &Shared) -> (Arc<User>, bool, u64) {
+        let generation = shared.acl.generation.load(Ordering::Acquire);
+        let users = shared.acl.users.load();
+        let default = users.default_user().clone();
+        let authenticated = !default.requires_auth();
+        (default, authenticated, generation)
+    }
+
+    /// The one check before a request is planned: `-NOAUTH` before authentication, `-NOPERM`
+    /// for what the user may not run or touch. Returns `false` when it queued the refusal.
+    pub(super) fn acl_allows(&mut self, spec: &CommandSpec, request: &Request) -> bool {
+        if !self.authenticated && !spec.flags.contains(Flags::NO_AUTH) {
+            self.tx.flag_error();
+            self.reply_error(NOAUTH);
+            return false;
+        }
+        if self.shared.acl.generation.load(Ordering::Acquire) != self.user_generation
+            && !self.refresh_user()
+        {
+            return false;
+        }
+        match check(&self.user, spec, request.args(), &mut self.acl_keys) {
+            Ok(()) => true,
+            Err(denied) => {
+                let (reason, object) = match denied {
+                    Denied::Command => (Reason::Command, spec.name.as_bytes().to_vec()),
+                    Denied::Key(i) => (Reason::Key, request.args()[i].to_vec()),
+                    Denied::Channel(i) => (Reason::Channel, request.args()[i].to_vec()),
+                };
+                let username = self.user.name.as_bytes().to_vec();
+                self.log_refusal(reason, object, username, spec.name);
+                self.tx.flag_error();
+                let message = denied.noperm(spec);
+                self.reply_error(&message);
+                false
+            }
+        }
+    }
+
+    /// Re-reads this session's user after the users changed; a deleted user's client is
+    /// closed, as redis-server does. Returns `false` when the session is closing.
+    fn refresh_user(&mut self) -> bool {
+        self.user_generation = self.shared.acl.generation.load(Ordering::Acquire);
+        let users = self.shared.acl.users.load();
+        match users.get(self.user.name.as_bytes()) {
+            Some(user) => {
+                self.user = user.clone();
+                true
+            }
+            None => {
+                info!(client = self.id, "client's user was deleted; closing");
+                self.pending.push_back(Pending::Close(Bytes::new()));
+                self.stop_reading = true;
+                false
+            }
+        }
+    }
+
+    /// `AUTH [user] password` and `HELLO ... AUTH user password`: on success the client becomes
+    /// `user`. A failure is counted, logged (rate-limited) and leaves the client as it was.
+    pub(super) fn authenticate(&mut self, user: &[u8], password: &[u8]) -> bool {
+        let generation = self.shared.acl.generation.load(Ordering::Acquire);
+        let users = self.shared.acl.users.load();
+        match users.get(user) {
+            Some(found) if found.authenticates(password) => {
+                self.user = found.clone();
+                self.user_generation = generation;
+                self.authenticated = true;
+                true
+            }
+            _ => {
+                let failures = self.shared.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                self.log_refusal(Reason::Auth, b"AUTH".to_vec(), user.to_vec(), "auth");
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let last = self
+                    .shared
+                    .acl
+                    .last_failure_log
+                    .swap(now, Ordering::Relaxed);
+                if last != now {
+                    warn!(
+                        client = self.id,
+                        addr = %self.info.peer_display(),
+                        user = %String::from_utf8_lossy(user),
+                        failures,
+                        "client authentication failed"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Adds an `ACL LOG` entry for a refusal of this client.
+    fn log_refusal(&self, reason: Reason, object: Vec<u8>, username: Vec<u8>, command: &str) {
+        let entry = Entry {
+            count: 1,
+            reason,
+            context: if self.tx.queuing() {
+                "multi"
+            } else {
+                "toplevel"
+            },
+            object,
+            username,
+            at_ms: now_ms(),
+            client_info: self.client_line(command).trim_end().to_owned(),
+        };
+        self.shared
+            .acl
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(entry);
+    }
+
+    /// `AUTH`.
+    pub(super) fn auth(&mut self, args: &[Bytes]) {
+        let (user, password) = match args.len() {
+            2 => (&b"default"[..], &args[1]),
+            3 => (&args[1][..], &args[2]),
+            _ => return self.reply_error("ERR syntax error"),
+        };
+        if args.len() == 2 && !self.shared.acl.users.load().default_user().requires_auth() {
+            return self.reply_error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
+        }
+        if self.authenticate(user, password) {
+            self.reply_with(|out| crate::protocol::reply::write_simple(out, "OK"));
+        } else {
+            self.reply_error(WRONGPASS);
+        }
+    }
+
+    /// `RESET`: back to the default user, authenticated only if it needs no password.
+    pub(super) fn reset_user(&mut self) {
+        let (user, authenticated, generation) = Session::initial_user(&self.shared);
+        self.user = user;
+        self.authenticated = authenticated;
+        self.user_generation = generation;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

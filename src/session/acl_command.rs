@@ -1,0 +1,419 @@
+//! `ACL ...` answered from slotproxy's own users, with redis-server 7.0's replies, and the
+//! commands that are never forwarded because they would lock slotproxy out of its cluster
+//! (`CONFIG SET requirepass|masterauth|masteruser`).
+
+use bytes::Bytes;
+use tracing::info;
+
+use super::Session;
+use crate::auth::{Denied, check, describe};
+use crate::command::{AclCategories, CommandSpec, CommandTable, Resolved};
+use crate::protocol::reply::{
+    write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
+};
+use crate::protocol::{Protocol, Request};
+
+pub(super) const ACL_IN_MULTI: &str =
+    "ERR ACL commands inside MULTI are not supported by slotproxy";
+const NO_ACLFILE: &str = "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
+
+/// The refusal for a request that must never reach a node, if this is one.
+pub(super) fn never_forwarded(spec: &CommandSpec, args: &[Bytes]) -> Option<String> {
+    if spec.name != "config|set" {
+        return None;
+    }
+    let locking = args.iter().skip(2).step_by(2).find(|name| {
+        [&b"requirepass"[..], b"masterauth", b"masteruser"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+    })?;
+    Some(format!(
+        "ERR CONFIG SET {} is never forwarded by slotproxy: it would lock slotproxy out of its cluster (set [auth] password for clients, the backend password for nodes)",
+        String::from_utf8_lossy(locking).to_ascii_lowercase()
+    ))
+}
+
+impl Session {
+    /// Answers `ACL <subcommand>` (all but HELP and GENPASS, which any node answers alike).
+    pub(super) fn acl_command(&mut self, spec: &CommandSpec, request: &Request) {
+        let args = request.args();
+        let table = self.shared.commands.load_full();
+        let protocol = self.protocol;
+        match spec.name {
+            "acl|whoami" => {
+                let name = self.user.name.clone();
+                self.reply_with(|out| write_bulk(out, name.as_bytes()));
+            }
+            "acl|users" => {
+                let users = self.shared.acl.users.load();
+                let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+                self.reply_with(|out| {
+                    write_array_len(out, names.len());
+                    for name in &names {
+                        write_bulk(out, name.as_bytes());
+                    }
+                });
+            }
+            "acl|list" => {
+                let users = self.shared.acl.users.load();
+                let lines: Vec<Vec<u8>> = users
+                    .iter()
+                    .map(|u| describe::acl_line(u, &table))
+                    .collect();
+                self.reply_with(|out| {
+                    write_array_len(out, lines.len());
+                    for line in &lines {
+                        write_bulk(out, line);
+                    }
+                });
+            }
+            "acl|getuser" => {
+                let users = self.shared.acl.users.load();
+                let Some(user) = users.get(&args[2]).cloned() else {
+                    return self.reply_with(|out| write_null(out, protocol));
+                };
+                self.reply_with(|out| {
+                    write_map_len(out, protocol, 6);
+                    write_bulk(out, b"flags");
+                    let flags = describe::flags(&user);
+                    // A set in RESP3, as redis 7.0 sends it.
+                    match protocol {
+                        Protocol::Resp2 => write_array_len(out, flags.len()),
+                        Protocol::Resp3 => {
+                            out.extend_from_slice(format!("~{}\r\n", flags.len()).as_bytes())
+                        }
+                    }
+                    for flag in flags {
+                        write_bulk(out, flag.as_bytes());
+                    }
+                    write_bulk(out, b"passwords");
+                    write_array_len(out, user.passwords.len());
+                    for hash in &user.passwords {
+                        write_bulk(out, hash.hex().as_bytes());
+                    }
+                    write_bulk(out, b"commands");
+                    write_bulk(out, describe::command_rules(&user, &table).as_bytes());
+                    write_bulk(out, b"keys");
+                    write_bulk(out, &describe::keys(&user));
+                    write_bulk(out, b"channels");
+                    write_bulk(out, &describe::channels(&user));
+                    write_bulk(out, b"selectors");
+                    write_array_len(out, 0);
+                });
+            }
+            "acl|cat" => self.acl_cat(args, &table),
+            "acl|dryrun" => self.acl_dryrun(args, &table),
+            "acl|log" => self.acl_log(args),
+            "acl|setuser" => self.acl_setuser(args, &table),
+            "acl|deluser" => self.acl_deluser(args),
+            "acl|load" => self.acl_load(&table),
+            "acl|save" => self.acl_save(&table),
+            _ => self.reply_error(&format!(
+                "ERR '{}' is not supported by slotproxy yet",
+                spec.full_name_upper()
+            )),
+        }
+    }
+
+    fn acl_log(&mut self, args: &[Bytes]) {
+        let count = match args.len() {
+            2 => 10,
+            3 if args[2].eq_ignore_ascii_case(b"reset") => {
+                self.shared
+                    .acl
+                    .log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                return self.reply_with(|out| write_simple(out, "OK"));
+            }
+            3 => match std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                Some(n) => usize::try_from(n).unwrap_or(0),
+                None => return self.reply_error("ERR value is not an integer or out of range"),
+            },
+            _ => {
+                return self.reply_error(
+                    "ERR unknown subcommand or wrong number of arguments for 'LOG'. Try ACL HELP.",
+                );
+            }
+        };
+        let now = super::acl::now_ms();
+        let entries: Vec<crate::auth::log::Entry> = self
+            .shared
+            .acl
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .newest(count)
+            .cloned()
+            .collect();
+        let protocol = self.protocol;
+        self.reply_with(|out| {
+            write_array_len(out, entries.len());
+            for entry in &entries {
+                write_map_len(out, protocol, 7);
+                write_bulk(out, b"count");
+                write_integer(out, i64::try_from(entry.count).unwrap_or(i64::MAX));
+                write_bulk(out, b"reason");
+                write_bulk(out, entry.reason.name().as_bytes());
+                write_bulk(out, b"context");
+                write_bulk(out, entry.context.as_bytes());
+                write_bulk(out, b"object");
+                write_bulk(out, &entry.object);
+                write_bulk(out, b"username");
+                write_bulk(out, &entry.username);
+                write_bulk(out, b"age-seconds");
+                let age = now.saturating_sub(entry.at_ms) as f64 / 1000.0;
+                write_double(out, protocol, age);
+                write_bulk(out, b"client-info");
+                write_bulk(out, entry.client_info.as_bytes());
+            }
+        });
+    }
+
+    fn acl_cat(&mut self, args: &[Bytes], table: &CommandTable) {
+        let Some(name) = args.get(2) else {
+            return self.reply_with(|out| {
+                write_array_len(out, AclCategories::ALL.len());
+                for (name, _) in AclCategories::ALL {
+                    write_bulk(out, name.as_bytes());
+                }
+            });
+        };
+        let category = std::str::from_utf8(name)
+            .ok()
+            .and_then(AclCategories::from_name);
+        let Some(category) = category else {
+            let shown: Vec<u8> = name.iter().copied().take(128).collect();
+            return self.reply_error(&format!(
+                "ERR Unknown category '{}'",
+                String::from_utf8_lossy(&shown)
+            ));
+        };
+        let mut names = Vec::new();
+        for spec in table.iter() {
+            collect_category(spec, category, &mut names);
+        }
+        self.reply_with(|out| {
+            write_array_len(out, names.len());
+            for name in &names {
+                write_bulk(out, name.as_bytes());
+            }
+        });
+    }
+
+    fn acl_dryrun(&mut self, args: &[Bytes], table: &CommandTable) {
+        let users = self.shared.acl.users.load();
+        let Some(user) = users.get(&args[2]).cloned() else {
+            return self.reply_error(&format!(
+                "ERR User '{}' not found",
+                String::from_utf8_lossy(&args[2])
+            ));
+        };
+        let command = &args[3..];
+        let spec = match table.resolve(command) {
+            Resolved::Command(spec) => spec,
+            Resolved::UnknownCommand | Resolved::UnknownSubcommand(_) => {
+                return self.reply_error(&format!(
+                    "ERR Command '{}' not found",
+                    String::from_utf8_lossy(&args[3])
+                ));
+            }
+        };
+        if !spec.arity_ok(command.len()) {
+            return self.reply_error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            ));
+        }
+        match check(&user, spec, command, &mut self.acl_keys) {
+            Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+            Err(denied) => {
+                let text = match denied {
+                    Denied::Command => format!(
+                        "This user has no permissions to run the '{}' command",
+                        spec.name
+                    ),
+                    Denied::Key(i) => format!(
+                        "This user has no permissions to access the '{}' key",
+                        String::from_utf8_lossy(&command[i])
+                    ),
+                    Denied::Channel(i) => format!(
+                        "This user has no permissions to access the '{}' channel",
+                        String::from_utf8_lossy(&command[i])
+                    ),
+                };
+                self.reply_with(|out| write_bulk(out, text.as_bytes()));
+            }
+        }
+    }
+
+    fn acl_setuser(&mut self, args: &[Bytes], table: &CommandTable) {
+        let name = &args[2];
+        if !crate::auth::users::valid_name(name) {
+            return self.reply_error("ERR Usernames can't contain spaces or null characters");
+        }
+        let acl = &self.shared.acl;
+        let result = {
+            let _change = acl.change.lock().unwrap_or_else(|e| e.into_inner());
+            let mut users = crate::auth::Users::clone(&acl.users.load());
+            let result = users.set_user(name, args[3..].iter().map(|a| &a[..]), table);
+            if result.is_ok() {
+                acl.publish(users);
+            }
+            result
+        };
+        match result {
+            Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+            Err((rule, error)) => self.reply_error(&format!(
+                "ERR Error in ACL SETUSER modifier '{}': {error}",
+                String::from_utf8_lossy(&rule)
+            )),
+        }
+    }
+
+    fn acl_deluser(&mut self, args: &[Bytes]) {
+        if args[2..].iter().any(|n| &n[..] == b"default") {
+            return self.reply_error("ERR The 'default' user cannot be removed");
+        }
+        let acl = &self.shared.acl;
+        let removed = {
+            let _change = acl.change.lock().unwrap_or_else(|e| e.into_inner());
+            let mut users = crate::auth::Users::clone(&acl.users.load());
+            let removed = args[2..].iter().filter(|n| users.remove(n)).count();
+            if removed > 0 {
+                acl.publish(users);
+            }
+            removed
+        };
+        // Sessions of the removed users notice the new generation on their next request.
+        self.reply_with(|out| write_integer(out, removed as i64));
+    }
+
+    fn acl_load(&mut self, table: &CommandTable) {
+        let auth = &self.shared.config.auth;
+        if auth.aclfile.is_none() {
+            return self.reply_error(NO_ACLFILE);
+        }
+        let acl = &self.shared.acl;
+        let result = {
+            let _change = acl.change.lock().unwrap_or_else(|e| e.into_inner());
+            auth.with_aclfile(&acl.users.load(), table)
+                .map(|users| acl.publish(users))
+        };
+        match result {
+            Ok(()) => {
+                info!(
+                    client = self.id,
+                    "ACL LOAD: users reloaded from the aclfile"
+                );
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
+            Err(e) => self.reply_error(&format!("ERR {e}")),
+        }
+    }
+
+    fn acl_save(&mut self, table: &CommandTable) {
+        let Some(path) = self.shared.config.auth.aclfile.clone() else {
+            return self.reply_error(NO_ACLFILE);
+        };
+        let text = self.shared.acl.users.load().to_aclfile(table);
+        // Write a temp file and rename it over, as redis does, so a crash leaves the old file.
+        let temp = path.with_extension("slotproxy-tmp");
+        let written = std::fs::write(&temp, &text).and_then(|()| std::fs::rename(&temp, &path));
+        match written {
+            Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                self.reply_error(&format!(
+                    "ERR There was an error trying to save the ACLs. Please check the server logs for more information ({e})"
+                ))
+            }
+        }
+    }
+}
+
+fn collect_category(spec: &CommandSpec, category: AclCategories, out: &mut Vec<&'static str>) {
+    if spec.acl_categories.intersects(category) {
+        out.push(spec.name);
+    }
+    for sub in spec.subcommands {
+        collect_category(sub, category, out);
+    }
+}
+
+/// A double as redis' `addReplyDouble` writes it: `%.17g`, a bulk string in RESP2.
+fn write_double(out: &mut bytes::BytesMut, protocol: Protocol, value: f64) {
+    let text = g17(value);
+    match protocol {
+        Protocol::Resp2 => write_bulk(out, text.as_bytes()),
+        Protocol::Resp3 => {
+            out.extend_from_slice(b",");
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// C's `%.17g` for a finite double.
+fn g17(value: f64) -> String {
+    if value == 0.0 {
+        return "0".to_owned();
+    }
+    let sci = format!("{value:.16e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exp.abs());
+    }
+    let decimals = usize::try_from(16 - exp).unwrap_or(0);
+    trim(&format!("{value:.decimals$}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn g17_matches_c() {
+        let cases: &[(f64, &str)] = &[
+            (2.495, "2.4950000000000001"),
+            (2.242, "2.242"),
+            (0.0, "0"),
+            (1.5, "1.5"),
+            (100.0, "100"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+        ];
+        for &(value, want) in cases {
+            assert_eq!(g17(value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn only_locking_config_sets_are_refused() {
+        let table = crate::command::CommandTable::builtin();
+        let spec = table.lookup("config|set").expect("known");
+        let args = |line: &str| -> Vec<Bytes> {
+            line.split(' ')
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect()
+        };
+        assert!(never_forwarded(spec, &args("CONFIG SET maxmemory 1 requirepass x")).is_some());
+        assert!(never_forwarded(spec, &args("CONFIG SET MASTERAUTH x")).is_some());
+        assert!(never_forwarded(spec, &args("CONFIG SET maxmemory 1")).is_none());
+        let get = table.lookup("config|get").expect("known");
+        assert!(never_forwarded(get, &args("CONFIG GET requirepass")).is_none());
+    }
+}
