@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{TestCluster, TestProxy, http, http_get, metric, wait_until};
+use common::{NodeAuth, TestCluster, TestProxy, http, http_get, metric, wait_until};
 use serde_json::Value;
 
 fn json(body: &str) -> Value {
@@ -17,13 +17,20 @@ fn json(body: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_cluster_and_config_endpoints_answer() {
-    let cluster = TestCluster::start(3, 1);
+    // Nodes that require a password, given to slotproxy in a seed URL: /config must not show it.
+    let cluster = TestCluster::start_secured(
+        3,
+        1,
+        NodeAuth {
+            password: "s3cret-pw".into(),
+            users: Vec::new(),
+        },
+    );
     let first = cluster.seeds()[0].clone();
     let proxy = TestProxy::start_with_admin(&cluster, |c| {
-        // A seed with credentials in it: /config must not show them.
         c.cluster
             .seeds
-            .push(format!("redis://app:s3cret-pw@{first}"));
+            .push(format!("redis://default:s3cret-pw@{first}"));
     })
     .await;
     let admin = proxy.admin.unwrap();
@@ -59,7 +66,7 @@ async fn health_readiness_cluster_and_config_endpoints_answer() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| s == &Value::from(format!("redis://app:<redacted>@{first}"))),
+            .any(|s| s == &Value::from(format!("redis://default:<redacted>@{first}"))),
         "{config}"
     );
 }

@@ -241,6 +241,8 @@ fn spawn_binary(seeds: &str, listen: &str, password: Option<&str>, log: &str) ->
     let mut command = Command::new(env!("CARGO_BIN_EXE_slotproxy"));
     command
         .args(["--cluster", seeds, "--listen", listen, "--log", log])
+        // No admin listener: its default port is fixed, and tests run in parallel.
+        .env("SLOTPROXY_ADMIN_LISTEN", "")
         .env_remove("SLOTPROXY_BACKEND_PASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -344,10 +346,11 @@ async fn no_secret_in_any_log_line_and_refusals_logged_once_per_node_per_backoff
         },
     );
     std::thread::sleep(Duration::from_millis(2_500));
-    let elapsed = started.elapsed();
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let (_, out, err) = finish(child);
+    // Until it exited: it keeps logging while it drains after SIGTERM.
+    let elapsed = started.elapsed();
     let out = strip_ansi(&out);
     let all = format!("{out}{err}");
     for secret in [PASSWORD, "rotated-secret"] {

