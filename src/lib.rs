@@ -19,7 +19,8 @@
 //!    trip); `ACL ...` is answered from slotproxy's own users. Inside `MULTI`, commands are
 //!    checked and queued by the session instead (`session/transaction.rs`).
 //! 4. [`command::route::route_of`] picks the route:
-//!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC, and the
+//!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC (run per
+//!      slot when `cross_slot_transactions = "per-slot"`: `session/per_slot.rs`), and the
 //!      CLUSTER/CLIENT introspection of `session/introspect.rs`); SCAN builds its own request
 //!      for one primary (`session/scan.rs`); WAIT/WAITAOF go out on the connections the
 //!      session's writes used, to every node it wrote to (`session/wait.rs`). Pub/sub commands update the session's own
@@ -52,7 +53,9 @@
 //!    dedicated connection, so nothing overtakes them on a node; the map that check read is the
 //!    one the request is sent under, even if the refresher publishes another meanwhile. A request for a primary that
 //!    fails its health check is not sent: it waits with backoff (as in step 6) until the
-//!    primary answers again or the refreshed map names the replica that replaced it.
+//!    primary answers again or the refreshed map names the replica that replaced it. A node
+//!    that answers `-BUSY` (a long script) passes its check: its requests get that `-BUSY`, and
+//!    `SCRIPT KILL` goes out on the session's own connection, never behind the script.
 //! 6. When the request reaches the front of the session's queue its reply is settled: on `MOVED`
 //!    the session asks the [`cluster::Topology`] for a refresh and resends to the named node; on
 //!    `ASK` it sends `ASKING` + the command to the target and leaves the map alone; both are

@@ -323,17 +323,8 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
                 out.extend_from_slice(library);
             }
         }
-        Merge::AnyOk => return any_ok(replies),
-        Merge::Computed(computation) => {
-            return super::algebra::merge(computation, replies, protocol);
-        }
-        Merge::Transaction {
-            positions,
-            total,
-            watched,
-        } => {
-            return super::per_slot::merge(positions, *total, *watched, replies);
-        }
+        // Merged above, before the first error could win.
+        Merge::AnyOk | Merge::Computed(_) | Merge::Transaction { .. } => {}
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
             write_integer(&mut out, sum);
