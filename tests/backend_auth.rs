@@ -38,24 +38,6 @@ fn seed_doc_cluster() -> TestCluster {
     )
 }
 
-/// Waits until every node ran `PING` (the health checks) since its stats were reset: a check
-/// that could not authenticate would be rejected before it counts.
-fn wait_health_checks_authenticate(cluster: &TestCluster) {
-    for node in cluster.nodes() {
-        let () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query(&mut cluster.conn(node))
-            .unwrap();
-    }
-    for node in cluster.nodes() {
-        wait_until(
-            Duration::from_secs(10),
-            "the health check pings every node",
-            || cluster.command_calls(node, "ping") >= 2,
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requirepass_cluster_serves_data_pubsub_tracking_scan_and_health_checks() {
     let cluster = seed_doc_cluster();
@@ -66,7 +48,7 @@ async fn requirepass_cluster_serves_data_pubsub_tracking_scan_and_health_checks(
     })
     .await;
     exercise_connections(&cluster, &proxy).await;
-    wait_health_checks_authenticate(&cluster);
+    common::wait_health_checks_reach_every_node(&cluster);
 
     // A blocking command runs on a dedicated connection, which authenticates too.
     let list = cluster.key_for_node(cluster.primaries()[1], "sec-list");
@@ -137,7 +119,7 @@ async fn acl_user_with_the_minimal_rules_serves_clients() {
     })
     .await;
     exercise_connections(&cluster, &proxy).await;
-    wait_health_checks_authenticate(&cluster);
+    common::wait_health_checks_reach_every_node(&cluster);
     // What the user may not do, the node refuses, and the client hears it as is.
     let mut client = proxy.raw_client().await;
     let refused = client.request(&[b"INCR", b"counter"]).await;

@@ -41,19 +41,7 @@ async fn tls_cluster_serves_every_kind_of_node_connection() {
     // (the plain ports would refuse a TLS handshake).
     exercise_connections(&cluster, &proxy).await;
     // The health checks run over TLS too: every node counts their PINGs.
-    for node in cluster.nodes() {
-        let () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query(&mut cluster.conn(node))
-            .unwrap();
-    }
-    for node in cluster.nodes() {
-        wait_until(
-            Duration::from_secs(10),
-            "health checks reach the node",
-            || cluster.command_calls(node, "ping") >= 2,
-        );
-    }
+    common::wait_health_checks_reach_every_node(&cluster);
 }
 
 /// The error a client gets for a key while no node can be reached over TLS.

@@ -1,7 +1,9 @@
 //! One pass over every kind of node connection slotproxy opens, for the secured-cluster tests
 //! (authentication, TLS): each must have been set up right for its commands to work.
 
-use super::{TestCluster, TestProxy};
+use std::time::Duration;
+
+use super::{TestCluster, TestProxy, wait_until};
 
 /// The RESP2 `message` a subscriber gets.
 pub fn message(channel: &str, payload: &str) -> Vec<u8> {
@@ -96,4 +98,22 @@ pub async fn exercise_connections(cluster: &TestCluster, proxy: &TestProxy) {
         keys[2]
     );
     assert_eq!(reader.read_reply().await, push.as_bytes());
+}
+
+/// Waits until every node has run `PING` twice since its stats were reset: slotproxy's health
+/// checks reached it, which they only do over a connection set up right (authenticated, TLS).
+pub fn wait_health_checks_reach_every_node(cluster: &TestCluster) {
+    for node in cluster.nodes() {
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut cluster.conn(node))
+            .expect("CONFIG RESETSTAT");
+    }
+    for node in cluster.nodes() {
+        wait_until(
+            Duration::from_secs(10),
+            "the health checks ping every node",
+            || cluster.command_calls(node, "ping") >= 2,
+        );
+    }
 }

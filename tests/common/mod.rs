@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use cluster::{NodeState, TestCluster, TestNode};
 #[allow(unused_imports)]
-pub use exercise::{exercise_connections, message};
+pub use exercise::{exercise_connections, message, wait_health_checks_reach_every_node};
 #[allow(unused_imports)]
 pub use http::{HttpResponse, get as http_get, http, metric};
 #[allow(unused_imports)]
