@@ -20,7 +20,7 @@ use super::plan::Plan;
 use super::settle::null_reply;
 use super::split::{self, Merge};
 use super::{Pending, Session};
-use crate::backend::{Lane, Node, NodeResult, ReplyBudget};
+use crate::backend::{Lane, Node, NodeResult, Outgoing, ReplyBudget};
 use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
 use crate::command::{Flags, Resolved};
@@ -762,13 +762,18 @@ impl Session {
         if write && !readonly {
             self.written.borrow_mut().note(node, attempt.dedicated);
         }
-        let budget = Some(self.budget.clone());
+        let request = Outgoing {
+            payload,
+            asking,
+            replies,
+            write,
+            budget: Some(self.budget.clone()),
+        };
         if attempt.dedicated {
-            self.dedicated_lane(node)
-                .send_charged(payload, asking, replies, write, budget)
+            self.dedicated_lane(node).send(request)
         } else {
             node.lane(self.protocol, readonly, self.id as usize)
-                .send_charged(payload, asking, replies, write, budget)
+                .send(request)
         }
     }
 
