@@ -19,6 +19,7 @@ mod dispatch;
 mod introspect;
 mod ledger;
 mod local;
+mod output;
 mod per_slot;
 mod pick;
 mod plan;
@@ -39,7 +40,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -134,7 +134,7 @@ pub struct Session {
     protocol: Protocol,
     name: Option<Bytes>,
     pending: ledger::Ledger,
-    out: BytesMut,
+    out: output::Output,
     decoder: RequestDecoder,
     /// Slot-map generation the last request was dispatched under.
     dispatch_generation: u64,
@@ -227,7 +227,7 @@ impl Session {
             protocol: Protocol::Resp2,
             name: None,
             pending: ledger::Ledger::default(),
-            out: BytesMut::new(),
+            out: output::Output::default(),
             decoder,
             dispatch_generation: 0,
             pinned_map: None,
@@ -453,21 +453,9 @@ impl Session {
 
     /// Writes as much of the output buffer as the socket takes now, without waiting.
     fn flush(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<()> {
-        while !self.out.is_empty() {
-            match writer.try_write(&self.out) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.shared.metrics.client_bytes_sent.inc_by(n as u64);
-                    self.out.advance(n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        if self.out.capacity() > KEEP_BUFFER_BYTES {
-            self.out = BytesMut::new();
-        } else {
-            self.out.clear();
+        let written = self.out.write_to(writer)?;
+        if written > 0 {
+            self.shared.metrics.client_bytes_sent.inc_by(written as u64);
         }
         Ok(())
     }
@@ -485,7 +473,7 @@ impl Session {
                         self.timings.push_back((index, command, self.read_at));
                     } else if self.out.len() > written {
                         // Answered at once, straight into the output buffer.
-                        let outcome = crate::metrics::Outcome::of_reply(&self.out[written..]);
+                        let outcome = crate::metrics::Outcome::of_reply(self.out.since(written));
                         let seconds = self.read_at.elapsed().as_secs_f64();
                         self.shared.metrics.record(command, outcome, seconds);
                     }
@@ -523,7 +511,7 @@ impl Session {
                     let index = self.pending.front_index();
                     if let Some(Pending::Done(reply)) = self.pending.pop_front() {
                         self.observe(index, &reply);
-                        self.out.extend_from_slice(&reply);
+                        self.out.push(reply);
                     }
                 }
                 Pending::Close(reply) => {

@@ -255,7 +255,7 @@ impl Session {
     /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
     pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
         if self.pending.is_empty() {
-            build(&mut self.out);
+            build(self.out.buf_mut());
         } else {
             let mut buf = BytesMut::new();
             build(&mut buf);
