@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::algebra;
 use super::pick;
+use super::order::Admission;
 use super::plan::Plan;
 use super::settle::null_reply;
 use super::split::{self, Merge};
@@ -238,25 +239,16 @@ impl Session {
             return self.reply_error(&reason);
         }
         let map = Guard::into_inner(self.shared.topology.slot_map());
-        let generation = map.generation();
-        // Some requests must not overtake anything sent before them: `RPUSH l x` then `BLPOP l 0`
-        // must find `x`, and a `DBSIZE` must count a key whose SET is being redirected.
-        let wait_for_all = plan.waits_for_earlier();
-        if generation != self.dispatch_generation || self.barrier || wait_for_all {
-            let unsettled = self
-                .pending
+        let pending = &self.pending;
+        let unsettled = || {
+            pending
                 .iter()
-                .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)));
-            if unsettled {
-                self.pending.push_back(Pending::Deferred(request, plan));
-                // Whatever comes next queues behind this one.
-                self.barrier = true;
-                return;
-            }
-            self.dispatch_generation = generation;
-            self.barrier = false;
+                .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)))
+        };
+        if self.order.admit(map.generation(), plan.order_needs(), unsettled) == Admission::Defer {
+            self.pending.push_back(Pending::Deferred(request, plan));
+            return;
         }
-        self.barrier = plan.dedicated();
         self.pinned_map = Some(map);
         let entry = self.start(request, plan);
         self.pinned_map = None;
@@ -501,20 +493,13 @@ impl Session {
     /// Sends every `Deferred` entry at the front, in order, under the current map.
     pub(super) fn send_deferred(&mut self) {
         let map = Guard::into_inner(self.shared.topology.slot_map());
-        self.dispatch_generation = map.generation();
+        self.order.release(map.generation());
         self.pinned_map = Some(map);
-        self.barrier = false;
         let mut ready = Vec::new();
-        while !self.barrier
-            && let Some(Pending::Deferred(_, plan)) = self.pending.front()
+        while let Some(Pending::Deferred(_, plan)) = self.pending.front()
+            && self.order.release_next(ready.len(), plan.order_needs())
         {
-            if !ready.is_empty() && plan.waits_for_earlier() {
-                // It must wait for the ones just sent too; the rest stays held behind it.
-                self.barrier = true;
-                break;
-            }
             if let Some(Pending::Deferred(request, plan)) = self.pending.pop_front() {
-                self.barrier = plan.dedicated();
                 ready.push(self.start(request, plan));
             }
         }

@@ -19,6 +19,7 @@ mod dispatch;
 mod introspect;
 mod ledger;
 mod local;
+mod order;
 mod output;
 mod per_slot;
 mod pick;
@@ -136,8 +137,9 @@ pub struct Session {
     pending: ledger::Ledger,
     out: output::Output,
     decoder: RequestDecoder,
-    /// Slot-map generation the last request was dispatched under.
-    dispatch_generation: u64,
+    /// Whether new requests go out now or wait for older ones (map changes, dedicated
+    /// connections).
+    order: order::Order,
     /// The map `dispatch` checked that generation on, held while it sends (see `Session::map`).
     pinned_map: Option<Arc<SlotMap>>,
     /// Scratch space for key positions, reused across requests.
@@ -158,8 +160,6 @@ pub struct Session {
     hub_member: bool,
     /// MULTI/WATCH state.
     tx: transaction::Transaction,
-    /// The last request went out on a dedicated connection: hold new ones until it settles.
-    barrier: bool,
     /// Connections of this session alone, per node and protocol (blocking commands).
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
@@ -229,7 +229,7 @@ impl Session {
             pending: ledger::Ledger::default(),
             out: output::Output::default(),
             decoder,
-            dispatch_generation: 0,
+            order: order::Order::default(),
             pinned_map: None,
             key_positions: Vec::new(),
             stop_reading: false,
@@ -240,7 +240,6 @@ impl Session {
             inbox_waits: 0,
             hub_member: false,
             tx: transaction::Transaction::default(),
-            barrier: false,
             dedicated: RefCell::new(Vec::new()),
             info: introspect::ClientInfo::default(),
             written: RefCell::new(wait::Written::default()),
@@ -277,6 +276,13 @@ impl Session {
         let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;
+        // Made once and kept across loop passes: making them anew for every event would
+        // register and remove a waiter (a lock each) every time.
+        let budget = self.budget.clone();
+        let mut over_budget = std::pin::pin!(budget.exceeded());
+        let mut over_budget_seen = false;
+        let mut drain = self.drain.clone();
+        let mut drain_began = std::pin::pin!(drain.changed());
         let (max_in_flight, max_output) = {
             let live = self.shared.live.load();
             (
@@ -395,12 +401,16 @@ impl Session {
                 }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
-                () = self.budget.exceeded() => Event::OverBudget,
-                _ = self.drain.changed(), if !self.draining => Event::Drain,
+                // Each fires once: the session closes after the first, and stops reading
+                // after the second.
+                () = &mut over_budget, if !over_budget_seen => Event::OverBudget,
+                _ = &mut drain_began, if !self.draining => Event::Drain,
             };
             match event {
                 Event::Reply(result) => self.settle_front(result),
-                Event::Timer | Event::Inbox | Event::OverBudget | Event::Writable(Ok(())) => {}
+                Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
+                // The check at the top of the loop closes the session.
+                Event::OverBudget => over_budget_seen = true,
                 Event::Invalidation(push) => self.invalidation(push),
                 Event::Monitor(Some(line)) => {
                     self.out.extend_from_slice(&line);

@@ -51,6 +51,14 @@ impl Plan {
     /// Whether the request must wait until everything sent before it is answered: it goes out
     /// on another connection (see `dedicated`), or it reads the whole keyspace (DBSIZE, KEYS,
     /// SCAN...) and an earlier write may still be on its way to its node after a redirect.
+    pub(super) fn order_needs(&self) -> super::order::Needs {
+        super::order::Needs {
+            waits_for_earlier: self.waits_for_earlier(),
+            dedicated: self.dedicated(),
+        }
+    }
+
+    /// Whether the request must not overtake anything sent before it (see `order.rs`).
     pub(super) fn waits_for_earlier(&self) -> bool {
         self.dedicated() || matches!(self, Plan::FanOut(_) | Plan::AllNodes(_) | Plan::Parts(..))
     }

@@ -175,7 +175,7 @@ impl Session {
             let _ = tx.send(Ok(Reply::local(Bytes::from_static(reply))));
         });
         let entry = self.waiting_on(rx, node, request.clone());
-        self.barrier = true;
+        self.order.hold_next();
         self.pending.push_back(entry);
     }
 
