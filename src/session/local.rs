@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Pending, Session};
 use crate::cluster::hash_slot;
-use crate::command::route::Local;
+use crate::command::policy::Local;
 use crate::config::ReadPolicy;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,

@@ -1,0 +1,680 @@
+//! What slotproxy does with each command: one [`Policy`] per table row, decided once when the
+//! [`CommandTable`](super::CommandTable) is built (rows learned from a node at startup
+//! included), never again by name per request.
+//!
+//! `table.rs` holds what Redis says about a command (arity, flags, key specs); this file holds
+//! what slotproxy does with it, and is the only place that decides it. The default follows from
+//! the table: a command with keys is routed by its keys' slot; a keyless one with a
+//! `request_policy:all_*` tip is fanned out to every primary when slotproxy knows how to merge
+//! its replies; anything else is refused until a rule below says how to serve it. The few
+//! decisions that depend on a request's arguments (`DEBUG OBJECT key`, `CONFIG SET` parameters)
+//! are functions here too. It must not know about sessions, nodes or sockets.
+
+use bytes::Bytes;
+
+use super::category::AclCategories;
+use super::table::{CommandId, CommandSpec, Flags};
+
+/// Everything slotproxy decided about one table row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How the session serves it.
+    pub handling: Handling,
+    /// Whether it writes or only reads its keys (from the row's flags).
+    pub access: Access,
+    /// Its ACL categories (from the row).
+    pub acl_categories: AclCategories,
+    /// The row whose name labels its metrics: the command's own, or its container's for a
+    /// subcommand (`client|setname` is counted as `client`).
+    pub metric: CommandId,
+    /// That row's name, the metric label.
+    pub metric_label: &'static str,
+}
+
+impl Policy {
+    /// The policy of `spec`; `container` is the row `spec` is a subcommand of, if any.
+    pub fn of(spec: &CommandSpec, container: Option<&CommandSpec>) -> Policy {
+        let top = container.unwrap_or(spec);
+        Policy {
+            handling: handling(spec),
+            access: Access::of(spec.flags),
+            acl_categories: spec.acl_categories,
+            metric: top.id,
+            metric_label: top.name,
+        }
+    }
+
+    /// Whether the command may modify the dataset (its row has the `write` flag).
+    pub fn is_write(&self) -> bool {
+        self.access == Access::Write
+    }
+}
+
+/// How a command uses the dataset, from its row's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `write`: may modify the dataset.
+    Write,
+    /// `readonly`: only reads keys; a replica may answer it.
+    ReadOnly,
+    /// Neither flag (`PING`, `PUBLISH`, `CLIENT ...`).
+    Other,
+}
+
+impl Access {
+    fn of(flags: Flags) -> Access {
+        if flags.contains(Flags::WRITE) {
+            Access::Write
+        } else if flags.contains(Flags::READONLY) {
+            Access::ReadOnly
+        } else {
+            Access::Other
+        }
+    }
+}
+
+/// How the session serves a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Answered, or sent in a way of its own, by the session (see [`Local`]).
+    Local(Local),
+    /// `ACL ...` (but `HELP` and `GENPASS`): answered from slotproxy's own users.
+    Acl,
+    /// Routed by its keys' slot (all keys must share one; no key: one primary).
+    Single {
+        /// A read: the session's read policy may send it to a replica, and it may be resent.
+        read_only: bool,
+        /// May block: sent on the session's own connection so it never stalls other clients.
+        blocking: bool,
+    },
+    /// Routed by key when its keys share a slot, else split by slot and merged.
+    Split(SplitKind),
+    /// Routed by key when its keys share a slot, else computed by the proxy from one read per
+    /// key.
+    Computed(Algebra),
+    /// Keyless, and any node gives the same answer: sent to one primary.
+    AnyNode,
+    /// `CLUSTER COUNTKEYSINSLOT|GETKEYSINSLOT slot ...`: to the primary owning that slot.
+    BySlotArgument,
+    /// About the whole keyspace: sent to every primary and merged.
+    FanOut(FanOutMerge),
+    /// Sent to every node, replicas included, and merged; only an allowed admin command
+    /// (see [`Allowed::handling`]).
+    AllNodes(FanOutMerge),
+    /// An admin command: refused unless `session.allowed_admin_commands` lists it, then served
+    /// as [`Allowed`] says.
+    Admin(Allowed),
+    /// Not served.
+    Refused(Refusal),
+}
+
+/// How an admin command is served once the configuration allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// Sent to every node and merged (`SAVE`, `CONFIG RESETSTAT`...).
+    AllNodes(FanOutMerge),
+    /// `CONFIG SET`: sent to every node, except for the parameters of [`config_set_refused`],
+    /// which are refused even when it is allowed, and even when it is not.
+    ConfigSet,
+    /// `DEBUG`: `DEBUG OBJECT key` routed by its key (see [`is_debug_object`]), anything else
+    /// sent to every node.
+    Debug,
+    /// `REPLICAOF`: sent to one primary.
+    AnyNode,
+    /// `MIGRATE`: routed by its keys.
+    ByKeys,
+    /// `SHUTDOWN`, `MONITOR`: served by the session.
+    Local(Local),
+}
+
+impl Allowed {
+    /// The handling of the allowed command (for `DEBUG`, of anything but `DEBUG OBJECT key`).
+    pub fn handling(self) -> Handling {
+        match self {
+            Allowed::AllNodes(merge) => Handling::AllNodes(merge),
+            Allowed::ConfigSet => Handling::AllNodes(FanOutMerge::AllOk),
+            Allowed::Debug => Handling::AllNodes(FanOutMerge::Same),
+            Allowed::AnyNode => Handling::AnyNode,
+            Allowed::ByKeys => Handling::Single {
+                read_only: false,
+                blocking: false,
+            },
+            Allowed::Local(local) => Handling::Local(local),
+        }
+    }
+}
+
+/// Why a command is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Keyless, not known to be answered alike by every node, and no rule says how to serve it.
+    NotYet,
+    /// Needs every primary (a `request_policy:all_*` tip), and slotproxy has no merge rule.
+    NoMerge,
+    /// Changes the cluster's membership or slot ownership, or makes a node connect elsewhere.
+    Never,
+    /// An admin command the configuration does not list.
+    Admin,
+    /// Acts on other clients' connections.
+    OtherClients,
+    /// Would pause the nodes' connections, which all clients share.
+    PausesNodes,
+    /// Needs a node connection of its own where clients share them.
+    SharedConnections,
+}
+
+impl Refusal {
+    /// The reason, completing "ERR `'<CMD>'` ...".
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotYet | Refusal::NoMerge => "is not supported by slotproxy yet",
+            Refusal::Never => "is not allowed through slotproxy",
+            Refusal::Admin => {
+                "is not allowed through slotproxy unless its configuration lists it in \
+                 session.allowed_admin_commands"
+            }
+            Refusal::OtherClients => {
+                "is not supported by slotproxy (a client can see and act on its own connection \
+                 only)"
+            }
+            Refusal::PausesNodes => {
+                "is not allowed through slotproxy (nodes would pause the connections all \
+                 clients share)"
+            }
+            Refusal::SharedConnections => {
+                "is not supported by slotproxy (commands reach the nodes on connections clients \
+                 share)"
+            }
+        }
+    }
+}
+
+/// Commands the session answers itself, or sends in a way of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// `PING [message]`.
+    Ping,
+    /// `ECHO message`.
+    Echo,
+    /// `QUIT`: `+OK`, then close.
+    Quit,
+    /// `SELECT db`: only db 0 exists in a cluster.
+    Select,
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    Hello,
+    /// `AUTH [user] password`.
+    Auth,
+    /// `RESET`: back to a fresh connection's state.
+    Reset,
+    /// `CLIENT SETNAME name`.
+    ClientSetName,
+    /// `CLIENT GETNAME`.
+    ClientGetName,
+    /// `CLIENT ID`.
+    ClientId,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`.
+    ClientSetInfo,
+    /// `READONLY` / `READWRITE`: accepted.
+    ReadMode,
+    /// `CLUSTER KEYSLOT key`.
+    ClusterKeySlot,
+    /// `MULTI`: start queuing.
+    Multi,
+    /// `EXEC`: run the queued transaction on its node.
+    Exec,
+    /// `DISCARD`: drop the queued transaction.
+    Discard,
+    /// `WATCH key...`: sent on the session's own connection to the keys' node.
+    Watch,
+    /// `UNWATCH`.
+    Unwatch,
+    /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` and their `UNSUBSCRIBE`s: the session's own
+    /// subscription set, held on nodes by the pub/sub hub for all sessions.
+    Subscribe,
+    /// `PUBLISH`, `SPUBLISH`: through the pub/sub hub, which counts the proxy's receivers.
+    Publish,
+    /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`: asked of every node concerned
+    /// and merged, counting the proxy's subscribers.
+    PubSubCount,
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
+    /// the session with the cursor naming the primary.
+    Scan,
+    /// `CLUSTER INFO`, as a one-node cluster owning every slot.
+    ClusterInfo,
+    /// `CLUSTER MYID`: the proxy's own node id.
+    ClusterMyId,
+    /// `CLUSTER MYSHARDID`: the proxy's own shard id.
+    ClusterMyShardId,
+    /// `CLUSTER SLOTS`: one range, 0-16383, served by the proxy's address.
+    ClusterSlots,
+    /// `CLUSTER SHARDS`: one shard, 0-16383, whose one node is the proxy.
+    ClusterShards,
+    /// `CLUSTER NODES`: one line, the proxy as `myself,master`.
+    ClusterNodes,
+    /// `CLIENT INFO`: the calling client's line.
+    ClientInfo,
+    /// `CLIENT LIST [TYPE type] [ID id ...]`: the calling client's line only.
+    ClientList,
+    /// `CLIENT NO-EVICT on|off`: accepted; the proxy never evicts clients.
+    ClientNoEvict,
+    /// `CLIENT TRACKING on|off ...`: `OFF` accepted, `ON` refused.
+    ClientTracking,
+    /// `CLIENT TRACKINGINFO`: tracking is off.
+    ClientTrackingInfo,
+    /// `CLIENT GETREDIR`: -1, tracking is off.
+    ClientGetRedir,
+    /// `CLIENT CACHING yes|no`: redis' error for a client without tracking.
+    ClientCaching,
+    /// `CLIENT REPLY on|off|skip`: `ON` accepted, the others refused.
+    ClientReply,
+    /// `WAIT` / `WAITAOF`: sent by the session on the connections its writes went out on.
+    Wait,
+    /// `SHUTDOWN`, when the configuration allows it: stops slotproxy (never a node).
+    Shutdown,
+    /// `ROLE`: a primary without replicas, like the one-node cluster slotproxy presents.
+    Role,
+    /// `ASKING`: accepted (slotproxy follows ASK redirects itself).
+    Asking,
+    /// `MONITOR`, when the configuration allows it: every node's MONITOR lines.
+    Monitor,
+}
+
+/// The shape of a splittable command's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitKind {
+    /// `CMD key [key ...]`.
+    Keys(MergeRule),
+    /// `CMD key value [key value ...]`.
+    KeyValues,
+}
+
+impl SplitKind {
+    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            SplitKind::Keys(MergeRule::Values) => "values in the client's key order",
+            SplitKind::Keys(MergeRule::Sum) => "the replies summed",
+            SplitKind::KeyValues => "`OK` once every part says `OK`",
+        }
+    }
+}
+
+/// How the parts of a `SplitKind::Keys` command merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeRule {
+    /// `MGET`: the values, in the client's key order.
+    Values,
+    /// `DEL`, `EXISTS`...: the sum of the parts' integers.
+    Sum,
+}
+
+/// How the replies of a command sent to every primary (or node) merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOutMerge {
+    /// `FLUSHALL`...: `+OK` once every part said `+OK`.
+    AllOk,
+    /// `DBSIZE`...: the sum of the parts' integers.
+    Sum,
+    /// `KEYS`: the parts' arrays, one after the other.
+    Concat,
+    /// `INFO`: section by section, plus a `# Proxy` section.
+    Info,
+    /// `RANDOMKEY`: one of the parts' keys, nil only when every part is nil.
+    AnyNonNull,
+    /// `SCRIPT LOAD`, `FUNCTION LOAD`: the reply every primary gives alike.
+    Same,
+    /// `SCRIPT EXISTS`: `1` for a script only where every primary has it.
+    AllExist,
+    /// `FUNCTION LIST`: the libraries every primary has.
+    CommonLibraries,
+    /// `SCRIPT KILL`, `FUNCTION KILL`: `OK` from the primary that was running a script.
+    AnyOk,
+    /// `FUNCTION STATS`: the primary running a script, else the first primary.
+    RunningScript,
+}
+
+impl FanOutMerge {
+    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            FanOutMerge::AllOk => "`OK` once every part says `OK`",
+            FanOutMerge::Sum => "the replies summed",
+            FanOutMerge::Concat => "the replies concatenated",
+            FanOutMerge::Info => "sections merged, counters summed, a `# Proxy` section added",
+            FanOutMerge::AnyNonNull => "a key from one of the primaries that has keys",
+            FanOutMerge::Same => "the reply every primary gives alike",
+            FanOutMerge::AllExist => "`1` for a script only if every primary has it",
+            FanOutMerge::CommonLibraries => "the libraries every primary has",
+            FanOutMerge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
+            FanOutMerge::RunningScript => "the primary running a script, else the first primary",
+        }
+    }
+}
+
+/// A read-only multi-key command the proxy computes itself when its keys span slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algebra {
+    /// `SUNION key...`.
+    SUnion,
+    /// `SINTER key...`.
+    SInter,
+    /// `SDIFF key...`.
+    SDiff,
+    /// `SINTERCARD numkeys key... [LIMIT n]`.
+    SInterCard,
+    /// `ZUNION numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
+    ZUnion,
+    /// `ZINTER numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
+    ZInter,
+    /// `ZDIFF numkeys key... [WITHSCORES]`.
+    ZDiff,
+    /// `ZINTERCARD numkeys key... [LIMIT n]`.
+    ZInterCard,
+    /// `PFCOUNT key...` with more than one key.
+    PfCount,
+}
+
+impl Algebra {
+    /// How the reply is computed, in a few words (for `docs/commands.md`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Algebra::SUnion | Algebra::SInter | Algebra::SDiff => {
+                "each key's members read from its node (`SMEMBERS`), combined by slotproxy"
+            }
+            Algebra::SInterCard => {
+                "each key's members read from its node (`SMEMBERS`), the intersection counted by \
+                 slotproxy"
+            }
+            Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff => {
+                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
+                 combined and scored by slotproxy"
+            }
+            Algebra::ZInterCard => {
+                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
+                 the intersection counted by slotproxy"
+            }
+            Algebra::PfCount => {
+                "each HyperLogLog read from its node (`GET`), merged and counted by slotproxy"
+            }
+        }
+    }
+}
+
+/// Decides a row's handling (for container commands, the subcommand's row).
+fn handling(spec: &CommandSpec) -> Handling {
+    if let Some(local) = local(spec.name) {
+        return Handling::Local(local);
+    }
+    if spec.name.starts_with("acl|") && !matches!(spec.name, "acl|help" | "acl|genpass") {
+        return Handling::Acl;
+    }
+    if let Some(allowed) = admin(spec.name) {
+        return Handling::Admin(allowed);
+    }
+    match spec.name {
+        "command"
+        | "command|count"
+        | "command|docs"
+        | "command|info"
+        | "command|list"
+        | "command|getkeys"
+        | "command|getkeysandflags"
+        | "command|help"
+        | "time"
+        | "lastsave"
+        | "pubsub|help"
+        | "lolwut"
+        | "config|get"
+        | "config|help"
+        | "script|help"
+        | "function|help"
+        | "function|dump"
+        // Every node answers these alike (or with the same cluster-mode error).
+        | "client|help"
+        | "cluster|help"
+        | "object|help"
+        | "memory|help"
+        | "latency|help"
+        | "slowlog|help"
+        | "module|help"
+        | "module|list"
+        | "xgroup|help"
+        | "xinfo|help"
+        | "acl|genpass"
+        | "acl|help"
+        | "swapdb"
+        | "pfselftest" => return Handling::AnyNode,
+        // About one slot: sent to the primary that owns it.
+        "cluster|countkeysinslot" | "cluster|getkeysinslot" => return Handling::BySlotArgument,
+        // These change the cluster's membership or slot ownership, or make a node connect to
+        // another host: never a client's business through slotproxy.
+        "failover"
+        | "sync"
+        | "psync"
+        | "cluster|meet"
+        | "cluster|replicate"
+        | "cluster|forget"
+        | "cluster|reset"
+        | "cluster|failover"
+        | "cluster|setslot"
+        | "cluster|addslots"
+        | "cluster|addslotsrange"
+        | "cluster|delslots"
+        | "cluster|delslotsrange"
+        | "cluster|flushslots"
+        | "cluster|set-config-epoch"
+        | "cluster|bumpepoch" => return Handling::Refused(Refusal::Never),
+        "client|kill" | "client|unblock" => return Handling::Refused(Refusal::OtherClients),
+        "client|pause" | "client|unpause" => return Handling::Refused(Refusal::PausesNodes),
+        "client|no-touch" | "script|debug" => {
+            return Handling::Refused(Refusal::SharedConnections);
+        }
+        _ => {}
+    }
+    if spec.has_keys() {
+        let read_only = spec.flags.contains(Flags::READONLY);
+        if spec.flags.contains(Flags::BLOCKING) {
+            return Handling::Single {
+                read_only,
+                blocking: true,
+            };
+        }
+        if let Some(kind) = split_kind(spec.name) {
+            return Handling::Split(kind);
+        }
+        if let Some(op) = algebra(spec.name) {
+            return Handling::Computed(op);
+        }
+        return Handling::Single {
+            read_only,
+            blocking: false,
+        };
+    }
+    // No request policy in COMMAND for FUNCTION LIST; the proxy asks every primary which
+    // libraries it has.
+    if spec.name == "function|list"
+        || spec
+            .tips
+            .iter()
+            .any(|t| t.starts_with("request_policy:all"))
+    {
+        return match fan_out_merge(spec.name) {
+            Some(merge) => Handling::FanOut(merge),
+            None => Handling::Refused(Refusal::NoMerge),
+        };
+    }
+    Handling::Refused(Refusal::NotYet)
+}
+
+/// The commands the session answers itself, or sends in a way of its own.
+fn local(name: &str) -> Option<Local> {
+    Some(match name {
+        "ping" => Local::Ping,
+        "echo" => Local::Echo,
+        "quit" => Local::Quit,
+        "select" => Local::Select,
+        "hello" => Local::Hello,
+        "auth" => Local::Auth,
+        "reset" => Local::Reset,
+        "client|setname" => Local::ClientSetName,
+        "client|getname" => Local::ClientGetName,
+        "client|id" => Local::ClientId,
+        "client|setinfo" => Local::ClientSetInfo,
+        "readonly" | "readwrite" => Local::ReadMode,
+        "cluster|keyslot" => Local::ClusterKeySlot,
+        "cluster|info" => Local::ClusterInfo,
+        "cluster|myid" => Local::ClusterMyId,
+        "cluster|myshardid" => Local::ClusterMyShardId,
+        "cluster|slots" => Local::ClusterSlots,
+        "cluster|shards" => Local::ClusterShards,
+        "cluster|nodes" => Local::ClusterNodes,
+        "client|info" => Local::ClientInfo,
+        "client|list" => Local::ClientList,
+        "client|no-evict" => Local::ClientNoEvict,
+        "client|tracking" => Local::ClientTracking,
+        "client|trackinginfo" => Local::ClientTrackingInfo,
+        "client|getredir" => Local::ClientGetRedir,
+        "client|caching" => Local::ClientCaching,
+        "client|reply" => Local::ClientReply,
+        "role" => Local::Role,
+        "asking" => Local::Asking,
+        "scan" => Local::Scan,
+        "wait" | "waitaof" => Local::Wait,
+        "multi" => Local::Multi,
+        "exec" => Local::Exec,
+        "discard" => Local::Discard,
+        "watch" => Local::Watch,
+        "unwatch" => Local::Unwatch,
+        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+        | "sunsubscribe" => Local::Subscribe,
+        "publish" | "spublish" => Local::Publish,
+        "pubsub|channels"
+        | "pubsub|numsub"
+        | "pubsub|numpat"
+        | "pubsub|shardchannels"
+        | "pubsub|shardnumsub" => Local::PubSubCount,
+        _ => return None,
+    })
+}
+
+/// The admin commands `session.allowed_admin_commands` may allow (see
+/// [`crate::config::ALLOWABLE_ADMIN_COMMANDS`]), and how they are served then. MIGRATE makes a
+/// node connect to any host and copy keys there; DEBUG (OBJECT too) shows node internals such
+/// as heap addresses.
+fn admin(name: &str) -> Option<Allowed> {
+    Some(match name {
+        "config|set" => Allowed::ConfigSet,
+        "config|resetstat" | "config|rewrite" | "save" => Allowed::AllNodes(FanOutMerge::AllOk),
+        "bgsave" | "bgrewriteaof" => Allowed::AllNodes(FanOutMerge::Same),
+        "debug" => Allowed::Debug,
+        "replicaof" | "slaveof" => Allowed::AnyNode,
+        "migrate" => Allowed::ByKeys,
+        "shutdown" => Allowed::Local(Local::Shutdown),
+        "monitor" => Allowed::Local(Local::Monitor),
+        _ => return None,
+    })
+}
+
+/// The commands split by slot when their keys span several slots, and how.
+fn split_kind(name: &str) -> Option<SplitKind> {
+    Some(match name {
+        "mget" => SplitKind::Keys(MergeRule::Values),
+        "mset" => SplitKind::KeyValues,
+        "del" | "unlink" | "exists" | "touch" => SplitKind::Keys(MergeRule::Sum),
+        _ => return None,
+    })
+}
+
+/// The commands the proxy computes itself when their keys span slots.
+fn algebra(name: &str) -> Option<Algebra> {
+    Some(match name {
+        "sunion" => Algebra::SUnion,
+        "sinter" => Algebra::SInter,
+        "sdiff" => Algebra::SDiff,
+        "sintercard" => Algebra::SInterCard,
+        "zunion" => Algebra::ZUnion,
+        "zinter" => Algebra::ZInter,
+        "zdiff" => Algebra::ZDiff,
+        "zintercard" => Algebra::ZInterCard,
+        "pfcount" => Algebra::PfCount,
+        _ => return None,
+    })
+}
+
+/// The commands fanned out to every primary, and how their replies merge.
+fn fan_out_merge(name: &str) -> Option<FanOutMerge> {
+    Some(match name {
+        "dbsize" => FanOutMerge::Sum,
+        "keys" => FanOutMerge::Concat,
+        "flushall" | "flushdb" | "script|flush" => FanOutMerge::AllOk,
+        "function|delete" | "function|flush" | "function|restore" => FanOutMerge::AllOk,
+        "script|load" | "function|load" => FanOutMerge::Same,
+        "script|exists" => FanOutMerge::AllExist,
+        "function|list" => FanOutMerge::CommonLibraries,
+        "script|kill" | "function|kill" => FanOutMerge::AnyOk,
+        "function|stats" => FanOutMerge::RunningScript,
+        "slowlog|len" => FanOutMerge::Sum,
+        "slowlog|reset" => FanOutMerge::AllOk,
+        "slowlog|get" => FanOutMerge::Concat,
+        "info" => FanOutMerge::Info,
+        "randomkey" => FanOutMerge::AnyNonNull,
+        _ => return None,
+    })
+}
+
+/// `CONFIG SET` parameters never forwarded, even when `config set` is allowed: they would lock
+/// slotproxy out of the nodes (passwords, client limits), make nodes write files where a client
+/// says (paths), or make the cluster announce addresses slotproxy would then connect to.
+const CONFIG_SET_NEVER: &[&str] = &[
+    "requirepass",
+    "masterauth",
+    "masteruser",
+    "primaryauth",
+    "primaryuser",
+    "dir",
+    "dbfilename",
+    "logfile",
+    "appendfilename",
+    "appenddirname",
+    "aclfile",
+    "pidfile",
+    "unixsocket",
+    "unixsocketperm",
+    "cluster-config-file",
+    "bind",
+    "bind-source-addr",
+    "port",
+    "maxclients",
+    "client-output-buffer-limit",
+    "protected-mode",
+];
+
+/// Prefixes of `CONFIG SET` parameters never forwarded: TLS files and ports, and the addresses
+/// nodes announce.
+const CONFIG_SET_NEVER_PREFIXES: &[&str] = &[
+    "tls-",
+    "cluster-announce-",
+    "replica-announce-",
+    "slave-announce-",
+];
+
+/// The first parameter of a `CONFIG SET param value [param value ...]` that slotproxy never
+/// forwards, if any.
+pub fn config_set_refused(args: &[Bytes]) -> Option<&Bytes> {
+    args.iter().skip(2).step_by(2).find(|param| {
+        let param = String::from_utf8_lossy(param).to_ascii_lowercase();
+        CONFIG_SET_NEVER.contains(&param.as_str())
+            || CONFIG_SET_NEVER_PREFIXES
+                .iter()
+                .any(|prefix| param.starts_with(prefix))
+    })
+}
+
+/// `DEBUG OBJECT key` (the arguments of an [`Allowed::Debug`] row): about one key, so routed by
+/// it like `OBJECT`.
+pub fn is_debug_object(args: &[Bytes]) -> bool {
+    args.len() == 3 && args[1].eq_ignore_ascii_case(b"object")
+}
+
+#[cfg(test)]
+mod tests;
