@@ -29,6 +29,8 @@ pub struct Policy {
     pub metric: CommandId,
     /// That row's name, the metric label.
     pub metric_label: &'static str,
+    /// What it does to the scripts slotproxy keeps a copy of, if anything.
+    pub scripts: Option<ScriptUse>,
 }
 
 impl Policy {
@@ -41,6 +43,7 @@ impl Policy {
             acl_categories: spec.acl_categories,
             metric: top.id,
             metric_label: top.name,
+            scripts: script_use(spec.name),
         }
     }
 
@@ -48,6 +51,18 @@ impl Policy {
     pub fn is_write(&self) -> bool {
         self.access == Access::Write
     }
+}
+
+/// What a command does to the scripts slotproxy keeps a copy of, to load them again on a node
+/// that lost them (see `session/scripts.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptUse {
+    /// `EVAL`, `EVAL_RO`, `SCRIPT LOAD`: sends a script body, the argument at this index.
+    Body(usize),
+    /// `EVALSHA`, `EVALSHA_RO`: names a script by its SHA-1 (argument 1).
+    Sha,
+    /// `SCRIPT FLUSH`: every script is gone.
+    Flush,
 }
 
 /// How a command uses the dataset, from its row's flags.
@@ -571,6 +586,17 @@ fn admin(name: &str) -> Option<Allowed> {
         "migrate" => Allowed::ByKeys,
         "shutdown" => Allowed::Local(Local::Shutdown),
         "monitor" => Allowed::Local(Local::Monitor),
+        _ => return None,
+    })
+}
+
+/// The commands that send, name or flush scripts.
+fn script_use(name: &str) -> Option<ScriptUse> {
+    Some(match name {
+        "eval" | "eval_ro" => ScriptUse::Body(1),
+        "script|load" => ScriptUse::Body(2),
+        "evalsha" | "evalsha_ro" => ScriptUse::Sha,
+        "script|flush" => ScriptUse::Flush,
         _ => return None,
     })
 }

@@ -160,7 +160,9 @@ impl Session {
             }
             return self.acl_command(spec, &request);
         }
-        self.shared.scripts.observe(spec.name, request.args());
+        if let Some(script) = policy.scripts {
+            self.shared.scripts.observe(script, request.args());
+        }
         if self.tracking_on() {
             self.key_positions.clear();
             let _ = key_positions(spec, request.args(), &mut self.key_positions);

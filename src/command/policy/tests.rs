@@ -278,3 +278,22 @@ fn rows_learned_from_a_node_get_a_policy() {
         Handling::Local(Local::ClientSetName)
     );
 }
+
+#[test]
+fn script_rows_say_where_their_script_is() {
+    let table = CommandTable::builtin();
+    let cases = [
+        ("eval", Some(ScriptUse::Body(1))),
+        ("eval_ro", Some(ScriptUse::Body(1))),
+        ("script|load", Some(ScriptUse::Body(2))),
+        ("evalsha", Some(ScriptUse::Sha)),
+        ("evalsha_ro", Some(ScriptUse::Sha)),
+        ("script|flush", Some(ScriptUse::Flush)),
+        ("fcall", None),
+        ("get", None),
+    ];
+    for (name, want) in cases {
+        let spec = table.lookup(name).expect("command in table");
+        assert_eq!(table.policy(spec).scripts, want, "{name}");
+    }
+}
