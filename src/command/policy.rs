@@ -10,10 +10,16 @@
 //! decisions that depend on a request's arguments (`DEBUG OBJECT key`, `CONFIG SET` parameters)
 //! are functions here too. It must not know about sessions, nodes or sockets.
 
-use bytes::Bytes;
+mod arguments;
+mod local;
+mod merge;
 
 use super::category::AclCategories;
 use super::table::{CommandId, CommandSpec, Flags};
+
+pub use arguments::{config_set_refused, is_debug_object};
+pub use local::Local;
+pub use merge::{Algebra, FanOutMerge, MergeRule, SplitKind};
 
 /// Everything slotproxy decided about one table row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,217 +205,6 @@ impl Refusal {
             Refusal::SharedConnections => {
                 "is not supported by slotproxy (commands reach the nodes on connections clients \
                  share)"
-            }
-        }
-    }
-}
-
-/// Commands the session answers itself, or sends in a way of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Local {
-    /// `PING [message]`.
-    Ping,
-    /// `ECHO message`.
-    Echo,
-    /// `QUIT`: `+OK`, then close.
-    Quit,
-    /// `SELECT db`: only db 0 exists in a cluster.
-    Select,
-    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
-    Hello,
-    /// `AUTH [user] password`.
-    Auth,
-    /// `RESET`: back to a fresh connection's state.
-    Reset,
-    /// `CLIENT SETNAME name`.
-    ClientSetName,
-    /// `CLIENT GETNAME`.
-    ClientGetName,
-    /// `CLIENT ID`.
-    ClientId,
-    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`.
-    ClientSetInfo,
-    /// `READONLY` / `READWRITE`: accepted.
-    ReadMode,
-    /// `CLUSTER KEYSLOT key`.
-    ClusterKeySlot,
-    /// `MULTI`: start queuing.
-    Multi,
-    /// `EXEC`: run the queued transaction on its node.
-    Exec,
-    /// `DISCARD`: drop the queued transaction.
-    Discard,
-    /// `WATCH key...`: sent on the session's own connection to the keys' node.
-    Watch,
-    /// `UNWATCH`.
-    Unwatch,
-    /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` and their `UNSUBSCRIBE`s: the session's own
-    /// subscription set, held on nodes by the pub/sub hub for all sessions.
-    Subscribe,
-    /// `PUBLISH`, `SPUBLISH`: through the pub/sub hub, which counts the proxy's receivers.
-    Publish,
-    /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`: asked of every node concerned
-    /// and merged, counting the proxy's subscribers.
-    PubSubCount,
-    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
-    /// the session with the cursor naming the primary.
-    Scan,
-    /// `CLUSTER INFO`, as a one-node cluster owning every slot.
-    ClusterInfo,
-    /// `CLUSTER MYID`: the proxy's own node id.
-    ClusterMyId,
-    /// `CLUSTER MYSHARDID`: the proxy's own shard id.
-    ClusterMyShardId,
-    /// `CLUSTER SLOTS`: one range, 0-16383, served by the proxy's address.
-    ClusterSlots,
-    /// `CLUSTER SHARDS`: one shard, 0-16383, whose one node is the proxy.
-    ClusterShards,
-    /// `CLUSTER NODES`: one line, the proxy as `myself,master`.
-    ClusterNodes,
-    /// `CLIENT INFO`: the calling client's line.
-    ClientInfo,
-    /// `CLIENT LIST [TYPE type] [ID id ...]`: the calling client's line only.
-    ClientList,
-    /// `CLIENT NO-EVICT on|off`: accepted; the proxy never evicts clients.
-    ClientNoEvict,
-    /// `CLIENT TRACKING on|off ...`: `OFF` accepted, `ON` refused.
-    ClientTracking,
-    /// `CLIENT TRACKINGINFO`: tracking is off.
-    ClientTrackingInfo,
-    /// `CLIENT GETREDIR`: -1, tracking is off.
-    ClientGetRedir,
-    /// `CLIENT CACHING yes|no`: redis' error for a client without tracking.
-    ClientCaching,
-    /// `CLIENT REPLY on|off|skip`: `ON` accepted, the others refused.
-    ClientReply,
-    /// `WAIT` / `WAITAOF`: sent by the session on the connections its writes went out on.
-    Wait,
-    /// `SHUTDOWN`, when the configuration allows it: stops slotproxy (never a node).
-    Shutdown,
-    /// `ROLE`: a primary without replicas, like the one-node cluster slotproxy presents.
-    Role,
-    /// `ASKING`: accepted (slotproxy follows ASK redirects itself).
-    Asking,
-    /// `MONITOR`, when the configuration allows it: every node's MONITOR lines.
-    Monitor,
-}
-
-/// The shape of a splittable command's arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SplitKind {
-    /// `CMD key [key ...]`.
-    Keys(MergeRule),
-    /// `CMD key value [key value ...]`.
-    KeyValues,
-}
-
-impl SplitKind {
-    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
-    pub fn describe(&self) -> &'static str {
-        match self {
-            SplitKind::Keys(MergeRule::Values) => "values in the client's key order",
-            SplitKind::Keys(MergeRule::Sum) => "the replies summed",
-            SplitKind::KeyValues => "`OK` once every part says `OK`",
-        }
-    }
-}
-
-/// How the parts of a `SplitKind::Keys` command merge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MergeRule {
-    /// `MGET`: the values, in the client's key order.
-    Values,
-    /// `DEL`, `EXISTS`...: the sum of the parts' integers.
-    Sum,
-}
-
-/// How the replies of a command sent to every primary (or node) merge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FanOutMerge {
-    /// `FLUSHALL`...: `+OK` once every part said `+OK`.
-    AllOk,
-    /// `DBSIZE`...: the sum of the parts' integers.
-    Sum,
-    /// `KEYS`: the parts' arrays, one after the other.
-    Concat,
-    /// `INFO`: section by section, plus a `# Proxy` section.
-    Info,
-    /// `RANDOMKEY`: one of the parts' keys, nil only when every part is nil.
-    AnyNonNull,
-    /// `SCRIPT LOAD`, `FUNCTION LOAD`: the reply every primary gives alike.
-    Same,
-    /// `SCRIPT EXISTS`: `1` for a script only where every primary has it.
-    AllExist,
-    /// `FUNCTION LIST`: the libraries every primary has.
-    CommonLibraries,
-    /// `SCRIPT KILL`, `FUNCTION KILL`: `OK` from the primary that was running a script.
-    AnyOk,
-    /// `FUNCTION STATS`: the primary running a script, else the first primary.
-    RunningScript,
-}
-
-impl FanOutMerge {
-    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
-    pub fn describe(self) -> &'static str {
-        match self {
-            FanOutMerge::AllOk => "`OK` once every part says `OK`",
-            FanOutMerge::Sum => "the replies summed",
-            FanOutMerge::Concat => "the replies concatenated",
-            FanOutMerge::Info => "sections merged, counters summed, a `# Proxy` section added",
-            FanOutMerge::AnyNonNull => "a key from one of the primaries that has keys",
-            FanOutMerge::Same => "the reply every primary gives alike",
-            FanOutMerge::AllExist => "`1` for a script only if every primary has it",
-            FanOutMerge::CommonLibraries => "the libraries every primary has",
-            FanOutMerge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
-            FanOutMerge::RunningScript => "the primary running a script, else the first primary",
-        }
-    }
-}
-
-/// A read-only multi-key command the proxy computes itself when its keys span slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algebra {
-    /// `SUNION key...`.
-    SUnion,
-    /// `SINTER key...`.
-    SInter,
-    /// `SDIFF key...`.
-    SDiff,
-    /// `SINTERCARD numkeys key... [LIMIT n]`.
-    SInterCard,
-    /// `ZUNION numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
-    ZUnion,
-    /// `ZINTER numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
-    ZInter,
-    /// `ZDIFF numkeys key... [WITHSCORES]`.
-    ZDiff,
-    /// `ZINTERCARD numkeys key... [LIMIT n]`.
-    ZInterCard,
-    /// `PFCOUNT key...` with more than one key.
-    PfCount,
-}
-
-impl Algebra {
-    /// How the reply is computed, in a few words (for `docs/commands.md`).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Algebra::SUnion | Algebra::SInter | Algebra::SDiff => {
-                "each key's members read from its node (`SMEMBERS`), combined by slotproxy"
-            }
-            Algebra::SInterCard => {
-                "each key's members read from its node (`SMEMBERS`), the intersection counted by \
-                 slotproxy"
-            }
-            Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff => {
-                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
-                 combined and scored by slotproxy"
-            }
-            Algebra::ZInterCard => {
-                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
-                 the intersection counted by slotproxy"
-            }
-            Algebra::PfCount => {
-                "each HyperLogLog read from its node (`GET`), merged and counted by slotproxy"
             }
         }
     }
@@ -646,60 +441,6 @@ fn fan_out_merge(name: &str) -> Option<FanOutMerge> {
         "randomkey" => FanOutMerge::AnyNonNull,
         _ => return None,
     })
-}
-
-/// `CONFIG SET` parameters never forwarded, even when `config set` is allowed: they would lock
-/// slotproxy out of the nodes (passwords, client limits), make nodes write files where a client
-/// says (paths), or make the cluster announce addresses slotproxy would then connect to.
-const CONFIG_SET_NEVER: &[&str] = &[
-    "requirepass",
-    "masterauth",
-    "masteruser",
-    "primaryauth",
-    "primaryuser",
-    "dir",
-    "dbfilename",
-    "logfile",
-    "appendfilename",
-    "appenddirname",
-    "aclfile",
-    "pidfile",
-    "unixsocket",
-    "unixsocketperm",
-    "cluster-config-file",
-    "bind",
-    "bind-source-addr",
-    "port",
-    "maxclients",
-    "client-output-buffer-limit",
-    "protected-mode",
-];
-
-/// Prefixes of `CONFIG SET` parameters never forwarded: TLS files and ports, and the addresses
-/// nodes announce.
-const CONFIG_SET_NEVER_PREFIXES: &[&str] = &[
-    "tls-",
-    "cluster-announce-",
-    "replica-announce-",
-    "slave-announce-",
-];
-
-/// The first parameter of a `CONFIG SET param value [param value ...]` that slotproxy never
-/// forwards, if any.
-pub fn config_set_refused(args: &[Bytes]) -> Option<&Bytes> {
-    args.iter().skip(2).step_by(2).find(|param| {
-        let param = String::from_utf8_lossy(param).to_ascii_lowercase();
-        CONFIG_SET_NEVER.contains(&param.as_str())
-            || CONFIG_SET_NEVER_PREFIXES
-                .iter()
-                .any(|prefix| param.starts_with(prefix))
-    })
-}
-
-/// `DEBUG OBJECT key` (the arguments of an [`Allowed::Debug`] row): about one key, so routed by
-/// it like `OBJECT`.
-pub fn is_debug_object(args: &[Bytes]) -> bool {
-    args.len() == 3 && args[1].eq_ignore_ascii_case(b"object")
 }
 
 #[cfg(test)]
