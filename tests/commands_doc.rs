@@ -1,7 +1,8 @@
-//! `docs/commands.md` is generated from the command table and the session's routing rules, and
-//! this test keeps it current: it builds the document and compares it with the file.
+//! `docs/commands.md` is generated from the command table and each row's policy
+//! (`command/policy.rs`), and this test keeps it current: it prints every row's policy in the
+//! document's words and compares the result with the file. It decides nothing itself.
 //!
-//! To regenerate after changing the table, a route or a merge rule:
+//! To regenerate after changing the table or a policy:
 //!
 //! ```text
 //! UPDATE_DOCS=1 cargo test --test commands_doc
@@ -12,15 +13,14 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use slotproxy::command::route::{Local, Route, admin_route, route_of};
+use slotproxy::command::policy::{Allowed, Handling, Local, Policy, Refusal};
 use slotproxy::command::{CommandSpec, CommandTable, Flags};
-use slotproxy::session::{computed, fan_out_merge, split_merge};
 
 const REGENERATE: &str = "UPDATE_DOCS=1 cargo test --test commands_doc";
 
 /// How slotproxy handles one command, in the document's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Handling {
+enum Described {
     Routed,
     Pinned(&'static str),
     Split(&'static str),
@@ -32,81 +32,80 @@ enum Handling {
     Refused(String),
 }
 
-impl Handling {
-    fn of(spec: &CommandSpec) -> Handling {
-        match route_of(spec) {
-            Route::Local(
+impl Described {
+    /// The row's policy in the document's words.
+    fn of(policy: &Policy) -> Described {
+        match policy.handling {
+            Handling::Local(
                 Local::Multi | Local::Exec | Local::Discard | Local::Watch | Local::Unwatch,
-            ) => Handling::Pinned(
+            ) => Described::Pinned(
                 "transaction: queued by slotproxy, run in one piece on the primary of its \
                      keys' slot; WATCH holds a connection of the session's own",
             ),
-            Route::Local(Local::Subscribe) => Handling::PubSub(
+            Handling::Local(Local::Subscribe) => Described::PubSub(
                 "confirmed by slotproxy from the client's own subscriptions; the hub holds each \
                  channel once (shard channels on their slot's primary, following it when it moves)",
             ),
-            Route::Local(Local::Publish) => Handling::PubSub(
+            Handling::Local(Local::Publish) => Described::PubSub(
                 "sent on the hub's connection to the node holding the channel (else to one \
                  primary, SPUBLISH to its slot's); the count includes the proxy's receivers",
             ),
-            Route::Local(Local::PubSubCount) => Handling::PubSub(
+            Handling::Local(Local::PubSubCount) => Described::PubSub(
                 "asked of every node (SHARD*: every primary) and merged; the proxy's clients \
                  counted in place of its one node subscription",
             ),
-            Route::Local(Local::Wait) => Handling::Pinned(
+            Handling::Local(Local::Wait) => Described::Pinned(
                 "sent on the connections the client's writes went out on, to every node it wrote \
                  to; the smallest count wins. On a shared connection it waits in 10 ms slices, \
                  so it never stalls other clients",
             ),
-            Route::Local(Local::Scan) => Handling::FannedOut(
+            Handling::Local(Local::Scan) => Described::FannedOut(
                 "one primary per call, in slot order; the cursor names the primary and survives \
                  resharding",
             ),
-            Route::Local(_) => Handling::Local,
-            Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => Handling::Pinned(
+            Handling::Local(_) | Handling::Acl => Described::Local,
+            Handling::Single { blocking: true, .. } => Described::Pinned(
                 "routed by key on a connection of the session's own, so it never stalls others",
             ),
-            Route::AnyNode => Handling::OnePrimary,
-            Route::BySlotArgument => Handling::Routed,
-            Route::ByKeys => match (split_merge(spec.name), computed(spec.name)) {
-                (Some(kind), _) => Handling::Split(kind.describe()),
-                (None, Some(op)) => Handling::Computed(op.describe()),
-                (None, None) => Handling::Routed,
-            },
-            Route::AllPrimaries => match fan_out_merge(spec.name) {
-                Some(merge) => Handling::FannedOut(merge.describe()),
-                None => Handling::Refused(
-                    "not supported by slotproxy yet (it needs every primary and has no merge \
-                     rule)"
-                        .to_string(),
-                ),
-            },
-            // Only `admin_route` gives it, for a command the configuration allows.
-            Route::AllNodes => unreachable!("route_of never sends a command to every node"),
-            Route::Unsupported(reason) => {
-                let mut text = reason.strip_prefix("is ").unwrap_or(reason).to_string();
-                match admin_route(spec) {
-                    Some(Route::AllNodes) => {
-                        let merge = fan_out_merge(spec.name).expect("allowed admin commands merge");
-                        text.push_str(&format!(
-                            "; when listed, sent to every node (replicas too): {}",
-                            merge.describe()
-                        ));
+            Handling::Single { .. } | Handling::BySlotArgument => Described::Routed,
+            Handling::AnyNode => Described::OnePrimary,
+            Handling::Split(kind) => Described::Split(kind.describe()),
+            Handling::Computed(op) => Described::Computed(op.describe()),
+            Handling::FanOut(merge) => Described::FannedOut(merge.describe()),
+            Handling::AllNodes(_) => {
+                unreachable!("only an allowed admin command is sent to every node")
+            }
+            Handling::Refused(Refusal::NoMerge) => Described::Refused(
+                "not supported by slotproxy yet (it needs every primary and has no merge rule)"
+                    .to_string(),
+            ),
+            Handling::Refused(refusal) => Described::Refused(reason(refusal)),
+            Handling::Admin(allowed) => {
+                let mut text = reason(Refusal::Admin);
+                match allowed.handling() {
+                    Handling::AllNodes(merge) => text.push_str(&format!(
+                        "; when listed, sent to every node (replicas too): {}",
+                        merge.describe()
+                    )),
+                    Handling::AnyNode => text.push_str("; when listed, sent to one primary"),
+                    Handling::Local(Local::Shutdown) => {
+                        text.push_str("; when listed, stops slotproxy")
                     }
-                    Some(Route::AnyNode) => text.push_str("; when listed, sent to one primary"),
-                    Some(Route::Local(_)) => text.push_str("; when listed, stops slotproxy"),
-                    Some(Route::ByKeys) => text.push_str("; when listed, routed by key"),
+                    Handling::Local(Local::Monitor) => text
+                        .push_str("; when listed, every node's MONITOR lines, each command once"),
+                    Handling::Single { .. } => text.push_str("; when listed, routed by key"),
+                    other => unreachable!("no admin command is allowed as {other:?}"),
+                }
+                match allowed {
+                    Allowed::Debug => {
+                        text.push_str("; when listed, `DEBUG OBJECT key` is routed by its key")
+                    }
+                    Allowed::ConfigSet => text.push_str(
+                        "; never for paths, passwords, client limits or announced addresses",
+                    ),
                     _ => {}
                 }
-                if spec.name == "debug" {
-                    text.push_str("; when listed, `DEBUG OBJECT key` is routed by its key");
-                }
-                if spec.name == "config|set" {
-                    text.push_str(
-                        "; never for paths, passwords, client limits or announced addresses",
-                    );
-                }
-                Handling::Refused(text)
+                Described::Refused(text)
             }
         }
     }
@@ -114,33 +113,39 @@ impl Handling {
     /// The class name used in the summary.
     fn class(&self) -> &'static str {
         match self {
-            Handling::Routed => "routed by key",
-            Handling::Pinned(_) => "pinned",
-            Handling::Split(_) => "split by slot when keys span slots",
-            Handling::Computed(_) => "computed by slotproxy when keys span slots",
-            Handling::FannedOut(_) => "fanned out to every primary",
-            Handling::Local => "answered by slotproxy",
-            Handling::OnePrimary => "sent to one primary",
-            Handling::PubSub(_) => "pub/sub hub",
-            Handling::Refused(_) => "refused",
+            Described::Routed => "routed by key",
+            Described::Pinned(_) => "pinned",
+            Described::Split(_) => "split by slot when keys span slots",
+            Described::Computed(_) => "computed by slotproxy when keys span slots",
+            Described::FannedOut(_) => "fanned out to every primary",
+            Described::Local => "answered by slotproxy",
+            Described::OnePrimary => "sent to one primary",
+            Described::PubSub(_) => "pub/sub hub",
+            Described::Refused(_) => "refused",
         }
     }
 
     fn cell(&self) -> String {
         match self {
-            Handling::Pinned(how) => format!("{}: {how}", self.class()),
-            Handling::Split(merge) => format!("{}; {merge}", self.class()),
-            Handling::Computed(how) => format!("{}: {how}", self.class()),
-            Handling::PubSub(how) => format!("{}: {how}", self.class()),
-            Handling::FannedOut(merge) => format!("{}; {merge}", self.class()),
-            Handling::Refused(reason) => format!("refused: {reason}"),
+            Described::Pinned(how) => format!("{}: {how}", self.class()),
+            Described::Split(merge) => format!("{}; {merge}", self.class()),
+            Described::Computed(how) => format!("{}: {how}", self.class()),
+            Described::PubSub(how) => format!("{}: {how}", self.class()),
+            Described::FannedOut(merge) => format!("{}; {merge}", self.class()),
+            Described::Refused(reason) => format!("refused: {reason}"),
             other => other.class().to_string(),
         }
     }
 }
 
+/// A refusal's reason as the document says it ("not allowed through slotproxy").
+fn reason(refusal: Refusal) -> String {
+    let reason = refusal.reason();
+    reason.strip_prefix("is ").unwrap_or(reason).to_string()
+}
+
 /// Flags worth knowing when choosing how to call a command through slotproxy.
-fn notes(spec: &CommandSpec, handling: &Handling) -> String {
+fn notes(spec: &CommandSpec, handling: &Described) -> String {
     let mut notes = Vec::new();
     for (flag, note) in [
         (Flags::WRITE, "write"),
@@ -154,7 +159,7 @@ fn notes(spec: &CommandSpec, handling: &Handling) -> String {
     }
     if matches!(
         handling,
-        Handling::Routed | Handling::Split(_) | Handling::Computed(_) | Handling::Pinned(_)
+        Described::Routed | Described::Split(_) | Described::Computed(_) | Described::Pinned(_)
     ) && spec.flags.contains(Flags::NO_MANDATORY_KEYS)
     {
         notes.push("without keys: sent to one primary");
@@ -182,9 +187,9 @@ fn commands(table: &CommandTable) -> Vec<&'static CommandSpec> {
 
 fn generate() -> String {
     let table = CommandTable::builtin();
-    let rows: Vec<(&CommandSpec, Handling)> = commands(&table)
+    let rows: Vec<(&CommandSpec, Described)> = commands(&table)
         .into_iter()
-        .map(|spec| (spec, Handling::of(spec)))
+        .map(|spec| (spec, Described::of(table.policy(spec))))
         .collect();
     let count = |class: &str| rows.iter().filter(|(_, h)| h.class() == class).count();
 
@@ -323,14 +328,14 @@ fn every_command_has_exactly_one_row() {
     ] {
         assert!(names.iter().any(|n| n == name), "{name} has no row");
     }
-    let handling = |name: &str| Handling::of(table.lookup(name).unwrap());
-    assert_eq!(handling("get"), Handling::Routed);
-    assert!(matches!(handling("mget"), Handling::Split(_)));
-    assert!(matches!(handling("sunion"), Handling::Computed(_)));
-    assert!(matches!(handling("pfcount"), Handling::Computed(_)));
-    assert_eq!(handling("sunionstore"), Handling::Routed);
-    assert!(matches!(handling("info"), Handling::FannedOut(_)));
-    assert_eq!(handling("ping"), Handling::Local);
-    assert_eq!(handling("time"), Handling::OnePrimary);
-    assert!(matches!(handling("shutdown"), Handling::Refused(_)));
+    let handling = |name: &str| Described::of(table.policy(table.lookup(name).unwrap()));
+    assert_eq!(handling("get"), Described::Routed);
+    assert!(matches!(handling("mget"), Described::Split(_)));
+    assert!(matches!(handling("sunion"), Described::Computed(_)));
+    assert!(matches!(handling("pfcount"), Described::Computed(_)));
+    assert_eq!(handling("sunionstore"), Described::Routed);
+    assert!(matches!(handling("info"), Described::FannedOut(_)));
+    assert_eq!(handling("ping"), Described::Local);
+    assert_eq!(handling("time"), Described::OnePrimary);
+    assert!(matches!(handling("shutdown"), Described::Refused(_)));
 }

@@ -24,7 +24,6 @@ use super::{Pending, Session};
 use crate::backend::{Lane, Node, NodeResult, Outgoing, ReplyBudget};
 use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
-use crate::command::{Flags, Resolved};
 use crate::config::ReadPolicy;
 use crate::error::BackendError;
 use crate::protocol::reply::error_bytes;
@@ -277,6 +276,7 @@ impl Session {
 
     /// Sends a request (or its parts) under the current map.
     pub(super) fn start(&mut self, request: Request, plan: Plan) -> Pending {
+        let writes = plan.writes();
         let (merge, parts) = match plan {
             Plan::Watch(slot) => {
                 let attempt = Attempt {
@@ -366,7 +366,7 @@ impl Session {
                 };
                 return into_pending(self.send(request, target, attempt));
             }
-            Plan::Split(kind) => {
+            Plan::Split { kind, .. } => {
                 let (merge, parts) = split::plan_split(kind, &request);
                 let parts = parts
                     .into_iter()
@@ -391,8 +391,8 @@ impl Session {
                 let merge = Merge::Computed(Box::new(computation));
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
-            Plan::FanOut(merge) => {
-                if self.tracks_writes() && self.is_write(&request) {
+            Plan::FanOut { merge, .. } => {
+                if writes && self.tracks_writes() {
                     self.recent_writes
                         .borrow_mut()
                         .note_everything(Instant::now());
@@ -408,7 +408,7 @@ impl Session {
                     .collect();
                 (merge, parts)
             }
-            Plan::AllNodes(merge) => {
+            Plan::AllNodes { merge, .. } => {
                 let map = self.map();
                 let parts: Vec<(Target, Request)> = map
                     .layout()
@@ -432,7 +432,7 @@ impl Session {
         // Parts of MSET, DEL... write their slots; those of MGET, DBSIZE... don't.
         let interrupt = merge.interrupts();
         let attempt = Attempt {
-            writes: self.tracks_writes() && self.is_write(&request),
+            writes: writes && self.tracks_writes(),
             dedicated: interrupt,
             interrupt,
             ..Attempt::default()
@@ -693,14 +693,6 @@ impl Session {
     pub(super) fn note_write(&self, slot: Slot) {
         if self.tracks_writes() {
             self.recent_writes.borrow_mut().note(slot, Instant::now());
-        }
-    }
-
-    /// Whether the command table flags `request` as a write.
-    fn is_write(&self, request: &Request) -> bool {
-        match self.shared.commands.load().resolve(request.args()) {
-            Resolved::Command(spec) => spec.flags.contains(Flags::WRITE),
-            _ => false,
         }
     }
 

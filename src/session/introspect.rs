@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::Session;
 use super::scan::Fnv;
 use crate::cluster::SLOT_COUNT;
-use crate::command::route::Local;
+use crate::command::policy::Local;
 use crate::protocol::Protocol;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_simple, write_text,

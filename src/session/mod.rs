@@ -57,10 +57,8 @@ use crate::protocol::{Protocol, Request, RequestDecoder};
 use crate::pubsub::Hub;
 
 pub use acl::{Acl, PROTECTED_MODE, protected_mode_refuses};
-pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
-pub use split::{fan_out_merge, split_merge};
 
 /// What every session shares: configuration, topology, the command table, counters.
 #[derive(Debug)]
@@ -180,8 +178,6 @@ pub struct Session {
     /// Requests awaiting their reply, for the command metrics: queue index, command row, when
     /// it was read.
     timings: VecDeque<(u64, usize, Instant)>,
-    /// The last command name seen and its metrics row (pipelines repeat names).
-    last_command: Option<(Bytes, usize)>,
     /// When the bytes being parsed were read.
     read_at: Instant,
     /// Turns true when the proxy starts draining.
@@ -249,7 +245,6 @@ impl Session {
             budget,
             drain_waits_for_output: false,
             timings: VecDeque::new(),
-            last_command: None,
             read_at: Instant::now(),
             drain,
             draining: false,
@@ -477,8 +472,7 @@ impl Session {
                 Ok(Some(request)) => {
                     let index = self.pending.next_index();
                     let written = self.out.len();
-                    let command = self.command_row(&request);
-                    self.handle(request);
+                    let command = self.handle(request);
                     if self.pending.next_index() > index {
                         self.timings.push_back((index, command, self.read_at));
                     } else if self.out.len() > written {
@@ -562,19 +556,9 @@ impl Session {
         }
     }
 
-    /// The metrics row of the request's command.
-    fn command_row(&mut self, request: &Request) -> usize {
-        let Some(name) = request.args().first() else {
-            return self.shared.metrics.command_index(b"");
-        };
-        if let Some((last, row)) = &self.last_command
-            && last.eq_ignore_ascii_case(name)
-        {
-            return *row;
-        }
-        let row = self.shared.metrics.command_index(name);
-        self.last_command = Some((name.clone(), row));
-        row
+    /// The metrics row of a request whose table row has `policy` (`None`: an unknown command).
+    fn command_row(&self, policy: Option<&crate::command::Policy>) -> usize {
+        self.shared.metrics.command_row(policy.map(|p| p.metric))
     }
 
     /// Counts the request whose reply (queue entry `index`) is being written, and any before

@@ -2,6 +2,16 @@
 //! redis-server 7.0.15 for the same data; tests/set_algebra.rs compares with a live one.
 
 use super::*;
+use crate::command::{CommandTable, Handling};
+
+/// The operation a command's policy row computes when its keys span slots.
+fn computed(name: &str) -> Option<Algebra> {
+    let table = CommandTable::builtin();
+    match table.policy(table.lookup(name)?).handling {
+        Handling::Computed(op) => Some(op),
+        _ => None,
+    }
+}
 
 fn reply(raw: &str) -> Reply {
     Reply::local(Bytes::from(raw.to_string()))
