@@ -2,7 +2,7 @@
 # Failover timeline: ops/s through slotproxy, second by second, across kill -9 of a primary.
 #
 # Usage (from anywhere; it cds to the repository root):
-#   bash benches/failover_timeline.sh [--ack primary|replicated] [--out FILE]
+#   bash scripts/bench/failover_timeline.sh [--ack primary|replicated] [--out FILE]
 #     --ack MODE   the proxy's --ack (default primary)
 #     --out FILE   also append the markdown report to FILE
 #
@@ -29,11 +29,11 @@
 #   FT_KEEP=1           keep the temp dir (node, proxy and load logs) after exit
 set -euo pipefail
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib.sh
-source "$repo_root/scripts/lib.sh"
-# shellcheck source=benches/cluster.sh
-source "$repo_root/benches/cluster.sh"
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib/cluster.sh
+source "$repo_root/scripts/lib/cluster.sh"
+# shellcheck source=scripts/bench/lib.sh
+source "$repo_root/scripts/bench/lib.sh"
 cd "$repo_root"
 
 say() { printf 'failover-timeline: %s\n' "$*" >&2; }
@@ -60,7 +60,7 @@ while (($# > 0)); do
         sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument: $1 (usage: bash benches/failover_timeline.sh [--ack MODE] [--out FILE])" ;;
+    *) die "unknown argument: $1 (usage: bash scripts/bench/failover_timeline.sh [--ack MODE] [--out FILE])" ;;
     esac
 done
 [[ $ack == primary || $ack == replicated ]] || die "--ack must be primary or replicated, got '$ack'"
@@ -155,7 +155,7 @@ meta=$work/meta.txt
     echo "load_end=$(uptime | sed 's/.*load average: //')"
     echo "proxy_warnings=$(grep -c WARN "$work/proxy-main.log" || true)"
 } >"$meta"
-report=$(python3 benches/failover_report.py --load "$work/load.csv" --events "$events" --meta "$meta")
+report=$(python3 scripts/bench/failover_report.py --load "$work/load.csv" --events "$events" --meta "$meta")
 printf '%s\n' "$report"
 if [[ -n $out_file ]]; then
     printf '%s\n\n' "$report" >>"$out_file"

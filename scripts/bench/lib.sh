@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # The arrays set here are read by the sourcing script; proxy_bin is set by it.
 # shellcheck disable=SC2034,SC2154
-# A throwaway cluster and proxies for the benchmark scripts: sourced by benches/e2e.sh and
-# benches/failover_timeline.sh after scripts/lib.sh, not run.
+# A throwaway cluster and proxies for the benchmark scripts: sourced by scripts/bench/e2e.sh and
+# scripts/bench/failover_timeline.sh after scripts/lib/cluster.sh (which forms the cluster), not
+# run.
 #
 # The sourcing script defines `say` and `die`, sets `work` to a fresh temp dir before calling
 # start_cluster, and may set `keep_work=1` to keep that dir on exit. Everything started here is
@@ -39,13 +40,6 @@ trap cleanup EXIT
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
 
-# True once PID has exited; a zombie counts as exited.
-process_gone() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ ${stat##*) } == Z* ]]
-}
-
 # ports_free PORT...: dies naming the first port (or its cluster bus port, +10000) in use.
 ports_free() {
     local port
@@ -55,72 +49,34 @@ ports_free() {
     return 0
 }
 
-answers_ping() { [[ $(cli "$1" ping 2>/dev/null) == PONG ]]; }
-
 # start_cluster BASE_PORT NODE_TIMEOUT_MS: six nodes on 127.0.0.1:BASE_PORT..+5 (bus ports
-# +10000, data under $work), formed into 3 primaries + 3 replicas with `redis-cli --cluster
-# create`, and settled. Sets node_ports, node_pids, node_pid (port -> pid), primaries (ports) and
-# replica_of (primary port -> its replica's port).
+# +10000, data under $work, no persistence), formed into 3 primaries + 3 replicas by
+# scripts/lib/cluster.sh and settled. Sets node_ports, node_pids, node_pid (port -> pid),
+# primaries (ports) and replica_of (primary port -> its replica's port).
 start_cluster() {
-    local base=$1 node_timeout_ms=$2 i port
-    node_ports=()
+    local base=$1 node_timeout_ms=$2 port
+    cluster_layout "$base"
+    cluster_dir=$work
+    node_ports=("${all_ports[@]}")
     node_pids=()
-    declare -gA node_pid=() replica_of=()
-    for i in 0 1 2 3 4 5; do node_ports+=($((base + i))); done
+    declare -gA node_pid=()
     for port in "${node_ports[@]}"; do ports_free "$port" $((port + 10000)); done
     say "starting 6 redis-server nodes on 127.0.0.1:${node_ports[0]}-${node_ports[5]} (data in $work)"
     for port in "${node_ports[@]}"; do
-        mkdir -p "$work/node-$port"
-        redis-server \
-            --port "$port" --bind 127.0.0.1 --protected-mode no \
-            --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-node-timeout "$node_timeout_ms" \
-            --appendonly no --save "" \
-            --dir "$work/node-$port" --logfile "$work/node-$port/redis.log" --daemonize no &
+        mkdir -p "$(node_dir "$port")"
+        node_args "$port" "$node_timeout_ms"
+        redis-server "${node_args[@]}" --appendonly no --daemonize no &
         pids+=($!)
         node_pids+=($!)
         node_pid[$port]=$!
     done
-    for port in "${node_ports[@]}"; do
-        wait_for 10 answers_ping "$port" ||
-            die "node $port does not answer; log tail:"$'\n'"$(tail -n 20 "$work/node-$port/redis.log")"
-    done
-
-    say "forming the cluster (redis-cli --cluster create --cluster-replicas 1)"
-    local cluster_args=()
-    for port in "${node_ports[@]}"; do cluster_args+=("127.0.0.1:$port"); done
-    redis-cli --cluster create "${cluster_args[@]}" --cluster-replicas 1 --cluster-yes \
-        >"$work/cluster-create.log" 2>&1 ||
-        die "redis-cli --cluster create failed:"$'\n'"$(tail -n 20 "$work/cluster-create.log")"
+    wait_nodes_answer
+    form_cluster
     say "waiting for cluster_state:ok and synced replicas"
     wait_for 60 cluster_settled ||
         die "the cluster did not settle within 60 s; logs in $work (keep them with E2E_KEEP=1)"
-
-    primaries=()
-    for port in "${node_ports[@]}"; do
-        if [[ $(field "$port" role info replication) == master ]]; then
-            primaries+=("$port")
-        else
-            replica_of[$(field "$port" master_port info replication)]=$port
-        fi
-    done
-    ((${#primaries[@]} == 3)) || die "expected 3 primaries, found ${#primaries[@]}: ${primaries[*]}"
-    ((${#replica_of[@]} == 3)) || die "expected one replica per primary, got: ${!replica_of[*]}"
-}
-
-# cluster_state:ok everywhere, all slots served, all nodes known, and every replica synced.
-cluster_settled() {
-    local port
-    for port in "${node_ports[@]}"; do
-        [[ $(field "$port" cluster_state cluster info) == ok ]] || return 1
-        [[ $(field "$port" cluster_slots_ok cluster info) == 16384 ]] || return 1
-        [[ $(field "$port" cluster_known_nodes cluster info) == 6 ]] || return 1
-        if [[ $(field "$port" role info replication) == slave ]]; then
-            [[ $(field "$port" master_link_status info replication) == up ]] || return 1
-        else
-            [[ $(field "$port" connected_slaves info replication) == 1 ]] || return 1
-        fi
-    done
+    current_roles
+    primaries=("${serving[@]}")
 }
 
 # True when every node's CLUSTER SHARDS reports all six nodes with health `online`. Redis 7.0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown report of benches/failover_timeline.sh (Python standard library only).
+"""Markdown report of scripts/bench/failover_timeline.sh (Python standard library only).
 
     failover_report.py --load FILE --events FILE --meta FILE
 
@@ -12,7 +12,7 @@ import argparse
 import csv
 import io
 
-# Run as `python3 benches/failover_report.py`: its folder is on the path.
+# Run as `python3 scripts/bench/failover_report.py`: its folder is on the path.
 from e2e_report import read_meta
 
 # A second counts as recovered when its successful requests reach this share of the rate

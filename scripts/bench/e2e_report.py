@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for benches/e2e.sh (Python standard library only).
+"""Helpers for scripts/bench/e2e.sh (Python standard library only).
 
     e2e_report.py hold-connections --port P --pid PID [--count 1000]
         Opens COUNT client connections to 127.0.0.1:P, checks each answers PING, then prints the

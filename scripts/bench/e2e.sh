@@ -3,7 +3,7 @@
 # and through slotproxy with one flag changed (read policy, ack mode).
 #
 # Usage (from anywhere; it cds to the repository root):
-#   bash benches/e2e.sh [--out FILE]
+#   bash scripts/bench/e2e.sh [--out FILE]
 #     --out FILE   also append the markdown report to FILE
 #
 # What it does:
@@ -46,11 +46,11 @@
 #   E2E_KEEP=1       keep the temp dir (node and proxy logs, raw results) after exit
 set -euo pipefail
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib.sh
-source "$repo_root/scripts/lib.sh"
-# shellcheck source=benches/cluster.sh
-source "$repo_root/benches/cluster.sh"
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib/cluster.sh
+source "$repo_root/scripts/lib/cluster.sh"
+# shellcheck source=scripts/bench/lib.sh
+source "$repo_root/scripts/bench/lib.sh"
 cd "$repo_root"
 
 out_file=
@@ -69,7 +69,7 @@ while (($# > 0)); do
         exit 0
         ;;
     *)
-        echo "e2e: unknown argument: $1 (usage: bash benches/e2e.sh [--out FILE])" >&2
+        echo "e2e: unknown argument: $1 (usage: bash scripts/bench/e2e.sh [--out FILE])" >&2
         exit 2
         ;;
     esac
@@ -157,7 +157,7 @@ replicas_caught_up() {
 # replica holds as many keys as its primary.
 fill() {
     say "setting all $keyspace keys (key:000000000000...) through the proxy for the GET scenarios"
-    python3 benches/e2e_report.py fill --port "$proxy_port" --keys "$keyspace" --size "$value_size" ||
+    python3 scripts/bench/e2e_report.py fill --port "$proxy_port" --keys "$keyspace" --size "$value_size" ||
         die "could not fill the keyspace through the proxy; log:"$'\n'"$(proxy_log_tail main)"
     wait_for 30 replicas_caught_up || die "replicas did not catch up with the primaries within 30 s"
 }
@@ -177,7 +177,7 @@ rss_idle_start=$(rss_kb)
 # Before any load, so the number is the cost of the connections and not of buffers kept from it.
 if wants d; then
     say "opening 1000 idle connections to the proxy to measure its RSS"
-    rss_conns_kb=$(python3 benches/e2e_report.py hold-connections --port "$proxy_port" --pid "$proxy_pid_main" --count 1000) ||
+    rss_conns_kb=$(python3 scripts/bench/e2e_report.py hold-connections --port "$proxy_port" --pid "$proxy_pid_main" --count 1000) ||
         die "could not hold 1000 connections to the proxy; log:"$'\n'"$(proxy_log_tail main)"
 fi
 
@@ -485,7 +485,7 @@ meta load_end "$(uptime | sed 's/.*load average: //')"
 meta listen_overflows_proxy "$overflows_proxy"
 meta wall_s "$((SECONDS - started_at))"
 
-report=$(python3 benches/e2e_report.py report --results "$results" --calls "$calls" --failures "$failures" --meta "$meta")
+report=$(python3 scripts/bench/e2e_report.py report --results "$results" --calls "$calls" --failures "$failures" --meta "$meta")
 printf '%s\n' "$report"
 if [[ -n $out_file ]]; then
     printf '%s\n\n' "$report" >>"$out_file"
