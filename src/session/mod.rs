@@ -60,6 +60,8 @@ pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
 pub use split::{fan_out_merge, split_merge};
+#[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
+pub use split::{merge, plan_split};
 
 /// What every session shares: configuration, topology, the command table, counters.
 #[derive(Debug)]
