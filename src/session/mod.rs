@@ -59,6 +59,8 @@ use crate::pubsub::Hub;
 pub use acl::{Acl, PROTECTED_MODE, protected_mode_refuses};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
+#[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
+pub use split::{merge, plan_split};
 
 /// What every session shares: configuration, topology, the command table, counters.
 #[derive(Debug)]

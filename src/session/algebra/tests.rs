@@ -1,5 +1,5 @@
 //! Planning and computing without a cluster. Expected replies here were taken from
-//! redis-server 7.0.15 for the same data; tests/set_algebra.rs compares with a live one.
+//! redis-server 7.0.15 for the same data; tests/it/set_algebra.rs compares with a live one.
 
 use super::*;
 use crate::command::{CommandTable, Handling};
