@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use slotproxy::protocol::{Protocol, Reply, Request};
 use slotproxy::command::policy::{MergeRule, SplitKind};
+use slotproxy::protocol::{Protocol, Reply, Request};
 use slotproxy::session::{merge, plan_split};
 
 /// Keys in each `MGET`.
