@@ -16,6 +16,7 @@ use crate::config::redact::redact_url;
 use crate::config::{Config, LogFormat};
 use crate::error::{ConfigError, Error};
 use crate::reload::{ReadConfig, Reloader, SetLogFilter};
+use crate::workers::Workers;
 
 /// Installs the global log subscriber: `filter` (tracing env-filter syntax), in `format`, on
 /// stdout; ANSI colours only when stdout is a terminal and `NO_COLOR` is unset or empty.
@@ -50,7 +51,7 @@ fn parse_filter(text: &str) -> Result<EnvFilter, ConfigError> {
     })
 }
 
-/// Builds the runtime with `config.threads()` workers, binds the client and admin listeners,
+/// Builds the runtime and `config.threads()` workers (see [`crate::workers`]), binds the client and admin listeners,
 /// logs the startup line, and runs the proxy until SIGTERM or SIGINT (then drains).
 /// `read` re-reads the configuration on SIGHUP and `POST /reload` (`None`: no config file).
 ///
@@ -62,15 +63,24 @@ pub fn serve(
     set_log: Box<SetLogFilter>,
 ) -> Result<(), Error> {
     let threads = config.threads();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    let runtime_error = |source| Error::Listen {
+        addr: "the tokio runtime".into(),
+        source,
+    };
+    // The main thread runs what every session shares (refresher, health checks, pub/sub hub,
+    // admin listener, accept loop); clients run on the workers. With one thread, everything
+    // runs on it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Listen {
-            addr: "the tokio runtime".into(),
-            source,
-        })?;
-    runtime.block_on(async {
+        .map_err(runtime_error)?;
+    let (workers, worker_threads) = if threads > 1 {
+        let (workers, worker_threads) = Workers::start(threads).map_err(runtime_error)?;
+        (Some(workers), Some(worker_threads))
+    } else {
+        (None, None)
+    };
+    let result = runtime.block_on(async {
         let mut listeners = Vec::new();
         for addr in config.listen_addrs()? {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -120,9 +130,14 @@ pub fn serve(
             listeners,
             admin,
             reload,
+            workers,
         };
         crate::run_with(process, config, shutdown_signal()).await
-    })
+    });
+    if let Some(worker_threads) = worker_threads {
+        worker_threads.stop();
+    }
+    result
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

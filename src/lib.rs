@@ -115,6 +115,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod tracking;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -153,6 +154,7 @@ pub async fn run(
         listeners: vec![listener],
         admin: None,
         reload: None,
+        workers: None,
     };
     run_with(process, config, shutdown).await
 }
@@ -165,6 +167,8 @@ pub struct Process {
     pub admin: Option<TcpListener>,
     /// Re-reads the configuration on SIGHUP and `POST /reload`; `None`: reload is refused.
     pub reload: Option<reload::Reloader>,
+    /// Where sessions run (see [`workers`]); `None`: on the runtime `run_with` runs on.
+    pub workers: Option<workers::Workers>,
 }
 
 /// Runs the proxy until `shutdown` resolves, then drains (see [`server::serve`]).
@@ -202,7 +206,12 @@ pub async fn run_with(
         .into());
     }
     let wake = Arc::new(Notify::new());
-    let pool = Arc::new(BackendPool::new(config.backend.clone(), wake.clone()));
+    let workers = Arc::new(process.workers.unwrap_or_else(workers::Workers::current));
+    let pool = Arc::new(BackendPool::on_workers(
+        config.backend.clone(),
+        wake.clone(),
+        workers.handles().to_vec(),
+    ));
     let topology = Arc::new(Topology::new(pool, seeds, config.cluster.clone(), wake));
     topology
         .stats()
@@ -232,6 +241,7 @@ pub async fn run_with(
         tracker: Arc::new(tracking::Tracker::new(config_tracking_max_keys)),
         hub,
         acl: session::Acl::new(users),
+        workers,
     });
 
     let refresher = tokio::spawn(

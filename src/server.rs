@@ -130,15 +130,30 @@ fn admit(
         return;
     }
     shared.metrics.clients_accepted.inc();
-    let session = Session::new(shared.clone());
+    let (worker, runtime) = shared.workers.next();
+    let session = Session::new(shared.clone(), worker);
     let guard = ClientGuard(shared.clone());
-    debug!(%peer, client = session.id(), "client connected");
-    sessions.spawn(async move {
-        let id = session.id();
-        session.run(stream).await;
-        debug!(client = id, "client disconnected");
-        drop(guard);
-    });
+    debug!(%peer, client = session.id(), worker, "client connected");
+    // The socket moves to the worker's runtime (its reactor), with the session.
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            debug!(%peer, error = %e, "client socket failed before its session started");
+            return;
+        }
+    };
+    sessions.spawn_on(
+        async move {
+            let id = session.id();
+            match TcpStream::from_std(stream) {
+                Ok(stream) => session.run(stream).await,
+                Err(e) => debug!(client = id, error = %e, "client socket failed"),
+            }
+            debug!(client = id, "client disconnected");
+            drop(guard);
+        },
+        runtime,
+    );
 }
 
 /// Decrements the client count when a session ends, however it ends.

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::info;
 
@@ -27,9 +28,19 @@ pub struct Lane {
 }
 
 impl Lane {
-    fn spawn(node: &Endpoint, shape: Shape, config: &BackendConfig) -> Self {
+    /// A connection task on `runtime` (`None`: the current one).
+    fn spawn(
+        node: &Endpoint,
+        shape: Shape,
+        config: &BackendConfig,
+        runtime: Option<&Handle>,
+    ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(connection::run(node.clone(), shape, config.clone(), rx));
+        let task = connection::run(node.clone(), shape, config.clone(), rx);
+        match runtime {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
         Self {
             addr: node.addr.clone(),
             jobs,
@@ -57,15 +68,21 @@ pub struct Node {
     /// The address, health, counters and failure log every connection of the node shares.
     /// The health is written by the health check and read by every request that picks a node.
     endpoint: Endpoint,
-    /// `lanes[readonly][protocol.index()][i]`: one shared connection. The `readonly` ones sent
+    /// `lanes[worker][readonly][protocol.index()][i]`: one shared connection, on the runtime
+    /// of the worker whose sessions use it (see `crate::workers`). The `readonly` ones sent
     /// `READONLY`, for reads from a replica; the others never did, so a primary that was demoted
     /// answers MOVED on them instead of serving stale data.
-    lanes: [[Vec<Lane>; 2]; 2],
+    lanes: Vec<[[Vec<Lane>; 2]; 2]>,
     config: BackendConfig,
 }
 
 impl Node {
-    fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
+    fn spawn(
+        addr: Arc<str>,
+        config: &BackendConfig,
+        failed: &Arc<Notify>,
+        workers: &[Handle],
+    ) -> Self {
         let endpoint = Endpoint {
             addr,
             failed: failed.clone(),
@@ -73,18 +90,28 @@ impl Node {
             stats: Arc::new(NodeStats::default()),
             failures: Arc::new(FailureLog::default()),
         };
-        let lanes = [false, true].map(|readonly| {
-            [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
-                let shape = Shape {
-                    protocol,
-                    usage: Use::Shared,
-                    readonly,
-                };
-                (0..config.connections_per_node)
-                    .map(|_| Lane::spawn(&endpoint, shape, config))
-                    .collect()
+        let runtimes: Vec<Option<&Handle>> = if workers.is_empty() {
+            vec![None]
+        } else {
+            workers.iter().map(Some).collect()
+        };
+        let lanes = runtimes
+            .into_iter()
+            .map(|runtime| {
+                [false, true].map(|readonly| {
+                    [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
+                        let shape = Shape {
+                            protocol,
+                            usage: Use::Shared,
+                            readonly,
+                        };
+                        (0..config.connections_per_node)
+                            .map(|_| Lane::spawn(&endpoint, shape, config, runtime))
+                            .collect()
+                    })
+                })
             })
-        });
+            .collect();
         Self {
             endpoint,
             lanes,
@@ -118,7 +145,13 @@ impl Node {
     /// A session always passes the same `lane`, so its requests to one node share one connection
     /// and keep their order.
     pub fn lane(&self, protocol: Protocol, readonly: bool, lane: usize) -> &Lane {
-        let lanes = &self.lanes[usize::from(readonly)][protocol.index()];
+        self.worker_lane(0, protocol, readonly, lane)
+    }
+
+    /// `lane`, among the connections of worker `worker` (a session's own worker: its
+    /// connections run on the session's thread).
+    pub fn worker_lane(&self, worker: usize, protocol: Protocol, readonly: bool, lane: usize) -> &Lane {
+        let lanes = &self.lanes[worker % self.lanes.len()][usize::from(readonly)][protocol.index()];
         &lanes[lane % lanes.len()]
     }
 
@@ -130,7 +163,7 @@ impl Node {
             usage: Use::Dedicated,
             readonly: false,
         };
-        Lane::spawn(&self.endpoint, shape, &self.config)
+        Lane::spawn(&self.endpoint, shape, &self.config, None)
     }
 
     /// Sends one request and waits for its reply.
@@ -156,15 +189,25 @@ pub struct BackendPool {
     config: BackendConfig,
     nodes: Mutex<HashMap<Arc<str>, Arc<Node>>>,
     failed: Arc<Notify>,
+    /// The workers' runtimes, each with its own shared connections to every node (empty: the
+    /// runtime that creates the node).
+    workers: Vec<Handle>,
 }
 
 impl BackendPool {
     /// An empty pool; `failed` is notified whenever a node connection fails.
     pub fn new(config: BackendConfig, failed: Arc<Notify>) -> Self {
+        Self::on_workers(config, failed, Vec::new())
+    }
+
+    /// An empty pool whose nodes get shared connections on each of `workers` (see
+    /// [`crate::workers`]).
+    pub fn on_workers(config: BackendConfig, failed: Arc<Notify>, workers: Vec<Handle>) -> Self {
         Self {
             config,
             nodes: Mutex::new(HashMap::new()),
             failed,
+            workers,
         }
     }
 
@@ -187,7 +230,12 @@ impl BackendPool {
             return node.clone();
         }
         let addr: Arc<str> = Arc::from(addr);
-        let node = Arc::new(Node::spawn(addr.clone(), &self.config, &self.failed));
+        let node = Arc::new(Node::spawn(
+            addr.clone(),
+            &self.config,
+            &self.failed,
+            &self.workers,
+        ));
         nodes.insert(addr, node.clone());
         node
     }

@@ -162,7 +162,11 @@ mod tests {
         frame.extend_from_slice(b"\r\n");
         assert_eq!(frame_need(&frame[..3]).unwrap(), 0, "header not complete");
         for cut in [9, 10, 5000, frame.len() - 1] {
-            assert_eq!(frame_need(&frame[..cut]).unwrap(), frame.len(), "cut at {cut}");
+            assert_eq!(
+                frame_need(&frame[..cut]).unwrap(),
+                frame.len(),
+                "cut at {cut}"
+            );
         }
         assert_eq!(frame_need(&frame).unwrap(), frame.len());
         // Inside an array: the end of the element being read.

@@ -180,7 +180,10 @@ impl Nodes {
             }
         }?;
         let lane = session as usize;
-        Some(node.lane(Protocol::Resp2, false, lane).send(Outgoing::new(payload)))
+        Some(
+            node.lane(Protocol::Resp2, false, lane)
+                .send(Outgoing::new(payload)),
+        )
     }
 
     /// True when an entry was confirmed since the last call.

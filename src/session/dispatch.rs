@@ -15,8 +15,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::algebra;
-use super::pick;
 use super::order::Admission;
+use super::pick;
 use super::plan::Plan;
 use super::settle::null_reply;
 use super::split::{self, Merge};
@@ -244,7 +244,11 @@ impl Session {
                 .iter()
                 .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)))
         };
-        if self.order.admit(map.generation(), plan.order_needs(), unsettled) == Admission::Defer {
+        if self
+            .order
+            .admit(map.generation(), plan.order_needs(), unsettled)
+            == Admission::Defer
+        {
             self.pending.push_back(Pending::Deferred(request, plan));
             return;
         }
@@ -749,7 +753,7 @@ impl Session {
         if attempt.dedicated {
             self.dedicated_lane(node).send(request)
         } else {
-            node.lane(self.protocol, readonly, self.id as usize)
+            node.worker_lane(self.worker, self.protocol, readonly, self.id as usize)
                 .send(request)
         }
     }

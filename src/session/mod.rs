@@ -95,6 +95,8 @@ pub struct Shared {
     pub draining: tokio::sync::watch::Sender<bool>,
     /// Users of slotproxy itself (`[auth]`, `ACL SETUSER`).
     pub acl: Acl,
+    /// The worker runtimes sessions run on, each with its own node connections.
+    pub workers: Arc<crate::workers::Workers>,
     /// Failed `AUTH` / `HELLO AUTH` attempts since start.
     pub auth_failures: AtomicU64,
 }
@@ -131,6 +133,9 @@ enum TaskOutcome {
 /// Per-client state; `run` drives it.
 pub struct Session {
     id: u64,
+    /// The worker (see [`crate::workers`]) this session runs on: it uses that worker's node
+    /// connections.
+    worker: usize,
     shared: Arc<Shared>,
     protocol: Protocol,
     name: Option<Bytes>,
@@ -207,8 +212,8 @@ const MAX_READ_CHUNK: usize = 64 * 1024;
 const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 impl Session {
-    /// A session for a newly accepted client.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// A session for a newly accepted client, run on worker `worker`.
+    pub fn new(shared: Arc<Shared>, worker: usize) -> Self {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
         let live = shared.live.load();
         let decoder = RequestDecoder::new(live.session.max_bulk_len);
@@ -221,6 +226,7 @@ impl Session {
         let (user, authenticated, user_generation) = Session::initial_user(&shared);
         Self {
             id,
+            worker,
             shared,
             protocol: Protocol::Resp2,
             name: None,

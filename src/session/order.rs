@@ -201,6 +201,9 @@ mod tests {
         order.admit(3, PLAIN, || true);
         order.release(3);
         assert!(order.release_next(0, PLAIN));
-        assert_eq!(order.admit(3, PLAIN, || panic!("not scanned")), Admission::Send);
+        assert_eq!(
+            order.admit(3, PLAIN, || panic!("not scanned")),
+            Admission::Send
+        );
     }
 }

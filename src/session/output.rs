@@ -196,7 +196,14 @@ mod tests {
         let mut output = Output::default();
         let mut expected = Vec::new();
         for i in 0..100u8 {
-            let piece = vec![i; if i % 3 == 0 { ZERO_COPY_BYTES + usize::from(i) } else { 7 }];
+            let piece = vec![
+                i;
+                if i % 3 == 0 {
+                    ZERO_COPY_BYTES + usize::from(i)
+                } else {
+                    7
+                }
+            ];
             expected.extend_from_slice(&piece);
             output.push(Bytes::from(piece));
         }

@@ -118,6 +118,8 @@ enum Via {
     Shared {
         node: Arc<Node>,
         protocol: Protocol,
+        /// The session's worker: its lanes run there.
+        worker: usize,
         lane: usize,
     },
 }
@@ -153,6 +155,7 @@ impl Session {
                     false => Via::Shared {
                         node: node.clone(),
                         protocol: self.protocol,
+                        worker: self.worker,
                         lane: self.id as usize,
                     },
                 })
@@ -239,6 +242,7 @@ async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Resul
         Via::Shared {
             node,
             protocol,
+            worker,
             lane,
         } => loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -247,7 +251,7 @@ async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Resul
                 .map_or(SLICE, |left| left.min(SLICE))
                 .max(Duration::from_millis(1));
             let rx = node
-                .lane(protocol, false, lane)
+                .worker_lane(worker, protocol, false, lane)
                 .send(Outgoing::new(wait.payload(slice)));
             let found = match rx.await {
                 Ok(Ok(reply)) => counts(&reply)?,

@@ -107,11 +107,14 @@ impl TestProxy {
         let thread = std::thread::Builder::new()
             .name(format!("slotproxy-{}", addr.port()))
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
+                // As the binary runs with threads = 2: a main runtime for what sessions share,
+                // and two worker threads with the sessions and their node connections.
+                let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("build the proxy's tokio runtime");
+                let (workers, worker_threads) =
+                    slotproxy::workers::Workers::start(2).expect("start the proxy's workers");
                 let result = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .expect("register the listener with tokio");
@@ -127,9 +130,11 @@ impl TestProxy {
                         listeners: vec![listener],
                         admin,
                         reload: None,
+                        workers: Some(workers),
                     };
                     slotproxy::run_with(process, config, signal).await
                 });
+                worker_threads.stop();
                 let _ = done_tx.send(result.map_err(|e| e.to_string()));
             })
             .expect("spawn the proxy thread");
