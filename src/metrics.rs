@@ -20,6 +20,7 @@ use prometheus::{
 };
 
 use crate::command::CommandTable;
+use crate::protocol::view::error_line;
 
 /// How a command ended, as the client saw it: `ok` or the class of its error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,19 +77,8 @@ impl Outcome {
 
     /// Classifies an encoded reply by its first bytes (no parsing beyond the error code).
     pub fn of_reply(reply: &[u8]) -> Outcome {
-        let Some((&first, rest)) = reply.split_first() else {
+        let Some(text) = error_line(reply) else {
             return Outcome::Ok;
-        };
-        if first != b'-' && first != b'!' {
-            return Outcome::Ok;
-        }
-        // `!` is a RESP3 blob error: `!<len>\r\n<code> ...`.
-        let text = if first == b'!' {
-            rest.iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest, |i| &rest[i + 1..])
-        } else {
-            rest
         };
         let code_end = text
             .iter()
@@ -126,11 +116,7 @@ impl Outcome {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let line_end = haystack
-        .iter()
-        .position(|&b| b == b'\r')
-        .unwrap_or(haystack.len());
-    haystack[..line_end]
+    haystack
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
 }

@@ -597,10 +597,8 @@ fn deliver(
 /// The batch's `WAIT` answered: release its writes' replies if a replica has them, otherwise
 /// tell each client its write is not known to be replicated.
 fn release_held(held: &mut Held, wait_reply: &Reply, config: &BackendConfig) {
-    let replicas = std::str::from_utf8(wait_reply.raw())
-        .ok()
-        .and_then(|r| r.strip_prefix(':'))
-        .and_then(|r| r.trim_end().parse::<i64>().ok())
+    let replicas = crate::protocol::View::of(wait_reply.raw())
+        .and_then(|view| view.integer())
         .unwrap_or(0);
     for (sender, reply) in held.drain(..) {
         let reply = if replicas >= 1 {

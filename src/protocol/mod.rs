@@ -10,10 +10,12 @@ pub mod frame;
 mod inline;
 pub mod reply;
 pub mod request;
+pub mod view;
 
 pub use codec::{ReplyDecoder, RequestDecoder};
 pub use reply::{Redirect, RedirectKind, Reply, ReplyKind};
 pub use request::Request;
+pub use view::{View, string2ll};
 
 /// The RESP version a connection speaks, chosen with `HELLO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

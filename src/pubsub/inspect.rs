@@ -32,7 +32,7 @@ use crate::backend::NodeResult;
 use crate::cluster::Topology;
 use crate::protocol::codec::decode_owned;
 use crate::protocol::reply::{error_bytes, write_array_len, write_bulk, write_integer};
-use crate::protocol::{Protocol, ReplyKind};
+use crate::protocol::{Protocol, ReplyKind, View};
 
 /// Where the hub sent a `PUBLISH`.
 #[derive(Debug)]
@@ -193,7 +193,7 @@ pub async fn answer(
         }
     };
     for reply in others {
-        if reply.first() == Some(&b'-') {
+        if matches!(View::of(&reply), Some(View::Error(_))) {
             return reply;
         }
         parts.push((reply, Vec::new()));

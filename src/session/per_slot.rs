@@ -14,8 +14,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::split::elements;
 use crate::cluster::Slot;
-use crate::protocol::Reply;
 use crate::protocol::reply::{error_bytes, write_array_len};
+use crate::protocol::{Reply, View};
 
 /// One slot's share of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +63,7 @@ pub(super) fn group(slots: &[Option<Slot>], watched: Option<Slot>) -> Option<Vec
 
 /// Whether a slot's `EXEC` reply says its commands ran: an array, not nil or an error.
 pub(super) fn ran(exec_reply: &Reply) -> bool {
-    let raw = exec_reply.raw();
-    raw.starts_with(b"*") && !raw.starts_with(b"*-1\r\n")
+    matches!(View::of(exec_reply.raw()), Some(View::Array(_)))
 }
 
 /// The client's `EXEC` reply: `replies[i]` is group `i`'s `EXEC` reply, whose elements belong

@@ -56,8 +56,8 @@ use super::dispatch::Target;
 use super::plan::Plan;
 use super::split::Merge;
 use crate::cluster::{ShardLayout, Slot};
-use crate::protocol::Request;
 use crate::protocol::reply::{error_bytes, write_array_len, write_bulk};
+use crate::protocol::{Request, View};
 
 const SLOT_MASK: u64 = (1 << 14) - 1;
 const WALK_BIT: u64 = 1 << 14;
@@ -337,18 +337,16 @@ pub(super) fn merge_reply(phase: Phase, raw: &[u8]) -> Bytes {
 
 /// The node cursor and the raw keys array of a `SCAN` reply.
 fn split_reply(raw: &[u8]) -> Option<(u64, &[u8])> {
-    let rest = raw.strip_prefix(b"*2\r\n$")?;
-    let newline = rest.iter().position(|&b| b == b'\n')?;
-    let len: usize = std::str::from_utf8(rest[..newline].strip_suffix(b"\r")?)
-        .ok()?
-        .parse()
-        .ok()?;
-    let body = rest.get(newline + 1..newline + 1 + len)?;
-    let keys = rest.get(newline + 1 + len..)?.strip_prefix(b"\r\n")?;
-    if !keys.starts_with(b"*") {
+    let mut elements = match View::of(raw)? {
+        View::Array(elements) if elements.len() == 2 => elements,
+        _ => return None,
+    };
+    let cursor = View::of(elements.next()?)?.bulk()?;
+    let keys = elements.next()?;
+    if !matches!(View::of(keys)?, View::Array(_)) {
         return None;
     }
-    Some((std::str::from_utf8(body).ok()?.parse().ok()?, keys))
+    Some((std::str::from_utf8(cursor).ok()?.parse().ok()?, keys))
 }
 
 /// Parses a cursor the way redis-server does (`strtoul`): an empty string is 0, a sign is

@@ -12,7 +12,6 @@ use tracing::debug;
 
 use super::Session;
 use super::dispatch::{Attempt, InFlight, Retry, Step, Target, in_flight};
-use super::split;
 use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
 use crate::protocol::reply::error_bytes;
@@ -220,7 +219,7 @@ impl Session {
         target: Target,
         attempt: Attempt,
     ) -> Step {
-        let frames = split::frames(reply.raw());
+        let frames: Vec<&[u8]> = crate::protocol::view::frames(reply.raw()).collect();
         let moved = frames.iter().rev().skip(1).any(|frame| {
             matches!(
                 Reply::local(Bytes::copy_from_slice(frame)).kind(),
@@ -260,7 +259,7 @@ impl Session {
 
 /// The last of the replies a multi-reply job delivered together.
 fn last_frame(reply: Reply) -> Reply {
-    match split::frames(reply.raw()).last() {
+    match crate::protocol::view::frames(reply.raw()).last() {
         Some(last) => Reply::local(reply.raw().slice_ref(last)),
         None => reply,
     }

@@ -16,7 +16,7 @@ use crate::cluster::{Slot, SlotMap, hash_slot};
 use crate::protocol::reply::{
     error_bytes, write_array_len, write_integer, write_null, write_simple,
 };
-use crate::protocol::{Protocol, Reply, Request};
+use crate::protocol::{Protocol, Reply, Request, View};
 
 /// How part replies combine into the client's reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,44 +382,25 @@ fn library_name(library: &[u8]) -> Option<&[u8]> {
 
 /// The payload of a bulk or simple string.
 fn string(raw: &[u8]) -> Option<&[u8]> {
-    let newline = raw.iter().position(|&b| b == b'\n')?;
-    match raw.first()? {
-        b'$' => raw[newline + 1..].strip_suffix(b"\r\n"),
-        b'+' => raw[1..].strip_suffix(b"\r\n"),
-        _ => None,
-    }
+    View::of(raw)?.string()
 }
 
 /// A null reply: `$-1` or `*-1` in RESP2, `_` in RESP3.
 fn is_null(raw: &[u8]) -> bool {
-    matches!(raw, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
+    View::of(raw).is_some_and(|view| view.is_null())
 }
 
 fn integer(raw: &[u8]) -> Option<i64> {
-    let line = raw.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
-    std::str::from_utf8(line).ok()?.parse().ok()
+    View::of(raw)?.integer()
 }
 
 /// The raw bytes of each element of an array reply, or the keys and values (alternating) of a
 /// RESP3 map (empty for anything else).
 pub(super) fn elements(raw: &[u8]) -> Vec<&[u8]> {
-    match (raw.first(), raw.iter().position(|&b| b == b'\n')) {
-        (Some(b'*' | b'%'), Some(newline)) => frames(&raw[newline + 1..]),
+    match View::of(raw) {
+        Some(View::Array(elements) | View::Map(elements)) => elements.collect(),
         _ => Vec::new(),
     }
-}
-
-/// Splits back-to-back complete frames into their raw bytes.
-pub fn frames(mut rest: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        // RESP2 is a subset of RESP3: one scan serves both protocols.
-        let len = crate::protocol::frame::frame_len(rest).ok().flatten();
-        let Some(len) = len else { break };
-        out.push(&rest[..len]);
-        rest = &rest[len..];
-    }
-    out
 }
 
 #[cfg(test)]

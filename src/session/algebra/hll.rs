@@ -12,9 +12,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::Cursor;
-use crate::protocol::Reply;
 use crate::protocol::reply::{error_bytes, write_integer};
+use crate::protocol::{Reply, View};
 
 /// Index bits: 2^14 registers.
 const P: u32 = 14;
@@ -43,10 +42,11 @@ pub(super) fn pfcount(keys: &[usize], replies: &[Reply]) -> Bytes {
         if reply.error_text().is_some() {
             return reply.raw().clone();
         }
-        let Some(value) = Cursor::new(reply.raw()).bulk() else {
-            return error_bytes("ERR slotproxy: a node's reply to GET was not understood");
+        let value = match View::of(reply.raw()) {
+            Some(View::Bulk(value)) => value,
+            Some(View::Null) => continue,
+            _ => return error_bytes("ERR slotproxy: a node's reply to GET was not understood"),
         };
-        let Some(value) = value else { continue };
         if let Err(error) = merge(&mut max, value) {
             return error_bytes(error);
         }

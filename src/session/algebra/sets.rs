@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Algebra, Cursor, keyword, string2ll, write_set_len};
+use super::{Algebra, keyword, set_elements, string2ll, write_set_len};
 use crate::protocol::reply::{write_bulk, write_integer};
-use crate::protocol::{Protocol, Reply};
+use crate::protocol::{Protocol, Reply, View};
 
 /// redis' default `set-max-intset-entries`: a result of at most this many integers is an intset,
 /// which redis replies in ascending order.
@@ -80,9 +80,12 @@ pub(super) fn compute(
 
 /// The members of an `SMEMBERS` reply, in its order.
 fn members(raw: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut cursor = Cursor::new(raw);
-    let len = cursor.aggregate()?;
-    (0..len).map(|_| cursor.bulk()?).collect()
+    let elements = set_elements(raw)?;
+    let len = elements.len();
+    let members: Vec<&[u8]> = elements
+        .map(|element| View::of(element)?.bulk())
+        .collect::<Option<_>>()?;
+    (members.len() == len).then_some(members)
 }
 
 /// Every member of any set, in order of first appearance.

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Algebra, Cursor, keyword, string2ll};
+use super::{Algebra, keyword, set_elements, string2ll};
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer};
-use crate::protocol::{Protocol, Reply};
+use crate::protocol::{Protocol, Reply, View};
 
 /// How the scores of a member found in several inputs combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,21 +278,16 @@ struct Input<'a> {
 /// The members and scores of a `ZUNION 1 key WITHSCORES` reply: a flat array in RESP2, an
 /// array of pairs in RESP3.
 fn scored(raw: &[u8]) -> Option<Vec<(&[u8], f64)>> {
-    let mut cursor = Cursor::new(raw);
-    let len = cursor.aggregate()?;
-    let mut out = Vec::with_capacity(len);
-    let mut read = 0;
-    while read < len {
-        if cursor.peek() == Some(b'*') {
-            if cursor.aggregate()? != 2 {
-                return None;
-            }
-            read += 1;
-        } else {
-            read += 2;
-        }
-        let member = cursor.bulk()??;
-        out.push((member, cursor.score()?));
+    let mut elements = set_elements(raw)?;
+    let mut out = Vec::with_capacity(elements.len());
+    while !elements.is_empty() {
+        let first = elements.next()?;
+        let (member, score) = match View::of(first)? {
+            View::Array(mut pair) if pair.len() == 2 => (pair.next()?, pair.next()?),
+            View::Array(_) => return None,
+            _ => (first, elements.next()?),
+        };
+        out.push((View::of(member)?.bulk()?, super::score(score)?));
     }
     Some(out)
 }

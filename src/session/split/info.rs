@@ -43,7 +43,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::reply::{write_error, write_text};
-use crate::protocol::{Protocol, Reply};
+use crate::protocol::{Protocol, Reply, View};
 
 /// What slotproxy itself reports in `INFO` instead of the nodes' figures: its own clients and
 /// commands (the nodes count slotproxy's connections and health checks), and the cluster state.
@@ -90,14 +90,8 @@ pub(crate) fn merge_info_with(
 
 /// The text of a bulk (`$`) or verbatim (`=`, RESP3) string reply.
 fn info_text(raw: &[u8]) -> Option<String> {
-    let newline = raw.iter().position(|&b| b == b'\n')?;
-    let header = raw.get(1..newline)?.strip_suffix(b"\r")?;
-    let len: usize = std::str::from_utf8(header).ok()?.parse().ok()?;
-    let body = raw.get(newline + 1..newline + 1 + len)?;
-    let text = match raw.first()? {
-        b'$' => body,
-        // `=len\r\ntxt:...`: a three-letter format, a colon, then the text.
-        b'=' => body.get(4..)?,
+    let text = match View::of(raw)? {
+        View::Bulk(text) | View::Verbatim { text, .. } => text,
         _ => return None,
     };
     Some(String::from_utf8_lossy(text).into_owned())
