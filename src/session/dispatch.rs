@@ -235,7 +235,7 @@ impl Session {
         if let Some(reason) = self.shared.topology.stats().down_reason() {
             // No node has answered for longer than the retry deadline: waiting it out again
             // for every request helps nobody.
-            return self.reply_error(&reason);
+            return self.reply_error(reason);
         }
         let map = Guard::into_inner(self.shared.topology.slot_map());
         let generation = map.generation();

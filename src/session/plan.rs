@@ -14,8 +14,9 @@ use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
 use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of};
 use crate::command::{CommandSpec, Flags, Resolved};
+use crate::error::ReplyError;
 use crate::protocol::Request;
-use crate::protocol::reply::{write_error, write_error_bytes};
+use crate::protocol::reply::write_error_bytes;
 
 /// How a request is sent: to one node, or in parts merged into one reply.
 #[derive(Debug, Clone)]
@@ -73,8 +74,6 @@ impl Plan {
     }
 }
 
-pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
-
 impl Session {
     /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
     pub(super) fn handle(&mut self, request: Request) {
@@ -98,22 +97,19 @@ impl Session {
         };
         if !spec.arity_ok(request.args().len()) {
             self.tx.flag_error();
-            return self.reply_error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name
-            ));
+            return self.reply_error(ReplyError::WrongArity(spec.name));
         }
         if !self.acl_allows(spec, &request) {
             return;
         }
         if let Some(refusal) = acl_command::never_forwarded(spec, request.args()) {
             self.tx.flag_error();
-            return self.reply_error(&refusal);
+            return self.reply_error(refusal);
         }
         if spec.name.starts_with("acl|") && !matches!(spec.name, "acl|help" | "acl|genpass") {
             if self.tx.queuing() {
                 self.tx.flag_error();
-                return self.reply_error(acl_command::ACL_IN_MULTI);
+                return self.reply_error(ReplyError::AclInMulti);
             }
             return self.acl_command(spec, &request);
         }
@@ -176,7 +172,7 @@ impl Session {
                 match self.slot_of_keys(spec, &request) {
                     Ok(Some(slot)) => self.dispatch(request, Plan::Blocking(Target::Slot(slot))),
                     Ok(None) => self.dispatch(request, Plan::Blocking(Target::AnyPrimary)),
-                    Err(CrossSlot) => self.reply_error(CROSSSLOT),
+                    Err(CrossSlot) => self.reply_error(ReplyError::CrossSlot),
                 }
             }
             Route::ByKeys => match self.slot_of_keys(spec, &request) {
@@ -189,15 +185,12 @@ impl Session {
                     // Check the whole before splitting: parts that are each valid must not run
                     // when redis-server would refuse the command (MSET with a key lacking a value).
                     Some(split::SplitKind::KeyValues) if request.args().len().is_multiple_of(2) => {
-                        self.reply_error(&format!(
-                            "ERR wrong number of arguments for '{}' command",
-                            spec.name
-                        ))
+                        self.reply_error(ReplyError::WrongArity(spec.name))
                     }
                     Some(kind) => self.dispatch(request, Plan::Split(kind)),
                     None => match algebra::computed(spec.name) {
                         Some(op) => self.dispatch(request, Plan::Computed(op)),
-                        None => self.reply_error(CROSSSLOT),
+                        None => self.reply_error(ReplyError::CrossSlot),
                     },
                 },
             },
@@ -211,21 +204,16 @@ impl Session {
             }
             Route::AllNodes => match split::fan_out_merge(spec.name) {
                 Some(merge) => self.dispatch(request, Plan::AllNodes(merge)),
-                None => self.reply_error(&format!(
-                    "ERR '{}' is not supported by slotproxy yet",
-                    spec.full_name_upper()
-                )),
+                None => self.reply_error(ReplyError::NotSupportedYet(spec.full_name_upper())),
             },
             Route::AllPrimaries => match split::fan_out_merge(spec.name) {
                 Some(merge) => self.dispatch(request, Plan::FanOut(merge)),
-                None => self.reply_error(&format!(
-                    "ERR '{}' is not supported by slotproxy yet",
-                    spec.full_name_upper()
-                )),
+                None => self.reply_error(ReplyError::NotSupportedYet(spec.full_name_upper())),
             },
-            Route::Unsupported(reason) => {
-                self.reply_error(&format!("ERR '{}' {reason}", spec.full_name_upper()))
-            }
+            Route::Unsupported(reason) => self.reply_error(ReplyError::Unsupported {
+                command: spec.full_name_upper(),
+                reason,
+            }),
         }
     }
 
@@ -263,9 +251,9 @@ impl Session {
         }
     }
 
-    /// Queues an error reply (`text` starts with the error code, e.g. `ERR ...`).
-    pub(super) fn reply_error(&mut self, text: &str) {
-        self.reply_with(|out| write_error(out, text));
+    /// Queues an error reply slotproxy makes.
+    pub(super) fn reply_error(&mut self, error: ReplyError) {
+        self.reply_with(|out| error.write(out));
     }
 }
 

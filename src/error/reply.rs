@@ -1,0 +1,682 @@
+//! Every error reply slotproxy makes itself, each spelled once, with what a retry would do.
+//!
+//! A node's error replies (`-MOVED`, `-BUSY`, `-WRONGTYPE`...) are forwarded as they are and
+//! are not here. Where slotproxy answers in redis-server's place, the text is redis-server's own,
+//! byte for byte (clients and tests compare it); where slotproxy itself failed, the text says
+//! `slotproxy` and whether the command may have been applied.
+
+use bytes::{Bytes, BytesMut};
+
+use super::BackendError;
+
+/// What a client may do about an error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The request was refused as it is: sending it again gets the same answer.
+    ClientError,
+    /// Nothing was applied and the cause may pass (no node known, a migration, a node
+    /// unreachable): sending it again later is safe.
+    SafeToRetry,
+    /// The command may have been applied (or was applied but not as asked): sending it again
+    /// might apply it twice.
+    OutcomeUnknown,
+}
+
+/// An error reply slotproxy makes; `Display` is its RESP text without the `-` and CRLF.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    // Requests redis-server refuses, refused in its words.
+    /// The arguments don't parse.
+    #[error("ERR syntax error")]
+    Syntax,
+    /// An argument that must be an integer isn't one.
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    /// The command (lowercase table name) got the wrong number of arguments.
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    WrongArity(&'static str),
+    /// The keys of a command slotproxy does not split hash to more than one slot.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+    /// A transaction's command names a key outside the transaction's slot.
+    #[error(
+        "CROSSSLOT Keys in request don't hash to the same slot (slotproxy runs a transaction on \
+         one slot: put its keys under one {{hash tag}}, or set session.cross_slot_transactions \
+         = \"per-slot\")"
+    )]
+    CrossSlotTransaction,
+    /// `SELECT` of a db other than 0.
+    #[error("ERR SELECT is not allowed in cluster mode")]
+    SelectInCluster,
+    /// `CLIENT SETNAME` (or `HELLO SETNAME`) with a name redis refuses.
+    #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
+    BadClientName,
+    /// `CLIENT SETINFO` with an attribute redis doesn't know.
+    #[error("ERR Unrecognized option '{}'", String::from_utf8_lossy(.0))]
+    UnrecognizedOption(Bytes),
+    /// `CLIENT SETINFO` with a value redis refuses (the attribute, lowercase).
+    #[error("ERR {0} cannot contain spaces, newlines or special characters.")]
+    BadClientInfo(String),
+    /// `HELLO` with a protocol version other than 2 or 3.
+    #[error("NOPROTO unsupported protocol version")]
+    NoProto,
+    /// `HELLO` with a protocol version that isn't a number.
+    #[error("ERR Protocol version is not an integer or out of range")]
+    ProtocolVersionNotInteger,
+    /// `HELLO` with an option redis doesn't know.
+    #[error("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(.0))]
+    HelloOption(Bytes),
+    /// `SHUTDOWN ABORT` with no shutdown under way.
+    #[error("ERR No shutdown in progress.")]
+    NoShutdown,
+    /// A command before `AUTH`, with a password required.
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    /// `HELLO` without `AUTH` from a client not yet authenticated.
+    #[error(
+        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO \
+         AUTH <user> <pass> option can be used to authenticate the client and select the RESP \
+         protocol version at the same time"
+    )]
+    NoAuthHello,
+    /// Wrong user name or password.
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    /// `AUTH <password>` when the default user has no password.
+    #[error(
+        "ERR AUTH <password> called without any password configured for the default user. Are \
+         you sure your configuration is correct?"
+    )]
+    AuthWithoutPassword,
+    /// `MULTI` inside `MULTI`.
+    #[error("ERR MULTI calls can not be nested")]
+    NestedMulti,
+    /// `DISCARD` outside a transaction.
+    #[error("ERR DISCARD without MULTI")]
+    DiscardWithoutMulti,
+    /// `WATCH` inside a transaction.
+    #[error("ERR WATCH inside MULTI is not allowed")]
+    WatchInMulti,
+    /// `EXEC` outside a transaction.
+    #[error("ERR EXEC without MULTI")]
+    ExecWithoutMulti,
+    /// `EXEC` after a queued command was refused.
+    #[error("EXECABORT Transaction discarded because of previous errors.")]
+    ExecAbort,
+    /// A command other than (un)subscribing, `PING`, `QUIT`, `RESET` in RESP2 subscribed mode.
+    #[error(
+        "ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+         are allowed in this context"
+    )]
+    Subscribed(&'static str),
+    /// `CLIENT LIST TYPE` with an unknown type.
+    #[error("ERR Unknown client type '{}'", String::from_utf8_lossy(.0))]
+    UnknownClientType(Bytes),
+    /// `CLIENT LIST ID` with an id that isn't a number.
+    #[error("ERR Invalid client ID")]
+    InvalidClientId,
+    /// `SCAN` with a cursor that isn't one.
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    /// The user may not run the command (lowercase table name).
+    #[error("NOPERM this user has no permissions to run the '{0}' command")]
+    NoPermCommand(&'static str),
+    /// The user may not access one of the keys.
+    #[error("NOPERM this user has no permissions to access one of the keys used as arguments")]
+    NoPermKey,
+    /// The user may not access one of the channels.
+    #[error("NOPERM this user has no permissions to access one of the channels used as arguments")]
+    NoPermChannel,
+    /// A new connection past `max_clients`.
+    #[error("ERR max number of clients reached")]
+    MaxClients,
+
+    // CLIENT TRACKING and CLIENT CACHING, in redis' words.
+    /// `PREFIX` without `BCAST`.
+    #[error("ERR PREFIX option requires BCAST mode to be enabled")]
+    PrefixWithoutBcast,
+    /// Tracking switched between BCAST and not while on.
+    #[error(
+        "ERR You can't switch BCAST mode on/off before disabling tracking for this client, and \
+         then re-enabling it with a different mode."
+    )]
+    BcastSwitch,
+    /// `OPTIN`/`OPTOUT` with `BCAST`.
+    #[error("ERR OPTIN and OPTOUT are not compatible with BCAST")]
+    OptWithBcast,
+    /// Both `OPTIN` and `OPTOUT`.
+    #[error("ERR You can't specify both OPTIN mode and OPTOUT mode")]
+    OptinAndOptout,
+    /// Tracking switched between `OPTIN` and `OPTOUT` while on.
+    #[error(
+        "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and \
+         then re-enabling it with a different mode."
+    )]
+    OptSwitch,
+    /// A new prefix overlaps one the client tracks already.
+    #[error(
+        "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client \
+         must not overlap.",
+        String::from_utf8_lossy(.prefix),
+        String::from_utf8_lossy(.existing)
+    )]
+    PrefixOverlapsExisting {
+        /// The new prefix.
+        prefix: Bytes,
+        /// The prefix already tracked.
+        existing: Bytes,
+    },
+    /// Two new prefixes overlap.
+    #[error(
+        "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single \
+         client must not overlap.",
+        String::from_utf8_lossy(.first),
+        String::from_utf8_lossy(.second)
+    )]
+    PrefixOverlapsProvided {
+        /// The first of the two.
+        first: Bytes,
+        /// The second of the two.
+        second: Bytes,
+    },
+    /// `CLIENT CACHING` with tracking off or in neither `OPTIN` nor `OPTOUT` mode.
+    #[error(
+        "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or \
+         OPTOUT mode enabled"
+    )]
+    CachingWithoutOpt,
+    /// `CLIENT CACHING YES` outside `OPTIN` mode.
+    #[error("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")]
+    CachingYesWithoutOptin,
+    /// `CLIENT CACHING NO` outside `OPTOUT` mode.
+    #[error("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")]
+    CachingNoWithoutOptout,
+
+    // ACL, in redis' words.
+    /// `ACL LOG` with arguments redis refuses.
+    #[error("ERR unknown subcommand or wrong number of arguments for 'LOG'. Try ACL HELP.")]
+    AclLogArguments,
+    /// `ACL CAT` of an unknown category.
+    #[error("ERR Unknown category '{}'", String::from_utf8_lossy(.0))]
+    UnknownCategory(Bytes),
+    /// `ACL DRYRUN` for an unknown user.
+    #[error("ERR User '{}' not found", String::from_utf8_lossy(.0))]
+    UserNotFound(Bytes),
+    /// `ACL DRYRUN` of an unknown command.
+    #[error("ERR Command '{}' not found", String::from_utf8_lossy(.0))]
+    CommandNotFound(Bytes),
+    /// `ACL SETUSER` with a name redis refuses.
+    #[error("ERR Usernames can't contain spaces or null characters")]
+    BadUsername,
+    /// `ACL SETUSER` with a rule redis refuses.
+    #[error(
+        "ERR Error in ACL SETUSER modifier '{}': {error}",
+        String::from_utf8_lossy(.rule)
+    )]
+    AclRule {
+        /// The rule as the client sent it.
+        rule: Bytes,
+        /// Why it was refused.
+        error: String,
+    },
+    /// `ACL DELUSER default`.
+    #[error("ERR The 'default' user cannot be removed")]
+    DefaultUserUndeletable,
+    /// `ACL LOAD`/`ACL SAVE` without `acl.file` configured.
+    #[error(
+        "ERR This Redis instance is not configured to use an ACL file. You may want to specify \
+         users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a \
+         Redis configuration file set) in order to store users in the Redis configuration."
+    )]
+    NoAclFile,
+    /// `ACL LOAD` found a bad file (redis' message for it).
+    #[error("ERR {0}")]
+    AclLoad(String),
+    /// `ACL SAVE` could not write the file.
+    #[error(
+        "ERR There was an error trying to save the ACLs. Please check the server logs for more \
+         information ({0})"
+    )]
+    AclSave(String),
+
+    // Refused by slotproxy: redis-server would run these, slotproxy doesn't.
+    /// A command slotproxy has no way to serve yet (its upper-case full name).
+    #[error("ERR '{0}' is not supported by slotproxy yet")]
+    NotSupportedYet(String),
+    /// A command slotproxy refuses, for the reason its route gives.
+    #[error("ERR '{command}' {reason}")]
+    Unsupported {
+        /// The upper-case full name.
+        command: String,
+        /// Completes "ERR '<CMD>' ...".
+        reason: &'static str,
+    },
+    /// A command slotproxy can't queue in a transaction (its upper-case full name).
+    #[error("ERR '{0}' inside MULTI is not supported by slotproxy")]
+    NotInMulti(String),
+    /// An `ACL` command inside a transaction.
+    #[error("ERR ACL commands inside MULTI are not supported by slotproxy")]
+    AclInMulti,
+    /// A `CONFIG SET` of a setting that must never reach a node.
+    #[error(
+        "ERR CONFIG SET '{}' is never allowed through slotproxy (it could lock slotproxy out of \
+         the nodes, make them write files or change the addresses they announce)",
+        String::from_utf8_lossy(.0)
+    )]
+    ConfigSetRefused(Bytes),
+    /// `CLIENT REPLY OFF|SKIP` (the mode, upper-case).
+    #[error("ERR 'CLIENT REPLY {0}' is not supported by slotproxy")]
+    ClientReply(String),
+    /// `CLIENT TRACKING ... REDIRECT`.
+    #[error(
+        "ERR CLIENT TRACKING REDIRECT is not supported by slotproxy; switch to RESP3 (HELLO 3) to \
+         get invalidations on the same connection"
+    )]
+    TrackingRedirect,
+    /// More tracking prefixes than `session.tracking_max_prefixes`.
+    #[error(
+        "ERR too many tracking prefixes for this client (at most {0}, \
+         session.tracking_max_prefixes)"
+    )]
+    TooManyPrefixes(usize),
+
+    // The cluster can't serve the request now: nothing was applied.
+    /// No node has been heard of yet.
+    #[error("CLUSTERDOWN no cluster node is known yet")]
+    NoNodeKnown,
+    /// No node has answered for longer than the retry deadline (seconds since the last answer).
+    #[error("CLUSTERDOWN no cluster node has answered for {0} s")]
+    ClusterSilent(u64),
+    /// No node has answered since slotproxy started, for longer than the retry deadline.
+    #[error("CLUSTERDOWN no cluster node has answered since slotproxy started")]
+    ClusterSilentSinceStart,
+    /// The slot map names no node for the slot.
+    #[error("CLUSTERDOWN Hash slot {0} not served")]
+    SlotNotServed(u16),
+    /// The replica a request was meant for left the shard of the slot.
+    #[error("CLUSTERDOWN a replica of the shard of slot {0} is gone")]
+    ReplicaGone(u16),
+    /// The slot's primary fails the health checks (its address).
+    #[error(
+        "CLUSTERDOWN primary {0} fails slotproxy's health checks and no replica has taken over yet"
+    )]
+    PrimaryDown(String),
+    /// `read_policy = "replica"` found no replica to read from.
+    #[error(
+        "CLUSTERDOWN no replica of {primary} is up to serve this read (read_policy replica): {why}"
+    )]
+    NoReplicaToRead {
+        /// The shard's primary.
+        primary: String,
+        /// Each replica and what is wrong with it.
+        why: String,
+    },
+    /// A node could not be reached, or a read's connection was lost (a read is safe to repeat).
+    #[error("CLUSTERDOWN {0}")]
+    NodeUnreachable(BackendError),
+    /// The connection to a node stopped (its address).
+    #[error("CLUSTERDOWN connection to node {0} stopped")]
+    NodeStopped(String),
+    /// A watched slot started moving during the transaction.
+    #[error("TRYAGAIN the watched slot is moving to another node; retry the transaction")]
+    WatchedSlotMoving,
+    /// MOVED/ASK more than `max_redirects` times.
+    #[error("TRYAGAIN slotproxy gave up after {max} redirections (last: {last})")]
+    TooManyRedirects {
+        /// The configured `cluster.max_redirects`.
+        max: u32,
+        /// The last redirect's text.
+        last: String,
+    },
+    /// A node refused slotproxy's credentials.
+    #[error("ERR slotproxy: {0}")]
+    NodeAuth(BackendError),
+    /// A held part of a split request was never sent.
+    #[error("ERR slotproxy: a held request was not sent")]
+    HeldNotSent,
+
+    // The command may have been applied.
+    /// The connection died after the request was written.
+    #[error("ERR slotproxy: {0}; the command may or may not have been applied")]
+    Lost(BackendError),
+    /// `PUBLISH`'s connection died after the request was written.
+    #[error("ERR slotproxy: {0}; the message may or may not have been published")]
+    PublishLost(BackendError),
+    /// The pub/sub link stopped with a `PUBLISH` in flight.
+    #[error(
+        "ERR slotproxy: the pub/sub link stopped; the message may or may not have been published"
+    )]
+    PublishLinkStopped,
+    /// `ack = replicated`: the write has no replica to go to.
+    #[error(
+        "NOREPLICAS slotproxy: the primary applied the write but has no replica to confirm it \
+         (ack = replicated); it may be lost if the primary fails"
+    )]
+    NoReplicaToAck,
+    /// `ack = replicated`: no replica confirmed the write in time (`backend.ack_timeout_ms`).
+    #[error(
+        "NOREPLICAS slotproxy: the primary applied the write but no replica confirmed it within \
+         {0} ms (ack = replicated); it may be lost if the primary fails"
+    )]
+    NotReplicated(u64),
+    /// One slot's part of a per-slot transaction did not run.
+    #[error("EXECABORT slotproxy: this slot's part of the transaction did not run")]
+    SlotPartNotRun,
+    /// A per-slot transaction's command has no reply.
+    #[error("ERR slotproxy: no reply for this command of the transaction")]
+    TransactionReplyMissing,
+
+    // Nodes' replies slotproxy could not combine.
+    /// A fan-out got no reply from any primary.
+    #[error("ERR slotproxy: no primary answered")]
+    NoPrimaryAnswered,
+    /// A fan-out's replies that must agree differ.
+    #[error("ERR slotproxy: the primaries' replies differ")]
+    PrimariesDiffer,
+    /// A fan-out's array replies that must agree differ in length.
+    #[error("ERR slotproxy: the primaries' replies differ in length")]
+    PrimariesDifferInLength,
+    /// A `SCAN` planned as more than one part.
+    #[error("ERR slotproxy: SCAN expects one part")]
+    ScanParts,
+    /// A node's `SCAN` reply is not `[cursor, keys]`.
+    #[error("ERR slotproxy: a node's SCAN reply is not [cursor, keys]")]
+    ScanReply,
+    /// A node's `SCAN` cursor does not fit in the bits slotproxy's cursor has for it.
+    #[error(
+        "ERR slotproxy: a node's SCAN cursor ({cursor}) is wider than the {bits} bits \
+         slotproxy's cursor has for it"
+    )]
+    ScanCursorTooWide {
+        /// The node's cursor.
+        cursor: u64,
+        /// The bits slotproxy keeps for it.
+        bits: u32,
+    },
+    /// A node's `INFO` reply is not a string.
+    #[error("ERR slotproxy: a node's INFO reply is not a string")]
+    InfoReply,
+    /// A read of a computed command has no reply.
+    #[error("ERR slotproxy: a key read is missing")]
+    KeyReadMissing,
+    /// A node's reply to `GET` (for `PFCOUNT`) is not a string or null.
+    #[error("ERR slotproxy: a node's reply to GET was not understood")]
+    GetReply,
+    /// A node's reply to a key read (for set algebra) is not what the read asks for.
+    #[error("ERR slotproxy: a node's reply to a key read was not understood")]
+    KeyReadReply,
+    /// A node's reply to `PUBSUB` does not decode.
+    #[error("ERR slotproxy: unreadable PUBSUB reply from a node")]
+    PubSubReply,
+    /// The pub/sub hub task stopped.
+    #[error("ERR slotproxy: the pub/sub hub stopped")]
+    PubSubHubStopped,
+    /// Tracking is on, but the cluster's invalidation streams are not all up yet.
+    #[error(
+        "ERR slotproxy: the cluster's invalidation streams did not start in time; tracking is \
+         on, and cached values will be flushed when they do"
+    )]
+    InvalidationsLate,
+    /// A command the session routes to nodes reached the local handler.
+    #[error("ERR this command is dispatched, not answered locally")]
+    NotLocal,
+    /// A command that is not an introspection command reached that handler.
+    #[error("ERR not an introspection command")]
+    NotIntrospection,
+}
+
+impl ReplyError {
+    /// The RESP bytes of the reply: `-`, the text, CRLF.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.write(&mut out);
+        out.freeze()
+    }
+
+    /// Appends the reply to `out`.
+    pub fn write(&self, out: &mut BytesMut) {
+        crate::protocol::reply::write_error(out, &self.to_string());
+    }
+
+    /// What a client may do about it.
+    pub fn retry(&self) -> Retry {
+        use ReplyError::*;
+        match self {
+            NoNodeKnown
+            | ClusterSilent(_)
+            | ClusterSilentSinceStart
+            | SlotNotServed(_)
+            | ReplicaGone(_)
+            | PrimaryDown(_)
+            | NoReplicaToRead { .. }
+            | NodeUnreachable(_)
+            | NodeStopped(_)
+            | WatchedSlotMoving
+            | TooManyRedirects { .. }
+            | NodeAuth(_)
+            | HeldNotSent
+            | MaxClients
+            | PubSubHubStopped
+            | ScanParts
+            | NotLocal
+            | NotIntrospection => Retry::SafeToRetry,
+            Lost(_)
+            | PublishLost(_)
+            | PublishLinkStopped
+            | NoReplicaToAck
+            | NotReplicated(_)
+            | SlotPartNotRun
+            | TransactionReplyMissing
+            | NoPrimaryAnswered
+            | PrimariesDiffer
+            | PrimariesDifferInLength
+            | ScanReply
+            | ScanCursorTooWide { .. }
+            | InfoReply
+            | KeyReadMissing
+            | GetReply
+            | KeyReadReply
+            | PubSubReply
+            | InvalidationsLate => Retry::OutcomeUnknown,
+            _ => Retry::ClientError,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// One value of every variant.
+    fn every_variant() -> Vec<ReplyError> {
+        use ReplyError::*;
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let lost = BackendError::Lost {
+            node: "127.0.0.1:7000".into(),
+            reason: "read: reset".into(),
+        };
+        vec![
+            Syntax,
+            NotInteger,
+            WrongArity("get"),
+            CrossSlot,
+            CrossSlotTransaction,
+            SelectInCluster,
+            BadClientName,
+            UnrecognizedOption(b("x")),
+            BadClientInfo("lib-name".into()),
+            NoProto,
+            ProtocolVersionNotInteger,
+            HelloOption(b("x")),
+            NoShutdown,
+            NoAuth,
+            NoAuthHello,
+            WrongPass,
+            AuthWithoutPassword,
+            NoPermCommand("get"),
+            NoPermKey,
+            NoPermChannel,
+            NestedMulti,
+            DiscardWithoutMulti,
+            WatchInMulti,
+            ExecWithoutMulti,
+            ExecAbort,
+            Subscribed("get"),
+            UnknownClientType(b("x")),
+            InvalidClientId,
+            InvalidCursor,
+            MaxClients,
+            PrefixWithoutBcast,
+            BcastSwitch,
+            OptWithBcast,
+            OptinAndOptout,
+            OptSwitch,
+            PrefixOverlapsExisting {
+                prefix: b("a"),
+                existing: b("ab"),
+            },
+            PrefixOverlapsProvided {
+                first: b("a"),
+                second: b("ab"),
+            },
+            CachingWithoutOpt,
+            CachingYesWithoutOptin,
+            CachingNoWithoutOptout,
+            AclLogArguments,
+            UnknownCategory(b("x")),
+            UserNotFound(b("x")),
+            CommandNotFound(b("x")),
+            BadUsername,
+            AclRule {
+                rule: b("x"),
+                error: "Syntax error".into(),
+            },
+            DefaultUserUndeletable,
+            NoAclFile,
+            AclLoad("x".into()),
+            AclSave("x".into()),
+            NotSupportedYet("X".into()),
+            Unsupported {
+                command: "X".into(),
+                reason: "is refused",
+            },
+            NotInMulti("X".into()),
+            AclInMulti,
+            ConfigSetRefused(b("x")),
+            ClientReply("OFF".into()),
+            TrackingRedirect,
+            TooManyPrefixes(3),
+            NoNodeKnown,
+            ClusterSilent(3),
+            ClusterSilentSinceStart,
+            SlotNotServed(3),
+            ReplicaGone(3),
+            PrimaryDown("127.0.0.1:7000".into()),
+            NoReplicaToRead {
+                primary: "127.0.0.1:7000".into(),
+                why: "x".into(),
+            },
+            NodeUnreachable(lost.clone()),
+            NodeStopped("127.0.0.1:7000".into()),
+            WatchedSlotMoving,
+            TooManyRedirects {
+                max: 3,
+                last: "MOVED 1 127.0.0.1:7000".into(),
+            },
+            NodeAuth(lost.clone()),
+            HeldNotSent,
+            Lost(lost.clone()),
+            PublishLost(lost),
+            PublishLinkStopped,
+            NoReplicaToAck,
+            NotReplicated(3),
+            SlotPartNotRun,
+            TransactionReplyMissing,
+            NoPrimaryAnswered,
+            PrimariesDiffer,
+            PrimariesDifferInLength,
+            ScanParts,
+            ScanReply,
+            ScanCursorTooWide { cursor: 3, bits: 3 },
+            InfoReply,
+            KeyReadMissing,
+            GetReply,
+            KeyReadReply,
+            PubSubReply,
+            PubSubHubStopped,
+            InvalidationsLate,
+            NotLocal,
+            NotIntrospection,
+        ]
+    }
+
+    #[test]
+    fn no_two_variants_render_the_same_text() {
+        let mut seen = HashMap::new();
+        for error in every_variant() {
+            let text = error.to_string();
+            if let Some(other) = seen.insert(text.clone(), format!("{error:?}")) {
+                panic!("{error:?} and {other} both render {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_reply_is_one_resp_error_line_with_a_code() {
+        for error in every_variant() {
+            let raw = error.to_bytes();
+            let text = error.to_string();
+            assert_eq!(&raw[..], format!("-{text}\r\n").as_bytes(), "{error:?}");
+            let code = text.split(' ').next().unwrap_or_default();
+            assert!(
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase()),
+                "{error:?}: {text:?} must start with an upper-case error code"
+            );
+            assert!(!text.contains(['\r', '\n']), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn texts_match_redis_and_what_clients_were_told() {
+        let cases = [
+            (
+                ReplyError::WrongArity("ping"),
+                "ERR wrong number of arguments for 'ping' command",
+            ),
+            (
+                ReplyError::CrossSlotTransaction,
+                "CROSSSLOT Keys in request don't hash to the same slot (slotproxy runs a \
+                 transaction on one slot: put its keys under one {hash tag}, or set \
+                 session.cross_slot_transactions = \"per-slot\")",
+            ),
+            (
+                ReplyError::UnknownCategory(Bytes::from_static(b"a\xffb")),
+                "ERR Unknown category 'a\u{fffd}b'",
+            ),
+            (
+                ReplyError::NotReplicated(250),
+                "NOREPLICAS slotproxy: the primary applied the write but no replica confirmed it \
+                 within 250 ms (ack = replicated); it may be lost if the primary fails",
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn retry_classes_follow_what_was_applied() {
+        let lost = BackendError::Lost {
+            node: "n:1".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(ReplyError::Syntax.retry(), Retry::ClientError);
+        assert_eq!(ReplyError::CrossSlot.retry(), Retry::ClientError);
+        assert_eq!(ReplyError::NoNodeKnown.retry(), Retry::SafeToRetry);
+        assert_eq!(ReplyError::WatchedSlotMoving.retry(), Retry::SafeToRetry);
+        assert_eq!(ReplyError::Lost(lost).retry(), Retry::OutcomeUnknown);
+        assert_eq!(ReplyError::NotReplicated(1).retry(), Retry::OutcomeUnknown);
+    }
+}
