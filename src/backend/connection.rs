@@ -575,10 +575,8 @@ fn deliver(
             }
             Some(sender) if job.hold == Hold::UntilWait => held.push((sender, reply)),
             Some(sender) if job.hold == Hold::NoReplica => {
-                let _ = sender.send(Ok(Reply::local(crate::protocol::reply::error_bytes(
-                    "NOREPLICAS slotproxy: the primary applied the write but has no replica to \
-                     confirm it (ack = replicated); it may be lost if the primary fails",
-                ))));
+                let error = crate::error::ReplyError::NoReplicaToAck.to_bytes();
+                let _ = sender.send(Ok(Reply::local(error)));
             }
             Some(sender) => {
                 let _ = sender.send(Ok(reply));
@@ -604,11 +602,7 @@ fn release_held(held: &mut Held, wait_reply: &Reply, config: &BackendConfig) {
         let reply = if replicas >= 1 {
             reply
         } else {
-            Reply::local(crate::protocol::reply::error_bytes(&format!(
-                "NOREPLICAS slotproxy: the primary applied the write but no replica confirmed it \
-                 within {} ms (ack = replicated); it may be lost if the primary fails",
-                config.ack_timeout_ms
-            )))
+            Reply::local(crate::error::ReplyError::NotReplicated(config.ack_timeout_ms).to_bytes())
         };
         let _ = sender.send(Ok(reply));
     }

@@ -127,6 +127,45 @@ pub enum ReplyError {
     /// The user may not access one of the channels.
     #[error("NOPERM this user has no permissions to access one of the channels used as arguments")]
     NoPermChannel,
+    /// `SINTERCARD` with a numkeys below 1 or not a number.
+    #[error("ERR numkeys should be greater than 0")]
+    NumkeysNotPositive,
+    /// A numkeys larger than the arguments after it.
+    #[error("ERR Number of keys can't be greater than number of args")]
+    NumkeysTooLarge,
+    /// A `LIMIT` that is negative or not a number.
+    #[error("ERR LIMIT can't be negative")]
+    NegativeLimit,
+    /// A sorted-set command with a numkeys below 1 (the command as the client named it,
+    /// lowercase).
+    #[error("ERR at least 1 input key is needed for '{0}' command")]
+    NoInputKey(String),
+    /// A `WEIGHTS` value that is not a float.
+    #[error("ERR weight value is not a float")]
+    WeightNotFloat,
+    /// `PFCOUNT` of a string that is not a HyperLogLog.
+    #[error("WRONGTYPE Key is not a valid HyperLogLog string value.")]
+    NotHyperLogLog,
+    /// `PFCOUNT` of a HyperLogLog whose bytes don't decode.
+    #[error("INVALIDOBJ Corrupted HLL object detected")]
+    CorruptedHyperLogLog,
+    /// A client from another host while protected mode applies (the connection then closes).
+    #[error(
+        "DENIED Redis is running in protected mode because protected mode is enabled and no \
+         password is set for the default user. In this mode connections are only accepted from \
+         the loopback interface. If you want to connect from external computers to Redis you may \
+         adopt one of the following solutions: 1) Just disable protected mode sending the command \
+         'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from \
+         the same host the server is running, however MAKE SURE Redis is not publicly accessible \
+         from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) \
+         Alternatively you can just disable the protected mode by editing the Redis configuration \
+         file, and setting the protected mode option to 'no', and then restarting the server. 3) \
+         If you started the server manually just for testing, restart it with the \
+         '--protected-mode no' option. 4) Setup a an authentication password for the default \
+         user. NOTE: You only need to do one of the above things in order for the server to start \
+         accepting connections from the outside."
+    )]
+    ProtectedMode,
     /// A new connection past `max_clients`.
     #[error("ERR max number of clients reached")]
     MaxClients,
@@ -527,6 +566,14 @@ mod tests {
             UnknownClientType(b("x")),
             InvalidClientId,
             InvalidCursor,
+            NumkeysNotPositive,
+            NumkeysTooLarge,
+            NegativeLimit,
+            NoInputKey("zunion".into()),
+            WeightNotFloat,
+            NotHyperLogLog,
+            CorruptedHyperLogLog,
+            ProtectedMode,
             MaxClients,
             PrefixWithoutBcast,
             BcastSwitch,

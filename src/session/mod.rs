@@ -55,7 +55,7 @@ use crate::inbox::Inbox;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 use crate::pubsub::Hub;
 
-pub use acl::{Acl, PROTECTED_MODE, protected_mode_refuses};
+pub use acl::{Acl, protected_mode_refuses};
 pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;

@@ -14,7 +14,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::split::elements;
 use crate::cluster::Slot;
-use crate::protocol::reply::{error_bytes, write_array_len};
+use crate::error::ReplyError;
+use crate::protocol::reply::write_array_len;
 use crate::protocol::{Reply, View};
 
 /// One slot's share of a transaction.
@@ -92,9 +93,7 @@ pub(super) fn merge(
         } else {
             // Nil: the node ran none of it (no WATCH goes with a per-slot transaction, so
             // this is not expected), or a reply of the wrong shape.
-            Some(error_bytes(
-                "EXECABORT slotproxy: this slot's part of the transaction did not run",
-            ))
+            Some(ReplyError::SlotPartNotRun.to_bytes())
         };
         for (i, &position) in group.iter().enumerate() {
             entries[position] = Some(match &failed {
@@ -108,9 +107,7 @@ pub(super) fn merge(
     for entry in entries {
         match entry {
             Some(bytes) => out.extend_from_slice(&bytes),
-            None => out.extend_from_slice(&error_bytes(
-                "ERR slotproxy: no reply for this command of the transaction",
-            )),
+            None => ReplyError::TransactionReplyMissing.write(&mut out),
         }
     }
     out.freeze()

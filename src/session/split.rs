@@ -13,9 +13,8 @@ pub(super) mod info;
 use bytes::{Bytes, BytesMut};
 
 use crate::cluster::{Slot, SlotMap, hash_slot};
-use crate::protocol::reply::{
-    error_bytes, write_array_len, write_integer, write_null, write_simple,
-};
+use crate::error::ReplyError;
+use crate::protocol::reply::{write_array_len, write_integer, write_null, write_simple};
 use crate::protocol::{Protocol, Reply, Request, View};
 
 /// How part replies combine into the client's reply.
@@ -248,7 +247,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         Merge::Scan(phase) => {
             return match replies {
                 [reply] => super::scan::merge_reply(*phase, reply.raw()),
-                _ => error_bytes("ERR slotproxy: SCAN expects one part"),
+                _ => ReplyError::ScanParts.to_bytes(),
             };
         }
         Merge::AnyNonNull => {
@@ -274,7 +273,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             };
             return match replies.iter().find(running).or(replies.first()) {
                 Some(reply) => reply.raw().clone(),
-                None => error_bytes("ERR slotproxy: no primary answered"),
+                None => ReplyError::NoPrimaryAnswered.to_bytes(),
             };
         }
         Merge::Same => {
@@ -282,15 +281,15 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
                 [first, rest @ ..] if rest.iter().all(|r| r.raw() == first.raw()) => {
                     first.raw().clone()
                 }
-                [] => error_bytes("ERR slotproxy: no primary answered"),
-                _ => error_bytes("ERR slotproxy: the primaries' replies differ"),
+                [] => ReplyError::NoPrimaryAnswered.to_bytes(),
+                _ => ReplyError::PrimariesDiffer.to_bytes(),
             };
         }
         Merge::AllExist => {
             let parts: Vec<Vec<&[u8]>> = replies.iter().map(|r| elements(r.raw())).collect();
             let len = parts.first().map_or(0, Vec::len);
             if parts.iter().any(|p| p.len() != len) {
-                return error_bytes("ERR slotproxy: the primaries' replies differ in length");
+                return ReplyError::PrimariesDifferInLength.to_bytes();
             }
             write_array_len(&mut out, len);
             for i in 0..len {
@@ -300,7 +299,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         }
         Merge::CommonLibraries => {
             let [first, rest @ ..] = replies else {
-                return error_bytes("ERR slotproxy: no primary answered");
+                return ReplyError::NoPrimaryAnswered.to_bytes();
             };
             let others: Vec<Vec<Option<&[u8]>>> = rest
                 .iter()
@@ -365,7 +364,7 @@ fn any_ok(replies: &[Reply]) -> Bytes {
         .or_else(|| replies.iter().find(|r| !not_busy(r)))
         .or_else(|| replies.first())
         .map_or_else(
-            || error_bytes("ERR slotproxy: no primary answered"),
+            || ReplyError::NoPrimaryAnswered.to_bytes(),
             |r| r.raw().clone(),
         )
 }

@@ -32,6 +32,7 @@ use super::dispatch::Target;
 use super::plan::Plan;
 use super::{Pending, Session};
 use crate::backend::{Lane, Node};
+use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer};
 use crate::protocol::request::encode_multibulk;
 use crate::protocol::{Protocol, Reply, Request, View};
@@ -166,9 +167,7 @@ impl Session {
             if shards.is_empty() {
                 drop(map);
                 self.shared.topology.request_refresh();
-                return Pending::Done(crate::protocol::reply::error_bytes(
-                    "CLUSTERDOWN no cluster node is known yet",
-                ));
+                return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
             }
             let node = shards[self.id as usize % shards.len()].primary.clone();
             drop(map);

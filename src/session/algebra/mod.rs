@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cluster::{Slot, hash_slot};
-use crate::protocol::reply::error_bytes;
+use crate::error::ReplyError;
 use crate::protocol::view::Elements;
 use crate::protocol::{Protocol, Reply, Request, View, string2ll};
 
@@ -141,7 +141,7 @@ enum Options {
     Limit(u64),
     /// The sorted-set commands' options, or the error redis gives for them once it has found
     /// every key of a usable type (it checks the keys first).
-    ZSet(Result<zsets::Options, &'static str>),
+    ZSet(Result<zsets::Options, ReplyError>),
 }
 
 /// Plans the reads of a computed command whose keys span slots: one per distinct key, in order
@@ -157,11 +157,11 @@ pub fn plan(op: Algebra, request: &Request) -> Result<(Computation, Vec<(Slot, R
             (&args[1..], Options::None)
         }
         Algebra::SInterCard => {
-            let (keys, limit) = sets::parse_intercard(args).map_err(error_bytes)?;
+            let (keys, limit) = sets::parse_intercard(args).map_err(|e| e.to_bytes())?;
             (keys, Options::Limit(limit))
         }
         Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff | Algebra::ZInterCard => {
-            let (keys, options) = zsets::parse(op, args).map_err(|e| error_bytes(&e))?;
+            let (keys, options) = zsets::parse(op, args).map_err(|e| e.to_bytes())?;
             (keys, Options::ZSet(options))
         }
     };
@@ -203,12 +203,12 @@ pub fn merge(computation: &Computation, replies: &[Reply], protocol: Protocol) -
     let computed = match options {
         Options::None => sets::compute(*op, keys, replies, 0, protocol, &mut out),
         Options::Limit(limit) => sets::compute(*op, keys, replies, *limit, protocol, &mut out),
-        Options::ZSet(Err(error)) => return error_bytes(error),
+        Options::ZSet(Err(error)) => return error.to_bytes(),
         Options::ZSet(Ok(zset)) => zsets::compute(*op, keys, replies, zset, protocol, &mut out),
     };
     match computed {
         Some(()) => out.freeze(),
-        None => error_bytes("ERR slotproxy: a node's reply to a key read was not understood"),
+        None => ReplyError::KeyReadReply.to_bytes(),
     }
 }
 

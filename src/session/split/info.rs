@@ -42,7 +42,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::reply::{write_error, write_text};
+use crate::error::ReplyError;
+use crate::protocol::reply::write_text;
 use crate::protocol::{Protocol, Reply, View};
 
 /// What slotproxy itself reports in `INFO` instead of the nodes' figures: its own clients and
@@ -77,11 +78,7 @@ pub(crate) fn merge_info_with(
         .map(|r| info_text(r.raw()))
         .collect::<Option<Vec<_>>>()
     else {
-        write_error(
-            &mut out,
-            "ERR slotproxy: a node's INFO reply is not a string",
-        );
-        return out.freeze();
+        return ReplyError::InfoReply.to_bytes();
     };
     let text = merge_texts(&texts, facts);
     write_text(&mut out, protocol, text.as_bytes());
