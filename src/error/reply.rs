@@ -287,7 +287,7 @@ pub enum ReplyError {
     Unsupported {
         /// The upper-case full name.
         command: String,
-        /// Completes "ERR '<CMD>' ...".
+        /// Completes "ERR `'<CMD>'` ...".
         reason: &'static str,
     },
     /// A command slotproxy can't queue in a transaction (its upper-case full name).

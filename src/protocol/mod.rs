@@ -3,7 +3,9 @@
 //! Requests are parsed with `redis-protocol`'s range decoder and node replies are delimited by a
 //! header scan (`frame.rs`), so payloads are never copied: a request's arguments and a node's
 //! reply are slices of the bytes read from the socket, and the original bytes are what gets
-//! forwarded. This module knows nothing about slots, nodes or routing.
+//! forwarded. Where the proxy must look into a node's reply (to merge, compute or count), it
+//! reads it through [`View`] (`view.rs`), the one RESP reader outside the decoders. This module
+//! knows nothing about slots, nodes or routing.
 
 pub mod codec;
 pub mod frame;

@@ -239,13 +239,6 @@ pub fn write_text(out: &mut BytesMut, protocol: Protocol, text: &[u8]) {
     }
 }
 
-/// Bytes of an error reply, for building a `Reply` by hand.
-pub fn error_bytes(text: &str) -> Bytes {
-    let mut out = BytesMut::with_capacity(text.len() + 3);
-    write_error(&mut out, text);
-    out.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
