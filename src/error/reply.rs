@@ -8,6 +8,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::BackendError;
+use crate::protocol::reply::{write_error, write_error_bytes};
 
 /// What a client may do about an error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,18 @@ pub enum Retry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
     // Requests redis-server refuses, refused in its words.
+    /// A command the table doesn't know (the request's arguments, name first). The name and
+    /// arguments are quoted as the client sent them, not necessarily UTF-8.
+    #[error("{}", String::from_utf8_lossy(&unknown_command(.0)))]
+    UnknownCommand(Vec<Bytes>),
+    /// A subcommand its container doesn't know, quoted as the client sent it.
+    #[error("{}", String::from_utf8_lossy(&unknown_subcommand(.container, .subcommand)))]
+    UnknownSubcommand {
+        /// The container command, upper-case (`CONFIG`).
+        container: String,
+        /// The subcommand as the client sent it.
+        subcommand: Bytes,
+    },
     /// The arguments don't parse.
     #[error("ERR syntax error")]
     Syntax,
@@ -474,7 +487,15 @@ impl ReplyError {
 
     /// Appends the reply to `out`.
     pub fn write(&self, out: &mut BytesMut) {
-        crate::protocol::reply::write_error(out, &self.to_string());
+        match self {
+            // Client bytes are echoed as they are, as redis-server does.
+            ReplyError::UnknownCommand(args) => write_error_bytes(out, &unknown_command(args)),
+            ReplyError::UnknownSubcommand {
+                container,
+                subcommand,
+            } => write_error_bytes(out, &unknown_subcommand(container, subcommand)),
+            _ => write_error(out, &self.to_string()),
+        }
     }
 
     /// What a client may do about it.
@@ -522,6 +543,45 @@ impl ReplyError {
     }
 }
 
+/// redis-server's reply to an unknown command: its `%.*s` formatting copies each argument's
+/// bytes up to the first NUL, within a 128-byte budget.
+fn unknown_command(args: &[Bytes]) -> Vec<u8> {
+    let (name, args) = args
+        .split_first()
+        .map_or((&[][..], &[][..]), |(n, a)| (&n[..], a));
+    let mut quoted = Vec::new();
+    for arg in args {
+        if quoted.len() >= 128 {
+            break;
+        }
+        let room = 128 - quoted.len();
+        quoted.push(b'\'');
+        quoted.extend_from_slice(c_str(arg, room));
+        quoted.extend_from_slice(b"' ");
+    }
+    let mut message = b"ERR unknown command '".to_vec();
+    message.extend_from_slice(c_str(name, 128));
+    message.extend_from_slice(b"', with args beginning with: ");
+    message.extend_from_slice(&quoted);
+    message
+}
+
+/// redis-server's reply to an unknown subcommand of `container` (upper-case).
+fn unknown_subcommand(container: &str, subcommand: &[u8]) -> Vec<u8> {
+    let mut message = b"ERR unknown subcommand '".to_vec();
+    message.extend_from_slice(c_str(subcommand, 128));
+    message.extend_from_slice(b"'. Try ");
+    message.extend_from_slice(container.as_bytes());
+    message.extend_from_slice(b" HELP.");
+    message
+}
+
+/// What C's `%.{max}s` prints of `bytes`: up to the first NUL, at most `max` bytes.
+fn c_str(bytes: &[u8], max: usize) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end.min(max)]
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -537,6 +597,11 @@ mod tests {
             reason: "read: reset".into(),
         };
         vec![
+            UnknownCommand(vec![b("FOO"), b("a")]),
+            UnknownSubcommand {
+                container: "CONFIG".into(),
+                subcommand: b("x"),
+            },
             Syntax,
             NotInteger,
             WrongArity("get"),
@@ -711,6 +776,39 @@ mod tests {
         for (error, want) in cases {
             assert_eq!(error.to_string(), want);
         }
+    }
+
+    #[test]
+    fn unknown_command_message_matches_redis() {
+        let args = |args: &[&'static [u8]]| -> Vec<Bytes> {
+            args.iter().map(|a| Bytes::from_static(a)).collect()
+        };
+        assert_eq!(
+            unknown_command(&args(&[b"FOO", b"a", b"b"])),
+            b"ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+        assert_eq!(
+            unknown_command(&args(&[b"nope"])),
+            b"ERR unknown command 'nope', with args beginning with: "
+        );
+        // Bytes are copied as they are, up to a NUL, as C's %s does.
+        assert_eq!(
+            unknown_command(&args(&[b"x\xff", b"a\x00b", b"\xc3"])),
+            b"ERR unknown command 'x\xff', with args beginning with: 'a' '\xc3' "
+        );
+        let error = ReplyError::UnknownCommand(args(&[b"x\xff"]));
+        assert_eq!(
+            &error.to_bytes()[..],
+            b"-ERR unknown command 'x\xff', with args beginning with: \r\n"
+        );
+        let error = ReplyError::UnknownSubcommand {
+            container: "CONFIG".into(),
+            subcommand: Bytes::from_static(b"n\xffo\x00pe"),
+        };
+        assert_eq!(
+            &error.to_bytes()[..],
+            b"-ERR unknown subcommand 'n\xffo'. Try CONFIG HELP.\r\n"
+        );
     }
 
     #[test]

@@ -16,7 +16,6 @@ use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of
 use crate::command::{CommandSpec, Flags, Resolved};
 use crate::error::ReplyError;
 use crate::protocol::Request;
-use crate::protocol::reply::write_error_bytes;
 
 /// How a request is sent: to one node, or in parts merged into one reply.
 #[derive(Debug, Clone)]
@@ -82,17 +81,14 @@ impl Session {
             Resolved::Command(spec) => spec,
             Resolved::UnknownCommand => {
                 self.tx.flag_error();
-                let message = unknown_command(&request);
-                return self.reply_with(|out| write_error_bytes(out, &message));
+                return self.reply_error(ReplyError::UnknownCommand(request.args().to_vec()));
             }
             Resolved::UnknownSubcommand(container) => {
                 self.tx.flag_error();
-                let mut message = b"ERR unknown subcommand '".to_vec();
-                message.extend_from_slice(c_str(&request.args()[1], 128));
-                message.extend_from_slice(b"'. Try ");
-                message.extend_from_slice(container.name.to_ascii_uppercase().as_bytes());
-                message.extend_from_slice(b" HELP.");
-                return self.reply_with(|out| write_error_bytes(out, &message));
+                return self.reply_error(ReplyError::UnknownSubcommand {
+                    container: container.name.to_ascii_uppercase(),
+                    subcommand: request.args()[1].clone(),
+                });
             }
         };
         if !spec.arity_ok(request.args().len()) {
@@ -259,54 +255,3 @@ impl Session {
 
 /// Keys of one request in more than one slot.
 pub(super) struct CrossSlot;
-
-/// redis-server's reply to an unknown command: its `%.*s` formatting copies each argument's
-/// bytes up to the first NUL, within a 128-byte budget.
-fn unknown_command(request: &Request) -> Vec<u8> {
-    let mut args = Vec::new();
-    for arg in &request.args()[1..] {
-        if args.len() >= 128 {
-            break;
-        }
-        let room = 128 - args.len();
-        args.push(b'\'');
-        args.extend_from_slice(c_str(arg, room));
-        args.extend_from_slice(b"' ");
-    }
-    let mut message = b"ERR unknown command '".to_vec();
-    message.extend_from_slice(c_str(request.name(), 128));
-    message.extend_from_slice(b"', with args beginning with: ");
-    message.extend_from_slice(&args);
-    message
-}
-
-/// What C's `%.{max}s` prints of `bytes`: up to the first NUL, at most `max` bytes.
-fn c_str(bytes: &[u8], max: usize) -> &[u8] {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    &bytes[..end.min(max)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_command_message_matches_redis() {
-        let request = Request::from_args(["FOO", "a", "b"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
-        );
-        let request = Request::from_args(["nope"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'nope', with args beginning with: "
-        );
-        // Bytes are copied as they are, up to a NUL, as C's %s does.
-        let request = Request::from_args([&b"x\xff"[..], b"a\x00b", b"\xc3"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'x\xff', with args beginning with: 'a' '\xc3' "
-        );
-    }
-}
