@@ -7,7 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::BackendError;
+use super::{BackendError, ProtocolError};
 use crate::protocol::reply::{write_error, write_error_bytes};
 
 /// What a client may do about an error reply.
@@ -27,6 +27,11 @@ pub enum Retry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
     // Requests redis-server refuses, refused in its words.
+    /// Bytes that are not RESP; the connection is closed after this reply, as redis-server
+    /// does. A character below 256 in the message stands for the client byte it quotes
+    /// (redis-server echoes that byte as is: `expected '$', got '\xff'`).
+    #[error("ERR {0}")]
+    Protocol(ProtocolError),
     /// A command the table doesn't know (the request's arguments, name first). The name and
     /// arguments are quoted as the client sent them, not necessarily UTF-8.
     #[error("{}", String::from_utf8_lossy(&unknown_command(.0)))]
@@ -494,6 +499,14 @@ impl ReplyError {
                 container,
                 subcommand,
             } => write_error_bytes(out, &unknown_subcommand(container, subcommand)),
+            ReplyError::Protocol(_) => {
+                let text: Vec<u8> = self
+                    .to_string()
+                    .chars()
+                    .map(|c| u8::try_from(c).unwrap_or(b'?'))
+                    .collect();
+                write_error_bytes(out, &text);
+            }
             _ => write_error(out, &self.to_string()),
         }
     }
@@ -597,6 +610,7 @@ mod tests {
             reason: "read: reset".into(),
         };
         vec![
+            Protocol(ProtocolError("invalid bulk length".into())),
             UnknownCommand(vec![b("FOO"), b("a")]),
             UnknownSubcommand {
                 container: "CONFIG".into(),
@@ -808,6 +822,15 @@ mod tests {
         assert_eq!(
             &error.to_bytes()[..],
             b"-ERR unknown subcommand 'n\xffo'. Try CONFIG HELP.\r\n"
+        );
+    }
+
+    #[test]
+    fn protocol_errors_echo_the_client_byte() {
+        let error = ReplyError::Protocol(ProtocolError("expected '$', got '\u{ff}'".into()));
+        assert_eq!(
+            &error.to_bytes()[..],
+            b"-ERR Protocol error: expected '$', got '\xff'\r\n"
         );
     }
 

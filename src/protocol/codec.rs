@@ -137,7 +137,7 @@ fn parse_multibulk(
         if buf[pos] != b'$' {
             return Err(ProtocolError(format!(
                 "expected '$', got '{}'",
-                // Latin-1: the char stands for the byte (see `reply::protocol_error_bytes`).
+                // Latin-1: the char stands for the byte (see `ReplyError::Protocol`).
                 char::from(buf[pos])
             )));
         }

@@ -494,7 +494,7 @@ impl Session {
                 Err(e) => {
                     debug!(client = self.id, error = %e, "protocol error; closing");
                     self.pending.push_back(Pending::Close(
-                        crate::protocol::reply::protocol_error_bytes(&e),
+                        crate::error::ReplyError::Protocol(e).to_bytes(),
                     ));
                     self.stop_reading = true;
                 }
