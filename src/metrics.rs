@@ -20,7 +20,7 @@ use prometheus::{
 };
 
 use crate::command::CommandTable;
-use crate::protocol::view::error_line;
+use crate::protocol::view::{error_code, error_line};
 
 /// How a command ended, as the client saw it: `ok` or the class of its error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,14 +77,9 @@ impl Outcome {
 
     /// Classifies an encoded reply by its first bytes (no parsing beyond the error code).
     pub fn of_reply(reply: &[u8]) -> Outcome {
-        let Some(text) = error_line(reply) else {
+        let (Some(text), Some(code)) = (error_line(reply), error_code(reply)) else {
             return Outcome::Ok;
         };
-        let code_end = text
-            .iter()
-            .position(|&b| b == b' ' || b == b'\r')
-            .unwrap_or(text.len());
-        let code = &text[..code_end];
         let is = |name: &[u8]| code.eq_ignore_ascii_case(name);
         if is(b"MOVED") {
             Outcome::Moved

@@ -217,6 +217,14 @@ pub fn error_line(raw: &[u8]) -> Option<&[u8]> {
     Some(&text[..end])
 }
 
+/// The code of an error reply (`MOVED`, `BUSY`: its first word), read as [`error_line`] does;
+/// `None` for any other reply.
+pub fn error_code(raw: &[u8]) -> Option<&[u8]> {
+    let line = error_line(raw)?;
+    let end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    Some(&line[..end])
+}
+
 /// Parses an integer as redis' `string2ll` does: an optional `-` (never `+`), no leading zeros,
 /// no `-0`, no spaces, at most 20 bytes, within `i64`.
 pub fn string2ll(text: &[u8]) -> Option<i64> {
@@ -409,6 +417,16 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(error_line(raw), *want, "{raw:?}");
+        }
+        let codes: &[(&[u8], Option<&[u8]>)] = &[
+            (b"-BUSY Redis is busy\r\n", Some(b"BUSY")),
+            (b"-BUSY\r\n", Some(b"BUSY")),
+            (b"-BUSYGROUP x\r\n", Some(b"BUSYGROUP")),
+            (b"!10\r\nTRYAGAIN x\r\n", Some(b"TRYAGAIN")),
+            (b":1\r\n", None),
+        ];
+        for (raw, want) in codes {
+            assert_eq!(error_code(raw), *want, "{raw:?}");
         }
     }
 
