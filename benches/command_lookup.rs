@@ -1,4 +1,5 @@
-//! The per-request cost of the command table: resolve the name, then find the keys.
+//! The per-request cost of the command table: resolve the name, then find the keys; and
+//! resolve the name, then learn what to do with the command (its policy row).
 
 use std::hint::black_box;
 
@@ -40,6 +41,16 @@ fn command_lookup(c: &mut Criterion) {
                     let _ = key_positions(spec, args, &mut keys);
                 }
                 black_box(keys.len())
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("command_decide");
+    for (name, args) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| match table.resolve(black_box(args)) {
+                Resolved::Command(spec) => Some(table.policy(spec).handling),
+                _ => None,
             })
         });
     }

@@ -22,8 +22,8 @@ set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
+# shellcheck source=scripts/lib/cluster.sh
+source scripts/lib/cluster.sh
 
 image=localhost/slotproxy:test
 target=x86_64-unknown-linux-gnu

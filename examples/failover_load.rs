@@ -1,4 +1,4 @@
-//! Load generator for `benches/failover_timeline.sh`: clients doing SET and GET through one
+//! Load generator for `scripts/bench/failover_timeline.sh`: clients doing SET and GET through one
 //! address, counted per second of the run, errors included.
 //!
 //! `redis-benchmark` exits at the first error reply, so it can't measure a failover. Each client
@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Parser)]
-#[command(about = "SET/GET load with per-second counts, for benches/failover_timeline.sh")]
+#[command(about = "SET/GET load with per-second counts, for scripts/bench/failover_timeline.sh")]
 struct Args {
     /// Address to load, host:port (the proxy).
     #[arg(long)]

@@ -14,12 +14,20 @@ Usage (from the repository root):
     python3 scripts/gen_command_table.py --port 6379 # asks an already running node
     python3 scripts/gen_command_table.py --check     # exit 1 if generated.rs is stale
 
+The table is pinned to one redis-server version, REDIS_VERSION below (the one
+generated.rs names in its header): another version's COMMAND output is refused,
+because it would silently change arities, flags and key specs. To move to a new
+version on purpose, change REDIS_VERSION and regenerate (or pass --any-version to
+try one without changing the pin; it warns, and --check still fails).
+.ci/run runs --check, which costs about a second.
+
 Only the Python standard library is used; the RESP client below is just enough
 for COMMAND replies. The output is deterministic: running it twice against the
 same redis-server version gives the same file.
 """
 
 import argparse
+import difflib
 import json
 import os
 import shutil
@@ -28,6 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# The redis-server version src/command/generated.rs is generated from.
+REDIS_VERSION = "7.0.15"
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "src", "command", "generated.rs")
@@ -409,9 +420,7 @@ def render(version, commands, extra_names):
         "src/command/extra_commands.json)" % (count, subs, len(extra_names)),
         "",
         "use super::category::AclCategories;",
-        "use super::table::{",
-        "    BeginSearch, CommandId, CommandSpec, FindKeys, Flags, KeySpec, KeySpecFlags,",
-        "};",
+        "use super::table::{BeginSearch, CommandId, CommandSpec, FindKeys, Flags, KeySpec, KeySpecFlags};",
         "",
         "/// Every command the generating node knows, plus the hand-kept newer ones, sorted by name.",
         "#[rustfmt::skip]",
@@ -437,6 +446,8 @@ def main():
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if --out differs from what would be written")
+    parser.add_argument("--any-version", action="store_true",
+                        help="generate from a redis-server other than %s (warns)" % REDIS_VERSION)
     args = parser.parse_args()
 
     with open(args.extra, encoding="utf-8") as f:
@@ -459,6 +470,18 @@ def main():
             finally:
                 client.close()
 
+    if version != REDIS_VERSION:
+        message = ("redis-server %s answered, but the command table is pinned to %s "
+                   "(REDIS_VERSION in %s)" % (version, REDIS_VERSION, os.path.relpath(__file__)))
+        if args.check:
+            print("%s: can't check against another version; install redis-server %s"
+                  % (message, REDIS_VERSION), file=sys.stderr)
+            return 1
+        if not args.any_version:
+            raise SystemExit("%s; install that version, or change the pin on purpose "
+                             "(--any-version to try it anyway)" % message)
+        print("warning: %s; generating anyway (--any-version)" % message, file=sys.stderr)
+
     added = set(merge_extras(commands, extras))
     text = render(version, commands, added)
 
@@ -467,10 +490,17 @@ def main():
             with open(args.out, encoding="utf-8") as f:
                 current = f.read()
         except FileNotFoundError:
-            current = None
+            current = ""
         if current != text:
-            print("%s is stale: run scripts/gen_command_table.py" % args.out, file=sys.stderr)
+            diff = list(difflib.unified_diff(
+                current.splitlines(), text.splitlines(),
+                os.path.relpath(args.out), "regenerated from redis-server %s" % version,
+                lineterm=""))
+            print("\n".join(diff[:40] + (["..."] if len(diff) > 40 else [])), file=sys.stderr)
+            print("%s is stale: run python3 scripts/gen_command_table.py" % args.out,
+                  file=sys.stderr)
             return 1
+        print("%s matches redis-server %s" % (os.path.relpath(args.out), version))
         return 0
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(text)

@@ -28,16 +28,10 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib.sh
-source "$repo_root/scripts/lib.sh"
+# shellcheck source=scripts/lib/cluster.sh
+source "$repo_root/scripts/lib/cluster.sh"
 data_dir=$(realpath -m "${SLOTPROXY_DATA_DIR:-$repo_root/data/cluster}")
-
-base_port=${SLOTPROXY_CLUSTER_PORT:-16379}
-[[ $base_port =~ ^[0-9]+$ ]] || { echo "local-cluster: error: SLOTPROXY_CLUSTER_PORT must be a port number, not '$base_port'" >&2; exit 2; }
-primaries=("$base_port" $((base_port + 1)) $((base_port + 2)))
-replicas=($((base_port + 3)) $((base_port + 4)) $((base_port + 5))) # replicas[i] follows primaries[i]
-slot_ranges=("0 5460" "5461 10922" "10923 16383")
-all_ports=("${primaries[@]}" "${replicas[@]}")
+cluster_dir=$data_dir
 # Time allowed for the cluster to reach cluster_state:ok with synced replicas.
 settle_seconds=60
 
@@ -48,44 +42,9 @@ die() {
     exit 1
 }
 
-# Installs redis-server (and redis-cli, which comes with it) with apt-get when missing.
-ensure_redis() {
-    if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
-        return
-    fi
-    local install="apt-get update && apt-get install -y redis-server redis-tools"
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if command -v sudo >/dev/null; then
-            sudo=(sudo)
-        else
-            die "redis-server is not installed and this user can't install it; run as root: $install"
-        fi
-    fi
-    if ! command -v apt-get >/dev/null; then
-        die "redis-server is not installed and apt-get is missing; install Redis 7 (redis-server, redis-cli) with your package manager"
-    fi
-    say "redis-server not found: installing it ($install)"
-    if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update &&
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools; }; then
-        die "installing redis-server failed; run: ${sudo[*]}${sudo:+ }$install"
-    fi
-    # The package starts a system redis-server on port 6379, where slotproxy listens by default.
-    # We installed it only for its binaries, so stop that service again.
-    if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
-        say "stopping and disabling the system redis-server service the package started on :6379"
-        "${sudo[@]}" systemctl disable --now redis-server || true
-    fi
-}
-
-node_dir() { printf '%s/node-%s' "$data_dir" "$1"; }
-
-# True once PID has exited; a zombie counts as exited (a container's init may reap it late).
-process_gone() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ ${stat##*) } == Z* ]]
-}
+base_port=${SLOTPROXY_CLUSTER_PORT:-16379}
+[[ $base_port =~ ^[0-9]+$ ]] || { echo "local-cluster: error: SLOTPROXY_CLUSTER_PORT must be a port number, not '$base_port'" >&2; exit 2; }
+cluster_layout "$base_port"
 
 # Pid of this data dir's node on PORT if that process is alive and a redis-server.
 node_pid() {
@@ -114,67 +73,15 @@ write_auth_conf() {
     )
 }
 
+# Daemonized, with an AOF, so that `stop` and a later `start` keep the data.
 start_node() {
     local port=$1 dir
     dir=$(node_dir "$port")
     mkdir -p "$dir"
     write_auth_conf "$dir/auth.conf"
-    redis-server "$dir/auth.conf" \
-        --port "$port" --bind 127.0.0.1 --protected-mode no \
-        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
-        --appendonly yes --save "" \
-        --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" --daemonize yes
-}
-
-
-answers_ping() { [[ $(cli "$1" ping 2>/dev/null) == PONG ]]; }
-
-all_know_each_other() {
-    local port nodes
-    for port in "${all_ports[@]}"; do
-        nodes=$(cli "$port" cluster nodes 2>/dev/null) || return 1
-        [[ $(grep -c . <<<"$nodes") -eq 6 ]] || return 1
-        ! grep -q handshake <<<"$nodes" || return 1
-    done
-}
-
-# cluster_state:ok everywhere, all slots assigned, and every current replica synced.
-settled() {
-    local port
-    for port in "${all_ports[@]}"; do
-        [[ $(field "$port" cluster_state cluster info) == ok ]] || return 1
-        [[ $(field "$port" cluster_slots_ok cluster info) == 16384 ]] || return 1
-        if [[ $(field "$port" role info replication) == slave ]]; then
-            [[ $(field "$port" master_link_status info replication) == up ]] || return 1
-        fi
-    done
-}
-
-# Slots, MEET and replicas exactly as in the table above (what `redis-cli --cluster create`
-# does, but with the seed document's replica placement, which redis-cli doesn't promise).
-form_cluster() {
-    say "forming a new cluster in $data_dir"
-    local i port other epoch=1
-    for port in "${all_ports[@]}"; do
-        cli "$port" cluster set-config-epoch "$epoch" >/dev/null
-        epoch=$((epoch + 1))
-    done
-    for i in "${!primaries[@]}"; do
-        # shellcheck disable=SC2086 # the range is two words on purpose
-        cli "${primaries[i]}" cluster addslotsrange ${slot_ranges[i]} >/dev/null
-    done
-    # Every pair meets directly: faster than waiting for gossip to spread one node's MEETs.
-    for port in "${all_ports[@]}"; do
-        for other in "${all_ports[@]}"; do
-            if ((port < other)); then
-                cli "$port" cluster meet 127.0.0.1 "$other" >/dev/null
-            fi
-        done
-    done
-    wait_for 30 all_know_each_other || die "the nodes did not all meet within 30 s; logs: $data_dir/node-*/redis.log"
-    for i in "${!replicas[@]}"; do
-        cli "${replicas[i]}" cluster replicate "$(cli "${primaries[i]}" cluster myid)" >/dev/null
-    done
+    node_args "$port" 5000
+    redis-server "$dir/auth.conf" "${node_args[@]}" \
+        --appendonly yes --pidfile "$dir/redis.pid" --daemonize yes
 }
 
 cmd_start() {
@@ -196,10 +103,7 @@ cmd_start() {
     for port in "${all_ports[@]}"; do
         start_node "$port" || die "redis-server on port $port did not start; see $(node_dir "$port")/redis.log"
     done
-    for port in "${all_ports[@]}"; do
-        wait_for 10 answers_ping "$port" ||
-            die "node $port does not answer; log tail:"$'\n'"$(tail -n 20 "$(node_dir "$port")/redis.log")"
-    done
+    wait_nodes_answer
 
     local known assigned
     known=$(field "$base_port" cluster_known_nodes cluster info)
@@ -213,27 +117,10 @@ cmd_start() {
     fi
 
     say "waiting for cluster_state:ok and synced replicas (up to ${settle_seconds} s)"
-    wait_for "$settle_seconds" settled ||
+    wait_for "$settle_seconds" cluster_settled ||
         die "the cluster did not settle within ${settle_seconds} s; see $0 status and $data_dir/node-*/redis.log"
     say "cluster ready:"
-    print_nodes
-}
-
-# One line per node, as the first primary sees it: address, role, and slots or primary.
-print_nodes() {
-    cli "$base_port" cluster nodes | tr -d '\r' | sort -t: -k2 -n |
-        awk '{
-            split($2, addr, "@"); node[NR] = addr[1]; id_addr[$1] = addr[1]
-            role[NR] = ($3 ~ /master/) ? "primary" : "replica"; primary[NR] = $4
-            what[NR] = ($3 ~ /fail/) ? " (failing)" : ""
-            slots[NR] = ""; for (i = 9; i <= NF; i++) slots[NR] = slots[NR] " " $i
-        }
-        END {
-            for (n = 1; n <= NR; n++) {
-                detail = (role[n] == "replica") ? "of " id_addr[primary[n]] : "slots" slots[n]
-                printf "  %-16s %-8s %s%s\n", node[n], role[n], detail, what[n]
-            }
-        }'
+    print_nodes "$base_port"
 }
 
 cmd_stop() {
@@ -257,7 +144,7 @@ cmd_status() {
         return 1
     fi
     cli "$base_port" cluster info | tr -d '\r' | grep -E '^cluster_(state|slots_ok|known_nodes|size):'
-    print_nodes
+    print_nodes "$base_port"
 }
 
 case "${1:-}" in

@@ -15,8 +15,8 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib.sh
-source "$repo_root/scripts/lib.sh"
+# shellcheck source=scripts/lib/cluster.sh
+source "$repo_root/scripts/lib/cluster.sh"
 # Resolve before leaving the caller's directory, so a relative path means what the caller meant.
 SLOTPROXY_DATA_DIR=$(realpath -m "${SLOTPROXY_DATA_DIR:-$repo_root/data/cluster}")
 export SLOTPROXY_DATA_DIR

@@ -18,7 +18,8 @@
 //!    for a command, key or channel its user may not use (redis 7.0's rules and texts, no round
 //!    trip); `ACL ...` is answered from slotproxy's own users. Inside `MULTI`, commands are
 //!    checked and queued by the session instead (`session/transaction.rs`).
-//! 4. [`command::route::route_of`] picks the route:
+//! 4. The row's [`command::Policy`], decided once per row when the table is built
+//!    (`command/policy.rs`), says how to serve it; `session/plan.rs` matches on its `Handling`:
 //!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC (run per
 //!      slot when `cross_slot_transactions = "per-slot"`: `session/per_slot.rs`), and the
 //!      CLUSTER/CLIENT introspection of `session/introspect.rs`); SCAN builds its own request
@@ -30,15 +31,16 @@
 //!      and copies every message into the [`inbox`] of each subscribed session
 //!      (`session/pubsub.rs`). `PUBLISH` and the
 //!      `PUBSUB` counts go through the hub too, so they count the proxy's subscribers.
-//!    - `ByKeys`: keys found by the row's key specs and hashed with [`cluster::hash_slot`]. One
-//!      slot: sent there (read-only commands may go to a replica, blocking ones on a dedicated
-//!      connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot
+//!    - `Single`, `Split`, `Computed`: keys found by the row's key specs and hashed with
+//!      [`cluster::hash_slot`]. One slot: sent there (read-only commands may go to a replica,
+//!      blocking ones on a dedicated connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot
 //!      (`session/split.rs`); the read-only SUNION/SINTER/SDIFF/SINTERCARD,
 //!      ZUNION/ZINTER/ZDIFF/ZINTERCARD and PFCOUNT are computed by the proxy from one read per
 //!      key (`session/algebra/`); anything else, writes included (`SUNIONSTORE`, `PFMERGE`...),
 //!      gets `-CROSSSLOT`.
-//!    - `AllPrimaries`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
-//!    - `AnyNode` (keyless, any node answers alike) or `Unsupported` (`-ERR` naming the command).
+//!    - `FanOut`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
+//!    - `AnyNode` (keyless, any node answers alike), `Admin` (refused unless the configuration
+//!      allows it) or `Refused` (`-ERR` naming the command).
 //! 5. If no cluster node has answered for longer than the retry deadline, the request fails at
 //!    once with `-CLUSTERDOWN` naming that ([`cluster::RefreshStats::down_reason`]). Otherwise
 //!    the session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or

@@ -136,6 +136,9 @@ pub struct Metrics {
     /// Per command name (lowercase), the cached handles; sorted by name for binary search.
     commands: Vec<CommandStats>,
     unknown: usize,
+    /// Per command table row ([`CommandId`](crate::command::CommandId)), its index in
+    /// `commands`; `unknown` for subcommands and rows learned after startup.
+    by_row: Vec<usize>,
     /// Clients accepted by the listener.
     pub clients_accepted: IntCounter,
     /// Clients refused (`max_clients` reached).
@@ -229,6 +232,14 @@ impl Metrics {
         let unknown = commands
             .binary_search_by(|c| c.name.cmp(UNKNOWN_COMMAND))
             .expect("unknown row was added");
+        let mut by_row = vec![unknown; table.rows()];
+        for spec in table.iter() {
+            if let Some(index) = by_row.get_mut(usize::from(spec.id.0)) {
+                *index = commands
+                    .binary_search_by(|c| c.name.cmp(spec.name))
+                    .unwrap_or(unknown);
+            }
+        }
         Self {
             clients_accepted: counter(
                 "slotproxy_clients_accepted_total",
@@ -259,6 +270,7 @@ impl Metrics {
             command_duration,
             commands,
             unknown,
+            by_row,
         }
     }
 
@@ -280,6 +292,16 @@ impl Metrics {
         let lower = &lower[..name.len()];
         self.commands
             .binary_search_by(|c| c.name.as_bytes().cmp(lower))
+            .unwrap_or(self.unknown)
+    }
+
+    /// The row index for a command known by its table row (a policy's
+    /// [`metric`](crate::command::Policy::metric)): an array index, no name lookup. `None` and
+    /// rows learned after startup are `unknown`.
+    pub fn command_row(&self, command: Option<crate::command::CommandId>) -> usize {
+        command
+            .and_then(|id| self.by_row.get(usize::from(id.0)))
+            .copied()
             .unwrap_or(self.unknown)
     }
 
@@ -359,6 +381,27 @@ mod tests {
                 String::from_utf8_lossy(reply)
             );
         }
+    }
+
+    #[test]
+    fn policy_rows_give_the_same_metrics_row_as_the_name() {
+        let table = CommandTable::builtin();
+        let metrics = Metrics::new(&table);
+        for spec in table.iter() {
+            for row in std::iter::once(spec).chain(spec.subcommands) {
+                let policy = table.policy(row);
+                assert_eq!(
+                    metrics.command_row(Some(policy.metric)),
+                    metrics.command_index(spec.name.as_bytes()),
+                    "{}",
+                    row.name
+                );
+                assert_eq!(policy.metric_label, spec.name);
+            }
+        }
+        assert_eq!(metrics.command_row(None), metrics.unknown);
+        let learned = crate::command::CommandId(u16::MAX);
+        assert_eq!(metrics.command_row(Some(learned)), metrics.unknown);
     }
 
     #[test]

@@ -24,21 +24,22 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
 use super::ReplyBudget;
+use super::ack::{Hold, Replication};
 use super::health::NodeHealth;
 use super::setup::{self, FailureLog, Handshake};
 use super::stats::NodeStats;
 use super::stream::{NodeStream, NodeWriter};
-use crate::config::{Ack, BackendConfig};
+use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
 
 /// What a job's sender receives: the node's reply, or why there is none.
 pub type NodeResult = Result<Reply, BackendError>;
 
-/// One request for the connection task.
+/// One request for a node connection: the bytes, and how its replies come back.
 #[derive(Debug)]
-pub struct Job {
-    /// RESP bytes to write (one command).
+pub struct Outgoing {
+    /// RESP bytes to write (one command, or a transaction's commands).
     pub payload: Bytes,
     /// Send `ASKING` first and drop its `+OK` (after an ASK redirect).
     pub asking: bool,
@@ -47,11 +48,31 @@ pub struct Job {
     pub replies: usize,
     /// The command may change data: with `ack = replicated`, its reply waits for a replica.
     pub write: bool,
+    /// The client's reply budget, charged with the reply when it is handed over.
+    pub budget: Option<Arc<ReplyBudget>>,
+}
+
+impl Outgoing {
+    /// One command with one reply, read-only, charged to nobody.
+    pub fn new(payload: Bytes) -> Self {
+        Self {
+            payload,
+            asking: false,
+            replies: 1,
+            write: false,
+            budget: None,
+        }
+    }
+}
+
+/// One request queued for the connection task, with where its reply goes.
+#[derive(Debug)]
+pub struct Job {
+    /// What to send.
+    pub request: Outgoing,
     /// Where the reply goes; a dropped receiver is fine (the client left), and a job whose
     /// receiver is gone before it is written is never sent.
     pub reply: oneshot::Sender<NodeResult>,
-    /// The client's reply budget, charged with the reply when it is handed over.
-    pub budget: Option<Arc<ReplyBudget>>,
 }
 
 struct InFlight {
@@ -70,23 +91,10 @@ struct InFlight {
     sent_at: Instant,
 }
 
-/// What happens to a reply under `ack = replicated`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hold {
-    /// Delivered as it comes (reads, or `ack = primary`).
-    No,
-    /// A write: held until the batch's `WAIT` confirms a replica has it.
-    UntilWait,
-    /// A write to a primary with no replica: NOREPLICAS once it is applied.
-    NoReplica,
-}
-
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 /// How a node's error reply to bytes it could not parse starts; it closes the connection next.
 const PROTOCOL_ERROR: &[u8] = b"ERR Protocol error";
 
-/// Write replies held until the `WAIT` after their batch answers.
-type Held = Vec<(oneshot::Sender<NodeResult>, Reply)>;
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_BATCH: usize = 512;
 /// Payloads this large are written as they are instead of being copied into the batch buffer.
@@ -109,23 +117,49 @@ enum End {
     Failed,
 }
 
+/// One node as its connections see it: shared by all of the node's connection tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// The node's `host:port`.
+    pub(crate) addr: Arc<str>,
+    /// Notified whenever a connect or an established connection fails, so the topology can be
+    /// refreshed at once.
+    pub(crate) failed: Arc<Notify>,
+    /// The node's health: its online replicas (for `ack = replicated`), and whether it still
+    /// answers health checks (a request overdue on a node that does is slow work, not a stall).
+    pub(crate) health: Arc<NodeHealth>,
+    /// The node's counters for `/metrics`.
+    pub(crate) stats: Arc<NodeStats>,
+    /// Rate limit of connect-failure warnings.
+    pub(crate) failures: Arc<FailureLog>,
+}
+
+/// What kind of connection one task keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) protocol: Protocol,
+    pub(crate) usage: Use,
+    /// It sent `READONLY` (replica reads).
+    pub(crate) readonly: bool,
+}
+
 /// Runs one connection until every `Job` sender is dropped.
-///
-/// `failed` is notified whenever a connect or an established connection fails, so the topology
-/// can be refreshed at once.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
-    addr: Arc<str>,
-    protocol: Protocol,
-    usage: Use,
-    readonly: bool,
+    node: Endpoint,
+    shape: Shape,
     config: BackendConfig,
     mut jobs: mpsc::UnboundedReceiver<Job>,
-    failed: Arc<Notify>,
-    health: Arc<NodeHealth>,
-    stats: Arc<NodeStats>,
-    failures: Arc<FailureLog>,
 ) {
+    let Endpoint {
+        addr,
+        failed,
+        stats,
+        failures,
+        ..
+    } = &node;
+    let Shape {
+        protocol, readonly, ..
+    } = shape;
     let mut backoff = config.reconnect_backoff_min();
     let mut down_until: Option<Instant> = None;
     let mut last_error: Option<BackendError> = None;
@@ -147,21 +181,13 @@ pub(crate) async fn run(
             readonly,
             ping: false,
         };
-        match setup::open(&addr, &config, handshake).await {
+        match setup::open(addr, &config, handshake).await {
             Ok(stream) => {
                 debug!(node = %addr, ?protocol, "connected");
                 backoff = config.reconnect_backoff_min();
                 last_error = None;
-                let link = Link {
-                    addr: &addr,
-                    protocol,
-                    usage,
-                    readonly,
-                    health: &health,
-                    stats: &stats,
-                };
                 stats.connection(true);
-                let end = serve(stream, first, &mut jobs, &link, &config).await;
+                let end = serve(stream, first, &mut jobs, (&node, shape), &config).await;
                 stats.connection(false);
                 match end {
                     End::Closed => return,
@@ -206,35 +232,24 @@ fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, error: &Back
 }
 
 /// Pipelines jobs over one established connection until it fails or the pool drops it.
-#[allow(clippy::too_many_arguments)]
-/// What a connection is to which node.
-struct Link<'a> {
-    addr: &'a Arc<str>,
-    protocol: Protocol,
-    usage: Use,
-    readonly: bool,
-    /// The node's health: its online replicas (for `ack = replicated`), and whether it still
-    /// answers health checks (a request overdue on a node that does is slow work, not a stall).
-    health: &'a NodeHealth,
-    /// The node's counters for `/metrics`.
-    stats: &'a NodeStats,
-}
-
 async fn serve(
     stream: NodeStream,
     first: Job,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
-    link: &Link<'_>,
+    (node, shape): (&Endpoint, Shape),
     config: &BackendConfig,
 ) -> End {
-    let Link {
+    let Endpoint {
         addr,
+        health,
+        stats,
+        ..
+    } = node;
+    let Shape {
         protocol,
         usage,
         readonly,
-        health,
-        stats,
-    } = *link;
+    } = shape;
     let (mut reader, mut writer) = stream.into_split();
     let decoder = ReplyDecoder::new(protocol);
     let timeout = config.request_timeout();
@@ -245,17 +260,7 @@ async fn serve(
     let mut direct: Vec<Bytes> = Vec::new();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut senders_gone = false;
-    let mut held: Held = Vec::new();
-    // With `ack = replicated`, shared primary connections follow each batch of writes with
-    // `WAIT 1 <ack_timeout_ms>`.
-    let wait = (config.ack == Ack::Replicated && usage == Use::Shared && !readonly).then(|| {
-        let timeout = config.ack_timeout_ms.to_string();
-        format!(
-            "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n${}\r\n{timeout}\r\n",
-            timeout.len()
-        )
-        .into_bytes()
-    });
+    let mut ack = Replication::new(config, usage, readonly);
     let mut check = tokio::time::interval(timeout.min(Duration::from_millis(250)));
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
@@ -280,40 +285,35 @@ async fn serve(
                     continue;
                 }
                 if let Some(busy) = &stuck
-                    && job.replies <= 1
-                    && !job.asking
+                    && job.request.replies <= 1
+                    && !job.request.asking
                 {
                     let _ = job.reply.send(Ok(Reply::local(busy.clone())));
                     continue;
                 }
-                if job.asking {
+                if job.request.asking {
                     wbuf.put_slice(ASKING);
                 }
-                if job.payload.len() >= DIRECT_WRITE_BYTES {
+                if job.request.payload.len() >= DIRECT_WRITE_BYTES {
                     // A large value is written from the client's read buffer, never copied.
                     direct.push(wbuf.split().freeze());
-                    direct.push(job.payload);
+                    direct.push(job.request.payload);
                 } else {
-                    wbuf.put_slice(&job.payload);
+                    wbuf.put_slice(&job.request.payload);
                 }
-                let ack = job.write && wait.is_some();
-                let hold = match (ack, replicated) {
-                    (false, _) => Hold::No,
-                    (true, true) => Hold::UntilWait,
-                    (true, false) => Hold::NoReplica,
-                };
+                let hold = ack.hold(job.request.write, replicated);
                 writes |= hold == Hold::UntilWait;
                 in_flight.push_back(InFlight {
                     reply: Some(job.reply),
-                    budget: job.budget,
+                    budget: job.request.budget,
                     hold,
-                    asking: job.asking,
-                    remaining: job.replies.max(1),
+                    asking: job.request.asking,
+                    remaining: job.request.replies.max(1),
                     collected: None,
                     sent_at: now,
                 });
             }
-            if let (true, Some(command)) = (writes, &wait) {
+            if let (true, Some(command)) = (writes, ack.wait_command()) {
                 // One WAIT per batch, not per write: it covers every write before it.
                 wbuf.put_slice(command);
                 in_flight.push_back(InFlight {
@@ -360,15 +360,18 @@ async fn serve(
         // Once per batch or read, not per request.
         stats.in_flight_moved(reported_in_flight, in_flight.len());
         reported_in_flight = in_flight.len();
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
+        // A large value whose header is in: room for all of it at once, rather than growing
+        // (and copying) the buffer a chunk at a time while it arrives.
+        let missing = decoder.missing(&rbuf);
+        if rbuf.capacity() - rbuf.len() < missing.max(READ_CHUNK / 4) {
+            rbuf.reserve(missing.max(READ_CHUNK));
         }
         tokio::select! {
             biased;
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) => break Failure::lost("closed by the node".into()),
                 Ok(_) => {
-                    if let Err(failure) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut held, config, health) {
+                    if let Err(failure) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut ack, health) {
                         if let Failure::Unsent(_, reason) = &failure {
                             error!(node = %addr, %reason, requests_behind = in_flight.len(),
                                 "node refused a request as bad RESP: slotproxy sent a frame it \
@@ -451,10 +454,7 @@ async fn serve(
     for reply in in_flight.drain(..).filter_map(|job| job.reply) {
         let _ = reply.send(Err(error.clone()));
     }
-    // Applied on the node, but not known to be replicated: the outcome is unknown here too.
-    for (reply, _) in held.drain(..) {
-        let _ = reply.send(Err(error.clone()));
-    }
+    ack.fail(&error);
     if senders_gone {
         End::Closed
     } else {
@@ -517,8 +517,7 @@ fn deliver(
     decoder: &ReplyDecoder,
     rbuf: &mut BytesMut,
     in_flight: &mut VecDeque<InFlight>,
-    held: &mut Held,
-    config: &BackendConfig,
+    ack: &mut Replication,
     health: &NodeHealth,
 ) -> Result<(), Failure> {
     while let Some(reply) = decoder
@@ -569,18 +568,8 @@ fn deliver(
             continue;
         }
         match job.reply {
-            None => release_held(held, &reply, config),
-            Some(sender) if reply.error_text().is_some() => {
-                let _ = sender.send(Ok(reply));
-            }
-            Some(sender) if job.hold == Hold::UntilWait => held.push((sender, reply)),
-            Some(sender) if job.hold == Hold::NoReplica => {
-                let error = crate::error::ReplyError::NoReplicaToAck.to_bytes();
-                let _ = sender.send(Ok(Reply::local(error)));
-            }
-            Some(sender) => {
-                let _ = sender.send(Ok(reply));
-            }
+            None => ack.wait_answered(&reply),
+            Some(sender) => ack.hand_over(sender, reply, job.hold),
         }
         if refused {
             return Err(Failure::Unsent(
@@ -590,20 +579,4 @@ fn deliver(
         }
     }
     Ok(())
-}
-
-/// The batch's `WAIT` answered: release its writes' replies if a replica has them, otherwise
-/// tell each client its write is not known to be replicated.
-fn release_held(held: &mut Held, wait_reply: &Reply, config: &BackendConfig) {
-    let replicas = crate::protocol::View::of(wait_reply.raw())
-        .and_then(|view| view.integer())
-        .unwrap_or(0);
-    for (sender, reply) in held.drain(..) {
-        let reply = if replicas >= 1 {
-            reply
-        } else {
-            Reply::local(crate::error::ReplyError::NotReplicated(config.ack_timeout_ms).to_bytes())
-        };
-        let _ = sender.send(Ok(reply));
-    }
 }

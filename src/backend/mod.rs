@@ -3,6 +3,7 @@
 //!
 //! Knows addresses and bytes, nothing about slots or commands.
 
+mod ack;
 pub mod budget;
 pub mod connection;
 pub mod health;
@@ -15,7 +16,7 @@ pub mod stream;
 pub mod tls;
 
 pub use budget::ReplyBudget;
-pub use connection::{Job, NodeResult};
+pub use connection::{Job, NodeResult, Outgoing};
 pub use health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};
 pub use probe::{Probe, ProbeError, ProbeReport};

@@ -11,8 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::info;
 
-use super::ReplyBudget;
-use super::connection::{self, Job, NodeResult, Use};
+use super::connection::{self, Endpoint, Job, NodeResult, Outgoing, Shape, Use};
 use super::health::NodeHealth;
 use super::setup::FailureLog;
 use super::stats::{NodeStats, NodeStatsSnapshot};
@@ -28,69 +27,19 @@ pub struct Lane {
 }
 
 impl Lane {
-    #[allow(clippy::too_many_arguments)]
-    fn spawn(
-        addr: &Arc<str>,
-        protocol: Protocol,
-        usage: Use,
-        readonly: bool,
-        config: &BackendConfig,
-        failed: &Arc<Notify>,
-        health: &Arc<NodeHealth>,
-        stats: &Arc<NodeStats>,
-        failures: &Arc<FailureLog>,
-    ) -> Self {
+    fn spawn(node: &Endpoint, shape: Shape, config: &BackendConfig) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(connection::run(
-            addr.clone(),
-            protocol,
-            usage,
-            readonly,
-            config.clone(),
-            rx,
-            failed.clone(),
-            health.clone(),
-            stats.clone(),
-            failures.clone(),
-        ));
+        tokio::spawn(connection::run(node.clone(), shape, config.clone(), rx));
         Self {
-            addr: addr.clone(),
+            addr: node.addr.clone(),
             jobs,
         }
     }
 
-    /// Queues `payload` and returns where its reply will come; with `asking`, `ASKING` is sent
-    /// first on the same connection. `replies` is how many replies the payload produces
-    /// (usually 1); they come back concatenated as one `Reply`.
-    /// `write` marks a command that may change data (see `Job::write`).
-    pub fn send(
-        &self,
-        payload: Bytes,
-        asking: bool,
-        replies: usize,
-        write: bool,
-    ) -> oneshot::Receiver<NodeResult> {
-        self.send_charged(payload, asking, replies, write, None)
-    }
-
-    /// `send`, charging the reply to a client's `budget` when it is handed over.
-    pub fn send_charged(
-        &self,
-        payload: Bytes,
-        asking: bool,
-        replies: usize,
-        write: bool,
-        budget: Option<Arc<ReplyBudget>>,
-    ) -> oneshot::Receiver<NodeResult> {
+    /// Queues `request` and returns where its reply will come.
+    pub fn send(&self, request: Outgoing) -> oneshot::Receiver<NodeResult> {
         let (tx, rx) = oneshot::channel();
-        let job = Job {
-            payload,
-            asking,
-            replies,
-            write,
-            reply: tx,
-            budget,
-        };
+        let job = Job { request, reply: tx };
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
             // The connection task is gone (runtime shutting down): answer rather than hang.
             let _ = job.reply.send(Err(BackendError::NotSent {
@@ -105,97 +54,69 @@ impl Lane {
 /// One node: its address and its shared connections, per protocol version.
 #[derive(Debug)]
 pub struct Node {
-    addr: Arc<str>,
+    /// The address, health, counters and failure log every connection of the node shares.
+    /// The health is written by the health check and read by every request that picks a node.
+    endpoint: Endpoint,
     /// `lanes[readonly][protocol.index()][i]`: one shared connection. The `readonly` ones sent
     /// `READONLY`, for reads from a replica; the others never did, so a primary that was demoted
     /// answers MOVED on them instead of serving stale data.
     lanes: [[Vec<Lane>; 2]; 2],
     config: BackendConfig,
-    failed: Arc<Notify>,
-    /// Written by the health check, read by every request that picks a node and by the node's
-    /// connections (online replicas for `ack = replicated`; liveness for request timeouts).
-    health: Arc<NodeHealth>,
-    /// Requests, in-flight and connection counts of this node's connections (`/metrics`).
-    stats: Arc<NodeStats>,
-    /// Rate limit of connect-failure warnings, shared by all of the node's connections.
-    failures: Arc<FailureLog>,
 }
 
 impl Node {
     fn spawn(addr: Arc<str>, config: &BackendConfig, failed: &Arc<Notify>) -> Self {
-        let health = Arc::new(NodeHealth::default());
-        let stats = Arc::new(NodeStats::default());
-        let failures = Arc::new(FailureLog::default());
+        let endpoint = Endpoint {
+            addr,
+            failed: failed.clone(),
+            health: Arc::new(NodeHealth::default()),
+            stats: Arc::new(NodeStats::default()),
+            failures: Arc::new(FailureLog::default()),
+        };
         let lanes = [false, true].map(|readonly| {
             [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
+                let shape = Shape {
+                    protocol,
+                    usage: Use::Shared,
+                    readonly,
+                };
                 (0..config.connections_per_node)
-                    .map(|_| {
-                        Lane::spawn(
-                            &addr,
-                            protocol,
-                            Use::Shared,
-                            readonly,
-                            config,
-                            failed,
-                            &health,
-                            &stats,
-                            &failures,
-                        )
-                    })
+                    .map(|_| Lane::spawn(&endpoint, shape, config))
                     .collect()
             })
         });
         Self {
-            addr,
+            endpoint,
             lanes,
             config: config.clone(),
-            failed: failed.clone(),
-            health,
-            stats,
-            failures,
         }
     }
 
     /// The node's `host:port`.
     pub fn addr(&self) -> &str {
-        &self.addr
+        &self.endpoint.addr
     }
 
     /// The node's `host:port`, shared.
     pub fn shared_addr(&self) -> &Arc<str> {
-        &self.addr
+        &self.endpoint.addr
     }
 
     /// What this node's connections did (requests, in flight, connects).
     pub fn stats(&self) -> NodeStatsSnapshot {
-        self.stats.snapshot()
+        self.endpoint.stats.snapshot()
     }
 
     /// What the health check last learned about the node.
     pub fn health(&self) -> &NodeHealth {
-        &self.health
+        &self.endpoint.health
     }
 
-    /// Queues `payload` on shared connection `lane % connections`; see `Lane::send`.
+    /// Shared connection `lane % connections`, of the `READONLY` ones (replica reads) or the
+    /// others.
     ///
     /// A session always passes the same `lane`, so its requests to one node share one connection
-    /// and keep their order. `readonly` picks the connections that sent `READONLY` (replica reads).
-    #[allow(clippy::too_many_arguments)]
-    pub fn send(
-        &self,
-        protocol: Protocol,
-        readonly: bool,
-        lane: usize,
-        payload: Bytes,
-        asking: bool,
-        replies: usize,
-        write: bool,
-    ) -> oneshot::Receiver<NodeResult> {
-        self.lane(protocol, readonly, lane)
-            .send(payload, asking, replies, write)
-    }
-
-    /// Shared connection `lane % connections` (see `send`).
+    /// and keep their order.
     pub fn lane(&self, protocol: Protocol, readonly: bool, lane: usize) -> &Lane {
         let lanes = &self.lanes[usize::from(readonly)][protocol.index()];
         &lanes[lane % lanes.len()]
@@ -204,17 +125,12 @@ impl Node {
     /// A new connection for one session alone (blocking commands, WATCH); it connects on first
     /// use and closes when the last clone of the `Lane` is dropped.
     pub fn dedicated(&self, protocol: Protocol) -> Lane {
-        Lane::spawn(
-            &self.addr,
+        let shape = Shape {
             protocol,
-            Use::Dedicated,
-            false,
-            &self.config,
-            &self.failed,
-            &self.health,
-            &self.stats,
-            &self.failures,
-        )
+            usage: Use::Dedicated,
+            readonly: false,
+        };
+        Lane::spawn(&self.endpoint, shape, &self.config)
     }
 
     /// Sends one request and waits for its reply.
@@ -222,11 +138,12 @@ impl Node {
     /// # Errors
     /// The `BackendError` of the connection, or `NotSent` if the task vanished.
     pub async fn request(&self, protocol: Protocol, payload: Bytes) -> NodeResult {
-        self.send(protocol, false, 0, payload, false, 1, false)
+        self.lane(protocol, false, 0)
+            .send(Outgoing::new(payload))
             .await
             .unwrap_or_else(|_| {
                 Err(BackendError::Lost {
-                    node: self.addr.to_string(),
+                    node: self.endpoint.addr.to_string(),
                     reason: "connection task stopped".into(),
                 })
             })

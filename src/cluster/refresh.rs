@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use super::epoch::owners_epoch;
 use super::slot_map::{ShardLayout, SlotMap, TopologyError, parse_shards, parse_slots};
 use super::stats::RefreshStats;
-use crate::backend::{BackendPool, Node};
+use crate::backend::{BackendPool, Node, Outgoing};
 use crate::config::ClusterConfig;
 use crate::protocol::Protocol;
 use crate::protocol::codec::decode_owned;
@@ -374,15 +374,9 @@ fn query(
     node: &Node,
     command: &'static [u8],
 ) -> impl Future<Output = Result<OwnedFrame, QueryError>> + use<> {
-    let rx = node.send(
-        Protocol::Resp2,
-        false,
-        0,
-        Bytes::from_static(command),
-        false,
-        1,
-        false,
-    );
+    let rx = node
+        .lane(Protocol::Resp2, false, 0)
+        .send(Outgoing::new(Bytes::from_static(command)));
     async move {
         let reply = rx
             .await

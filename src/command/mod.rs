@@ -1,10 +1,11 @@
 //! What a command is: the command table as data, and where a request's keys are.
 //!
 //! Owns the static description of every redis command (arity, flags, tips, key
-//! specs, subcommands; [`table`]) and key extraction ([`keys`]). No I/O and no
-//! knowledge of slots or nodes: the session asks "which row is this request"
-//! ([`CommandTable::resolve`]) and "which arguments are keys"
-//! ([`key_positions`]), and decides routing itself.
+//! specs, subcommands; [`table`]), what slotproxy does with each row ([`policy`],
+//! decided once per row when the table is built) and key extraction ([`keys`]).
+//! No I/O and no knowledge of slots or nodes: the session asks "which row is this
+//! request" ([`CommandTable::resolve`]), "what is its policy"
+//! ([`CommandTable::policy`]) and "which arguments are keys" ([`key_positions`]).
 //!
 //! # Where the table comes from
 //!
@@ -31,11 +32,12 @@
 pub mod category;
 mod generated;
 pub mod keys;
-pub mod route;
+pub mod policy;
 pub mod table;
 
 pub use category::AclCategories;
 pub use keys::{KeyError, KeyRef, KeySink, key_positions};
+pub use policy::{Handling, Policy};
 pub use table::{
     BeginSearch, CommandId, CommandSpec, CommandTable, FindKeys, Flags, KeySpec, KeySpecFlags,
     Resolved,

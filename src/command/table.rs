@@ -15,6 +15,7 @@ use redis_protocol::resp2::types::OwnedFrame;
 
 use super::category::AclCategories;
 use super::generated::{COMMANDS, ROW_COUNT};
+use super::policy::Policy;
 
 /// Longest command name, or `container|subcommand` pair, that can be resolved.
 ///
@@ -337,7 +338,8 @@ impl Hasher for NameHasher {
 
 type NameMap = HashMap<&'static [u8], &'static CommandSpec, BuildHasherDefault<NameHasher>>;
 
-/// Every command the proxy knows, by name; built once at startup, then read-only.
+/// Every command the proxy knows, by name, each row with its [`Policy`]; built once at
+/// startup, then read-only.
 #[derive(Clone, Debug)]
 pub struct CommandTable {
     /// Top-level names and `container|subcommand` names.
@@ -346,6 +348,8 @@ pub struct CommandTable {
     commands: Vec<&'static CommandSpec>,
     /// Rows in the table, subcommands included: the next free [`CommandId`].
     rows: u16,
+    /// Each row's policy, indexed by [`CommandId`].
+    policies: Vec<Policy>,
 }
 
 impl CommandTable {
@@ -355,6 +359,7 @@ impl CommandTable {
             by_name: NameMap::default(),
             commands: Vec::with_capacity(COMMANDS.len()),
             rows: ROW_COUNT,
+            policies: Vec::with_capacity(usize::from(ROW_COUNT)),
         };
         for spec in COMMANDS {
             table.insert(spec);
@@ -395,6 +400,17 @@ impl CommandTable {
             Some(&sub_spec) => Resolved::Command(sub_spec),
             None => Resolved::UnknownSubcommand(spec),
         }
+    }
+
+    /// What slotproxy does with `spec`, a row of this table (as [`resolve`](Self::resolve)
+    /// and [`lookup`](Self::lookup) give them): an index, no name lookup.
+    ///
+    /// # Panics
+    /// If `spec` is not a row of this table (every row gets its policy when it is added).
+    pub fn policy(&self, spec: &CommandSpec) -> &Policy {
+        self.policies
+            .get(usize::from(spec.id.0))
+            .expect("every row of the table has a policy")
     }
 
     /// Finds a row by name (`get`, `client|setname`), case-insensitively.
@@ -488,16 +504,29 @@ impl CommandTable {
         self.insert(container);
     }
 
-    /// Adds or replaces `spec` and its subcommands in both indexes.
+    /// Adds or replaces `spec` and its subcommands in both indexes, with their policies.
     fn insert(&mut self, spec: &'static CommandSpec) {
         self.by_name.insert(spec.name.as_bytes(), spec);
+        self.set_policy(spec, None);
         for sub in spec.subcommands {
             self.by_name.insert(sub.name.as_bytes(), sub);
+            self.set_policy(sub, Some(spec));
         }
         match self.commands.binary_search_by(|c| c.name.cmp(spec.name)) {
             Ok(i) => self.commands[i] = spec,
             Err(i) => self.commands.insert(i, spec),
         }
+    }
+
+    /// Decides the policy of row `spec` (a subcommand of `container`, if any), once.
+    fn set_policy(&mut self, spec: &CommandSpec, container: Option<&CommandSpec>) {
+        let policy = Policy::of(spec, container);
+        let index = usize::from(spec.id.0);
+        if self.policies.len() <= index {
+            // Placeholders until their own rows are inserted: ids are handed out densely.
+            self.policies.resize(index + 1, policy);
+        }
+        self.policies[index] = policy;
     }
 }
 

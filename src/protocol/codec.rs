@@ -206,6 +206,12 @@ impl ReplyDecoder {
             Reply::new(raw, kind)
         }))
     }
+
+    /// How many more bytes the partial reply at the front of `buf` needs at least (0 when
+    /// nothing is known yet), so a large value can be read into room made for it at once.
+    pub fn missing(&self, buf: &[u8]) -> usize {
+        super::frame::frame_need(buf).map_or(0, |need| need.saturating_sub(buf.len()))
+    }
 }
 
 /// Decodes one whole RESP2 reply into an owned frame (for topology and COMMAND replies).

@@ -12,15 +12,40 @@ use crate::error::ProtocolError;
 /// # Errors
 /// The bytes are not RESP (an unknown type byte, or a bad length).
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+    Ok(match scan(buf)? {
+        Scan::Complete(len) => Some(len),
+        Scan::Incomplete(_) => None,
+    })
+}
+
+/// How many bytes the frame at the start of `buf` needs at least: its length when it is
+/// complete, otherwise a lower bound (the end of the bulk string being read, once its header
+/// is in), so a reader can make room for a large value in one step.
+///
+/// # Errors
+/// The bytes are not RESP.
+pub fn frame_need(buf: &[u8]) -> Result<usize, ProtocolError> {
+    Ok(match scan(buf)? {
+        Scan::Complete(len) | Scan::Incomplete(len) => len,
+    })
+}
+
+/// What a scan found: a whole frame of this length, or part of one at least this long.
+enum Scan {
+    Complete(usize),
+    Incomplete(usize),
+}
+
+fn scan(buf: &[u8]) -> Result<Scan, ProtocolError> {
     let mut pos = 0;
     // Frames still to read: the first one, plus the elements of the aggregates opened so far.
     let mut needed: usize = 1;
     while needed > 0 {
         let Some(&kind) = buf.get(pos) else {
-            return Ok(None);
+            return Ok(Scan::Incomplete(pos));
         };
         let Some(line_len) = buf[pos..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
+            return Ok(Scan::Incomplete(pos));
         };
         let line = &buf[pos + 1..pos + line_len];
         pos += line_len + 2;
@@ -37,7 +62,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
                 }
                 let end = pos + len as usize + 2;
                 if buf.len() < end {
-                    return Ok(None);
+                    return Ok(Scan::Incomplete(end));
                 }
                 if &buf[end - 2..end] != b"\r\n" {
                     return Err(ProtocolError("bulk string not ended by CRLF".into()));
@@ -68,7 +93,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
             }
         }
     }
-    Ok(Some(pos))
+    Ok(Scan::Complete(pos))
 }
 
 fn number(line: &[u8]) -> Result<i64, ProtocolError> {
@@ -127,6 +152,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn need_names_the_end_of_a_bulk_string_being_read() {
+        let value = vec![b'v'; 100_000];
+        let mut frame = b"$100000\r\n".to_vec();
+        frame.extend_from_slice(&value);
+        frame.extend_from_slice(b"\r\n");
+        assert_eq!(frame_need(&frame[..3]).unwrap(), 0, "header not complete");
+        for cut in [9, 10, 5000, frame.len() - 1] {
+            assert_eq!(
+                frame_need(&frame[..cut]).unwrap(),
+                frame.len(),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(frame_need(&frame).unwrap(), frame.len());
+        // Inside an array: the end of the element being read.
+        let array = b"*2\r\n$1\r\na\r\n$5\r\nab";
+        assert_eq!(frame_need(array).unwrap(), array.len() - 2 + 7);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use redis_protocol::resp2::types::OwnedFrame;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::backend::NodeResult;
+use crate::backend::{NodeResult, Outgoing};
 use crate::cluster::Topology;
 use crate::error::ReplyError;
 use crate::protocol::codec::decode_owned;
@@ -225,15 +225,8 @@ async fn ask_others(
     let pending: Vec<_> = nodes
         .iter()
         .map(|node| {
-            node.send(
-                Protocol::Resp2,
-                false,
-                0,
-                query.payload.clone(),
-                false,
-                1,
-                false,
-            )
+            node.lane(Protocol::Resp2, false, 0)
+                .send(Outgoing::new(query.payload.clone()))
         })
         .collect();
     let mut replies = Vec::with_capacity(pending.len());

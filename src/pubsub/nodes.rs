@@ -31,7 +31,7 @@ use super::frames::Push;
 use super::hub::Entry;
 use super::link::{Batch, Event, Expect, Link, LinkEvent, LinkId};
 use super::{Kind, encode_command};
-use crate::backend::NodeResult;
+use crate::backend::{NodeResult, Outgoing};
 use crate::cluster::{Topology, hash_slot};
 use crate::config::BackendConfig;
 use crate::inbox::InboxSender;
@@ -180,7 +180,10 @@ impl Nodes {
             }
         }?;
         let lane = session as usize;
-        Some(node.send(Protocol::Resp2, false, lane, payload, false, 1, false))
+        Some(
+            node.lane(Protocol::Resp2, false, lane)
+                .send(Outgoing::new(payload)),
+        )
     }
 
     /// True when an entry was confirmed since the last call.

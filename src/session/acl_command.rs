@@ -7,6 +7,7 @@ use tracing::info;
 
 use super::Session;
 use crate::auth::{Denied, check, describe};
+use crate::command::policy::{Allowed, Handling};
 use crate::command::{AclCategories, CommandSpec, CommandTable, Resolved};
 use crate::error::ReplyError;
 use crate::protocol::reply::{
@@ -16,13 +17,13 @@ use crate::protocol::{Protocol, Request};
 
 /// The refusal for a request that must never reach a node, if this is one: a `CONFIG SET` of a
 /// setting that could lock slotproxy out of its nodes (`requirepass`...), make them write files
-/// or change what they announce (see `route::config_set_refused`), whether or not the config
-/// allows `CONFIG SET` otherwise.
-pub(super) fn never_forwarded(spec: &CommandSpec, args: &[Bytes]) -> Option<ReplyError> {
-    if spec.name != "config|set" {
+/// or change what they announce (see `policy::config_set_refused`), whether or not the config
+/// allows `CONFIG SET` otherwise. `handling` is the request's row's.
+pub(super) fn never_forwarded(handling: Handling, args: &[Bytes]) -> Option<ReplyError> {
+    if handling != Handling::Admin(Allowed::ConfigSet) {
         return None;
     }
-    let param = crate::command::route::config_set_refused(args)?;
+    let param = crate::command::policy::config_set_refused(args)?;
     Some(ReplyError::ConfigSetRefused(param.clone()))
 }
 
@@ -378,7 +379,9 @@ mod tests {
     #[test]
     fn config_sets_of_passwords_files_and_addresses_are_refused() {
         let table = crate::command::CommandTable::builtin();
-        let spec = table.lookup("config|set").expect("known");
+        let spec = table
+            .policy(table.lookup("config|set").expect("known"))
+            .handling;
         let args = |line: &str| -> Vec<Bytes> {
             line.split(' ')
                 .map(|a| Bytes::copy_from_slice(a.as_bytes()))
@@ -388,7 +391,9 @@ mod tests {
         assert!(never_forwarded(spec, &args("CONFIG SET MASTERAUTH x")).is_some());
         assert!(never_forwarded(spec, &args("CONFIG SET dir /tmp")).is_some());
         assert!(never_forwarded(spec, &args("CONFIG SET maxmemory 1")).is_none());
-        let get = table.lookup("config|get").expect("known");
+        let get = table
+            .policy(table.lookup("config|get").expect("known"))
+            .handling;
         assert!(never_forwarded(get, &args("CONFIG GET requirepass")).is_none());
     }
 }

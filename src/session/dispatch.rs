@@ -15,15 +15,15 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::algebra;
+use super::order::Admission;
 use super::pick;
 use super::plan::Plan;
 use super::settle::null_reply;
 use super::split::{self, Merge};
 use super::{Pending, Session};
-use crate::backend::{Lane, Node, NodeResult, ReplyBudget};
+use crate::backend::{Lane, Node, NodeResult, Outgoing, ReplyBudget};
 use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
-use crate::command::{Flags, Resolved};
 use crate::config::ReadPolicy;
 use crate::error::BackendError;
 use crate::error::ReplyError;
@@ -238,25 +238,20 @@ impl Session {
             return self.reply_error(reason);
         }
         let map = Guard::into_inner(self.shared.topology.slot_map());
-        let generation = map.generation();
-        // Some requests must not overtake anything sent before them: `RPUSH l x` then `BLPOP l 0`
-        // must find `x`, and a `DBSIZE` must count a key whose SET is being redirected.
-        let wait_for_all = plan.waits_for_earlier();
-        if generation != self.dispatch_generation || self.barrier || wait_for_all {
-            let unsettled = self
-                .pending
+        let pending = &self.pending;
+        let unsettled = || {
+            pending
                 .iter()
-                .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)));
-            if unsettled {
-                self.pending.push_back(Pending::Deferred(request, plan));
-                // Whatever comes next queues behind this one.
-                self.barrier = true;
-                return;
-            }
-            self.dispatch_generation = generation;
-            self.barrier = false;
+                .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)))
+        };
+        if self
+            .order
+            .admit(map.generation(), plan.order_needs(), unsettled)
+            == Admission::Defer
+        {
+            self.pending.push_back(Pending::Deferred(request, plan));
+            return;
         }
-        self.barrier = plan.dedicated();
         self.pinned_map = Some(map);
         let entry = self.start(request, plan);
         self.pinned_map = None;
@@ -285,6 +280,7 @@ impl Session {
 
     /// Sends a request (or its parts) under the current map.
     pub(super) fn start(&mut self, request: Request, plan: Plan) -> Pending {
+        let writes = plan.writes();
         let (merge, parts) = match plan {
             Plan::Watch(slot) => {
                 let attempt = Attempt {
@@ -372,7 +368,7 @@ impl Session {
                 };
                 return into_pending(self.send(request, target, attempt));
             }
-            Plan::Split(kind) => {
+            Plan::Split { kind, .. } => {
                 let (merge, parts) = split::plan_split(kind, &request);
                 let parts = parts
                     .into_iter()
@@ -397,8 +393,8 @@ impl Session {
                 let merge = Merge::Computed(Box::new(computation));
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
-            Plan::FanOut(merge) => {
-                if self.tracks_writes() && self.is_write(&request) {
+            Plan::FanOut { merge, .. } => {
+                if writes && self.tracks_writes() {
                     self.recent_writes
                         .borrow_mut()
                         .note_everything(Instant::now());
@@ -414,7 +410,7 @@ impl Session {
                     .collect();
                 (merge, parts)
             }
-            Plan::AllNodes(merge) => {
+            Plan::AllNodes { merge, .. } => {
                 let map = self.map();
                 let parts: Vec<(Target, Request)> = map
                     .layout()
@@ -438,7 +434,7 @@ impl Session {
         // Parts of MSET, DEL... write their slots; those of MGET, DBSIZE... don't.
         let interrupt = merge.interrupts();
         let attempt = Attempt {
-            writes: self.tracks_writes() && self.is_write(&request),
+            writes: writes && self.tracks_writes(),
             dedicated: interrupt,
             interrupt,
             ..Attempt::default()
@@ -499,20 +495,13 @@ impl Session {
     /// Sends every `Deferred` entry at the front, in order, under the current map.
     pub(super) fn send_deferred(&mut self) {
         let map = Guard::into_inner(self.shared.topology.slot_map());
-        self.dispatch_generation = map.generation();
+        self.order.release(map.generation());
         self.pinned_map = Some(map);
-        self.barrier = false;
         let mut ready = Vec::new();
-        while !self.barrier
-            && let Some(Pending::Deferred(_, plan)) = self.pending.front()
+        while let Some(Pending::Deferred(_, plan)) = self.pending.front()
+            && self.order.release_next(ready.len(), plan.order_needs())
         {
-            if !ready.is_empty() && plan.waits_for_earlier() {
-                // It must wait for the ones just sent too; the rest stays held behind it.
-                self.barrier = true;
-                break;
-            }
             if let Some(Pending::Deferred(request, plan)) = self.pending.pop_front() {
-                self.barrier = plan.dedicated();
                 ready.push(self.start(request, plan));
             }
         }
@@ -703,14 +692,6 @@ impl Session {
         }
     }
 
-    /// Whether the command table flags `request` as a write.
-    fn is_write(&self, request: &Request) -> bool {
-        match self.shared.commands.load().resolve(request.args()) {
-            Resolved::Command(spec) => spec.flags.contains(Flags::WRITE),
-            _ => false,
-        }
-    }
-
     pub(super) fn send_to(
         &self,
         node: Arc<Node>,
@@ -754,13 +735,18 @@ impl Session {
         if write && !readonly {
             self.written.borrow_mut().note(node, attempt.dedicated);
         }
-        let budget = Some(self.budget.clone());
+        let request = Outgoing {
+            payload,
+            asking,
+            replies,
+            write,
+            budget: Some(self.budget.clone()),
+        };
         if attempt.dedicated {
-            self.dedicated_lane(node)
-                .send_charged(payload, asking, replies, write, budget)
+            self.dedicated_lane(node).send(request)
         } else {
             node.lane(self.protocol, readonly, self.id as usize)
-                .send_charged(payload, asking, replies, write, budget)
+                .send(request)
         }
     }
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::Session;
 use super::scan::Fnv;
 use crate::cluster::SLOT_COUNT;
-use crate::command::route::Local;
+use crate::command::policy::Local;
 use crate::error::ReplyError;
 use crate::protocol::Protocol;
 use crate::protocol::reply::{

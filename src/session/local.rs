@@ -9,15 +9,16 @@
 //! `CLIENT INFO` and `CLIENT LIST` describe the calling client only: sessions don't know about
 //! each other, so `CLIENT LIST` lists the caller alone. Counters the proxy doesn't keep (query
 //! buffer, memory) are 0. Tracking, `CLIENT REPLY OFF|SKIP` and `CLIENT NO-TOUCH` are refused
-//! (see `route.rs`); what is trivially true of a client without them is answered: `TRACKING OFF`,
-//! `REPLY ON` and `NO-EVICT` say OK (the proxy never evicts clients), `TRACKINGINFO` and
-//! `GETREDIR` report tracking off, `CACHING` gets redis' error for a client without tracking.
+//! (see `command/policy.rs`); what is trivially true of a client without them is answered:
+//! `TRACKING OFF`, `REPLY ON` and `NO-EVICT` say OK (the proxy never evicts clients),
+//! `TRACKINGINFO` and `GETREDIR` report tracking off, `CACHING` gets redis' error for a client
+//! without tracking.
 
 use bytes::{Bytes, BytesMut};
 
 use super::{Pending, Session};
 use crate::cluster::hash_slot;
-use crate::command::route::Local;
+use crate::command::policy::Local;
 use crate::config::ReadPolicy;
 use crate::error::ReplyError;
 use crate::protocol::reply::{

@@ -19,6 +19,8 @@ mod dispatch;
 mod introspect;
 mod ledger;
 mod local;
+mod order;
+mod output;
 mod per_slot;
 mod pick;
 mod plan;
@@ -39,7 +41,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -56,10 +57,10 @@ use crate::protocol::{Protocol, Request, RequestDecoder};
 use crate::pubsub::Hub;
 
 pub use acl::{Acl, protected_mode_refuses};
-pub use algebra::{Algebra, computed};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
-pub use split::{fan_out_merge, split_merge};
+#[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
+pub use split::{merge, plan_split};
 
 /// What every session shares: configuration, topology, the command table, counters.
 #[derive(Debug)]
@@ -134,10 +135,11 @@ pub struct Session {
     protocol: Protocol,
     name: Option<Bytes>,
     pending: ledger::Ledger,
-    out: BytesMut,
+    out: output::Output,
     decoder: RequestDecoder,
-    /// Slot-map generation the last request was dispatched under.
-    dispatch_generation: u64,
+    /// Whether new requests go out now or wait for older ones (map changes, dedicated
+    /// connections).
+    order: order::Order,
     /// The map `dispatch` checked that generation on, held while it sends (see `Session::map`).
     pinned_map: Option<Arc<SlotMap>>,
     /// Scratch space for key positions, reused across requests.
@@ -158,8 +160,6 @@ pub struct Session {
     hub_member: bool,
     /// MULTI/WATCH state.
     tx: transaction::Transaction,
-    /// The last request went out on a dedicated connection: hold new ones until it settles.
-    barrier: bool,
     /// Connections of this session alone, per node and protocol (blocking commands).
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
@@ -180,8 +180,6 @@ pub struct Session {
     /// Requests awaiting their reply, for the command metrics: queue index, command row, when
     /// it was read.
     timings: VecDeque<(u64, usize, Instant)>,
-    /// The last command name seen and its metrics row (pipelines repeat names).
-    last_command: Option<(Bytes, usize)>,
     /// When the bytes being parsed were read.
     read_at: Instant,
     /// Turns true when the proxy starts draining.
@@ -227,9 +225,9 @@ impl Session {
             protocol: Protocol::Resp2,
             name: None,
             pending: ledger::Ledger::default(),
-            out: BytesMut::new(),
+            out: output::Output::default(),
             decoder,
-            dispatch_generation: 0,
+            order: order::Order::default(),
             pinned_map: None,
             key_positions: Vec::new(),
             stop_reading: false,
@@ -240,7 +238,6 @@ impl Session {
             inbox_waits: 0,
             hub_member: false,
             tx: transaction::Transaction::default(),
-            barrier: false,
             dedicated: RefCell::new(Vec::new()),
             info: introspect::ClientInfo::default(),
             written: RefCell::new(wait::Written::default()),
@@ -250,7 +247,6 @@ impl Session {
             budget,
             drain_waits_for_output: false,
             timings: VecDeque::new(),
-            last_command: None,
             read_at: Instant::now(),
             drain,
             draining: false,
@@ -277,6 +273,13 @@ impl Session {
         let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;
+        // Made once and kept across loop passes: making them anew for every event would
+        // register and remove a waiter (a lock each) every time.
+        let budget = self.budget.clone();
+        let mut over_budget = std::pin::pin!(budget.exceeded());
+        let mut over_budget_seen = false;
+        let mut drain = self.drain.clone();
+        let mut drain_began = std::pin::pin!(drain.changed());
         let (max_in_flight, max_output) = {
             let live = self.shared.live.load();
             (
@@ -395,12 +398,16 @@ impl Session {
                 }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
-                () = self.budget.exceeded() => Event::OverBudget,
-                _ = self.drain.changed(), if !self.draining => Event::Drain,
+                // Each fires once: the session closes after the first, and stops reading
+                // after the second.
+                () = &mut over_budget, if !over_budget_seen => Event::OverBudget,
+                _ = &mut drain_began, if !self.draining => Event::Drain,
             };
             match event {
                 Event::Reply(result) => self.settle_front(result),
-                Event::Timer | Event::Inbox | Event::OverBudget | Event::Writable(Ok(())) => {}
+                Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
+                // The check at the top of the loop closes the session.
+                Event::OverBudget => over_budget_seen = true,
                 Event::Invalidation(push) => self.invalidation(push),
                 Event::Monitor(Some(line)) => {
                     self.out.extend_from_slice(&line);
@@ -453,21 +460,9 @@ impl Session {
 
     /// Writes as much of the output buffer as the socket takes now, without waiting.
     fn flush(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<()> {
-        while !self.out.is_empty() {
-            match writer.try_write(&self.out) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.shared.metrics.client_bytes_sent.inc_by(n as u64);
-                    self.out.advance(n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        if self.out.capacity() > KEEP_BUFFER_BYTES {
-            self.out = BytesMut::new();
-        } else {
-            self.out.clear();
+        let written = self.out.write_to(writer)?;
+        if written > 0 {
+            self.shared.metrics.client_bytes_sent.inc_by(written as u64);
         }
         Ok(())
     }
@@ -479,13 +474,12 @@ impl Session {
                 Ok(Some(request)) => {
                     let index = self.pending.next_index();
                     let written = self.out.len();
-                    let command = self.command_row(&request);
-                    self.handle(request);
+                    let command = self.handle(request);
                     if self.pending.next_index() > index {
                         self.timings.push_back((index, command, self.read_at));
                     } else if self.out.len() > written {
                         // Answered at once, straight into the output buffer.
-                        let outcome = crate::metrics::Outcome::of_reply(&self.out[written..]);
+                        let outcome = crate::metrics::Outcome::of_reply(self.out.since(written));
                         let seconds = self.read_at.elapsed().as_secs_f64();
                         self.shared.metrics.record(command, outcome, seconds);
                     }
@@ -523,7 +517,7 @@ impl Session {
                     let index = self.pending.front_index();
                     if let Some(Pending::Done(reply)) = self.pending.pop_front() {
                         self.observe(index, &reply);
-                        self.out.extend_from_slice(&reply);
+                        self.out.push(reply);
                     }
                 }
                 Pending::Close(reply) => {
@@ -564,19 +558,9 @@ impl Session {
         }
     }
 
-    /// The metrics row of the request's command.
-    fn command_row(&mut self, request: &Request) -> usize {
-        let Some(name) = request.args().first() else {
-            return self.shared.metrics.command_index(b"");
-        };
-        if let Some((last, row)) = &self.last_command
-            && last.eq_ignore_ascii_case(name)
-        {
-            return *row;
-        }
-        let row = self.shared.metrics.command_index(name);
-        self.last_command = Some((name.clone(), row));
-        row
+    /// The metrics row of a request whose table row has `policy` (`None`: an unknown command).
+    fn command_row(&self, policy: Option<&crate::command::Policy>) -> usize {
+        self.shared.metrics.command_row(policy.map(|p| p.metric))
     }
 
     /// Counts the request whose reply (queue entry `index`) is being written, and any before

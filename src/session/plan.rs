@@ -1,19 +1,22 @@
-//! What a request becomes: `handle` looks up its command, checks its arity, and picks its
-//! `Plan` from the command's route (answered locally, one slot, split by slot, computed,
-//! fanned out, pinned to a dedicated connection...), which `dispatch.rs` then sends.
+//! What a request becomes: `handle` resolves its command to a table row, checks its arity, and
+//! picks its `Plan` from the row's [`Handling`] (answered locally, one slot, split by slot,
+//! computed, fanned out, pinned to a dedicated connection...), which `dispatch.rs` then sends.
+//! What a command is, is decided once per row in `command/policy.rs`; this file only acts on it.
 
 use bytes::{Bytes, BytesMut};
 
 use super::acl_command;
-use super::algebra::{self, Algebra};
+use super::algebra::Algebra;
 use super::dispatch::Target;
-use super::split::{self, Merge};
+use super::split::Merge;
 use super::transaction::{Exec, PerSlotExec};
 use super::{Pending, Session};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
-use crate::command::route::{Local, Route, admin_route, is_debug_object, route_of};
-use crate::command::{CommandSpec, Flags, Resolved};
+use crate::command::policy::{
+    Access, Allowed, Handling, Local, Policy, Refusal, SplitKind, is_debug_object,
+};
+use crate::command::{CommandSpec, Resolved};
 use crate::error::ReplyError;
 use crate::protocol::Request;
 
@@ -28,13 +31,28 @@ pub(super) enum Plan {
     /// A blocking command, sent on the session's dedicated connection to the target's node.
     Blocking(Target),
     /// A cross-slot multi-key command, split by slot.
-    Split(split::SplitKind),
+    Split {
+        /// How its arguments split.
+        kind: SplitKind,
+        /// Whether the command writes (its parts note their slots for read-your-writes).
+        writes: bool,
+    },
     /// A cross-slot read-only command computed by the proxy from its keys' values.
     Computed(Algebra),
     /// A whole-keyspace command, sent to every primary.
-    FanOut(Merge),
+    FanOut {
+        /// How the primaries' replies merge.
+        merge: Merge,
+        /// Whether the command writes (it notes every slot for read-your-writes).
+        writes: bool,
+    },
     /// An allowed admin command, sent to every node (primaries and replicas).
-    AllNodes(Merge),
+    AllNodes {
+        /// How the nodes' replies merge.
+        merge: Merge,
+        /// Whether the command writes.
+        writes: bool,
+    },
     /// Requests built by a command's own module (e.g. SCAN), sent as given and merged.
     Parts(Merge, Vec<(Target, Request)>),
     /// `WATCH` on the session's dedicated connection to the slot's primary.
@@ -51,8 +69,20 @@ impl Plan {
     /// Whether the request must wait until everything sent before it is answered: it goes out
     /// on another connection (see `dedicated`), or it reads the whole keyspace (DBSIZE, KEYS,
     /// SCAN...) and an earlier write may still be on its way to its node after a redirect.
+    pub(super) fn order_needs(&self) -> super::order::Needs {
+        super::order::Needs {
+            waits_for_earlier: self.waits_for_earlier(),
+            dedicated: self.dedicated(),
+        }
+    }
+
+    /// Whether the request must not overtake anything sent before it (see `order.rs`).
     pub(super) fn waits_for_earlier(&self) -> bool {
-        self.dedicated() || matches!(self, Plan::FanOut(_) | Plan::AllNodes(_) | Plan::Parts(..))
+        self.dedicated()
+            || matches!(
+                self,
+                Plan::FanOut { .. } | Plan::AllNodes { .. } | Plan::Parts(..)
+            )
     }
 
     /// Whether the request goes out on a connection other than the shared ones, so it waits for
@@ -64,33 +94,54 @@ impl Plan {
             Plan::PerSlotExec(tx) => tx.watched.is_some(),
             Plan::Single(_)
             | Plan::Read(_)
-            | Plan::Split(_)
+            | Plan::Split { .. }
             | Plan::Computed(_)
-            | Plan::FanOut(_)
-            | Plan::AllNodes(_)
+            | Plan::FanOut { .. }
+            | Plan::AllNodes { .. }
             | Plan::Parts(..) => false,
+        }
+    }
+
+    /// Whether the parts of a split or fanned-out command write (from the command's policy row).
+    pub(super) fn writes(&self) -> bool {
+        match self {
+            Plan::Split { writes, .. }
+            | Plan::FanOut { writes, .. }
+            | Plan::AllNodes { writes, .. } => *writes,
+            _ => false,
         }
     }
 }
 
 impl Session {
     /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
-    pub(super) fn handle(&mut self, request: Request) {
+    /// Returns the metrics row the request counts under (from its policy row, no name lookup).
+    pub(super) fn handle(&mut self, request: Request) -> usize {
         let commands = self.shared.commands.load();
-        let spec = match commands.resolve(request.args()) {
-            Resolved::Command(spec) => spec,
+        let (spec, policy) = match commands.resolve(request.args()) {
+            Resolved::Command(spec) => (spec, *commands.policy(spec)),
             Resolved::UnknownCommand => {
                 self.tx.flag_error();
-                return self.reply_error(ReplyError::UnknownCommand(request.args().to_vec()));
+                self.reply_error(ReplyError::UnknownCommand(request.args().to_vec()));
+                return self.command_row(None);
             }
             Resolved::UnknownSubcommand(container) => {
                 self.tx.flag_error();
-                return self.reply_error(ReplyError::UnknownSubcommand {
+                self.reply_error(ReplyError::UnknownSubcommand {
                     container: container.name.to_ascii_uppercase(),
                     subcommand: request.args()[1].clone(),
                 });
+                return self.command_row(Some(commands.policy(container)));
             }
         };
+        drop(commands);
+        let row = self.command_row(Some(&policy));
+        self.serve(spec, policy, request);
+        row
+    }
+
+    /// Serves a request whose row is `spec`, as its `policy` says.
+    fn serve(&mut self, spec: &'static CommandSpec, policy: Policy, request: Request) {
         if !spec.arity_ok(request.args().len()) {
             self.tx.flag_error();
             return self.reply_error(ReplyError::WrongArity(spec.name));
@@ -98,18 +149,20 @@ impl Session {
         if !self.acl_allows(spec, &request) {
             return;
         }
-        if let Some(refusal) = acl_command::never_forwarded(spec, request.args()) {
+        if let Some(refusal) = acl_command::never_forwarded(policy.handling, request.args()) {
             self.tx.flag_error();
             return self.reply_error(refusal);
         }
-        if spec.name.starts_with("acl|") && !matches!(spec.name, "acl|help" | "acl|genpass") {
+        if policy.handling == Handling::Acl {
             if self.tx.queuing() {
                 self.tx.flag_error();
                 return self.reply_error(ReplyError::AclInMulti);
             }
             return self.acl_command(spec, &request);
         }
-        self.shared.scripts.observe(spec.name, request.args());
+        if let Some(script) = policy.scripts {
+            self.shared.scripts.observe(script, request.args());
+        }
         if self.tracking_on() {
             self.key_positions.clear();
             let _ = key_positions(spec, request.args(), &mut self.key_positions);
@@ -120,31 +173,28 @@ impl Session {
                 .collect();
             self.track_command(spec, &keys);
         }
-        let route = match route_of(spec) {
-            Route::Unsupported(reason) => match admin_route(spec) {
-                Some(route) if self.shared.live.load().session.allows_admin(spec.name) => {
-                    if is_debug_object(spec, request.args()) {
-                        let slot = hash_slot(&request.args()[2]);
-                        return self.dispatch(request, Plan::Single(Target::Slot(slot)));
-                    }
-                    route
-                }
-                _ => Route::Unsupported(reason),
-            },
-            route => route,
-        };
+        let mut handling = policy.handling;
+        if let Handling::Admin(allowed) = handling
+            && self.shared.live.load().session.allows_admin(spec.name)
+        {
+            if allowed == Allowed::Debug && is_debug_object(request.args()) {
+                let slot = hash_slot(&request.args()[2]);
+                return self.dispatch(request, Plan::Single(Target::Slot(slot)));
+            }
+            handling = allowed.handling();
+        }
         if self.subscribed_resp2()
             && !matches!(
-                route,
-                Route::Local(Local::Subscribe | Local::Ping | Local::Quit | Local::Reset)
+                handling,
+                Handling::Local(Local::Subscribe | Local::Ping | Local::Quit | Local::Reset)
             )
         {
             return self.refuse_while_subscribed(spec);
         }
         if self.tx.queuing()
             && !matches!(
-                route,
-                Route::Local(
+                handling,
+                Handling::Local(
                     Local::Exec
                         | Local::Discard
                         | Local::Multi
@@ -154,43 +204,31 @@ impl Session {
                 )
             )
         {
-            return self.queue(spec, request);
+            // The row's own handling: an admin command is refused inside MULTI, allowed or not.
+            return self.queue(spec, policy.handling, request);
         }
-        match route {
-            Route::Local(Local::Watch) => self.watch(spec, request),
-            Route::Local(Local::Subscribe) => self.subscription(spec, &request),
-            Route::Local(Local::Ping) if self.subscribed_resp2() => self.subscribed_ping(&request),
-            Route::Local(Local::Publish) => self.publish(spec, request),
-            Route::Local(Local::PubSubCount) => self.pubsub_count(request),
-            Route::Local(local) => self.local(local, &request),
-            Route::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
-            Route::ByKeys if spec.flags.contains(Flags::BLOCKING) => {
-                match self.slot_of_keys(spec, &request) {
-                    Ok(Some(slot)) => self.dispatch(request, Plan::Blocking(Target::Slot(slot))),
-                    Ok(None) => self.dispatch(request, Plan::Blocking(Target::AnyPrimary)),
-                    Err(CrossSlot) => self.reply_error(ReplyError::CrossSlot),
-                }
+        match handling {
+            Handling::Local(Local::Watch) => self.watch(spec, request),
+            Handling::Local(Local::Subscribe) => self.subscription(spec, &request),
+            Handling::Local(Local::Ping) if self.subscribed_resp2() => {
+                self.subscribed_ping(&request)
             }
-            Route::ByKeys => match self.slot_of_keys(spec, &request) {
-                Ok(Some(slot)) if spec.flags.contains(Flags::READONLY) => {
-                    self.dispatch(request, Plan::Read(Target::Slot(slot)))
-                }
-                Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
-                Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
-                Err(CrossSlot) => match split::split_merge(spec.name) {
-                    // Check the whole before splitting: parts that are each valid must not run
-                    // when redis-server would refuse the command (MSET with a key lacking a value).
-                    Some(split::SplitKind::KeyValues) if request.args().len().is_multiple_of(2) => {
-                        self.reply_error(ReplyError::WrongArity(spec.name))
-                    }
-                    Some(kind) => self.dispatch(request, Plan::Split(kind)),
-                    None => match algebra::computed(spec.name) {
-                        Some(op) => self.dispatch(request, Plan::Computed(op)),
-                        None => self.reply_error(ReplyError::CrossSlot),
-                    },
-                },
+            Handling::Local(Local::Publish) => self.publish(spec, request),
+            Handling::Local(Local::PubSubCount) => self.pubsub_count(request),
+            Handling::Local(local) => self.local(local, &request),
+            Handling::Acl => self.acl_command(spec, &request),
+            Handling::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
+            Handling::Single { blocking: true, .. } => match self.slot_of_keys(spec, &request) {
+                Ok(Some(slot)) => self.dispatch(request, Plan::Blocking(Target::Slot(slot))),
+                Ok(None) => self.dispatch(request, Plan::Blocking(Target::AnyPrimary)),
+                Err(CrossSlot) => self.reply_error(ReplyError::CrossSlot),
             },
-            Route::BySlotArgument => {
+            Handling::Single { read_only, .. } => self.by_keys(spec, policy, read_only, request),
+            Handling::Split(_) | Handling::Computed(_) => {
+                let read_only = policy.access == Access::ReadOnly;
+                self.by_keys(spec, policy, read_only, request)
+            }
+            Handling::BySlotArgument => {
                 let slot = std::str::from_utf8(&request.args()[2])
                     .ok()
                     .and_then(|s| s.parse::<u16>().ok())
@@ -198,19 +236,57 @@ impl Session {
                 let target = slot.map_or(Target::AnyPrimary, |s| Target::Slot(Slot(s)));
                 self.dispatch(request, Plan::Single(target));
             }
-            Route::AllNodes => match split::fan_out_merge(spec.name) {
-                Some(merge) => self.dispatch(request, Plan::AllNodes(merge)),
-                None => self.reply_error(ReplyError::NotSupportedYet(spec.full_name_upper())),
-            },
-            Route::AllPrimaries => match split::fan_out_merge(spec.name) {
-                Some(merge) => self.dispatch(request, Plan::FanOut(merge)),
-                None => self.reply_error(ReplyError::NotSupportedYet(spec.full_name_upper())),
-            },
-            Route::Unsupported(reason) => self.reply_error(ReplyError::Unsupported {
-                command: spec.full_name_upper(),
-                reason,
-            }),
+            Handling::AllNodes(merge) => {
+                let plan = Plan::AllNodes {
+                    merge: merge.into(),
+                    writes: policy.is_write(),
+                };
+                self.dispatch(request, plan)
+            }
+            Handling::FanOut(merge) => {
+                let plan = Plan::FanOut {
+                    merge: merge.into(),
+                    writes: policy.is_write(),
+                };
+                self.dispatch(request, plan)
+            }
+            Handling::Admin(_) => self.refuse(spec, Refusal::Admin),
+            Handling::Refused(refusal) => self.refuse(spec, refusal),
         }
+    }
+
+    /// Sends a command routed by its keys: to their one slot (a read as `read_only` says), else
+    /// split or computed as its row's handling says, else `-CROSSSLOT`.
+    fn by_keys(&mut self, spec: &CommandSpec, policy: Policy, read_only: bool, request: Request) {
+        match self.slot_of_keys(spec, &request) {
+            Ok(Some(slot)) if read_only => self.dispatch(request, Plan::Read(Target::Slot(slot))),
+            Ok(Some(slot)) => self.dispatch(request, Plan::Single(Target::Slot(slot))),
+            Ok(None) => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
+            Err(CrossSlot) => match policy.handling {
+                // Check the whole before splitting: parts that are each valid must not run
+                // when redis-server would refuse the command (MSET with a key lacking a value).
+                Handling::Split(SplitKind::KeyValues) if request.args().len().is_multiple_of(2) => {
+                    self.reply_error(ReplyError::WrongArity(spec.name))
+                }
+                Handling::Split(kind) => {
+                    let plan = Plan::Split {
+                        kind,
+                        writes: policy.is_write(),
+                    };
+                    self.dispatch(request, plan)
+                }
+                Handling::Computed(op) => self.dispatch(request, Plan::Computed(op)),
+                _ => self.reply_error(ReplyError::CrossSlot),
+            },
+        }
+    }
+
+    /// Refuses a command: "ERR '<CMD>' <reason>".
+    fn refuse(&mut self, spec: &CommandSpec, refusal: Refusal) {
+        self.reply_error(ReplyError::Unsupported {
+            command: spec.full_name_upper(),
+            reason: refusal.reason(),
+        });
     }
 
     /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
@@ -239,7 +315,7 @@ impl Session {
     /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
     pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
         if self.pending.is_empty() {
-            build(&mut self.out);
+            build(self.out.buf_mut());
         } else {
             let mut buf = BytesMut::new();
             build(&mut buf);

@@ -26,6 +26,8 @@ use std::sync::{PoisonError, RwLock};
 
 use bytes::Bytes;
 
+use crate::command::policy::ScriptUse;
+
 /// Scripts kept at most.
 const MAX_SCRIPTS: usize = 10_000;
 /// Bytes of script bodies kept at most (64 MiB); a larger body is not cached at all.
@@ -83,20 +85,21 @@ impl ScriptCache {
 
     /// Updates the cache for a client request: records the body of `SCRIPT LOAD`, `EVAL` and
     /// `EVAL_RO`, marks the script of `EVALSHA`/`EVALSHA_RO` as in use, and forgets everything
-    /// on `SCRIPT FLUSH`. `name` is the command's table name (`script|load`), `args` the request's
-    /// arguments, name first; other commands are ignored.
-    pub fn observe(&self, name: &str, args: &[Bytes]) {
-        match (name, args) {
-            ("eval" | "eval_ro", [_, body, ..]) | ("script|load", [_, _, body, ..]) => {
-                self.remember(body);
+    /// on `SCRIPT FLUSH`. `script` is the command's row's [`ScriptUse`], `args` the request's
+    /// arguments, name first.
+    pub fn observe(&self, script: ScriptUse, args: &[Bytes]) {
+        match script {
+            ScriptUse::Body(at) => {
+                if let Some(body) = args.get(at) {
+                    self.remember(body);
+                }
             }
-            ("evalsha" | "evalsha_ro", [_, sha, ..]) => {
-                if let Some(sha) = parse_sha(sha) {
+            ScriptUse::Sha => {
+                if let Some(sha) = args.get(1).and_then(|sha| parse_sha(sha)) {
                     self.touch(&sha);
                 }
             }
-            ("script|flush", _) => self.clear(),
-            _ => {}
+            ScriptUse::Flush => self.clear(),
         }
     }
 
@@ -226,6 +229,15 @@ mod tests {
             .collect()
     }
 
+    /// Observes a request as the session does: through its row's policy.
+    fn observe(cache: &ScriptCache, name: &str, args: &[Bytes]) {
+        let table = crate::command::CommandTable::builtin();
+        let spec = table.lookup(name).expect("command in table");
+        if let Some(script) = table.policy(spec).scripts {
+            cache.observe(script, args);
+        }
+    }
+
     #[test]
     fn sha1_names_scripts_as_redis_does() {
         assert_eq!(parse_sha(BODY_SHA), Some(sha1(BODY)));
@@ -241,18 +253,22 @@ mod tests {
     #[test]
     fn eval_and_script_load_record_bodies_and_flush_forgets_them() {
         let cache = ScriptCache::default();
-        cache.observe("eval", &args(&["EVAL", "return 1", "0"]));
+        observe(&cache, "eval", &args(&["EVAL", "return 1", "0"]));
         assert_eq!(cache.body(BODY_SHA).as_deref(), Some(BODY));
         assert_eq!(
             cache.body(&BODY_SHA.to_ascii_uppercase()).as_deref(),
             Some(BODY)
         );
-        cache.observe("script|load", &args(&["SCRIPT", "LOAD", "return 2"]));
-        cache.observe("eval_ro", &args(&["EVAL_RO", "return 1", "0"]));
+        observe(
+            &cache,
+            "script|load",
+            &args(&["SCRIPT", "LOAD", "return 2"]),
+        );
+        observe(&cache, "eval_ro", &args(&["EVAL_RO", "return 1", "0"]));
         assert_eq!(cache.len(), 2);
-        cache.observe("get", &args(&["GET", "return 3"]));
+        observe(&cache, "get", &args(&["GET", "return 3"]));
         assert_eq!(cache.len(), 2);
-        cache.observe("script|flush", &args(&["SCRIPT", "FLUSH"]));
+        observe(&cache, "script|flush", &args(&["SCRIPT", "FLUSH"]));
         assert!(cache.is_empty());
         assert_eq!(cache.body(BODY_SHA), None);
     }
@@ -263,7 +279,8 @@ mod tests {
         cache.remember(b"return 1");
         cache.remember(b"return 2");
         // `return 1` is used again, so `return 2` goes when a third arrives.
-        cache.observe(
+        observe(
+            &cache,
             "evalsha",
             &args(&["EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"]),
         );

@@ -13,6 +13,7 @@ pub(super) mod info;
 use bytes::{Bytes, BytesMut};
 
 use crate::cluster::{Slot, SlotMap, hash_slot};
+use crate::command::policy::{FanOutMerge, MergeRule, SplitKind};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer, write_null, write_simple};
 use crate::protocol::{Protocol, Reply, Request, View};
@@ -77,89 +78,23 @@ impl Merge {
     pub fn interrupts(&self) -> bool {
         matches!(self, Merge::AnyOk)
     }
+}
 
-    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Merge::Values { .. } => "values in the client's key order",
-            Merge::AllOk => "`OK` once every part says `OK`",
-            Merge::Sum => "the replies summed",
-            Merge::Concat => "the replies concatenated",
-            Merge::Info => "sections merged, counters summed, a `# Proxy` section added",
-            Merge::AnyNonNull => "a key from one of the primaries that has keys",
-            Merge::Scan(_) => "one primary per call, the cursor says which",
-            Merge::Same => "the reply every primary gives alike",
-            Merge::AllExist => "`1` for a script only if every primary has it",
-            Merge::CommonLibraries => "the libraries every primary has",
-            Merge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
-            Merge::Transaction { .. } => "each slot's `EXEC` reply, in the client's command order",
-            Merge::RunningScript => "the primary running a script, else the first primary",
-            Merge::Computed(computation) => computation.describe(),
+impl From<FanOutMerge> for Merge {
+    fn from(rule: FanOutMerge) -> Merge {
+        match rule {
+            FanOutMerge::AllOk => Merge::AllOk,
+            FanOutMerge::Sum => Merge::Sum,
+            FanOutMerge::Concat => Merge::Concat,
+            FanOutMerge::Info => Merge::Info,
+            FanOutMerge::AnyNonNull => Merge::AnyNonNull,
+            FanOutMerge::Same => Merge::Same,
+            FanOutMerge::AllExist => Merge::AllExist,
+            FanOutMerge::CommonLibraries => Merge::CommonLibraries,
+            FanOutMerge::AnyOk => Merge::AnyOk,
+            FanOutMerge::RunningScript => Merge::RunningScript,
         }
     }
-}
-
-/// The commands split by slot when their keys span several slots, and how.
-pub fn split_merge(name: &str) -> Option<SplitKind> {
-    Some(match name {
-        "mget" => SplitKind::Keys(MergeRule::Values),
-        "mset" => SplitKind::KeyValues,
-        "del" | "unlink" | "exists" | "touch" => SplitKind::Keys(MergeRule::Sum),
-        _ => return None,
-    })
-}
-
-/// The commands fanned out to every primary, and how their replies merge.
-pub fn fan_out_merge(name: &str) -> Option<Merge> {
-    Some(match name {
-        "dbsize" => Merge::Sum,
-        "keys" => Merge::Concat,
-        "flushall" | "flushdb" | "script|flush" => Merge::AllOk,
-        "function|delete" | "function|flush" | "function|restore" => Merge::AllOk,
-        "script|load" | "function|load" => Merge::Same,
-        "script|exists" => Merge::AllExist,
-        "function|list" => Merge::CommonLibraries,
-        "script|kill" | "function|kill" => Merge::AnyOk,
-        "function|stats" => Merge::RunningScript,
-        "slowlog|len" => Merge::Sum,
-        "slowlog|reset" => Merge::AllOk,
-        "slowlog|get" => Merge::Concat,
-        "info" => Merge::Info,
-        "randomkey" => Merge::AnyNonNull,
-        // Admin commands a configuration allowed, sent to every node.
-        "config|set" | "config|resetstat" | "config|rewrite" | "save" => Merge::AllOk,
-        "bgsave" | "bgrewriteaof" | "debug" => Merge::Same,
-        _ => return None,
-    })
-}
-
-/// The shape of a splittable command's arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SplitKind {
-    /// `CMD key [key ...]`.
-    Keys(MergeRule),
-    /// `CMD key value [key value ...]`.
-    KeyValues,
-}
-
-impl SplitKind {
-    /// How the parts' replies become one, in a few words (for `docs/commands.md`).
-    pub fn describe(&self) -> &'static str {
-        match self {
-            SplitKind::Keys(MergeRule::Values) => "values in the client's key order",
-            SplitKind::Keys(MergeRule::Sum) => "the replies summed",
-            SplitKind::KeyValues => "`OK` once every part says `OK`",
-        }
-    }
-}
-
-/// `Merge` without its per-request data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MergeRule {
-    /// See `Merge::Values`.
-    Values,
-    /// See `Merge::Sum`.
-    Sum,
 }
 
 /// Splits `request` into one sub-request per slot, keys kept in their original order.
@@ -405,9 +340,19 @@ pub(super) fn elements(raw: &[u8]) -> Vec<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::{CommandTable, Handling};
 
     fn reply(raw: &'static [u8]) -> Reply {
         Reply::local(Bytes::from_static(raw))
+    }
+
+    /// The merge of a command its policy row fans out to every primary.
+    fn fan_out_merge(name: &str) -> Option<Merge> {
+        let table = CommandTable::builtin();
+        match table.policy(table.lookup(name)?).handling {
+            Handling::FanOut(merge) => Some(merge.into()),
+            _ => None,
+        }
     }
 
     #[test]

@@ -161,7 +161,7 @@ impl Session {
             let _ = tx.send(Ok(Reply::local(reply)));
         });
         let entry = self.waiting_on(rx, node, request.clone());
-        self.barrier = true;
+        self.order.hold_next();
         self.pending.push_back(entry);
     }
 

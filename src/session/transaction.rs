@@ -30,7 +30,7 @@ use super::plan::{CrossSlot, Plan};
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
-use crate::command::route::{Local, Route, route_of};
+use crate::command::policy::{Handling, Local};
 use crate::config::CrossSlotTransactions;
 use crate::error::ReplyError;
 use crate::protocol::Request;
@@ -94,16 +94,19 @@ pub(super) struct PerSlotExec {
 }
 
 impl Session {
-    /// Queues a command inside `MULTI`, or refuses it (which dooms the transaction).
-    pub(super) fn queue(&mut self, spec: &CommandSpec, request: Request) {
+    /// Queues a command inside `MULTI`, or refuses it (which dooms the transaction); `handling`
+    /// is its row's.
+    pub(super) fn queue(&mut self, spec: &CommandSpec, handling: Handling, request: Request) {
         let per_slot =
             self.shared.config.session.cross_slot_transactions == CrossSlotTransactions::PerSlot;
         let mut slot = None;
-        let refuse = match route_of(spec) {
-            Route::Local(Local::Ping | Local::Echo | Local::Unwatch) | Route::AnyNode => None,
+        let refuse = match handling {
+            Handling::Local(Local::Ping | Local::Echo | Local::Unwatch) | Handling::AnyNode => None,
             // PUBLISH and SPUBLISH run in the transaction on its node, as in a cluster.
-            Route::ByKeys | Route::Local(Local::Publish) => match self.slot_of_keys(spec, &request)
-            {
+            Handling::Single { .. }
+            | Handling::Split(_)
+            | Handling::Computed(_)
+            | Handling::Local(Local::Publish) => match self.slot_of_keys(spec, &request) {
                 Err(CrossSlot) => Some(ReplyError::CrossSlot),
                 Ok(Some(this)) if self.tx.slot.is_some_and(|s| s != this) => {
                     if per_slot {
@@ -120,11 +123,13 @@ impl Session {
                 }
                 Ok(None) => None,
             },
-            Route::Local(_)
-            | Route::AllPrimaries
-            | Route::AllNodes
-            | Route::BySlotArgument
-            | Route::Unsupported(_) => Some(ReplyError::NotInMulti(spec.full_name_upper())),
+            Handling::Local(_)
+            | Handling::Acl
+            | Handling::FanOut(_)
+            | Handling::AllNodes(_)
+            | Handling::BySlotArgument
+            | Handling::Admin(_)
+            | Handling::Refused(_) => Some(ReplyError::NotInMulti(spec.full_name_upper())),
         };
         match refuse {
             Some(error) => {

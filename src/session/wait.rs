@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::dispatch::Target;
 use super::plan::Plan;
 use super::{Pending, Session};
-use crate::backend::{Lane, Node};
+use crate::backend::{Lane, Node, Outgoing};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer};
 use crate::protocol::request::encode_multibulk;
@@ -230,7 +230,7 @@ async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Resul
     match via {
         Via::Dedicated(_, lane) => {
             let timeout = wait.timeout.unwrap_or(Duration::ZERO);
-            match lane.send(wait.payload(timeout), false, 1, false).await {
+            match lane.send(Outgoing::new(wait.payload(timeout))).await {
                 Ok(Ok(reply)) => counts(&reply),
                 _ => unreached(),
             }
@@ -245,7 +245,9 @@ async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Resul
             let slice = left
                 .map_or(SLICE, |left| left.min(SLICE))
                 .max(Duration::from_millis(1));
-            let rx = node.send(protocol, false, lane, wait.payload(slice), false, 1, false);
+            let rx = node
+                .lane(protocol, false, lane)
+                .send(Outgoing::new(wait.payload(slice)));
             let found = match rx.await {
                 Ok(Ok(reply)) => counts(&reply)?,
                 _ => return unreached(),

@@ -31,71 +31,9 @@ use crate::error::ReplyError;
 use crate::protocol::view::Elements;
 use crate::protocol::{Protocol, Reply, Request, View, string2ll};
 
-/// A read-only multi-key command the proxy computes itself when its keys span slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algebra {
-    /// `SUNION key...`.
-    SUnion,
-    /// `SINTER key...`.
-    SInter,
-    /// `SDIFF key...`.
-    SDiff,
-    /// `SINTERCARD numkeys key... [LIMIT n]`.
-    SInterCard,
-    /// `ZUNION numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
-    ZUnion,
-    /// `ZINTER numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`.
-    ZInter,
-    /// `ZDIFF numkeys key... [WITHSCORES]`.
-    ZDiff,
-    /// `ZINTERCARD numkeys key... [LIMIT n]`.
-    ZInterCard,
-    /// `PFCOUNT key...` with more than one key.
-    PfCount,
-}
-
-/// The commands the proxy computes itself when their keys span slots (`name` is the table's
-/// lowercase name).
-pub fn computed(name: &str) -> Option<Algebra> {
-    Some(match name {
-        "sunion" => Algebra::SUnion,
-        "sinter" => Algebra::SInter,
-        "sdiff" => Algebra::SDiff,
-        "sintercard" => Algebra::SInterCard,
-        "zunion" => Algebra::ZUnion,
-        "zinter" => Algebra::ZInter,
-        "zdiff" => Algebra::ZDiff,
-        "zintercard" => Algebra::ZInterCard,
-        "pfcount" => Algebra::PfCount,
-        _ => return None,
-    })
-}
+pub use crate::command::policy::Algebra;
 
 impl Algebra {
-    /// How the reply is computed, in a few words (for `docs/commands.md`).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Algebra::SUnion | Algebra::SInter | Algebra::SDiff => {
-                "each key's members read from its node (`SMEMBERS`), combined by slotproxy"
-            }
-            Algebra::SInterCard => {
-                "each key's members read from its node (`SMEMBERS`), the intersection counted by \
-                 slotproxy"
-            }
-            Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff => {
-                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
-                 combined and scored by slotproxy"
-            }
-            Algebra::ZInterCard => {
-                "each key read from its node (`ZUNION 1 key WITHSCORES`, which takes sets too), \
-                 the intersection counted by slotproxy"
-            }
-            Algebra::PfCount => {
-                "each HyperLogLog read from its node (`GET`), merged and counted by slotproxy"
-            }
-        }
-    }
-
     /// The read that fetches one key's value.
     fn read(self, key: &Bytes) -> Request {
         match self {
@@ -123,13 +61,6 @@ pub struct Computation {
     /// For each key, in the client's order, the index of the read that fetched it.
     keys: Vec<usize>,
     options: Options,
-}
-
-impl Computation {
-    /// How the reply is computed, in a few words.
-    pub fn describe(&self) -> &'static str {
-        self.op.describe()
-    }
 }
 
 /// The parsed options of a computed command.

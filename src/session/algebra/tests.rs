@@ -1,7 +1,17 @@
 //! Planning and computing without a cluster. Expected replies here were taken from
-//! redis-server 7.0.15 for the same data; tests/set_algebra.rs compares with a live one.
+//! redis-server 7.0.15 for the same data; tests/it/set_algebra.rs compares with a live one.
 
 use super::*;
+use crate::command::{CommandTable, Handling};
+
+/// The operation a command's policy row computes when its keys span slots.
+fn computed(name: &str) -> Option<Algebra> {
+    let table = CommandTable::builtin();
+    match table.policy(table.lookup(name)?).handling {
+        Handling::Computed(op) => Some(op),
+        _ => None,
+    }
+}
 
 fn reply(raw: &str) -> Reply {
     Reply::local(Bytes::from(raw.to_string()))
