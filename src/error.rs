@@ -1,8 +1,13 @@
 //! Error enums for each boundary, and what each means for a retry.
 //!
-//! The session turns these into RESP error replies; it never matches on their text.
+//! The session turns these into RESP error replies; it never matches on their text. Every error
+//! reply slotproxy makes itself is a [`ReplyError`] (`reply.rs`).
 
 use std::io;
+
+pub mod reply;
+
+pub use reply::{ReplyError, Retry};
 
 /// A configuration problem found at startup.
 #[derive(Debug, thiserror::Error)]

@@ -66,7 +66,9 @@
 //!    retried: the client gets `-ERR` naming it at once. A request whose connection died after it was written is
 //!    sent again if it is read-only; a write gets an error saying its outcome is unknown, and is
 //!    never sent twice. Split requests settle part by part and are merged in key order;
-//!    computed ones once every key's read has settled.
+//!    computed ones once every key's read has settled, reading the nodes' replies through
+//!    [`protocol::View`]. Every error reply slotproxy makes itself, here or earlier, is an
+//!    [`error::ReplyError`]: its text, spelled once, and whether a retry is safe.
 //! 7. With `CLIENT TRACKING` on, the session gives the keys of its read-only commands to the
 //!    [`tracking::Tracker`] before sending them; invalidations that primaries stream to the
 //!    tracker reach the session as pushes, queued behind every reply it still owes.

@@ -20,6 +20,7 @@ use prometheus::{
 };
 
 use crate::command::CommandTable;
+use crate::protocol::view::{error_code, error_line};
 
 /// How a command ended, as the client saw it: `ok` or the class of its error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,25 +77,9 @@ impl Outcome {
 
     /// Classifies an encoded reply by its first bytes (no parsing beyond the error code).
     pub fn of_reply(reply: &[u8]) -> Outcome {
-        let Some((&first, rest)) = reply.split_first() else {
+        let (Some(text), Some(code)) = (error_line(reply), error_code(reply)) else {
             return Outcome::Ok;
         };
-        if first != b'-' && first != b'!' {
-            return Outcome::Ok;
-        }
-        // `!` is a RESP3 blob error: `!<len>\r\n<code> ...`.
-        let text = if first == b'!' {
-            rest.iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest, |i| &rest[i + 1..])
-        } else {
-            rest
-        };
-        let code_end = text
-            .iter()
-            .position(|&b| b == b' ' || b == b'\r')
-            .unwrap_or(text.len());
-        let code = &text[..code_end];
         let is = |name: &[u8]| code.eq_ignore_ascii_case(name);
         if is(b"MOVED") {
             Outcome::Moved
@@ -126,11 +111,7 @@ impl Outcome {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let line_end = haystack
-        .iter()
-        .position(|&b| b == b'\r')
-        .unwrap_or(haystack.len());
-    haystack[..line_end]
+    haystack
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
 }

@@ -113,7 +113,7 @@ fn admit(
         warn!(%peer, max_clients, "client refused: max number of clients reached");
         tokio::spawn(async move {
             let _ = stream
-                .write_all(b"-ERR max number of clients reached\r\n")
+                .write_all(&crate::error::ReplyError::MaxClients.to_bytes())
                 .await;
         });
         return;
@@ -125,7 +125,9 @@ fn admit(
         shared.metrics.clients_refused.inc();
         info!(%peer, "client refused: protected mode (no password or user configured)");
         tokio::spawn(async move {
-            let _ = stream.write_all(crate::session::PROTECTED_MODE).await;
+            let _ = stream
+                .write_all(&crate::error::ReplyError::ProtectedMode.to_bytes())
+                .await;
         });
         return;
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::pattern::glob_match;
 use super::user::User;
 use crate::command::{CommandSpec, Flags, KeyRef, KeySpecFlags, key_positions};
+use crate::error::ReplyError;
 
 /// Why a request is refused, with the argument index at fault for keys and channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,20 +25,12 @@ pub enum Denied {
 }
 
 impl Denied {
-    /// The `-NOPERM` reply text redis 7.0 gives for this refusal (without the leading `-`).
-    pub fn noperm(&self, spec: &CommandSpec) -> String {
+    /// The `-NOPERM` reply redis 7.0 gives for this refusal.
+    pub fn noperm(&self, spec: &CommandSpec) -> ReplyError {
         match self {
-            Denied::Command => {
-                format!("NOPERM this user has no permissions to run the '{}' command", spec.name)
-            }
-            Denied::Key(_) => {
-                "NOPERM this user has no permissions to access one of the keys used as arguments"
-                    .to_owned()
-            }
-            Denied::Channel(_) => {
-                "NOPERM this user has no permissions to access one of the channels used as arguments"
-                    .to_owned()
-            }
+            Denied::Command => ReplyError::NoPermCommand(spec.name),
+            Denied::Key(_) => ReplyError::NoPermKey,
+            Denied::Channel(_) => ReplyError::NoPermChannel,
         }
     }
 }
@@ -273,15 +266,15 @@ mod tests {
         let table = CommandTable::builtin();
         let spec = table.lookup("client|kill").expect("known");
         assert_eq!(
-            Denied::Command.noperm(spec),
+            Denied::Command.noperm(spec).to_string(),
             "NOPERM this user has no permissions to run the 'client|kill' command"
         );
         assert_eq!(
-            Denied::Key(1).noperm(spec),
+            Denied::Key(1).noperm(spec).to_string(),
             "NOPERM this user has no permissions to access one of the keys used as arguments"
         );
         assert_eq!(
-            Denied::Channel(1).noperm(spec),
+            Denied::Channel(1).noperm(spec).to_string(),
             "NOPERM this user has no permissions to access one of the channels used as arguments"
         );
     }

@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 
 use super::connection::{NodeResult, Use};
 use crate::config::{Ack, BackendConfig};
-use crate::error::BackendError;
-use crate::protocol::Reply;
+use crate::error::{BackendError, ReplyError};
+use crate::protocol::{Reply, View};
 
 /// What happens to one reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +83,7 @@ impl Replication {
             }
             Hold::UntilWait => self.held.push((to, reply)),
             Hold::NoReplica => {
-                let _ = to.send(Ok(Reply::local(crate::protocol::reply::error_bytes(
-                    "NOREPLICAS slotproxy: the primary applied the write but has no replica to \
-                     confirm it (ack = replicated); it may be lost if the primary fails",
-                ))));
+                let _ = to.send(Ok(Reply::local(ReplyError::NoReplicaToAck.to_bytes())));
             }
         }
     }
@@ -94,20 +91,14 @@ impl Replication {
     /// The batch's `WAIT` answered: release its writes' replies if a replica has them, otherwise
     /// tell each client its write is not known to be replicated.
     pub(super) fn wait_answered(&mut self, wait_reply: &Reply) {
-        let replicas = std::str::from_utf8(wait_reply.raw())
-            .ok()
-            .and_then(|r| r.strip_prefix(':'))
-            .and_then(|r| r.trim_end().parse::<i64>().ok())
+        let replicas = View::of(wait_reply.raw())
+            .and_then(|view| view.integer())
             .unwrap_or(0);
         for (sender, reply) in self.held.drain(..) {
             let reply = if replicas >= 1 {
                 reply
             } else {
-                Reply::local(crate::protocol::reply::error_bytes(&format!(
-                    "NOREPLICAS slotproxy: the primary applied the write but no replica confirmed \
-                     it within {} ms (ack = replicated); it may be lost if the primary fails",
-                    self.ack_timeout_ms
-                )))
+                Reply::local(ReplyError::NotReplicated(self.ack_timeout_ms).to_bytes())
             };
             let _ = sender.send(Ok(reply));
         }

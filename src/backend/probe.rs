@@ -79,8 +79,7 @@ const ALIVE_CODES: [&[u8]; 3] = [b"-BUSY", b"-LOADING", b"-MASTERDOWN"];
 
 /// Whether `raw` is an error reply with error code `code` (`-BUSY`, not `-BUSYGROUP`).
 pub(crate) fn has_code(raw: &[u8], code: &[u8]) -> bool {
-    raw.strip_prefix(code)
-        .is_some_and(|rest| matches!(rest.first(), Some(b' ' | b'\r')))
+    raw.first() == Some(&b'-') && crate::protocol::view::error_code(raw) == code.strip_prefix(b"-")
 }
 
 /// Whether a `PING` reply says the node is alive but not serving data (see `ALIVE_CODES`).

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::slot_map::SlotMap;
+use crate::error::ReplyError;
 
 /// Counters of the refresher.
 #[derive(Debug)]
@@ -77,16 +78,13 @@ impl RefreshStats {
 
     /// Why requests should fail at once, when no node has answered for longer than the retry
     /// deadline; `None` otherwise (the common case costs one relaxed load).
-    pub fn down_reason(&self) -> Option<String> {
+    pub fn down_reason(&self) -> Option<ReplyError> {
         if !self.down.load(Ordering::Relaxed) {
             return None;
         }
         Some(match self.since_answer() {
-            Some(silent) => format!(
-                "CLUSTERDOWN no cluster node has answered for {} s",
-                silent.as_secs()
-            ),
-            None => "CLUSTERDOWN no cluster node has answered since slotproxy started".into(),
+            Some(silent) => ReplyError::ClusterSilent(silent.as_secs()),
+            None => ReplyError::ClusterSilentSinceStart,
         })
     }
 

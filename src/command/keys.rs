@@ -24,6 +24,8 @@
 
 use bytes::Bytes;
 
+use crate::protocol::string2ll;
+
 use super::table::{BeginSearch, CommandSpec, FindKeys, Flags, KeySpec, KeySpecFlags};
 
 /// Why the keys of a request could not be found.
@@ -201,7 +203,7 @@ fn keys_from_specs<S: KeySink>(
                     .map_err(|_| KeyError::Undetermined { command })?;
                 let numkeys = args
                     .get(numkeys_at)
-                    .and_then(|a| parse_integer(a))
+                    .and_then(|a| string2ll(a))
                     .ok_or(KeyError::NumkeysNotInteger { command })?;
                 if numkeys < 0 {
                     return Err(KeyError::NumkeysOutOfRange { command });
@@ -296,19 +298,6 @@ fn begin_index(
         }
         BeginSearch::Unknown => Err(KeyError::Undetermined { command }),
     }
-}
-
-/// Parses an integer the way redis' `string2ll` does: no sign but `-`, no spaces, no leading zeros.
-fn parse_integer(arg: &[u8]) -> Option<i64> {
-    let digits = arg.strip_prefix(b"-").unwrap_or(arg);
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if digits[0] == b'0' && (digits.len() > 1 || arg.len() > 1) {
-        return None;
-    }
-    let text = std::str::from_utf8(arg).ok()?;
-    text.parse().ok()
 }
 
 /// `SORT_RO key ...`: only the key.
@@ -611,7 +600,7 @@ mod tests {
             ("1a", None),
         ];
         for &(text, want) in cases {
-            assert_eq!(parse_integer(text.as_bytes()), want, "{text:?}");
+            assert_eq!(string2ll(text.as_bytes()), want, "{text:?}");
         }
     }
 

@@ -11,6 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::inline::{Inline, decode_inline};
 use super::reply::{Reply, classify};
+use super::view::string2ll;
 use super::{Protocol, Request};
 use crate::error::ProtocolError;
 
@@ -117,7 +118,7 @@ fn parse_multibulk(
         }
         return Ok(Multibulk::Incomplete(buf.len() + 1));
     };
-    let count = match redis_int(&buf[1..cr]) {
+    let count = match string2ll(&buf[1..cr]) {
         Some(n) if n <= MAX_MULTIBULK_LEN => n,
         _ => return Err(ProtocolError("invalid multibulk length".into())),
     };
@@ -136,11 +137,11 @@ fn parse_multibulk(
         if buf[pos] != b'$' {
             return Err(ProtocolError(format!(
                 "expected '$', got '{}'",
-                // Latin-1: the char stands for the byte (see `reply::protocol_error_bytes`).
+                // Latin-1: the char stands for the byte (see `ReplyError::Protocol`).
                 char::from(buf[pos])
             )));
         }
-        let len = match redis_int(&buf[pos + 1..cr]) {
+        let len = match string2ll(&buf[pos + 1..cr]) {
             Some(len) if len >= 0 && len as u64 <= max_bulk_len as u64 => len as usize,
             _ => return Err(ProtocolError("invalid bulk length".into())),
         };
@@ -168,41 +169,6 @@ fn line_end(buf: &[u8], start: usize) -> Option<usize> {
     let rest = &buf[start..];
     let at = rest.iter().position(|&b| b == b'\r' || b == 0)?;
     (rest[at] == b'\r' && at + 1 < rest.len()).then_some(start + at)
-}
-
-/// Parses a length as redis' `string2ll`: optional `-`, no `+`, no leading zeros, no `-0`,
-/// at most 20 bytes, within `i64`.
-fn redis_int(text: &[u8]) -> Option<i64> {
-    const LONG_STR_SIZE: usize = 21;
-    if text.is_empty() || text.len() >= LONG_STR_SIZE {
-        return None;
-    }
-    if text == b"0" {
-        return Some(0);
-    }
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    match digits.first() {
-        Some(b'1'..=b'9') => {}
-        _ => return None,
-    }
-    let mut value: u64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    if negative {
-        if value > i64::MIN.unsigned_abs() {
-            return None;
-        }
-        Some(0i64.wrapping_sub_unsigned(value))
-    } else {
-        i64::try_from(value).ok()
-    }
 }
 
 /// Splits node replies off a read buffer, in the protocol the connection speaks.
@@ -374,11 +340,11 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(redis_int(b"-9223372036854775808"), Some(i64::MIN));
-        assert_eq!(redis_int(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(redis_int(b"9223372036854775808"), None);
-        assert_eq!(redis_int(b"0"), Some(0));
-        assert_eq!(redis_int(b"-"), None);
+        assert_eq!(string2ll(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(string2ll(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(string2ll(b"9223372036854775808"), None);
+        assert_eq!(string2ll(b"0"), Some(0));
+        assert_eq!(string2ll(b"-"), None);
     }
 
     #[test]

@@ -4,7 +4,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Protocol;
 use super::request::fmt_usize;
-use crate::error::ProtocolError;
 
 /// One complete reply from a node: its raw bytes, forwarded as they are, and what kind it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,20 +158,6 @@ pub fn write_error_bytes(out: &mut BytesMut, text: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// The `-ERR Protocol error: ...` reply to a client's bad input.
-///
-/// A character below 256 in the message stands for the client byte it quotes (redis-server
-/// echoes that byte as is, `expected '$', got '\xff'`); CR and LF become spaces, as there.
-pub fn protocol_error_bytes(error: &ProtocolError) -> Bytes {
-    let text: Vec<u8> = format!("ERR {error}")
-        .chars()
-        .map(|c| u8::try_from(c).unwrap_or(b'?'))
-        .collect();
-    let mut out = BytesMut::with_capacity(text.len() + 3);
-    write_error_bytes(&mut out, &text);
-    out.freeze()
-}
-
 /// Appends `:n\r\n`.
 pub fn write_integer(out: &mut BytesMut, n: i64) {
     let mut buf = [0; 20];
@@ -237,13 +222,6 @@ pub fn write_text(out: &mut BytesMut, protocol: Protocol, text: &[u8]) {
             out.put_slice(b"\r\n");
         }
     }
-}
-
-/// Bytes of an error reply, for building a `Reply` by hand.
-pub fn error_bytes(text: &str) -> Bytes {
-    let mut out = BytesMut::with_capacity(text.len() + 3);
-    write_error(&mut out, text);
-    out.freeze()
 }
 
 #[cfg(test)]

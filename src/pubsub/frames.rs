@@ -4,8 +4,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Kind;
-use crate::protocol::Protocol;
 use crate::protocol::reply::{write_bulk, write_integer, write_null};
+use crate::protocol::{Protocol, View};
 
 /// Appends an aggregate header for a pub/sub frame: a push (`>`) in RESP3, an array in RESP2.
 pub fn write_push_len(out: &mut BytesMut, protocol: Protocol, len: usize) {
@@ -116,41 +116,18 @@ impl Push {
 /// The elements of a push or array frame whose elements are bulk strings (as `Some`), nulls or
 /// integers (as `None`); `None` for anything else.
 fn elements(raw: &Bytes) -> Option<Vec<Option<Bytes>>> {
-    let (count, mut at) = header(raw, 0)?;
-    if !matches!(raw.first(), Some(b'>' | b'*')) {
+    let (View::Push(elements) | View::Array(elements)) = View::of(raw)? else {
         return None;
-    }
-    let mut parts = Vec::with_capacity(count);
-    for _ in 0..count {
-        match raw.get(at)? {
-            b'$' => {
-                let (len, start) = header(raw, at)?;
-                let end = start.checked_add(len)?;
-                if raw.get(end..end + 2)? != b"\r\n" {
-                    return None;
-                }
-                parts.push(Some(raw.slice(start..end)));
-                at = end + 2;
-            }
-            b':' | b'_' => {
-                let newline = raw[at..].iter().position(|&b| b == b'\n')?;
-                parts.push(None);
-                at += newline + 1;
-            }
-            _ => return None,
-        }
-    }
-    Some(parts)
-}
-
-/// Parses the `<type><number>\r\n` header at `at`: the number and where the body starts.
-fn header(raw: &[u8], at: usize) -> Option<(usize, usize)> {
-    let line_end = at + raw.get(at..)?.iter().position(|&b| b == b'\r')?;
-    let number = std::str::from_utf8(raw.get(at + 1..line_end)?)
-        .ok()?
-        .parse()
-        .ok()?;
-    Some((number, line_end + 2))
+    };
+    let len = elements.len();
+    let parts: Vec<Option<Bytes>> = elements
+        .map(|element| match View::of(element)? {
+            View::Bulk(data) => Some(Some(raw.slice_ref(data))),
+            View::Integer(_) | View::Null => Some(None),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    (parts.len() == len).then_some(parts)
 }
 
 /// A RESP3 push re-encoded for a RESP2 client: the same bytes, as an array.

@@ -30,9 +30,10 @@ use tokio::time::Instant;
 
 use crate::backend::{NodeResult, Outgoing};
 use crate::cluster::Topology;
+use crate::error::ReplyError;
 use crate::protocol::codec::decode_owned;
-use crate::protocol::reply::{error_bytes, write_array_len, write_bulk, write_integer};
-use crate::protocol::{Protocol, ReplyKind};
+use crate::protocol::reply::{write_array_len, write_bulk, write_integer};
+use crate::protocol::{Protocol, ReplyKind, View};
 
 /// Where the hub sent a `PUBLISH`.
 #[derive(Debug)]
@@ -144,12 +145,8 @@ pub async fn publish_reply(routed: oneshot::Receiver<Routed>) -> Option<Bytes> {
             _ => Some(reply.into_raw()),
         },
         Ok(Err(e)) if e.is_retry_safe() => None,
-        Ok(Err(e)) => Some(error_bytes(&format!(
-            "ERR slotproxy: {e}; the message may or may not have been published"
-        ))),
-        Err(_) => Some(error_bytes(
-            "ERR slotproxy: the pub/sub link stopped; the message may or may not have been published",
-        )),
+        Ok(Err(e)) => Some(ReplyError::PublishLost(e).to_bytes()),
+        Err(_) => Some(ReplyError::PublishLinkStopped.to_bytes()),
     }
 }
 
@@ -165,7 +162,7 @@ pub async fn answer(
     deadline: Duration,
 ) -> Bytes {
     let Ok(inspection) = inspection.await else {
-        return error_bytes("ERR slotproxy: the pub/sub hub stopped");
+        return ReplyError::PubSubHubStopped.to_bytes();
     };
     let mut parts: Vec<(Bytes, Vec<i64>)> = Vec::new();
     let mut covered: Vec<Arc<str>> = Vec::new();
@@ -193,7 +190,7 @@ pub async fn answer(
         }
     };
     for reply in others {
-        if reply.first() == Some(&b'-') {
+        if matches!(View::of(&reply), Some(View::Error(_))) {
             return reply;
         }
         parts.push((reply, Vec::new()));
@@ -211,7 +208,7 @@ async fn ask_others(
     let nodes: Vec<_> = {
         let map = topology.slot_map();
         if map.shards().is_empty() {
-            return Err(error_bytes("CLUSTERDOWN no cluster node is known yet"));
+            return Err(ReplyError::NoNodeKnown.to_bytes());
         }
         let addrs: Vec<&str> = if query.question.is_shard() {
             map.shards().iter().map(|s| s.primary.addr()).collect()
@@ -236,12 +233,9 @@ async fn ask_others(
     for (node, rx) in nodes.iter().zip(pending) {
         match rx.await {
             Ok(Ok(reply)) => replies.push(reply.into_raw()),
-            Ok(Err(e)) => return Err(error_bytes(&format!("CLUSTERDOWN {e}"))),
+            Ok(Err(e)) => return Err(ReplyError::NodeUnreachable(e).to_bytes()),
             Err(_) => {
-                return Err(error_bytes(&format!(
-                    "CLUSTERDOWN connection to node {} stopped",
-                    node.addr()
-                )));
+                return Err(ReplyError::NodeStopped(node.addr().to_string()).to_bytes());
             }
         }
     }
@@ -254,7 +248,7 @@ fn merge(question: Question, parts: &[(Bytes, Vec<i64>)], local: &[i64]) -> Byte
     let frames: Result<Vec<OwnedFrame>, _> =
         parts.iter().map(|(raw, _)| decode_owned(raw)).collect();
     let Ok(frames) = frames else {
-        return error_bytes("ERR slotproxy: unreadable PUBSUB reply from a node");
+        return ReplyError::PubSubReply.to_bytes();
     };
     let mut out = BytesMut::new();
     match question {

@@ -18,13 +18,8 @@ use super::{Pending, Session, Shared};
 use crate::auth::log::{AclLog, Entry, Reason};
 use crate::auth::{Denied, User, Users, check};
 use crate::command::{CommandSpec, Flags};
+use crate::error::ReplyError;
 use crate::protocol::Request;
-
-pub(super) const NOAUTH: &str = "NOAUTH Authentication required.";
-pub(super) const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-pub(super) const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
-/// redis-server's reply to a client from another host in protected mode (it then closes).
-pub const PROTECTED_MODE: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
 /// The users of slotproxy and what changes them, shared by every session.
 #[derive(Debug)]
@@ -85,7 +80,7 @@ impl Session {
     pub(super) fn acl_allows(&mut self, spec: &CommandSpec, request: &Request) -> bool {
         if !self.authenticated && !spec.flags.contains(Flags::NO_AUTH) {
             self.tx.flag_error();
-            self.reply_error(NOAUTH);
+            self.reply_error(ReplyError::NoAuth);
             return false;
         }
         if self.shared.acl.generation.load(Ordering::Acquire) != self.user_generation
@@ -104,8 +99,7 @@ impl Session {
                 let username = self.user.name.as_bytes().to_vec();
                 self.log_refusal(reason, object, username, spec.name);
                 self.tx.flag_error();
-                let message = denied.noperm(spec);
-                self.reply_error(&message);
+                self.reply_error(denied.noperm(spec));
                 false
             }
         }
@@ -195,17 +189,15 @@ impl Session {
         let (user, password) = match args.len() {
             2 => (&b"default"[..], &args[1]),
             3 => (&args[1][..], &args[2]),
-            _ => return self.reply_error("ERR syntax error"),
+            _ => return self.reply_error(ReplyError::Syntax),
         };
         if args.len() == 2 && !self.shared.acl.users.load().default_user().requires_auth() {
-            return self.reply_error(
-                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            );
+            return self.reply_error(ReplyError::AuthWithoutPassword);
         }
         if self.authenticate(user, password) {
             self.reply_with(|out| crate::protocol::reply::write_simple(out, "OK"));
         } else {
-            self.reply_error(WRONGPASS);
+            self.reply_error(ReplyError::WrongPass);
         }
     }
 

@@ -9,29 +9,22 @@ use super::Session;
 use crate::auth::{Denied, check, describe};
 use crate::command::policy::{Allowed, Handling};
 use crate::command::{AclCategories, CommandSpec, CommandTable, Resolved};
+use crate::error::ReplyError;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
 };
 use crate::protocol::{Protocol, Request};
 
-pub(super) const ACL_IN_MULTI: &str =
-    "ERR ACL commands inside MULTI are not supported by slotproxy";
-const NO_ACLFILE: &str = "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
-
 /// The refusal for a request that must never reach a node, if this is one: a `CONFIG SET` of a
 /// setting that could lock slotproxy out of its nodes (`requirepass`...), make them write files
 /// or change what they announce (see `policy::config_set_refused`), whether or not the config
 /// allows `CONFIG SET` otherwise. `handling` is the request's row's.
-pub(super) fn never_forwarded(handling: Handling, args: &[Bytes]) -> Option<String> {
+pub(super) fn never_forwarded(handling: Handling, args: &[Bytes]) -> Option<ReplyError> {
     if handling != Handling::Admin(Allowed::ConfigSet) {
         return None;
     }
     let param = crate::command::policy::config_set_refused(args)?;
-    Some(format!(
-        "ERR CONFIG SET '{}' is never allowed through slotproxy (it could lock slotproxy out of \
-         the nodes, make them write files or change the addresses they announce)",
-        String::from_utf8_lossy(param)
-    ))
+    Some(ReplyError::ConfigSetRefused(param.clone()))
 }
 
 impl Session {
@@ -109,10 +102,7 @@ impl Session {
             "acl|deluser" => self.acl_deluser(args),
             "acl|load" => self.acl_load(&table),
             "acl|save" => self.acl_save(&table),
-            _ => self.reply_error(&format!(
-                "ERR '{}' is not supported by slotproxy yet",
-                spec.full_name_upper()
-            )),
+            _ => self.reply_error(ReplyError::NotSupportedYet(spec.full_name_upper())),
         }
     }
 
@@ -133,12 +123,10 @@ impl Session {
                 .and_then(|s| s.parse::<i64>().ok())
             {
                 Some(n) => usize::try_from(n).unwrap_or(0),
-                None => return self.reply_error("ERR value is not an integer or out of range"),
+                None => return self.reply_error(ReplyError::NotInteger),
             },
             _ => {
-                return self.reply_error(
-                    "ERR unknown subcommand or wrong number of arguments for 'LOG'. Try ACL HELP.",
-                );
+                return self.reply_error(ReplyError::AclLogArguments);
             }
         };
         let now = super::acl::now_ms();
@@ -189,10 +177,7 @@ impl Session {
             .and_then(AclCategories::from_name);
         let Some(category) = category else {
             let shown: Vec<u8> = name.iter().copied().take(128).collect();
-            return self.reply_error(&format!(
-                "ERR Unknown category '{}'",
-                String::from_utf8_lossy(&shown)
-            ));
+            return self.reply_error(ReplyError::UnknownCategory(shown.into()));
         };
         let mut names = Vec::new();
         for spec in table.iter() {
@@ -209,26 +194,17 @@ impl Session {
     fn acl_dryrun(&mut self, args: &[Bytes], table: &CommandTable) {
         let users = self.shared.acl.users.load();
         let Some(user) = users.get(&args[2]).cloned() else {
-            return self.reply_error(&format!(
-                "ERR User '{}' not found",
-                String::from_utf8_lossy(&args[2])
-            ));
+            return self.reply_error(ReplyError::UserNotFound(args[2].clone()));
         };
         let command = &args[3..];
         let spec = match table.resolve(command) {
             Resolved::Command(spec) => spec,
             Resolved::UnknownCommand | Resolved::UnknownSubcommand(_) => {
-                return self.reply_error(&format!(
-                    "ERR Command '{}' not found",
-                    String::from_utf8_lossy(&args[3])
-                ));
+                return self.reply_error(ReplyError::CommandNotFound(args[3].clone()));
             }
         };
         if !spec.arity_ok(command.len()) {
-            return self.reply_error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name
-            ));
+            return self.reply_error(ReplyError::WrongArity(spec.name));
         }
         match check(&user, spec, command, &mut self.acl_keys) {
             Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
@@ -255,7 +231,7 @@ impl Session {
     fn acl_setuser(&mut self, args: &[Bytes], table: &CommandTable) {
         let name = &args[2];
         if !crate::auth::users::valid_name(name) {
-            return self.reply_error("ERR Usernames can't contain spaces or null characters");
+            return self.reply_error(ReplyError::BadUsername);
         }
         let acl = &self.shared.acl;
         let result = {
@@ -269,16 +245,16 @@ impl Session {
         };
         match result {
             Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
-            Err((rule, error)) => self.reply_error(&format!(
-                "ERR Error in ACL SETUSER modifier '{}': {error}",
-                String::from_utf8_lossy(&rule)
-            )),
+            Err((rule, error)) => self.reply_error(ReplyError::AclRule {
+                rule: rule.into(),
+                error: error.to_string(),
+            }),
         }
     }
 
     fn acl_deluser(&mut self, args: &[Bytes]) {
         if args[2..].iter().any(|n| &n[..] == b"default") {
-            return self.reply_error("ERR The 'default' user cannot be removed");
+            return self.reply_error(ReplyError::DefaultUserUndeletable);
         }
         let acl = &self.shared.acl;
         let removed = {
@@ -297,7 +273,7 @@ impl Session {
     fn acl_load(&mut self, table: &CommandTable) {
         let auth = &self.shared.config.auth;
         if auth.aclfile.is_none() {
-            return self.reply_error(NO_ACLFILE);
+            return self.reply_error(ReplyError::NoAclFile);
         }
         let acl = &self.shared.acl;
         let result = {
@@ -313,13 +289,13 @@ impl Session {
                 );
                 self.reply_with(|out| write_simple(out, "OK"));
             }
-            Err(e) => self.reply_error(&format!("ERR {e}")),
+            Err(e) => self.reply_error(ReplyError::AclLoad(e.to_string())),
         }
     }
 
     fn acl_save(&mut self, table: &CommandTable) {
         let Some(path) = self.shared.config.auth.aclfile.clone() else {
-            return self.reply_error(NO_ACLFILE);
+            return self.reply_error(ReplyError::NoAclFile);
         };
         let text = self.shared.acl.users.load().to_aclfile(table);
         // Write a temp file and rename it over, as redis does, so a crash leaves the old file.
@@ -329,9 +305,7 @@ impl Session {
             Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
             Err(e) => {
                 let _ = std::fs::remove_file(&temp);
-                self.reply_error(&format!(
-                    "ERR There was an error trying to save the ACLs. Please check the server logs for more information ({e})"
-                ))
+                self.reply_error(ReplyError::AclSave(e.to_string()))
             }
         }
     }

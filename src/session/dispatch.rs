@@ -26,7 +26,7 @@ use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
 use crate::config::ReadPolicy;
 use crate::error::BackendError;
-use crate::protocol::reply::error_bytes;
+use crate::error::ReplyError;
 use crate::protocol::{Reply, Request};
 
 /// Where a request goes, re-resolved against the current map on every retry.
@@ -235,7 +235,7 @@ impl Session {
         if let Some(reason) = self.shared.topology.stats().down_reason() {
             // No node has answered for longer than the retry deadline: waiting it out again
             // for every request helps nobody.
-            return self.reply_error(&reason);
+            return self.reply_error(reason);
         }
         let map = Guard::into_inner(self.shared.topology.slot_map());
         let pending = &self.pending;
@@ -300,9 +300,7 @@ impl Session {
                             false,
                         ))
                     }
-                    None => Pending::Done(error_bytes(&format!(
-                        "CLUSTERDOWN Hash slot {slot} not served"
-                    ))),
+                    None => Pending::Done(ReplyError::SlotNotServed(slot.0).to_bytes()),
                 };
             }
             Plan::Exec(target, exec) => {
@@ -404,7 +402,7 @@ impl Session {
                 let slots = split::shard_slots(&self.map());
                 if slots.is_empty() {
                     self.shared.topology.request_refresh();
-                    return Pending::Done(error_bytes("CLUSTERDOWN no cluster node is known yet"));
+                    return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
                 }
                 let parts: Vec<(Target, Request)> = slots
                     .into_iter()
@@ -427,7 +425,7 @@ impl Session {
                 drop(map);
                 if parts.is_empty() {
                     self.shared.topology.request_refresh();
-                    return Pending::Done(error_bytes("CLUSTERDOWN no cluster node is known yet"));
+                    return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
                 }
                 (merge, parts)
             }
@@ -629,12 +627,8 @@ impl Session {
         match choice {
             Some(Ok((node, readonly))) => {
                 if !readonly && !attempt.interrupt && !node.health().is_up() {
-                    let error = format!(
-                        "CLUSTERDOWN primary {} fails slotproxy's health checks and no replica has \
-                         taken over yet",
-                        node.addr()
-                    );
-                    return self.backoff(request, target, attempt, error_bytes(&error));
+                    let error = ReplyError::PrimaryDown(node.addr().to_string());
+                    return self.backoff(request, target, attempt, error.to_bytes());
                 }
                 if attempt.writes
                     && let Target::Slot(slot) = target
@@ -643,17 +637,15 @@ impl Session {
                 }
                 self.send_via(node, readonly, request, target, attempt, false)
             }
-            Some(Err(error)) => Step::Done(Reply::local(error_bytes(&error))),
+            Some(Err(error)) => Step::Done(Reply::local(error.to_bytes())),
             None => {
                 self.shared.topology.request_refresh();
                 let error = match target {
-                    Target::Slot(slot) => format!("CLUSTERDOWN Hash slot {slot} not served"),
-                    Target::Replica(slot, _) => {
-                        format!("CLUSTERDOWN a replica of the shard of slot {slot} is gone")
-                    }
-                    Target::AnyPrimary => "CLUSTERDOWN no cluster node is known yet".to_string(),
+                    Target::Slot(slot) => ReplyError::SlotNotServed(slot.0),
+                    Target::Replica(slot, _) => ReplyError::ReplicaGone(slot.0),
+                    Target::AnyPrimary => ReplyError::NoNodeKnown,
                 };
-                self.backoff(request, target, attempt, error_bytes(&error))
+                self.backoff(request, target, attempt, error.to_bytes())
             }
         }
     }
@@ -664,7 +656,7 @@ impl Session {
         shard: &Shard,
         slot: Slot,
         attempt: Attempt,
-    ) -> Result<(Arc<Node>, bool), String> {
+    ) -> Result<(Arc<Node>, bool), ReplyError> {
         let primary = || Ok((shard.primary.clone(), false));
         if !attempt.read_only
             || self.read_policy == ReadPolicy::Primary
@@ -807,7 +799,7 @@ impl Session {
 }
 
 /// `read_policy = "replica"` found no replica of `shard` to read from: the error says why.
-fn no_replica(shard: &Shard) -> String {
+fn no_replica(shard: &Shard) -> ReplyError {
     let why: Vec<String> = shard
         .replicas
         .iter()
@@ -826,10 +818,10 @@ fn no_replica(shard: &Shard) -> String {
     } else {
         why.join(", ")
     };
-    format!(
-        "CLUSTERDOWN no replica of {} is up to serve this read (read_policy replica): {why}",
-        shard.primary.addr()
-    )
+    ReplyError::NoReplicaToRead {
+        primary: shard.primary.addr().to_string(),
+        why,
+    }
 }
 
 /// A sent request's `Waiting` step, keeping what a redirect or retry needs.
@@ -862,7 +854,7 @@ pub(super) fn into_pending(step: Step) -> Pending {
         Step::Backoff(retry) => Pending::Backoff(retry),
         Step::Done(reply) => Pending::Done(reply.into_raw()),
         // Only the parts of a split are ever held.
-        Step::Held(..) => Pending::Done(error_bytes("ERR slotproxy: a held request was not sent")),
+        Step::Held(..) => Pending::Done(ReplyError::HeldNotSent.to_bytes()),
     }
 }
 

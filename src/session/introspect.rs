@@ -14,13 +14,12 @@ use super::Session;
 use super::scan::Fnv;
 use crate::cluster::SLOT_COUNT;
 use crate::command::policy::Local;
+use crate::error::ReplyError;
 use crate::protocol::Protocol;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_simple, write_text,
 };
 use crate::pubsub::Kind;
-
-const SYNTAX: &str = "ERR syntax error";
 
 /// What `CLIENT INFO`/`CLIENT LIST` report about a client beyond its id and name.
 #[derive(Debug, Default)]
@@ -144,7 +143,7 @@ impl Session {
                 if args[2].eq_ignore_ascii_case(b"on") || args[2].eq_ignore_ascii_case(b"off") {
                     self.reply_with(|out| write_simple(out, "OK"));
                 } else {
-                    self.reply_error(SYNTAX);
+                    self.reply_error(ReplyError::Syntax);
                 }
             }
             Local::ClientTrackingInfo => self.client_trackinginfo(),
@@ -156,15 +155,14 @@ impl Session {
                 } else if args[2].eq_ignore_ascii_case(b"off")
                     || args[2].eq_ignore_ascii_case(b"skip")
                 {
-                    self.reply_error(&format!(
-                        "ERR 'CLIENT REPLY {}' is not supported by slotproxy",
-                        String::from_utf8_lossy(&args[2]).to_ascii_uppercase()
+                    self.reply_error(ReplyError::ClientReply(
+                        String::from_utf8_lossy(&args[2]).to_ascii_uppercase(),
                     ));
                 } else {
-                    self.reply_error(SYNTAX);
+                    self.reply_error(ReplyError::Syntax);
                 }
             }
-            _ => self.reply_error("ERR not an introspection command"),
+            _ => self.reply_error(ReplyError::NotIntrospection),
         }
     }
 
@@ -191,10 +189,7 @@ impl Session {
                 "pubsub" => self.subs.any(),
                 "master" | "replica" | "slave" => false,
                 _ => {
-                    return self.reply_error(&format!(
-                        "ERR Unknown client type '{}'",
-                        String::from_utf8_lossy(&args[3])
-                    ));
+                    return self.reply_error(ReplyError::UnknownClientType(args[3].clone()));
                 }
             }
         } else if args.len() > 3 && args[2].eq_ignore_ascii_case(b"id") {
@@ -205,14 +200,14 @@ impl Session {
                     .and_then(|s| s.parse::<i64>().ok())
                 {
                     Some(id) => listed |= id == self.id as i64,
-                    None => return self.reply_error("ERR Invalid client ID"),
+                    None => return self.reply_error(ReplyError::InvalidClientId),
                 }
             }
             listed
         } else if args.len() == 2 {
             true
         } else {
-            return self.reply_error(SYNTAX);
+            return self.reply_error(ReplyError::Syntax);
         };
         let text = if listed {
             self.client_line("client|list")

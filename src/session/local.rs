@@ -20,14 +20,11 @@ use super::{Pending, Session};
 use crate::cluster::hash_slot;
 use crate::command::policy::Local;
 use crate::config::ReadPolicy;
+use crate::error::ReplyError;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
 };
 use crate::protocol::{Protocol, Request};
-
-const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
-const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
-const SYNTAX: &str = "ERR syntax error";
 
 impl Session {
     /// Answers a proxy-local command.
@@ -37,7 +34,7 @@ impl Session {
             Local::Ping => match args.len() {
                 1 => self.reply_with(|out| write_simple(out, "PONG")),
                 2 => self.reply_with(|out| write_bulk(out, &args[1])),
-                _ => self.reply_error("ERR wrong number of arguments for 'ping' command"),
+                _ => self.reply_error(ReplyError::WrongArity("ping")),
             },
             Local::Echo => self.reply_with(|out| write_bulk(out, &args[1])),
             Local::Quit => {
@@ -50,9 +47,9 @@ impl Session {
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
             {
-                None => self.reply_error(NOT_INTEGER),
+                None => self.reply_error(ReplyError::NotInteger),
                 Some(0) => self.reply_with(|out| write_simple(out, "OK")),
-                Some(_) => self.reply_error("ERR SELECT is not allowed in cluster mode"),
+                Some(_) => self.reply_error(ReplyError::SelectInCluster),
             },
             Local::Hello => self.hello(args),
             Local::Auth => self.auth(args),
@@ -70,7 +67,7 @@ impl Session {
             }
             Local::ClientSetName => {
                 if !valid_name(&args[2]) {
-                    return self.reply_error(BAD_NAME);
+                    return self.reply_error(ReplyError::BadClientName);
                 }
                 self.name = (!args[2].is_empty()).then(|| args[2].clone());
                 self.reply_with(|out| write_simple(out, "OK"));
@@ -91,15 +88,11 @@ impl Session {
                 let attr = &args[2];
                 if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver")
                 {
-                    return self.reply_error(&format!(
-                        "ERR Unrecognized option '{}'",
-                        String::from_utf8_lossy(attr)
-                    ));
+                    return self.reply_error(ReplyError::UnrecognizedOption(attr.clone()));
                 }
                 if !valid_name(&args[3]) {
-                    return self.reply_error(&format!(
-                        "ERR {} cannot contain spaces, newlines or special characters.",
-                        String::from_utf8_lossy(attr).to_ascii_lowercase()
+                    return self.reply_error(ReplyError::BadClientInfo(
+                        String::from_utf8_lossy(attr).to_ascii_lowercase(),
                     ));
                 }
                 let value = (!args[3].is_empty()).then(|| args[3].clone());
@@ -128,7 +121,7 @@ impl Session {
             Local::Discard => self.discard(),
             Local::Unwatch => self.unwatch(),
             Local::Watch | Local::Subscribe | Local::Publish | Local::PubSubCount => {
-                self.reply_error("ERR this command is dispatched, not answered locally")
+                self.reply_error(ReplyError::NotLocal)
             }
             Local::ClusterKeySlot => {
                 let slot = i64::from(hash_slot(&args[2]).0);
@@ -199,10 +192,9 @@ impl Session {
             {
                 Some(2) => protocol = Protocol::Resp2,
                 Some(3) => protocol = Protocol::Resp3,
-                Some(_) => return self.reply_error("NOPROTO unsupported protocol version"),
+                Some(_) => return self.reply_error(ReplyError::NoProto),
                 None => {
-                    return self
-                        .reply_error("ERR Protocol version is not an integer or out of range");
+                    return self.reply_error(ReplyError::ProtocolVersionNotInteger);
                 }
             }
         }
@@ -217,23 +209,20 @@ impl Session {
                 i += 3;
             } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
                 if !valid_name(&args[i + 1]) {
-                    return self.reply_error(BAD_NAME);
+                    return self.reply_error(ReplyError::BadClientName);
                 }
                 name = Some(args[i + 1].clone());
                 i += 2;
             } else {
-                return self.reply_error(&format!(
-                    "ERR Syntax error in HELLO option '{}'",
-                    String::from_utf8_lossy(option)
-                ));
+                return self.reply_error(ReplyError::HelloOption(option.clone()));
             }
         }
         if let Some((user, password)) = auth {
             if !self.authenticate(&user, &password) {
-                return self.reply_error(super::acl::WRONGPASS);
+                return self.reply_error(ReplyError::WrongPass);
             }
         } else if !self.authenticated {
-            return self.reply_error(super::acl::NOAUTH_HELLO);
+            return self.reply_error(ReplyError::NoAuthHello);
         }
         self.protocol = protocol;
         if let Some(name) = name {
@@ -277,14 +266,14 @@ impl Session {
                 b"nosave" | b"save" if save.is_none() => save = Some(arg),
                 b"now" | b"force" => {}
                 b"abort" => abort = true,
-                _ => return self.reply_error(SYNTAX),
+                _ => return self.reply_error(ReplyError::Syntax),
             }
         }
         if abort {
             if args.len() > 2 {
-                return self.reply_error(SYNTAX);
+                return self.reply_error(ReplyError::Syntax);
             }
-            return self.reply_error("ERR No shutdown in progress.");
+            return self.reply_error(ReplyError::NoShutdown);
         }
         tracing::warn!(
             client = self.id,

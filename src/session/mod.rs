@@ -56,7 +56,7 @@ use crate::inbox::Inbox;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 use crate::pubsub::Hub;
 
-pub use acl::{Acl, PROTECTED_MODE, protected_mode_refuses};
+pub use acl::{Acl, protected_mode_refuses};
 pub use dispatch::Target;
 pub use scripts::ScriptCache;
 #[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
@@ -494,7 +494,7 @@ impl Session {
                 Err(e) => {
                     debug!(client = self.id, error = %e, "protocol error; closing");
                     self.pending.push_back(Pending::Close(
-                        crate::protocol::reply::protocol_error_bytes(&e),
+                        crate::error::ReplyError::Protocol(e).to_bytes(),
                     ));
                     self.stop_reading = true;
                 }

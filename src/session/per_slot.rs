@@ -14,8 +14,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::split::elements;
 use crate::cluster::Slot;
-use crate::protocol::Reply;
-use crate::protocol::reply::{error_bytes, write_array_len};
+use crate::error::ReplyError;
+use crate::protocol::reply::write_array_len;
+use crate::protocol::{Reply, View};
 
 /// One slot's share of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +64,7 @@ pub(super) fn group(slots: &[Option<Slot>], watched: Option<Slot>) -> Option<Vec
 
 /// Whether a slot's `EXEC` reply says its commands ran: an array, not nil or an error.
 pub(super) fn ran(exec_reply: &Reply) -> bool {
-    let raw = exec_reply.raw();
-    raw.starts_with(b"*") && !raw.starts_with(b"*-1\r\n")
+    matches!(View::of(exec_reply.raw()), Some(View::Array(_)))
 }
 
 /// The client's `EXEC` reply: `replies[i]` is group `i`'s `EXEC` reply, whose elements belong
@@ -93,9 +93,7 @@ pub(super) fn merge(
         } else {
             // Nil: the node ran none of it (no WATCH goes with a per-slot transaction, so
             // this is not expected), or a reply of the wrong shape.
-            Some(error_bytes(
-                "EXECABORT slotproxy: this slot's part of the transaction did not run",
-            ))
+            Some(ReplyError::SlotPartNotRun.to_bytes())
         };
         for (i, &position) in group.iter().enumerate() {
             entries[position] = Some(match &failed {
@@ -109,9 +107,7 @@ pub(super) fn merge(
     for entry in entries {
         match entry {
             Some(bytes) => out.extend_from_slice(&bytes),
-            None => out.extend_from_slice(&error_bytes(
-                "ERR slotproxy: no reply for this command of the transaction",
-            )),
+            None => ReplyError::TransactionReplyMissing.write(&mut out),
         }
     }
     out.freeze()

@@ -17,8 +17,8 @@ use crate::command::policy::{
     Access, Allowed, Handling, Local, Policy, Refusal, SplitKind, is_debug_object,
 };
 use crate::command::{CommandSpec, Resolved};
+use crate::error::ReplyError;
 use crate::protocol::Request;
-use crate::protocol::reply::{write_error, write_error_bytes};
 
 /// How a request is sent: to one node, or in parts merged into one reply.
 #[derive(Debug, Clone)]
@@ -113,8 +113,6 @@ impl Plan {
     }
 }
 
-pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
-
 impl Session {
     /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
     /// Returns the metrics row the request counts under (from its policy row, no name lookup).
@@ -124,18 +122,15 @@ impl Session {
             Resolved::Command(spec) => (spec, *commands.policy(spec)),
             Resolved::UnknownCommand => {
                 self.tx.flag_error();
-                let message = unknown_command(&request);
-                self.reply_with(|out| write_error_bytes(out, &message));
+                self.reply_error(ReplyError::UnknownCommand(request.args().to_vec()));
                 return self.command_row(None);
             }
             Resolved::UnknownSubcommand(container) => {
                 self.tx.flag_error();
-                let mut message = b"ERR unknown subcommand '".to_vec();
-                message.extend_from_slice(c_str(&request.args()[1], 128));
-                message.extend_from_slice(b"'. Try ");
-                message.extend_from_slice(container.name.to_ascii_uppercase().as_bytes());
-                message.extend_from_slice(b" HELP.");
-                self.reply_with(|out| write_error_bytes(out, &message));
+                self.reply_error(ReplyError::UnknownSubcommand {
+                    container: container.name.to_ascii_uppercase(),
+                    subcommand: request.args()[1].clone(),
+                });
                 return self.command_row(Some(commands.policy(container)));
             }
         };
@@ -149,22 +144,19 @@ impl Session {
     fn serve(&mut self, spec: &'static CommandSpec, policy: Policy, request: Request) {
         if !spec.arity_ok(request.args().len()) {
             self.tx.flag_error();
-            return self.reply_error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name
-            ));
+            return self.reply_error(ReplyError::WrongArity(spec.name));
         }
         if !self.acl_allows(spec, &request) {
             return;
         }
         if let Some(refusal) = acl_command::never_forwarded(policy.handling, request.args()) {
             self.tx.flag_error();
-            return self.reply_error(&refusal);
+            return self.reply_error(refusal);
         }
         if policy.handling == Handling::Acl {
             if self.tx.queuing() {
                 self.tx.flag_error();
-                return self.reply_error(acl_command::ACL_IN_MULTI);
+                return self.reply_error(ReplyError::AclInMulti);
             }
             return self.acl_command(spec, &request);
         }
@@ -229,7 +221,7 @@ impl Session {
             Handling::Single { blocking: true, .. } => match self.slot_of_keys(spec, &request) {
                 Ok(Some(slot)) => self.dispatch(request, Plan::Blocking(Target::Slot(slot))),
                 Ok(None) => self.dispatch(request, Plan::Blocking(Target::AnyPrimary)),
-                Err(CrossSlot) => self.reply_error(CROSSSLOT),
+                Err(CrossSlot) => self.reply_error(ReplyError::CrossSlot),
             },
             Handling::Single { read_only, .. } => self.by_keys(spec, policy, read_only, request),
             Handling::Split(_) | Handling::Computed(_) => {
@@ -274,10 +266,7 @@ impl Session {
                 // Check the whole before splitting: parts that are each valid must not run
                 // when redis-server would refuse the command (MSET with a key lacking a value).
                 Handling::Split(SplitKind::KeyValues) if request.args().len().is_multiple_of(2) => {
-                    self.reply_error(&format!(
-                        "ERR wrong number of arguments for '{}' command",
-                        spec.name
-                    ))
+                    self.reply_error(ReplyError::WrongArity(spec.name))
                 }
                 Handling::Split(kind) => {
                     let plan = Plan::Split {
@@ -287,18 +276,17 @@ impl Session {
                     self.dispatch(request, plan)
                 }
                 Handling::Computed(op) => self.dispatch(request, Plan::Computed(op)),
-                _ => self.reply_error(CROSSSLOT),
+                _ => self.reply_error(ReplyError::CrossSlot),
             },
         }
     }
 
     /// Refuses a command: "ERR '<CMD>' <reason>".
     fn refuse(&mut self, spec: &CommandSpec, refusal: Refusal) {
-        self.reply_error(&format!(
-            "ERR '{}' {}",
-            spec.full_name_upper(),
-            refusal.reason()
-        ));
+        self.reply_error(ReplyError::Unsupported {
+            command: spec.full_name_upper(),
+            reason: refusal.reason(),
+        });
     }
 
     /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
@@ -335,62 +323,11 @@ impl Session {
         }
     }
 
-    /// Queues an error reply (`text` starts with the error code, e.g. `ERR ...`).
-    pub(super) fn reply_error(&mut self, text: &str) {
-        self.reply_with(|out| write_error(out, text));
+    /// Queues an error reply slotproxy makes.
+    pub(super) fn reply_error(&mut self, error: ReplyError) {
+        self.reply_with(|out| error.write(out));
     }
 }
 
 /// Keys of one request in more than one slot.
 pub(super) struct CrossSlot;
-
-/// redis-server's reply to an unknown command: its `%.*s` formatting copies each argument's
-/// bytes up to the first NUL, within a 128-byte budget.
-fn unknown_command(request: &Request) -> Vec<u8> {
-    let mut args = Vec::new();
-    for arg in &request.args()[1..] {
-        if args.len() >= 128 {
-            break;
-        }
-        let room = 128 - args.len();
-        args.push(b'\'');
-        args.extend_from_slice(c_str(arg, room));
-        args.extend_from_slice(b"' ");
-    }
-    let mut message = b"ERR unknown command '".to_vec();
-    message.extend_from_slice(c_str(request.name(), 128));
-    message.extend_from_slice(b"', with args beginning with: ");
-    message.extend_from_slice(&args);
-    message
-}
-
-/// What C's `%.{max}s` prints of `bytes`: up to the first NUL, at most `max` bytes.
-fn c_str(bytes: &[u8], max: usize) -> &[u8] {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    &bytes[..end.min(max)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_command_message_matches_redis() {
-        let request = Request::from_args(["FOO", "a", "b"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
-        );
-        let request = Request::from_args(["nope"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'nope', with args beginning with: "
-        );
-        // Bytes are copied as they are, up to a NUL, as C's %s does.
-        let request = Request::from_args([&b"x\xff"[..], b"a\x00b", b"\xc3"]);
-        assert_eq!(
-            unknown_command(&request),
-            b"ERR unknown command 'x\xff', with args beginning with: 'a' '\xc3' "
-        );
-    }
-}

@@ -23,12 +23,13 @@ use std::collections::BTreeSet;
 use bytes::{Bytes, BytesMut};
 
 use super::dispatch::Target;
-use super::plan::{CROSSSLOT, Plan};
+use super::plan::Plan;
 use super::{Pending, Session, TaskOutcome};
 use crate::cluster::hash_slot;
 use crate::command::CommandSpec;
+use crate::error::ReplyError;
 use crate::inbox::Item;
-use crate::protocol::reply::{error_bytes, write_bulk};
+use crate::protocol::reply::write_bulk;
 use crate::protocol::{Protocol, Request};
 use crate::pubsub::inspect::{self, Query, Question};
 use crate::pubsub::{Change, Kind, write_confirmation, write_push_len};
@@ -90,11 +91,7 @@ impl Session {
 
     /// redis-server's refusal of a command in subscribed mode.
     pub(super) fn refuse_while_subscribed(&mut self, spec: &CommandSpec) {
-        self.reply_error(&format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
-             are allowed in this context",
-            spec.name
-        ));
+        self.reply_error(ReplyError::Subscribed(spec.name));
     }
 
     /// `PING [message]` in RESP2 subscribed mode: `[pong, message]`.
@@ -124,7 +121,7 @@ impl Session {
                 .windows(2)
                 .any(|pair| hash_slot(&pair[0]) != hash_slot(&pair[1]))
         {
-            return self.reply_error(CROSSSLOT);
+            return self.reply_error(ReplyError::CrossSlot);
         }
         let protocol = self.protocol;
         let mut reply = BytesMut::new();
@@ -312,7 +309,7 @@ impl Session {
                 }
                 None if self.inbox.abandoned() => {
                     // The hub stopped (the proxy is shutting down): answer rather than hang.
-                    let error = error_bytes("ERR slotproxy: the pub/sub hub stopped");
+                    let error = ReplyError::PubSubHubStopped.to_bytes();
                     self.out.extend_from_slice(&error);
                     self.pending.pop_front();
                     self.inbox_waits -= 1;

@@ -56,8 +56,9 @@ use super::dispatch::Target;
 use super::plan::Plan;
 use super::split::Merge;
 use crate::cluster::{ShardLayout, Slot};
-use crate::protocol::Request;
-use crate::protocol::reply::{error_bytes, write_array_len, write_bulk};
+use crate::error::ReplyError;
+use crate::protocol::reply::{write_array_len, write_bulk};
+use crate::protocol::{Request, View};
 
 const SLOT_MASK: u64 = (1 << 14) - 1;
 const WALK_BIT: u64 = 1 << 14;
@@ -87,12 +88,12 @@ impl Phase {
     ///
     /// # Errors
     /// When `node` does not fit in the cursor's node bits.
-    fn cursor(self, node: u64) -> Result<u64, String> {
+    fn cursor(self, node: u64) -> Result<u64, ReplyError> {
         if node >> NODE_CURSOR_BITS != 0 {
-            return Err(format!(
-                "ERR slotproxy: a node's SCAN cursor ({node}) is wider than the {NODE_CURSOR_BITS} \
-                 bits slotproxy's cursor has for it"
-            ));
+            return Err(ReplyError::ScanCursorTooWide {
+                cursor: node,
+                bits: NODE_CURSOR_BITS,
+            });
         }
         let walk = if self.walk { WALK_BIT } else { 0 };
         Ok(node << NODE_SHIFT
@@ -139,9 +140,9 @@ impl Session {
             Some(0) => None,
             Some(cursor) => match Phase::decode(cursor) {
                 Some(at) => Some(at),
-                None => return self.reply_error("ERR invalid cursor"),
+                None => return self.reply_error(ReplyError::InvalidCursor),
             },
-            None => return self.reply_error("ERR invalid cursor"),
+            None => return self.reply_error(ReplyError::InvalidCursor),
         };
         let next = plan(self.shared.topology.slot_map().layout(), at);
         match next {
@@ -164,7 +165,7 @@ impl Session {
             },
             Next::NoTopology => {
                 self.shared.topology.request_refresh();
-                self.reply_error("CLUSTERDOWN no cluster node is known yet");
+                self.reply_error(ReplyError::NoNodeKnown);
             }
         }
     }
@@ -321,7 +322,7 @@ impl Fnv {
 /// becomes the proxy's, the keys are forwarded as they are (RESP2 and RESP3 alike).
 pub(super) fn merge_reply(phase: Phase, raw: &[u8]) -> Bytes {
     let rewritten = split_reply(raw)
-        .ok_or_else(|| "ERR slotproxy: a node's SCAN reply is not [cursor, keys]".to_string())
+        .ok_or(ReplyError::ScanReply)
         .and_then(|(node, keys)| Ok((phase.cursor(node)?, keys)));
     match rewritten {
         Ok((cursor, keys)) => {
@@ -331,24 +332,22 @@ pub(super) fn merge_reply(phase: Phase, raw: &[u8]) -> Bytes {
             out.extend_from_slice(keys);
             out.freeze()
         }
-        Err(error) => error_bytes(&error),
+        Err(error) => error.to_bytes(),
     }
 }
 
 /// The node cursor and the raw keys array of a `SCAN` reply.
 fn split_reply(raw: &[u8]) -> Option<(u64, &[u8])> {
-    let rest = raw.strip_prefix(b"*2\r\n$")?;
-    let newline = rest.iter().position(|&b| b == b'\n')?;
-    let len: usize = std::str::from_utf8(rest[..newline].strip_suffix(b"\r")?)
-        .ok()?
-        .parse()
-        .ok()?;
-    let body = rest.get(newline + 1..newline + 1 + len)?;
-    let keys = rest.get(newline + 1 + len..)?.strip_prefix(b"\r\n")?;
-    if !keys.starts_with(b"*") {
+    let mut elements = match View::of(raw)? {
+        View::Array(elements) if elements.len() == 2 => elements,
+        _ => return None,
+    };
+    let cursor = View::of(elements.next()?)?.bulk()?;
+    let keys = elements.next()?;
+    if !matches!(View::of(keys)?, View::Array(_)) {
         return None;
     }
-    Some((std::str::from_utf8(body).ok()?.parse().ok()?, keys))
+    Some((std::str::from_utf8(cursor).ok()?.parse().ok()?, keys))
 }
 
 /// Parses a cursor the way redis-server does (`strtoul`): an empty string is 0, a sign is
@@ -372,8 +371,8 @@ fn parse_cursor(arg: &[u8]) -> Option<u64> {
 
 /// Checks SCAN's options as redis-server does, for the one reply the proxy gives without a
 /// node (the end of the iteration).
-fn check_options(options: &[Bytes]) -> Result<(), &'static str> {
-    const SYNTAX: &str = "ERR syntax error";
+fn check_options(options: &[Bytes]) -> Result<(), ReplyError> {
+    const SYNTAX: ReplyError = ReplyError::Syntax;
     let mut i = 0;
     while i < options.len() {
         let option = &options[i];
@@ -384,7 +383,7 @@ fn check_options(options: &[Bytes]) -> Result<(), &'static str> {
             let count: i64 = std::str::from_utf8(value)
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .ok_or("ERR value is not an integer or out of range")?;
+                .ok_or(ReplyError::NotInteger)?;
             if count < 1 {
                 return Err(SYNTAX);
             }
@@ -548,18 +547,22 @@ mod tests {
                 .map(|s| Bytes::from_static(s.as_bytes()))
                 .collect::<Vec<_>>()
         };
+        let check_options = |options: &[Bytes]| check_options(options).map_err(|e| e.to_string());
         assert_eq!(
             check_options(&args(&["MATCH", "*", "count", "10", "TYPE", "x"])),
             Ok(())
         );
         assert_eq!(
             check_options(&args(&["COUNT", "0"])),
-            Err("ERR syntax error")
+            Err("ERR syntax error".into())
         );
-        assert_eq!(check_options(&args(&["TYPE"])), Err("ERR syntax error"));
+        assert_eq!(
+            check_options(&args(&["TYPE"])),
+            Err("ERR syntax error".into())
+        );
         assert_eq!(
             check_options(&args(&["COUNT", "x"])),
-            Err("ERR value is not an integer or out of range")
+            Err("ERR value is not an integer or out of range".into())
         );
     }
 }

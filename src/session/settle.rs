@@ -12,10 +12,9 @@ use tracing::debug;
 
 use super::Session;
 use super::dispatch::{Attempt, InFlight, Retry, Step, Target, in_flight};
-use super::split;
 use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
-use crate::protocol::reply::error_bytes;
+use crate::error::ReplyError;
 use crate::protocol::request::encode_multibulk;
 use crate::protocol::{Redirect, Reply, ReplyKind, Request};
 
@@ -137,19 +136,19 @@ impl Session {
                     && matches!(reply.kind(), ReplyKind::Moved(_) | ReplyKind::Ask(_)) =>
             {
                 self.shared.topology.request_refresh();
-                Step::Done(Reply::local(error_bytes(
-                    "TRYAGAIN the watched slot is moving to another node; retry the transaction",
-                )))
+                Step::Done(Reply::local(ReplyError::WatchedSlotMoving.to_bytes()))
             }
             Ok(reply) => match reply.kind() {
                 ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
                     if attempt.redirects >= max_redirects =>
                 {
                     debug!(client = self.id, ?redirect, "too many redirects");
-                    Step::Done(Reply::local(error_bytes(&format!(
-                        "TRYAGAIN slotproxy gave up after {max_redirects} redirections (last: {})",
-                        String::from_utf8_lossy(reply.error_text().unwrap_or_default())
-                    ))))
+                    let error = ReplyError::TooManyRedirects {
+                        max: max_redirects,
+                        last: String::from_utf8_lossy(reply.error_text().unwrap_or_default())
+                            .into_owned(),
+                    };
+                    Step::Done(Reply::local(error.to_bytes()))
                 }
                 ReplyKind::Moved(redirect) => {
                     // The map is stale: refresh it, and serve this request from the named node now.
@@ -188,24 +187,22 @@ impl Session {
             },
             // Retrying can't help until the password matches again: say so at once.
             Err(e @ BackendError::Auth { .. }) => {
-                Step::Done(Reply::local(error_bytes(&format!("ERR slotproxy: {e}"))))
+                Step::Done(Reply::local(ReplyError::NodeAuth(e).to_bytes()))
             }
             Err(e) if e.is_retry_safe() => {
                 self.shared.topology.request_refresh();
-                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
+                let error = ReplyError::NodeUnreachable(e).to_bytes();
                 self.backoff(request, target, attempt, error)
             }
             Err(e) if attempt.read_only => {
                 // Written but unanswered: a read can simply be asked again.
                 self.shared.topology.request_refresh();
-                let error = error_bytes(&format!("CLUSTERDOWN {e}"));
+                let error = ReplyError::NodeUnreachable(e).to_bytes();
                 self.backoff(request, target, attempt, error)
             }
             Err(e) => {
                 self.shared.topology.request_refresh();
-                Step::Done(Reply::local(error_bytes(&format!(
-                    "ERR slotproxy: {e}; the command may or may not have been applied"
-                ))))
+                Step::Done(Reply::local(ReplyError::Lost(e).to_bytes()))
             }
         }
     }
@@ -220,7 +217,7 @@ impl Session {
         target: Target,
         attempt: Attempt,
     ) -> Step {
-        let frames = split::frames(reply.raw());
+        let frames: Vec<&[u8]> = crate::protocol::view::frames(reply.raw()).collect();
         let moved = frames.iter().rev().skip(1).any(|frame| {
             matches!(
                 Reply::local(Bytes::copy_from_slice(frame)).kind(),
@@ -260,7 +257,7 @@ impl Session {
 
 /// The last of the replies a multi-reply job delivered together.
 fn last_frame(reply: Reply) -> Reply {
-    match split::frames(reply.raw()).last() {
+    match crate::protocol::view::frames(reply.raw()).last() {
         Some(last) => Reply::local(reply.raw().slice_ref(last)),
         None => reply,
     }

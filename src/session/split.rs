@@ -14,10 +14,9 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cluster::{Slot, SlotMap, hash_slot};
 use crate::command::policy::{FanOutMerge, MergeRule, SplitKind};
-use crate::protocol::reply::{
-    error_bytes, write_array_len, write_integer, write_null, write_simple,
-};
-use crate::protocol::{Protocol, Reply, Request};
+use crate::error::ReplyError;
+use crate::protocol::reply::{write_array_len, write_integer, write_null, write_simple};
+use crate::protocol::{Protocol, Reply, Request, View};
 
 /// How part replies combine into the client's reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +182,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         Merge::Scan(phase) => {
             return match replies {
                 [reply] => super::scan::merge_reply(*phase, reply.raw()),
-                _ => error_bytes("ERR slotproxy: SCAN expects one part"),
+                _ => ReplyError::ScanParts.to_bytes(),
             };
         }
         Merge::AnyNonNull => {
@@ -209,7 +208,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             };
             return match replies.iter().find(running).or(replies.first()) {
                 Some(reply) => reply.raw().clone(),
-                None => error_bytes("ERR slotproxy: no primary answered"),
+                None => ReplyError::NoPrimaryAnswered.to_bytes(),
             };
         }
         Merge::Same => {
@@ -217,15 +216,15 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
                 [first, rest @ ..] if rest.iter().all(|r| r.raw() == first.raw()) => {
                     first.raw().clone()
                 }
-                [] => error_bytes("ERR slotproxy: no primary answered"),
-                _ => error_bytes("ERR slotproxy: the primaries' replies differ"),
+                [] => ReplyError::NoPrimaryAnswered.to_bytes(),
+                _ => ReplyError::PrimariesDiffer.to_bytes(),
             };
         }
         Merge::AllExist => {
             let parts: Vec<Vec<&[u8]>> = replies.iter().map(|r| elements(r.raw())).collect();
             let len = parts.first().map_or(0, Vec::len);
             if parts.iter().any(|p| p.len() != len) {
-                return error_bytes("ERR slotproxy: the primaries' replies differ in length");
+                return ReplyError::PrimariesDifferInLength.to_bytes();
             }
             write_array_len(&mut out, len);
             for i in 0..len {
@@ -235,7 +234,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         }
         Merge::CommonLibraries => {
             let [first, rest @ ..] = replies else {
-                return error_bytes("ERR slotproxy: no primary answered");
+                return ReplyError::NoPrimaryAnswered.to_bytes();
             };
             let others: Vec<Vec<Option<&[u8]>>> = rest
                 .iter()
@@ -300,7 +299,7 @@ fn any_ok(replies: &[Reply]) -> Bytes {
         .or_else(|| replies.iter().find(|r| !not_busy(r)))
         .or_else(|| replies.first())
         .map_or_else(
-            || error_bytes("ERR slotproxy: no primary answered"),
+            || ReplyError::NoPrimaryAnswered.to_bytes(),
             |r| r.raw().clone(),
         )
 }
@@ -317,44 +316,25 @@ fn library_name(library: &[u8]) -> Option<&[u8]> {
 
 /// The payload of a bulk or simple string.
 fn string(raw: &[u8]) -> Option<&[u8]> {
-    let newline = raw.iter().position(|&b| b == b'\n')?;
-    match raw.first()? {
-        b'$' => raw[newline + 1..].strip_suffix(b"\r\n"),
-        b'+' => raw[1..].strip_suffix(b"\r\n"),
-        _ => None,
-    }
+    View::of(raw)?.string()
 }
 
 /// A null reply: `$-1` or `*-1` in RESP2, `_` in RESP3.
 fn is_null(raw: &[u8]) -> bool {
-    matches!(raw, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
+    View::of(raw).is_some_and(|view| view.is_null())
 }
 
 fn integer(raw: &[u8]) -> Option<i64> {
-    let line = raw.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
-    std::str::from_utf8(line).ok()?.parse().ok()
+    View::of(raw)?.integer()
 }
 
 /// The raw bytes of each element of an array reply, or the keys and values (alternating) of a
 /// RESP3 map (empty for anything else).
 pub(super) fn elements(raw: &[u8]) -> Vec<&[u8]> {
-    match (raw.first(), raw.iter().position(|&b| b == b'\n')) {
-        (Some(b'*' | b'%'), Some(newline)) => frames(&raw[newline + 1..]),
+    match View::of(raw) {
+        Some(View::Array(elements) | View::Map(elements)) => elements.collect(),
         _ => Vec::new(),
     }
-}
-
-/// Splits back-to-back complete frames into their raw bytes.
-pub fn frames(mut rest: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        // RESP2 is a subset of RESP3: one scan serves both protocols.
-        let len = crate::protocol::frame::frame_len(rest).ok().flatten();
-        let Some(len) = len else { break };
-        out.push(&rest[..len]);
-        rest = &rest[len..];
-    }
-    out
 }
 
 #[cfg(test)]

@@ -14,11 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Pending, Session};
 use crate::command::{CommandSpec, Flags};
+use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer, write_map_len};
 use crate::protocol::{Protocol, Reply, Request};
 use crate::tracking::Mode;
-
-const SYNTAX: &str = "ERR syntax error";
 
 /// A tracking client's options.
 #[derive(Debug)]
@@ -57,7 +56,7 @@ impl Session {
                     new_prefixes.push(args[i + 1].clone());
                     i += 1;
                 }
-                _ => return self.reply_error(SYNTAX),
+                _ => return self.reply_error(ReplyError::Syntax),
             }
             i += 1;
         }
@@ -69,38 +68,29 @@ impl Session {
             return self.reply_ok();
         }
         if !args[2].eq_ignore_ascii_case(b"on") {
-            return self.reply_error(SYNTAX);
+            return self.reply_error(ReplyError::Syntax);
         }
         if redirect {
-            return self.reply_error(
-                "ERR CLIENT TRACKING REDIRECT is not supported by slotproxy; switch to RESP3 \
-                 (HELLO 3) to get invalidations on the same connection",
-            );
+            return self.reply_error(ReplyError::TrackingRedirect);
         }
         if !mode.bcast && !new_prefixes.is_empty() {
-            return self.reply_error("ERR PREFIX option requires BCAST mode to be enabled");
+            return self.reply_error(ReplyError::PrefixWithoutBcast);
         }
         if let Some(current) = &self.tracking
             && current.mode.bcast != mode.bcast
         {
-            return self.reply_error(
-                "ERR You can't switch BCAST mode on/off before disabling tracking for this client, \
-                 and then re-enabling it with a different mode.",
-            );
+            return self.reply_error(ReplyError::BcastSwitch);
         }
         if mode.bcast && (optin || optout) {
-            return self.reply_error("ERR OPTIN and OPTOUT are not compatible with BCAST");
+            return self.reply_error(ReplyError::OptWithBcast);
         }
         if optin && optout {
-            return self.reply_error("ERR You can't specify both OPTIN mode and OPTOUT mode");
+            return self.reply_error(ReplyError::OptinAndOptout);
         }
         if let Some(current) = &self.tracking
             && ((optin && current.optout) || (optout && current.optin))
         {
-            return self.reply_error(
-                "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this \
-                 client, and then re-enabling it with a different mode.",
-            );
+            return self.reply_error(ReplyError::OptSwitch);
         }
         let empty = BTreeSet::new();
         let existing = match &self.tracking {
@@ -109,13 +99,10 @@ impl Session {
         };
         let max_prefixes = self.shared.config.session.tracking_max_prefixes;
         if existing.len() + new_prefixes.len() > max_prefixes {
-            return self.reply_error(&format!(
-                "ERR too many tracking prefixes for this client (at most {max_prefixes}, \
-                 session.tracking_max_prefixes)"
-            ));
+            return self.reply_error(ReplyError::TooManyPrefixes(max_prefixes));
         }
         if let Some(error) = prefix_collision(existing, &new_prefixes) {
-            return self.reply_error(&error);
+            return self.reply_error(error);
         }
         let mut prefixes = existing.clone();
         prefixes.extend(new_prefixes);
@@ -157,22 +144,21 @@ impl Session {
         };
         let Some(node) = node else {
             self.shared.tracker.confirm(self.id);
-            return self.reply_error("CLUSTERDOWN no cluster node is known yet");
+            return self.reply_error(ReplyError::NoNodeKnown);
         };
         let deadline = self.shared.live.load().session.retry_deadline();
         let tracker = self.shared.tracker.clone();
         let id = self.id;
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let reply: &'static [u8] = match tokio::time::timeout(deadline, ready).await {
-                Ok(Ok(())) => b"+OK\r\n",
+            let reply = match tokio::time::timeout(deadline, ready).await {
+                Ok(Ok(())) => Bytes::from_static(b"+OK\r\n"),
                 _ => {
                     tracker.confirm(id);
-                    b"-ERR slotproxy: the cluster's invalidation streams did not start in time; \
-                      tracking is on, and cached values will be flushed when they do\r\n"
+                    ReplyError::InvalidationsLate.to_bytes()
                 }
             };
-            let _ = tx.send(Ok(Reply::local(Bytes::from_static(reply))));
+            let _ = tx.send(Ok(Reply::local(reply)));
         });
         let entry = self.waiting_on(rx, node, request.clone());
         self.order.hold_next();
@@ -182,24 +168,17 @@ impl Session {
     /// `CLIENT CACHING yes|no`.
     pub(super) fn client_caching(&mut self, args: &[Bytes]) {
         let Some(tracking) = self.tracking.as_mut().filter(|t| t.optin || t.optout) else {
-            return self.reply_error(
-                "ERR CLIENT CACHING can be called only when the client is in tracking mode with \
-                 OPTIN or OPTOUT mode enabled",
-            );
+            return self.reply_error(ReplyError::CachingWithoutOpt);
         };
         let yes = args[2].eq_ignore_ascii_case(b"yes");
         if yes && !tracking.optin {
-            return self.reply_error(
-                "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
-            );
+            return self.reply_error(ReplyError::CachingYesWithoutOptin);
         }
         if args[2].eq_ignore_ascii_case(b"no") && !tracking.optout {
-            return self.reply_error(
-                "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
-            );
+            return self.reply_error(ReplyError::CachingNoWithoutOptout);
         }
         if !yes && !args[2].eq_ignore_ascii_case(b"no") {
-            return self.reply_error(SYNTAX);
+            return self.reply_error(ReplyError::Syntax);
         }
         tracking.caching = Some(yes);
         self.reply_ok();
@@ -321,7 +300,7 @@ impl Session {
 /// Against `existing` (sorted, overlap-free) the first new prefix that overlaps is reported with
 /// the first existing one it overlaps, as redis does. Among the new ones the pair reported is
 /// one that overlaps, not necessarily the first pair redis' nested loop would meet.
-fn prefix_collision(existing: &BTreeSet<Bytes>, new: &[Bytes]) -> Option<String> {
+fn prefix_collision(existing: &BTreeSet<Bytes>, new: &[Bytes]) -> Option<ReplyError> {
     let overlaps = |a: &[u8], b: &[u8]| a.starts_with(b) || b.starts_with(a);
     let with_existing = |prefix: &Bytes| -> Option<&Bytes> {
         // The only existing prefix of `prefix` is the greatest one not after it; existing ones
@@ -347,20 +326,16 @@ fn prefix_collision(existing: &BTreeSet<Bytes>, new: &[Bytes]) -> Option<String>
         .min();
     for (i, prefix) in new.iter().enumerate() {
         if let Some(other) = with_existing(prefix) {
-            return Some(format!(
-                "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single \
-                 client must not overlap.",
-                String::from_utf8_lossy(prefix),
-                String::from_utf8_lossy(other)
-            ));
+            return Some(ReplyError::PrefixOverlapsExisting {
+                prefix: prefix.clone(),
+                existing: other.clone(),
+            });
         }
         if let Some((first, second)) = among_new.filter(|&(first, _)| first == i) {
-            return Some(format!(
-                "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a \
-                 single client must not overlap.",
-                String::from_utf8_lossy(&new[first]),
-                String::from_utf8_lossy(&new[second])
-            ));
+            return Some(ReplyError::PrefixOverlapsProvided {
+                first: new[first].clone(),
+                second: new[second].clone(),
+            });
         }
     }
     None
@@ -423,6 +398,7 @@ mod tests {
                 None => assert_eq!(got, None, "{new:?}"),
                 Some(want) => {
                     let got = got.unwrap_or_else(|| panic!("{new:?}: no collision found"));
+                    let got = got.to_string();
                     assert!(got.starts_with(&format!("ERR {want}")), "{new:?}: {got}");
                 }
             }

@@ -26,23 +26,19 @@ use bytes::{Bytes, BytesMut};
 use super::Session;
 use super::dispatch::Target;
 use super::per_slot;
-use super::plan::{CROSSSLOT, CrossSlot, Plan};
+use super::plan::{CrossSlot, Plan};
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
 use crate::command::policy::{Handling, Local};
 use crate::config::CrossSlotTransactions;
+use crate::error::ReplyError;
 use crate::protocol::Request;
 use crate::protocol::reply::{write_array_len, write_simple};
 use crate::protocol::request::encode_multibulk;
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
-
-/// A command that leaves the transaction's slot, with `cross_slot_transactions = "refuse"`.
-const CROSSSLOT_TRANSACTION: &str = "CROSSSLOT Keys in request don't hash to the same slot \
-    (slotproxy runs a transaction on one slot: put its keys under one {hash tag}, or set \
-    session.cross_slot_transactions = \"per-slot\")";
 
 /// A session's transaction state.
 #[derive(Debug, Default)]
@@ -111,13 +107,13 @@ impl Session {
             | Handling::Split(_)
             | Handling::Computed(_)
             | Handling::Local(Local::Publish) => match self.slot_of_keys(spec, &request) {
-                Err(CrossSlot) => Some(CROSSSLOT.to_string()),
+                Err(CrossSlot) => Some(ReplyError::CrossSlot),
                 Ok(Some(this)) if self.tx.slot.is_some_and(|s| s != this) => {
                     if per_slot {
                         slot = Some(this);
                         None
                     } else {
-                        Some(CROSSSLOT_TRANSACTION.to_string())
+                        Some(ReplyError::CrossSlotTransaction)
                     }
                 }
                 Ok(Some(this)) => {
@@ -133,15 +129,12 @@ impl Session {
             | Handling::AllNodes(_)
             | Handling::BySlotArgument
             | Handling::Admin(_)
-            | Handling::Refused(_) => Some(format!(
-                "ERR '{}' inside MULTI is not supported by slotproxy",
-                spec.full_name_upper()
-            )),
+            | Handling::Refused(_) => Some(ReplyError::NotInMulti(spec.full_name_upper())),
         };
         match refuse {
             Some(error) => {
                 self.tx.dirty = true;
-                self.reply_error(&error);
+                self.reply_error(error);
             }
             None => {
                 self.tx.queued.push(request);
@@ -154,7 +147,7 @@ impl Session {
     /// `MULTI`.
     pub(super) fn multi(&mut self) {
         if self.tx.queuing {
-            return self.reply_error("ERR MULTI calls can not be nested");
+            return self.reply_error(ReplyError::NestedMulti);
         }
         self.tx.queuing = true;
         self.tx.slot = self.tx.watch.as_ref().map(|(_, slot)| *slot);
@@ -164,7 +157,7 @@ impl Session {
     /// `DISCARD`.
     pub(super) fn discard(&mut self) {
         if !self.tx.queuing {
-            return self.reply_error("ERR DISCARD without MULTI");
+            return self.reply_error(ReplyError::DiscardWithoutMulti);
         }
         self.end_transaction();
         self.reply_with(|out| write_simple(out, "OK"));
@@ -179,11 +172,11 @@ impl Session {
     /// `WATCH key [key ...]`: pins the transaction to the keys' slot and its primary.
     pub(super) fn watch(&mut self, spec: &CommandSpec, request: Request) {
         if self.tx.queuing {
-            return self.reply_error("ERR WATCH inside MULTI is not allowed");
+            return self.reply_error(ReplyError::WatchInMulti);
         }
         let slot = match self.slot_of_keys(spec, &request) {
             Ok(Some(slot)) if self.tx.watch.as_ref().is_none_or(|(_, s)| *s == slot) => slot,
-            Ok(_) | Err(CrossSlot) => return self.reply_error(CROSSSLOT),
+            Ok(_) | Err(CrossSlot) => return self.reply_error(ReplyError::CrossSlot),
         };
         self.dispatch(request, Plan::Watch(slot));
     }
@@ -196,11 +189,11 @@ impl Session {
     /// `EXEC`: sends the whole transaction as one job, or answers an abort.
     pub(super) fn exec(&mut self) {
         if !self.tx.queuing {
-            return self.reply_error("ERR EXEC without MULTI");
+            return self.reply_error(ReplyError::ExecWithoutMulti);
         }
         if self.tx.dirty {
             self.end_transaction();
-            return self.reply_error("EXECABORT Transaction discarded because of previous errors.");
+            return self.reply_error(ReplyError::ExecAbort);
         }
         let watched = self.tx.watch.clone();
         let queued = std::mem::take(&mut self.tx.queued);

@@ -32,9 +32,10 @@ use super::dispatch::Target;
 use super::plan::Plan;
 use super::{Pending, Session};
 use crate::backend::{Lane, Node, Outgoing};
+use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer};
 use crate::protocol::request::encode_multibulk;
-use crate::protocol::{Protocol, Reply, Request};
+use crate::protocol::{Protocol, Reply, Request, View};
 
 /// Longest time one WAIT may hold a shared connection.
 const SLICE: Duration = Duration::from_millis(10);
@@ -169,9 +170,7 @@ impl Session {
             if shards.is_empty() {
                 drop(map);
                 self.shared.topology.request_refresh();
-                return Pending::Done(crate::protocol::reply::error_bytes(
-                    "CLUSTERDOWN no cluster node is known yet",
-                ));
+                return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
             }
             let node = shards[self.id as usize % shards.len()].primary.clone();
             drop(map);
@@ -278,14 +277,14 @@ async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Resul
 /// when it is an error.
 fn counts(reply: &Reply) -> Result<Vec<i64>, Bytes> {
     let raw = reply.raw();
-    if raw.first() == Some(&b'-') || raw.first() == Some(&b'!') {
-        return Err(raw.clone());
-    }
-    Ok(raw
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.strip_prefix(b":"))
-        .filter_map(|n| parse_int(n.strip_suffix(b"\r").unwrap_or(n)))
-        .collect())
+    Ok(match View::of(raw) {
+        Some(View::Error(_)) => return Err(raw.clone()),
+        Some(View::Integer(n)) => vec![n],
+        Some(View::Array(elements)) => elements
+            .filter_map(|element| View::of(element)?.integer())
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 fn parse_int(bytes: &[u8]) -> Option<i64> {

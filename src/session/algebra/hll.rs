@@ -12,9 +12,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::Cursor;
-use crate::protocol::Reply;
-use crate::protocol::reply::{error_bytes, write_integer};
+use crate::error::ReplyError;
+use crate::protocol::reply::write_integer;
+use crate::protocol::{Reply, View};
 
 /// Index bits: 2^14 registers.
 const P: u32 = 14;
@@ -28,8 +28,8 @@ const SPARSE: u8 = 1;
 /// 1 / (2 ln 2), the estimator's bias constant for m -> infinity.
 const ALPHA_INF: f64 = 0.721_347_520_444_481_7;
 
-const NOT_AN_HLL: &str = "WRONGTYPE Key is not a valid HyperLogLog string value.";
-const CORRUPTED: &str = "INVALIDOBJ Corrupted HLL object detected";
+const NOT_AN_HLL: ReplyError = ReplyError::NotHyperLogLog;
+const CORRUPTED: ReplyError = ReplyError::CorruptedHyperLogLog;
 
 /// The `PFCOUNT` reply for the keys (read indices in the client's order) and the reads'
 /// replies to `GET`. A missing key counts as an empty HyperLogLog; the first key (in order)
@@ -38,17 +38,18 @@ pub(super) fn pfcount(keys: &[usize], replies: &[Reply]) -> Bytes {
     let mut max = vec![0u8; REGISTERS];
     for &read in keys {
         let Some(reply) = replies.get(read) else {
-            return error_bytes("ERR slotproxy: a key read is missing");
+            return ReplyError::KeyReadMissing.to_bytes();
         };
         if reply.error_text().is_some() {
             return reply.raw().clone();
         }
-        let Some(value) = Cursor::new(reply.raw()).bulk() else {
-            return error_bytes("ERR slotproxy: a node's reply to GET was not understood");
+        let value = match View::of(reply.raw()) {
+            Some(View::Bulk(value)) => value,
+            Some(View::Null) => continue,
+            _ => return ReplyError::GetReply.to_bytes(),
         };
-        let Some(value) = value else { continue };
         if let Err(error) = merge(&mut max, value) {
-            return error_bytes(error);
+            return error.to_bytes();
         }
     }
     let mut out = BytesMut::new();
@@ -61,7 +62,7 @@ pub(super) fn pfcount(keys: &[usize], replies: &[Reply]) -> Bytes {
 /// # Errors
 /// redis' error text: not a HyperLogLog (bad header or dense length), or a corrupted sparse
 /// encoding (its runs don't cover exactly the registers).
-fn merge(max: &mut [u8], value: &[u8]) -> Result<(), &'static str> {
+fn merge(max: &mut [u8], value: &[u8]) -> Result<(), ReplyError> {
     if value.len() < HEADER_LEN || &value[..4] != b"HYLL" {
         return Err(NOT_AN_HLL);
     }
@@ -89,7 +90,7 @@ fn dense_register(registers: &[u8], i: usize) -> u8 {
 }
 
 /// Walks a sparse encoding as `hllMerge` does; its runs must cover exactly the registers.
-fn merge_sparse(max: &mut [u8], ops: &[u8]) -> Result<(), &'static str> {
+fn merge_sparse(max: &mut [u8], ops: &[u8]) -> Result<(), ReplyError> {
     let mut i = 0usize;
     let mut p = 0;
     while p < ops.len() {

@@ -27,8 +27,9 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cluster::{Slot, hash_slot};
-use crate::protocol::reply::error_bytes;
-use crate::protocol::{Protocol, Reply, Request};
+use crate::error::ReplyError;
+use crate::protocol::view::Elements;
+use crate::protocol::{Protocol, Reply, Request, View, string2ll};
 
 pub use crate::command::policy::Algebra;
 
@@ -71,7 +72,7 @@ enum Options {
     Limit(u64),
     /// The sorted-set commands' options, or the error redis gives for them once it has found
     /// every key of a usable type (it checks the keys first).
-    ZSet(Result<zsets::Options, &'static str>),
+    ZSet(Result<zsets::Options, ReplyError>),
 }
 
 /// Plans the reads of a computed command whose keys span slots: one per distinct key, in order
@@ -87,11 +88,11 @@ pub fn plan(op: Algebra, request: &Request) -> Result<(Computation, Vec<(Slot, R
             (&args[1..], Options::None)
         }
         Algebra::SInterCard => {
-            let (keys, limit) = sets::parse_intercard(args).map_err(error_bytes)?;
+            let (keys, limit) = sets::parse_intercard(args).map_err(|e| e.to_bytes())?;
             (keys, Options::Limit(limit))
         }
         Algebra::ZUnion | Algebra::ZInter | Algebra::ZDiff | Algebra::ZInterCard => {
-            let (keys, options) = zsets::parse(op, args).map_err(|e| error_bytes(&e))?;
+            let (keys, options) = zsets::parse(op, args).map_err(|e| e.to_bytes())?;
             (keys, Options::ZSet(options))
         }
     };
@@ -133,86 +134,29 @@ pub fn merge(computation: &Computation, replies: &[Reply], protocol: Protocol) -
     let computed = match options {
         Options::None => sets::compute(*op, keys, replies, 0, protocol, &mut out),
         Options::Limit(limit) => sets::compute(*op, keys, replies, *limit, protocol, &mut out),
-        Options::ZSet(Err(error)) => return error_bytes(error),
+        Options::ZSet(Err(error)) => return error.to_bytes(),
         Options::ZSet(Ok(zset)) => zsets::compute(*op, keys, replies, zset, protocol, &mut out),
     };
     match computed {
         Some(()) => out.freeze(),
-        None => error_bytes("ERR slotproxy: a node's reply to a key read was not understood"),
+        None => ReplyError::KeyReadReply.to_bytes(),
     }
 }
 
-/// Reads the few reply shapes the key reads produce: arrays and sets of bulk strings, pairs of
-/// member and score, a bulk string or null.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    /// The next frame's type byte, without consuming it.
-    fn peek(&self) -> Option<u8> {
-        self.buf.get(self.pos).copied()
-    }
-
-    /// A header line: its type byte and the text up to CRLF.
-    fn line(&mut self) -> Option<(u8, &'a [u8])> {
-        let rest = self.buf.get(self.pos..)?;
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        self.pos += end + 2;
-        Some((rest[0], &rest[1..end]))
-    }
-
-    /// An array or set header: its element count.
-    fn aggregate(&mut self) -> Option<usize> {
-        match self.line()? {
-            (b'*' | b'~', count) => std::str::from_utf8(count).ok()?.parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// A bulk string; `Some(None)` for a null.
-    fn bulk(&mut self) -> Option<Option<&'a [u8]>> {
-        match self.line()? {
-            (b'$', b"-1") | (b'_', b"") => Some(None),
-            (b'$', len) => {
-                let len: usize = std::str::from_utf8(len).ok()?.parse().ok()?;
-                let data = self.buf.get(self.pos..self.pos.checked_add(len)?)?;
-                if self.buf.get(self.pos + len..self.pos + len + 2)? != b"\r\n" {
-                    return None;
-                }
-                self.pos += len + 2;
-                Some(Some(data))
-            }
-            _ => None,
-        }
-    }
-
-    /// A score: a bulk string in RESP2, a double in RESP3 (both as redis prints them).
-    fn score(&mut self) -> Option<f64> {
-        let text = match self.peek()? {
-            b',' => self.line()?.1,
-            _ => self.bulk()??,
-        };
-        std::str::from_utf8(text).ok()?.parse().ok()
+/// The elements of an array or set reply (the shapes `SMEMBERS` and `ZUNION` answer with).
+fn set_elements(raw: &[u8]) -> Option<Elements<'_>> {
+    match View::of(raw)? {
+        View::Array(elements) | View::Set(elements) => Some(elements),
+        _ => None,
     }
 }
 
-/// redis' `string2ll`: a canonical decimal `i64` (no sign but `-`, no leading zeros, no `-0`).
-fn string2ll(text: &[u8]) -> Option<i64> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    let canonical = match digits {
-        [b'0'] => text.len() == 1,
-        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
-        _ => false,
+/// A score: a bulk string in RESP2, a double in RESP3 (both as redis prints them).
+fn score(raw: &[u8]) -> Option<f64> {
+    let text = match View::of(raw)? {
+        View::Bulk(text) | View::Double(text) => text,
+        _ => return None,
     };
-    if !canonical || text.len() > 20 {
-        return None;
-    }
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 

@@ -5,9 +5,10 @@ use std::collections::HashSet;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Algebra, Cursor, keyword, string2ll, write_set_len};
+use super::{Algebra, keyword, set_elements, string2ll, write_set_len};
+use crate::error::ReplyError;
 use crate::protocol::reply::{write_bulk, write_integer};
-use crate::protocol::{Protocol, Reply};
+use crate::protocol::{Protocol, Reply, View};
 
 /// redis' default `set-max-intset-entries`: a result of at most this many integers is an intset,
 /// which redis replies in ascending order.
@@ -17,15 +18,15 @@ const MAX_INTSET_ENTRIES: usize = 512;
 ///
 /// # Errors
 /// redis' error text, checked before any key is looked at.
-pub(super) fn parse_intercard(args: &[Bytes]) -> Result<(&[Bytes], u64), &'static str> {
+pub(super) fn parse_intercard(args: &[Bytes]) -> Result<(&[Bytes], u64), ReplyError> {
     let numkeys = args
         .get(1)
         .and_then(|n| string2ll(n))
         .filter(|&n| n >= 1)
-        .ok_or("ERR numkeys should be greater than 0")?;
+        .ok_or(ReplyError::NumkeysNotPositive)?;
     let numkeys = usize::try_from(numkeys).unwrap_or(usize::MAX);
     if numkeys > args.len() - 2 {
-        return Err("ERR Number of keys can't be greater than number of args");
+        return Err(ReplyError::NumkeysTooLarge);
     }
     let mut limit = 0;
     let mut i = 2 + numkeys;
@@ -34,9 +35,9 @@ pub(super) fn parse_intercard(args: &[Bytes]) -> Result<(&[Bytes], u64), &'stati
             i += 1;
             limit = string2ll(&args[i])
                 .and_then(|n| u64::try_from(n).ok())
-                .ok_or("ERR LIMIT can't be negative")?;
+                .ok_or(ReplyError::NegativeLimit)?;
         } else {
-            return Err("ERR syntax error");
+            return Err(ReplyError::Syntax);
         }
         i += 1;
     }
@@ -80,9 +81,12 @@ pub(super) fn compute(
 
 /// The members of an `SMEMBERS` reply, in its order.
 fn members(raw: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut cursor = Cursor::new(raw);
-    let len = cursor.aggregate()?;
-    (0..len).map(|_| cursor.bulk()?).collect()
+    let elements = set_elements(raw)?;
+    let len = elements.len();
+    let members: Vec<&[u8]> = elements
+        .map(|element| View::of(element)?.bulk())
+        .collect::<Option<_>>()?;
+    (members.len() == len).then_some(members)
 }
 
 /// Every member of any set, in order of first appearance.

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Algebra, Cursor, keyword, string2ll};
+use super::{Algebra, keyword, set_elements, string2ll};
+use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer};
-use crate::protocol::{Protocol, Reply};
+use crate::protocol::{Protocol, Reply, View};
 
 /// How the scores of a member found in several inputs combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,32 +49,30 @@ impl Eq for Options {}
 
 /// The keys of a sorted-set command, and its options or the error redis gives for them once the
 /// keys have passed its type check.
-pub(super) type Parsed<'a> = (&'a [Bytes], Result<Options, &'static str>);
+pub(super) type Parsed<'a> = (&'a [Bytes], Result<Options, ReplyError>);
 
 /// Parses `numkeys key... [options]`.
 ///
 /// # Errors
 /// redis' error for a bad numkeys, which it reports before looking at any key.
-pub(super) fn parse(op: Algebra, args: &[Bytes]) -> Result<Parsed<'_>, String> {
+pub(super) fn parse(op: Algebra, args: &[Bytes]) -> Result<Parsed<'_>, ReplyError> {
     let numkeys = args
         .get(1)
         .and_then(|n| string2ll(n))
-        .ok_or("ERR value is not an integer or out of range")?;
+        .ok_or(ReplyError::NotInteger)?;
     if numkeys < 1 {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-        return Err(format!(
-            "ERR at least 1 input key is needed for '{name}' command"
-        ));
+        return Err(ReplyError::NoInputKey(name));
     }
     let numkeys = usize::try_from(numkeys).unwrap_or(usize::MAX);
     if numkeys > args.len() - 2 {
-        return Err("ERR syntax error".to_string());
+        return Err(ReplyError::Syntax);
     }
     let keys = &args[2..2 + numkeys];
     Ok((keys, parse_options(op, numkeys, &args[2 + numkeys..])))
 }
 
-fn parse_options(op: Algebra, numkeys: usize, args: &[Bytes]) -> Result<Options, &'static str> {
+fn parse_options(op: Algebra, numkeys: usize, args: &[Bytes]) -> Result<Options, ReplyError> {
     let card = op == Algebra::ZInterCard;
     let diff = op == Algebra::ZDiff;
     let mut options = Options {
@@ -88,7 +87,7 @@ fn parse_options(op: Algebra, numkeys: usize, args: &[Bytes]) -> Result<Options,
         let arg = &args[i];
         if !diff && !card && remaining > numkeys && keyword(arg, "WEIGHTS") {
             for (weight, text) in options.weights.iter_mut().zip(&args[i + 1..]) {
-                *weight = string2d(text).ok_or("ERR weight value is not a float")?;
+                *weight = string2d(text).ok_or(ReplyError::WeightNotFloat)?;
             }
             i += 1 + numkeys;
         } else if !diff && !card && remaining >= 2 && keyword(arg, "AGGREGATE") {
@@ -100,7 +99,7 @@ fn parse_options(op: Algebra, numkeys: usize, args: &[Bytes]) -> Result<Options,
             } else if keyword(name, "MAX") {
                 Aggregate::Max
             } else {
-                return Err("ERR syntax error");
+                return Err(ReplyError::Syntax);
             };
             i += 2;
         } else if !card && keyword(arg, "WITHSCORES") {
@@ -109,10 +108,10 @@ fn parse_options(op: Algebra, numkeys: usize, args: &[Bytes]) -> Result<Options,
         } else if card && remaining >= 2 && keyword(arg, "LIMIT") {
             options.limit = string2ll(&args[i + 1])
                 .and_then(|n| u64::try_from(n).ok())
-                .ok_or("ERR LIMIT can't be negative")?;
+                .ok_or(ReplyError::NegativeLimit)?;
             i += 2;
         } else {
-            return Err("ERR syntax error");
+            return Err(ReplyError::Syntax);
         }
     }
     Ok(options)
@@ -278,21 +277,16 @@ struct Input<'a> {
 /// The members and scores of a `ZUNION 1 key WITHSCORES` reply: a flat array in RESP2, an
 /// array of pairs in RESP3.
 fn scored(raw: &[u8]) -> Option<Vec<(&[u8], f64)>> {
-    let mut cursor = Cursor::new(raw);
-    let len = cursor.aggregate()?;
-    let mut out = Vec::with_capacity(len);
-    let mut read = 0;
-    while read < len {
-        if cursor.peek() == Some(b'*') {
-            if cursor.aggregate()? != 2 {
-                return None;
-            }
-            read += 1;
-        } else {
-            read += 2;
-        }
-        let member = cursor.bulk()??;
-        out.push((member, cursor.score()?));
+    let mut elements = set_elements(raw)?;
+    let mut out = Vec::with_capacity(elements.len());
+    while !elements.is_empty() {
+        let first = elements.next()?;
+        let (member, score) = match View::of(first)? {
+            View::Array(mut pair) if pair.len() == 2 => (pair.next()?, pair.next()?),
+            View::Array(_) => return None,
+            _ => (first, elements.next()?),
+        };
+        out.push((View::of(member)?.bulk()?, super::score(score)?));
     }
     Some(out)
 }

@@ -42,8 +42,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::reply::{write_error, write_text};
-use crate::protocol::{Protocol, Reply};
+use crate::error::ReplyError;
+use crate::protocol::reply::write_text;
+use crate::protocol::{Protocol, Reply, View};
 
 /// What slotproxy itself reports in `INFO` instead of the nodes' figures: its own clients and
 /// commands (the nodes count slotproxy's connections and health checks), and the cluster state.
@@ -77,11 +78,7 @@ pub(crate) fn merge_info_with(
         .map(|r| info_text(r.raw()))
         .collect::<Option<Vec<_>>>()
     else {
-        write_error(
-            &mut out,
-            "ERR slotproxy: a node's INFO reply is not a string",
-        );
-        return out.freeze();
+        return ReplyError::InfoReply.to_bytes();
     };
     let text = merge_texts(&texts, facts);
     write_text(&mut out, protocol, text.as_bytes());
@@ -90,14 +87,8 @@ pub(crate) fn merge_info_with(
 
 /// The text of a bulk (`$`) or verbatim (`=`, RESP3) string reply.
 fn info_text(raw: &[u8]) -> Option<String> {
-    let newline = raw.iter().position(|&b| b == b'\n')?;
-    let header = raw.get(1..newline)?.strip_suffix(b"\r")?;
-    let len: usize = std::str::from_utf8(header).ok()?.parse().ok()?;
-    let body = raw.get(newline + 1..newline + 1 + len)?;
-    let text = match raw.first()? {
-        b'$' => body,
-        // `=len\r\ntxt:...`: a three-letter format, a colon, then the text.
-        b'=' => body.get(4..)?,
+    let text = match View::of(raw)? {
+        View::Bulk(text) | View::Verbatim { text, .. } => text,
         _ => return None,
     };
     Some(String::from_utf8_lossy(text).into_owned())
