@@ -150,7 +150,13 @@ impl Node {
 
     /// `lane`, among the connections of worker `worker` (a session's own worker: its
     /// connections run on the session's thread).
-    pub fn worker_lane(&self, worker: usize, protocol: Protocol, readonly: bool, lane: usize) -> &Lane {
+    pub fn worker_lane(
+        &self,
+        worker: usize,
+        protocol: Protocol,
+        readonly: bool,
+        lane: usize,
+    ) -> &Lane {
         let lanes = &self.lanes[worker % self.lanes.len()][usize::from(readonly)][protocol.index()];
         &lanes[lane % lanes.len()]
     }
