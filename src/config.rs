@@ -109,7 +109,8 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
-    /// Shared, pipelined connections per node (per protocol version); clients are spread over them.
+    /// Shared, pipelined connections per node, per worker thread and protocol version; the
+    /// worker's clients are spread over them. One fills each write to the node best.
     pub connections_per_node: usize,
     /// Time allowed for TCP connect plus the connection's handshake.
     pub connect_timeout_ms: u64,
@@ -284,7 +285,7 @@ impl Default for ClusterConfig {
 impl Default for BackendConfig {
     fn default() -> Self {
         Self {
-            connections_per_node: 2,
+            connections_per_node: 1,
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             reconnect_backoff_min_ms: 50,

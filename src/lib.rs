@@ -3,102 +3,62 @@
 //!
 //! # Life of a command
 //!
-//! 1. [`server`] accepts a client (once the first slot map is known) and spawns a
-//!    [`session::Session`] task for it (in protected mode, a client from another host of a
-//!    proxy without password or users gets redis' `-DENIED` text instead).
-//! 2. The session's [`protocol::RequestDecoder`] yields a [`protocol::Request`]: the arguments as
-//!    slices of the read buffer plus the raw bytes, which are what gets forwarded (re-encoded
-//!    when the client's separators were not CRLF, so a node only ever sees canonical frames).
-//!    The decoder accepts exactly what redis-server accepts; anything else gets redis' own
-//!    `-ERR Protocol error: ...` and the connection is closed, as redis-server does.
-//! 3. [`command::CommandTable::resolve`] finds the command's row (generated from a node's
-//!    `COMMAND` output, plus commands learned from the cluster at startup). An unknown command or
-//!    a wrong arity gets redis' error and the connection stays open. Then the one ACL check
-//!    (`session/acl.rs`, [`auth::check`]): `-NOAUTH` until the client authenticates, `-NOPERM`
-//!    for a command, key or channel its user may not use (redis 7.0's rules and texts, no round
-//!    trip); `ACL ...` is answered from slotproxy's own users. Inside `MULTI`, commands are
-//!    checked and queued by the session instead (`session/transaction.rs`).
-//! 4. The row's [`command::Policy`], decided once per row when the table is built
-//!    (`command/policy.rs`), says how to serve it; `session/plan.rs` matches on its `Handling`:
-//!    - `Local`: answered by the session (PING, HELLO, CLIENT SETNAME..., MULTI/EXEC (run per
-//!      slot when `cross_slot_transactions = "per-slot"`: `session/per_slot.rs`), and the
-//!      CLUSTER/CLIENT introspection of `session/introspect.rs`); SCAN builds its own request
-//!      for one primary (`session/scan.rs`); WAIT/WAITAOF go out on the connections the
-//!      session's writes used, to every node it wrote to (`session/wait.rs`). Pub/sub commands update the session's own
-//!      subscription set, which builds their replies, and go to the [`pubsub`] hub: one task
-//!      that holds each channel once on a node connection of its own (keyspace notification
-//!      channels on one node per shard, since each node publishes only its own keys' events)
-//!      and copies every message into the [`inbox`] of each subscribed session
-//!      (`session/pubsub.rs`). `PUBLISH` and the
-//!      `PUBSUB` counts go through the hub too, so they count the proxy's subscribers.
-//!    - `Single`, `Split`, `Computed`: keys found by the row's key specs and hashed with
-//!      [`cluster::hash_slot`]. One slot: sent there (read-only commands may go to a replica,
-//!      blocking ones on a dedicated connection). Several slots: MGET/MSET/DEL/UNLINK/EXISTS/TOUCH are split by slot
-//!      (`session/split.rs`); the read-only SUNION/SINTER/SDIFF/SINTERCARD,
-//!      ZUNION/ZINTER/ZDIFF/ZINTERCARD and PFCOUNT are computed by the proxy from one read per
-//!      key (`session/algebra/`); anything else, writes included (`SUNIONSTORE`, `PFMERGE`...),
-//!      gets `-CROSSSLOT`.
-//!    - `FanOut`: DBSIZE, KEYS, FLUSH*, INFO... go to every primary and are merged.
-//!    - `AnyNode` (keyless, any node answers alike), `Admin` (refused unless the configuration
-//!      allows it) or `Refused` (`-ERR` naming the command).
-//! 5. If no cluster node has answered for longer than the retry deadline, the request fails at
-//!    once with `-CLUSTERDOWN` naming that ([`cluster::RefreshStats::down_reason`]). Otherwise
-//!    the session loads the [`cluster::SlotMap`] once, picks the shard's node (the primary, or
-//!    for a read, a node the read policy allows: never a replica that fails its health check or
-//!    lags its primary, and the primary for a slot the session wrote within the
-//!    read-your-writes window), and queues the request on that node's shared connection
-//!    (always the same one for a given session, so its requests to a node keep their order) or
-//!    on the session's own dedicated connection (blocking commands, WATCH). The
-//!    [`backend::connection`] task writes every queued request in one batch and hands replies back
-//!    in FIFO order through a oneshot per request. A request waits (`Deferred`) while older ones
-//!    are unanswered if the map changed since they were sent or one of them went out on a
-//!    dedicated connection, so nothing overtakes them on a node; the map that check read is the
-//!    one the request is sent under, even if the refresher publishes another meanwhile. A request for a primary that
-//!    fails its health check is not sent: it waits with backoff (as in step 6) until the
-//!    primary answers again or the refreshed map names the replica that replaced it. A node
-//!    that answers `-BUSY` (a long script) passes its check: its requests get that `-BUSY`, and
-//!    `SCRIPT KILL` goes out on the session's own connection, never behind the script.
-//! 6. When the request reaches the front of the session's queue its reply is settled: on `MOVED`
-//!    the session asks the [`cluster::Topology`] for a refresh and resends to the named node; on
-//!    `ASK` it sends `ASKING` + the command to the target and leaves the map alone; both are
-//!    capped by `max_redirects`. `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes are retried with
-//!    backoff until `retry_deadline`; a node that refuses slotproxy's credentials is not
-//!    retried: the client gets `-ERR` naming it at once. A request whose connection died after it was written is
-//!    sent again if it is read-only; a write gets an error saying its outcome is unknown, and is
-//!    never sent twice. Split requests settle part by part and are merged in key order;
-//!    computed ones once every key's read has settled, reading the nodes' replies through
-//!    [`protocol::View`]. Every error reply slotproxy makes itself, here or earlier, is an
-//!    [`error::ReplyError`]: its text, spelled once, and whether a retry is safe.
-//! 7. With `CLIENT TRACKING` on, the session gives the keys of its read-only commands to the
-//!    [`tracking::Tracker`] before sending them; invalidations that primaries stream to the
-//!    tracker reach the session as pushes, queued behind every reply it still owes.
-//! 8. Replies leave in request order; the session writes all that are ready at once, without
-//!    blocking its reads. A client whose unwritten replies plus the replies node connections
-//!    handed over for it (its [`backend::ReplyBudget`]) pass `max_output_buffer_bytes` is
-//!    disconnected, as by redis' `client-output-buffer-limit`; requests of a departed client
-//!    that no node connection has written yet are never sent. As a reply is queued for
-//!    writing, its command's counters and latency are recorded in [`metrics::Metrics`]
-//!    (handles cached per command, no lookup by name).
-//!    Pub/sub messages from the session's inbox are written between replies as they come; a
-//!    subscription's confirmation waits in the inbox, among the messages, for its turn in the
-//!    reply order. A subscriber whose backlog passes `pubsub_output_buffer_bytes` is closed.
+//! Open the files in this order to follow one request from the client's socket to a node and
+//! back.
 //!
-//! Every connection to a node (shared, dedicated, pub/sub link, tracking listener, health
-//! check, `MONITOR`) starts in [`backend::setup::open`], which authenticates with the
-//! `[backend]` credentials; before accepting clients, `run` checks that a seed accepts them.
+//! 1. **Accept** (`server.rs`, `workers.rs`). The accept loop takes a client once the first
+//!    slot map is known (protected mode may refuse it with redis' `-DENIED`), picks a worker
+//!    round-robin and moves the socket there. Each worker is a single-threaded runtime holding
+//!    its sessions and its own connections to every node, so a request never changes thread.
+//! 2. **Read** (`session/mod.rs`, `protocol/codec.rs`). The session's loop reads, and the
+//!    [`protocol::RequestDecoder`] yields [`protocol::Request`]s: arguments as slices of the read
+//!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
+//!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.
+//! 3. **Decide** (`command/table.rs`, `command/policy.rs`, `session/acl.rs`). The command's row
+//!    is found once; its [`command::Policy`], built with the table, says how it is served
+//!    (`Local`, `Single`, `Split`, `Computed`, `FanOut`, `AllNodes`, `AnyNode`, `Admin`,
+//!    `Refused`), whether it writes, and its metrics row. The ACL check ([`auth::check()`]) runs
+//!    here too: `-NOAUTH`, `-NOPERM`, redis 7.0's rules and texts, no round trip.
+//! 4. **Plan** (`session/plan.rs`). A match on the row's handling: local answers (PING, HELLO,
+//!    CLIENT, CLUSTER introspection, MULTI/EXEC in `session/transaction.rs` and
+//!    `session/per_slot.rs`, pub/sub in `session/pubsub.rs` with the [`pubsub`] hub, WAIT in
+//!    `session/wait.rs`, SCAN in `session/scan.rs`), or a `Plan`: one slot, split by slot
+//!    (`session/split.rs`), computed from one read per key (`session/algebra/`), or every
+//!    primary. Other cross-slot commands get `-CROSSSLOT`.
+//! 5. **Order** (`session/order.rs`). A request is sent now, or held (`Deferred`) until older
+//!    ones settle: when the slot map changed while they were in flight, after a request on a
+//!    dedicated connection, or when it must see everything before it. No I/O; every rule has a
+//!    unit test.
+//! 6. **Send** (`session/dispatch.rs`, `session/pick.rs`, `backend/pool.rs`). Under the map the
+//!    order check read (pinned, so a refresh can't slip in), the shard's node is picked (the
+//!    primary, or a replica the read policy and its health allow) and an
+//!    [`backend::Outgoing`] is queued on the session's lane of that node's shared connections
+//!    on its worker, or on its own dedicated connection (blocking commands, WATCH). A primary
+//!    failing its health checks is not sent anything: the request backs off.
+//! 7. **Node connection** (`backend/connection.rs`, `backend/ack.rs`). The connection task
+//!    writes every queued request in one write (large values from the client's own bytes),
+//!    matches replies to requests in FIFO order and hands each back through its oneshot. With
+//!    `ack = replicated`, write replies wait for a `WAIT` after their batch. A node answering
+//!    `-BUSY` (a long script) is alive: its requests get that `-BUSY`, and `SCRIPT KILL` never
+//!    queues behind the script. Every node connection starts in [`backend::setup::open`]
+//!    (credentials, TLS).
+//! 8. **Settle** (`session/settle.rs`). When its entry reaches the front of the reply queue, a
+//!    reply is settled: `MOVED` refreshes the map and resends, `ASK` sends `ASKING` + the command
+//!    and leaves the map alone (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and
+//!    unreachable nodes back off until `retry_deadline`. A read whose connection died is sent
+//!    again; a write gets an error saying its outcome is unknown and is never sent twice. Split
+//!    parts merge in key order. Replies are read through [`protocol::View`]; every error reply
+//!    slotproxy makes is an [`error::ReplyError`], spelled once.
+//! 9. **Write** (`session/output.rs`). Replies leave in request order; large ones are written
+//!    from the node's bytes without a copy. Pub/sub messages and tracking invalidations
+//!    ([`tracking`]) are written between replies. A client whose unwritten and in-flight replies
+//!    pass `max_output_buffer_bytes` is disconnected, and its unsent requests are dropped.
+//!    Each reply's command counters and latency go to [`metrics::Metrics`] by row index.
 //!
-//! Alongside, two tasks keep the picture of the cluster current: the refresher
-//! ([`cluster::Topology::run_refresher`]: on a timer, on `MOVED`, on failed connections and
-//! failed health checks; it asks three nodes at once and keeps the answer with the greatest
-//! config epoch) and the health checks ([`cluster::health`]: `PING` and `INFO replication` to
-//! every node on a connection of its own, which mark nodes up, down or lagging and measure the
-//! round-trip times `read_policy = "nearest"` uses).
-//!
-//! Around them, [`run_with`] serves the [`admin`] HTTP listener (`/metrics`, `/readyz`...),
-//! reloads the config on SIGHUP or `POST /reload` ([`reload`]: reloadable keys are read from
-//! `Shared.live` for each new client or request), and on shutdown drains ([`server`]): readiness
-//! fails at once, each session answers what it had read and closes, the listener closes after
-//! `drain_delay_ms`.
+//! Alongside, on the main thread: the refresher ([`cluster::Topology::run_refresher`]: on a
+//! timer, on `MOVED`, on failed connections; it keeps the answer with the greatest config
+//! epoch), the health checks ([`cluster::health`]), the pub/sub hub, the [`admin`] HTTP
+//! listener, config reload ([`reload`]) and the drain on shutdown ([`server`]).
 
 pub mod admin;
 pub mod auth;
