@@ -75,7 +75,7 @@ pub struct Job {
     pub reply: oneshot::Sender<NodeResult>,
 }
 
-struct InFlight {
+struct Written {
     /// Where the reply goes; `None` for the `WAIT` the connection adds itself.
     reply: Option<oneshot::Sender<NodeResult>>,
     /// Charged with the reply's size when it is handed over.
@@ -253,7 +253,7 @@ async fn serve(
     let (mut reader, mut writer) = stream.into_split();
     let decoder = ReplyDecoder::new(protocol);
     let timeout = config.request_timeout();
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut in_flight: VecDeque<Written> = VecDeque::new();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     // The batch's bytes in order when it holds a large payload: buffered runs and payloads.
@@ -303,7 +303,7 @@ async fn serve(
                 }
                 let hold = ack.hold(job.request.write, replicated);
                 writes |= hold == Hold::UntilWait;
-                in_flight.push_back(InFlight {
+                in_flight.push_back(Written {
                     reply: Some(job.reply),
                     budget: job.request.budget,
                     hold,
@@ -316,7 +316,7 @@ async fn serve(
             if let (true, Some(command)) = (writes, ack.wait_command()) {
                 // One WAIT per batch, not per write: it covers every write before it.
                 wbuf.put_slice(command);
-                in_flight.push_back(InFlight {
+                in_flight.push_back(Written {
                     reply: None,
                     budget: None,
                     hold: Hold::No,
@@ -516,7 +516,7 @@ async fn write_batch(writer: &mut NodeWriter, buf: &[u8]) -> Result<(), (usize, 
 fn deliver(
     decoder: &ReplyDecoder,
     rbuf: &mut BytesMut,
-    in_flight: &mut VecDeque<InFlight>,
+    in_flight: &mut VecDeque<Written>,
     ack: &mut Replication,
     health: &NodeHealth,
 ) -> Result<(), Failure> {

@@ -716,7 +716,16 @@ impl Session {
         let payload = request.raw().clone();
         let rx = self.enqueue(&node, readonly, attempt, payload, asking, replies);
         let budget = Some(self.budget.clone());
-        in_flight(rx, budget, node, readonly, asking, request, target, attempt)
+        Step::Waiting(InFlight {
+            rx,
+            budget,
+            node,
+            readonly,
+            asking,
+            request,
+            target,
+            attempt,
+        })
     }
 
     /// Queues `payload` on the session's connection to `node`: its dedicated one, or its lane
@@ -763,16 +772,16 @@ impl Session {
             pinned: true,
             ..Attempt::default()
         };
-        into_pending(in_flight(
+        Pending::Waiting(InFlight {
             rx,
-            None,
+            budget: None,
             node,
-            false,
-            false,
+            readonly: false,
+            asking: false,
             request,
-            Target::AnyPrimary,
+            target: Target::AnyPrimary,
             attempt,
-        ))
+        })
     }
 
     /// Forgets (and so closes) this session's dedicated connection to `node`.
@@ -822,30 +831,6 @@ fn no_replica(shard: &Shard) -> ReplyError {
         primary: shard.primary.addr().to_string(),
         why,
     }
-}
-
-/// A sent request's `Waiting` step, keeping what a redirect or retry needs.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn in_flight(
-    rx: oneshot::Receiver<NodeResult>,
-    budget: Option<Arc<ReplyBudget>>,
-    node: Arc<Node>,
-    readonly: bool,
-    asking: bool,
-    request: Request,
-    target: Target,
-    attempt: Attempt,
-) -> Step {
-    Step::Waiting(InFlight {
-        rx,
-        budget,
-        node,
-        readonly,
-        asking,
-        request,
-        target,
-        attempt,
-    })
 }
 
 pub(super) fn into_pending(step: Step) -> Pending {

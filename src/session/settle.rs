@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::Session;
-use super::dispatch::{Attempt, InFlight, Retry, Step, Target, in_flight};
+use super::dispatch::{Attempt, InFlight, Retry, Step, Target};
 use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
 use crate::error::ReplyError;
@@ -56,7 +56,16 @@ impl Session {
         let replies = 2 + usize::from(asking);
         let rx = self.enqueue(&node, readonly, attempt, payload.freeze(), false, replies);
         let budget = Some(self.budget.clone());
-        in_flight(rx, budget, node, readonly, asking, request, target, attempt)
+        Step::Waiting(InFlight {
+            rx,
+            budget,
+            node,
+            readonly,
+            asking,
+            request,
+            target,
+            attempt,
+        })
     }
 
     /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
