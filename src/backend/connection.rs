@@ -31,7 +31,7 @@ use super::stats::NodeStats;
 use super::stream::{NodeStream, NodeWriter};
 use crate::config::BackendConfig;
 use crate::error::BackendError;
-use crate::protocol::{Protocol, Reply, ReplyDecoder, ReplyKind};
+use crate::protocol::{Decoded, Protocol, Reply, ReplyDecoder, ReplyKind};
 
 /// What a job's sender receives: the node's reply, or why there is none.
 pub type NodeResult = Result<Reply, BackendError>;
@@ -266,6 +266,8 @@ async fn serve(
 
     batch.push(first);
     let mut reported_in_flight = 0;
+    // Bytes the partial reply in `rbuf` still needs at least (from the last scan).
+    let mut missing = 0;
     let failure = loop {
         if !batch.is_empty() {
             let now = Instant::now();
@@ -362,7 +364,6 @@ async fn serve(
         reported_in_flight = in_flight.len();
         // A large value whose header is in: room for all of it at once, rather than growing
         // (and copying) the buffer a chunk at a time while it arrives.
-        let missing = decoder.missing(&rbuf);
         if rbuf.capacity() - rbuf.len() < missing.max(READ_CHUNK / 4) {
             rbuf.reserve(missing.max(READ_CHUNK));
         }
@@ -371,14 +372,17 @@ async fn serve(
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) => break Failure::lost("closed by the node".into()),
                 Ok(_) => {
-                    if let Err(failure) = deliver(&decoder, &mut rbuf, &mut in_flight, &mut ack, health) {
-                        if let Failure::Unsent(_, reason) = &failure {
-                            error!(node = %addr, %reason, requests_behind = in_flight.len(),
-                                "node refused a request as bad RESP: slotproxy sent a frame it \
-                                 must not (a bug); only that request failed, those behind it are \
-                                 sent again");
+                    match deliver(&decoder, &mut rbuf, &mut in_flight, &mut ack, health) {
+                        Ok(partial) => missing = partial,
+                        Err(failure) => {
+                            if let Failure::Unsent(_, reason) = &failure {
+                                error!(node = %addr, %reason, requests_behind = in_flight.len(),
+                                    "node refused a request as bad RESP: slotproxy sent a frame \
+                                     it must not (a bug); only that request failed, those behind \
+                                     it are sent again");
+                            }
+                            break failure;
                         }
-                        break failure;
                     }
                 }
                 Err(e) => break Failure::lost(format!("read: {e}")),
@@ -507,7 +511,8 @@ async fn write_batch(writer: &mut NodeWriter, buf: &[u8]) -> Result<(), (usize, 
     writer.flush().await.map_err(|e| (written, e))
 }
 
-/// Hands every complete reply in `rbuf` to the oldest job waiting for one.
+/// Hands every complete reply in `rbuf` to the oldest job waiting for one; returns how many
+/// more bytes the partial reply left in `rbuf` needs at least.
 ///
 /// # Errors
 /// The connection can't go on: the node's bytes are not RESP (`Lost`), or the node answered a
@@ -519,11 +524,13 @@ fn deliver(
     in_flight: &mut VecDeque<Written>,
     ack: &mut Replication,
     health: &NodeHealth,
-) -> Result<(), Failure> {
-    while let Some(reply) = decoder
-        .decode(rbuf)
-        .map_err(|e| Failure::lost(e.to_string()))?
-    {
+) -> Result<usize, Failure> {
+    loop {
+        let reply = match decoder.next(rbuf) {
+            Ok(Decoded::Reply(reply)) => reply,
+            Ok(Decoded::Partial { missing }) => return Ok(missing),
+            Err(e) => return Err(Failure::lost(e.to_string())),
+        };
         if super::probe::has_code(reply.raw(), b"-BUSY") {
             // Learned before the next health check: this connection's neighbours may be stuck
             // behind the script (see `NodeHealth::busy_behind`).
@@ -578,5 +585,4 @@ fn deliver(
             ));
         }
     }
-    Ok(())
 }

@@ -28,19 +28,10 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// A connection task on `runtime` (`None`: the current one).
-    fn spawn(
-        node: &Endpoint,
-        shape: Shape,
-        config: &BackendConfig,
-        runtime: Option<&Handle>,
-    ) -> Self {
+    /// A connection task on `runtime`.
+    fn spawn(node: &Endpoint, shape: Shape, config: &BackendConfig, runtime: &Handle) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        let task = connection::run(node.clone(), shape, config.clone(), rx);
-        match runtime {
-            Some(runtime) => drop(runtime.spawn(task)),
-            None => drop(tokio::spawn(task)),
-        }
+        runtime.spawn(connection::run(node.clone(), shape, config.clone(), rx));
         Self {
             addr: node.addr.clone(),
             jobs,
@@ -90,13 +81,15 @@ impl Node {
             stats: Arc::new(NodeStats::default()),
             failures: Arc::new(FailureLog::default()),
         };
-        let runtimes: Vec<Option<&Handle>> = if workers.is_empty() {
-            vec![None]
+        let current;
+        let runtimes = if workers.is_empty() {
+            current = [Handle::current()];
+            &current[..]
         } else {
-            workers.iter().map(Some).collect()
+            workers
         };
         let lanes = runtimes
-            .into_iter()
+            .iter()
             .map(|runtime| {
                 [false, true].map(|readonly| {
                     [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
@@ -169,7 +162,7 @@ impl Node {
             usage: Use::Dedicated,
             readonly: false,
         };
-        Lane::spawn(&self.endpoint, shape, &self.config, None)
+        Lane::spawn(&self.endpoint, shape, &self.config, &Handle::current())
     }
 
     /// Sends one request and waits for its reply.

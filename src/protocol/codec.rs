@@ -9,6 +9,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::frame::Scan;
 use super::inline::{Inline, decode_inline};
 use super::reply::{Reply, classify};
 use super::view::string2ll;
@@ -188,8 +189,21 @@ impl ReplyDecoder {
     /// # Errors
     /// The node sent bytes that are not RESP; the connection can't be trusted any more.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
+        Ok(match self.next(buf)? {
+            Decoded::Reply(reply) => Some(reply),
+            Decoded::Partial { .. } => None,
+        })
+    }
+
+    /// Takes the next complete reply off the front of `buf`; if there is none yet, says how
+    /// many more bytes the partial one needs at least (from the same scan), so a reader can
+    /// make room for a large value at once.
+    ///
+    /// # Errors
+    /// As `decode`.
+    pub fn next(&self, buf: &mut BytesMut) -> Result<Decoded, ProtocolError> {
         if buf.is_empty() {
-            return Ok(None);
+            return Ok(Decoded::Partial { missing: 0 });
         }
         if self.protocol == Protocol::Resp2 && !matches!(buf[0], b'+' | b'-' | b':' | b'$' | b'*') {
             return Err(ProtocolError(format!(
@@ -198,20 +212,28 @@ impl ReplyDecoder {
             )));
         }
         // RESP2 is a subset of RESP3: one scan serves both.
-        let len = super::frame::frame_len(buf)
+        let scan = super::frame::scan(buf)
             .map_err(|e| ProtocolError(format!("bad reply from node: {}", e.0)))?;
-        Ok(len.map(|len| {
-            let raw = buf.split_to(len).freeze();
-            let kind = classify(&raw);
-            Reply::new(raw, kind)
-        }))
+        Ok(match scan {
+            Scan::Complete(len) => {
+                let raw = buf.split_to(len).freeze();
+                let kind = classify(&raw);
+                Decoded::Reply(Reply::new(raw, kind))
+            }
+            Scan::Incomplete(need) => Decoded::Partial {
+                missing: need.saturating_sub(buf.len()),
+            },
+        })
     }
+}
 
-    /// How many more bytes the partial reply at the front of `buf` needs at least (0 when
-    /// nothing is known yet), so a large value can be read into room made for it at once.
-    pub fn missing(&self, buf: &[u8]) -> usize {
-        super::frame::frame_need(buf).map_or(0, |need| need.saturating_sub(buf.len()))
-    }
+/// What the front of a node's read buffer holds.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A complete reply, taken off the buffer.
+    Reply(Reply),
+    /// Part of one: at least `missing` more bytes are needed (0 when nothing is known yet).
+    Partial { missing: usize },
 }
 
 /// Decodes one whole RESP2 reply into an owned frame (for topology and COMMAND replies).

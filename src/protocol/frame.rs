@@ -18,25 +18,21 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
     })
 }
 
-/// How many bytes the frame at the start of `buf` needs at least: its length when it is
-/// complete, otherwise a lower bound (the end of the bulk string being read, once its header
-/// is in), so a reader can make room for a large value in one step.
-///
-/// # Errors
-/// The bytes are not RESP.
-pub fn frame_need(buf: &[u8]) -> Result<usize, ProtocolError> {
-    Ok(match scan(buf)? {
-        Scan::Complete(len) | Scan::Incomplete(len) => len,
-    })
-}
-
-/// What a scan found: a whole frame of this length, or part of one at least this long.
-enum Scan {
+/// What a scan of the frame at the start of a buffer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// A whole frame of this length.
     Complete(usize),
+    /// Part of one, at least this long in all: the end of the bulk string being read once its
+    /// header is in, so a reader can make room for a large value in one step.
     Incomplete(usize),
 }
 
-fn scan(buf: &[u8]) -> Result<Scan, ProtocolError> {
+/// Scans the frame at the start of `buf` (see [`Scan`]).
+///
+/// # Errors
+/// The bytes are not RESP (an unknown type byte, or a bad length).
+pub fn scan(buf: &[u8]) -> Result<Scan, ProtocolError> {
     let mut pos = 0;
     // Frames still to read: the first one, plus the elements of the aggregates opened so far.
     let mut needed: usize = 1;
@@ -160,18 +156,19 @@ mod tests {
         let mut frame = b"$100000\r\n".to_vec();
         frame.extend_from_slice(&value);
         frame.extend_from_slice(b"\r\n");
-        assert_eq!(frame_need(&frame[..3]).unwrap(), 0, "header not complete");
+        assert_eq!(
+            scan(&frame[..3]).unwrap(),
+            Scan::Incomplete(0),
+            "header not complete"
+        );
         for cut in [9, 10, 5000, frame.len() - 1] {
-            assert_eq!(
-                frame_need(&frame[..cut]).unwrap(),
-                frame.len(),
-                "cut at {cut}"
-            );
+            let found = scan(&frame[..cut]).unwrap();
+            assert_eq!(found, Scan::Incomplete(frame.len()), "cut at {cut}");
         }
-        assert_eq!(frame_need(&frame).unwrap(), frame.len());
+        assert_eq!(scan(&frame).unwrap(), Scan::Complete(frame.len()));
         // Inside an array: the end of the element being read.
         let array = b"*2\r\n$1\r\na\r\n$5\r\nab";
-        assert_eq!(frame_need(array).unwrap(), array.len() - 2 + 7);
+        assert_eq!(scan(array).unwrap(), Scan::Incomplete(array.len() - 2 + 7));
     }
 
     #[test]

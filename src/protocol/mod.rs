@@ -14,7 +14,7 @@ pub mod reply;
 pub mod request;
 pub mod view;
 
-pub use codec::{ReplyDecoder, RequestDecoder};
+pub use codec::{Decoded, ReplyDecoder, RequestDecoder};
 pub use reply::{Redirect, RedirectKind, Reply, ReplyKind};
 pub use request::Request;
 pub use view::{View, string2ll};

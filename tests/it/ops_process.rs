@@ -193,6 +193,70 @@ fn env_configured_binary_reloads_on_sighup_and_drains_on_sigterm() {
     assert!(log.contains("SIGTERM"), "{log}");
 }
 
+/// `SLOTPROXY_THREADS=1` runs sessions, node connections and everything they share on one
+/// thread (no worker threads): cross-slot commands and pub/sub work, and SIGINT with a
+/// subscriber and a client still connected drains and exits 0.
+#[test]
+fn one_thread_binary_serves_the_cluster_and_stops_on_sigint() {
+    let cluster = TestCluster::start(3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("slotproxy.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port(false)).parse().unwrap();
+    let child = slotproxy()
+        .env("SLOTPROXY_LISTEN", listen.to_string())
+        .env("SLOTPROXY_CLUSTER", cluster.seeds().join(","))
+        .env("SLOTPROXY_ADMIN_LISTEN", "")
+        .env("SLOTPROXY_THREADS", "1")
+        .env("SLOTPROXY_LOG", "info")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+
+    let mut conn = common::process_connect(&listen.to_string());
+    let keys: Vec<String> = (0..20).map(|i| format!("one-thread:{i}")).collect();
+    let mut mset = redis::cmd("MSET");
+    for key in &keys {
+        mset.arg(key).arg(format!("v-{key}"));
+    }
+    let _: () = mset.query(&mut conn).unwrap();
+    let got: Vec<String> = redis::cmd("MGET").arg(&keys).query(&mut conn).unwrap();
+    let want: Vec<String> = keys.iter().map(|k| format!("v-{k}")).collect();
+    assert_eq!(got, want, "a cross-slot MGET reads what MSET wrote");
+
+    let mut subscriber = common::process_connect(&listen.to_string());
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("one-thread:channel").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg("one-thread:channel")
+        .arg("hello")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(receivers, 1);
+    let message: String = pubsub.get_message().unwrap().get_payload().unwrap();
+    assert_eq!(message, "hello");
+
+    signal(&child.0, "INT");
+    let mut status = None;
+    wait_until(
+        Duration::from_secs(15),
+        "slotproxy exits after SIGINT",
+        || {
+            status = child.0.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    assert!(status.unwrap().success(), "{status:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("threads=1"), "{log}");
+    assert!(log.contains("SIGINT"), "{log}");
+}
+
 #[test]
 fn health_fails_when_nothing_answers() {
     let port = free_port(false);
