@@ -214,6 +214,10 @@ fn one_thread_binary_serves_the_cluster_and_stops_on_sigint() {
         .spawn()
         .unwrap();
     let mut child = Running(child);
+    // It listens once the slot map is known.
+    wait_until(Duration::from_secs(15), "slotproxy accepts clients", || {
+        std::net::TcpStream::connect(listen).is_ok()
+    });
 
     let mut conn = common::process_connect(&listen.to_string());
     let keys: Vec<String> = (0..20).map(|i| format!("one-thread:{i}")).collect();
