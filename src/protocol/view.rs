@@ -189,6 +189,15 @@ impl<'a> Iterator for Elements<'a> {
     }
 }
 
+/// The raw bytes of each element of an array reply, or the keys and values (alternating) of a
+/// RESP3 map (empty for anything else).
+pub fn elements(raw: &[u8]) -> Vec<&[u8]> {
+    match View::of(raw) {
+        Some(View::Array(elements) | View::Map(elements)) => elements.collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Splits back-to-back complete frames (the replies of a job that answers several commands at
 /// once) into their raw bytes; stops at the first incomplete or malformed frame.
 pub fn frames(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {

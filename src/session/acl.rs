@@ -14,7 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use super::{Pending, Session, Shared};
+use super::queue::Pending;
+use super::{Session, Shared};
 use crate::auth::log::{AclLog, Entry, Reason};
 use crate::auth::{Denied, User, Users, check};
 use crate::command::{CommandSpec, Flags};

@@ -4,129 +4,29 @@
 //! (the session's lane of the node's shared ones, or its dedicated one). Requests become a
 //! `Plan` in `plan.rs`; their replies are settled (MOVED/ASK, retries) in `settle.rs`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 
 use arc_swap::Guard;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::Session;
 use super::algebra;
+use super::attempt::{Attempt, ExecShape, InFlight, Split, Step, placeholder};
 use super::order::Admission;
 use super::pick;
 use super::plan::Plan;
+use super::queue::{FrontEvent, Pending, Task, TaskOutcome, into_pending};
 use super::settle::null_reply;
 use super::split::{self, Merge};
-use super::{Pending, Session};
-use crate::backend::{Lane, Node, NodeResult, Outgoing, ReplyBudget};
+use super::target::Target;
+use crate::backend::{Lane, Node, NodeResult, Outgoing};
 use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
 use crate::config::ReadPolicy;
-use crate::error::BackendError;
 use crate::error::ReplyError;
 use crate::protocol::{Reply, Request};
-
-/// Where a request goes, re-resolved against the current map on every retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// The primary owning this slot.
-    Slot(Slot),
-    /// Any primary (keyless commands every node answers alike).
-    AnyPrimary,
-    /// Replica number `.1` of the shard owning this slot (admin commands sent to every node).
-    Replica(Slot, usize),
-}
-
-/// Redirects and retries so far for one request.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Attempt {
-    /// Sent on the session's own connection to the node (blocking commands), not a shared one.
-    pub(super) dedicated: bool,
-    /// Must not move to another node (WATCH): redirects are answered, not followed.
-    pub(super) pinned: bool,
-    /// A read-only command: the read policy may send it to a replica, and it is safe to send
-    /// again when its connection died before the reply.
-    pub(super) read_only: bool,
-    /// May change the data of its slot: with `read_your_writes`, the session's reads of that
-    /// slot go to the primary for a while.
-    pub(super) writes: bool,
-    /// A transaction batch (MULTI ... EXEC): how many replies, and whether it was watched.
-    pub(super) exec: Option<ExecShape>,
-    pub(super) redirects: u32,
-    pub(super) retries: u32,
-    /// When the first retry began; the retry deadline counts from here.
-    pub(super) retry_started: Option<Instant>,
-    /// This send was `SCRIPT LOAD` + the request, after a `NOSCRIPT`: the request's reply is
-    /// the last of the job's, and a second `NOSCRIPT` goes to the client.
-    pub(super) reloaded: bool,
-    /// `SCRIPT KILL`/`FUNCTION KILL`: sent on the session's own connection, never queued behind
-    /// the running script on a shared one, and even to a primary failing its health checks
-    /// (a node stuck in a script answers nothing until `busy-reply-threshold`).
-    pub(super) interrupt: bool,
-}
-
-/// The shape of a transaction batch, for settling its reply.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ExecShape {
-    pub(super) replies: usize,
-    pub(super) watched: bool,
-}
-
-/// A request sent to a node, waiting for its reply.
-pub(super) struct InFlight {
-    pub(super) rx: oneshot::Receiver<NodeResult>,
-    /// The session's reply budget, when the node connection charges the reply to it: picking
-    /// the reply up takes it off again.
-    pub(super) budget: Option<Arc<ReplyBudget>>,
-    pub(super) node: Arc<Node>,
-    /// Sent on the node's `READONLY` connections (a replica read).
-    pub(super) readonly: bool,
-    /// Sent after `ASKING`.
-    pub(super) asking: bool,
-    pub(super) request: Request,
-    pub(super) target: Target,
-    pub(super) attempt: Attempt,
-}
-
-impl InFlight {
-    /// True for a request on a dedicated connection (a blocking command).
-    pub(super) fn is_dedicated(&self) -> bool {
-        self.attempt.dedicated
-    }
-
-    /// The reply if it has arrived, without waiting.
-    pub(super) fn try_reply(&mut self) -> Option<NodeResult> {
-        match self.rx.try_recv() {
-            Ok(result) => Some(self.picked_up(result)),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped(&self.node))),
-        }
-    }
-}
-
-/// A request waiting out a backoff before it is sent again.
-pub(super) struct Retry {
-    pub(super) until: Instant,
-    pub(super) request: Request,
-    pub(super) target: Target,
-    pub(super) attempt: Attempt,
-}
-
-/// Where one request (or one part of a split request) stands.
-pub(super) enum Step {
-    /// Sent; waiting for the node.
-    Waiting(InFlight),
-    /// Waiting out a backoff before it is sent again.
-    Backoff(Retry),
-    /// Settled: this reply is final.
-    Done(Reply),
-    /// Not sent until the split's first part has settled, and only if that part ran: the
-    /// unwatched slots of a per-slot transaction wait for the watched slot's `EXEC`.
-    Held(Request, Target, Attempt),
-}
 
 /// A slot map borrowed for one decision: the session's pinned one, or the current one.
 pub(super) enum MapView<'a> {
@@ -145,88 +45,6 @@ impl std::ops::Deref for MapView<'_> {
     }
 }
 
-/// A request served in several parts.
-pub(super) struct Split {
-    merge: Merge,
-    parts: Vec<Step>,
-}
-
-impl Split {
-    /// The earliest backoff deadline among the parts, if any part is backing off.
-    pub(super) fn next_retry(&self) -> Option<Instant> {
-        self.parts
-            .iter()
-            .filter_map(|p| match p {
-                Step::Backoff(retry) => Some(retry.until),
-                _ => None,
-            })
-            .min()
-    }
-
-    /// True while some part is still waiting for a node.
-    pub(super) fn waiting(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Step::Waiting(_)))
-    }
-}
-
-/// What the front entry's wait produced.
-pub(super) enum FrontEvent {
-    /// The reply of a single request.
-    Single(NodeResult),
-    /// The reply of part `index` of a split request.
-    Part(usize, NodeResult),
-    /// The outcome of a `Task`.
-    Task(super::TaskOutcome),
-}
-
-fn dropped(node: &Node) -> BackendError {
-    BackendError::Lost {
-        node: node.addr().to_string(),
-        reason: "connection task stopped".into(),
-    }
-}
-
-/// Waits for the next reply of the front entry (`Waiting`, or a `Split` with waiting parts).
-///
-/// # Cancel safety
-/// Cancel safe: a reply stays in its channel until this future completes.
-pub(super) fn front_reply(
-    pending: &mut std::collections::VecDeque<Pending>,
-) -> impl Future<Output = FrontEvent> + '_ {
-    std::future::poll_fn(move |cx| match pending.front_mut() {
-        Some(Pending::Waiting(in_flight)) => in_flight.poll(cx).map(FrontEvent::Single),
-        Some(Pending::Split(split)) => {
-            for (index, part) in split.parts.iter_mut().enumerate() {
-                if let Step::Waiting(in_flight) = part
-                    && let Poll::Ready(result) = in_flight.poll(cx)
-                {
-                    return Poll::Ready(FrontEvent::Part(index, result));
-                }
-            }
-            Poll::Pending
-        }
-        Some(Pending::Task(task)) => task.as_mut().poll(cx).map(FrontEvent::Task),
-        _ => Poll::Pending,
-    })
-}
-
-impl InFlight {
-    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<NodeResult> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| match r {
-            Ok(result) => self.picked_up(result),
-            Err(_) => Err(dropped(&self.node)),
-        })
-    }
-
-    /// Takes a reply's bytes off the budget the node connection charged them to.
-    fn picked_up(&self, result: NodeResult) -> NodeResult {
-        if let (Some(budget), Ok(reply)) = (&self.budget, &result) {
-            budget.take(reply.raw().len());
-        }
-        result
-    }
-}
-
 impl Session {
     /// Sends a new request, unless it must wait for older ones to settle: the map changed while
     /// they were in flight, or one of them went out on a dedicated connection (its order relative
@@ -239,11 +57,7 @@ impl Session {
         }
         let map = Guard::into_inner(self.shared.topology.slot_map());
         let pending = &self.pending;
-        let unsettled = || {
-            pending
-                .iter()
-                .any(|p| !matches!(p, Pending::Done(_) | Pending::Close(_)))
-        };
+        let unsettled = || pending.unsettled();
         if self
             .order
             .admit(map.generation(), plan.order_needs(), unsettled)
@@ -345,7 +159,16 @@ impl Session {
                 };
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
-            Plan::Wait(wait) => return self.start_wait(request, wait),
+            Plan::Wait(wait) => {
+                return match self.start_wait(wait) {
+                    Ok(reply) => {
+                        Pending::Task(Task::blocking(
+                            async move { TaskOutcome::Reply(reply.await) },
+                        ))
+                    }
+                    Err(error) => Pending::Done(error.to_bytes()),
+                };
+            }
             Plan::Single(target) => {
                 let attempt = Attempt {
                     writes: true,
@@ -759,32 +582,6 @@ impl Session {
         }
     }
 
-    /// The `Waiting` entry of a reply some task of the session's will send on `rx` (WAIT): it
-    /// holds later requests back, like a blocking command, and is dropped with the client.
-    pub(super) fn waiting_on(
-        &self,
-        rx: oneshot::Receiver<NodeResult>,
-        node: Arc<Node>,
-        request: Request,
-    ) -> Pending {
-        let attempt = Attempt {
-            dedicated: true,
-            pinned: true,
-            ..Attempt::default()
-        };
-        Pending::Waiting(InFlight {
-            rx,
-            budget: None,
-            node,
-            readonly: false,
-            asking: false,
-            request,
-            target: Target::AnyPrimary,
-            attempt,
-        })
-    }
-
-    /// Forgets (and so closes) this session's dedicated connection to `node`.
     pub(super) fn drop_dedicated(&self, node: &Arc<Node>) {
         self.dedicated
             .borrow_mut()
@@ -831,19 +628,4 @@ fn no_replica(shard: &Shard) -> ReplyError {
         primary: shard.primary.addr().to_string(),
         why,
     }
-}
-
-pub(super) fn into_pending(step: Step) -> Pending {
-    match step {
-        Step::Waiting(in_flight) => Pending::Waiting(in_flight),
-        Step::Backoff(retry) => Pending::Backoff(retry),
-        Step::Done(reply) => Pending::Done(reply.into_raw()),
-        // Only the parts of a split are ever held.
-        Step::Held(..) => Pending::Done(ReplyError::HeldNotSent.to_bytes()),
-    }
-}
-
-/// A stand-in while a part's step is taken out to be settled.
-pub(super) fn placeholder() -> Reply {
-    Reply::local(Bytes::new())
 }

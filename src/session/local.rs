@@ -16,7 +16,13 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Pending, Session};
+use super::Session;
+use super::plan::Plan;
+use super::queue::Pending;
+use super::scan;
+use super::split::Merge;
+use super::target::Target;
+use super::wait::Wait;
 use crate::cluster::hash_slot;
 use crate::command::policy::Local;
 use crate::config::ReadPolicy;
@@ -282,6 +288,37 @@ impl Session {
         self.shared.stop.notify_one();
         self.pending.push_back(Pending::Close(Bytes::new()));
         self.stop_reading = true;
+    }
+
+    /// `SCAN` over every primary in turn (see `scan.rs`).
+    fn scan(&mut self, request: &Request) {
+        let call = scan::call(request.args(), self.shared.topology.slot_map().layout());
+        match call {
+            Ok(scan::Call::Node(phase, slot, part)) => self.dispatch(
+                request.clone(),
+                Plan::Parts(Merge::Scan(phase), vec![(Target::Slot(slot), part)]),
+            ),
+            Ok(scan::Call::Finished) => self.reply_with(|out| {
+                write_array_len(out, 2);
+                write_bulk(out, b"0");
+                write_array_len(out, 0);
+            }),
+            Ok(scan::Call::NoTopology) => {
+                self.shared.topology.request_refresh();
+                self.reply_error(ReplyError::NoNodeKnown);
+            }
+            Err(error) => self.reply_error(error),
+        }
+    }
+
+    /// Starts a WAIT / WAITAOF once everything before it is answered.
+    fn wait(&mut self, request: &Request) {
+        let plan = match Wait::parse(request) {
+            Some(wait) => Plan::Wait(wait),
+            // Let a node word the error about the arguments.
+            None => Plan::Blocking(Target::AnyPrimary),
+        };
+        self.dispatch(request.clone(), plan);
     }
 }
 

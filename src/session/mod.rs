@@ -15,9 +15,10 @@
 mod acl;
 mod acl_command;
 mod algebra;
+mod attempt;
 mod dispatch;
+mod handle;
 mod introspect;
-mod ledger;
 mod local;
 mod order;
 mod output;
@@ -25,18 +26,18 @@ mod per_slot;
 mod pick;
 mod plan;
 mod pubsub;
+mod queue;
 mod scan;
 mod scripts;
 mod settle;
 mod split;
+mod target;
 mod tracking;
 mod transaction;
 mod wait;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -53,14 +54,15 @@ use crate::cluster::{SlotMap, Topology};
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::inbox::Inbox;
-use crate::protocol::{Protocol, Request, RequestDecoder};
+use crate::protocol::{Protocol, RequestDecoder};
 use crate::pubsub::Hub;
+use queue::{Pending, TaskOutcome};
 
 pub use acl::{Acl, protected_mode_refuses};
-pub use dispatch::Target;
 pub use scripts::ScriptCache;
 #[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
 pub use split::{merge, plan_split};
+pub use target::Target;
 
 /// What every session shares: configuration, topology, the command table, counters.
 #[derive(Debug)]
@@ -101,35 +103,6 @@ pub struct Shared {
     pub auth_failures: AtomicU64,
 }
 
-/// A request's place in the reply queue.
-enum Pending {
-    /// The reply is known; write it when it reaches the front.
-    Done(Bytes),
-    /// Write this reply, then close the connection (`QUIT`, protocol errors).
-    Close(Bytes),
-    /// Sent to a node; waiting for its reply.
-    Waiting(dispatch::InFlight),
-    /// Waiting to be retried after a backoff.
-    Backoff(dispatch::Retry),
-    /// Sent in parts (split by slot, fanned out, or one read per key of a command the proxy
-    /// computes); merged when all are done.
-    Split(Box<dispatch::Split>),
-    /// Not sent yet: the slot map changed while older requests were in flight.
-    Deferred(Request, plan::Plan),
-    /// The reply comes through the session's inbox, in order with its messages (pub/sub).
-    Inbox,
-    /// The reply is computed by a future (PUBLISH and PUBSUB through the hub).
-    Task(Pin<Box<dyn Future<Output = TaskOutcome> + Send>>),
-}
-
-/// What a `Pending::Task` ends with.
-enum TaskOutcome {
-    /// The reply.
-    Reply(Bytes),
-    /// Send the request the usual way after all.
-    Dispatch(Request, plan::Plan),
-}
-
 /// Per-client state; `run` drives it.
 pub struct Session {
     id: u64,
@@ -139,7 +112,7 @@ pub struct Session {
     shared: Arc<Shared>,
     protocol: Protocol,
     name: Option<Bytes>,
-    pending: ledger::Ledger,
+    pending: queue::Queue,
     out: output::Output,
     decoder: RequestDecoder,
     /// Whether new requests go out now or wait for older ones (map changes, dedicated
@@ -230,7 +203,7 @@ impl Session {
             shared,
             protocol: Protocol::Resp2,
             name: None,
-            pending: ledger::Ledger::default(),
+            pending: queue::Queue::default(),
             out: output::Output::default(),
             decoder,
             order: order::Order::default(),
@@ -354,8 +327,7 @@ impl Session {
             }
             // A client that left while blocked is dropped at once (which closes the dedicated
             // connection, so the node unblocks too); otherwise what it sent is still answered.
-            let blocked =
-                matches!(self.pending.front(), Some(Pending::Waiting(f)) if f.is_dedicated());
+            let blocked = self.pending.front_blocks();
             let finished =
                 self.closing || ((self.stop_reading || self.draining) && self.pending.is_empty());
             if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
@@ -381,20 +353,14 @@ impl Session {
                 inbuf.reserve(read_chunk);
             }
             let offered = inbuf.capacity() - inbuf.len();
-            let (front_waiting, backoff_until) = match self.pending.front() {
-                Some(Pending::Waiting(_)) => (true, None),
-                Some(Pending::Backoff(retry)) => (false, Some(retry.until)),
-                Some(Pending::Split(split)) => (split.waiting(), split.next_retry()),
-                Some(Pending::Task(_)) => (true, None),
-                _ => (false, None),
-            };
+            let front = self.pending.front_wait();
             let event = tokio::select! {
                 biased;
-                result = dispatch::front_reply(&mut self.pending), if front_waiting => {
+                result = queue::front_reply(&mut self.pending), if front.reply => {
                     Event::Reply(result)
                 }
-                _ = tokio::time::sleep_until(backoff_until.unwrap_or_else(Instant::now)),
-                    if backoff_until.is_some() => Event::Timer,
+                _ = tokio::time::sleep_until(front.retry_at.unwrap_or_else(Instant::now)),
+                    if front.retry_at.is_some() => Event::Timer,
                 _ = self.inbox.changed(), if self.hub_member => Event::Inbox,
                 Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
                     Event::Invalidation(push)
@@ -438,8 +404,7 @@ impl Session {
                     }
                     self.read_at = Instant::now();
                     // A blocked or subscribed client would wait forever: close it now.
-                    let blocked = matches!(self.pending.front(), Some(Pending::Waiting(f)) if f.is_dedicated());
-                    if blocked || self.subs.any() || self.monitor.is_some() {
+                    if self.pending.front_blocks() || self.subs.any() || self.monitor.is_some() {
                         let _ = self.flush(&writer);
                         return;
                     }
@@ -533,7 +498,7 @@ impl Session {
                     return;
                 }
                 Pending::Waiting(in_flight) => match in_flight.try_reply() {
-                    Some(result) => self.settle_front(dispatch::FrontEvent::Single(result)),
+                    Some(result) => self.settle_front(queue::FrontEvent::Single(result)),
                     None => return,
                 },
                 Pending::Backoff(retry) => {
@@ -555,7 +520,7 @@ impl Session {
                 }
                 Pending::Task(task) => {
                     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                    match task.as_mut().poll(&mut cx) {
+                    match task.poll(&mut cx) {
                         std::task::Poll::Ready(outcome) => self.settle_task(outcome),
                         std::task::Poll::Pending => return,
                     }
@@ -633,7 +598,7 @@ enum Event {
     Drain,
     Monitor(Option<Bytes>),
     Invalidation(Bytes),
-    Reply(dispatch::FrontEvent),
+    Reply(queue::FrontEvent),
     Timer,
     Writable(std::io::Result<()>),
     Inbox,

@@ -12,10 +12,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::split::elements;
 use crate::cluster::Slot;
 use crate::error::ReplyError;
 use crate::protocol::reply::write_array_len;
+use crate::protocol::view::elements;
 use crate::protocol::{Reply, View};
 
 /// One slot's share of a transaction.

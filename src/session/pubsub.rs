@@ -22,9 +22,10 @@ use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 
-use super::dispatch::Target;
+use super::Session;
 use super::plan::Plan;
-use super::{Pending, Session, TaskOutcome};
+use super::queue::{Pending, Task, TaskOutcome};
+use super::target::Target;
 use crate::cluster::hash_slot;
 use crate::command::CommandSpec;
 use crate::error::ReplyError;
@@ -242,7 +243,7 @@ impl Session {
             .shared
             .hub
             .publish(self.id, kind, channel, request.raw().clone());
-        self.pending.push_back(Pending::Task(Box::pin(async move {
+        self.pending.push_back(Pending::Task(Task::new(async move {
             match inspect::publish_reply(routed).await {
                 Some(reply) => TaskOutcome::Reply(reply),
                 None => TaskOutcome::Dispatch(request, fallback),
@@ -277,7 +278,7 @@ impl Session {
         let inspection = self.shared.hub.inspect(self.id, query.clone());
         let topology = self.shared.topology.clone();
         let deadline = self.shared.live.load().session.retry_deadline();
-        self.pending.push_back(Pending::Task(Box::pin(async move {
+        self.pending.push_back(Pending::Task(Task::new(async move {
             TaskOutcome::Reply(inspect::answer(inspection, query, topology, deadline).await)
         })));
     }

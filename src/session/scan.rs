@@ -51,10 +51,6 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::Session;
-use super::dispatch::Target;
-use super::plan::Plan;
-use super::split::Merge;
 use crate::cluster::{ShardLayout, Slot};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk};
@@ -132,43 +128,37 @@ enum Next {
     NoTopology,
 }
 
-impl Session {
-    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]` over every primary.
-    pub(super) fn scan(&mut self, request: &Request) {
-        let args = request.args();
-        let at = match parse_cursor(&args[1]) {
-            Some(0) => None,
-            Some(cursor) => match Phase::decode(cursor) {
-                Some(at) => Some(at),
-                None => return self.reply_error(ReplyError::InvalidCursor),
-            },
-            None => return self.reply_error(ReplyError::InvalidCursor),
-        };
-        let next = plan(self.shared.topology.slot_map().layout(), at);
-        match next {
-            Next::Scan(phase, node) => {
-                let mut node_args = args.to_vec();
-                node_args[1] = Bytes::from(node.to_string());
-                let part = (
-                    Target::Slot(Slot(phase.anchor)),
-                    Request::from_args(node_args),
-                );
-                self.dispatch(request.clone(), Plan::Parts(Merge::Scan(phase), vec![part]));
-            }
-            Next::Finished => match check_options(&args[2..]) {
-                Ok(()) => self.reply_with(|out| {
-                    write_array_len(out, 2);
-                    write_bulk(out, b"0");
-                    write_array_len(out, 0);
-                }),
-                Err(error) => self.reply_error(error),
-            },
-            Next::NoTopology => {
-                self.shared.topology.request_refresh();
-                self.reply_error(ReplyError::NoNodeKnown);
-            }
+/// What one client `SCAN` call does.
+pub(super) enum Call {
+    /// Send this request (the client's, with the node's own cursor) to the primary of the
+    /// anchor slot, and rewrite its reply's cursor with `Phase` (`merge_reply`).
+    Node(Phase, Slot, Request),
+    /// Every shard is done: answer cursor 0 and no keys.
+    Finished,
+    /// The slot map has no shard yet.
+    NoTopology,
+}
+
+/// Decides what `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]` does under `layout`,
+/// or the error the client gets for its cursor or options.
+pub(super) fn call(args: &[Bytes], layout: &[ShardLayout]) -> Result<Call, ReplyError> {
+    let at = match parse_cursor(&args[1]) {
+        Some(0) => None,
+        Some(cursor) => Some(Phase::decode(cursor).ok_or(ReplyError::InvalidCursor)?),
+        None => return Err(ReplyError::InvalidCursor),
+    };
+    Ok(match plan(layout, at) {
+        Next::Scan(phase, node) => {
+            let mut node_args = args.to_vec();
+            node_args[1] = Bytes::from(node.to_string());
+            Call::Node(phase, Slot(phase.anchor), Request::from_args(node_args))
         }
-    }
+        Next::Finished => {
+            check_options(&args[2..])?;
+            Call::Finished
+        }
+        Next::NoTopology => Call::NoTopology,
+    })
 }
 
 /// Decides the next step of an iteration at `at` (`None`: cursor 0) under `layout`.

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::Session;
-use super::dispatch::{Attempt, InFlight, Retry, Step, Target};
+use super::attempt::{Attempt, InFlight, Retry, Step};
+use super::target::Target;
 use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
 use crate::error::ReplyError;

@@ -16,6 +16,7 @@ use crate::cluster::{Slot, SlotMap, hash_slot};
 use crate::command::policy::{FanOutMerge, MergeRule, SplitKind};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer, write_null, write_simple};
+use crate::protocol::view::elements;
 use crate::protocol::{Protocol, Reply, Request, View};
 
 /// How part replies combine into the client's reply.
@@ -326,15 +327,6 @@ fn is_null(raw: &[u8]) -> bool {
 
 fn integer(raw: &[u8]) -> Option<i64> {
     View::of(raw)?.integer()
-}
-
-/// The raw bytes of each element of an array reply, or the keys and values (alternating) of a
-/// RESP3 map (empty for anything else).
-pub(super) fn elements(raw: &[u8]) -> Vec<&[u8]> {
-    match View::of(raw) {
-        Some(View::Array(elements) | View::Map(elements)) => elements.collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[cfg(test)]

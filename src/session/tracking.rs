@@ -11,12 +11,14 @@ use std::ops::Bound;
 
 use bytes::{BufMut, Bytes};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::{Pending, Session};
+use super::Session;
+use super::queue::{Pending, Task, TaskOutcome};
 use crate::command::{CommandSpec, Flags};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer, write_map_len};
-use crate::protocol::{Protocol, Reply, Request};
+use crate::protocol::{Protocol, Request};
 use crate::tracking::Mode;
 
 /// A tracking client's options.
@@ -130,39 +132,32 @@ impl Session {
         });
         match wait {
             None => self.reply_ok(),
-            Some(ready) => self.wait_for_listeners(request, ready),
+            Some(ready) => self.wait_for_listeners(ready),
         }
     }
 
     /// Answers `ON` once every primary's listener is ready; later requests wait behind it, so
     /// nothing the client reads can change unseen. After the retry deadline it gets an error
     /// (tracking stays on, and lost listeners will flush its cache).
-    fn wait_for_listeners(&mut self, request: &Request, ready: oneshot::Receiver<()>) {
-        let node = {
-            let map = self.shared.topology.slot_map();
-            map.shards().first().map(|shard| shard.primary.clone())
-        };
-        let Some(node) = node else {
+    fn wait_for_listeners(&mut self, ready: oneshot::Receiver<()>) {
+        if self.shared.topology.slot_map().shards().is_empty() {
             self.shared.tracker.confirm(self.id);
             return self.reply_error(ReplyError::NoNodeKnown);
-        };
-        let deadline = self.shared.live.load().session.retry_deadline();
+        }
+        let deadline = Instant::now() + self.shared.live.load().session.retry_deadline();
         let tracker = self.shared.tracker.clone();
         let id = self.id;
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let reply = match tokio::time::timeout(deadline, ready).await {
+        let task = Task::blocking(async move {
+            TaskOutcome::Reply(match tokio::time::timeout_at(deadline, ready).await {
                 Ok(Ok(())) => Bytes::from_static(b"+OK\r\n"),
                 _ => {
                     tracker.confirm(id);
                     ReplyError::InvalidationsLate.to_bytes()
                 }
-            };
-            let _ = tx.send(Ok(Reply::local(reply)));
+            })
         });
-        let entry = self.waiting_on(rx, node, request.clone());
         self.order.hold_next();
-        self.pending.push_back(entry);
+        self.pending.push_back(Pending::Task(task));
     }
 
     /// `CLIENT CACHING yes|no`.

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
-use super::dispatch::Target;
 use super::per_slot;
-use super::plan::{CrossSlot, Plan};
+use super::plan::{CrossSlot, Exec, PerSlotExec, Plan};
+use super::target::Target;
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
@@ -69,28 +69,6 @@ impl Transaction {
             self.dirty = true;
         }
     }
-}
-
-/// What `EXEC` needs to send and settle the transaction.
-#[derive(Debug, Clone)]
-pub(super) struct Exec {
-    /// Replies the job produces: MULTI, each command, EXEC.
-    pub(super) replies: usize,
-    /// The node `WATCH` went to, if any: EXEC must run there.
-    pub(super) watched: Option<(Arc<Node>, Slot)>,
-}
-
-/// What `EXEC` of a transaction that spans slots sends: one batch per slot.
-#[derive(Debug, Clone)]
-pub(super) struct PerSlotExec {
-    /// Each slot's batch and how many replies it produces; the watched slot's first.
-    pub(super) batches: Vec<(Slot, Request, usize)>,
-    /// Queue positions of each batch's commands.
-    pub(super) positions: Vec<Vec<usize>>,
-    /// Commands the client queued.
-    pub(super) total: usize,
-    /// The node `WATCH` went to: the first batch runs there, and the others only if it ran.
-    pub(super) watched: Option<(Arc<Node>, Slot)>,
 }
 
 impl Session {

@@ -20,17 +20,15 @@
 //! count as reaching 0 replicas. The wait runs in a task the session owns through the reply's
 //! receiver: a client that leaves while waiting stops it.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::dispatch::Target;
-use super::plan::Plan;
-use super::{Pending, Session};
+use super::Session;
 use crate::backend::{Lane, Node, Outgoing};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer};
@@ -114,7 +112,7 @@ impl Wait {
 /// Where one node's part of the wait is sent.
 enum Via {
     /// The session's dedicated connection: one WAIT with the client's timeout.
-    Dedicated(Arc<Node>, Lane),
+    Dedicated(Lane),
     /// The session's lane of the node's shared connections: WAIT in slices.
     Shared {
         node: Arc<Node>,
@@ -125,34 +123,21 @@ enum Via {
     },
 }
 
-impl Via {
-    fn node(&self) -> &Arc<Node> {
-        match self {
-            Via::Dedicated(node, _) | Via::Shared { node, .. } => node,
-        }
-    }
-}
-
 impl Session {
-    /// Starts a WAIT / WAITAOF once everything before it is answered.
-    pub(super) fn wait(&mut self, request: &Request) {
-        let plan = match Wait::parse(request) {
-            Some(wait) => Plan::Wait(wait),
-            // Let a node word the error about the arguments.
-            None => Plan::Blocking(Target::AnyPrimary),
-        };
-        self.dispatch(request.clone(), plan);
-    }
-
-    /// Sends the wait's parts; the entry settles when the task answers.
-    pub(super) fn start_wait(&self, request: Request, wait: Wait) -> Pending {
+    /// The wait over the connections the session's writes went out on: a future the session
+    /// polls as its queue entry (dropping it, when the client leaves, stops the waits). The
+    /// client's timeout counts from now.
+    pub(super) fn start_wait(
+        &self,
+        wait: Wait,
+    ) -> Result<impl Future<Output = Bytes> + Send + 'static, ReplyError> {
         let vias: Vec<Via> = {
             let written = self.written.borrow();
             written
                 .nodes
                 .iter()
                 .map(|(node, dedicated)| match dedicated {
-                    true => Via::Dedicated(node.clone(), self.dedicated_lane(node)),
+                    true => Via::Dedicated(self.dedicated_lane(node)),
                     false => Via::Shared {
                         node: node.clone(),
                         protocol: self.protocol,
@@ -162,39 +147,27 @@ impl Session {
                 })
                 .collect()
         };
-        let (node, vias) = if let Some(first) = vias.first() {
-            (first.node().clone(), vias)
+        let vias = if !vias.is_empty() {
+            vias
         } else {
             let map = self.map();
             let shards = map.shards();
             if shards.is_empty() {
                 drop(map);
                 self.shared.topology.request_refresh();
-                return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
+                return Err(ReplyError::NoNodeKnown);
             }
             let node = shards[self.id as usize % shards.len()].primary.clone();
             drop(map);
-            let lane = self.dedicated_lane(&node);
-            (node.clone(), vec![Via::Dedicated(node, lane)])
+            vec![Via::Dedicated(self.dedicated_lane(&node))]
         };
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let mut tx = tx;
-            tokio::select! {
-                reply = wait_all(Arc::new(wait), vias) => {
-                    let _ = tx.send(Ok(Reply::local(reply)));
-                }
-                // The client left: stop waiting (dropping a dedicated lane closes it).
-                () = tx.closed() => {}
-            }
-        });
-        self.waiting_on(rx, node, request)
+        let deadline = wait.timeout.map(|t| Instant::now() + t);
+        Ok(wait_all(Arc::new(wait), vias, deadline))
     }
 }
 
 /// Waits on every node at once and combines the counts.
-async fn wait_all(wait: Arc<Wait>, vias: Vec<Via>) -> Bytes {
-    let deadline = wait.timeout.map(|t| Instant::now() + t);
+async fn wait_all(wait: Arc<Wait>, vias: Vec<Via>, deadline: Option<Instant>) -> Bytes {
     // Dropping the set (the client left) aborts the waits still running.
     let mut parts = JoinSet::new();
     for via in vias {
@@ -231,7 +204,7 @@ async fn wait_all(wait: Arc<Wait>, vias: Vec<Via>) -> Bytes {
 async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Result<Vec<i64>, Bytes> {
     let unreached = || Ok(vec![0; wait.wanted.len()]);
     match via {
-        Via::Dedicated(_, lane) => {
+        Via::Dedicated(lane) => {
             let timeout = wait.timeout.unwrap_or(Duration::ZERO);
             match lane.send(Outgoing::new(wait.payload(timeout))).await {
                 Ok(Ok(reply)) => counts(&reply),
