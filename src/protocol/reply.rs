@@ -187,6 +187,15 @@ pub fn write_null(out: &mut BytesMut, protocol: Protocol) {
     });
 }
 
+/// The null array in `protocol`: `*-1` in RESP2 (EXEC's "the transaction did not run"), `_`
+/// in RESP3.
+pub fn null_array(protocol: Protocol) -> Bytes {
+    Bytes::from_static(match protocol {
+        Protocol::Resp2 => b"*-1\r\n",
+        Protocol::Resp3 => b"_\r\n",
+    })
+}
+
 /// Appends an array header for `len` elements.
 pub fn write_array_len(out: &mut BytesMut, len: usize) {
     let mut buf = [0; 20];

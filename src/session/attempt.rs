@@ -106,6 +106,32 @@ pub(super) enum Step {
     Held(Request, Target, Attempt),
 }
 
+/// What a node's reply settles into (`settle.rs`), for the session to act on
+/// (`Session::follow` in `dispatch.rs`): settling decides, it never sends.
+pub(super) enum Settled {
+    /// Final: the client's reply.
+    Done(Reply),
+    /// Send again once a backoff is over.
+    Backoff(Retry),
+    /// Send again now, to the node a `MOVED`/`ASK` named.
+    Redirect(Resend),
+    /// Send `SCRIPT LOAD` of this script body and the request again, as one job on the
+    /// connection that answered `NOSCRIPT`.
+    Reload(Bytes, Resend),
+}
+
+/// A request to send again right away, and where.
+pub(super) struct Resend {
+    pub(super) node: Arc<Node>,
+    /// On the node's `READONLY` connections (a replica read).
+    pub(super) readonly: bool,
+    /// After `ASKING`.
+    pub(super) asking: bool,
+    pub(super) request: Request,
+    pub(super) target: Target,
+    pub(super) attempt: Attempt,
+}
+
 /// A request served in several parts.
 pub(super) struct Split {
     pub(super) merge: Merge,

@@ -7,18 +7,17 @@
 use std::sync::Arc;
 
 use arc_swap::Guard;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::Session;
 use super::algebra;
-use super::attempt::{Attempt, ExecShape, InFlight, Split, Step, placeholder};
+use super::attempt::{Attempt, ExecShape, InFlight, Resend, Settled, Split, Step, placeholder};
 use super::order::Admission;
 use super::pick;
 use super::plan::Plan;
 use super::queue::{FrontEvent, Pending, Task, TaskOutcome, into_pending};
-use super::settle::null_reply;
 use super::split::{self, Merge};
 use super::target::Target;
 use crate::backend::{Lane, Node, NodeResult, Outgoing};
@@ -26,24 +25,9 @@ use crate::cluster::Slot;
 use crate::cluster::{Shard, SlotMap};
 use crate::config::ReadPolicy;
 use crate::error::ReplyError;
+use crate::protocol::reply::null_array;
+use crate::protocol::request::encode_multibulk;
 use crate::protocol::{Reply, Request};
-
-/// A slot map borrowed for one decision: the session's pinned one, or the current one.
-pub(super) enum MapView<'a> {
-    Pinned(&'a Arc<SlotMap>),
-    Current(Guard<Arc<SlotMap>>),
-}
-
-impl std::ops::Deref for MapView<'_> {
-    type Target = SlotMap;
-
-    fn deref(&self) -> &SlotMap {
-        match self {
-            MapView::Pinned(map) => map,
-            MapView::Current(map) => map,
-        }
-    }
-}
 
 impl Session {
     /// Sends a new request, unless it must wait for older ones to settle: the map changed while
@@ -66,34 +50,22 @@ impl Session {
             self.pending.push_back(Pending::Deferred(request, plan));
             return;
         }
-        self.pinned_map = Some(map);
-        let entry = self.start(request, plan);
-        self.pinned_map = None;
+        // Sent under the very map whose generation `order` checked: a map published meanwhile
+        // (by the refresher, on another thread) must not send this request to a slot's new
+        // owner while the session's earlier requests are still on their way to the old one (a
+        // read would overtake the client's own write, which the old owner only redirects later).
+        let entry = self.start(&map, request, plan);
         self.pending.push_back(entry);
     }
 
-    /// `start` under the current map, pinned while it sends.
-    pub(super) fn start_pinned(&mut self, request: Request, plan: Plan) -> Pending {
-        self.pinned_map = Some(Guard::into_inner(self.shared.topology.slot_map()));
-        let entry = self.start(request, plan);
-        self.pinned_map = None;
-        entry
+    /// `start` under the current map.
+    pub(super) fn start_now(&mut self, request: Request, plan: Plan) -> Pending {
+        let map = Guard::into_inner(self.shared.topology.slot_map());
+        self.start(&map, request, plan)
     }
 
-    /// The slot map to send under: while `dispatch` sends a request, the very map whose
-    /// generation it checked, so a map published meanwhile (by the refresher, on another
-    /// thread) can't send the request to a slot's new owner while the session's earlier
-    /// requests are still on their way to the old one (a read would overtake the client's
-    /// own write, which the old owner will only redirect later). Otherwise the current map.
-    pub(super) fn map(&self) -> MapView<'_> {
-        match &self.pinned_map {
-            Some(map) => MapView::Pinned(map),
-            None => MapView::Current(self.shared.topology.slot_map()),
-        }
-    }
-
-    /// Sends a request (or its parts) under the current map.
-    pub(super) fn start(&mut self, request: Request, plan: Plan) -> Pending {
+    /// Sends a request (or its parts) under `map`.
+    pub(super) fn start(&mut self, map: &SlotMap, request: Request, plan: Plan) -> Pending {
         let writes = plan.writes();
         let (merge, parts) = match plan {
             Plan::Watch(slot) => {
@@ -102,7 +74,7 @@ impl Session {
                     pinned: true,
                     ..Attempt::default()
                 };
-                let node = self.map().primary(slot).cloned();
+                let node = map.primary(slot).cloned();
                 return match node {
                     Some(node) => {
                         self.watching(node.clone(), slot);
@@ -129,8 +101,8 @@ impl Session {
                     ..Attempt::default()
                 };
                 return into_pending(match &exec.watched {
-                    Some(watch) => self.start_watched_exec(request, target, attempt, watch),
-                    None => self.send(request, target, attempt),
+                    Some(watch) => self.start_watched_exec(map, request, target, attempt, watch),
+                    None => self.send(map, request, target, attempt),
                 });
             }
             Plan::PerSlotExec(tx) => {
@@ -147,9 +119,11 @@ impl Session {
                     };
                     let target = Target::Slot(slot);
                     parts.push(match (&tx.watched, i) {
-                        (Some(watch), 0) => self.start_watched_exec(batch, target, attempt, watch),
+                        (Some(watch), 0) => {
+                            self.start_watched_exec(map, batch, target, attempt, watch)
+                        }
                         (Some(_), _) => Step::Held(batch, target, attempt),
-                        (None, _) => self.send(batch, target, attempt),
+                        (None, _) => self.send(map, batch, target, attempt),
                     });
                 }
                 let merge = Merge::Transaction {
@@ -174,14 +148,14 @@ impl Session {
                     writes: true,
                     ..Attempt::default()
                 };
-                return into_pending(self.send(request, target, attempt));
+                return into_pending(self.send(map, request, target, attempt));
             }
             Plan::Read(target) => {
                 let attempt = Attempt {
                     read_only: true,
                     ..Attempt::default()
                 };
-                return into_pending(self.send(request, target, attempt));
+                return into_pending(self.send(map, request, target, attempt));
             }
             Plan::Blocking(target) => {
                 let attempt = Attempt {
@@ -189,7 +163,7 @@ impl Session {
                     writes: true,
                     ..Attempt::default()
                 };
-                return into_pending(self.send(request, target, attempt));
+                return into_pending(self.send(map, request, target, attempt));
             }
             Plan::Split { kind, .. } => {
                 let (merge, parts) = split::plan_split(kind, &request);
@@ -211,7 +185,7 @@ impl Session {
                 };
                 let parts = reads
                     .into_iter()
-                    .map(|(slot, read)| self.send(read, Target::Slot(slot), attempt))
+                    .map(|(slot, read)| self.send(map, read, Target::Slot(slot), attempt))
                     .collect();
                 let merge = Merge::Computed(Box::new(computation));
                 return Pending::Split(Box::new(Split { merge, parts }));
@@ -222,7 +196,7 @@ impl Session {
                         .borrow_mut()
                         .note_everything(Instant::now());
                 }
-                let slots = split::shard_slots(&self.map());
+                let slots = split::shard_slots(map);
                 if slots.is_empty() {
                     self.shared.topology.request_refresh();
                     return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
@@ -234,7 +208,6 @@ impl Session {
                 (merge, parts)
             }
             Plan::AllNodes { merge, .. } => {
-                let map = self.map();
                 let parts: Vec<(Target, Request)> = map
                     .layout()
                     .iter()
@@ -245,7 +218,6 @@ impl Session {
                     })
                     .map(|target| (target, request.clone()))
                     .collect();
-                drop(map);
                 if parts.is_empty() {
                     self.shared.topology.request_refresh();
                     return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
@@ -264,7 +236,7 @@ impl Session {
         };
         let parts = parts
             .into_iter()
-            .map(|(target, part)| self.send(part, target, attempt))
+            .map(|(target, part)| self.send(map, part, target, attempt))
             .collect();
         Pending::Split(Box::new(Split { merge, parts }))
     }
@@ -274,6 +246,7 @@ impl Session {
     /// was, and `EXEC` answers nil as for a changed watched key.
     fn start_watched_exec(
         &self,
+        map: &SlotMap,
         batch: Request,
         target: Target,
         attempt: Attempt,
@@ -288,11 +261,11 @@ impl Session {
             }),
             ..attempt
         };
-        let owner = self.map().primary(*slot).cloned();
+        let owner = map.primary(*slot).cloned();
         if owner.is_some_and(|owner| Arc::ptr_eq(&owner, node)) {
             self.send_to(node.clone(), batch, target, attempt, false)
         } else {
-            Step::Done(Reply::local(null_reply(self.protocol)))
+            Step::Done(Reply::local(null_array(self.protocol)))
         }
     }
 
@@ -310,7 +283,7 @@ impl Session {
                     std::mem::replace(part, Step::Done(placeholder()))
                 && ran
             {
-                *part = self.send(request, target, attempt);
+                *part = self.send(&self.shared.topology.slot_map(), request, target, attempt);
             }
         }
     }
@@ -319,16 +292,14 @@ impl Session {
     pub(super) fn send_deferred(&mut self) {
         let map = Guard::into_inner(self.shared.topology.slot_map());
         self.order.release(map.generation());
-        self.pinned_map = Some(map);
         let mut ready = Vec::new();
         while let Some(Pending::Deferred(_, plan)) = self.pending.front()
             && self.order.release_next(ready.len(), plan.order_needs())
         {
             if let Some(Pending::Deferred(request, plan)) = self.pending.pop_front() {
-                ready.push(self.start(request, plan));
+                ready.push(self.start(&map, request, plan));
             }
         }
-        self.pinned_map = None;
         for entry in ready.into_iter().rev() {
             self.pending.push_front(entry);
         }
@@ -337,7 +308,8 @@ impl Session {
     /// Resends the front `Backoff` entry under the current map.
     pub(super) fn retry_front(&mut self) {
         if let Some(Pending::Backoff(retry)) = self.pending.pop_front() {
-            let step = self.send(retry.request, retry.target, retry.attempt);
+            let map = self.shared.topology.slot_map();
+            let step = self.send(&map, retry.request, retry.target, retry.attempt);
             self.pending.push_front(into_pending(step));
         }
     }
@@ -355,15 +327,18 @@ impl Session {
             loop {
                 let next = match std::mem::replace(part, Step::Done(placeholder())) {
                     Step::Waiting(mut in_flight) => match in_flight.try_reply() {
-                        Some(result) => self.settle(in_flight, result),
+                        Some(result) => self.follow(self.settle(in_flight, result)),
                         None => {
                             *part = Step::Waiting(in_flight);
                             break;
                         }
                     },
-                    Step::Backoff(retry) if retry.until <= now => {
-                        self.send(retry.request, retry.target, retry.attempt)
-                    }
+                    Step::Backoff(retry) if retry.until <= now => self.send(
+                        &self.shared.topology.slot_map(),
+                        retry.request,
+                        retry.target,
+                        retry.attempt,
+                    ),
                     other => {
                         *part = other;
                         break;
@@ -399,7 +374,7 @@ impl Session {
     pub(super) fn settle_front(&mut self, event: FrontEvent) {
         match (event, self.pending.pop_front()) {
             (FrontEvent::Single(result), Some(Pending::Waiting(in_flight))) => {
-                let step = self.settle(in_flight, result);
+                let step = self.follow(self.settle(in_flight, result));
                 self.pending.push_front(into_pending(step));
             }
             (FrontEvent::Task(outcome), Some(task @ Pending::Task(_))) => {
@@ -410,7 +385,7 @@ impl Session {
                 if let Step::Waiting(in_flight) =
                     std::mem::replace(&mut split.parts[index], Step::Done(placeholder()))
                 {
-                    split.parts[index] = self.settle(in_flight, result);
+                    split.parts[index] = self.follow(self.settle(in_flight, result));
                 }
                 self.pending.push_front(Pending::Split(split));
             }
@@ -426,8 +401,7 @@ impl Session {
     /// backoff, like one for an unreachable node, until the primary answers again or the map
     /// names its replacement (the refresher is already looking for one), or the retry deadline
     /// passes. Sending it would only leave it hanging on a node that may never answer.
-    fn send(&self, request: Request, target: Target, attempt: Attempt) -> Step {
-        let map = self.map();
+    fn send(&self, map: &SlotMap, request: Request, target: Target, attempt: Attempt) -> Step {
         let choice = match target {
             Target::Slot(slot) => map.shard(slot).map(|shard| self.pick(shard, slot, attempt)),
             Target::Replica(slot, i) => map
@@ -451,7 +425,7 @@ impl Session {
             Some(Ok((node, readonly))) => {
                 if !readonly && !attempt.interrupt && !node.health().is_up() {
                     let error = ReplyError::PrimaryDown(node.addr().to_string());
-                    return self.backoff(request, target, attempt, error.to_bytes());
+                    return self.follow(self.backoff(request, target, attempt, error.to_bytes()));
                 }
                 if attempt.writes
                     && let Target::Slot(slot) = target
@@ -468,7 +442,7 @@ impl Session {
                     Target::Replica(slot, _) => ReplyError::ReplicaGone(slot.0),
                     Target::AnyPrimary => ReplyError::NoNodeKnown,
                 };
-                self.backoff(request, target, attempt, error.to_bytes())
+                self.follow(self.backoff(request, target, attempt, error.to_bytes()))
             }
         }
     }
@@ -537,17 +511,80 @@ impl Session {
     ) -> Step {
         let replies = attempt.exec.map_or(1, |exec| exec.replies);
         let payload = request.raw().clone();
-        let rx = self.enqueue(&node, readonly, attempt, payload, asking, replies);
-        let budget = Some(self.budget.clone());
-        Step::Waiting(InFlight {
-            rx,
-            budget,
+        let again = Resend {
             node,
             readonly,
             asking,
             request,
             target,
             attempt,
+        };
+        self.send_payload(payload, replies, asking, again)
+    }
+
+    /// Acts on a settled reply: the final reply or a backoff as it is, a redirect or a script
+    /// reload sent now.
+    pub(super) fn follow(&self, settled: Settled) -> Step {
+        match settled {
+            Settled::Done(reply) => Step::Done(reply),
+            Settled::Backoff(retry) => Step::Backoff(retry),
+            Settled::Redirect(again) => self.send_via(
+                again.node,
+                again.readonly,
+                again.request,
+                again.target,
+                again.attempt,
+                again.asking,
+            ),
+            Settled::Reload(body, again) => self.send_reload(body, again),
+        }
+    }
+
+    /// Sends `SCRIPT LOAD body` and then the request again, as one job on the connection that
+    /// got `NOSCRIPT`, so the script is on the node when the request runs there.
+    ///
+    /// Requests the session pipelined to the node after the first try have already run by then:
+    /// they saw the keys as before the script, as if the client had sent the script after them
+    /// (a client that reloads scripts itself on `NOSCRIPT` reorders the same way).
+    fn send_reload(&self, body: Bytes, mut again: Resend) -> Step {
+        let request = &again.request;
+        let mut payload = BytesMut::with_capacity(body.len() + request.raw().len() + 64);
+        let load = [
+            Bytes::from_static(b"SCRIPT"),
+            Bytes::from_static(b"LOAD"),
+            body,
+        ];
+        encode_multibulk(&mut payload, &load);
+        // ASKING holds for the next command only: it goes right before the request.
+        if again.asking {
+            encode_multibulk(&mut payload, &[Bytes::from_static(b"ASKING")]);
+        }
+        payload.extend_from_slice(request.raw());
+        again.attempt.reloaded = true;
+        let replies = 2 + usize::from(again.asking);
+        self.send_payload(payload.freeze(), replies, false, again)
+    }
+
+    /// Writes `payload` (`replies` replies; `asking`: the connection sends ASKING first) to the
+    /// session's connection to `sent.node`, and records it as in flight.
+    fn send_payload(&self, payload: Bytes, replies: usize, asking: bool, sent: Resend) -> Step {
+        let rx = self.enqueue(
+            &sent.node,
+            sent.readonly,
+            sent.attempt,
+            payload,
+            asking,
+            replies,
+        );
+        Step::Waiting(InFlight {
+            rx,
+            budget: Some(self.budget.clone()),
+            node: sent.node,
+            readonly: sent.readonly,
+            asking: sent.asking,
+            request: sent.request,
+            target: sent.target,
+            attempt: sent.attempt,
         })
     }
 

@@ -50,7 +50,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::backend::ReplyBudget;
-use crate::cluster::{SlotMap, Topology};
+use crate::cluster::Topology;
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::inbox::Inbox;
@@ -118,8 +118,6 @@ pub struct Session {
     /// Whether new requests go out now or wait for older ones (map changes, dedicated
     /// connections).
     order: order::Order,
-    /// The map `dispatch` checked that generation on, held while it sends (see `Session::map`).
-    pinned_map: Option<Arc<SlotMap>>,
     /// Scratch space for key positions, reused across requests.
     key_positions: Vec<usize>,
     /// Stop reading: the client closed its side, sent QUIT, or sent bad input.
@@ -207,7 +205,6 @@ impl Session {
             out: output::Output::default(),
             decoder,
             order: order::Order::default(),
-            pinned_map: None,
             key_positions: Vec::new(),
             stop_reading: false,
             closing: false,
@@ -559,7 +556,7 @@ impl Session {
         self.pending.pop_front();
         let entry = match outcome {
             TaskOutcome::Reply(reply) => Pending::Done(reply),
-            TaskOutcome::Dispatch(request, plan) => self.start_pinned(request, plan),
+            TaskOutcome::Dispatch(request, plan) => self.start_now(request, plan),
         };
         self.pending.push_front(entry);
     }

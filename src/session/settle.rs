@@ -6,17 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::Session;
-use super::attempt::{Attempt, InFlight, Retry, Step};
+use super::attempt::{Attempt, InFlight, Resend, Retry, Settled};
 use super::target::Target;
 use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
 use crate::error::ReplyError;
-use crate::protocol::request::encode_multibulk;
+use crate::protocol::reply::null_array;
 use crate::protocol::{Redirect, Reply, ReplyKind, Request};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -24,51 +24,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 impl Session {
-    /// Sends `SCRIPT LOAD body` and then the request again, as one job on the connection that
-    /// got `NOSCRIPT`, so the script is on the node when the request runs there.
-    ///
-    /// Requests the session pipelined to the node after the first try have already run by then:
-    /// they saw the keys as before the script, as if the client had sent the script after them
-    /// (a client that reloads scripts itself on `NOSCRIPT` reorders the same way).
-    #[allow(clippy::too_many_arguments)]
-    fn send_reload(
-        &self,
-        node: Arc<Node>,
-        readonly: bool,
-        asking: bool,
-        body: Bytes,
-        request: Request,
-        target: Target,
-        mut attempt: Attempt,
-    ) -> Step {
-        let mut payload = BytesMut::with_capacity(body.len() + request.raw().len() + 64);
-        let load = [
-            Bytes::from_static(b"SCRIPT"),
-            Bytes::from_static(b"LOAD"),
-            body,
-        ];
-        encode_multibulk(&mut payload, &load);
-        // ASKING holds for the next command only: it goes right before the request.
-        if asking {
-            encode_multibulk(&mut payload, &[Bytes::from_static(b"ASKING")]);
-        }
-        payload.extend_from_slice(request.raw());
-        attempt.reloaded = true;
-        let replies = 2 + usize::from(asking);
-        let rx = self.enqueue(&node, readonly, attempt, payload.freeze(), false, replies);
-        let budget = Some(self.budget.clone());
-        Step::Waiting(InFlight {
-            rx,
-            budget,
-            node,
-            readonly,
-            asking,
-            request,
-            target,
-            attempt,
-        })
-    }
-
     /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
     /// that answered `NOSCRIPT`.
     fn script_body(&self, request: &Request) -> Option<Bytes> {
@@ -86,18 +41,18 @@ impl Session {
         target: Target,
         mut attempt: Attempt,
         last_error: Bytes,
-    ) -> Step {
+    ) -> Settled {
         let now = Instant::now();
         let started = *attempt.retry_started.get_or_insert(now);
         if now.duration_since(started) >= self.shared.live.load().session.retry_deadline()
             || self.shared.topology.stats().down_reason().is_some()
         {
-            return Step::Done(Reply::local(last_error));
+            return Settled::Done(Reply::local(last_error));
         }
         self.shared.metrics.retries.inc();
         let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
         attempt.retries += 1;
-        Step::Backoff(Retry {
+        Settled::Backoff(Retry {
             until: now + delay,
             request,
             target,
@@ -107,11 +62,11 @@ impl Session {
 
     /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
     /// read-your-writes, since its reply may come long after it was sent.
-    pub(super) fn settle(&self, in_flight: InFlight, result: NodeResult) -> Step {
+    pub(super) fn settle(&self, in_flight: InFlight, result: NodeResult) -> Settled {
         let (target, writes) = (in_flight.target, in_flight.attempt.writes);
         let step = self.settle_reply(in_flight, result);
         if writes
-            && matches!(step, Step::Done(_))
+            && matches!(step, Settled::Done(_))
             && let Target::Slot(slot) = target
         {
             self.note_write(slot);
@@ -120,7 +75,7 @@ impl Session {
     }
 
     /// Turns a node's answer into a final reply, a redirect, or a retry.
-    fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Step {
+    fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Settled {
         let InFlight {
             node,
             readonly,
@@ -146,7 +101,7 @@ impl Session {
                     && matches!(reply.kind(), ReplyKind::Moved(_) | ReplyKind::Ask(_)) =>
             {
                 self.shared.topology.request_refresh();
-                Step::Done(Reply::local(ReplyError::WatchedSlotMoving.to_bytes()))
+                Settled::Done(Reply::local(ReplyError::WatchedSlotMoving.to_bytes()))
             }
             Ok(reply) => match reply.kind() {
                 ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
@@ -158,22 +113,34 @@ impl Session {
                         last: String::from_utf8_lossy(reply.error_text().unwrap_or_default())
                             .into_owned(),
                     };
-                    Step::Done(Reply::local(error.to_bytes()))
+                    Settled::Done(Reply::local(error.to_bytes()))
                 }
                 ReplyKind::Moved(redirect) => {
                     // The map is stale: refresh it, and serve this request from the named node now.
                     self.shared.topology.request_refresh();
                     self.shared.metrics.redirects_moved.inc();
                     attempt.redirects += 1;
-                    let to = self.redirect_node(&node, redirect);
-                    self.send_to(to, request, target, attempt, false)
+                    Settled::Redirect(Resend {
+                        node: self.redirect_node(&node, redirect),
+                        readonly: false,
+                        asking: false,
+                        request,
+                        target,
+                        attempt,
+                    })
                 }
                 ReplyKind::Ask(redirect) => {
                     // A one-off: the slot is migrating. The map stays as it is.
                     self.shared.metrics.redirects_ask.inc();
                     attempt.redirects += 1;
-                    let to = self.redirect_node(&node, redirect);
-                    self.send_to(to, request, target, attempt, true)
+                    Settled::Redirect(Resend {
+                        node: self.redirect_node(&node, redirect),
+                        readonly: false,
+                        asking: true,
+                        request,
+                        target,
+                        attempt,
+                    })
                 }
                 ReplyKind::TryAgain | ReplyKind::ClusterDown => {
                     self.backoff(request, target, attempt, reply.into_raw())
@@ -187,17 +154,25 @@ impl Session {
                             node = node.addr(),
                             "NOSCRIPT; loading the script"
                         );
-                        self.send_reload(node, readonly, asking, body, request, target, attempt)
+                        let again = Resend {
+                            node,
+                            readonly,
+                            asking,
+                            request,
+                            target,
+                            attempt,
+                        };
+                        Settled::Reload(body, again)
                     }
-                    None => Step::Done(reply),
+                    None => Settled::Done(reply),
                 },
                 ReplyKind::Value | ReplyKind::Error | ReplyKind::Push | ReplyKind::NoScript => {
-                    Step::Done(reply)
+                    Settled::Done(reply)
                 }
             },
             // Retrying can't help until the password matches again: say so at once.
             Err(e @ BackendError::Auth { .. }) => {
-                Step::Done(Reply::local(ReplyError::NodeAuth(e).to_bytes()))
+                Settled::Done(Reply::local(ReplyError::NodeAuth(e).to_bytes()))
             }
             Err(e) if e.is_retry_safe() => {
                 self.shared.topology.request_refresh();
@@ -212,7 +187,7 @@ impl Session {
             }
             Err(e) => {
                 self.shared.topology.request_refresh();
-                Step::Done(Reply::local(ReplyError::Lost(e).to_bytes()))
+                Settled::Done(Reply::local(ReplyError::Lost(e).to_bytes()))
             }
         }
     }
@@ -226,7 +201,7 @@ impl Session {
         request: Request,
         target: Target,
         attempt: Attempt,
-    ) -> Step {
+    ) -> Settled {
         let frames: Vec<&[u8]> = crate::protocol::view::frames(reply.raw()).collect();
         let moved = frames.iter().rev().skip(1).any(|frame| {
             matches!(
@@ -238,15 +213,15 @@ impl Session {
             )
         });
         let Some(&last) = frames.last() else {
-            return Step::Done(reply);
+            return Settled::Done(reply);
         };
         let last = Bytes::copy_from_slice(last);
         if !moved {
-            return Step::Done(Reply::local(last));
+            return Settled::Done(Reply::local(last));
         }
         self.shared.topology.request_refresh();
         if attempt.exec.is_some_and(|e| e.watched) {
-            return Step::Done(Reply::local(null_reply(self.protocol)));
+            return Settled::Done(Reply::local(null_array(self.protocol)));
         }
         self.backoff(request, target, attempt, last)
     }
@@ -271,12 +246,4 @@ fn last_frame(reply: Reply) -> Reply {
         Some(last) => Reply::local(reply.raw().slice_ref(last)),
         None => reply,
     }
-}
-
-/// The null reply in `protocol` (`*-1` in RESP2: EXEC's "did not run").
-pub(super) fn null_reply(protocol: crate::protocol::Protocol) -> Bytes {
-    Bytes::from_static(match protocol {
-        crate::protocol::Protocol::Resp2 => b"*-1\r\n",
-        crate::protocol::Protocol::Resp3 => b"_\r\n",
-    })
 }

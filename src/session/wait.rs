@@ -150,7 +150,7 @@ impl Session {
         let vias = if !vias.is_empty() {
             vias
         } else {
-            let map = self.map();
+            let map = self.shared.topology.slot_map();
             let shards = map.shards();
             if shards.is_empty() {
                 drop(map);
