@@ -221,17 +221,99 @@ impl DerefMut for Queue {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use bytes::Bytes;
-    use tokio::time::Instant;
 
     use super::*;
+    use crate::session::attempt::Attempt;
+    use crate::session::target::Target;
+
+    fn done(text: &'static [u8]) -> Pending {
+        Pending::Done(Bytes::from_static(text))
+    }
+
+    fn retry(until: Instant) -> Pending {
+        Pending::Backoff(Retry {
+            until,
+            request: Request::from_args(vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")]),
+            target: Target::AnyPrimary,
+            attempt: Attempt::default(),
+        })
+    }
+
+    fn task(blocking: bool) -> Pending {
+        let future = std::future::pending::<TaskOutcome>();
+        Pending::Task(match blocking {
+            true => Task::blocking(future),
+            false => Task::new(future),
+        })
+    }
+
+    #[test]
+    fn the_front_entry_says_what_the_session_waits_for() {
+        let mut queue = Queue::default();
+        let idle = FrontWait {
+            reply: false,
+            retry_at: None,
+        };
+        assert_eq!(queue.front_wait(), idle);
+        queue.push_back(done(b"+OK\r\n"));
+        assert_eq!(
+            queue.front_wait(),
+            idle,
+            "a settled reply waits for nothing"
+        );
+        queue.clear();
+        let until = Instant::now() + Duration::from_millis(50);
+        queue.push_back(retry(until));
+        queue.push_back(task(false));
+        assert_eq!(
+            queue.front_wait(),
+            FrontWait {
+                reply: false,
+                retry_at: Some(until)
+            },
+            "a backoff waits for its timer, not for what is behind it"
+        );
+        queue.pop_front();
+        assert!(
+            queue.front_wait().reply,
+            "a task is awaited like a node's reply"
+        );
+    }
+
+    #[test]
+    fn only_a_blocking_front_entry_blocks_the_client() {
+        let mut queue = Queue::default();
+        queue.push_back(task(false));
+        assert!(!queue.front_blocks(), "the hub's answer comes soon");
+        queue.push_back(task(true));
+        assert!(!queue.front_blocks(), "only the front entry counts");
+        queue.pop_front();
+        assert!(queue.front_blocks(), "WAIT may take as long as its timeout");
+    }
+
+    #[test]
+    fn settled_means_every_reply_is_known() {
+        let mut queue = Queue::default();
+        assert!(!queue.unsettled());
+        queue.push_back(done(b"+OK\r\n"));
+        queue.push_back(Pending::Close(Bytes::from_static(b"-ERR bye\r\n")));
+        assert!(!queue.unsettled());
+        queue.push_back(Pending::Inbox);
+        assert!(
+            queue.unsettled(),
+            "a subscription's confirmation is still to come"
+        );
+    }
 
     #[test]
     fn an_entry_keeps_its_index_through_pops_and_put_backs() {
         let mut queue = Queue::default();
         assert_eq!(queue.next_index(), 0);
-        queue.push_back(Pending::Done(Bytes::from_static(b"+a\r\n")));
-        queue.push_back(Pending::Done(Bytes::from_static(b"+b\r\n")));
+        queue.push_back(done(b"+a\r\n"));
+        queue.push_back(done(b"+b\r\n"));
         assert_eq!(queue.next_index(), 2);
         let first = queue.pop_front().unwrap();
         queue.push_front(first);
