@@ -19,22 +19,25 @@
 //!    (`Local`, `Single`, `Split`, `Computed`, `FanOut`, `AllNodes`, `AnyNode`, `Admin`,
 //!    `Refused`), whether it writes, and its metrics row. The ACL check ([`auth::check()`]) runs
 //!    here too: `-NOAUTH`, `-NOPERM`, redis 7.0's rules and texts, no round trip.
-//! 4. **Plan** (`session/plan.rs`). A match on the row's handling: local answers (PING, HELLO,
-//!    CLIENT, CLUSTER introspection, MULTI/EXEC in `session/transaction.rs` and
-//!    `session/per_slot.rs`, pub/sub in `session/pubsub.rs` with the [`pubsub`] hub, WAIT in
-//!    `session/wait.rs`, SCAN in `session/scan.rs`), or a `Plan`: one slot, split by slot
-//!    (`session/split.rs`), computed from one read per key (`session/algebra/`), or every
-//!    primary. Other cross-slot commands get `-CROSSSLOT`.
-//! 5. **Order** (`session/order.rs`). A request is sent now, or held (`Deferred`) until older
-//!    ones settle: when the slot map changed while they were in flight, after a request on a
-//!    dedicated connection, or when it must see everything before it. No I/O; every rule has a
-//!    unit test.
+//! 4. **Plan** (`session/handle.rs`, `session/plan.rs`). A match on the row's handling: local
+//!    answers (PING, HELLO, CLIENT and CLUSTER introspection in `session/local.rs`, MULTI/EXEC
+//!    in `session/transaction.rs` and `session/per_slot.rs`, pub/sub in `session/pubsub.rs`
+//!    with the [`pubsub`] hub, WAIT in `session/wait.rs`, SCAN's cursor in `session/scan.rs`),
+//!    or a `Plan` (data only): one slot (a `session/target.rs` `Target`, resolved again on
+//!    every retry), split by slot (`session/split.rs`), computed from one read per key
+//!    (`session/algebra/`), or every primary. Other cross-slot commands get `-CROSSSLOT`.
+//! 5. **Order** (`session/order.rs`, `session/queue.rs`). Every request gets one entry in the
+//!    reply queue, in the client's order. It is sent now, or held (`Deferred`) until older ones
+//!    settle: when the slot map changed while they were in flight, after a request on a
+//!    dedicated connection, or when it must see everything before it. No I/O in either file;
+//!    every rule has a unit test.
 //! 6. **Send** (`session/dispatch.rs`, `session/pick.rs`, `backend/pool.rs`). Under the map the
-//!    order check read (pinned, so a refresh can't slip in), the shard's node is picked (the
-//!    primary, or a replica the read policy and its health allow) and an
+//!    order check read (passed down as `&SlotMap`, so a refresh can't slip in), the shard's node
+//!    is picked (the primary, or a replica the read policy and its health allow) and an
 //!    [`backend::Outgoing`] is queued on the session's lane of that node's shared connections
 //!    on its worker, or on its own dedicated connection (blocking commands, WATCH). A primary
-//!    failing its health checks is not sent anything: the request backs off.
+//!    failing its health checks is not sent anything: the request backs off. What was sent is
+//!    recorded as an `InFlight` (`session/attempt.rs`).
 //! 7. **Node connection** (`backend/connection.rs`, `backend/ack.rs`). The connection task
 //!    writes every queued request in one write (large values from the client's own bytes),
 //!    matches replies to requests in FIFO order and hands each back through its oneshot. With
@@ -43,9 +46,10 @@
 //!    queues behind the script. Every node connection starts in [`backend::setup::open`]
 //!    (credentials, TLS).
 //! 8. **Settle** (`session/settle.rs`). When its entry reaches the front of the reply queue, a
-//!    reply is settled: `MOVED` refreshes the map and resends, `ASK` sends `ASKING` + the command
-//!    and leaves the map alone (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and
-//!    unreachable nodes back off until `retry_deadline`. A read whose connection died is sent
+//!    reply is settled into what to do next, without sending anything itself: `MOVED`
+//!    refreshes the map and redirects, `ASK` redirects with `ASKING` and leaves the map alone
+//!    (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes back off
+//!    until `retry_deadline`; `NOSCRIPT` reloads the script. `dispatch.rs` sends what it says. A read whose connection died is sent
 //!    again; a write gets an error saying its outcome is unknown and is never sent twice. Split
 //!    parts merge in key order. Replies are read through [`protocol::View`]; every error reply
 //!    slotproxy makes is an [`error::ReplyError`], spelled once.
@@ -57,7 +61,7 @@
 //!
 //! Alongside, on the main thread: the refresher ([`cluster::Topology::run_refresher`]: on a
 //! timer, on `MOVED`, on failed connections; it keeps the answer with the greatest config
-//! epoch), the health checks ([`cluster::health`]), the pub/sub hub, the [`admin`] HTTP
+//! epoch), the health checks ([`cluster::health_check`]), the pub/sub hub, the [`admin`] HTTP
 //! listener, config reload ([`reload`]) and the drain on shutdown ([`server`]).
 
 pub mod admin;
@@ -215,7 +219,7 @@ pub async fn run_with(
         shared.clone(),
         wait_changed(stopped.clone()),
     ));
-    let health = tokio::spawn(cluster::health::run_health_checks(
+    let health = tokio::spawn(cluster::health_check::run_health_checks(
         topology.clone(),
         shared.config.cluster.clone(),
         wait_changed(stopped.clone()),

@@ -38,8 +38,8 @@ impl Replication {
     /// Acknowledgements for a connection: only shared, non-`READONLY` connections with
     /// `ack = replicated` wait (a dedicated one serves blocking commands and transactions
     /// whose clients wait for the node anyway).
-    pub(super) fn new(config: &BackendConfig, usage: Use, readonly: bool) -> Self {
-        let on = config.ack == Ack::Replicated && usage == Use::Shared && !readonly;
+    pub(super) fn new(config: &BackendConfig, usage: Use, replica_read: bool) -> Self {
+        let on = config.ack == Ack::Replicated && usage == Use::Shared && !replica_read;
         let wait = on.then(|| {
             let timeout = config.ack_timeout_ms.to_string();
             format!(
@@ -141,12 +141,12 @@ mod tests {
         assert_eq!(wait.hold(true, true), Hold::UntilWait);
         assert_eq!(wait.hold(true, false), Hold::NoReplica);
         assert_eq!(wait.hold(false, true), Hold::No);
-        for (config, usage, readonly) in [
+        for (config, usage, replica_read) in [
             (&replicated, Use::Dedicated, false),
             (&replicated, Use::Shared, true),
             (&config(Ack::Primary), Use::Shared, false),
         ] {
-            let off = Replication::new(config, usage, readonly);
+            let off = Replication::new(config, usage, replica_read);
             assert_eq!(off.wait_command(), None);
             assert_eq!(off.hold(true, true), Hold::No);
         }

@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use super::ReplyBudget;
 use super::ack::{Hold, Replication};
-use super::health::NodeHealth;
+use super::node_health::NodeHealth;
 use super::setup::{self, FailureLog, Handshake};
 use super::stats::NodeStats;
 use super::stream::{NodeStream, NodeWriter};
@@ -140,7 +140,7 @@ pub(crate) struct Shape {
     pub(crate) protocol: Protocol,
     pub(crate) usage: Use,
     /// It sent `READONLY` (replica reads).
-    pub(crate) readonly: bool,
+    pub(crate) replica_read: bool,
 }
 
 /// Runs one connection until every `Job` sender is dropped.
@@ -158,7 +158,9 @@ pub(crate) async fn run(
         ..
     } = &node;
     let Shape {
-        protocol, readonly, ..
+        protocol,
+        replica_read,
+        ..
     } = shape;
     let mut backoff = config.reconnect_backoff_min();
     let mut down_until: Option<Instant> = None;
@@ -178,7 +180,7 @@ pub(crate) async fn run(
         }
         let handshake = Handshake {
             protocol,
-            readonly,
+            replica_read,
             ping: false,
         };
         match setup::open(addr, &config, handshake).await {
@@ -248,7 +250,7 @@ async fn serve(
     let Shape {
         protocol,
         usage,
-        readonly,
+        replica_read,
     } = shape;
     let (mut reader, mut writer) = stream.into_split();
     let decoder = ReplyDecoder::new(protocol);
@@ -260,7 +262,7 @@ async fn serve(
     let mut direct: Vec<Bytes> = Vec::new();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut senders_gone = false;
-    let mut ack = Replication::new(config, usage, readonly);
+    let mut ack = Replication::new(config, usage, replica_read);
     let mut check = tokio::time::interval(timeout.min(Duration::from_millis(250)));
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 

@@ -6,8 +6,8 @@
 mod ack;
 pub mod budget;
 pub mod connection;
-pub mod health;
 pub mod monitor;
+pub mod node_health;
 pub mod pool;
 pub mod probe;
 pub mod setup;
@@ -17,7 +17,7 @@ pub mod tls;
 
 pub use budget::ReplyBudget;
 pub use connection::{Job, NodeResult, Outgoing};
-pub use health::{HealthSnapshot, NodeHealth};
+pub use node_health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};
 pub use probe::{Probe, ProbeError, ProbeReport};
 pub use setup::Handshake;

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::info;
 
 use super::connection::{self, Endpoint, Job, NodeResult, Outgoing, Shape, Use};
-use super::health::NodeHealth;
+use super::node_health::NodeHealth;
 use super::setup::FailureLog;
 use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::config::BackendConfig;
@@ -59,8 +59,8 @@ pub struct Node {
     /// The address, health, counters and failure log every connection of the node shares.
     /// The health is written by the health check and read by every request that picks a node.
     endpoint: Endpoint,
-    /// `lanes[worker][readonly][protocol.index()][i]`: one shared connection, on the runtime
-    /// of the worker whose sessions use it (see `crate::workers`). The `readonly` ones sent
+    /// `lanes[worker][replica_read][protocol.index()][i]`: one shared connection, on the runtime
+    /// of the worker whose sessions use it (see `crate::workers`). The `replica_read` ones sent
     /// `READONLY`, for reads from a replica; the others never did, so a primary that was demoted
     /// answers MOVED on them instead of serving stale data.
     lanes: Vec<[[Vec<Lane>; 2]; 2]>,
@@ -91,12 +91,12 @@ impl Node {
         let lanes = runtimes
             .iter()
             .map(|runtime| {
-                [false, true].map(|readonly| {
+                [false, true].map(|replica_read| {
                     [Protocol::Resp2, Protocol::Resp3].map(|protocol| {
                         let shape = Shape {
                             protocol,
                             usage: Use::Shared,
-                            readonly,
+                            replica_read,
                         };
                         (0..config.connections_per_node)
                             .map(|_| Lane::spawn(&endpoint, shape, config, runtime))
@@ -137,8 +137,8 @@ impl Node {
     ///
     /// A session always passes the same `lane`, so its requests to one node share one connection
     /// and keep their order.
-    pub fn lane(&self, protocol: Protocol, readonly: bool, lane: usize) -> &Lane {
-        self.worker_lane(0, protocol, readonly, lane)
+    pub fn lane(&self, protocol: Protocol, replica_read: bool, lane: usize) -> &Lane {
+        self.worker_lane(0, protocol, replica_read, lane)
     }
 
     /// `lane`, among the connections of worker `worker` (a session's own worker: its
@@ -147,10 +147,11 @@ impl Node {
         &self,
         worker: usize,
         protocol: Protocol,
-        readonly: bool,
+        replica_read: bool,
         lane: usize,
     ) -> &Lane {
-        let lanes = &self.lanes[worker % self.lanes.len()][usize::from(readonly)][protocol.index()];
+        let lanes =
+            &self.lanes[worker % self.lanes.len()][usize::from(replica_read)][protocol.index()];
         &lanes[lane % lanes.len()]
     }
 
@@ -160,7 +161,7 @@ impl Node {
         let shape = Shape {
             protocol,
             usage: Use::Dedicated,
-            readonly: false,
+            replica_read: false,
         };
         Lane::spawn(&self.endpoint, shape, &self.config, &Handle::current())
     }

@@ -33,7 +33,7 @@ pub struct Handshake {
     /// `Resp3` sends `HELLO 3` (with the credentials in it).
     pub protocol: Protocol,
     /// Send `READONLY`, so a replica serves reads of its primary's slots on this connection.
-    pub readonly: bool,
+    pub replica_read: bool,
     /// Send a `PING` last: proves the node accepts commands from us even when nothing else
     /// would have been asked (a node with `requirepass` while slotproxy has no password
     /// answers it `NOAUTH`).
@@ -41,17 +41,17 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// A RESP2 connection, not readonly, no `PING`: only the credentials, if any.
+    /// A RESP2 connection, without `READONLY`, no `PING`: only the credentials, if any.
     pub const PLAIN: Handshake = Handshake {
         protocol: Protocol::Resp2,
-        readonly: false,
+        replica_read: false,
         ping: false,
     };
 
     /// A RESP3 connection (pub/sub links, tracking listeners).
     pub const RESP3: Handshake = Handshake {
         protocol: Protocol::Resp3,
-        readonly: false,
+        replica_read: false,
         ping: false,
     };
 }
@@ -134,7 +134,7 @@ fn steps(config: &BackendConfig, handshake: Handshake) -> Vec<Step> {
         }),
         (Protocol::Resp2, None) => {}
     }
-    if handshake.readonly {
+    if handshake.replica_read {
         steps.push(Step {
             command: Bytes::from_static(READONLY),
             auth: false,
@@ -294,13 +294,13 @@ mod tests {
             )]
         );
         config.username = Some("proxy".into());
-        let resp3_readonly = Handshake {
-            readonly: true,
+        let resp3_replica_read = Handshake {
+            replica_read: true,
             ping: true,
             ..Handshake::RESP3
         };
         assert_eq!(
-            commands(&config, resp3_readonly),
+            commands(&config, resp3_replica_read),
             [
                 (
                     "*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$5\r\nproxy\r\n$2\r\npw\r\n"

@@ -3,7 +3,7 @@
 //! May call `backend` to ask nodes for the topology; never the reverse.
 
 pub mod epoch;
-pub mod health;
+pub mod health_check;
 pub mod refresh;
 pub mod seeds;
 pub mod slot;

@@ -80,7 +80,7 @@ impl Session {
     /// for what the user may not run or touch. Returns `false` when it queued the refusal.
     pub(super) fn acl_allows(&mut self, spec: &CommandSpec, request: &Request) -> bool {
         if !self.authenticated && !spec.flags.contains(Flags::NO_AUTH) {
-            self.tx.flag_error();
+            self.transaction.flag_error();
             self.reply_error(ReplyError::NoAuth);
             return false;
         }
@@ -99,7 +99,7 @@ impl Session {
                 };
                 let username = self.user.name.as_bytes().to_vec();
                 self.log_refusal(reason, object, username, spec.name);
-                self.tx.flag_error();
+                self.transaction.flag_error();
                 self.reply_error(denied.noperm(spec));
                 false
             }
@@ -167,7 +167,7 @@ impl Session {
         let entry = Entry {
             count: 1,
             reason,
-            context: if self.tx.queuing() {
+            context: if self.transaction.queuing() {
                 "multi"
             } else {
                 "toplevel"

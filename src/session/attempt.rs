@@ -61,7 +61,7 @@ pub(super) struct InFlight {
     pub(super) budget: Option<Arc<ReplyBudget>>,
     pub(super) node: Arc<Node>,
     /// Sent on the node's `READONLY` connections (a replica read).
-    pub(super) readonly: bool,
+    pub(super) replica_read: bool,
     /// Sent after `ASKING`.
     pub(super) asking: bool,
     pub(super) request: Request,
@@ -124,7 +124,7 @@ pub(super) enum Settled {
 pub(super) struct Resend {
     pub(super) node: Arc<Node>,
     /// On the node's `READONLY` connections (a replica read).
-    pub(super) readonly: bool,
+    pub(super) replica_read: bool,
     /// After `ASKING`.
     pub(super) asking: bool,
     pub(super) request: Request,

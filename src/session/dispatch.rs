@@ -105,10 +105,10 @@ impl Session {
                     None => self.send(map, request, target, attempt),
                 });
             }
-            Plan::PerSlotExec(tx) => {
-                let watched = tx.watched.is_some();
-                let mut parts = Vec::with_capacity(tx.batches.len());
-                for (i, (slot, batch, replies)) in tx.batches.into_iter().enumerate() {
+            Plan::PerSlotExec(exec) => {
+                let watched = exec.watched.is_some();
+                let mut parts = Vec::with_capacity(exec.batches.len());
+                for (i, (slot, batch, replies)) in exec.batches.into_iter().enumerate() {
                     let attempt = Attempt {
                         writes: true,
                         exec: Some(ExecShape {
@@ -118,7 +118,7 @@ impl Session {
                         ..Attempt::default()
                     };
                     let target = Target::Slot(slot);
-                    parts.push(match (&tx.watched, i) {
+                    parts.push(match (&exec.watched, i) {
                         (Some(watch), 0) => {
                             self.start_watched_exec(map, batch, target, attempt, watch)
                         }
@@ -127,8 +127,8 @@ impl Session {
                     });
                 }
                 let merge = Merge::Transaction {
-                    positions: tx.positions,
-                    total: tx.total,
+                    positions: exec.positions,
+                    total: exec.total,
                     watched,
                 };
                 return Pending::Split(Box::new(Split { merge, parts }));
@@ -422,8 +422,8 @@ impl Session {
             }
         };
         match choice {
-            Some(Ok((node, readonly))) => {
-                if !readonly && !attempt.interrupt && !node.health().is_up() {
+            Some(Ok((node, replica_read))) => {
+                if !replica_read && !attempt.interrupt && !node.health().is_up() {
                     let error = ReplyError::PrimaryDown(node.addr().to_string());
                     return self.follow(self.backoff(request, target, attempt, error.to_bytes()));
                 }
@@ -432,7 +432,7 @@ impl Session {
                 {
                     self.note_write(slot);
                 }
-                self.send_via(node, readonly, request, target, attempt, false)
+                self.send_via(node, replica_read, request, target, attempt, false)
             }
             Some(Err(error)) => Step::Done(Reply::local(error.to_bytes())),
             None => {
@@ -503,7 +503,7 @@ impl Session {
     fn send_via(
         &self,
         node: Arc<Node>,
-        readonly: bool,
+        replica_read: bool,
         request: Request,
         target: Target,
         attempt: Attempt,
@@ -513,7 +513,7 @@ impl Session {
         let payload = request.raw().clone();
         let again = Resend {
             node,
-            readonly,
+            replica_read,
             asking,
             request,
             target,
@@ -530,7 +530,7 @@ impl Session {
             Settled::Backoff(retry) => Step::Backoff(retry),
             Settled::Redirect(again) => self.send_via(
                 again.node,
-                again.readonly,
+                again.replica_read,
                 again.request,
                 again.target,
                 again.attempt,
@@ -570,7 +570,7 @@ impl Session {
     fn send_payload(&self, payload: Bytes, replies: usize, asking: bool, sent: Resend) -> Step {
         let rx = self.enqueue(
             &sent.node,
-            sent.readonly,
+            sent.replica_read,
             sent.attempt,
             payload,
             asking,
@@ -580,7 +580,7 @@ impl Session {
             rx,
             budget: Some(self.budget.clone()),
             node: sent.node,
-            readonly: sent.readonly,
+            replica_read: sent.replica_read,
             asking: sent.asking,
             request: sent.request,
             target: sent.target,
@@ -593,7 +593,7 @@ impl Session {
     pub(super) fn enqueue(
         &self,
         node: &Arc<Node>,
-        readonly: bool,
+        replica_read: bool,
         attempt: Attempt,
         payload: Bytes,
         asking: bool,
@@ -601,7 +601,7 @@ impl Session {
     ) -> oneshot::Receiver<NodeResult> {
         // Anything not known to be read-only counts as a write (for `ack = replicated`).
         let write = !attempt.read_only;
-        if write && !readonly {
+        if write && !replica_read {
             self.written.borrow_mut().note(node, attempt.dedicated);
         }
         let request = Outgoing {
@@ -614,7 +614,7 @@ impl Session {
         if attempt.dedicated {
             self.dedicated_lane(node).send(request)
         } else {
-            node.worker_lane(self.worker, self.protocol, readonly, self.id as usize)
+            node.worker_lane(self.worker, self.protocol, replica_read, self.id as usize)
                 .send(request)
         }
     }

@@ -28,12 +28,12 @@ impl Session {
         let (spec, policy) = match commands.resolve(request.args()) {
             Resolved::Command(spec) => (spec, *commands.policy(spec)),
             Resolved::UnknownCommand => {
-                self.tx.flag_error();
+                self.transaction.flag_error();
                 self.reply_error(ReplyError::UnknownCommand(request.args().to_vec()));
                 return self.command_row(None);
             }
             Resolved::UnknownSubcommand(container) => {
-                self.tx.flag_error();
+                self.transaction.flag_error();
                 self.reply_error(ReplyError::UnknownSubcommand {
                     container: container.name.to_ascii_uppercase(),
                     subcommand: request.args()[1].clone(),
@@ -50,19 +50,19 @@ impl Session {
     /// Serves a request whose row is `spec`, as its `policy` says.
     fn serve(&mut self, spec: &'static CommandSpec, policy: Policy, request: Request) {
         if !spec.arity_ok(request.args().len()) {
-            self.tx.flag_error();
+            self.transaction.flag_error();
             return self.reply_error(ReplyError::WrongArity(spec.name));
         }
         if !self.acl_allows(spec, &request) {
             return;
         }
         if let Some(refusal) = acl_command::never_forwarded(policy.handling, request.args()) {
-            self.tx.flag_error();
+            self.transaction.flag_error();
             return self.reply_error(refusal);
         }
         if policy.handling == Handling::Acl {
-            if self.tx.queuing() {
-                self.tx.flag_error();
+            if self.transaction.queuing() {
+                self.transaction.flag_error();
                 return self.reply_error(ReplyError::AclInMulti);
             }
             return self.acl_command(spec, &request);
@@ -98,7 +98,7 @@ impl Session {
         {
             return self.refuse_while_subscribed(spec);
         }
-        if self.tx.queuing()
+        if self.transaction.queuing()
             && !matches!(
                 handling,
                 Handling::Local(

@@ -17,12 +17,11 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
-use super::plan::Plan;
+use super::plan::{Plan, Wait};
 use super::queue::Pending;
 use super::scan;
 use super::split::Merge;
 use super::target::Target;
-use super::wait::Wait;
 use crate::cluster::hash_slot;
 use crate::command::policy::Local;
 use crate::config::ReadPolicy;

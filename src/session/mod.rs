@@ -31,10 +31,14 @@ mod scan;
 mod scripts;
 mod settle;
 mod split;
+mod subscriptions;
 mod target;
 mod tracking;
+mod tracking_state;
 mod transaction;
+mod transaction_state;
 mod wait;
+mod writes;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -127,7 +131,7 @@ pub struct Session {
     /// Where this session's reads go (the configured policy; READONLY/READWRITE change it).
     read_policy: crate::config::ReadPolicy,
     /// Channels, patterns and shard channels, as of the last request read.
-    subs: pubsub::Subscriptions,
+    subs: subscriptions::Subscriptions,
     /// Messages from the pub/sub hub, and the replies that must be written in step with them.
     inbox: Inbox,
     /// `Pending::Inbox` entries in the queue.
@@ -135,22 +139,22 @@ pub struct Session {
     /// The hub knows this session: tell it when the client leaves.
     hub_member: bool,
     /// MULTI/WATCH state.
-    tx: transaction::Transaction,
+    transaction: transaction_state::Transaction,
     /// Connections of this session alone, per node and protocol (blocking commands).
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
     info: introspect::ClientInfo,
     /// Nodes this session has written to, for `WAIT`.
-    written: RefCell<wait::Written>,
+    written: RefCell<writes::Written>,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
-    tracking: Option<tracking::Tracking>,
+    tracking: Option<tracking_state::Tracking>,
     /// `MONITOR` lines from every node, once the client asked (and the config allows it).
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
     /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
-    recent_writes: RefCell<pick::WrittenSlots>,
+    recent_writes: RefCell<writes::WrittenSlots>,
     /// Reply bytes node connections handed over that the session has not picked up yet.
     budget: Arc<ReplyBudget>,
-    /// Inbox frames wait for the output buffer to drain below `pubsub::DRAIN_BYTES`: once a
+    /// Inbox frames wait for the output buffer to drain below `output::DRAIN_BYTES`: once a
     /// flush gets it there, collect again without waiting for another event.
     drain_waits_for_output: bool,
     /// Requests awaiting their reply, for the command metrics: queue index, command row, when
@@ -190,7 +194,7 @@ impl Session {
         let decoder = RequestDecoder::new(live.session.max_bulk_len);
         let read_policy = live.read_policy;
         let inbox = Inbox::new(Protocol::Resp2, live.session.pubsub_limits());
-        let recent_writes = pick::WrittenSlots::new(live.session.read_your_writes_window());
+        let recent_writes = writes::WrittenSlots::new(live.session.read_your_writes_window());
         let budget = Arc::new(ReplyBudget::new(live.session.max_output_buffer_bytes));
         drop(live);
         let drain = shared.draining.subscribe();
@@ -209,14 +213,14 @@ impl Session {
             stop_reading: false,
             closing: false,
             read_policy,
-            subs: pubsub::Subscriptions::default(),
+            subs: subscriptions::Subscriptions::default(),
             inbox,
             inbox_waits: 0,
             hub_member: false,
-            tx: transaction::Transaction::default(),
+            transaction: transaction_state::Transaction::default(),
             dedicated: RefCell::new(Vec::new()),
             info: introspect::ClientInfo::default(),
-            written: RefCell::new(wait::Written::default()),
+            written: RefCell::new(writes::Written::default()),
             tracking: None,
             monitor: None,
             recent_writes: RefCell::new(recent_writes),
@@ -298,7 +302,7 @@ impl Session {
                 debug!(client = self.id, error = %e, "client write failed; closing");
                 return;
             }
-            if self.drain_waits_for_output && self.out.len() < pubsub::DRAIN_BYTES {
+            if self.drain_waits_for_output && self.out.len() < output::DRAIN_BYTES {
                 // What waited in the inbox (a subscription's confirmation behind a large
                 // reply) may go now; no event would come for it once the client has sent FIN.
                 self.drain_waits_for_output = false;
@@ -572,7 +576,7 @@ impl Drop for Session {
 }
 
 /// The next invalidation for a tracking client.
-async fn next_invalidation(tracking: &mut Option<tracking::Tracking>) -> Option<Bytes> {
+async fn next_invalidation(tracking: &mut Option<tracking_state::Tracking>) -> Option<Bytes> {
     match tracking {
         Some(tracking) => tracking.pushes.recv().await,
         None => std::future::pending().await,

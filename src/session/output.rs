@@ -10,6 +10,10 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
+/// Pushes moved from the inbox to the output buffer stop at this much unsent output (the rest
+/// waits in the inbox, where it counts toward the same limit).
+pub(super) const DRAIN_BYTES: usize = 64 * 1024;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 

@@ -4,14 +4,9 @@
 //! Both are pure and unit-tested here; `dispatch.rs` feeds them the shard's nodes and acts on the
 //! choice (and holds requests for a primary that is down).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use crate::backend::{HealthSnapshot, Node};
-use crate::cluster::Slot;
 use crate::config::ReadPolicy;
 
 /// At most this many nodes of one shard (the primary and its first replicas) are considered for
@@ -114,52 +109,6 @@ fn nearest(candidates: &mut [(Choice, Option<u64>)]) -> &mut [(Choice, Option<u6
         }
     }
     &mut candidates[..kept]
-}
-
-/// The slots one session wrote recently, for read-your-writes.
-#[derive(Debug)]
-pub(super) struct WrittenSlots {
-    window: Duration,
-    /// When each slot was last written (sent, or acknowledged, whichever is later).
-    slots: HashMap<Slot, Instant>,
-    /// When a write to the whole keyspace (FLUSHALL...) was last made.
-    everything: Option<Instant>,
-    /// Entries older than the window are dropped at the first write after this instant, which
-    /// keeps the map to about the slots written in the last two windows.
-    next_prune: Option<Instant>,
-}
-
-impl WrittenSlots {
-    /// Tracks writes for `window`.
-    pub(super) fn new(window: Duration) -> Self {
-        Self {
-            window,
-            slots: HashMap::new(),
-            everything: None,
-            next_prune: None,
-        }
-    }
-
-    /// Records a write to `slot` at `now`.
-    pub(super) fn note(&mut self, slot: Slot, now: Instant) {
-        self.slots.insert(slot, now);
-        if self.next_prune.is_none_or(|at| now >= at) {
-            let window = self.window;
-            self.slots.retain(|_, at| now.duration_since(*at) < window);
-            self.next_prune = Some(now + window);
-        }
-    }
-
-    /// Records a write to every slot at `now`.
-    pub(super) fn note_everything(&mut self, now: Instant) {
-        self.everything = Some(now);
-    }
-
-    /// Whether `slot` was written within the window before `now`.
-    pub(super) fn recent(&self, slot: Slot, now: Instant) -> bool {
-        let fresh = |at: &Instant| now.duration_since(*at) < self.window;
-        self.everything.as_ref().is_some_and(fresh) || self.slots.get(&slot).is_some_and(fresh)
-    }
 }
 
 #[cfg(test)]
@@ -269,24 +218,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn written_slots_expire_after_the_window() {
-        let start = Instant::now();
-        let window = Duration::from_millis(100);
-        let mut written = WrittenSlots::new(window);
-        let (a, b) = (Slot(1), Slot(2));
-        assert!(!written.recent(a, start));
-        written.note(a, start);
-        assert!(written.recent(a, start + Duration::from_millis(99)));
-        assert!(!written.recent(b, start + Duration::from_millis(10)));
-        assert!(!written.recent(a, start + window));
-        // Old entries are dropped as new writes come in.
-        written.note(b, start + Duration::from_millis(150));
-        assert_eq!(written.slots.len(), 1);
-        written.note_everything(start + Duration::from_millis(200));
-        assert!(written.recent(Slot(16_000), start + Duration::from_millis(250)));
-        assert!(!written.recent(Slot(16_000), start + Duration::from_millis(300)));
     }
 }

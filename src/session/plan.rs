@@ -3,15 +3,18 @@
 //! earlier ones (`order.rs`). Data only; `dispatch.rs` sends it.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 
 use super::algebra::Algebra;
 use super::split::Merge;
 use super::target::Target;
-use super::wait::Wait;
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::policy::SplitKind;
 use crate::protocol::Request;
+use crate::protocol::request::encode_multibulk;
 
 /// How a request is sent: to one node, or in parts merged into one reply.
 #[derive(Debug, Clone)]
@@ -84,7 +87,7 @@ impl Plan {
         match self {
             Plan::Blocking(_) | Plan::Watch(_) | Plan::Wait(_) => true,
             Plan::Exec(_, exec) => exec.watched.is_some(),
-            Plan::PerSlotExec(tx) => tx.watched.is_some(),
+            Plan::PerSlotExec(exec) => exec.watched.is_some(),
             Plan::Single(_)
             | Plan::Read(_)
             | Plan::Split { .. }
@@ -129,4 +132,51 @@ pub(super) struct PerSlotExec {
     pub(super) total: usize,
     /// The node `WATCH` went to: the first batch runs there, and the others only if it ran.
     pub(super) watched: Option<(Arc<Node>, Slot)>,
+}
+
+/// What one WAIT or WAITAOF asks for.
+#[derive(Debug, Clone)]
+pub(super) struct Wait {
+    /// The minimum of each reply field: `[numreplicas]` (WAIT) or `[numlocal, numreplicas]`.
+    pub(super) wanted: Vec<i64>,
+    /// The client's timeout; `None` waits forever (`0`).
+    pub(super) timeout: Option<Duration>,
+    /// The command's name and arguments but the timeout, to rebuild it with a slice's timeout.
+    head: Vec<Bytes>,
+}
+
+impl Wait {
+    /// Parses WAIT / WAITAOF; `None` when an argument is not what redis accepts, in which case
+    /// the request goes to a node as it is, for redis' own error.
+    pub(super) fn parse(request: &Request) -> Option<Self> {
+        let args = request.args();
+        let (timeout, counts) = args[1..].split_last()?;
+        let wanted = counts
+            .iter()
+            .map(|a| parse_int(a).filter(|n| *n >= 0))
+            .collect::<Option<Vec<_>>>()?;
+        let timeout_ms = u64::try_from(parse_int(timeout)?).ok()?;
+        Some(Self {
+            wanted,
+            timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+            head: args[..args.len() - 1].to_vec(),
+        })
+    }
+
+    /// The command with `timeout` in place of the client's.
+    pub(super) fn payload(&self, timeout: Duration) -> Bytes {
+        let mut args = self.head.clone();
+        args.push(Bytes::from(timeout.as_millis().to_string()));
+        let mut out = BytesMut::new();
+        encode_multibulk(&mut out, &args);
+        out.freeze()
+    }
+
+    pub(super) fn satisfied(&self, counts: &[i64]) -> bool {
+        counts.len() == self.wanted.len() && counts.iter().zip(&self.wanted).all(|(c, w)| c >= w)
+    }
+}
+
+fn parse_int(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }

@@ -18,11 +18,10 @@
 //!
 //! A client whose backlog passes the pub/sub output limit is disconnected (see `crate::inbox`).
 
-use std::collections::BTreeSet;
-
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
+use super::output::DRAIN_BYTES;
 use super::plan::Plan;
 use super::queue::{Pending, Task, TaskOutcome};
 use super::target::Target;
@@ -34,50 +33,6 @@ use crate::protocol::reply::write_bulk;
 use crate::protocol::{Protocol, Request};
 use crate::pubsub::inspect::{self, Query, Question};
 use crate::pubsub::{Change, Kind, write_confirmation, write_push_len};
-
-/// Pushes moved from the inbox to the output buffer stop at this much unsent output (the rest
-/// waits in the inbox, where it counts toward the same limit).
-pub(super) const DRAIN_BYTES: usize = 64 * 1024;
-
-/// What one client is subscribed to.
-#[derive(Debug, Default)]
-pub(super) struct Subscriptions {
-    sets: [BTreeSet<Bytes>; 3],
-}
-
-impl Subscriptions {
-    /// The count redis puts in a confirmation: channels plus patterns, or shard channels.
-    fn count(&self, kind: Kind) -> usize {
-        match kind {
-            Kind::Shard => self.sets[Kind::Shard.index()].len(),
-            Kind::Channel | Kind::Pattern => {
-                self.sets[Kind::Channel.index()].len() + self.sets[Kind::Pattern.index()].len()
-            }
-        }
-    }
-
-    /// How many of one kind (`CLIENT LIST`'s sub, psub, ssub).
-    pub(super) fn len(&self, kind: Kind) -> usize {
-        self.sets[kind.index()].len()
-    }
-
-    /// True with any subscription at all.
-    pub(super) fn any(&self) -> bool {
-        self.sets.iter().any(|s| !s.is_empty())
-    }
-
-    /// Empties the set, returning what it held.
-    fn take_all(&mut self) -> Vec<(Kind, Bytes)> {
-        Kind::ALL
-            .into_iter()
-            .flat_map(|kind| {
-                std::mem::take(&mut self.sets[kind.index()])
-                    .into_iter()
-                    .map(move |name| (kind, name))
-            })
-            .collect()
-    }
-}
 
 impl Session {
     /// Whether this RESP2 client is in subscribed mode, where most commands are refused.
@@ -327,6 +282,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::subscriptions::Subscriptions;
 
     #[test]
     fn counts_are_channels_plus_patterns_or_shard_channels() {

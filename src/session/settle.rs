@@ -78,7 +78,7 @@ impl Session {
     fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Settled {
         let InFlight {
             node,
-            readonly,
+            replica_read,
             asking,
             request,
             target,
@@ -122,7 +122,7 @@ impl Session {
                     attempt.redirects += 1;
                     Settled::Redirect(Resend {
                         node: self.redirect_node(&node, redirect),
-                        readonly: false,
+                        replica_read: false,
                         asking: false,
                         request,
                         target,
@@ -135,7 +135,7 @@ impl Session {
                     attempt.redirects += 1;
                     Settled::Redirect(Resend {
                         node: self.redirect_node(&node, redirect),
-                        readonly: false,
+                        replica_read: false,
                         asking: true,
                         request,
                         target,
@@ -156,7 +156,7 @@ impl Session {
                         );
                         let again = Resend {
                             node,
-                            readonly,
+                            replica_read,
                             asking,
                             request,
                             target,

@@ -15,24 +15,12 @@ use tokio::time::Instant;
 
 use super::Session;
 use super::queue::{Pending, Task, TaskOutcome};
+use super::tracking_state::Tracking;
 use crate::command::{CommandSpec, Flags};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer, write_map_len};
 use crate::protocol::{Protocol, Request};
 use crate::tracking::Mode;
-
-/// A tracking client's options.
-#[derive(Debug)]
-pub(super) struct Tracking {
-    mode: Mode,
-    optin: bool,
-    optout: bool,
-    /// `CLIENT CACHING yes|no`, for the next command.
-    caching: Option<bool>,
-    /// Invalidations for this client, from the tracker.
-    pub(super) pushes: mpsc::UnboundedReceiver<Bytes>,
-    sender: mpsc::UnboundedSender<Bytes>,
-}
 
 impl Session {
     /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p]... [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`.
@@ -230,7 +218,7 @@ impl Session {
         let Some(tracking) = self.tracking.as_mut() else {
             return;
         };
-        let caching = if spec.name.starts_with("client|") || self.tx.queuing() {
+        let caching = if spec.name.starts_with("client|") || self.transaction.queuing() {
             tracking.caching
         } else {
             tracking.caching.take()

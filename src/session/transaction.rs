@@ -27,6 +27,7 @@ use super::Session;
 use super::per_slot;
 use super::plan::{CrossSlot, Exec, PerSlotExec, Plan};
 use super::target::Target;
+use super::transaction_state::Transaction;
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
@@ -39,37 +40,6 @@ use crate::protocol::request::encode_multibulk;
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
-
-/// A session's transaction state.
-#[derive(Debug, Default)]
-pub(super) struct Transaction {
-    /// After `MULTI`: commands are queued, not sent.
-    queuing: bool,
-    queued: Vec<Request>,
-    /// The slot of each queued command (`None`: keyless).
-    slots: Vec<Option<Slot>>,
-    /// The slot of the first keyed command; every keyed command must hash to it unless the
-    /// transaction may run per slot.
-    slot: Option<Slot>,
-    /// A queuing error happened: `EXEC` must abort.
-    dirty: bool,
-    /// Where `WATCH` went: that node's dedicated connection holds the watch.
-    watch: Option<(Arc<Node>, Slot)>,
-}
-
-impl Transaction {
-    /// True between `MULTI` and `EXEC`/`DISCARD`.
-    pub(super) fn queuing(&self) -> bool {
-        self.queuing
-    }
-
-    /// Marks the transaction doomed after a rejected command (inside `MULTI` only).
-    pub(super) fn flag_error(&mut self) {
-        if self.queuing {
-            self.dirty = true;
-        }
-    }
-}
 
 impl Session {
     /// Queues a command inside `MULTI`, or refuses it (which dooms the transaction); `handling`
@@ -86,7 +56,7 @@ impl Session {
             | Handling::Computed(_)
             | Handling::Local(Local::Publish) => match self.slot_of_keys(spec, &request) {
                 Err(CrossSlot) => Some(ReplyError::CrossSlot),
-                Ok(Some(this)) if self.tx.slot.is_some_and(|s| s != this) => {
+                Ok(Some(this)) if self.transaction.slot.is_some_and(|s| s != this) => {
                     if per_slot {
                         slot = Some(this);
                         None
@@ -95,7 +65,7 @@ impl Session {
                     }
                 }
                 Ok(Some(this)) => {
-                    self.tx.slot = Some(this);
+                    self.transaction.slot = Some(this);
                     slot = Some(this);
                     None
                 }
@@ -111,12 +81,12 @@ impl Session {
         };
         match refuse {
             Some(error) => {
-                self.tx.dirty = true;
+                self.transaction.dirty = true;
                 self.reply_error(error);
             }
             None => {
-                self.tx.queued.push(request);
-                self.tx.slots.push(slot);
+                self.transaction.queued.push(request);
+                self.transaction.slots.push(slot);
                 self.reply_with(|out| write_simple(out, "QUEUED"));
             }
         }
@@ -124,17 +94,17 @@ impl Session {
 
     /// `MULTI`.
     pub(super) fn multi(&mut self) {
-        if self.tx.queuing {
+        if self.transaction.queuing {
             return self.reply_error(ReplyError::NestedMulti);
         }
-        self.tx.queuing = true;
-        self.tx.slot = self.tx.watch.as_ref().map(|(_, slot)| *slot);
+        self.transaction.queuing = true;
+        self.transaction.slot = self.transaction.watch.as_ref().map(|(_, slot)| *slot);
         self.reply_with(|out| write_simple(out, "OK"));
     }
 
     /// `DISCARD`.
     pub(super) fn discard(&mut self) {
-        if !self.tx.queuing {
+        if !self.transaction.queuing {
             return self.reply_error(ReplyError::DiscardWithoutMulti);
         }
         self.end_transaction();
@@ -149,11 +119,19 @@ impl Session {
 
     /// `WATCH key [key ...]`: pins the transaction to the keys' slot and its primary.
     pub(super) fn watch(&mut self, spec: &CommandSpec, request: Request) {
-        if self.tx.queuing {
+        if self.transaction.queuing {
             return self.reply_error(ReplyError::WatchInMulti);
         }
         let slot = match self.slot_of_keys(spec, &request) {
-            Ok(Some(slot)) if self.tx.watch.as_ref().is_none_or(|(_, s)| *s == slot) => slot,
+            Ok(Some(slot))
+                if self
+                    .transaction
+                    .watch
+                    .as_ref()
+                    .is_none_or(|(_, s)| *s == slot) =>
+            {
+                slot
+            }
             Ok(_) | Err(CrossSlot) => return self.reply_error(ReplyError::CrossSlot),
         };
         self.dispatch(request, Plan::Watch(slot));
@@ -161,24 +139,24 @@ impl Session {
 
     /// Records where a `WATCH` is being sent (called when it is actually sent).
     pub(super) fn watching(&mut self, node: Arc<Node>, slot: Slot) {
-        self.tx.watch = Some((node, slot));
+        self.transaction.watch = Some((node, slot));
     }
 
     /// `EXEC`: sends the whole transaction as one job, or answers an abort.
     pub(super) fn exec(&mut self) {
-        if !self.tx.queuing {
+        if !self.transaction.queuing {
             return self.reply_error(ReplyError::ExecWithoutMulti);
         }
-        if self.tx.dirty {
+        if self.transaction.dirty {
             self.end_transaction();
             return self.reply_error(ReplyError::ExecAbort);
         }
-        let watched = self.tx.watch.clone();
-        let queued = std::mem::take(&mut self.tx.queued);
-        let slots = std::mem::take(&mut self.tx.slots);
-        let slot = self.tx.slot;
+        let watched = self.transaction.watch.clone();
+        let queued = std::mem::take(&mut self.transaction.queued);
+        let slots = std::mem::take(&mut self.transaction.slots);
+        let slot = self.transaction.slot;
         // The watch (if any) ends with EXEC on the node; keep the connection for reuse.
-        self.tx = Transaction::default();
+        self.transaction = Transaction::default();
         if queued.is_empty() && watched.is_none() {
             return self.reply_with(|out| write_array_len(out, 0));
         }
@@ -193,13 +171,13 @@ impl Session {
                     (group.slot, batch, replies)
                 })
                 .collect();
-            let tx = PerSlotExec {
+            let exec = PerSlotExec {
                 batches,
                 positions: groups.into_iter().map(|g| g.positions).collect(),
                 total: queued.len(),
                 watched,
             };
-            return self.dispatch(Request::batch(Bytes::new()), Plan::PerSlotExec(tx));
+            return self.dispatch(Request::batch(Bytes::new()), Plan::PerSlotExec(exec));
         }
         let commands: Vec<&Request> = queued.iter().collect();
         let (batch, replies) = self.transaction_batch(&commands);
@@ -264,9 +242,9 @@ impl Session {
     /// Leaves any transaction and watch; closing the dedicated connection clears the node's
     /// watch state.
     pub(super) fn end_transaction(&mut self) {
-        if let Some((node, _)) = self.tx.watch.take() {
+        if let Some((node, _)) = self.transaction.watch.take() {
             self.drop_dedicated(&node);
         }
-        self.tx = Transaction::default();
+        self.transaction = Transaction::default();
     }
 }

@@ -29,85 +29,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Session;
+use super::plan::Wait;
 use crate::backend::{Lane, Node, Outgoing};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer};
-use crate::protocol::request::encode_multibulk;
-use crate::protocol::{Protocol, Reply, Request, View};
+use crate::protocol::{Protocol, Reply, View};
 
 /// Longest time one WAIT may hold a shared connection.
 const SLICE: Duration = Duration::from_millis(10);
 /// Gap between two slices on a shared connection.
 const PAUSE: Duration = Duration::from_millis(40);
-/// Nodes remembered per session; the oldest is forgotten beyond it.
-const MAX_WRITTEN: usize = 32;
-
-/// The nodes a session has sent writes to, and on which of its connections.
-#[derive(Debug, Default)]
-pub(super) struct Written {
-    /// `(node, dedicated)`: written on the session's dedicated connection, or its shared lane.
-    nodes: Vec<(Arc<Node>, bool)>,
-}
-
-impl Written {
-    /// Notes a write to `node` (called for every write the session sends).
-    pub(super) fn note(&mut self, node: &Arc<Node>, dedicated: bool) {
-        if self
-            .nodes
-            .iter()
-            .any(|(n, d)| *d == dedicated && Arc::ptr_eq(n, node))
-        {
-            return;
-        }
-        if self.nodes.len() == MAX_WRITTEN {
-            self.nodes.remove(0);
-        }
-        self.nodes.push((node.clone(), dedicated));
-    }
-}
-
-/// What one WAIT or WAITAOF asks for.
-#[derive(Debug, Clone)]
-pub(super) struct Wait {
-    /// The minimum of each reply field: `[numreplicas]` (WAIT) or `[numlocal, numreplicas]`.
-    wanted: Vec<i64>,
-    /// The client's timeout; `None` waits forever (`0`).
-    timeout: Option<Duration>,
-    /// The command's name and arguments but the timeout, to rebuild it with a slice's timeout.
-    head: Vec<Bytes>,
-}
-
-impl Wait {
-    /// Parses WAIT / WAITAOF; `None` when an argument is not what redis accepts, in which case
-    /// the request goes to a node as it is, for redis' own error.
-    pub(super) fn parse(request: &Request) -> Option<Self> {
-        let args = request.args();
-        let (timeout, counts) = args[1..].split_last()?;
-        let wanted = counts
-            .iter()
-            .map(|a| parse_int(a).filter(|n| *n >= 0))
-            .collect::<Option<Vec<_>>>()?;
-        let timeout_ms = u64::try_from(parse_int(timeout)?).ok()?;
-        Some(Self {
-            wanted,
-            timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
-            head: args[..args.len() - 1].to_vec(),
-        })
-    }
-
-    /// The command with `timeout` in place of the client's.
-    fn payload(&self, timeout: Duration) -> Bytes {
-        let mut args = self.head.clone();
-        args.push(Bytes::from(timeout.as_millis().to_string()));
-        let mut out = BytesMut::new();
-        encode_multibulk(&mut out, &args);
-        out.freeze()
-    }
-
-    fn satisfied(&self, counts: &[i64]) -> bool {
-        counts.len() == self.wanted.len() && counts.iter().zip(&self.wanted).all(|(c, w)| c >= w)
-    }
-}
 
 /// Where one node's part of the wait is sent.
 enum Via {
@@ -134,7 +65,7 @@ impl Session {
         let vias: Vec<Via> = {
             let written = self.written.borrow();
             written
-                .nodes
+                .nodes()
                 .iter()
                 .map(|(node, dedicated)| match dedicated {
                     true => Via::Dedicated(self.dedicated_lane(node)),
@@ -258,8 +189,4 @@ fn counts(reply: &Reply) -> Result<Vec<i64>, Bytes> {
             .collect(),
         _ => Vec::new(),
     })
-}
-
-fn parse_int(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
 }

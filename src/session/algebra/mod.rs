@@ -20,16 +20,16 @@
 
 mod hll;
 mod sets;
+mod values;
 mod zsets;
 
 use std::collections::HashMap;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::cluster::{Slot, hash_slot};
 use crate::error::ReplyError;
-use crate::protocol::view::Elements;
-use crate::protocol::{Protocol, Reply, Request, View, string2ll};
+use crate::protocol::{Protocol, Reply, Request};
 
 pub use crate::command::policy::Algebra;
 
@@ -140,41 +140,6 @@ pub fn merge(computation: &Computation, replies: &[Reply], protocol: Protocol) -
     match computed {
         Some(()) => out.freeze(),
         None => ReplyError::KeyReadReply.to_bytes(),
-    }
-}
-
-/// The elements of an array or set reply (the shapes `SMEMBERS` and `ZUNION` answer with).
-fn set_elements(raw: &[u8]) -> Option<Elements<'_>> {
-    match View::of(raw)? {
-        View::Array(elements) | View::Set(elements) => Some(elements),
-        _ => None,
-    }
-}
-
-/// A score: a bulk string in RESP2, a double in RESP3 (both as redis prints them).
-fn score(raw: &[u8]) -> Option<f64> {
-    let text = match View::of(raw)? {
-        View::Bulk(text) | View::Double(text) => text,
-        _ => return None,
-    };
-    std::str::from_utf8(text).ok()?.parse().ok()
-}
-
-/// Compares an argument with a keyword as redis' `strcasecmp` does: up to the first NUL.
-fn keyword(arg: &[u8], word: &str) -> bool {
-    let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len());
-    arg[..end].eq_ignore_ascii_case(word.as_bytes())
-}
-
-/// Appends a set header: an array in RESP2, a set (`~`) in RESP3.
-fn write_set_len(out: &mut BytesMut, protocol: Protocol, len: usize) {
-    match protocol {
-        Protocol::Resp2 => crate::protocol::reply::write_array_len(out, len),
-        Protocol::Resp3 => {
-            out.put_u8(b'~');
-            out.put_slice(len.to_string().as_bytes());
-            out.put_slice(b"\r\n");
-        }
     }
 }
 

@@ -5,9 +5,11 @@ use std::collections::HashSet;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Algebra, keyword, set_elements, string2ll, write_set_len};
+use super::values::{keyword, set_elements, write_set_len};
+use crate::command::policy::Algebra;
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_bulk, write_integer};
+use crate::protocol::string2ll;
 use crate::protocol::{Protocol, Reply, View};
 
 /// redis' default `set-max-intset-entries`: a result of at most this many integers is an intset,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::command::{CommandTable, Handling};
+use crate::protocol::string2ll;
 
 /// The operation a command's policy row computes when its keys span slots.
 fn computed(name: &str) -> Option<Algebra> {

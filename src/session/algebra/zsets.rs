@@ -7,9 +7,11 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Algebra, keyword, set_elements, string2ll};
+use super::values::{self, keyword, set_elements};
+use crate::command::policy::Algebra;
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer};
+use crate::protocol::string2ll;
 use crate::protocol::{Protocol, Reply, View};
 
 /// How the scores of a member found in several inputs combine.
@@ -286,7 +288,7 @@ fn scored(raw: &[u8]) -> Option<Vec<(&[u8], f64)>> {
             View::Array(_) => return None,
             _ => (first, elements.next()?),
         };
-        out.push((View::of(member)?.bulk()?, super::score(score)?));
+        out.push((View::of(member)?.bulk()?, values::score(score)?));
     }
     Some(out)
 }

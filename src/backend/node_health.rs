@@ -1,7 +1,7 @@
 //! `NodeHealth`: what the active health check last learned about one node, kept in atomics so
 //! that every session can read it for each request without a lock.
 //!
-//! The health check task (`cluster::health`) is the only writer. A node nobody has checked yet
+//! The health check task (`cluster::health_check`) is the only writer. A node nobody has checked yet
 //! counts as up, in sync and of unknown round-trip time, which is how the proxy behaved before
 //! it had health checks.
 

@@ -1,0 +1,39 @@
+//! A session's MULTI/WATCH state: what `MULTI` queued and for which slots, whether a queuing
+//! error doomed it, and where `WATCH` went (`transaction.rs` acts on it).
+
+use std::sync::Arc;
+
+use crate::backend::Node;
+use crate::cluster::Slot;
+use crate::protocol::Request;
+
+/// A session's transaction state.
+#[derive(Debug, Default)]
+pub(super) struct Transaction {
+    /// After `MULTI`: commands are queued, not sent.
+    pub(super) queuing: bool,
+    pub(super) queued: Vec<Request>,
+    /// The slot of each queued command (`None`: keyless).
+    pub(super) slots: Vec<Option<Slot>>,
+    /// The slot of the first keyed command; every keyed command must hash to it unless the
+    /// transaction may run per slot.
+    pub(super) slot: Option<Slot>,
+    /// A queuing error happened: `EXEC` must abort.
+    pub(super) dirty: bool,
+    /// Where `WATCH` went: that node's dedicated connection holds the watch.
+    pub(super) watch: Option<(Arc<Node>, Slot)>,
+}
+
+impl Transaction {
+    /// True between `MULTI` and `EXEC`/`DISCARD`.
+    pub(super) fn queuing(&self) -> bool {
+        self.queuing
+    }
+
+    /// Marks the transaction doomed after a rejected command (inside `MULTI` only).
+    pub(super) fn flag_error(&mut self) {
+        if self.queuing {
+            self.dirty = true;
+        }
+    }
+}
