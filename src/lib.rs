@@ -206,7 +206,7 @@ pub async fn run_with(
         stop: Notify::new(),
         tracker: Arc::new(tracking::Tracker::new(config_tracking_max_keys)),
         hub,
-        acl: session::Acl::new(users),
+        acl: auth::Acl::new(users),
         workers,
     });
 

@@ -119,7 +119,7 @@ fn admit(
         return;
     }
     if let Ok(local) = stream.local_addr()
-        && crate::session::protected_mode_refuses(shared, local, peer)
+        && shared.protected_mode_refuses(local, peer)
     {
         shared.clients.fetch_sub(1, Ordering::AcqRel);
         shared.metrics.clients_refused.inc();

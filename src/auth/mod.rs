@@ -13,10 +13,12 @@ pub mod describe;
 pub mod log;
 pub mod pattern;
 pub mod rules;
+pub mod shared;
 pub mod user;
 pub mod users;
 
 pub use check::{Denied, check};
 pub use rules::{RuleError, apply_all, split_rules};
+pub use shared::Acl;
 pub use user::{PasswordHash, User};
 pub use users::{Users, UsersError};

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,54 +16,22 @@ use tracing::{info, warn};
 
 use super::queue::Pending;
 use super::{Session, Shared};
-use crate::auth::log::{AclLog, Entry, Reason};
-use crate::auth::{Denied, User, Users, check};
+use crate::auth::log::{Entry, Reason};
+use crate::auth::{Denied, User, check};
 use crate::command::{CommandSpec, Flags};
 use crate::error::ReplyError;
 use crate::protocol::Request;
 
-/// The users of slotproxy and what changes them, shared by every session.
-#[derive(Debug)]
-pub struct Acl {
-    /// Every user; replaced whole on `ACL SETUSER`/`DELUSER`/`LOAD`.
-    pub users: arc_swap::ArcSwap<Users>,
-    /// Bumped after every replacement of `users`.
-    pub generation: AtomicU64,
-    /// Serializes changes (read-modify-store of `users`); never held across `.await`.
-    pub(super) change: std::sync::Mutex<()>,
-    /// Unix second of the last failed-AUTH log line (rate limit: one line per second).
-    last_failure_log: AtomicU64,
-    /// `ACL LOG`; locked briefly, never across `.await`.
-    pub(super) log: std::sync::Mutex<AclLog>,
-}
-
-impl Acl {
-    /// The shared state for `users`.
-    pub fn new(users: Users) -> Acl {
-        Acl {
-            users: arc_swap::ArcSwap::from_pointee(users),
-            generation: AtomicU64::new(0),
-            change: std::sync::Mutex::new(()),
-            last_failure_log: AtomicU64::new(0),
-            log: std::sync::Mutex::new(AclLog::default()),
-        }
+impl Shared {
+    /// Whether a client from `peer` must be refused under protected mode: it is enabled, the
+    /// proxy listens beyond loopback (`local`), no password or user is configured, and the
+    /// client is not on loopback.
+    pub fn protected_mode_refuses(&self, local: SocketAddr, peer: SocketAddr) -> bool {
+        self.config.auth.protected_mode
+            && !local.ip().is_loopback()
+            && !peer.ip().is_loopback()
+            && self.acl.users.load().open()
     }
-
-    /// Replaces the users and tells the sessions.
-    pub(super) fn publish(&self, users: Users) {
-        self.users.store(Arc::new(users));
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-}
-
-/// Whether a client from `peer` must be refused under protected mode: it is enabled, the
-/// proxy listens beyond loopback (`local`), no password or user is configured, and the client
-/// is not on loopback.
-pub fn protected_mode_refuses(shared: &Shared, local: SocketAddr, peer: SocketAddr) -> bool {
-    shared.config.auth.protected_mode
-        && !local.ip().is_loopback()
-        && !peer.ip().is_loopback()
-        && shared.acl.users.load().open()
 }
 
 impl Session {

@@ -62,7 +62,6 @@ use crate::protocol::{Protocol, RequestDecoder};
 use crate::pubsub::Hub;
 use queue::{Pending, TaskOutcome};
 
-pub use acl::{Acl, protected_mode_refuses};
 pub use scripts::ScriptCache;
 #[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
 pub use split::{merge, plan_split};
@@ -100,7 +99,7 @@ pub struct Shared {
     /// and close.
     pub draining: tokio::sync::watch::Sender<bool>,
     /// Users of slotproxy itself (`[auth]`, `ACL SETUSER`).
-    pub acl: Acl,
+    pub acl: crate::auth::Acl,
     /// The worker runtimes sessions run on, each with its own node connections.
     pub workers: Arc<crate::workers::Workers>,
     /// Failed `AUTH` / `HELLO AUTH` attempts since start.
