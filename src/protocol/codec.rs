@@ -29,6 +29,21 @@ pub struct RequestDecoder {
     need: usize,
     /// Argument ranges of the multibulk being parsed, reused across requests.
     ranges: Vec<(usize, usize)>,
+    /// Where parsing of an incomplete multibulk stopped: the next read resumes there, so a
+    /// request that arrives in many reads is parsed once, not once per read (as redis-server
+    /// keeps `multibulklen` and `bulklen` across reads).
+    resume: Option<Resume>,
+}
+
+/// The state of a multibulk parsed up to an incomplete element.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    /// Elements the header announced.
+    count: i64,
+    /// Where the next element's header starts.
+    pos: usize,
+    /// Every separator so far was CRLF.
+    canonical: bool,
 }
 
 impl RequestDecoder {
@@ -38,6 +53,7 @@ impl RequestDecoder {
             max_bulk_len,
             need: 0,
             ranges: Vec::new(),
+            resume: None,
         }
     }
 
@@ -67,8 +83,12 @@ impl RequestDecoder {
                     Inline::Incomplete => return Ok(None),
                 }
             }
-            self.ranges.clear();
-            match parse_multibulk(buf, self.max_bulk_len, &mut self.ranges)? {
+            if self.resume.is_none() {
+                self.ranges.clear();
+            }
+            let parsed =
+                parse_multibulk(buf, self.max_bulk_len, &mut self.ranges, &mut self.resume);
+            match parsed.inspect_err(|_| self.resume = None)? {
                 Multibulk::Incomplete(need) => {
                     self.need = need;
                     return Ok(None);
@@ -108,31 +128,51 @@ enum Multibulk {
 ///
 /// Lengths are read with redis' `string2ll` rules, a line ends at the first CR (the byte after
 /// it is skipped unread), and the two bytes after a bulk's payload are skipped unread too.
+/// `ranges` and `resume` carry an incomplete multibulk's progress from the last call (`buf` has
+/// only grown since); `resume` is `None` again once the multibulk is complete.
 fn parse_multibulk(
     buf: &[u8],
     max_bulk_len: usize,
     ranges: &mut Vec<(usize, usize)>,
+    resume: &mut Option<Resume>,
 ) -> Result<Multibulk, ProtocolError> {
-    let Some(cr) = line_end(buf, 0) else {
-        if buf.len() > MAX_INLINE_LEN {
-            return Err(ProtocolError("too big mbulk count string".into()));
+    let Resume {
+        count,
+        mut pos,
+        mut canonical,
+    } = match resume.take() {
+        Some(progress) => progress,
+        None => {
+            let Some(cr) = line_end(buf, 0) else {
+                if buf.len() > MAX_INLINE_LEN {
+                    return Err(ProtocolError("too big mbulk count string".into()));
+                }
+                return Ok(Multibulk::Incomplete(buf.len() + 1));
+            };
+            let count = match string2ll(&buf[1..cr]) {
+                Some(n) if n <= MAX_MULTIBULK_LEN => n,
+                _ => return Err(ProtocolError("invalid multibulk length".into())),
+            };
+            if count <= 0 {
+                return Ok(Multibulk::Empty(cr + 2));
+            }
+            Resume {
+                count,
+                pos: cr + 2,
+                canonical: buf[cr + 1] == b'\n',
+            }
         }
-        return Ok(Multibulk::Incomplete(buf.len() + 1));
     };
-    let count = match string2ll(&buf[1..cr]) {
-        Some(n) if n <= MAX_MULTIBULK_LEN => n,
-        _ => return Err(ProtocolError("invalid multibulk length".into())),
-    };
-    let mut canonical = buf[cr + 1] == b'\n';
-    let mut pos = cr + 2;
-    if count <= 0 {
-        return Ok(Multibulk::Empty(pos));
-    }
-    for _ in 0..count {
+    while (ranges.len() as i64) < count {
         let Some(cr) = line_end(buf, pos) else {
             if buf.len() - pos > MAX_INLINE_LEN {
                 return Err(ProtocolError("too big bulk count string".into()));
             }
+            *resume = Some(Resume {
+                count,
+                pos,
+                canonical,
+            });
             return Ok(Multibulk::Incomplete(buf.len() + 1));
         };
         if buf[pos] != b'$' {
@@ -150,6 +190,12 @@ fn parse_multibulk(
         let start = cr + 2;
         let end = start + len + 2;
         if buf.len() < end {
+            // This element's header is read again next time.
+            *resume = Some(Resume {
+                count,
+                pos,
+                canonical,
+            });
             return Ok(Multibulk::Incomplete(end));
         }
         canonical &= &buf[end - 2..end] == b"\r\n";
@@ -269,6 +315,49 @@ mod tests {
 
     fn args(list: &[&str]) -> Args {
         list.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    /// Feeds `input` one byte at a time, as a client on a slow link would send it.
+    fn decode_byte_by_byte(input: &[u8]) -> (Vec<Request>, Result<(), ProtocolError>) {
+        let mut decoder = RequestDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &byte in input {
+            buf.extend_from_slice(&[byte]);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(request)) => out.push(request),
+                    Ok(None) => break,
+                    Err(e) => return (out, Err(e)),
+                }
+            }
+        }
+        (out, Ok(()))
+    }
+
+    #[test]
+    fn a_request_arriving_in_pieces_resumes_where_parsing_stopped() {
+        let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n*1\r\n$4\r\nPING\r\n*0\r\n*1\r\n$4\r\nPING\r\n";
+        let (requests, result) = decode_byte_by_byte(input);
+        assert_eq!(result, Ok(()));
+        let whole = decode_all(input).0;
+        let pieces: Vec<Args> = requests
+            .iter()
+            .map(|r| r.args().iter().map(|a| a.to_vec()).collect())
+            .collect();
+        assert_eq!(pieces, whole);
+        assert_eq!(
+            &requests[0].raw()[..],
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n"
+        );
+        // A separator redis skips unread, seen in an earlier piece, still makes the forwarded
+        // frame the canonical one.
+        let (requests, result) = decode_byte_by_byte(b"*2\r\n$3\rXGET\r\n$1\r\nkXY");
+        assert_eq!(result, Ok(()));
+        assert_eq!(&requests[0].raw()[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        // An error after a resumed part is the one the whole input gives.
+        let bad = b"*2\r\n$3\r\nGET\r\n$x\r\n";
+        assert_eq!(decode_byte_by_byte(bad).1, decode_all(bad).1);
     }
 
     #[test]
