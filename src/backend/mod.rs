@@ -10,6 +10,7 @@ pub mod monitor;
 pub mod node_health;
 pub mod pool;
 pub mod probe;
+pub mod rtt_histogram;
 pub mod setup;
 pub mod stats;
 pub mod stream;

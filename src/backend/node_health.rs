@@ -10,6 +10,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use super::rtt_histogram::{RttBuckets, RttHistogram};
 use tokio::time::Instant;
 
 /// Weight of a new round-trip sample in the moving average, as `1 / RTT_SMOOTHING`.
@@ -33,6 +35,8 @@ pub struct NodeHealth {
     answered_us: AtomicU64,
     /// Online replicas of this node (0 unless it is a primary), for `ack = replicated`.
     replicas: AtomicUsize,
+    /// Every PING round trip, for `/metrics`.
+    rtt_histogram: RttHistogram,
 }
 
 /// The process-wide origin of `answered_us`, so an `Instant` fits in an atomic; set when the
@@ -80,6 +84,7 @@ impl Default for NodeHealth {
             busy_reply: Mutex::new(None),
             answered_us: AtomicU64::new(0),
             replicas: AtomicUsize::new(0),
+            rtt_histogram: RttHistogram::default(),
         }
     }
 }
@@ -170,8 +175,15 @@ impl NodeHealth {
         self.replicas.load(Ordering::Relaxed)
     }
 
-    /// Folds one PING round-trip time into the moving average (the first sample is taken as is).
+    /// The PING round trips measured so far.
+    pub fn rtt_buckets(&self) -> RttBuckets {
+        self.rtt_histogram.buckets()
+    }
+
+    /// Folds one PING round-trip time into the moving average (the first sample is taken as is)
+    /// and the histogram.
     pub fn record_rtt(&self, sample: Duration) {
+        self.rtt_histogram.record(sample);
         // At least 1 µs, so that a measured node is never mistaken for an unmeasured one.
         let sample = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX).max(1);
         // Only the health check task writes, so a load and a store can't lose an update.

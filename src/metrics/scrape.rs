@@ -1,7 +1,11 @@
 //! Figures read from the proxy's state when `/metrics` is scraped: clients, the slot map, every
 //! node of it, and the process (RSS, CPU, file descriptors). Nothing here runs per request.
 
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+
+use crate::backend::rtt_histogram::RttBuckets;
 
 use crate::cluster::state;
 use crate::session::Shared;
@@ -43,7 +47,7 @@ impl Family {
         Self { inner, kind }
     }
 
-    fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+    fn labelled(labels: &[(&str, &str)]) -> Metric {
         let mut metric = Metric::default();
         metric.set_label(
             labels
@@ -56,6 +60,34 @@ impl Family {
                 })
                 .collect(),
         );
+        metric
+    }
+
+    /// A histogram sample of microsecond buckets, reported in seconds.
+    fn histogram(&mut self, labels: &[(&str, &str)], buckets: &RttBuckets) -> &mut Self {
+        let mut metric = Self::labelled(labels);
+        let mut histogram = Histogram::default();
+        histogram.set_sample_count(buckets.count);
+        histogram.set_sample_sum(buckets.sum_us as f64 / 1e6);
+        histogram.set_bucket(
+            buckets
+                .cumulative
+                .iter()
+                .map(|&(bound_us, count)| {
+                    let mut bucket = Bucket::default();
+                    bucket.set_upper_bound(bound_us as f64 / 1e6);
+                    bucket.set_cumulative_count(count);
+                    bucket
+                })
+                .collect(),
+        );
+        metric.set_histogram(histogram);
+        self.inner.mut_metric().push(metric);
+        self
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let mut metric = Self::labelled(labels);
         match self.kind {
             MetricType::COUNTER => {
                 let mut counter = Counter::default();
@@ -147,6 +179,32 @@ fn state_families(shared: &Shared) -> Vec<MetricFamily> {
         .sample(&[("result", "ok")], ok as f64)
         .sample(&[("result", "failed")], failed as f64);
     out.push(refreshes.done());
+    let pubsub = shared.hub.counts();
+    let mut held = Family::new(
+        "slotproxy_pubsub_channels",
+        "Channels, patterns and shard channels clients are subscribed to, by kind.",
+        MetricType::GAUGE,
+    );
+    held.sample(&[("kind", "channel")], pubsub.channels as f64)
+        .sample(&[("kind", "pattern")], pubsub.patterns as f64)
+        .sample(&[("kind", "shard")], pubsub.shard_channels as f64);
+    out.push(held.done());
+    out.push(gauge(
+        "slotproxy_pubsub_subscribers",
+        "Clients subscribed to at least one channel, pattern or shard channel.",
+        pubsub.subscribers as f64,
+    ));
+    let (tracking_clients, tracked_keys) = shared.tracker.counts();
+    out.push(gauge(
+        "slotproxy_tracking_clients",
+        "Clients with CLIENT TRACKING on.",
+        tracking_clients as f64,
+    ));
+    out.push(gauge(
+        "slotproxy_tracking_keys",
+        "Keys remembered for default-mode tracking clients (as redis' tracking_total_keys).",
+        tracked_keys as f64,
+    ));
     out.extend(node_families(&map));
     out.extend(process_families());
     out
@@ -162,6 +220,11 @@ fn node_families(map: &crate::cluster::SlotMap) -> Vec<MetricFamily> {
         "slotproxy_node_rtt_seconds",
         "Smoothed health-check PING round-trip time of the node.",
         MetricType::GAUGE,
+    );
+    let mut pings = Family::new(
+        "slotproxy_node_ping_seconds",
+        "Health-check PING round-trip times of the node.",
+        MetricType::HISTOGRAM,
     );
     let mut requests = Family::new(
         "slotproxy_node_requests_total",
@@ -197,6 +260,7 @@ fn node_families(map: &crate::cluster::SlotMap) -> Vec<MetricFamily> {
         if let Some(us) = health.rtt_us {
             rtt.sample(&labels, us as f64 / 1e6);
         }
+        pings.histogram(&labels, &node.health().rtt_buckets());
         requests.sample(&labels, stats.requests as f64);
         in_flight.sample(&labels, stats.in_flight as f64);
         connections.sample(&labels, stats.open as f64);
@@ -206,6 +270,7 @@ fn node_families(map: &crate::cluster::SlotMap) -> Vec<MetricFamily> {
     [
         up,
         rtt,
+        pings,
         requests,
         in_flight,
         connections,

@@ -144,13 +144,20 @@ impl State {
             let shard = self.nodes.entries(Kind::Shard).next().is_some();
             self.holding.classic.store(classic, Ordering::Release);
             self.holding.shard.store(shard, Ordering::Release);
+            for kind in Kind::ALL {
+                let held = self.nodes.entries_held(kind);
+                self.holding.held[kind.index()].store(held, Ordering::Relaxed);
+            }
         }
         info!("pub/sub hub stopped");
     }
 
     fn on_call(&mut self, call: Call) {
         match call {
-            Call::Leave(id) => self.leave(id),
+            Call::Leave(id) => {
+                self.leave(id);
+                self.count_subscribers();
+            }
             Call::Change(change) => {
                 let id = change.session;
                 for (kind, name) in &change.subscribe {
@@ -161,6 +168,7 @@ impl State {
                     .queue
                     .push_back((Call::Change(change), Instant::now()));
                 self.run_member(id);
+                self.count_subscribers();
             }
             other => {
                 let id = other.session();
@@ -172,6 +180,15 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Publishes the number of sessions subscribed to anything (on subscription changes only:
+    /// it walks the members).
+    fn count_subscribers(&self) {
+        let subscribed = self.members.values().filter(|m| !m.subs.is_empty()).count();
+        self.holding
+            .subscribers
+            .store(subscribed, Ordering::Relaxed);
     }
 
     fn on_event(&mut self, event: Event) {

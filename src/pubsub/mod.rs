@@ -36,7 +36,7 @@ mod link;
 mod nodes;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -164,6 +164,21 @@ struct Holding {
     classic: AtomicBool,
     /// Some shard channel is held.
     shard: AtomicBool,
+    /// Channels, patterns and shard channels held (by `Kind::index`), for the metrics.
+    held: [AtomicUsize; 3],
+    /// Sessions subscribed to anything, for the metrics.
+    subscribers: AtomicUsize,
+}
+
+/// What the hub holds, as the metrics report it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Channels, patterns and shard channels some client is subscribed to.
+    pub channels: usize,
+    pub patterns: usize,
+    pub shard_channels: usize,
+    /// Clients subscribed to anything.
+    pub subscribers: usize,
 }
 
 impl Hub {
@@ -173,6 +188,17 @@ impl Hub {
         match kind {
             Kind::Shard => self.holding.shard.load(Ordering::Acquire),
             Kind::Channel | Kind::Pattern => self.holding.classic.load(Ordering::Acquire),
+        }
+    }
+
+    /// What the hub holds now (updated by the hub after each call it handles).
+    pub fn counts(&self) -> Counts {
+        let held = |kind: Kind| self.holding.held[kind.index()].load(Ordering::Relaxed);
+        Counts {
+            channels: held(Kind::Channel),
+            patterns: held(Kind::Pattern),
+            shard_channels: held(Kind::Shard),
+            subscribers: self.holding.subscribers.load(Ordering::Relaxed),
         }
     }
 

@@ -127,6 +127,11 @@ impl Nodes {
         self.entries[kind.index()].get(name)
     }
 
+    /// How many entries of `kind` there are (held, or about to be).
+    pub(super) fn entries_held(&self, kind: Kind) -> usize {
+        self.entries[kind.index()].len()
+    }
+
     pub(super) fn entries(&self, kind: Kind) -> impl Iterator<Item = (&Bytes, &Entry)> {
         self.entries[kind.index()].iter()
     }

@@ -126,6 +126,12 @@ impl Tracker {
             .expect("tracking lock is never held across a panic")
     }
 
+    /// Clients with tracking on, and keys remembered for default-mode clients (metrics).
+    pub fn counts(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.clients.len(), state.keys.len())
+    }
+
     /// Turns tracking on (or changes its mode) for client `id`; invalidations go to `pushes`.
     /// `Some` when the client must wait for the listeners before its `ON` is answered.
     pub fn enable(

@@ -186,6 +186,73 @@ async fn metrics_move_under_load() {
     assert!(metric(&body, "process_open_fds", "").unwrap() > 0.0);
 }
 
+/// The figures read from state when scraped follow what clients do: pub/sub subscriptions,
+/// tracking clients and their keys, and every node's health-check PING histogram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_tracking_and_ping_figures_follow_the_clients() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start_with_admin(&cluster, |_| {}).await;
+    let admin = proxy.admin.unwrap();
+    let figure = |name: &'static str, labels: &'static str| {
+        move || metric(&http_get(admin, "/metrics").body, name, labels).unwrap_or(-1.0)
+    };
+    let channels = figure("slotproxy_pubsub_channels", r#"kind="channel""#);
+    let patterns = figure("slotproxy_pubsub_channels", r#"kind="pattern""#);
+    let subscribers = figure("slotproxy_pubsub_subscribers", "");
+    assert_eq!((channels(), patterns(), subscribers()), (0.0, 0.0, 0.0));
+
+    let mut subscriber = proxy.raw_client().await;
+    subscriber
+        .send(&crate::common::encode_command(&[
+            b"SUBSCRIBE",
+            b"news",
+            b"sport",
+        ]))
+        .await;
+    subscriber.read_reply().await;
+    subscriber.read_reply().await;
+    subscriber
+        .send(&crate::common::encode_command(&[b"PSUBSCRIBE", b"w*"]))
+        .await;
+    subscriber.read_reply().await;
+    wait_until(Duration::from_secs(5), "subscriptions counted", || {
+        (channels(), patterns(), subscribers()) == (2.0, 1.0, 1.0)
+    });
+
+    let mut tracker = proxy.raw_client().await;
+    tracker.request(&[b"HELLO", b"3"]).await;
+    assert_eq!(
+        tracker.request(&[b"CLIENT", b"TRACKING", b"ON"]).await,
+        b"+OK\r\n"
+    );
+    tracker.request(&[b"GET", b"tracked:1"]).await;
+    tracker.request(&[b"GET", b"tracked:2"]).await;
+    let tracking_clients = figure("slotproxy_tracking_clients", "");
+    let tracking_keys = figure("slotproxy_tracking_keys", "");
+    assert_eq!(tracking_clients(), 1.0);
+    assert_eq!(tracking_keys(), 2.0);
+
+    subscriber
+        .send(&crate::common::encode_command(&[b"UNSUBSCRIBE"]))
+        .await;
+    subscriber.read_reply().await;
+    subscriber.read_reply().await;
+    wait_until(Duration::from_secs(5), "unsubscribed channels gone", || {
+        (channels(), patterns(), subscribers()) == (0.0, 1.0, 1.0)
+    });
+    drop(subscriber);
+    drop(tracker);
+    wait_until(Duration::from_secs(5), "departed clients gone", || {
+        subscribers() == 0.0 && tracking_clients() == 0.0
+    });
+
+    let body = http_get(admin, "/metrics").body;
+    let pings = metric(&body, "slotproxy_node_ping_seconds_count", "").unwrap();
+    assert!(pings >= 6.0, "every node has been pinged: {pings}");
+    let within_a_second = metric(&body, "slotproxy_node_ping_seconds_bucket", r#"le="1""#).unwrap();
+    assert_eq!(within_a_second, pings, "loopback PINGs take under a second");
+}
+
 /// The metrics reference in docs/operations.md, generated from what `/metrics` exports.
 /// `SLOTPROXY_UPDATE_DOCS=1` rewrites it; otherwise a difference fails the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
