@@ -138,6 +138,10 @@ pub struct BackendConfig {
     pub password_file: Option<PathBuf>,
     /// TLS towards the nodes (`tls-port`, `tls-cluster yes`).
     pub tls: BackendTlsConfig,
+    /// The credentials and TLS client node connections open with, shared by every copy of this
+    /// config and replaced by a reload (not a config key; see [`Config::publish_backend_access`]).
+    #[serde(skip)]
+    pub access: crate::backend::access::AccessCell,
 }
 
 /// TLS towards the nodes: every node connection is TLS when `enabled`, verified against `ca_file`.
@@ -296,6 +300,7 @@ impl Default for BackendConfig {
             password: None,
             password_file: None,
             tls: BackendTlsConfig::default(),
+            access: Default::default(),
         }
     }
 }
@@ -541,6 +546,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Makes the settled credentials and TLS client (see `resolve_backend_credentials` and
+    /// `load_backend_tls`) the ones node connections open with.
+    pub fn publish_backend_access(&self) {
+        self.backend
+            .access
+            .set(crate::backend::access::Access::of(&self.backend));
     }
 
     /// Builds the TLS client of `[backend.tls]` from its files, once at startup (a no-op when

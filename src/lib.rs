@@ -153,6 +153,7 @@ pub async fn run_with(
     config.validate()?;
     config.resolve_backend_credentials()?;
     config.load_backend_tls()?;
+    config.publish_backend_access();
     // Wrong credentials are an operator's mistake to report now, not a cluster to wait for.
     backend::setup::check_credentials(&config.seed_addrs(), &config.backend)
         .await

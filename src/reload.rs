@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::backend::access::Access;
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::session::Shared;
@@ -35,6 +36,17 @@ pub const RELOADABLE: &[&str] = &[
     "session.pubsub_output_buffer_bytes",
     "session.pubsub_output_buffer_soft_bytes",
     "session.pubsub_output_buffer_soft_ms",
+    "auth.password",
+    "auth.password_file",
+    "auth.users",
+    "auth.aclfile",
+    "backend.username",
+    "backend.password",
+    "backend.password_file",
+    "backend.tls.ca_file",
+    "backend.tls.cert_file",
+    "backend.tls.key_file",
+    "backend.tls.server_name",
 ];
 
 /// Reads the configuration again (the file, with the same flag and environment overrides).
@@ -104,10 +116,40 @@ fn apply(shared: &Shared, reloader: &Reloader, next: Config) -> Result<ReloadRep
             report.needs_restart.push(key.clone());
         }
     }
+    // Passwords are written out redacted, so a new one shows in no flattened value.
+    for (key, changed) in [
+        ("auth.password", current.auth.password != next.auth.password),
+        (
+            "backend.password",
+            current.backend.password != next.backend.password,
+        ),
+    ] {
+        if changed && !report.applied.iter().any(|k| k == key) {
+            report.applied.push(key.to_string());
+        }
+    }
+    // Built before anything is applied: users that don't parse refuse the whole reload.
+    let users = match current.auth != next.auth {
+        true => Some(
+            next.auth
+                .users(&shared.commands.load())
+                .map_err(|e| format!("config section `auth`: {e}"))?,
+        ),
+        false => None,
+    };
     if current.log != next.log
         && let Some(set_log) = &reloader.set_log
     {
         set_log(&next.log).map_err(|e| format!("config field `log`: {e}"))?;
+    }
+    if let Some(users) = users {
+        let _change = shared.acl.change.lock().unwrap_or_else(|e| e.into_inner());
+        shared.acl.publish(users);
+    }
+    // The files were read again: certificates rotated in place take effect too. Connections
+    // open now keep what they opened with.
+    if next.backend.tls.enabled == current.backend.tls.enabled {
+        shared.config.backend.access.set(Access::of(&next.backend));
     }
     // Keys that need a restart keep their running value, so `live` (and `/config`) say what
     // is in effect.
@@ -137,6 +179,21 @@ fn merge_reloadable(current: &Config, next: Config) -> Config {
     m.pubsub_output_buffer_bytes = s.pubsub_output_buffer_bytes;
     m.pubsub_output_buffer_soft_bytes = s.pubsub_output_buffer_soft_bytes;
     m.pubsub_output_buffer_soft_ms = s.pubsub_output_buffer_soft_ms;
+    // Protected mode is decided per listener at accept, from the config the proxy started with.
+    let protected_mode = merged.auth.protected_mode;
+    merged.auth = next.auth;
+    merged.auth.protected_mode = protected_mode;
+    let (b, m) = (next.backend, &mut merged.backend);
+    m.username = b.username;
+    m.password = b.password;
+    m.password_file = b.password_file;
+    if m.tls.enabled == b.tls.enabled {
+        m.tls.ca_file = b.tls.ca_file;
+        m.tls.cert_file = b.tls.cert_file;
+        m.tls.key_file = b.tls.key_file;
+        m.tls.server_name = b.tls.server_name;
+        m.tls.client = b.tls.client;
+    }
     merged
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Knows addresses and bytes, nothing about slots or commands.
 
+pub mod access;
 mod ack;
 pub mod budget;
 pub mod connection;

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::access::Access;
 use super::stream::NodeStream;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
@@ -84,11 +85,12 @@ pub async fn open(
             .await
             .map_err(|e| not_sent(e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| not_sent(e.to_string()))?;
-        let mut stream = match &config.tls.client {
+        let access = config.access.current();
+        let mut stream = match &access.tls {
             Some(tls) => NodeStream::Tls(Box::new(tls.connect(addr, tcp).await.map_err(not_sent)?)),
             None => NodeStream::Plain(tcp),
         };
-        let steps = steps(config, handshake);
+        let steps = steps(&access, handshake);
         if !steps.is_empty() {
             exchange(&mut stream, addr, handshake.protocol, &steps).await?;
         }
@@ -103,9 +105,9 @@ pub async fn open(
 }
 
 /// The handshake's commands, in order.
-fn steps(config: &BackendConfig, handshake: Handshake) -> Vec<Step> {
-    let credentials = config.password.as_ref().map(|password| {
-        let user = config.username.as_deref().unwrap_or("default");
+fn steps(access: &Access, handshake: Handshake) -> Vec<Step> {
+    let credentials = access.password.as_ref().map(|password| {
+        let user = access.username.as_deref().unwrap_or("default");
         [
             Bytes::from_static(b"AUTH"),
             Bytes::copy_from_slice(user.as_bytes()),
@@ -270,8 +272,8 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    fn commands(config: &BackendConfig, handshake: Handshake) -> Vec<(String, bool)> {
-        steps(config, handshake)
+    fn commands(access: &Access, handshake: Handshake) -> Vec<(String, bool)> {
+        steps(access, handshake)
             .into_iter()
             .map(|s| (String::from_utf8_lossy(&s.command).into_owned(), s.auth))
             .collect()
@@ -279,7 +281,7 @@ mod tests {
 
     #[test]
     fn credentials_ride_in_hello_or_auth() {
-        let mut config = BackendConfig::default();
+        let mut config = Access::default();
         assert!(commands(&config, Handshake::PLAIN).is_empty());
         assert_eq!(
             commands(&config, Handshake::RESP3),

@@ -208,6 +208,75 @@ async fn rotated_password_gives_clients_an_error_naming_the_node_until_restarted
     );
 }
 
+/// `kill -HUP` (here `POST /reload`) rotates both passwords without a restart and without
+/// dropping a client: the nodes' new password reaches the next node connection, slotproxy's
+/// own new password the next `AUTH`, and a client authenticated before keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rotates_the_node_and_client_passwords_without_dropping_clients() {
+    let mut cluster = seed_doc_cluster();
+    let (proxy, source) = TestProxy::start_reloadable(&cluster, |c| {
+        c.backend.password = Some(Secret::new(PASSWORD));
+        c.auth.password = Some(Secret::new("client-secret-1"));
+    })
+    .await;
+    let admin = proxy.admin.unwrap();
+    let key = cluster.key_for_node(cluster.primaries()[0], "reload-rot");
+    let mut client = proxy.raw_client().await;
+    assert_eq!(
+        client.request(&[b"AUTH", b"client-secret-1"]).await,
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        client.request(&[b"SET", key.as_bytes(), b"v"]).await,
+        b"+OK\r\n"
+    );
+
+    cluster.rotate_password("rotated-secret");
+    kill_proxy_connections(&cluster);
+    wait_until(
+        Duration::from_secs(10),
+        "the nodes refuse the old password",
+        || futures_block(client.request(&[b"GET", key.as_bytes()])).starts_with(b"-ERR"),
+    );
+
+    {
+        let mut next = source.lock().unwrap();
+        next.backend.password = Some(Secret::new("rotated-secret"));
+        next.auth.password = Some(Secret::new("client-secret-2"));
+    }
+    let reload = common::http(admin, "POST", "/reload");
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    for key in ["auth.password", "backend.password"] {
+        assert!(reload.body.contains(key), "{key} applied: {}", reload.body);
+    }
+    assert!(
+        !reload.body.contains("rotated-secret") && !reload.body.contains("client-secret"),
+        "{}",
+        reload.body
+    );
+    let mut last = Vec::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the same client reads again through new node connections",
+        || {
+            last = futures_block(client.request(&[b"GET", key.as_bytes()]));
+            last == b"$1\r\nv\r\n"
+        },
+    );
+
+    let mut newcomer = proxy.raw_client().await;
+    assert_eq!(
+        newcomer.request(&[b"AUTH", b"client-secret-1"]).await,
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        newcomer.request(&[b"AUTH", b"client-secret-2"]).await,
+        b"+OK\r\n"
+    );
+    let config = common::http_get(admin, "/config").body;
+    assert!(!config.contains("rotated-secret") && !config.contains("client-secret"));
+}
+
 /// Runs a future to completion from inside a `wait_until` closure (on this multi-threaded
 /// runtime's worker, which may block).
 fn futures_block<F: std::future::Future>(future: F) -> F::Output {

@@ -4,7 +4,7 @@
 //! serving while the test blocks (a `TestCluster` call, a sync client) on any runtime flavour.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ impl TestProxy {
     /// # Panics
     /// When `run` returns or panics before answering, or no answer comes in time.
     pub async fn start_with(cluster: &TestCluster, edit: impl FnOnce(&mut Config)) -> TestProxy {
-        Self::start_inner(cluster, "127.0.0.1:0", edit, false).await
+        Self::start_inner(cluster, "127.0.0.1:0", edit, false, None).await
     }
 
     /// Like [`TestProxy::start_with`], plus the admin HTTP listener on an ephemeral port.
@@ -51,7 +51,19 @@ impl TestProxy {
         cluster: &TestCluster,
         edit: impl FnOnce(&mut Config),
     ) -> TestProxy {
-        Self::start_inner(cluster, "127.0.0.1:0", edit, true).await
+        Self::start_inner(cluster, "127.0.0.1:0", edit, true, None).await
+    }
+
+    /// Like [`TestProxy::start_with_admin`], reloadable: `POST /reload` (or a SIGHUP, were this a
+    /// process) re-reads the returned config, which the test edits as an operator edits the file.
+    pub async fn start_reloadable(
+        cluster: &TestCluster,
+        edit: impl FnOnce(&mut Config),
+    ) -> (TestProxy, Arc<Mutex<Config>>) {
+        let source = Arc::new(Mutex::new(Config::default()));
+        let proxy =
+            Self::start_inner(cluster, "127.0.0.1:0", edit, true, Some(source.clone())).await;
+        (proxy, source)
     }
 
     /// As [`TestProxy::start_with`], listening on `bind` (e.g. `0.0.0.0:0` for protected mode).
@@ -63,7 +75,7 @@ impl TestProxy {
         bind: &str,
         edit: impl FnOnce(&mut Config),
     ) -> TestProxy {
-        Self::start_inner(cluster, bind, edit, false).await
+        Self::start_inner(cluster, bind, edit, false, None).await
     }
 
     async fn start_inner(
@@ -71,6 +83,7 @@ impl TestProxy {
         bind: &str,
         edit: impl FnOnce(&mut Config),
         with_admin: bool,
+        reload_source: Option<Arc<Mutex<Config>>>,
     ) -> TestProxy {
         init_tracing();
         let mut config = Config::default();
@@ -101,6 +114,20 @@ impl TestProxy {
             .map(|l| l.local_addr().expect("admin listener address"));
         config.admin.listen = admin.map(|a| a.to_string()).unwrap_or_default();
         edit(&mut config);
+        let reload = reload_source.map(|source| {
+            *source.lock().expect("reload source") = config.clone();
+            let read = move || {
+                let mut next = source.lock().expect("reload source").clone();
+                next.validate()?;
+                next.resolve_backend_credentials()?;
+                next.load_backend_tls()?;
+                Ok(next)
+            };
+            slotproxy::reload::Reloader {
+                read: Box::new(read),
+                set_log: None,
+            }
+        });
 
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let (done_tx, done) = mpsc::channel();
@@ -129,7 +156,7 @@ impl TestProxy {
                     let process = slotproxy::Process {
                         listeners: vec![listener],
                         admin,
-                        reload: None,
+                        reload,
                         workers: Some(workers),
                     };
                     slotproxy::run_with(process, config, signal).await
