@@ -63,6 +63,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod clients;
 pub mod cluster;
 pub mod command;
 pub mod config;
@@ -204,6 +205,7 @@ pub async fn run_with(
         hub,
         acl: session::Acl::new(users),
         workers,
+        registry: Arc::new(clients::Registry::default()),
     });
 
     let refresher = tokio::spawn(

@@ -133,6 +133,21 @@ pub enum ReplyError {
     /// `CLIENT LIST ID` with an id that isn't a number.
     #[error("ERR Invalid client ID")]
     InvalidClientId,
+    /// `CLIENT KILL ip:port` (the old form) matched no client.
+    #[error("ERR No such client")]
+    NoSuchClient,
+    /// `CLIENT KILL ID` with an id that is not a positive integer.
+    #[error("ERR client-id should be greater than 0")]
+    ClientIdNotPositive,
+    /// `CLIENT KILL USER` naming no user.
+    #[error("ERR No such user '{}'", String::from_utf8_lossy(.0))]
+    NoSuchUser(Bytes),
+    /// `CLIENT UNBLOCK` with a reason other than `TIMEOUT` or `ERROR`.
+    #[error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")]
+    UnblockReason,
+    /// What a command ended by `CLIENT UNBLOCK id ERROR` replies (redis' own text).
+    #[error("UNBLOCKED client unblocked via CLIENT UNBLOCK")]
+    Unblocked,
     /// `SCAN` with a cursor that isn't one.
     #[error("ERR invalid cursor")]
     InvalidCursor,

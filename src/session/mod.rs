@@ -15,6 +15,7 @@
 mod acl;
 mod acl_command;
 mod algebra;
+mod clients;
 mod dispatch;
 mod introspect;
 mod ledger;
@@ -99,6 +100,8 @@ pub struct Shared {
     pub workers: Arc<crate::workers::Workers>,
     /// Failed `AUTH` / `HELLO AUTH` attempts since start.
     pub auth_failures: AtomicU64,
+    /// Every connected client, for `CLIENT LIST`, `CLIENT KILL`, `CLIENT UNBLOCK`.
+    pub registry: Arc<crate::clients::Registry>,
 }
 
 /// A request's place in the reply queue.
@@ -202,6 +205,8 @@ pub struct Session {
     user_generation: u64,
     /// Scratch space for the keys the ACL check looks at, reused across requests.
     acl_keys: Vec<crate::command::KeyRef>,
+    /// This client's entry in `Shared::registry`, once its session runs.
+    seat: Option<clients::Seat>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -261,6 +266,7 @@ impl Session {
             authenticated,
             user_generation,
             acl_keys: Vec::new(),
+            seat: None,
         }
     }
 
@@ -276,6 +282,9 @@ impl Session {
     pub async fn run(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         self.info.connected(&stream);
+        self.take_seat();
+        let seat_entry = self.seat.as_ref().map(|s| s.entry().clone());
+        let mut ordered = std::pin::pin!(next_order(seat_entry.clone()));
         let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;
@@ -388,8 +397,10 @@ impl Session {
                 Some(Pending::Task(_)) => (true, None),
                 _ => (false, None),
             };
+            self.publish_client();
             let event = tokio::select! {
                 biased;
+                () = &mut ordered => Event::Ordered,
                 result = dispatch::front_reply(&mut self.pending), if front_waiting => {
                     Event::Reply(result)
                 }
@@ -410,6 +421,13 @@ impl Session {
                 _ = &mut drain_began, if !self.draining => Event::Drain,
             };
             match event {
+                Event::Ordered => {
+                    ordered.set(next_order(seat_entry.clone()));
+                    if !self.obey() {
+                        // As redis-server frees a killed client: at once, unsent replies too.
+                        return;
+                    }
+                }
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
                 // The check at the top of the loop closes the session.
@@ -447,6 +465,9 @@ impl Session {
                 Event::Read(Ok(n)) => {
                     self.shared.metrics.client_bytes_received.inc_by(n as u64);
                     self.read_at = Instant::now();
+                    if let Some(entry) = &seat_entry {
+                        entry.read(n, self.read_at.into_std());
+                    }
                     if !self.read_mode_chosen {
                         // Once per read, not per request: a reload reaches running clients.
                         self.read_policy = self.shared.live.load().read_policy;
@@ -469,6 +490,9 @@ impl Session {
         let written = self.out.write_to(writer)?;
         if written > 0 {
             self.shared.metrics.client_bytes_sent.inc_by(written as u64);
+            if let Some(seat) = &self.seat {
+                seat.entry().wrote(written, std::time::Instant::now());
+            }
         }
         Ok(())
     }
@@ -481,6 +505,7 @@ impl Session {
                     let index = self.pending.next_index();
                     let written = self.out.len();
                     let command = self.handle(request);
+                    self.note_command(command);
                     if self.pending.next_index() > index {
                         self.timings.push_back((index, command, self.read_at));
                     } else if self.out.len() > written {
@@ -609,6 +634,14 @@ impl Drop for Session {
     }
 }
 
+/// Resolves when another session leaves this one an order (never without an entry).
+async fn next_order(entry: Option<Arc<crate::clients::ClientEntry>>) {
+    match entry {
+        Some(entry) => entry.ordered().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next invalidation for a tracking client.
 async fn next_invalidation(tracking: &mut Option<tracking::Tracking>) -> Option<Bytes> {
     match tracking {
@@ -628,6 +661,8 @@ async fn next_monitor_line(
 }
 
 enum Event {
+    /// Another session left an order (kill, unblock).
+    Ordered,
     /// Node connections handed over more reply bytes than the output limit.
     OverBudget,
     Drain,

@@ -17,9 +17,10 @@
 //!   estimate), and 0 when no node has one; `usec_per_call` is recomputed as `usec / calls`.
 //!   `# Latencystats` percentiles take the worst node's value: the cluster's true percentile lies
 //!   between the nodes' smallest and largest, so the largest is a safe upper bound.
-//! - `connected_clients`, `total_commands_processed` and `instantaneous_ops_per_sec` are
-//!   slotproxy's own (its clients and the commands it answered; the nodes would count
-//!   slotproxy's connections and health checks).
+//! - `connected_clients`, `blocked_clients`, `total_commands_processed` and
+//!   `instantaneous_ops_per_sec` are slotproxy's own (its clients, as `CLIENT LIST` shows them,
+//!   and the commands it answered; the nodes would count slotproxy's connections and health
+//!   checks).
 //! - Other counters and sizes (`used_memory`, `keyspace_hits`, `used_cpu_sys`...) are summed, keeping the nodes' decimals. `maxmemory`
 //!   is summed unless a node has none (0 = unlimited), then it is 0. Every `*_human` field is
 //!   recomputed from its merged base with redis' `bytesToHuman` rules, and the memory ratios and
@@ -48,12 +49,14 @@ use crate::protocol::{Protocol, Reply, View};
 
 /// What slotproxy itself reports in `INFO` instead of the nodes' figures: its own clients and
 /// commands (the nodes count slotproxy's connections and health checks), and the cluster state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyFacts {
     /// `ok` or `fail`, as `CLUSTER INFO` says.
     pub cluster_state: &'static str,
     /// Clients connected to slotproxy.
     pub connected_clients: u64,
+    /// slotproxy's clients blocked in a command on a node.
+    pub blocked_clients: u64,
     /// Commands slotproxy answered since it started.
     pub total_commands_processed: u64,
     /// Commands per second, over the last sampling period.
@@ -174,6 +177,7 @@ fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
             if let Some(facts) = facts {
                 let own = match key.as_str() {
                     "connected_clients" => Some(facts.connected_clients),
+                    "blocked_clients" => Some(facts.blocked_clients),
                     "total_commands_processed" => Some(facts.total_commands_processed),
                     "instantaneous_ops_per_sec" => Some(facts.instantaneous_ops_per_sec),
                     _ => None,
