@@ -175,7 +175,10 @@ pub async fn run_with(
         wake.clone(),
         workers.handles().to_vec(),
     ));
-    let topology = Arc::new(Topology::new(pool, seeds, config.cluster.clone(), wake));
+    let run_id = cluster::RunId::random();
+    let topology = Arc::new(
+        Topology::new(pool, seeds, config.cluster.clone(), wake).with_run_id(run_id.clone()),
+    );
     topology
         .stats()
         .set_down_after(config.session.retry_deadline());
@@ -206,6 +209,7 @@ pub async fn run_with(
         acl: session::Acl::new(users),
         workers,
         registry: Arc::new(clients::Registry::default()),
+        run_id,
     });
 
     let refresher = tokio::spawn(

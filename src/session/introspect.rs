@@ -173,9 +173,9 @@ impl Session {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379)))
     }
 
-    /// The proxy's node id at the address the client connected to.
+    /// The proxy's node id: its run id (see [`crate::cluster::RunId`]).
     fn node_id(&self) -> String {
-        hex_id(b"node", self.cluster_addr())
+        self.shared.run_id.as_str().to_owned()
     }
 
     /// This client's `CLIENT LIST` line (with its newline) as last published, showing
@@ -200,6 +200,7 @@ impl Session {
             cluster_state: if ok { "ok" } else { "fail" },
             connected_clients: self.shared.registry.len() as u64,
             blocked_clients: self.shared.registry.blocked() as u64,
+            run_id: self.shared.run_id.as_str().to_owned(),
             total_commands_processed: total,
             instantaneous_ops_per_sec: metrics.ops_per_sec(total),
         }

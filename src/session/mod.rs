@@ -102,6 +102,8 @@ pub struct Shared {
     pub auth_failures: AtomicU64,
     /// Every connected client, for `CLIENT LIST`, `CLIENT KILL`, `CLIENT UNBLOCK`.
     pub registry: Arc<crate::clients::Registry>,
+    /// This process's `run_id` (`INFO server`), random per start.
+    pub run_id: crate::cluster::RunId,
 }
 
 /// A request's place in the reply queue.

@@ -7,7 +7,8 @@
 //! rules serves every section:
 //!
 //! - `# Proxy` comes first, with `proxy:slotproxy`, `proxy_version` and `cluster_primaries` (the
-//!   number of replies merged) and `cluster_state` (as `CLUSTER INFO` says). It goes with the
+//!   number of replies merged), `cluster_state` (as `CLUSTER INFO` says) and slotproxy's own
+//!   `run_id` (random per process; the nodes' are dropped). It goes with the
 //!   `# Server` section: a client that asked only for
 //!   `INFO keyspace` gets only the keyspace, as from redis-server. `INFO proxy` alone is not
 //!   served (the merge only sees the replies, and nodes return nothing for an unknown section).
@@ -57,6 +58,8 @@ pub struct ProxyFacts {
     pub connected_clients: u64,
     /// slotproxy's clients blocked in a command on a node.
     pub blocked_clients: u64,
+    /// slotproxy's own run id (the nodes' are dropped).
+    pub run_id: String,
     /// Commands slotproxy answered since it started.
     pub total_commands_processed: u64,
     /// Commands per second, over the last sampling period.
@@ -160,6 +163,7 @@ fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
         ));
         if let Some(facts) = facts {
             out.push_str(&format!("cluster_state:{}\r\n", facts.cluster_state));
+            out.push_str(&format!("run_id:{}\r\n", facts.run_id));
         }
     }
     for name in names {
