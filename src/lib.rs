@@ -137,7 +137,8 @@ pub struct Process {
 /// Runs the proxy until `shutdown` resolves, then drains (see [`server::serve`]).
 ///
 /// Clients are accepted once the slot map is known, or after `session.retry_deadline_ms` if no
-/// seed answers by then; the map keeps being refreshed in the background either way.
+/// seed answers by then; the map keeps being refreshed in the background either way. A
+/// `shutdown` that resolves before clients are accepted ends it at once, with `Ok`.
 ///
 /// # Errors
 /// `Error::Config` if the configuration does not validate.
@@ -150,10 +151,20 @@ pub async fn run_with(
     config.validate()?;
     config.resolve_backend_credentials()?;
     config.load_backend_tls()?;
+    // A shutdown before clients are served (the seeds slow to answer) ends the process cleanly.
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
     // Wrong credentials are an operator's mistake to report now, not a cluster to wait for.
-    backend::setup::check_credentials(&config.seed_addrs(), &config.backend)
-        .await
-        .map_err(error::Error::BackendAuth)?;
+    let seed_addrs = config.seed_addrs();
+    tokio::select! {
+        checked = backend::setup::check_credentials(&seed_addrs, &config.backend) => {
+            checked.map_err(error::Error::BackendAuth)?;
+        }
+        () = &mut shutdown => {
+            info!("stopped before the seeds answered");
+            return Ok(());
+        }
+    }
     let own: Vec<std::net::SocketAddr> = process
         .listeners
         .iter()
@@ -250,15 +261,23 @@ pub async fn run_with(
 
     // Clients that connect before the slot map is known wait in the listen backlog (bounded by
     // the retry deadline), so nothing they send has to be answered without a map.
-    if !topology
-        .wait_ready(shared.config.session.retry_deadline())
-        .await
-    {
-        warn!(
-            "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until one does)"
-        );
+    let stopped = tokio::select! {
+        ready = topology.wait_ready(shared.config.session.retry_deadline()) => {
+            if !ready {
+                warn!(
+                    "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until \
+                     one does)"
+                );
+            }
+            false
+        }
+        () = &mut shutdown => true,
+    };
+    if stopped {
+        info!("stopped before serving clients");
+    } else {
+        server::serve(process.listeners, shared, shutdown).await;
     }
-    server::serve(process.listeners, shared, shutdown).await;
 
     let _ = stop.send(());
     if let Some(admin) = admin {

@@ -1,6 +1,7 @@
 //! slotproxy's own clients: `CLIENT LIST` shows every session whatever worker thread it runs
 //! on, `CLIENT KILL` and `CLIENT UNBLOCK` act on them with redis-server's replies, `ACL DELUSER`
-//! closes a deleted user's clients at once, and a seed that is slotproxy itself is refused.
+//! closes a deleted user's clients at once, and the binary stops cleanly on SIGTERM before the
+//! cluster ever answered (also when its seed turns out to be slotproxy itself).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -337,6 +338,43 @@ async fn client_unblock_ends_a_blocked_pop_without_losing_data() {
     }
 }
 
+/// Issue 9's drain: "blocked and subscribed clients are closed" (as redis-server closes its
+/// clients on SHUTDOWN): no reply, and the node drops the command, so it pops nothing later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_client_is_closed_without_a_reply_on_drain() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let node = cluster.primaries()[0];
+    let list = cluster.key_for_node(node, "ops:drain");
+    let (mut blocked, _) = named_client(&proxy, "blocked", false).await;
+    let (mut watcher, _) = named_client(&proxy, "watcher", false).await;
+    blocked
+        .send(&common::encode_command(&[b"BLPOP", list.as_bytes(), b"0"]))
+        .await;
+    wait_until(
+        Duration::from_secs(5),
+        "the client shows as blocked",
+        || {
+            let list = futures_lite_block(client_list(&mut watcher, ""));
+            named(&list, "blocked").is_some_and(|l| l["flags"] == "b")
+        },
+    );
+    proxy.shutdown().await.unwrap();
+    assert_eq!(blocked.read_until_closed().await, b"", "closed, no reply");
+    wait_until(Duration::from_secs(5), "the node unblocked", || {
+        node_blocked_clients(&cluster, node) == 0
+    });
+    let mut direct = cluster.conn(node);
+    let pushed: i64 = redis::cmd("LPUSH")
+        .arg(&list)
+        .arg("kept")
+        .query(&mut direct)
+        .unwrap();
+    assert_eq!(pushed, 1);
+    let len: i64 = redis::cmd("LLEN").arg(&list).query(&mut direct).unwrap();
+    assert_eq!(len, 1, "nothing popped after the client was closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_deluser_closes_the_users_clients_at_once() {
     let cluster = TestCluster::start(3, 1);
@@ -415,6 +453,22 @@ fn terminate(mut child: Running, log: &std::path::Path) {
     let log_text = std::fs::read_to_string(log).unwrap();
     assert_eq!(exited.unwrap().code(), Some(0), "{log_text}");
     assert!(log_text.contains("SIGTERM: shutting down"), "{log_text}");
+}
+
+#[test]
+fn sigterm_before_the_cluster_answers_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("slotproxy.log");
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port(false))
+        .parse()
+        .unwrap();
+    // Nothing listens on the seed's port: the cluster never answers.
+    let dead = format!("127.0.0.1:{}", common::free_port(false));
+    let child = spawn(listen, &dead, &log);
+    wait_until(Duration::from_secs(10), "the startup line", || {
+        log_has(&log, "slotproxy starting")
+    });
+    terminate(child, &log);
 }
 
 /// Forwards every connection to `127.0.0.1:<listener's port>` on to `to`, until the test ends.
