@@ -10,6 +10,9 @@
 //!    slot map is known (protected mode may refuse it with redis' `-DENIED`), picks a worker
 //!    round-robin and moves the socket there. Each worker is a single-threaded runtime holding
 //!    its sessions and its own connections to every node, so a request never changes thread.
+//!    Each session registers in the [`clients`] registry (what `CLIENT LIST`, `CLIENT KILL` and
+//!    `CLIENT UNBLOCK` see of it, published on change, and where other sessions leave it
+//!    orders).
 //! 2. **Read** (`session/mod.rs`, `protocol/codec.rs`). The session's loop reads, and the
 //!    [`protocol::RequestDecoder`] yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
