@@ -145,6 +145,12 @@ pub enum ReplyError {
     /// `CLIENT UNBLOCK` with a reason other than `TIMEOUT` or `ERROR`.
     #[error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")]
     UnblockReason,
+    /// `CLIENT UNBLOCK` with more than two arguments (the subcommand as the client spelled it).
+    #[error(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+        String::from_utf8_lossy(.0)
+    )]
+    ClientSubcommandArity(Bytes),
     /// What a command ended by `CLIENT UNBLOCK id ERROR` replies (redis' own text).
     #[error("UNBLOCKED client unblocked via CLIENT UNBLOCK")]
     Unblocked,
@@ -514,6 +520,13 @@ impl ReplyError {
                 container,
                 subcommand,
             } => write_error_bytes(out, &unknown_subcommand(container, subcommand)),
+            ReplyError::ClientSubcommandArity(subcommand) => {
+                let mut message =
+                    b"ERR unknown subcommand or wrong number of arguments for '".to_vec();
+                message.extend_from_slice(c_str(subcommand, 128));
+                message.extend_from_slice(b"'. Try CLIENT HELP.");
+                write_error_bytes(out, &message);
+            }
             ReplyError::Protocol(_) => {
                 let text: Vec<u8> = self
                     .to_string()

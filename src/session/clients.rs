@@ -331,6 +331,9 @@ impl Session {
     /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: `1` when client `id` was blocked and is not any
     /// more, else `0` (see `clients/unblock.rs`).
     pub(super) fn client_unblock(&mut self, args: &[Bytes]) {
+        if args.len() > 4 {
+            return self.reply_error(ReplyError::ClientSubcommandArity(args[1].clone()));
+        }
         let (id, mode) = match UnblockMode::parse(&args[2..]) {
             Ok(parsed) => parsed,
             Err(e) => return self.reply_error(e),

@@ -170,6 +170,9 @@ async fn client_kill_filters_and_replies_as_redis() {
         "CLIENT UNBLOCK x",
         "CLIENT UNBLOCK 99999 foo",
         "CLIENT UNBLOCK 99999 ERROR",
+        "CLIENT UnBlock 1 TIMEOUT extra",
+        "CLIENT KILL ID 1 ID 2",
+        "CLIENT LIST ID 99998 99999",
     ] {
         assert_eq!(
             text(&admin.request(&words(line)).await),

@@ -50,6 +50,7 @@ fn every_variant() -> Vec<ReplyError> {
         ClientIdNotPositive,
         NoSuchUser(b("x")),
         UnblockReason,
+        ClientSubcommandArity(b("UnBlock")),
         Unblocked,
         InvalidCursor,
         NumkeysNotPositive,
