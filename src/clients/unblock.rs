@@ -11,8 +11,9 @@
 //! Only when the node can't be asked (the node refused `CLIENT ID` or `CLIENT UNBLOCK`: a
 //! backend ACL user without `+client|id +client|unblock`) does the session end the command
 //! itself: it answers as the node would have and closes the dedicated connection, which makes
-//! the node drop the blocked command. An element the node popped in the instant before the
-//! close would then be lost; with the ACL rules above that path is never taken.
+//! the node drop the blocked command. Until the node has seen the close it may still serve
+//! the command, and an element it pops then (already there, or pushed right after the unblock
+//! on another connection) is lost; with the ACL rules above that path is never taken.
 
 use bytes::{Bytes, BytesMut};
 
