@@ -74,6 +74,13 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(runtime_error)?;
+    // Installed before anything that may take a while (workers, binding, the seeds' first
+    // answers): a SIGTERM at any moment from here on is a clean shutdown, never the default
+    // action that kills the process.
+    let signals = {
+        let _entered = runtime.enter();
+        ShutdownSignals::install()
+    };
     let (workers, worker_threads) = if threads > 1 {
         let (workers, worker_threads) = Workers::start(threads).map_err(runtime_error)?;
         (Some(workers), Some(worker_threads))
@@ -132,7 +139,7 @@ pub fn serve(
             reload,
             workers,
         };
-        crate::run_with(process, config, shutdown_signal()).await
+        crate::run_with(process, config, signals.recv()).await
     });
     if let Some(worker_threads) = worker_threads {
         worker_threads.stop();
@@ -140,28 +147,60 @@ pub fn serve(
     result
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, listened for from the moment they are installed.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Replaces the default actions of SIGTERM and SIGINT now (in a runtime context).
+    fn install() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {name}");
+                    None
                 }
             };
-        tokio::select! {
-            _ = ctrl_c => info!("SIGINT: shutting down"),
-            _ = term.recv() => info!("SIGTERM: shutting down"),
+            ShutdownSignals {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                int: listen(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            ShutdownSignals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-        info!("shutting down");
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.int) => info!("SIGINT: shutting down"),
+                () = next(&mut self.term) => info!("SIGTERM: shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            info!("shutting down");
+        }
     }
 }
 

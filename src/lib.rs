@@ -10,6 +10,9 @@
 //!    slot map is known (protected mode may refuse it with redis' `-DENIED`), picks a worker
 //!    round-robin and moves the socket there. Each worker is a single-threaded runtime holding
 //!    its sessions and its own connections to every node, so a request never changes thread.
+//!    Each session registers in the [`clients`] registry (what `CLIENT LIST`, `CLIENT KILL` and
+//!    `CLIENT UNBLOCK` see of it, published on change, and where other sessions leave it
+//!    orders).
 //! 2. **Read** (`session/mod.rs`, `protocol/codec.rs`). The session's loop reads, and the
 //!    [`protocol::RequestDecoder`] yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
@@ -67,6 +70,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod clients;
 pub mod cluster;
 pub mod command;
 pub mod config;
@@ -140,7 +144,8 @@ pub struct Process {
 /// Runs the proxy until `shutdown` resolves, then drains (see [`server::serve`]).
 ///
 /// Clients are accepted once the slot map is known, or after `session.retry_deadline_ms` if no
-/// seed answers by then; the map keeps being refreshed in the background either way.
+/// seed answers by then; the map keeps being refreshed in the background either way. A
+/// `shutdown` that resolves before clients are accepted ends it at once, with `Ok`.
 ///
 /// # Errors
 /// `Error::Config` if the configuration does not validate.
@@ -154,10 +159,20 @@ pub async fn run_with(
     config.resolve_backend_credentials()?;
     config.load_backend_tls()?;
     config.publish_backend_access();
+    // A shutdown before clients are served (the seeds slow to answer) ends the process cleanly.
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
     // Wrong credentials are an operator's mistake to report now, not a cluster to wait for.
-    backend::setup::check_credentials(&config.seed_addrs(), &config.backend)
-        .await
-        .map_err(error::Error::BackendAuth)?;
+    let seed_addrs = config.seed_addrs();
+    tokio::select! {
+        checked = backend::setup::check_credentials(&seed_addrs, &config.backend) => {
+            checked.map_err(error::Error::BackendAuth)?;
+        }
+        () = &mut shutdown => {
+            info!("stopped before the seeds answered");
+            return Ok(());
+        }
+    }
     let own: Vec<std::net::SocketAddr> = process
         .listeners
         .iter()
@@ -179,7 +194,10 @@ pub async fn run_with(
         wake.clone(),
         workers.handles().to_vec(),
     ));
-    let topology = Arc::new(Topology::new(pool, seeds, config.cluster.clone(), wake));
+    let run_id = cluster::RunId::random();
+    let topology = Arc::new(
+        Topology::new(pool, seeds, config.cluster.clone(), wake).with_run_id(run_id.clone()),
+    );
     topology
         .stats()
         .set_down_after(config.session.retry_deadline());
@@ -209,6 +227,8 @@ pub async fn run_with(
         hub,
         acl: auth::Acl::new(users),
         workers,
+        registry: Arc::new(clients::Registry::default()),
+        run_id,
     });
 
     let refresher = tokio::spawn(
@@ -249,15 +269,23 @@ pub async fn run_with(
 
     // Clients that connect before the slot map is known wait in the listen backlog (bounded by
     // the retry deadline), so nothing they send has to be answered without a map.
-    if !topology
-        .wait_ready(shared.config.session.retry_deadline())
-        .await
-    {
-        warn!(
-            "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until one does)"
-        );
+    let stopped = tokio::select! {
+        ready = topology.wait_ready(shared.config.session.retry_deadline()) => {
+            if !ready {
+                warn!(
+                    "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until \
+                     one does)"
+                );
+            }
+            false
+        }
+        () = &mut shutdown => true,
+    };
+    if stopped {
+        info!("stopped before serving clients");
+    } else {
+        server::serve(process.listeners, shared, shutdown).await;
     }
-    server::serve(process.listeners, shared, shutdown).await;
 
     let _ = stop.send(());
     if let Some(admin) = admin {

@@ -305,6 +305,14 @@ impl Metrics {
             .unwrap_or(self.unknown)
     }
 
+    /// The command name of a row from [`Metrics::command_row`] (`None` for the row of
+    /// unknown commands).
+    pub fn command_name(&self, row: usize) -> Option<&'static str> {
+        (row != self.unknown)
+            .then(|| self.commands.get(row).map(|c| c.name))
+            .flatten()
+    }
+
     /// Commands answered since start, over every command and outcome (for `INFO`).
     pub fn commands_answered(&self) -> u64 {
         self.commands

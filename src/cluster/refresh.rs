@@ -11,7 +11,8 @@
 //! on older nodes) and `CLUSTER NODES`, and keeps the answer with the greatest config epoch, so a
 //! node that has not heard of a failover yet can't send the proxy back to the old primary (see
 //! `epoch.rs`). The new map is published only if the layout changed, so the generation counts
-//! real changes.
+//! real changes. A node whose answer names slotproxy's own run id is slotproxy itself: it is
+//! refused and never asked again (see `seeds.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,7 @@ use redis_protocol::resp2::types::OwnedFrame;
 use tokio::task::JoinSet;
 
 use super::epoch::owners_epoch;
+use super::run_id::RunId;
 use super::slot_map::{ShardLayout, SlotMap, TopologyError, parse_shards, parse_slots};
 use super::stats::RefreshStats;
 use crate::backend::{BackendPool, Node, Outgoing};
@@ -63,6 +65,10 @@ pub struct Topology {
     changed: Notify,
     /// Refreshes, failovers seen, map age.
     stats: RefreshStats,
+    /// This process's run id: a node answering with it is slotproxy itself.
+    run_id: RunId,
+    /// Addresses found to be slotproxy itself; never asked again.
+    refused: std::sync::Mutex<Vec<String>>,
 }
 
 impl Topology {
@@ -84,7 +90,16 @@ impl Topology {
             changes: watch::Sender::new(0),
             changed: Notify::new(),
             stats: RefreshStats::default(),
+            run_id: RunId::random(),
+            refused: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same topology, knowing this process's run id (else it has a random one of its own).
+    #[must_use]
+    pub fn with_run_id(mut self, run_id: RunId) -> Self {
+        self.run_id = run_id;
+        self
     }
 
     /// The current map. Load once per command; don't hold it across an `.await`.
@@ -242,8 +257,9 @@ impl Topology {
             .into_iter()
             .chain(self.seeds.iter().map(String::as_str))
             .chain(failing);
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         for addr in ordered {
-            if !candidates.iter().any(|c| c == addr) {
+            if !candidates.iter().any(|c| c == addr) && !refused.iter().any(|r| r == addr) {
                 candidates.push(addr.to_string());
             }
         }
@@ -258,8 +274,9 @@ impl Topology {
         for (rank, addr) in group.iter().enumerate() {
             let node = self.pool.node(addr);
             let addr = addr.clone();
+            let own = self.run_id.clone();
             asks.spawn(async move {
-                let answer = tokio::time::timeout(ASK_TIMEOUT, ask(node, &addr, tls))
+                let answer = tokio::time::timeout(ASK_TIMEOUT, ask(node, &addr, tls, &own))
                     .await
                     .unwrap_or_else(|_| Err(TopologyError("no reply in time".into())));
                 (rank, addr, answer)
@@ -280,6 +297,14 @@ impl Topology {
                 continue;
             };
             match answer {
+                Ok(answer) if answer.is_self => {
+                    let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                    if !refused.contains(&addr) {
+                        super::seeds::refuse_self(&addr);
+                        refused.push(addr.clone());
+                    }
+                    errors.push(format!("{addr}: slotproxy itself"));
+                }
                 Ok(answer) if answer.layout.is_empty() => {
                     errors.push(format!("{addr}: no shards"));
                 }
@@ -340,12 +365,14 @@ struct Answer {
     layout: Vec<ShardLayout>,
     /// See [`super::epoch::owners_epoch`]; `None` if the node did not say.
     epoch: Option<u64>,
+    /// The node named slotproxy's own run id: it is this slotproxy.
+    is_self: bool,
 }
 
 /// Asks one node for the topology (`CLUSTER SHARDS`, else `CLUSTER SLOTS`) and for its config
 /// epochs (`CLUSTER NODES`), both pipelined on one of its connections. With `tls`, nodes are
 /// addressed by their TLS ports (which `CLUSTER SLOTS` gives a TLS connection anyway).
-async fn ask(node: Arc<Node>, addr: &str, tls: bool) -> Result<Answer, TopologyError> {
+async fn ask(node: Arc<Node>, addr: &str, tls: bool, own: &RunId) -> Result<Answer, TopologyError> {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let shards = query(&node, CLUSTER_SHARDS);
@@ -361,11 +388,18 @@ async fn ask(node: Arc<Node>, addr: &str, tls: bool) -> Result<Answer, TopologyE
         }
         Err(e) => return Err(TopologyError(e.to_string())),
     };
-    let epoch = match nodes.await {
-        Ok(OwnedFrame::BulkString(text)) => owners_epoch(&String::from_utf8_lossy(&text)),
-        _ => None,
+    let (epoch, is_self) = match nodes.await {
+        Ok(OwnedFrame::BulkString(text)) => {
+            let text = String::from_utf8_lossy(&text);
+            (owners_epoch(&text), super::seeds::names_self(&text, own))
+        }
+        _ => (None, false),
     };
-    Ok(Answer { layout, epoch })
+    Ok(Answer {
+        layout,
+        epoch,
+        is_self,
+    })
 }
 
 /// Queues `command` on the node's first shared connection at once, and returns the decoded

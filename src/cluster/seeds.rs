@@ -1,5 +1,8 @@
 //! Seeds that point back at slotproxy itself are refused: loading the proxy's own one-node
-//! view as the cluster would make every command wait on itself.
+//! view as the cluster would make every command wait on itself. At startup, by address (a seed
+//! that resolves to a listen address); at every refresh, by answer (a node whose `CLUSTER
+//! NODES` names slotproxy's own run id, which is its node id: see [`super::RunId`]), which also
+//! catches slotproxy reached through another address, a NAT or a DNS name.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,6 +38,22 @@ pub async fn without_self(seeds: Vec<String>, own: &[SocketAddr]) -> Vec<String>
     kept
 }
 
+/// Whether a `CLUSTER NODES` reply names `run_id` as a node's id: the node that sent it is
+/// this slotproxy.
+pub fn names_self(cluster_nodes: &str, run_id: &super::RunId) -> bool {
+    cluster_nodes
+        .lines()
+        .any(|line| line.split(' ').next() == Some(run_id.as_str()))
+}
+
+/// Logs that the node at `addr` is slotproxy itself (the caller logs it once per address).
+pub fn refuse_self(addr: &str) {
+    error!(
+        node = %addr,
+        "seed refused: it answers with slotproxy's own run id (it is this slotproxy, reached through another address), not a Redis Cluster node; point cluster.seeds (--cluster) at the cluster's nodes"
+    );
+}
+
 fn is_own(addr: SocketAddr, own: &[SocketAddr]) -> bool {
     own.iter().any(|listen| {
         listen.port() == addr.port()
@@ -46,6 +65,18 @@ fn is_own(addr: SocketAddr, own: &[SocketAddr]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nodes_reply_naming_the_own_run_id_is_self() {
+        let own = crate::cluster::RunId::random();
+        let other = crate::cluster::RunId::random();
+        let line = |id: &crate::cluster::RunId| {
+            format!("{id} 127.0.0.1:6379@6379 myself,master - 0 0 0 connected 0-16383\n")
+        };
+        assert!(names_self(&line(&own), &own));
+        assert!(!names_self(&line(&other), &own));
+        assert!(!names_self("", &own));
+    }
 
     #[tokio::test]
     async fn seeds_at_the_listen_address_are_dropped() {

@@ -176,8 +176,6 @@ pub enum Refusal {
     Never,
     /// An admin command the configuration does not list.
     Admin,
-    /// Acts on other clients' connections.
-    OtherClients,
     /// Would pause the nodes' connections, which all clients share.
     PausesNodes,
     /// Needs a node connection of its own where clients share them.
@@ -193,10 +191,6 @@ impl Refusal {
             Refusal::Admin => {
                 "is not allowed through slotproxy unless its configuration lists it in \
                  session.allowed_admin_commands"
-            }
-            Refusal::OtherClients => {
-                "is not supported by slotproxy (a client can see and act on its own connection \
-                 only)"
             }
             Refusal::PausesNodes => {
                 "is not allowed through slotproxy (nodes would pause the connections all \
@@ -274,7 +268,6 @@ fn handling(spec: &CommandSpec) -> Handling {
         | "cluster|flushslots"
         | "cluster|set-config-epoch"
         | "cluster|bumpepoch" => return Handling::Refused(Refusal::Never),
-        "client|kill" | "client|unblock" => return Handling::Refused(Refusal::OtherClients),
         "client|pause" | "client|unpause" => return Handling::Refused(Refusal::PausesNodes),
         "client|no-touch" | "script|debug" => {
             return Handling::Refused(Refusal::SharedConnections);
@@ -340,6 +333,8 @@ fn local(name: &str) -> Option<Local> {
         "cluster|nodes" => Local::ClusterNodes,
         "client|info" => Local::ClientInfo,
         "client|list" => Local::ClientList,
+        "client|kill" => Local::ClientKill,
+        "client|unblock" => Local::ClientUnblock,
         "client|no-evict" => Local::ClientNoEvict,
         "client|tracking" => Local::ClientTracking,
         "client|trackinginfo" => Local::ClientTrackingInfo,

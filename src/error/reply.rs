@@ -133,6 +133,27 @@ pub enum ReplyError {
     /// `CLIENT LIST ID` with an id that isn't a number.
     #[error("ERR Invalid client ID")]
     InvalidClientId,
+    /// `CLIENT KILL ip:port` (the old form) matched no client.
+    #[error("ERR No such client")]
+    NoSuchClient,
+    /// `CLIENT KILL ID` with an id that is not a positive integer.
+    #[error("ERR client-id should be greater than 0")]
+    ClientIdNotPositive,
+    /// `CLIENT KILL USER` naming no user.
+    #[error("ERR No such user '{}'", String::from_utf8_lossy(.0))]
+    NoSuchUser(Bytes),
+    /// `CLIENT UNBLOCK` with a reason other than `TIMEOUT` or `ERROR`.
+    #[error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")]
+    UnblockReason,
+    /// `CLIENT UNBLOCK` with more than two arguments (the subcommand as the client spelled it).
+    #[error(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+        String::from_utf8_lossy(.0)
+    )]
+    ClientSubcommandArity(Bytes),
+    /// What a command ended by `CLIENT UNBLOCK id ERROR` replies (redis' own text).
+    #[error("UNBLOCKED client unblocked via CLIENT UNBLOCK")]
+    Unblocked,
     /// `SCAN` with a cursor that isn't one.
     #[error("ERR invalid cursor")]
     InvalidCursor,
@@ -499,6 +520,13 @@ impl ReplyError {
                 container,
                 subcommand,
             } => write_error_bytes(out, &unknown_subcommand(container, subcommand)),
+            ReplyError::ClientSubcommandArity(subcommand) => {
+                let mut message =
+                    b"ERR unknown subcommand or wrong number of arguments for '".to_vec();
+                message.extend_from_slice(c_str(subcommand, 128));
+                message.extend_from_slice(b"'. Try CLIENT HELP.");
+                write_error_bytes(out, &message);
+            }
             ReplyError::Protocol(_) => {
                 let text: Vec<u8> = self
                     .to_string()

@@ -257,17 +257,25 @@ impl Session {
             return self.reply_error(ReplyError::DefaultUserUndeletable);
         }
         let acl = &self.shared.acl;
-        let removed = {
+        let removed: Vec<Bytes> = {
             let _change = acl.change.lock().unwrap_or_else(|e| e.into_inner());
             let mut users = crate::auth::Users::clone(&acl.users.load());
-            let removed = args[2..].iter().filter(|n| users.remove(n)).count();
-            if removed > 0 {
+            let removed = args[2..]
+                .iter()
+                .filter(|n| users.remove(n))
+                .cloned()
+                .collect::<Vec<_>>();
+            if !removed.is_empty() {
                 acl.publish(users);
             }
             removed
         };
-        // Sessions of the removed users notice the new generation on their next request.
-        self.reply_with(|out| write_integer(out, removed as i64));
+        self.reply_with(|out| write_integer(out, removed.len() as i64));
+        // As redis-server: the removed users' clients are closed at once, this one after its
+        // reply.
+        if self.kill_users(&removed) {
+            self.close_after_reply();
+        }
     }
 
     fn acl_load(&mut self, table: &CommandTable) {

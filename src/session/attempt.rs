@@ -75,6 +75,13 @@ impl InFlight {
         self.attempt.dedicated
     }
 
+    /// True for a command blocked on its node (BLPOP, XREAD BLOCK...): sent alone on the
+    /// session's dedicated connection, neither a transaction, `WATCH`/`WAIT` nor a script kill.
+    pub(super) fn is_blocking(&self) -> bool {
+        let a = &self.attempt;
+        a.dedicated && !a.pinned && !a.interrupt && a.exec.is_none()
+    }
+
     /// The reply if it has arrived, without waiting.
     pub(super) fn try_reply(&mut self) -> Option<NodeResult> {
         match self.rx.try_recv() {

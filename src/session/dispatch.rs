@@ -636,6 +636,7 @@ impl Session {
             return lane.clone();
         }
         let lane = node.dedicated(self.protocol);
+        self.dedicated_opened(node, &lane);
         lanes.push((node.clone(), self.protocol, lane.clone()));
         lane
     }

@@ -1,25 +1,22 @@
 //! Introspection answered by the proxy: `CLUSTER INFO/MYID/MYSHARDID/SLOTS/SHARDS/NODES` as a
 //! one-node cluster that owns every slot at the address the client connected to (so
-//! cluster-aware clients work through the proxy too), and the `CLIENT` subcommands that describe
-//! or configure the calling connection.
+//! cluster-aware clients work through the proxy too), and the `CLIENT` subcommands (those about
+//! other clients are in `clients.rs`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::Session;
 use super::scan::Fnv;
 use crate::cluster::SLOT_COUNT;
 use crate::command::policy::Local;
 use crate::error::ReplyError;
-use crate::protocol::Protocol;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_simple, write_text,
 };
-use crate::pubsub::Kind;
 
 /// What `CLIENT INFO`/`CLIENT LIST` report about a client beyond its id and name.
 #[derive(Debug, Default)]
@@ -30,7 +27,6 @@ pub(super) struct ClientInfo {
     local: Option<SocketAddr>,
     /// The socket's file descriptor, -1 where there is none to show.
     fd: i64,
-    connected: Option<Instant>,
     /// `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
     pub(super) lib_name: Option<Bytes>,
     pub(super) lib_ver: Option<Bytes>,
@@ -42,11 +38,15 @@ impl ClientInfo {
         self.peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
     }
 
+    /// The client's address, slotproxy's address it connected to, and the socket's fd.
+    pub(super) fn addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>, i64) {
+        (self.peer, self.local, self.fd)
+    }
+
     /// Records the client's socket when its session starts.
     pub(super) fn connected(&mut self, stream: &TcpStream) {
         self.peer = stream.peer_addr().ok();
         self.local = stream.local_addr().ok();
-        self.connected = Some(Instant::now());
         #[cfg(unix)]
         {
             use std::os::fd::AsRawFd;
@@ -133,12 +133,10 @@ impl Session {
                 let protocol = self.protocol;
                 self.reply_with(|out| write_text(out, protocol, line.as_bytes()));
             }
-            Local::ClientInfo => {
-                let line = self.client_line("client|info");
-                let protocol = self.protocol;
-                self.reply_with(|out| write_text(out, protocol, line.as_bytes()));
-            }
+            Local::ClientInfo => self.client_info(),
             Local::ClientList => self.client_list(args),
+            Local::ClientKill => self.client_kill(args),
+            Local::ClientUnblock => self.client_unblock(args),
             Local::ClientNoEvict => {
                 if args[2].eq_ignore_ascii_case(b"on") || args[2].eq_ignore_ascii_case(b"off") {
                     self.reply_with(|out| write_simple(out, "OK"));
@@ -175,80 +173,18 @@ impl Session {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379)))
     }
 
-    /// The proxy's node id at the address the client connected to.
+    /// The proxy's node id: its run id (see [`crate::cluster::RunId`]).
     fn node_id(&self) -> String {
-        hex_id(b"node", self.cluster_addr())
+        self.shared.run_id.as_str().to_owned()
     }
 
-    /// `CLIENT LIST [TYPE type] [ID id [id ...]]`: the caller's line when it matches.
-    fn client_list(&mut self, args: &[Bytes]) {
-        let listed = if args.len() == 4 && args[2].eq_ignore_ascii_case(b"type") {
-            let kind = String::from_utf8_lossy(&args[3]).to_ascii_lowercase();
-            match kind.as_str() {
-                "normal" => !self.subs.any(),
-                "pubsub" => self.subs.any(),
-                "master" | "replica" | "slave" => false,
-                _ => {
-                    return self.reply_error(ReplyError::UnknownClientType(args[3].clone()));
-                }
-            }
-        } else if args.len() > 3 && args[2].eq_ignore_ascii_case(b"id") {
-            let mut listed = false;
-            for id in &args[3..] {
-                match std::str::from_utf8(id)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                {
-                    Some(id) => listed |= id == self.id as i64,
-                    None => return self.reply_error(ReplyError::InvalidClientId),
-                }
-            }
-            listed
-        } else if args.len() == 2 {
-            true
-        } else {
-            return self.reply_error(ReplyError::Syntax);
-        };
-        let text = if listed {
-            self.client_line("client|list")
-        } else {
-            String::new()
-        };
-        let protocol = self.protocol;
-        self.reply_with(|out| write_text(out, protocol, text.as_bytes()));
-    }
-
-    /// The caller's `CLIENT LIST` line (with its newline), in redis' field order.
+    /// This client's `CLIENT LIST` line (with its newline) as last published, showing
+    /// `command` as the current one.
     pub(super) fn client_line(&self, command: &str) -> String {
-        let text = |b: &Option<Bytes>| {
-            b.as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default()
-        };
-        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-        let age = self.info.connected.map_or(0, |at| at.elapsed().as_secs());
-        format!(
-            "id={} addr={} laddr={} fd={} name={} age={age} idle=0 flags={} db=0 sub={} psub={} \
-             ssub={} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={command} user={} redir=-1 resp={} lib-name={} \
-             lib-ver={}\n",
-            self.id,
-            addr(self.info.peer),
-            addr(self.info.local),
-            self.info.fd,
-            text(&self.name),
-            if self.subs.any() { "P" } else { "N" },
-            self.subs.len(Kind::Channel),
-            self.subs.len(Kind::Pattern),
-            self.subs.len(Kind::Shard),
-            self.user.name,
-            match self.protocol {
-                Protocol::Resp2 => 2,
-                Protocol::Resp3 => 3,
-            },
-            text(&self.info.lib_name),
-            text(&self.info.lib_ver),
-        )
+        self.seat
+            .as_ref()
+            .map(|seat| crate::clients::client_line(seat.entry(), command))
+            .unwrap_or_default()
     }
 }
 
@@ -262,10 +198,9 @@ impl Session {
         let total = metrics.commands_answered();
         super::split::info::ProxyFacts {
             cluster_state: if ok { "ok" } else { "fail" },
-            connected_clients: self
-                .shared
-                .clients
-                .load(std::sync::atomic::Ordering::Relaxed) as u64,
+            connected_clients: self.shared.registry.len() as u64,
+            blocked_clients: self.shared.registry.blocked() as u64,
+            run_id: self.shared.run_id.as_str().to_owned(),
             total_commands_processed: total,
             instantaneous_ops_per_sec: metrics.ops_per_sec(total),
         }

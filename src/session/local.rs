@@ -3,12 +3,13 @@
 //! To cluster-aware clients (`redis-cli -c`, redis-py's `RedisCluster`, `redis-benchmark
 //! --cluster`) the proxy is a one-node cluster that owns all 16384 slots at the address the client
 //! connected to: `CLUSTER SLOTS`, `SHARDS`, `NODES`, `INFO`, `MYID` and `MYSHARDID` say so, and
-//! such clients then send everything to the proxy, which routes it. The node id is a hash of
-//! that address, so it is stable across restarts and differs between proxies.
+//! such clients then send everything to the proxy, which routes it. The node id is slotproxy's
+//! run id (random per process, also `INFO`'s `run_id`), which lets a refresh recognise a seed
+//! that leads back to slotproxy itself (see `cluster/seeds.rs`).
 //!
-//! `CLIENT INFO` and `CLIENT LIST` describe the calling client only: sessions don't know about
-//! each other, so `CLIENT LIST` lists the caller alone. Counters the proxy doesn't keep (query
-//! buffer, memory) are 0. Tracking, `CLIENT REPLY OFF|SKIP` and `CLIENT NO-TOUCH` are refused
+//! `CLIENT INFO`, `CLIENT LIST`, `CLIENT KILL` and `CLIENT UNBLOCK` see every client of slotproxy
+//! (see [`crate::clients`] and `clients.rs`). Counters the proxy doesn't keep (query buffer,
+//! memory) are 0. Tracking, `CLIENT REPLY OFF|SKIP` and `CLIENT NO-TOUCH` are refused
 //! (see `command/policy.rs`); what is trivially true of a client without them is answered:
 //! `TRACKING OFF`, `REPLY ON` and `NO-EVICT` say OK (the proxy never evicts clients),
 //! `TRACKINGINFO` and `GETREDIR` report tracking off, `CACHING` gets redis' error for a client
@@ -179,6 +180,8 @@ impl Session {
             | Local::ClusterNodes
             | Local::ClientInfo
             | Local::ClientList
+            | Local::ClientKill
+            | Local::ClientUnblock
             | Local::ClientNoEvict
             | Local::ClientTrackingInfo
             | Local::ClientGetRedir

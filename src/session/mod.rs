@@ -16,6 +16,7 @@ mod acl;
 mod acl_command;
 mod algebra;
 mod attempt;
+mod clients;
 mod dispatch;
 mod handle;
 mod introspect;
@@ -29,6 +30,7 @@ mod pubsub;
 mod queue;
 mod scan;
 mod scripts;
+mod seat;
 mod settle;
 mod split;
 mod subscriptions;
@@ -104,6 +106,10 @@ pub struct Shared {
     pub workers: Arc<crate::workers::Workers>,
     /// Failed `AUTH` / `HELLO AUTH` attempts since start.
     pub auth_failures: AtomicU64,
+    /// Every connected client, for `CLIENT LIST`, `CLIENT KILL`, `CLIENT UNBLOCK`.
+    pub registry: Arc<crate::clients::Registry>,
+    /// This process's `run_id` (`INFO server`), random per start.
+    pub run_id: crate::cluster::RunId,
 }
 
 /// Per-client state; `run` drives it.
@@ -176,6 +182,8 @@ pub struct Session {
     user_generation: u64,
     /// Scratch space for the keys the ACL check looks at, reused across requests.
     acl_keys: Vec<crate::command::KeyRef>,
+    /// This client's entry in `Shared::registry`, once its session runs.
+    seat: Option<seat::Seat>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -234,6 +242,7 @@ impl Session {
             authenticated,
             user_generation,
             acl_keys: Vec::new(),
+            seat: None,
         }
     }
 
@@ -249,6 +258,9 @@ impl Session {
     pub async fn run(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         self.info.connected(&stream);
+        self.take_seat();
+        let seat_entry = self.seat.as_ref().map(|s| s.entry().clone());
+        let mut ordered = std::pin::pin!(next_order(seat_entry.clone()));
         let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;
@@ -354,8 +366,10 @@ impl Session {
             }
             let offered = inbuf.capacity() - inbuf.len();
             let front = self.pending.front_wait();
+            self.publish_client();
             let event = tokio::select! {
                 biased;
+                () = &mut ordered => Event::Ordered,
                 result = queue::front_reply(&mut self.pending), if front.reply => {
                     Event::Reply(result)
                 }
@@ -376,6 +390,13 @@ impl Session {
                 _ = &mut drain_began, if !self.draining => Event::Drain,
             };
             match event {
+                Event::Ordered => {
+                    ordered.set(next_order(seat_entry.clone()));
+                    if !self.obey() {
+                        // As redis-server frees a killed client: at once, unsent replies too.
+                        return;
+                    }
+                }
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
                 // The check at the top of the loop closes the session.
@@ -412,6 +433,9 @@ impl Session {
                 Event::Read(Ok(n)) => {
                     self.shared.metrics.client_bytes_received.inc_by(n as u64);
                     self.read_at = Instant::now();
+                    if let Some(entry) = &seat_entry {
+                        entry.read(n, self.read_at.into_std());
+                    }
                     if !self.read_mode_chosen {
                         // Once per read, not per request: a reload reaches running clients.
                         self.read_policy = self.shared.live.load().read_policy;
@@ -434,6 +458,9 @@ impl Session {
         let written = self.out.write_to(writer)?;
         if written > 0 {
             self.shared.metrics.client_bytes_sent.inc_by(written as u64);
+            if let Some(seat) = &self.seat {
+                seat.entry().wrote(written, std::time::Instant::now());
+            }
         }
         Ok(())
     }
@@ -446,6 +473,7 @@ impl Session {
                     let index = self.pending.next_index();
                     let written = self.out.len();
                     let command = self.handle(request);
+                    self.note_command(command);
                     if self.pending.next_index() > index {
                         self.timings.push_back((index, command, self.read_at));
                     } else if self.out.len() > written {
@@ -574,6 +602,14 @@ impl Drop for Session {
     }
 }
 
+/// Resolves when another session leaves this one an order (never without an entry).
+async fn next_order(entry: Option<Arc<crate::clients::ClientEntry>>) {
+    match entry {
+        Some(entry) => entry.ordered().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next invalidation for a tracking client.
 async fn next_invalidation(tracking: &mut Option<tracking_state::Tracking>) -> Option<Bytes> {
     match tracking {
@@ -593,6 +629,8 @@ async fn next_monitor_line(
 }
 
 enum Event {
+    /// Another session left an order (kill, unblock).
+    Ordered,
     /// Node connections handed over more reply bytes than the output limit.
     OverBudget,
     Drain,

@@ -30,6 +30,11 @@ impl Transaction {
         self.queuing
     }
 
+    /// Commands queued since `MULTI`.
+    pub(super) fn queued_len(&self) -> usize {
+        self.queued.len()
+    }
+
     /// Marks the transaction doomed after a rejected command (inside `MULTI` only).
     pub(super) fn flag_error(&mut self) {
         if self.queuing {

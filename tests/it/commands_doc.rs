@@ -24,7 +24,7 @@ enum Described {
     Split(&'static str),
     Computed(&'static str),
     FannedOut(&'static str),
-    Local,
+    Local(Option<&'static str>),
     OnePrimary,
     PubSub(&'static str),
     Refused(String),
@@ -61,7 +61,14 @@ impl Described {
                 "one primary per call, in slot order; the cursor names the primary and survives \
                  resharding",
             ),
-            Handling::Local(_) | Handling::Acl => Described::Local,
+            Handling::Local(Local::ClientList | Local::ClientKill) => {
+                Described::Local(Some("every client of slotproxy, on any worker thread"))
+            }
+            Handling::Local(Local::ClientUnblock) => Described::Local(Some(
+                "for slotproxy's clients; passed to the node the client is blocked on, for its \
+                 connection",
+            )),
+            Handling::Local(_) | Handling::Acl => Described::Local(None),
             Handling::Single { blocking: true, .. } => Described::Pinned(
                 "routed by key on a connection of the session's own, so it never stalls others",
             ),
@@ -116,7 +123,7 @@ impl Described {
             Described::Split(_) => "split by slot when keys span slots",
             Described::Computed(_) => "computed by slotproxy when keys span slots",
             Described::FannedOut(_) => "fanned out to every primary",
-            Described::Local => "answered by slotproxy",
+            Described::Local(_) => "answered by slotproxy",
             Described::OnePrimary => "sent to one primary",
             Described::PubSub(_) => "pub/sub hub",
             Described::Refused(_) => "refused",
@@ -131,6 +138,7 @@ impl Described {
             Described::PubSub(how) => format!("{}: {how}", self.class()),
             Described::FannedOut(merge) => format!("{}; {merge}", self.class()),
             Described::Refused(reason) => format!("refused: {reason}"),
+            Described::Local(Some(how)) => format!("{}: {how}", self.class()),
             other => other.class().to_string(),
         }
     }
@@ -235,7 +243,8 @@ fn generate() -> String {
         ),
         (
             "answered by slotproxy",
-            "Answered by the proxy itself, never sent to a node.",
+            "Answered by the proxy itself, never sent to a node as is (`CLIENT UNBLOCK` asks the \
+             node a client is blocked on).",
         ),
         (
             "sent to one primary",
@@ -333,7 +342,11 @@ fn every_command_has_exactly_one_row() {
     assert!(matches!(handling("pfcount"), Described::Computed(_)));
     assert_eq!(handling("sunionstore"), Described::Routed);
     assert!(matches!(handling("info"), Described::FannedOut(_)));
-    assert_eq!(handling("ping"), Described::Local);
+    assert_eq!(handling("ping"), Described::Local(None));
+    assert!(matches!(
+        handling("client|unblock"),
+        Described::Local(Some(_))
+    ));
     assert_eq!(handling("time"), Described::OnePrimary);
     assert!(matches!(handling("shutdown"), Described::Refused(_)));
 }

@@ -267,13 +267,15 @@ async fn info_is_one_well_formed_text_with_a_proxy_section() {
         assert_eq!(field(&text, "redis_mode"), Some("standalone"));
         assert_eq!(field(&text, "role"), Some("master"));
         assert_eq!(field(&text, "connected_slaves"), Some("3"));
-        for node_only in [
-            "tcp_port",
-            "run_id",
-            "process_id",
-            "master_replid",
-            "slave0",
-        ] {
+        // run_id is slotproxy's own (also its node id); the nodes' are dropped.
+        let run_id = field(&text, "run_id").expect("run_id");
+        assert_eq!(run_id.len(), 40, "{run_id}");
+        let myid: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut proxy.sync_client())
+            .unwrap();
+        assert_eq!(run_id, myid);
+        for node_only in ["tcp_port", "process_id", "master_replid", "slave0"] {
             assert_eq!(field(&text, node_only), None, "{node_only} names one node");
         }
     }

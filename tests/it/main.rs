@@ -33,6 +33,7 @@ mod isolation;
 mod keyspace_events;
 mod multi_key;
 mod ops;
+mod ops_clients;
 mod ops_process;
 mod pipeline;
 mod protocol;

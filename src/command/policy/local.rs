@@ -66,8 +66,12 @@ pub enum Local {
     ClusterNodes,
     /// `CLIENT INFO`: the calling client's line.
     ClientInfo,
-    /// `CLIENT LIST [TYPE type] [ID id ...]`: the calling client's line only.
+    /// `CLIENT LIST [TYPE type] [ID id ...]`: slotproxy's clients (see [`crate::clients`]).
     ClientList,
+    /// `CLIENT KILL ip:port` or `CLIENT KILL <filter> <value> ...`: closes slotproxy's clients.
+    ClientKill,
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: ends a client's blocking command on its node.
+    ClientUnblock,
     /// `CLIENT NO-EVICT on|off`: accepted; the proxy never evicts clients.
     ClientNoEvict,
     /// `CLIENT TRACKING on|off ...`: `OFF` accepted, `ON` refused.

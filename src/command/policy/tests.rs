@@ -125,7 +125,8 @@ fn known_commands_map_to_expected_handlings() {
         ("cluster|meet", Handling::Refused(Refusal::Never)),
         ("cluster|replicate", Handling::Refused(Refusal::Never)),
         ("cluster|setslot", Handling::Refused(Refusal::Never)),
-        ("client|kill", Handling::Refused(Refusal::OtherClients)),
+        ("client|kill", Handling::Local(Local::ClientKill)),
+        ("client|unblock", Handling::Local(Local::ClientUnblock)),
         ("client|pause", Handling::Refused(Refusal::PausesNodes)),
         (
             "script|debug",

@@ -7,7 +7,8 @@
 //! rules serves every section:
 //!
 //! - `# Proxy` comes first, with `proxy:slotproxy`, `proxy_version` and `cluster_primaries` (the
-//!   number of replies merged) and `cluster_state` (as `CLUSTER INFO` says). It goes with the
+//!   number of replies merged), `cluster_state` (as `CLUSTER INFO` says) and slotproxy's own
+//!   `run_id` (random per process; the nodes' are dropped). It goes with the
 //!   `# Server` section: a client that asked only for
 //!   `INFO keyspace` gets only the keyspace, as from redis-server. `INFO proxy` alone is not
 //!   served (the merge only sees the replies, and nodes return nothing for an unknown section).
@@ -17,9 +18,10 @@
 //!   estimate), and 0 when no node has one; `usec_per_call` is recomputed as `usec / calls`.
 //!   `# Latencystats` percentiles take the worst node's value: the cluster's true percentile lies
 //!   between the nodes' smallest and largest, so the largest is a safe upper bound.
-//! - `connected_clients`, `total_commands_processed` and `instantaneous_ops_per_sec` are
-//!   slotproxy's own (its clients and the commands it answered; the nodes would count
-//!   slotproxy's connections and health checks).
+//! - `connected_clients`, `blocked_clients`, `total_commands_processed` and
+//!   `instantaneous_ops_per_sec` are slotproxy's own (its clients, as `CLIENT LIST` shows them,
+//!   and the commands it answered; the nodes would count slotproxy's connections and health
+//!   checks).
 //! - Other counters and sizes (`used_memory`, `keyspace_hits`, `used_cpu_sys`...) are summed, keeping the nodes' decimals. `maxmemory`
 //!   is summed unless a node has none (0 = unlimited), then it is 0. Every `*_human` field is
 //!   recomputed from its merged base with redis' `bytesToHuman` rules, and the memory ratios and
@@ -48,12 +50,16 @@ use crate::protocol::{Protocol, Reply, View};
 
 /// What slotproxy itself reports in `INFO` instead of the nodes' figures: its own clients and
 /// commands (the nodes count slotproxy's connections and health checks), and the cluster state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyFacts {
     /// `ok` or `fail`, as `CLUSTER INFO` says.
     pub cluster_state: &'static str,
     /// Clients connected to slotproxy.
     pub connected_clients: u64,
+    /// slotproxy's clients blocked in a command on a node.
+    pub blocked_clients: u64,
+    /// slotproxy's own run id (the nodes' are dropped).
+    pub run_id: String,
     /// Commands slotproxy answered since it started.
     pub total_commands_processed: u64,
     /// Commands per second, over the last sampling period.
@@ -157,6 +163,7 @@ fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
         ));
         if let Some(facts) = facts {
             out.push_str(&format!("cluster_state:{}\r\n", facts.cluster_state));
+            out.push_str(&format!("run_id:{}\r\n", facts.run_id));
         }
     }
     for name in names {
@@ -174,6 +181,7 @@ fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
             if let Some(facts) = facts {
                 let own = match key.as_str() {
                     "connected_clients" => Some(facts.connected_clients),
+                    "blocked_clients" => Some(facts.blocked_clients),
                     "total_commands_processed" => Some(facts.total_commands_processed),
                     "instantaneous_ops_per_sec" => Some(facts.instantaneous_ops_per_sec),
                     _ => None,

@@ -36,6 +36,16 @@ impl RawClient {
         }
     }
 
+    /// This end's address (what the server sees as the client's address).
+    ///
+    /// # Panics
+    /// When the socket has none.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.stream
+            .local_addr()
+            .expect("a connected socket's address")
+    }
+
     /// Writes `bytes` as they are (any framing, including none or a partial one).
     ///
     /// # Panics

@@ -1,0 +1,339 @@
+//! What one session publishes about itself for the other sessions (see the module doc), and
+//! the orders other sessions leave for it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, oneshot};
+
+use super::unblock::UnblockMode;
+use crate::backend::{Node, NodeResult};
+use crate::protocol::View;
+
+/// One connected client, as others see it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    /// The client id (`CLIENT ID`).
+    pub id: u64,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// slotproxy's address the client connected to.
+    pub local: Option<SocketAddr>,
+    /// The socket's file descriptor, -1 where there is none to show.
+    pub fd: i64,
+    connected: Instant,
+    /// Milliseconds from `connected` to the last read or write.
+    active_ms: AtomicU64,
+    /// The last command's metrics row plus one; 0 before the first.
+    command: AtomicUsize,
+    net_in: AtomicU64,
+    net_out: AtomicU64,
+    commands: AtomicU64,
+    profile: Mutex<Profile>,
+    blocked: Mutex<Option<Blocked>>,
+    killed: AtomicBool,
+    order: Mutex<Option<Order>>,
+    wake: Notify,
+}
+
+/// What a session publishes when it changes (rarely: not per request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// `CLIENT SETNAME`.
+    pub name: Option<Bytes>,
+    /// The ACL user.
+    pub user: String,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub lib_ver: Option<Bytes>,
+    /// Redis' client flags that apply to slotproxy's clients.
+    pub flags: Flags,
+    /// Channels, patterns and shard channels subscribed to.
+    pub subscriptions: [usize; 3],
+    /// Commands queued in `MULTI`, or -1 outside a transaction.
+    pub multi: i64,
+    /// 2 or 3.
+    pub resp: u8,
+}
+
+/// The `flags=` letters slotproxy's clients can have, as bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// `O`: `MONITOR`.
+    pub const MONITOR: Flags = Flags(1);
+    /// `P`: subscribed to something.
+    pub const PUBSUB: Flags = Flags(2);
+    /// `x`: in `MULTI`.
+    pub const MULTI: Flags = Flags(4);
+    /// `b`: blocked in a command on a node.
+    pub const BLOCKED: Flags = Flags(8);
+    /// `t`: `CLIENT TRACKING on`.
+    pub const TRACKING: Flags = Flags(16);
+    /// `r`: `READONLY`.
+    pub const READONLY: Flags = Flags(32);
+
+    /// Whether every bit of `other` is set.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// `self` with `other`'s bits set when `on`.
+    #[must_use]
+    pub fn with(self, other: Flags, on: bool) -> Flags {
+        if on { Flags(self.0 | other.0) } else { self }
+    }
+
+    /// The letters, in redis-server's order; `N` for none.
+    pub fn letters(self) -> String {
+        let mut text: String = [
+            (Flags::MONITOR, 'O'),
+            (Flags::PUBSUB, 'P'),
+            (Flags::MULTI, 'x'),
+            (Flags::BLOCKED, 'b'),
+            (Flags::TRACKING, 't'),
+            (Flags::READONLY, 'r'),
+        ]
+        .iter()
+        .filter(|(flag, _)| self.contains(*flag))
+        .map(|&(_, letter)| letter)
+        .collect();
+        if text.is_empty() {
+            text.push('N');
+        }
+        text
+    }
+}
+
+/// What another session asks of this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Close now (`CLIENT KILL`, `ACL DELUSER`).
+    Kill,
+    /// End the blocked command here, closing its node connection (`CLIENT UNBLOCK` when the
+    /// node can't be asked to).
+    Unblock(UnblockMode),
+}
+
+/// The node connection a blocked client waits on.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    /// The node running the blocked command.
+    pub node: Arc<Node>,
+    /// That connection's client id on the node.
+    pub node_client: Arc<NodeClientId>,
+}
+
+/// A dedicated connection's client id on its node, learned from a `CLIENT ID` sent ahead of
+/// its first command.
+#[derive(Debug)]
+pub struct NodeClientId(Mutex<IdState>);
+
+#[derive(Debug)]
+enum IdState {
+    Asked(oneshot::Receiver<NodeResult>),
+    Known(i64),
+    Unknown,
+}
+
+impl NodeClientId {
+    /// The id the node will give in its reply on `rx`.
+    pub fn asked(rx: oneshot::Receiver<NodeResult>) -> NodeClientId {
+        NodeClientId(Mutex::new(IdState::Asked(rx)))
+    }
+
+    /// An id that will never be known.
+    pub fn unknown() -> NodeClientId {
+        NodeClientId(Mutex::new(IdState::Unknown))
+    }
+
+    /// The id, once the node answered (`None`: no answer yet, or the node refused `CLIENT ID`).
+    pub fn get(&self) -> Option<i64> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let IdState::Asked(rx) = &mut *state {
+            match rx.try_recv() {
+                Ok(Ok(reply)) => {
+                    *state = match View::of(reply.raw()).and_then(|v| v.integer()) {
+                        Some(id) => IdState::Known(id),
+                        None => IdState::Unknown,
+                    };
+                }
+                Err(oneshot::error::TryRecvError::Empty) => return None,
+                Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
+                    *state = IdState::Unknown;
+                }
+            }
+        }
+        match *state {
+            IdState::Known(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+impl ClientEntry {
+    /// A new client's entry.
+    pub fn new(
+        id: u64,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        fd: i64,
+    ) -> ClientEntry {
+        ClientEntry {
+            id,
+            peer,
+            local,
+            fd,
+            connected: Instant::now(),
+            active_ms: AtomicU64::new(0),
+            command: AtomicUsize::new(0),
+            net_in: AtomicU64::new(0),
+            net_out: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            profile: Mutex::new(Profile {
+                multi: -1,
+                resp: 2,
+                ..Profile::default()
+            }),
+            blocked: Mutex::new(None),
+            killed: AtomicBool::new(false),
+            order: Mutex::new(None),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Seconds since the client connected.
+    pub fn age_secs(&self) -> u64 {
+        self.connected.elapsed().as_secs()
+    }
+
+    /// Seconds since the client's last read or write.
+    pub fn idle_secs(&self) -> u64 {
+        let active = self.active_ms.load(Ordering::Relaxed);
+        (self.connected.elapsed().as_millis() as u64).saturating_sub(active) / 1000
+    }
+
+    /// Records a read of `bytes` from the client at `now`.
+    pub fn read(&self, bytes: usize, now: Instant) {
+        self.net_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.touch(now);
+    }
+
+    /// Records a write of `bytes` to the client at `now`.
+    pub fn wrote(&self, bytes: usize, now: Instant) {
+        self.net_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.touch(now);
+    }
+
+    fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.connected).as_millis() as u64;
+        self.active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Records a command: its metrics row (see [`crate::metrics::Metrics::command_row`]).
+    pub fn command(&self, row: usize) {
+        self.command.store(row + 1, Ordering::Relaxed);
+        self.commands.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The last command's metrics row, if any.
+    pub fn last_command(&self) -> Option<usize> {
+        self.command.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// Bytes read from and written to the client, and commands it sent.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.net_in.load(Ordering::Relaxed),
+            self.net_out.load(Ordering::Relaxed),
+            self.commands.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The published profile.
+    pub fn profile(&self) -> MutexGuard<'_, Profile> {
+        self.profile.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes a changed profile.
+    pub fn set_profile(&self, profile: Profile) {
+        *self.profile() = profile;
+    }
+
+    /// Publishes where the client is blocked (`None`: it no longer is).
+    pub fn set_blocked(&self, blocked: Option<Blocked>) {
+        *self.blocked.lock().unwrap_or_else(|e| e.into_inner()) = blocked;
+    }
+
+    /// Where the client is blocked, if it is.
+    pub fn blocked_on(&self) -> Option<Blocked> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Leaves `order` for the session and wakes it. A kill is final: it hides the entry from
+    /// listings at once, and no later order replaces it.
+    pub fn order(&self, order: Order) {
+        {
+            let mut slot = self.order.lock().unwrap_or_else(|e| e.into_inner());
+            if *slot == Some(Order::Kill) {
+                return;
+            }
+            *slot = Some(order);
+        }
+        if order == Order::Kill {
+            self.killed.store(true, Ordering::Release);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Whether the client was ordered to close.
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// The order left for the session, taken.
+    pub fn take_order(&self) -> Option<Order> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Resolves when an order is left (or was left before the call).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: an order left while nobody waits is kept for the next call.
+    pub async fn ordered(&self) {
+        self.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_print_in_redis_order_and_n_when_none() {
+        assert_eq!(Flags::default().letters(), "N");
+        let flags = Flags::default()
+            .with(Flags::READONLY, true)
+            .with(Flags::BLOCKED, true)
+            .with(Flags::PUBSUB, true)
+            .with(Flags::MULTI, false);
+        assert_eq!(flags.letters(), "Pbr");
+    }
+
+    #[test]
+    fn a_kill_is_not_replaced_by_a_later_unblock() {
+        let entry = ClientEntry::new(1, None, None, -1);
+        entry.order(Order::Kill);
+        entry.order(Order::Unblock(UnblockMode::Error));
+        assert!(entry.killed());
+        assert_eq!(entry.take_order(), Some(Order::Kill));
+    }
+}

@@ -1,0 +1,179 @@
+//! slotproxy's own clients, as `CLIENT LIST`, `CLIENT KILL` and `CLIENT UNBLOCK` see them.
+//!
+//! Every session registers a [`ClientEntry`] when it starts and removes it when it ends (the
+//! [`Registration`] guard). Sessions run on different worker threads, so an entry is what a
+//! session *publishes* about itself, readable from any thread: its addresses (fixed), a few
+//! counters it bumps with relaxed atomics (last command, last activity, bytes and commands),
+//! and a small [`Profile`] behind a lock that the session writes only when it changes (name,
+//! user, flags, subscriptions, transaction, protocol). Nothing walks the registry per request:
+//! it is read only when a client asks (`CLIENT LIST`, `CLIENT KILL`, `INFO clients`).
+//!
+//! Another session is acted on through its entry's orders: [`Order::Kill`] (the session closes
+//! at once, as redis-server frees a killed client) and [`Order::Unblock`] (see `unblock.rs`).
+//! This module knows nothing of the session itself.
+
+mod entry;
+mod filter;
+mod line;
+mod unblock;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub use entry::{Blocked, ClientEntry, Flags, NodeClientId, Order, Profile};
+pub use filter::{ClientType, KillFilter, ListFilter};
+pub use line::client_line;
+pub use unblock::{UnblockMode, node_unblock_command};
+
+/// Every connected client's entry, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    clients: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+}
+
+impl Registry {
+    /// Adds `entry`; the returned guard removes it when dropped.
+    pub fn register(self: &Arc<Self>, entry: Arc<ClientEntry>) -> Registration {
+        self.lock().insert(entry.id, entry.clone());
+        Registration {
+            registry: self.clone(),
+            entry,
+        }
+    }
+
+    /// Every live (not killed) entry, in id order (the order clients connected in).
+    pub fn entries(&self) -> Vec<Arc<ClientEntry>> {
+        self.lock()
+            .values()
+            .filter(|e| !e.killed())
+            .cloned()
+            .collect()
+    }
+
+    /// The live entry of client `id`.
+    pub fn get(&self, id: u64) -> Option<Arc<ClientEntry>> {
+        self.lock().get(&id).filter(|e| !e.killed()).cloned()
+    }
+
+    /// Clients connected and not killed.
+    pub fn len(&self) -> usize {
+        self.lock().values().filter(|e| !e.killed()).count()
+    }
+
+    /// True when no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Clients blocked in a command on a node (`INFO clients` `blocked_clients`).
+    pub fn blocked(&self) -> usize {
+        self.entries()
+            .iter()
+            .filter(|e| e.profile().flags.contains(Flags::BLOCKED))
+            .count()
+    }
+
+    /// Orders every client `filter` matches, other than `caller`, to close; returns how many
+    /// matched, counting `caller` when it matched and `SKIPME no` (the caller closes itself
+    /// after its reply), and whether it did.
+    pub fn kill(&self, filter: &KillFilter, caller: u64) -> (usize, bool) {
+        let mut count = 0;
+        let mut caller_matched = false;
+        for entry in self.entries() {
+            if !filter.matches(&entry) {
+                continue;
+            }
+            if entry.id == caller {
+                if filter.skip_me {
+                    continue;
+                }
+                caller_matched = true;
+            } else {
+                entry.order(Order::Kill);
+            }
+            count += 1;
+        }
+        (count, caller_matched)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ClientEntry>>> {
+        // An entry map is valid whatever a panicking holder did to it.
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A session's place in the [`Registry`]; dropping it removes the entry.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<Registry>,
+    entry: Arc<ClientEntry>,
+}
+
+impl Registration {
+    /// The session's entry.
+    pub fn entry(&self) -> &Arc<ClientEntry> {
+        &self.entry
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.entry.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, port: u16) -> Arc<ClientEntry> {
+        Arc::new(ClientEntry::new(
+            id,
+            Some(([127, 0, 0, 1], port).into()),
+            Some(([127, 0, 0, 1], 6379).into()),
+            -1,
+        ))
+    }
+
+    #[test]
+    fn entries_leave_with_their_registration_and_killed_ones_are_not_listed() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.register(entry(1, 5001));
+        let b = registry.register(entry(2, 5002));
+        assert_eq!(registry.len(), 2);
+        let filter = KillFilter::parse(&[b"ID".as_ref().into(), b"2".as_ref().into()], |_| true)
+            .expect("parses");
+        assert_eq!(registry.kill(&filter, 1), (1, false));
+        assert!(b.entry().killed());
+        assert_eq!(b.entry().take_order(), Some(Order::Kill));
+        assert_eq!(
+            registry.entries().iter().map(|e| e.id).collect::<Vec<_>>(),
+            [1]
+        );
+        drop(b);
+        drop(a);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn the_caller_is_skipped_unless_skipme_no() {
+        let registry = Arc::new(Registry::default());
+        let _a = registry.register(entry(1, 5001));
+        let by_addr = |skip: &'static [u8]| {
+            KillFilter::parse(
+                &[
+                    b"ADDR".as_ref().into(),
+                    b"127.0.0.1:5001".as_ref().into(),
+                    b"SKIPME".as_ref().into(),
+                    skip.into(),
+                ],
+                |_| true,
+            )
+            .expect("parses")
+        };
+        assert_eq!(registry.kill(&by_addr(b"yes"), 1), (0, false));
+        assert_eq!(registry.kill(&by_addr(b"no"), 1), (1, true));
+        // The caller closes itself after its reply: its entry was not ordered.
+        assert_eq!(registry.get(1).map(|e| e.take_order()), Some(None));
+    }
+}
