@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 
 use super::Session;
 use super::scan::Fnv;
@@ -17,47 +16,6 @@ use crate::error::ReplyError;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_simple, write_text,
 };
-
-/// What `CLIENT INFO`/`CLIENT LIST` report about a client beyond its id and name.
-#[derive(Debug, Default)]
-pub(super) struct ClientInfo {
-    /// The client's address.
-    peer: Option<SocketAddr>,
-    /// The proxy address the client connected to; also the address cluster replies give.
-    local: Option<SocketAddr>,
-    /// The socket's file descriptor, -1 where there is none to show.
-    fd: i64,
-    /// `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
-    pub(super) lib_name: Option<Bytes>,
-    pub(super) lib_ver: Option<Bytes>,
-}
-
-impl ClientInfo {
-    /// The client's address for logs (`?` when unknown).
-    pub(super) fn peer_display(&self) -> String {
-        self.peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
-    }
-
-    /// The client's address, slotproxy's address it connected to, and the socket's fd.
-    pub(super) fn addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>, i64) {
-        (self.peer, self.local, self.fd)
-    }
-
-    /// Records the client's socket when its session starts.
-    pub(super) fn connected(&mut self, stream: &TcpStream) {
-        self.peer = stream.peer_addr().ok();
-        self.local = stream.local_addr().ok();
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd;
-            self.fd = i64::from(stream.as_raw_fd());
-        }
-        #[cfg(not(unix))]
-        {
-            self.fd = -1;
-        }
-    }
-}
 
 impl Session {
     /// Answers a `CLUSTER` or `CLIENT` introspection command.
@@ -168,7 +126,8 @@ impl Session {
     /// listen address).
     fn cluster_addr(&self) -> SocketAddr {
         self.info
-            .local
+            .addresses()
+            .1
             .or_else(|| self.shared.config.listen.parse().ok())
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379)))
     }

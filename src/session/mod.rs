@@ -16,6 +16,7 @@ mod acl;
 mod acl_command;
 mod algebra;
 mod attempt;
+mod client_info;
 mod clients;
 mod dispatch;
 mod handle;
@@ -148,7 +149,7 @@ pub struct Session {
     /// Connections of this session alone, per node and protocol (blocking commands).
     dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
-    info: introspect::ClientInfo,
+    info: client_info::ClientInfo,
     /// Nodes this session has written to, for `WAIT`.
     written: RefCell<writes::Written>,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
@@ -226,7 +227,7 @@ impl Session {
             hub_member: false,
             transaction: transaction_state::Transaction::default(),
             dedicated: RefCell::new(Vec::new()),
-            info: introspect::ClientInfo::default(),
+            info: client_info::ClientInfo::default(),
             written: RefCell::new(writes::Written::default()),
             tracking: None,
             monitor: None,

@@ -47,6 +47,7 @@ mod scripts;
 mod set_algebra;
 mod slots;
 mod strict_resp;
+mod structure;
 mod tls;
 mod tracking;
 mod transactions;
