@@ -65,6 +65,15 @@ impl Registry {
         self.len() == 0
     }
 
+    /// Connected clients speaking RESP2 and RESP3 (after `HELLO`), for the metrics.
+    pub fn by_protocol(&self) -> [usize; 2] {
+        let mut counts = [0, 0];
+        for entry in self.entries() {
+            counts[usize::from(entry.profile().resp == 3)] += 1;
+        }
+        counts
+    }
+
     /// Clients blocked in a command on a node (`INFO clients` `blocked_clients`).
     pub fn blocked(&self) -> usize {
         self.entries()

@@ -179,6 +179,16 @@ fn state_families(shared: &Shared) -> Vec<MetricFamily> {
         .sample(&[("result", "ok")], ok as f64)
         .sample(&[("result", "failed")], failed as f64);
     out.push(refreshes.done());
+    let [resp2, resp3] = shared.registry.by_protocol();
+    let mut protocols = Family::new(
+        "slotproxy_clients_by_protocol",
+        "Connected clients by the protocol they speak (resp3 after HELLO 3).",
+        MetricType::GAUGE,
+    );
+    protocols
+        .sample(&[("protocol", "resp2")], resp2 as f64)
+        .sample(&[("protocol", "resp3")], resp3 as f64);
+    out.push(protocols.done());
     let pubsub = shared.hub.counts();
     let mut held = Family::new(
         "slotproxy_pubsub_channels",

@@ -219,8 +219,18 @@ async fn pubsub_tracking_and_ping_figures_follow_the_clients() {
         (channels(), patterns(), subscribers()) == (2.0, 1.0, 1.0)
     });
 
+    let resp3 = figure("slotproxy_clients_by_protocol", r#"protocol="resp3""#);
+    let resp2 = figure("slotproxy_clients_by_protocol", r#"protocol="resp2""#);
+    assert_eq!(
+        (resp2(), resp3()),
+        (1.0, 0.0),
+        "the subscriber speaks RESP2"
+    );
     let mut tracker = proxy.raw_client().await;
     tracker.request(&[b"HELLO", b"3"]).await;
+    wait_until(Duration::from_secs(5), "HELLO 3 counted", || {
+        (resp2(), resp3()) == (1.0, 1.0)
+    });
     assert_eq!(
         tracker.request(&[b"CLIENT", b"TRACKING", b"ON"]).await,
         b"+OK\r\n"
