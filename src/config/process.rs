@@ -16,12 +16,17 @@ pub struct AdminConfig {
     /// Address of the admin listener, `host:port`; `""` turns it off. Loopback by default: it
     /// can reload the config and shows the topology, so expose it only where that is wanted.
     pub listen: String,
+    /// Count every command by name and outcome, with its latency as the client sees it
+    /// (`slotproxy_commands_total`, `slotproxy_command_duration_seconds`). Off spares each
+    /// request that bookkeeping; every other figure stays. Read at start.
+    pub command_metrics: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9379".to_string(),
+            command_metrics: true,
         }
     }
 }
@@ -148,6 +153,7 @@ mod tests {
     fn admin_listen_empty_is_off() {
         let admin = AdminConfig {
             listen: String::new(),
+            ..AdminConfig::default()
         };
         assert!(!admin.enabled());
         assert!(admin.listen_addrs().unwrap().is_empty());

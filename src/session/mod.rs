@@ -166,6 +166,8 @@ pub struct Session {
     /// Requests awaiting their reply, for the command metrics: queue index, command row, when
     /// it was read.
     timings: VecDeque<(u64, usize, Instant)>,
+    /// `[admin] command_metrics`: whether `timings` and the command metrics are kept.
+    command_metrics: bool,
     /// When the bytes being parsed were read.
     read_at: Instant,
     /// Turns true when the proxy starts draining.
@@ -207,6 +209,7 @@ impl Session {
         drop(live);
         let drain = shared.draining.subscribe();
         let (user, authenticated, user_generation) = Session::initial_user(&shared);
+        let command_metrics = shared.config.admin.command_metrics;
         Self {
             id,
             worker,
@@ -235,6 +238,7 @@ impl Session {
             budget,
             drain_waits_for_output: false,
             timings: VecDeque::new(),
+            command_metrics,
             read_at: Instant::now(),
             drain,
             draining: false,
@@ -475,7 +479,9 @@ impl Session {
                     let written = self.out.len();
                     let command = self.handle(request);
                     self.note_command(command);
-                    if self.pending.next_index() > index {
+                    if !self.command_metrics {
+                        // `[admin] command_metrics = false`: nothing to count.
+                    } else if self.pending.next_index() > index {
                         self.timings.push_back((index, command, self.read_at));
                     } else if self.out.len() > written {
                         // Answered at once, straight into the output buffer.

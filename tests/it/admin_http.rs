@@ -186,6 +186,38 @@ async fn metrics_move_under_load() {
     assert!(metric(&body, "process_open_fds", "").unwrap() > 0.0);
 }
 
+/// `[admin] command_metrics = false` spares requests the per-command counting: no command
+/// figure appears, while the other figures still move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_metrics_off_counts_no_command_but_keeps_the_rest() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start_with_admin(&cluster, |c| c.admin.command_metrics = false).await;
+    let admin = proxy.admin.unwrap();
+    let mut conn = proxy.client().await;
+    for i in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("quiet:{i}"))
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    let body = http_get(admin, "/metrics").body;
+    assert_eq!(
+        metric(&body, "slotproxy_commands_total", ""),
+        None,
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "slotproxy_command_duration_seconds_count", ""),
+        None
+    );
+    let requests = metric(&body, "slotproxy_node_requests_total", "").unwrap();
+    assert!(requests >= 50.0, "{requests}");
+    assert!(metric(&body, "slotproxy_client_received_bytes_total", "").unwrap() > 0.0);
+}
+
 /// The figures read from state when scraped follow what clients do: pub/sub subscriptions,
 /// tracking clients and their keys, and every node's health-check PING histogram.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
