@@ -68,6 +68,7 @@
 //! listener, config reload ([`reload`]) and the drain on shutdown ([`server`]).
 
 pub mod admin;
+pub mod alarm;
 pub mod auth;
 pub mod backend;
 pub mod clients;

@@ -47,6 +47,8 @@ pub async fn serve(
         }
     };
     shared.draining.send_replace(true);
+    // Sessions registered from here on see the flag themselves (`Session::run`).
+    shared.registry.ring_all(crate::alarm::Bells::DRAIN);
     info!(
         drain_delay_ms = delay.as_millis() as u64,
         clients = shared.clients.load(Ordering::Relaxed),

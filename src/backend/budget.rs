@@ -7,9 +7,10 @@
 //! arrive after that are dropped rather than held, so the bytes held stay near the limit however
 //! fast the nodes answer.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use tokio::sync::Notify;
+use crate::alarm::{Alarm, Bells};
 
 /// Reply bytes delivered to one session and not yet picked up, against a limit.
 #[derive(Debug)]
@@ -20,18 +21,19 @@ pub struct ReplyBudget {
     limit: usize,
     /// The limit was crossed once: the client is being disconnected.
     spent: AtomicBool,
-    over: Notify,
+    /// The session's alarm, rung once when the limit is crossed.
+    alarm: Arc<Alarm>,
 }
 
 impl ReplyBudget {
-    /// A budget that signals once more than `limit` bytes are held.
-    pub fn new(limit: usize) -> Self {
+    /// A budget that rings `alarm` once more than `limit` bytes are held.
+    pub fn new(limit: usize, alarm: Arc<Alarm>) -> Self {
         Self {
             held: AtomicUsize::new(0),
             buffered: AtomicUsize::new(0),
             limit,
             spent: AtomicBool::new(false),
-            over: Notify::new(),
+            alarm,
         }
     }
 
@@ -46,7 +48,7 @@ impl ReplyBudget {
         let held = self.held.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if held + self.buffered.load(Ordering::Relaxed) > self.limit {
             self.spent.store(true, Ordering::Relaxed);
-            self.over.notify_one();
+            self.alarm.ring(Bells::BUDGET);
         }
         true
     }
@@ -74,14 +76,6 @@ impl ReplyBudget {
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }
-
-    /// Resolves after `add` crossed the limit (at once if it did since the last call).
-    ///
-    /// # Cancel safety
-    /// Cancel safe: a crossing is remembered until the next call.
-    pub async fn exceeded(&self) {
-        self.over.notified().await;
-    }
 }
 
 #[cfg(test)]
@@ -90,11 +84,12 @@ mod tests {
 
     #[test]
     fn crossing_the_limit_is_signalled_and_taking_never_underflows() {
-        let budget = ReplyBudget::new(10);
+        let alarm = Arc::new(Alarm::default());
+        let budget = ReplyBudget::new(10, alarm.clone());
         assert!(budget.add(6));
         assert!(budget.add(4));
         assert_eq!(budget.held(), 10);
-        let mut crossed = std::pin::pin!(budget.exceeded());
+        let mut crossed = std::pin::pin!(alarm.rung());
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         assert!(crossed.as_mut().poll(&mut cx).is_pending());

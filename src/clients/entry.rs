@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use super::unblock::UnblockMode;
+use crate::alarm::{Alarm, Bells};
 use crate::backend::{Node, NodeResult};
 use crate::protocol::View;
 
@@ -36,7 +37,8 @@ pub struct ClientEntry {
     blocked: Mutex<Option<Blocked>>,
     killed: AtomicBool,
     order: Mutex<Option<Order>>,
-    wake: Notify,
+    /// The session's alarm, rung when an order is left.
+    alarm: Arc<Alarm>,
 }
 
 /// What a session publishes when it changes (rarely: not per request).
@@ -183,6 +185,7 @@ impl ClientEntry {
         peer: Option<SocketAddr>,
         local: Option<SocketAddr>,
         fd: i64,
+        alarm: Arc<Alarm>,
     ) -> ClientEntry {
         ClientEntry {
             id,
@@ -203,7 +206,7 @@ impl ClientEntry {
             blocked: Mutex::new(None),
             killed: AtomicBool::new(false),
             order: Mutex::new(None),
-            wake: Notify::new(),
+            alarm,
         }
     }
 
@@ -291,7 +294,12 @@ impl ClientEntry {
         if order == Order::Kill {
             self.killed.store(true, Ordering::Release);
         }
-        self.wake.notify_one();
+        self.alarm.ring(Bells::ORDER);
+    }
+
+    /// Rings the session's alarm.
+    pub fn ring(&self, bell: Bells) {
+        self.alarm.ring(bell);
     }
 
     /// Whether the client was ordered to close.
@@ -302,14 +310,6 @@ impl ClientEntry {
     /// The order left for the session, taken.
     pub fn take_order(&self) -> Option<Order> {
         self.order.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    /// Resolves when an order is left (or was left before the call).
-    ///
-    /// # Cancel safety
-    /// Cancel safe: an order left while nobody waits is kept for the next call.
-    pub async fn ordered(&self) {
-        self.wake.notified().await;
     }
 }
 
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn a_kill_is_not_replaced_by_a_later_unblock() {
-        let entry = ClientEntry::new(1, None, None, -1);
+        let entry = ClientEntry::new(1, None, None, -1, Default::default());
         entry.order(Order::Kill);
         entry.order(Order::Unblock(UnblockMode::Error));
         assert!(entry.killed());

@@ -56,6 +56,7 @@ mod tests {
             Some(([127, 0, 0, 1], 5000).into()),
             Some(([127, 0, 0, 1], 6379).into()),
             12,
+            Default::default(),
         );
         entry.set_profile(Profile {
             name: Some(Bytes::from_static(b"worker")),

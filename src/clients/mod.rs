@@ -65,6 +65,13 @@ impl Registry {
         self.len() == 0
     }
 
+    /// Rings every registered session's alarm (the drain began).
+    pub fn ring_all(&self, bell: crate::alarm::Bells) {
+        for entry in self.lock().values() {
+            entry.ring(bell);
+        }
+    }
+
     /// Connected clients speaking RESP2 and RESP3 (after `HELLO`), for the metrics.
     pub fn by_protocol(&self) -> [usize; 2] {
         let mut counts = [0, 0];
@@ -141,6 +148,7 @@ mod tests {
             Some(([127, 0, 0, 1], port).into()),
             Some(([127, 0, 0, 1], 6379).into()),
             -1,
+            Default::default(),
         ))
     }
 

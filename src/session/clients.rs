@@ -31,7 +31,13 @@ impl Session {
     /// Adds this session to the registry (once its socket's addresses are known).
     pub(super) fn take_seat(&mut self) {
         let (peer, local, fd) = self.info.addresses();
-        let entry = Arc::new(ClientEntry::new(self.id, peer, local, fd));
+        let entry = Arc::new(ClientEntry::new(
+            self.id,
+            peer,
+            local,
+            fd,
+            self.alarm.clone(),
+        ));
         let registration = self.shared.registry.register(entry);
         self.seat = Some(Seat {
             registration,

@@ -56,6 +56,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use crate::alarm::{Alarm, Bells};
 use crate::backend::ReplyBudget;
 use crate::cluster::Topology;
 use crate::command::CommandTable;
@@ -160,6 +161,9 @@ pub struct Session {
     recent_writes: RefCell<writes::WrittenSlots>,
     /// Reply bytes node connections handed over that the session has not picked up yet.
     budget: Arc<ReplyBudget>,
+    /// Rung by other tasks and threads: reply budget crossed, an order from another session,
+    /// the drain.
+    alarm: Arc<Alarm>,
     /// Inbox frames wait for the output buffer to drain below `output::DRAIN_BYTES`: once a
     /// flush gets it there, collect again without waiting for another event.
     drain_waits_for_output: bool,
@@ -205,7 +209,11 @@ impl Session {
         let read_policy = live.read_policy;
         let inbox = Inbox::new(Protocol::Resp2, live.session.pubsub_limits());
         let recent_writes = writes::WrittenSlots::new(live.session.read_your_writes_window());
-        let budget = Arc::new(ReplyBudget::new(live.session.max_output_buffer_bytes));
+        let alarm = Arc::new(Alarm::default());
+        let budget = Arc::new(ReplyBudget::new(
+            live.session.max_output_buffer_bytes,
+            alarm.clone(),
+        ));
         drop(live);
         let drain = shared.draining.subscribe();
         let (user, authenticated, user_generation) = Session::initial_user(&shared);
@@ -236,6 +244,7 @@ impl Session {
             monitor: None,
             recent_writes: RefCell::new(recent_writes),
             budget,
+            alarm,
             drain_waits_for_output: false,
             timings: VecDeque::new(),
             command_metrics,
@@ -265,17 +274,15 @@ impl Session {
         self.info.connected(&stream);
         self.take_seat();
         let seat_entry = self.seat.as_ref().map(|s| s.entry().clone());
-        let mut ordered = std::pin::pin!(next_order(seat_entry.clone()));
+        let alarm = self.alarm.clone();
+        // Registered before this look: a drain that began earlier is seen here, a later one
+        // rings the alarm (see `Registry::ring_all`).
+        if self.drain.has_changed().unwrap_or(false) {
+            alarm.ring(Bells::DRAIN);
+        }
         let (mut reader, writer) = stream.into_split();
         let mut inbuf = BytesMut::new();
         let mut read_chunk = MIN_READ_CHUNK;
-        // Made once and kept across loop passes: making them anew for every event would
-        // register and remove a waiter (a lock each) every time.
-        let budget = self.budget.clone();
-        let mut over_budget = std::pin::pin!(budget.exceeded());
-        let mut over_budget_seen = false;
-        let mut drain = self.drain.clone();
-        let mut drain_began = std::pin::pin!(drain.changed());
         let (max_in_flight, max_output) = {
             let live = self.shared.live.load();
             (
@@ -372,9 +379,9 @@ impl Session {
             let offered = inbuf.capacity() - inbuf.len();
             let front = self.pending.front_wait();
             self.publish_client();
-            let event = tokio::select! {
+            let mut event = tokio::select! {
                 biased;
-                () = &mut ordered => Event::Ordered,
+                bells = alarm.rung() => Event::Alarm(bells),
                 result = queue::front_reply(&mut self.pending), if front.reply => {
                     Event::Reply(result)
                 }
@@ -389,23 +396,21 @@ impl Session {
                 }
                 ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
-                // Each fires once: the session closes after the first, and stops reading
-                // after the second.
-                () = &mut over_budget, if !over_budget_seen => Event::OverBudget,
-                _ = &mut drain_began, if !self.draining => Event::Drain,
             };
-            match event {
-                Event::Ordered => {
-                    ordered.set(next_order(seat_entry.clone()));
-                    if !self.obey() {
-                        // As redis-server frees a killed client: at once, unsent replies too.
-                        return;
-                    }
+            if let Event::Alarm(bells) = event {
+                // Over budget: the check at the top of the loop closes the session.
+                if bells.contains(Bells::ORDER) && !self.obey() {
+                    // As redis-server frees a killed client: at once, unsent replies too.
+                    return;
                 }
+                if bells.contains(Bells::DRAIN) && !self.draining {
+                    event = Event::Drain;
+                }
+            }
+            match event {
+                Event::Alarm(_) => {}
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
-                // The check at the top of the loop closes the session.
-                Event::OverBudget => over_budget_seen = true,
                 Event::Invalidation(push) => self.invalidation(push),
                 Event::Monitor(Some(line)) => {
                     self.out.extend_from_slice(&line);
@@ -609,14 +614,6 @@ impl Drop for Session {
     }
 }
 
-/// Resolves when another session leaves this one an order (never without an entry).
-async fn next_order(entry: Option<Arc<crate::clients::ClientEntry>>) {
-    match entry {
-        Some(entry) => entry.ordered().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The next invalidation for a tracking client.
 async fn next_invalidation(tracking: &mut Option<tracking_state::Tracking>) -> Option<Bytes> {
     match tracking {
@@ -636,10 +633,9 @@ async fn next_monitor_line(
 }
 
 enum Event {
-    /// Another session left an order (kill, unblock).
-    Ordered,
-    /// Node connections handed over more reply bytes than the output limit.
-    OverBudget,
+    /// The session's alarm rang: an order from another session (kill, unblock), the reply
+    /// budget crossed, or the drain began.
+    Alarm(Bells),
     Drain,
     Monitor(Option<Bytes>),
     Invalidation(Bytes),
