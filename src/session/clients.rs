@@ -5,7 +5,6 @@
 //! Publishing costs a few comparisons per pass of the session's loop (not per request): the
 //! profile behind the entry's lock is written only when something in it changed.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -47,7 +46,7 @@ impl Session {
                 ..Profile::default()
             },
             blocked_on: None,
-            node_ids: RefCell::new(Vec::new()),
+            node_ids: Vec::new(),
         });
         self.publish_client();
     }
@@ -102,7 +101,7 @@ impl Session {
             return;
         }
         let node_client = blocked.as_ref().and_then(|node| {
-            let ids = seat.node_ids.borrow();
+            let ids = &seat.node_ids;
             ids.iter()
                 .rev()
                 .find(|(n, p, _)| Arc::ptr_eq(n, node) && *p == self.protocol)
@@ -142,12 +141,13 @@ impl Session {
 
     /// A dedicated connection was just opened: ask the node for its client id on it, ahead of
     /// its first command (for `CLIENT UNBLOCK`).
-    pub(super) fn dedicated_opened(&self, node: &Arc<Node>, lane: &Lane) {
-        let Some(seat) = &self.seat else { return };
+    pub(super) fn dedicated_opened(&mut self, node: &Arc<Node>, lane: &Lane) {
+        let protocol = self.protocol;
+        let Some(seat) = &mut self.seat else { return };
         let id = NodeClientId::asked(lane.send(Outgoing::new(Bytes::from_static(CLIENT_ID))));
-        let mut ids = seat.node_ids.borrow_mut();
-        ids.retain(|(n, p, _)| !(Arc::ptr_eq(n, node) && *p == self.protocol));
-        ids.push((node.clone(), self.protocol, Arc::new(id)));
+        let ids = &mut seat.node_ids;
+        ids.retain(|(n, p, _)| !(Arc::ptr_eq(n, node) && *p == protocol));
+        ids.push((node.clone(), protocol, Arc::new(id)));
     }
 
     /// Records the command just read (its metrics row), for `cmd=` and `tot-cmds=`.

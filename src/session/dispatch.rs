@@ -192,9 +192,7 @@ impl Session {
             }
             Plan::FanOut { merge, .. } => {
                 if writes && self.tracks_writes() {
-                    self.recent_writes
-                        .borrow_mut()
-                        .note_everything(Instant::now());
+                    self.recent_writes.note_everything(Instant::now());
                 }
                 let slots = split::shard_slots(map);
                 if slots.is_empty() {
@@ -245,7 +243,7 @@ impl Session {
     /// slot's primary is still that node; otherwise the transaction can't run where `WATCH`
     /// was, and `EXEC` answers nil as for a changed watched key.
     fn start_watched_exec(
-        &self,
+        &mut self,
         map: &SlotMap,
         batch: Request,
         target: Target,
@@ -271,7 +269,7 @@ impl Session {
 
     /// Sends a split's held parts once its first part has settled and ran (an array reply);
     /// if it did not (nil: a watched key changed; an error), they are never sent.
-    fn release_held(&self, split: &mut Split) {
+    fn release_held(&mut self, split: &mut Split) {
         let first_ran = match split.parts.first() {
             Some(Step::Done(reply)) => Some(super::per_slot::ran(reply)),
             _ => None,
@@ -327,7 +325,10 @@ impl Session {
             loop {
                 let next = match std::mem::replace(part, Step::Done(placeholder())) {
                     Step::Waiting(mut in_flight) => match in_flight.try_reply() {
-                        Some(result) => self.follow(self.settle(in_flight, result)),
+                        Some(result) => {
+                            let settled = self.settle(in_flight, result);
+                            self.follow(settled)
+                        }
                         None => {
                             *part = Step::Waiting(in_flight);
                             break;
@@ -374,7 +375,10 @@ impl Session {
     pub(super) fn settle_front(&mut self, event: FrontEvent) {
         match (event, self.pending.pop_front()) {
             (FrontEvent::Single(result), Some(Pending::Waiting(in_flight))) => {
-                let step = self.follow(self.settle(in_flight, result));
+                let step = {
+                    let settled = self.settle(in_flight, result);
+                    self.follow(settled)
+                };
                 self.pending.push_front(into_pending(step));
             }
             (FrontEvent::Task(outcome), Some(task @ Pending::Task(_))) => {
@@ -385,7 +389,10 @@ impl Session {
                 if let Step::Waiting(in_flight) =
                     std::mem::replace(&mut split.parts[index], Step::Done(placeholder()))
                 {
-                    split.parts[index] = self.follow(self.settle(in_flight, result));
+                    split.parts[index] = {
+                        let settled = self.settle(in_flight, result);
+                        self.follow(settled)
+                    };
                 }
                 self.pending.push_front(Pending::Split(split));
             }
@@ -401,7 +408,7 @@ impl Session {
     /// backoff, like one for an unreachable node, until the primary answers again or the map
     /// names its replacement (the refresher is already looking for one), or the retry deadline
     /// passes. Sending it would only leave it hanging on a node that may never answer.
-    fn send(&self, map: &SlotMap, request: Request, target: Target, attempt: Attempt) -> Step {
+    fn send(&mut self, map: &SlotMap, request: Request, target: Target, attempt: Attempt) -> Step {
         let choice = match target {
             Target::Slot(slot) => map.shard(slot).map(|shard| self.pick(shard, slot, attempt)),
             Target::Replica(slot, i) => map
@@ -425,7 +432,8 @@ impl Session {
             Some(Ok((node, replica_read))) => {
                 if !replica_read && !attempt.interrupt && !node.health().is_up() {
                     let error = ReplyError::PrimaryDown(node.addr().to_string());
-                    return self.follow(self.backoff(request, target, attempt, error.to_bytes()));
+                    let settled = self.backoff(request, target, attempt, error.to_bytes());
+                    return self.follow(settled);
                 }
                 if attempt.writes
                     && let Target::Slot(slot) = target
@@ -442,7 +450,8 @@ impl Session {
                     Target::Replica(slot, _) => ReplyError::ReplicaGone(slot.0),
                     Target::AnyPrimary => ReplyError::NoNodeKnown,
                 };
-                self.follow(self.backoff(request, target, attempt, error.to_bytes()))
+                let settled = self.backoff(request, target, attempt, error.to_bytes());
+                self.follow(settled)
             }
         }
     }
@@ -461,7 +470,7 @@ impl Session {
         {
             return primary();
         }
-        if self.tracks_writes() && self.recent_writes.borrow().recent(slot, Instant::now()) {
+        if self.tracks_writes() && self.recent_writes.recent(slot, Instant::now()) {
             return primary();
         }
         match pick::choose(
@@ -483,14 +492,14 @@ impl Session {
     }
 
     /// Records a write to `slot` now, when read-your-writes is on.
-    pub(super) fn note_write(&self, slot: Slot) {
+    pub(super) fn note_write(&mut self, slot: Slot) {
         if self.tracks_writes() {
-            self.recent_writes.borrow_mut().note(slot, Instant::now());
+            self.recent_writes.note(slot, Instant::now());
         }
     }
 
     pub(super) fn send_to(
-        &self,
+        &mut self,
         node: Arc<Node>,
         request: Request,
         target: Target,
@@ -501,7 +510,7 @@ impl Session {
     }
 
     fn send_via(
-        &self,
+        &mut self,
         node: Arc<Node>,
         replica_read: bool,
         request: Request,
@@ -524,7 +533,7 @@ impl Session {
 
     /// Acts on a settled reply: the final reply or a backoff as it is, a redirect or a script
     /// reload sent now.
-    pub(super) fn follow(&self, settled: Settled) -> Step {
+    pub(super) fn follow(&mut self, settled: Settled) -> Step {
         match settled {
             Settled::Done(reply) => Step::Done(reply),
             Settled::Backoff(retry) => Step::Backoff(retry),
@@ -546,7 +555,7 @@ impl Session {
     /// Requests the session pipelined to the node after the first try have already run by then:
     /// they saw the keys as before the script, as if the client had sent the script after them
     /// (a client that reloads scripts itself on `NOSCRIPT` reorders the same way).
-    fn send_reload(&self, body: Bytes, mut again: Resend) -> Step {
+    fn send_reload(&mut self, body: Bytes, mut again: Resend) -> Step {
         let request = &again.request;
         let mut payload = BytesMut::with_capacity(body.len() + request.raw().len() + 64);
         let load = [
@@ -567,7 +576,7 @@ impl Session {
 
     /// Writes `payload` (`replies` replies; `asking`: the connection sends ASKING first) to the
     /// session's connection to `sent.node`, and records it as in flight.
-    fn send_payload(&self, payload: Bytes, replies: usize, asking: bool, sent: Resend) -> Step {
+    fn send_payload(&mut self, payload: Bytes, replies: usize, asking: bool, sent: Resend) -> Step {
         let rx = self.enqueue(
             &sent.node,
             sent.replica_read,
@@ -591,7 +600,7 @@ impl Session {
     /// Queues `payload` on the session's connection to `node`: its dedicated one, or its lane
     /// of the shared ones.
     pub(super) fn enqueue(
-        &self,
+        &mut self,
         node: &Arc<Node>,
         replica_read: bool,
         attempt: Attempt,
@@ -602,7 +611,7 @@ impl Session {
         // Anything not known to be read-only counts as a write (for `ack = replicated`).
         let write = !attempt.read_only;
         if write && !replica_read {
-            self.written.borrow_mut().note(node, attempt.dedicated);
+            self.written.note(node, attempt.dedicated);
         }
         let request = Outgoing {
             payload,
@@ -619,17 +628,15 @@ impl Session {
         }
     }
 
-    pub(super) fn drop_dedicated(&self, node: &Arc<Node>) {
-        self.dedicated
-            .borrow_mut()
-            .retain(|(n, _, _)| !Arc::ptr_eq(n, node));
+    pub(super) fn drop_dedicated(&mut self, node: &Arc<Node>) {
+        self.dedicated.retain(|(n, _, _)| !Arc::ptr_eq(n, node));
     }
 
     /// This session's own connection to `node` in its protocol, opened on first use and kept
     /// for the session's later blocking commands.
-    pub(super) fn dedicated_lane(&self, node: &Arc<Node>) -> Lane {
-        let mut lanes = self.dedicated.borrow_mut();
-        if let Some((_, _, lane)) = lanes
+    pub(super) fn dedicated_lane(&mut self, node: &Arc<Node>) -> Lane {
+        if let Some((_, _, lane)) = self
+            .dedicated
             .iter()
             .find(|(n, p, _)| Arc::ptr_eq(n, node) && *p == self.protocol)
         {
@@ -637,7 +644,8 @@ impl Session {
         }
         let lane = node.dedicated(self.protocol);
         self.dedicated_opened(node, &lane);
-        lanes.push((node.clone(), self.protocol, lane.clone()));
+        self.dedicated
+            .push((node.clone(), self.protocol, lane.clone()));
         lane
     }
 }

@@ -43,7 +43,6 @@ mod transaction_state;
 mod wait;
 mod writes;
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -148,17 +147,17 @@ pub struct Session {
     /// MULTI/WATCH state.
     transaction: transaction_state::Transaction,
     /// Connections of this session alone, per node and protocol (blocking commands).
-    dedicated: RefCell<Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>>,
+    dedicated: Vec<(Arc<crate::backend::Node>, Protocol, crate::backend::Lane)>,
     /// Addresses and library info for `CLIENT INFO`/`LIST` and the cluster replies.
     info: client_info::ClientInfo,
     /// Nodes this session has written to, for `WAIT`.
-    written: RefCell<writes::Written>,
+    written: writes::Written,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
     tracking: Option<tracking_state::Tracking>,
     /// `MONITOR` lines from every node, once the client asked (and the config allows it).
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
     /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
-    recent_writes: RefCell<writes::WrittenSlots>,
+    recent_writes: writes::WrittenSlots,
     /// Reply bytes node connections handed over that the session has not picked up yet.
     budget: Arc<ReplyBudget>,
     /// Rung by other tasks and threads: reply budget crossed, an order from another session,
@@ -237,12 +236,12 @@ impl Session {
             inbox_waits: 0,
             hub_member: false,
             transaction: transaction_state::Transaction::default(),
-            dedicated: RefCell::new(Vec::new()),
+            dedicated: Vec::new(),
             info: client_info::ClientInfo::default(),
-            written: RefCell::new(writes::Written::default()),
+            written: writes::Written::default(),
             tracking: None,
             monitor: None,
-            recent_writes: RefCell::new(recent_writes),
+            recent_writes,
             budget,
             alarm,
             drain_waits_for_output: false,

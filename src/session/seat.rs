@@ -2,7 +2,6 @@
 //! it last published there, and the client ids its dedicated connections have on their nodes
 //! (`clients.rs` keeps them up to date).
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::backend::Node;
@@ -16,7 +15,7 @@ pub(super) struct Seat {
     /// The node connection the published `Blocked` names (`None`: not blocked).
     pub(super) blocked_on: Option<Arc<Node>>,
     /// Each dedicated connection's client id on its node, as they were opened.
-    pub(super) node_ids: RefCell<Vec<NodeIdOf>>,
+    pub(super) node_ids: Vec<NodeIdOf>,
 }
 
 /// A dedicated connection (by node and protocol) and its client id on the node.

@@ -62,7 +62,7 @@ impl Session {
 
     /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
     /// read-your-writes, since its reply may come long after it was sent.
-    pub(super) fn settle(&self, in_flight: InFlight, result: NodeResult) -> Settled {
+    pub(super) fn settle(&mut self, in_flight: InFlight, result: NodeResult) -> Settled {
         let (target, writes) = (in_flight.target, in_flight.attempt.writes);
         let step = self.settle_reply(in_flight, result);
         if writes

@@ -59,25 +59,22 @@ impl Session {
     /// polls as its queue entry (dropping it, when the client leaves, stops the waits). The
     /// client's timeout counts from now.
     pub(super) fn start_wait(
-        &self,
+        &mut self,
         wait: Wait,
     ) -> Result<impl Future<Output = Bytes> + Send + 'static, ReplyError> {
-        let vias: Vec<Via> = {
-            let written = self.written.borrow();
-            written
-                .nodes()
-                .iter()
-                .map(|(node, dedicated)| match dedicated {
-                    true => Via::Dedicated(self.dedicated_lane(node)),
-                    false => Via::Shared {
-                        node: node.clone(),
-                        protocol: self.protocol,
-                        worker: self.worker,
-                        lane: self.id as usize,
-                    },
-                })
-                .collect()
-        };
+        let written = self.written.nodes().to_vec();
+        let vias: Vec<Via> = written
+            .iter()
+            .map(|(node, dedicated)| match dedicated {
+                true => Via::Dedicated(self.dedicated_lane(node)),
+                false => Via::Shared {
+                    node: node.clone(),
+                    protocol: self.protocol,
+                    worker: self.worker,
+                    lane: self.id as usize,
+                },
+            })
+            .collect();
         let vias = if !vias.is_empty() {
             vias
         } else {
