@@ -114,6 +114,7 @@ pub async fn run(
 ) -> Result<(), error::Error> {
     let process = Process {
         listeners: vec![listener],
+        tls_listeners: Vec::new(),
         admin: None,
         reload: None,
         workers: None,
@@ -125,6 +126,9 @@ pub async fn run(
 pub struct Process {
     /// Client listeners (one per address `listen` resolved to).
     pub listeners: Vec<TcpListener>,
+    /// TLS client listeners (one per address `tls_listen` resolved to); their clients use
+    /// `[tls]`.
+    pub tls_listeners: Vec<TcpListener>,
     /// The admin HTTP listener (`[admin] listen`), if on.
     pub admin: Option<TcpListener>,
     /// Re-reads the configuration on SIGHUP and `POST /reload`; `None`: reload is refused.
@@ -149,6 +153,11 @@ pub async fn run_with(
     config.validate()?;
     config.resolve_backend_credentials()?;
     config.load_backend_tls()?;
+    config.load_client_tls()?;
+    if !process.tls_listeners.is_empty() && config.tls.server.is_none() {
+        // TLS listeners bound by the caller, whatever `tls_listen` says.
+        config.tls.server = Some(server::tls::TlsServer::load(&config.tls)?);
+    }
     // Wrong credentials are an operator's mistake to report now, not a cluster to wait for.
     backend::setup::check_credentials(&config.seed_addrs(), &config.backend)
         .await
@@ -156,6 +165,7 @@ pub async fn run_with(
     let own: Vec<std::net::SocketAddr> = process
         .listeners
         .iter()
+        .chain(&process.tls_listeners)
         .filter_map(|l| l.local_addr().ok())
         .collect();
     let seeds = cluster::seeds::without_self(config.seed_addrs(), &own).await;
@@ -252,7 +262,7 @@ pub async fn run_with(
             "no seed answered yet; accepting clients anyway (they get CLUSTERDOWN until one does)"
         );
     }
-    server::serve(process.listeners, shared, shutdown).await;
+    server::serve(process.listeners, process.tls_listeners, shared, shutdown).await;
 
     let _ = stop.send(());
     if let Some(admin) = admin {

@@ -10,8 +10,8 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
+use crate::server::client_stream::ClientWriter;
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::tcp::OwnedWriteHalf;
 
 /// Replies at least this large are written from the node's bytes instead of being copied.
 const ZERO_COPY_BYTES: usize = 16 * 1024;
@@ -81,7 +81,7 @@ impl Output {
     ///
     /// # Errors
     /// The socket failed (a `WouldBlock` is not an error: it just took less).
-    pub(super) fn write_to(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<usize> {
+    pub(super) fn write_to(&mut self, writer: &ClientWriter) -> std::io::Result<usize> {
         let mut total = 0;
         while !self.is_empty() {
             let result = if self.queued.is_empty() {
@@ -192,7 +192,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let (_, writer) = client.into_split();
+        let (_, writer) = crate::server::ClientStream::Plain(client).into_split();
         let mut output = Output::default();
         let mut expected = Vec::new();
         for i in 0..100u8 {
