@@ -25,6 +25,8 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The admin HTTP listener, when started with [`TestProxy::start_with_admin`].
     pub admin: Option<SocketAddr>,
+    /// The TLS listener (`127.0.0.1:<ephemeral>`), when the config names a `[tls] cert_file`.
+    pub tls_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     /// `run`'s result, with errors as text; the sender is dropped if `run` panics.
     done: mpsc::Receiver<Result<(), String>>,
@@ -101,6 +103,19 @@ impl TestProxy {
             .map(|l| l.local_addr().expect("admin listener address"));
         config.admin.listen = admin.map(|a| a.to_string()).unwrap_or_default();
         edit(&mut config);
+        // A TLS listener beside the plain one when the test configured a certificate.
+        let tls_listener = config.tls.cert_file.is_some().then(|| {
+            let tls = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            tls.set_nonblocking(true)
+                .expect("make the TLS listener non-blocking");
+            tls
+        });
+        let tls_addr = tls_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("TLS listener address"));
+        if let Some(tls_addr) = tls_addr {
+            config.tls_listen = tls_addr.to_string();
+        }
 
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let (done_tx, done) = mpsc::channel();
@@ -126,8 +141,16 @@ impl TestProxy {
                         tokio::net::TcpListener::from_std(l)
                             .expect("register the admin listener with tokio")
                     });
+                    let tls_listeners = tls_listener
+                        .map(|l| {
+                            tokio::net::TcpListener::from_std(l)
+                                .expect("register the TLS listener with tokio")
+                        })
+                        .into_iter()
+                        .collect();
                     let process = slotproxy::Process {
                         listeners: vec![listener],
+                        tls_listeners,
                         admin,
                         reload: None,
                         workers: Some(workers),
@@ -141,6 +164,7 @@ impl TestProxy {
         let mut proxy = TestProxy {
             addr,
             admin,
+            tls_addr,
             shutdown: Some(shutdown),
             done,
             thread: Some(thread),
