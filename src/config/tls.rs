@@ -88,3 +88,46 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_listen_may_be_off_when_tls_listen_is_on() {
+        let mut config = Config {
+            listen: String::new(),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`listen`") && err.contains("tls_listen"),
+            "{err}"
+        );
+        config.tls_listen = "127.0.0.1:6380".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("tls.cert_file"), "{err}");
+        config.tls.cert_file = Some("/etc/proxy.crt".into());
+        config.tls.key_file = Some("/etc/proxy.key".into());
+        config.validate().expect("TLS only");
+        assert!(config.listen_addrs().unwrap().is_empty());
+        assert_eq!(
+            config.tls_listen_addrs().unwrap(),
+            vec!["127.0.0.1:6380".parse().unwrap()]
+        );
+        let err = config.load_client_tls().unwrap_err().to_string();
+        assert!(
+            err.contains("tls.cert_file") && err.contains("/etc/proxy.crt"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_files_are_not_needed_without_tls_listen() {
+        let mut config = Config::default();
+        config.tls.cert_file = Some("/nonexistent.crt".into());
+        config.validate().expect("valid");
+        config.load_client_tls().expect("nothing to load");
+        assert!(config.tls.server.is_none());
+    }
+}

@@ -187,6 +187,33 @@ async fn mutual_tls_and_an_acl_user_together() {
     );
 }
 
+/// Protected mode holds on the TLS listener too: a client from another host gets redis'
+/// protected-mode error, over TLS, and the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_mode_applies_to_tls_clients() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(certs.path(), "clients");
+    let cluster = TestCluster::start(3, 0);
+    let ip = crate::acl::non_loopback_ip();
+    let proxy = TestProxy::start_bound(&cluster, "0.0.0.0:0", |c| serve_tls(c, &ca)).await;
+    let tls_port = proxy.tls_addr.expect("a TLS listener").port();
+    let tls = ClientTls::trusting(&ca.cert);
+    let remote = tls
+        .connect(std::net::SocketAddr::new(ip, tls_port))
+        .await
+        .expect("the handshake succeeds; the refusal comes over TLS");
+    assert!(
+        remote
+            .first_reply
+            .starts_with(b"-DENIED Redis is running in protected mode"),
+        "{}",
+        text(&remote.first_reply)
+    );
+    // Loopback clients are served.
+    let local = tls.connect(proxy.tls_addr.unwrap()).await.unwrap();
+    assert_eq!(local.first_reply, b"+PONG\r\n");
+}
+
 /// The files of the `[tls]` section must exist and be usable: exit 2, naming the field and
 /// the file.
 #[test]

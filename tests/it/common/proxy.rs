@@ -103,18 +103,21 @@ impl TestProxy {
             .map(|l| l.local_addr().expect("admin listener address"));
         config.admin.listen = admin.map(|a| a.to_string()).unwrap_or_default();
         edit(&mut config);
-        // A TLS listener beside the plain one when the test configured a certificate.
+        // A TLS listener beside the plain one (same interface) when the test configured a
+        // certificate.
         let tls_listener = config.tls.cert_file.is_some().then(|| {
-            let tls = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            let tls = std::net::TcpListener::bind(SocketAddr::new(bound.ip(), 0))
+                .expect("bind the TLS listener");
             tls.set_nonblocking(true)
                 .expect("make the TLS listener non-blocking");
             tls
         });
-        let tls_addr = tls_listener
+        let tls_bound = tls_listener
             .as_ref()
             .map(|l| l.local_addr().expect("TLS listener address"));
-        if let Some(tls_addr) = tls_addr {
-            config.tls_listen = tls_addr.to_string();
+        let tls_addr = tls_bound.map(|a| SocketAddr::new(addr.ip(), a.port()));
+        if let Some(tls_bound) = tls_bound {
+            config.tls_listen = tls_bound.to_string();
         }
 
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();

@@ -109,9 +109,11 @@ impl ClientTls {
             let mut client = TlsRawClient {
                 stream,
                 pending: Vec::new(),
+                first_reply: Vec::new(),
             };
             // Any reply (`-NOAUTH` too) means the handshake succeeded.
-            client.try_read_reply().await.map(|_| client)
+            client.first_reply = client.try_read_reply().await?;
+            Ok(client)
         };
         tokio::time::timeout(IO_TIMEOUT, attempt)
             .await
@@ -123,6 +125,8 @@ impl ClientTls {
 pub struct TlsRawClient {
     stream: TlsStream<TcpStream>,
     pending: Vec<u8>,
+    /// The reply to the `PING` sent after the handshake.
+    pub first_reply: Vec<u8>,
 }
 
 impl TlsRawClient {
