@@ -254,6 +254,12 @@ pub(crate) fn set_password(addr: &str, password: Option<&str>) {
     };
 }
 
+/// The password the harness uses for `addr`, if it has one (for `MIGRATE ... AUTH`).
+pub(crate) fn password_of(addr: &str) -> Option<String> {
+    let passwords = PASSWORDS.lock().expect("password registry lock");
+    passwords.as_ref().and_then(|p| p.get(addr)).cloned()
+}
+
 /// `redis://[:password@]addr/` for the harness's connections to `addr`.
 fn node_url(addr: &str) -> String {
     let passwords = PASSWORDS.lock().expect("password registry lock");
