@@ -8,8 +8,10 @@
 //!
 //! 1. **Accept** (`server.rs`, `workers.rs`). The accept loop takes a client once the first
 //!    slot map is known (protected mode may refuse it with redis' `-DENIED`), picks a worker
-//!    round-robin and moves the socket there. Each worker is a single-threaded runtime holding
-//!    its sessions and its own connections to every node, so a request never changes thread.
+//!    round-robin and moves the socket there; a client of `tls_listen` runs its TLS handshake
+//!    there first (`server/tls.rs`), and its session reads and writes through rustls
+//!    (`server/client_stream.rs`). Each worker is a single-threaded runtime holding its
+//!    sessions and its own connections to every node, so a request never changes thread.
 //! 2. **Read** (`session/mod.rs`, `protocol/codec.rs`). The session's loop reads, and the
 //!    [`protocol::RequestDecoder`] yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
