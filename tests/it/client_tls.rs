@@ -124,6 +124,40 @@ async fn tls_clients_get_what_plain_clients_get() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_subscribers_get_messages_and_quit_ends_with_close_notify() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(certs.path(), "clients");
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start_with(&cluster, |c| serve_tls(c, &ca)).await;
+    let tls = ClientTls::trusting(&ca.cert);
+    let tls_addr = proxy.tls_addr.expect("a TLS listener");
+    let mut subscriber = tls.connect(tls_addr).await.unwrap();
+    assert_eq!(
+        subscriber.request(&[b"SUBSCRIBE", b"news"]).await,
+        b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    let mut publisher = proxy.raw_client().await;
+    assert_eq!(
+        publisher.request(&[b"PUBLISH", b"news", b"hello"]).await,
+        b":1\r\n"
+    );
+    assert_eq!(
+        subscriber.read_reply().await,
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
+    );
+
+    // QUIT: the reply, then a clean TLS close (close_notify), not a bare TCP close.
+    let mut quitting = tls.connect(tls_addr).await.unwrap();
+    quitting
+        .send(&crate::common::encode_command(&[b"QUIT"]))
+        .await;
+    assert_eq!(
+        quitting.read_until_closed().await.as_deref(),
+        Ok(&b"+OK\r\n"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_and_an_acl_user_together() {
     let certs = tempfile::tempdir().unwrap();
     let ca = TestCa::new(certs.path(), "clients");

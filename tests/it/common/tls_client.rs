@@ -161,6 +161,24 @@ impl TlsRawClient {
             .unwrap_or_else(|e| panic!("read_reply: {e}"))
     }
 
+    /// Reads until the server ends the stream: `Ok` after its `close_notify`, `Err` when the
+    /// connection ended without one (or timed out).
+    pub async fn read_until_closed(&mut self) -> Result<Vec<u8>, String> {
+        let read = async {
+            loop {
+                let mut chunk = vec![0u8; 64 * 1024];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) => return Ok(std::mem::take(&mut self.pending)),
+                    Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        };
+        tokio::time::timeout(IO_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| Err("still open".into()))
+    }
+
     async fn try_read_reply(&mut self) -> Result<Vec<u8>, String> {
         loop {
             if let Some(len) = resp_frame_len(&self.pending)? {
