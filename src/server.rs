@@ -148,12 +148,13 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
         shared.clients.fetch_sub(1, Ordering::AcqRel);
         shared.metrics.clients_refused.inc();
         let bytes = refusal.to_bytes();
+        let metrics = shared.metrics.clone();
         tokio::spawn(async move {
             let stream = match tls {
                 None => ClientStream::Plain(stream),
                 Some(tls) => match tls.accept(stream, handshake_timeout).await {
                     Ok(stream) => stream,
-                    Err(failure) => return failure.log(peer, 0),
+                    Err(failure) => return failure.record(&metrics, peer, 0),
                 },
             };
             let (_, mut writer) = stream.into_split();
@@ -185,7 +186,7 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
                 None => ClientStream::Plain(stream),
                 Some(tls) => match tls.accept(stream, handshake_timeout).await {
                     Ok(stream) => stream,
-                    Err(failure) => return failure.log(peer, id),
+                    Err(failure) => return failure.record(&guard.0.metrics, peer, id),
                 },
             };
             session.run(stream).await;

@@ -5,6 +5,7 @@
 //! A handshake that fails (a plain-text client, a certificate the client or slotproxy
 //! rejects, a client that leaves or stalls) closes the connection with one log line; lines of
 //! one kind are written at most once a second, with the count of failures since the last one.
+//! Every failure is counted in `slotproxy_client_tls_handshake_failures_total{kind}`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use super::client_stream::{ClientStream, TryIo};
 use crate::backend::tls::{certificates, invalid};
 use crate::config::ClientTlsConfig;
 use crate::error::ConfigError;
+use crate::metrics::Metrics;
 
 /// The TLS server configuration every client connection on `tls_listen` uses; cheap to clone.
 #[derive(Clone)]
@@ -71,6 +73,10 @@ enum FailureKind {
 }
 
 const KINDS: usize = 5;
+
+/// The `kind` label values of `slotproxy_client_tls_handshake_failures_total`, in
+/// `FailureKind` order.
+pub const FAILURE_KINDS: [&str; KINDS] = ["not_tls", "certificate", "closed", "timeout", "other"];
 
 /// Unix second of the last log line of each kind, and the failures of each kind since.
 static LAST_LOG: [AtomicU64; KINDS] = [const { AtomicU64::new(0) }; KINDS];
@@ -131,7 +137,8 @@ impl TlsServer {
     /// Runs the server side of the handshake on `tcp`, for at most `timeout`.
     ///
     /// # Errors
-    /// Why it failed; the caller logs it with [`HandshakeFailure::log`] and drops the socket.
+    /// Why it failed; the caller records it with [`HandshakeFailure::record`] and drops the
+    /// socket.
     pub async fn accept(
         &self,
         tcp: TcpStream,
@@ -222,10 +229,14 @@ impl HandshakeFailure {
         Self { kind, reason }
     }
 
-    /// Logs the failure (rate-limited per kind: one line a second, with how many were not
-    /// logged since).
-    pub fn log(&self, peer: SocketAddr, client: u64) {
+    /// Counts the failure in `metrics` and logs it (rate-limited per kind: one line a second,
+    /// with how many were not logged since).
+    pub fn record(&self, metrics: &Metrics, peer: SocketAddr, client: u64) {
         let kind = self.kind as usize;
+        metrics
+            .client_tls_handshake_failures
+            .with_label_values(&[FAILURE_KINDS[kind]])
+            .inc();
         let unlogged = UNLOGGED[kind].fetch_add(1, Ordering::Relaxed);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -234,7 +245,7 @@ impl HandshakeFailure {
             return;
         }
         UNLOGGED[kind].fetch_sub(unlogged + 1, Ordering::Relaxed);
-        let kind = format!("{:?}", self.kind);
+        let kind = FAILURE_KINDS[kind];
         match self.kind {
             FailureKind::Closed => info!(
                 %peer, client, kind, reason = %self.reason, not_logged_before = unlogged,

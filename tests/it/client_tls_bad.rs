@@ -18,6 +18,7 @@ struct Binary {
     child: Child,
     plain: SocketAddr,
     tls: SocketAddr,
+    admin: SocketAddr,
     log: std::path::PathBuf,
 }
 
@@ -38,12 +39,13 @@ fn free_addr() -> SocketAddr {
 impl Binary {
     fn start(dir: &std::path::Path, cluster: &TestCluster, ca: &TestCa) -> Binary {
         let (cert, key) = ca.issue("proxy");
-        let (plain, tls) = (free_addr(), free_addr());
+        let (plain, tls, admin) = (free_addr(), free_addr(), free_addr());
         let config = dir.join("client-tls.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{plain}\"\ntls_listen = \"{tls}\"\n[cluster]\nseeds = [\"{}\"]\n\
+                "listen = \"{plain}\"\ntls_listen = \"{tls}\"\n[admin]\nlisten = \"{admin}\"\n\
+                 [cluster]\nseeds = [\"{}\"]\n\
                  [backend]\nconnect_timeout_ms = 300\n\
                  [tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
                 cluster.seeds()[0],
@@ -57,7 +59,6 @@ impl Binary {
         let child = Command::new(env!("CARGO_BIN_EXE_slotproxy"))
             .arg("--config")
             .arg(&config)
-            .env("SLOTPROXY_ADMIN_LISTEN", "")
             .env("NO_COLOR", "1")
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::process::Stdio::null())
@@ -67,6 +68,7 @@ impl Binary {
             child,
             plain,
             tls,
+            admin,
             log,
         };
         wait_until(Duration::from_secs(15), "slotproxy answers", || {
@@ -169,6 +171,25 @@ async fn bad_input_closes_the_connection_with_a_log_line() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(clients, 1, "sessions left behind");
+
+    // Each failure is counted by kind.
+    let metrics = crate::common::http_get(proxy.admin, "/metrics").body;
+    for (kind, count) in [
+        ("not_tls", 1.0),
+        ("timeout", 1.0),
+        ("closed", 1.0),
+        ("certificate", 4.0),
+    ] {
+        assert_eq!(
+            crate::common::metric(
+                &metrics,
+                "slotproxy_client_tls_handshake_failures_total",
+                &format!("kind=\"{kind}\""),
+            ),
+            Some(count),
+            "{kind}"
+        );
+    }
 
     let log = proxy.log();
     for expected in [
