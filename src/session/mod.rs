@@ -40,8 +40,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::server::ClientStream;
-use crate::server::client_stream::ClientWriter;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
@@ -54,6 +52,8 @@ use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::protocol::{Protocol, Request, RequestDecoder};
 use crate::pubsub::Hub;
+use crate::server::ClientStream;
+use crate::server::client_stream::ClientWriter;
 
 pub use acl::{Acl, protected_mode_refuses};
 pub use dispatch::Target;
