@@ -20,6 +20,9 @@
 #        W2  -P 16, 8x as many (a pipelined run of 50000 lasts too little to measure)
 #   6. prints a markdown table: the best round of each side, ops/s, and proxy/direct ratios,
 #      with the load average before and after
+#   With TLS_BENCH_BASELINE_BIN (another slotproxy binary, e.g. built from the commit before
+#   client TLS), also runs W1 and W2 in plain text through this build's and that binary's
+#   plain listeners, interleaved the same way, to show the plain path did not slow down.
 # Everything it started is stopped on exit, Ctrl-C included.
 #
 # Environment:
@@ -29,6 +32,8 @@
 #   TLS_BENCH_ROUNDS     rounds (default 3)
 #   TLS_BENCH_THREADS    slotproxy --threads (default 0: the cores available)
 #   TLS_BENCH_KEEP=1     keep the temp dir (certificates, logs, raw results)
+#   TLS_BENCH_BASELINE_BIN  a slotproxy binary to compare the plain path with (optional);
+#                        it listens on +22
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -52,7 +57,7 @@ while (($# > 0)); do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) die "unknown argument: $1 (usage: bash scripts/bench/tls.sh [--out FILE])" ;;
@@ -135,16 +140,39 @@ pids+=("$proxy")
 wait_for 30 proxy_ready "$proxy_port" ||
     die "slotproxy does not answer on :$proxy_port; log:"$'\n'"$(tail -n 20 "$work/proxy.log")"
 
+baseline_port=$((base_port + 22))
+baseline=
+if [[ -n ${TLS_BENCH_BASELINE_BIN:-} ]]; then
+    ports_free "$baseline_port"
+    say "starting the baseline $TLS_BENCH_BASELINE_BIN on 127.0.0.1:$baseline_port (plain)"
+    "$TLS_BENCH_BASELINE_BIN" --listen "127.0.0.1:$baseline_port" --admin-listen "" \
+        --cluster "$(cluster_seeds)" --log warn --threads "$threads" >"$work/baseline.log" 2>&1 &
+    baseline=$!
+    pids+=("$baseline")
+    wait_for 30 proxy_ready "$baseline_port" ||
+        die "the baseline does not answer on :$baseline_port; log:"$'\n'"$(tail -n 20 "$work/baseline.log")"
+    # This build's plain listener serves the plain path: same cluster, plain node ports.
+    say "starting this build on 127.0.0.1:$((base_port + 23)) (plain, plain nodes) for the comparison"
+    "$proxy_bin" --listen "127.0.0.1:$((base_port + 23))" --admin-listen "" \
+        --cluster "$(cluster_seeds)" --log warn --threads "$threads" >"$work/plain.log" 2>&1 &
+    pids+=($!)
+    wait_for 30 proxy_ready $((base_port + 23)) ||
+        die "this build does not answer on :$((base_port + 23)); log:"$'\n'"$(tail -n 20 "$work/plain.log")"
+fi
+
 tls_args=(--tls --cacert "$tls/ca.crt" --cert "$tls/client.crt" --key "$tls/client.key")
-# bench SIDE PIPELINE REQUESTS: one redis-benchmark run; prints "SET_RPS GET_RPS".
+# bench SIDE PIPELINE REQUESTS: one redis-benchmark run; prints "SET_RPS GET_RPS". SIDE is
+# direct or proxy (TLS), or build or baseline (the plain-path comparison).
 bench() {
     local side=$1 pipeline=$2 n=$3 args output
-    args=(-h 127.0.0.1 "${tls_args[@]}" -n "$n" -c 50 -P "$pipeline" -t set,get -d 64 -r 100000 --csv)
-    if [[ $side == direct ]]; then
-        args+=(--cluster -p $((primaries[0] + tls_offset)))
-    else
-        args+=(-p "$proxy_tls_port")
-    fi
+    args=(-h 127.0.0.1 -n "$n" -c 50 -P "$pipeline" -t set,get -d 64 -r 100000 --csv)
+    case $side in
+    direct) args+=("${tls_args[@]}" --cluster -p $((primaries[0] + tls_offset))) ;;
+    proxy) args+=("${tls_args[@]}" -p "$proxy_tls_port") ;;
+    # The plain-path comparison: no TLS.
+    baseline) args+=(-p "$baseline_port") ;;
+    build) args+=(-p $((base_port + 23))) ;;
+    esac
     output=$(timeout --foreground -k 5 300 redis-benchmark "${args[@]}" 2>"$work/bench.err") ||
         die "redis-benchmark ($side, -P $pipeline) failed: $(tail -n 3 "$work/bench.err")"
     process_gone "$proxy" && die "slotproxy died; log:"$'\n'"$(tail -n 20 "$work/proxy.log")"
@@ -156,10 +184,15 @@ declare -A best=()
 for round in $(seq "$rounds"); do
     order=(proxy direct)
     ((round % 2 == 0)) && order=(direct proxy)
+    sides=("${order[@]}")
+    if [[ -n $baseline ]]; then
+        sides+=(build baseline)
+        ((round % 2 == 0)) && sides=("${order[@]}" baseline build)
+    fi
     for workload in W1 W2; do
         pipeline=1 n=$requests
         [[ $workload == W2 ]] && pipeline=16 n=$((requests * 8))
-        for side in "${order[@]}"; do
+        for side in "${sides[@]}"; do
             read -r set_rps get_rps < <(bench "$side" "$pipeline" "$n")
             say "round $round $workload $side: SET $set_rps/s GET $get_rps/s"
             echo "$round,$workload,$side,$set_rps,$get_rps" >>"$work/results.csv"
@@ -190,6 +223,21 @@ report=$(
             echo "| $workload | $test | $d | $p | $(awk -v p="$p" -v d="$d" 'BEGIN { printf "%.2f", p / d }') |"
         done
     done
+    if [[ -n $baseline ]]; then
+        echo
+        echo "Plain text, same rounds: this build vs $TLS_BENCH_BASELINE_BIN (both in front of the" \
+            "nodes' plain ports)."
+        echo
+        echo "| workload | test | baseline ops/s | this build ops/s | build / baseline |"
+        echo "|---|---|---|---|---|"
+        for workload in W1 W2; do
+            for test in SET GET; do
+                d=${best[$workload,baseline,$test]}
+                p=${best[$workload,build,$test]}
+                echo "| $workload | $test | $d | $p | $(awk -v p="$p" -v d="$d" 'BEGIN { printf "%.2f", p / d }') |"
+            done
+        done
+    fi
 )
 echo "$report"
 [[ -z $out_file ]] || printf '\n%s\n' "$report" >>"$out_file"
