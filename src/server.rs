@@ -147,19 +147,7 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
     if let Some(refusal) = refusal {
         shared.clients.fetch_sub(1, Ordering::AcqRel);
         shared.metrics.clients_refused.inc();
-        let bytes = refusal.to_bytes();
-        let metrics = shared.metrics.clone();
-        tokio::spawn(async move {
-            let stream = match tls {
-                None => ClientStream::Plain(stream),
-                Some(tls) => match tls.accept(stream, handshake_timeout).await {
-                    Ok(stream) => stream,
-                    Err(failure) => return failure.record(&metrics, peer, 0),
-                },
-            };
-            let (_, mut writer) = stream.into_split();
-            let _ = writer.write_all_and_close(&bytes).await;
-        });
+        refuse(shared, stream, peer, tls, &refusal, handshake_timeout);
         return;
     }
     shared.metrics.clients_accepted.inc();
@@ -195,6 +183,42 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
         },
         runtime,
     );
+}
+
+/// Sends `refusal` to a client that is not admitted, then closes: at once in plain text; over
+/// TLS after the handshake, which runs on a worker as for an admitted client.
+fn refuse(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tls::TlsServer>,
+    refusal: &ReplyError,
+    handshake_timeout: Duration,
+) {
+    let bytes = refusal.to_bytes();
+    let Some(tls) = tls else {
+        tokio::spawn(async move {
+            let (_, mut writer) = ClientStream::Plain(stream).into_split();
+            let _ = writer.write_all_and_close(&bytes).await;
+        });
+        return;
+    };
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let metrics = shared.metrics.clone();
+    shared.workers.next().1.spawn(async move {
+        let Ok(stream) = TcpStream::from_std(stream) else {
+            return;
+        };
+        match tls.accept(stream, handshake_timeout).await {
+            Ok(stream) => {
+                let (_, mut writer) = stream.into_split();
+                let _ = writer.write_all_and_close(&bytes).await;
+            }
+            Err(failure) => failure.record(&metrics, peer, 0),
+        }
+    });
 }
 
 /// Decrements the client count when a session ends, however it ends.
