@@ -255,15 +255,18 @@ fn unusable_tls_files_exit_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path(), "startup");
     let (cert, key) = ca.issue("proxy");
+    let (_, other_key) = ca.issue("other");
     let missing = dir.path().join("missing.pem");
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not PEM\n").unwrap();
-    let cases: [(&Path, &Path, Option<&Path>, &str, &Path); 5] = [
+    let cases: [(&Path, &Path, Option<&Path>, &str, &Path); 6] = [
         (&missing, &key, None, "tls.cert_file", &missing),
         (&cert, &missing, None, "tls.key_file", &missing),
         (&garbage, &key, None, "tls.cert_file", &garbage),
         (&cert, &garbage, None, "tls.key_file", &garbage),
         (&cert, &key, Some(&missing), "tls.client_ca_file", &missing),
+        // A key that is not the certificate's.
+        (&cert, &other_key, None, "tls.key_file", &other_key),
     ];
     for (cert, key, client_ca, field, named) in cases {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_slotproxy"));
