@@ -3,7 +3,6 @@
 //! Keys carry their unit (`_ms`); the accessors turn them into `Duration`s. `validate()` runs once
 //! at startup and names the bad field. This module knows nothing about sockets or slots.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,15 +17,21 @@ pub const BACKEND_PASSWORD_ENV: &str = "SLOTPROXY_BACKEND_PASSWORD";
 
 mod process;
 pub mod redact;
+mod tls;
 
 pub use process::{AdminConfig, LogFormat};
+pub use tls::ClientTlsConfig;
 
 /// The whole configuration of one slotproxy process.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address the proxy listens on for clients, `host:port`.
+    /// Address the proxy listens on for plain-text clients, `host:port`; `""` turns it off
+    /// (with `tls_listen` set), like redis' `port 0`.
     pub listen: String,
+    /// Address the proxy listens on for TLS clients, `host:port` (like redis' `tls-port`);
+    /// `""` (the default) turns it off. Needs `[tls] cert_file` and `key_file`.
+    pub tls_listen: String,
     /// Log filter in `tracing` env-filter syntax (`info`, `slotproxy=debug`).
     pub log: String,
     /// Where read-only commands go: `primary`, `prefer-replica`, `replica`, `any` or `nearest`.
@@ -51,6 +56,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Who may use slotproxy: passwords, ACL users, protected mode.
     pub auth: crate::auth::config::AuthConfig,
+    /// TLS for clients on `tls_listen`: certificate, key, and the CA for client certificates.
+    pub tls: ClientTlsConfig,
 }
 
 /// Which nodes serve commands the command table flags read-only.
@@ -259,6 +266,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:6379".to_string(),
+            tls_listen: String::new(),
             log: "info".to_string(),
             read_policy: ReadPolicy::Primary,
             cluster: ClusterConfig::default(),
@@ -270,6 +278,7 @@ impl Default for Config {
             shutdown_timeout_ms: 10_000,
             admin: AdminConfig::default(),
             auth: crate::auth::config::AuthConfig::default(),
+            tls: ClientTlsConfig::default(),
         }
     }
 }
@@ -383,7 +392,7 @@ impl Config {
     /// `ConfigError::Invalid` naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
-        self.listen_addrs()?;
+        self.validate_listen()?;
         self.admin.validate()?;
         if self.cluster.seeds.is_empty() {
             return Err(invalid(
@@ -503,14 +512,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    /// The listen address resolved to socket addresses (`localhost:6379` may give two).
-    ///
-    /// # Errors
-    /// `ConfigError::Invalid` for `listen` if it is not `host:port` or does not resolve.
-    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
-        process::resolve("listen", &self.listen)
     }
 
     /// Settles the credentials slotproxy uses towards the nodes, once at startup: the

@@ -98,6 +98,16 @@ pub fn serve(
                 })?;
             listeners.push(listener);
         }
+        let mut tls_listeners = Vec::new();
+        for addr in config.tls_listen_addrs()? {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: format!("tls {addr}"),
+                    source,
+                })?;
+            tls_listeners.push(listener);
+        }
         let mut admin = None;
         if let Some(addr) = config.admin.listen_addrs()?.first() {
             admin = Some(
@@ -114,6 +124,11 @@ pub fn serve(
             .filter_map(|l| l.local_addr().ok())
             .map(|a| a.to_string())
             .collect();
+        let tls_listening: Vec<String> = tls_listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .collect();
         let admin_addr = admin
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -122,6 +137,8 @@ pub fn serve(
         info!(
             version = %env!("CARGO_PKG_VERSION"),
             listen = ?listening,
+            tls_listen = ?tls_listening,
+            client_certificates = config.tls.client_ca_file.is_some(),
             seeds = ?seeds,
             read_policy = ?config.read_policy,
             ack = ?config.backend.ack,
@@ -135,6 +152,7 @@ pub fn serve(
         });
         let process = Process {
             listeners,
+            tls_listeners,
             admin,
             reload,
             workers,

@@ -8,8 +8,10 @@
 //!
 //! 1. **Accept** (`server.rs`, `workers.rs`). The accept loop takes a client once the first
 //!    slot map is known (protected mode may refuse it with redis' `-DENIED`), picks a worker
-//!    round-robin and moves the socket there. Each worker is a single-threaded runtime holding
-//!    its sessions and its own connections to every node, so a request never changes thread.
+//!    round-robin and moves the socket there; a client of `tls_listen` runs its TLS handshake
+//!    there first (`server/tls.rs`), and its session reads and writes through rustls
+//!    (`server/client_stream.rs`). Each worker is a single-threaded runtime holding its
+//!    sessions and its own connections to every node, so a request never changes thread.
 //!    Each session registers in the [`clients`] registry (what `CLIENT LIST`, `CLIENT KILL` and
 //!    `CLIENT UNBLOCK` see of it, published on change, and where other sessions leave it
 //!    orders).
@@ -123,6 +125,7 @@ pub async fn run(
 ) -> Result<(), error::Error> {
     let process = Process {
         listeners: vec![listener],
+        tls_listeners: Vec::new(),
         admin: None,
         reload: None,
         workers: None,
@@ -134,6 +137,9 @@ pub async fn run(
 pub struct Process {
     /// Client listeners (one per address `listen` resolved to).
     pub listeners: Vec<TcpListener>,
+    /// TLS client listeners (one per address `tls_listen` resolved to); their clients use
+    /// `[tls]`.
+    pub tls_listeners: Vec<TcpListener>,
     /// The admin HTTP listener (`[admin] listen`), if on.
     pub admin: Option<TcpListener>,
     /// Re-reads the configuration on SIGHUP and `POST /reload`; `None`: reload is refused.
@@ -159,6 +165,11 @@ pub async fn run_with(
     config.validate()?;
     config.resolve_backend_credentials()?;
     config.load_backend_tls()?;
+    config.load_client_tls()?;
+    if !process.tls_listeners.is_empty() && config.tls.server.is_none() {
+        // TLS listeners bound by the caller, whatever `tls_listen` says.
+        config.tls.server = Some(server::tls::TlsServer::load(&config.tls)?);
+    }
     config.publish_backend_access();
     // A shutdown before clients are served (the seeds slow to answer) ends the process cleanly.
     let shutdown = shutdown;
@@ -177,6 +188,7 @@ pub async fn run_with(
     let own: Vec<std::net::SocketAddr> = process
         .listeners
         .iter()
+        .chain(&process.tls_listeners)
         .filter_map(|l| l.local_addr().ok())
         .collect();
     let seeds = cluster::seeds::without_self(config.seed_addrs(), &own).await;
@@ -285,7 +297,7 @@ pub async fn run_with(
     if stopped {
         info!("stopped before serving clients");
     } else {
-        server::serve(process.listeners, shared, shutdown).await;
+        server::serve(process.listeners, process.tls_listeners, shared, shutdown).await;
     }
 
     let _ = stop.send(());

@@ -23,6 +23,19 @@ struct Args {
     /// Address clients connect to: ip:port, [ipv6]:port or host:port [default: 127.0.0.1:6379].
     #[arg(long, value_name = "ADDR", env = "SLOTPROXY_LISTEN")]
     listen: Option<String>,
+    /// Address TLS clients connect to (like redis' tls-port); needs --tls-cert-file and
+    /// --tls-key-file. --listen "" leaves only TLS [default: off].
+    #[arg(long, value_name = "ADDR", env = "SLOTPROXY_TLS_LISTEN")]
+    tls_listen: Option<String>,
+    /// PEM certificate chain slotproxy presents to TLS clients ([tls] cert_file).
+    #[arg(long, value_name = "FILE", env = "SLOTPROXY_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the TLS certificate ([tls] key_file).
+    #[arg(long, value_name = "FILE", env = "SLOTPROXY_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// PEM CA file: TLS clients must present a certificate it signed ([tls] client_ca_file).
+    #[arg(long, value_name = "FILE", env = "SLOTPROXY_TLS_CLIENT_CA_FILE")]
+    tls_client_ca_file: Option<PathBuf>,
     /// Seed nodes, comma-separated, as host:port or redis://host:port [default: 127.0.0.1:16379].
     #[arg(
         long,
@@ -118,6 +131,18 @@ fn load_config(args: &Args) -> Result<Config, ConfigError> {
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
     }
+    if let Some(tls_listen) = &args.tls_listen {
+        config.tls_listen = tls_listen.clone();
+    }
+    if let Some(file) = &args.tls_cert_file {
+        config.tls.cert_file = Some(file.clone());
+    }
+    if let Some(file) = &args.tls_key_file {
+        config.tls.key_file = Some(file.clone());
+    }
+    if let Some(file) = &args.tls_client_ca_file {
+        config.tls.client_ca_file = Some(file.clone());
+    }
     if let Some(seeds) = &args.cluster {
         config.cluster.seeds = seeds.clone();
     }
@@ -143,5 +168,6 @@ fn load_config(args: &Args) -> Result<Config, ConfigError> {
     // Unreadable password or certificate files are config errors (exit code 2), found here.
     config.resolve_backend_credentials()?;
     config.load_backend_tls()?;
+    config.load_client_tls()?;
     Ok(config)
 }

@@ -155,6 +155,8 @@ pub struct Metrics {
     pub retries: IntCounter,
     /// Config reloads, by result (`ok`, `invalid`).
     pub config_reloads: IntCounterVec,
+    /// Client TLS handshakes that failed, by kind (see `server::tls`).
+    pub client_tls_handshake_failures: IntCounterVec,
     /// The two latest (time, commands answered) samples for `ops_per_sec`.
     ops_sample: Mutex<((Instant, u64), (Instant, u64))>,
 }
@@ -217,6 +219,15 @@ impl Metrics {
         for result in ["ok", "invalid"] {
             config_reloads.with_label_values(&[result]);
         }
+        let client_tls_handshake_failures = counter_vec(
+            "slotproxy_client_tls_handshake_failures_total",
+            "Client TLS handshakes on tls_listen that failed, by kind: not_tls, certificate, \
+             closed, timeout or other.",
+            &["kind"],
+        );
+        for kind in crate::server::tls::FAILURE_KINDS {
+            client_tls_handshake_failures.with_label_values(&[kind]);
+        }
         let mut names: Vec<&'static str> = table.iter().map(|spec| spec.name).collect();
         names.push(UNKNOWN_COMMAND);
         names.sort_unstable();
@@ -264,6 +275,7 @@ impl Metrics {
                 "Requests sent again after TRYAGAIN, CLUSTERDOWN, an unreachable node or a lost read.",
             ),
             config_reloads,
+            client_tls_handshake_failures,
             ops_sample: Mutex::new(((Instant::now(), 0), (Instant::now(), 0))),
             registry,
             commands_total,

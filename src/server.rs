@@ -6,6 +6,10 @@
 //! notice before connections are refused; then the listeners close, and sessions get
 //! `shutdown_timeout_ms` to finish before the rest are closed. A client's allowed `SHUTDOWN`
 //! drains the same way without the delay.
+//!
+//! Clients of a `tls_listen` address run their TLS handshake on their worker, within
+//! `backend.connect_timeout_ms`, before their session starts (see [`tls`]); the accept loop
+//! never waits for one.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,20 +17,30 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::error::ReplyError;
 use crate::session::{Session, Shared};
 
-/// Accepts clients on every listener until `shutdown` resolves or a client's allowed `SHUTDOWN`
-/// notifies `shared.stop`, then drains (see the module doc) and returns once every session has
-/// ended.
+pub mod client_stream;
+pub mod tls;
+
+pub use client_stream::ClientStream;
+
+/// An accepted client: its socket, its address, and whether it came on a TLS listener.
+type Accepted = (TcpStream, SocketAddr, bool);
+
+/// Accepts clients on every listener (plain `listeners`, and `tls_listeners` whose clients
+/// shake hands with `shared.config.tls.server` first) until `shutdown` resolves or a client's
+/// allowed `SHUTDOWN` notifies `shared.stop`, then drains (see the module doc) and returns once
+/// every session has ended.
 pub async fn serve(
     listeners: Vec<TcpListener>,
+    tls_listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -34,7 +48,10 @@ pub async fn serve(
     let (accepted_tx, mut accepted) = mpsc::channel(64);
     let mut acceptors = JoinSet::new();
     for listener in listeners {
-        acceptors.spawn(accept(listener, accepted_tx.clone()));
+        acceptors.spawn(accept(listener, false, accepted_tx.clone()));
+    }
+    for listener in tls_listeners {
+        acceptors.spawn(accept(listener, true, accepted_tx.clone()));
     }
     drop(accepted_tx);
     let mut sessions = JoinSet::new();
@@ -43,7 +60,7 @@ pub async fn serve(
             _ = &mut shutdown => break shared.live.load().drain_delay(),
             () = shared.stop.notified() => break Duration::ZERO,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            Some((stream, peer)) = accepted.recv() => admit(&shared, &mut sessions, stream, peer),
+            Some(client) = accepted.recv() => admit(&shared, &mut sessions, client),
         }
     };
     shared.draining.send_replace(true);
@@ -59,13 +76,13 @@ pub async fn serve(
         tokio::select! {
             _ = tokio::time::sleep_until(close_at) => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            Some((stream, peer)) = accepted.recv() => admit(&shared, &mut sessions, stream, peer),
+            Some(client) = accepted.recv() => admit(&shared, &mut sessions, client),
         }
     }
     acceptors.shutdown().await;
     // Connections accepted but not yet admitted: they get the same drain as the others.
-    while let Ok((stream, peer)) = accepted.try_recv() {
-        admit(&shared, &mut sessions, stream, peer);
+    while let Ok(client) = accepted.try_recv() {
+        admit(&shared, &mut sessions, client);
     }
     info!("stopped accepting clients");
     let timeout = shared.live.load().shutdown_timeout();
@@ -84,11 +101,11 @@ pub async fn serve(
 }
 
 /// Accepts on one listener until the task is aborted, handing each client to the main loop.
-async fn accept(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, SocketAddr)>) {
+async fn accept(listener: TcpListener, tls: bool, accepted: mpsc::Sender<Accepted>) {
     loop {
         match listener.accept().await {
-            Ok(client) => {
-                if accepted.send(client).await.is_err() {
+            Ok((stream, peer)) => {
+                if accepted.send((stream, peer, tls)).await.is_err() {
                     return;
                 }
             }
@@ -101,43 +118,45 @@ async fn accept(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, Socket
     }
 }
 
-/// Starts a session for `stream`, or refuses it when `max_clients` are connected.
-fn admit(
-    shared: &Arc<Shared>,
-    sessions: &mut JoinSet<()>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-) {
+/// Starts a session for `stream`, or refuses it when `max_clients` are connected or protected
+/// mode applies (on a TLS listener, the refusal is sent after the handshake, as redis does).
+fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
+    let (stream, peer, tls) = client;
     let max_clients = shared.live.load().session.max_clients;
-    if shared.clients.fetch_add(1, Ordering::AcqRel) >= max_clients {
-        shared.clients.fetch_sub(1, Ordering::AcqRel);
-        shared.metrics.clients_refused.inc();
+    let refusal = if shared.clients.fetch_add(1, Ordering::AcqRel) >= max_clients {
         warn!(%peer, max_clients, "client refused: max number of clients reached");
-        tokio::spawn(async move {
-            let _ = stream
-                .write_all(&crate::error::ReplyError::MaxClients.to_bytes())
-                .await;
-        });
-        return;
-    }
-    if let Ok(local) = stream.local_addr()
+        Some(ReplyError::MaxClients)
+    } else if let Ok(local) = stream.local_addr()
         && shared.protected_mode_refuses(local, peer)
     {
+        info!(%peer, "client refused: protected mode (no password or user configured)");
+        Some(ReplyError::ProtectedMode)
+    } else {
+        None
+    };
+    let tls = if tls {
+        let Some(server) = shared.config.tls.server.clone() else {
+            // `run_with` loads it whenever there are TLS listeners.
+            warn!(%peer, "TLS client refused: no [tls] certificate loaded");
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+            return;
+        };
+        Some(server)
+    } else {
+        None
+    };
+    let handshake_timeout = shared.live.load().backend.connect_timeout();
+    if let Some(refusal) = refusal {
         shared.clients.fetch_sub(1, Ordering::AcqRel);
         shared.metrics.clients_refused.inc();
-        info!(%peer, "client refused: protected mode (no password or user configured)");
-        tokio::spawn(async move {
-            let _ = stream
-                .write_all(&crate::error::ReplyError::ProtectedMode.to_bytes())
-                .await;
-        });
+        refuse(shared, stream, peer, tls, &refusal, handshake_timeout);
         return;
     }
     shared.metrics.clients_accepted.inc();
     let (worker, runtime) = shared.workers.next();
     let session = Session::new(shared.clone(), worker);
     let guard = ClientGuard(shared.clone());
-    debug!(%peer, client = session.id(), worker, "client connected");
+    debug!(%peer, client = session.id(), worker, tls = tls.is_some(), "client connected");
     // The socket moves to the worker's runtime (its reactor), with the session.
     let stream = match stream.into_std() {
         Ok(stream) => stream,
@@ -149,15 +168,59 @@ fn admit(
     sessions.spawn_on(
         async move {
             let id = session.id();
-            match TcpStream::from_std(stream) {
-                Ok(stream) => session.run(stream).await,
-                Err(e) => debug!(client = id, error = %e, "client socket failed"),
-            }
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => return debug!(client = id, error = %e, "client socket failed"),
+            };
+            let stream = match tls {
+                None => ClientStream::Plain(stream),
+                Some(tls) => match tls.accept(stream, handshake_timeout).await {
+                    Ok(stream) => stream,
+                    Err(failure) => return failure.record(&guard.0.metrics, peer, id),
+                },
+            };
+            session.run(stream).await;
             debug!(client = id, "client disconnected");
             drop(guard);
         },
         runtime,
     );
+}
+
+/// Sends `refusal` to a client that is not admitted, then closes: at once in plain text; over
+/// TLS after the handshake, which runs on a worker as for an admitted client.
+fn refuse(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tls::TlsServer>,
+    refusal: &ReplyError,
+    handshake_timeout: Duration,
+) {
+    let bytes = refusal.to_bytes();
+    let Some(tls) = tls else {
+        tokio::spawn(async move {
+            let (_, mut writer) = ClientStream::Plain(stream).into_split();
+            let _ = writer.write_all_and_close(&bytes).await;
+        });
+        return;
+    };
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let metrics = shared.metrics.clone();
+    shared.workers.next().1.spawn(async move {
+        let Ok(stream) = TcpStream::from_std(stream) else {
+            return;
+        };
+        match tls.accept(stream, handshake_timeout).await {
+            Ok(stream) => {
+                let (_, mut writer) = stream.into_split();
+                let _ = writer.write_all_and_close(&bytes).await;
+            }
+            Err(failure) => failure.record(&metrics, peer, 0),
+        }
+    });
 }
 
 /// Decrements the client count when a session ends, however it ends.

@@ -65,6 +65,10 @@ start_cluster() {
     for port in "${node_ports[@]}"; do
         mkdir -p "$(node_dir "$port")"
         node_args "$port" "$node_timeout_ms"
+        # A sourcing script may add flags per node (the TLS benchmark's tls-port).
+        if declare -F extra_node_args >/dev/null; then
+            extra_node_args "$port"
+        fi
         redis-server "${node_args[@]}" --appendonly no --daemonize no &
         pids+=($!)
         node_pids+=($!)

@@ -116,7 +116,7 @@ impl TlsClient {
 }
 
 /// Every certificate in a PEM file; at least one.
-fn certificates(
+pub(crate) fn certificates(
     path: &Path,
     field: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
@@ -130,7 +130,7 @@ fn certificates(
     Ok(certs)
 }
 
-fn invalid(field: &'static str, path: &Path, reason: &str) -> ConfigError {
+pub(crate) fn invalid(field: &'static str, path: &Path, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         field,
         reason: format!("{}: {reason}", path.display()),

@@ -49,9 +49,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
@@ -63,6 +60,8 @@ use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::protocol::{Protocol, RequestDecoder};
 use crate::pubsub::Hub;
+use crate::server::ClientStream;
+use crate::server::client_stream::ClientWriter;
 use queue::{Pending, TaskOutcome};
 
 pub use scripts::ScriptCache;
@@ -268,9 +267,9 @@ impl Session {
     ///
     /// Requests the client sent before closing its side are still run and answered, as
     /// redis-server does; a client that vanished just stops getting replies.
-    pub async fn run(mut self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        self.info.connected(&stream);
+    pub async fn run(mut self, stream: ClientStream) {
+        let _ = stream.tcp().set_nodelay(true);
+        self.info.connected(stream.tcp());
         self.take_seat();
         let seat_entry = self.seat.as_ref().map(|s| s.entry().clone());
         let alarm = self.alarm.clone();
@@ -393,7 +392,9 @@ impl Session {
                 line = next_monitor_line(&mut self.monitor), if self.monitor.is_some() => {
                     Event::Monitor(line)
                 }
-                ready = writer.writable(), if !self.out.is_empty() => Event::Writable(ready),
+                ready = writer.writable(), if !self.out.is_empty() || writer.pending() => {
+                    Event::Writable(ready)
+                }
                 read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
             };
             if let Event::Alarm(bells) = event {
@@ -463,8 +464,10 @@ impl Session {
     }
 
     /// Writes as much of the output buffer as the socket takes now, without waiting.
-    fn flush(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<()> {
+    fn flush(&mut self, writer: &ClientWriter) -> std::io::Result<()> {
         let written = self.out.write_to(writer)?;
+        // TLS records of what was just accepted (a no-op on plain TCP).
+        writer.try_flush()?;
         if written > 0 {
             self.shared.metrics.client_bytes_sent.inc_by(written as u64);
             if let Some(seat) = &self.seat {

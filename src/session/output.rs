@@ -10,12 +10,13 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::server::client_stream::ClientWriter;
+
 /// Pushes moved from the inbox to the output buffer stop at this much unsent output (the rest
 /// waits in the inbox, where it counts toward the same limit).
 pub(super) const DRAIN_BYTES: usize = 64 * 1024;
-
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::tcp::OwnedWriteHalf;
 
 /// Replies at least this large are written from the node's bytes instead of being copied.
 const ZERO_COPY_BYTES: usize = 16 * 1024;
@@ -85,7 +86,7 @@ impl Output {
     ///
     /// # Errors
     /// The socket failed (a `WouldBlock` is not an error: it just took less).
-    pub(super) fn write_to(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<usize> {
+    pub(super) fn write_to(&mut self, writer: &ClientWriter) -> std::io::Result<usize> {
         let mut total = 0;
         while !self.is_empty() {
             let result = if self.queued.is_empty() {
@@ -196,7 +197,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let (_, writer) = client.into_split();
+        let (_, writer) = crate::server::ClientStream::Plain(client).into_split();
         let mut output = Output::default();
         let mut expected = Vec::new();
         for i in 0..100u8 {

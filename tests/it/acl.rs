@@ -361,7 +361,7 @@ async fn redis_crate_client_logs_in_as_an_acl_user() {
 
 /// This host's address on a non-loopback interface (the one a route to a TEST-NET address
 /// would leave from; no packet is sent).
-fn non_loopback_ip() -> std::net::IpAddr {
+pub(crate) fn non_loopback_ip() -> std::net::IpAddr {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     socket.connect("192.0.2.1:9").unwrap_or_else(|e| {
         panic!("protected mode needs a non-loopback interface to test from: {e}")

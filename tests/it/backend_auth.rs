@@ -150,6 +150,92 @@ async fn manual_failover_on_a_secured_cluster_shows_no_client_error() {
     assert!(ops > 200, "only {ops} operations ran");
 }
 
+/// Issue 8: slot migration passes on the secured cluster too. A slot moves (`MIGRATE ... AUTH`,
+/// ASK, then MOVED) while a client writes and reads its keys through slotproxy, whose node
+/// connections to the importing node authenticate like every other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_migration_on_a_secured_cluster_shows_no_client_error() {
+    let cluster = seed_doc_cluster();
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.backend.password = Some(Secret::new(PASSWORD));
+    })
+    .await;
+    let (from, to) = (cluster.primaries()[0], cluster.primaries()[1]);
+    let tag = cluster.key_for_node(from, "secmig");
+    let slot = cluster.keyslot(tag.as_bytes());
+    let mut client = proxy.raw_client().await;
+    for i in 0..200 {
+        let key = format!("{{{tag}}}:{i}");
+        assert_eq!(
+            client.request(&[b"SET", key.as_bytes(), b"before"]).await,
+            b"+OK\r\n"
+        );
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let stop = stop.clone();
+        let done = done.clone();
+        let tag = tag.clone();
+        let mut client = proxy.raw_client().await;
+        tokio::spawn(async move {
+            let mut errors = Vec::new();
+            let mut rounds = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let old = format!("{{{tag}}}:{}", rounds % 200);
+                let new = format!("{{{tag}}}:new:{rounds}");
+                let set = client.request(&[b"SET", new.as_bytes(), b"during"]).await;
+                let get = client.request(&[b"GET", old.as_bytes()]).await;
+                let both = client
+                    .request(&[b"MGET", old.as_bytes(), new.as_bytes()])
+                    .await;
+                if set != b"+OK\r\n" || get != b"$6\r\nbefore\r\n" || !both.ends_with(b"during\r\n")
+                {
+                    errors.push(format!("{set:?} {get:?} {both:?}"));
+                }
+                rounds += 1;
+                done.store(rounds, std::sync::atomic::Ordering::Relaxed);
+            }
+            (rounds, errors)
+        })
+    };
+    let asking_before = cluster.command_calls(to, "asking");
+    cluster.begin_migration(slot, from, to);
+    cluster.migrate_keys_paced(slot, from, to, 5, Duration::from_millis(5));
+    // The keys are on the importing node and the slot still migrating: let the client run
+    // some rounds now (each meets ASK), however slowly this machine schedules it.
+    let moved_at = done.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while done.load(std::sync::atomic::Ordering::Relaxed) < moved_at + 5
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.finish_migration(slot, to);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (rounds, errors) = writer.await.unwrap();
+    assert!(errors.is_empty(), "client-visible errors: {errors:#?}");
+    assert!(rounds > 0, "the client ran no round during the migration");
+    // slotproxy followed ASK to the importing node (on an authenticated connection).
+    let asking = cluster.command_calls(to, "asking") - asking_before;
+    assert!(
+        asking > 0,
+        "no ASK redirect during the migration ({rounds} rounds)"
+    );
+    // Everything is on the new owner, and slotproxy reads it from there.
+    let on_to: i64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query(&mut cluster.conn(to))
+        .unwrap();
+    assert_eq!(on_to, 200 + rounds as i64);
+    let key = format!("{{{tag}}}:199");
+    assert_eq!(
+        client.request(&[b"GET", key.as_bytes()]).await,
+        b"$6\r\nbefore\r\n"
+    );
+}
+
 /// Drops every connection slotproxy holds to the nodes (the harness's own is skipped), so the
 /// next request must connect, and authenticate, again.
 fn kill_proxy_connections(cluster: &TestCluster) {

@@ -18,6 +18,8 @@ mod blocking;
 mod busy;
 mod chaos;
 mod cli;
+mod client_tls;
+mod client_tls_bad;
 mod commands_doc;
 mod deploy_files;
 mod differential;

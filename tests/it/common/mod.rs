@@ -23,6 +23,7 @@ pub mod mutate;
 mod process;
 mod proxy;
 mod raw;
+mod tls_client;
 mod topology;
 
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ pub use process::{NodeAuth, StandaloneRedis, TestCa};
 pub(crate) use process::{connect as process_connect, free_port};
 pub use proxy::TestProxy;
 pub use raw::{RawClient, assert_same_replies, encode_command, resp_frame_len, split_aggregate};
+pub use tls_client::{ClientTls, redis_cli_tls};
 
 /// How often [`wait_until`] polls its condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);

@@ -145,6 +145,73 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A certificate for `leaf` signed by this CA that expired in 2020 (valid 2020-01-01 to
+    /// 2020-01-02, made with `openssl ca`, which takes explicit dates): (cert, key).
+    ///
+    /// # Panics
+    /// When `openssl` fails.
+    pub fn issue_expired(&self, leaf: &str) -> (PathBuf, PathBuf) {
+        let base = self.dir.join(format!("{}-{leaf}", self.name));
+        let (key, csr, cert) = (
+            base.with_extension("key"),
+            base.with_extension("csr"),
+            base.with_extension("crt"),
+        );
+        let db = self.dir.join(format!("{}-{leaf}-db", self.name));
+        std::fs::create_dir_all(&db).expect("create the openssl ca directory");
+        std::fs::write(db.join("index.txt"), "").expect("write index.txt");
+        std::fs::write(db.join("serial"), "01\n").expect("write serial");
+        let conf = db.join("ca.cnf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[ca]\ndefault_ca = test\n[test]\ndatabase = {0}/index.txt\n\
+                 new_certs_dir = {0}\nserial = {0}/serial\ndefault_md = sha256\n\
+                 policy = any\nunique_subject = no\nx509_extensions = leaf\n\
+                 [any]\ncommonName = supplied\n\
+                 [leaf]\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n",
+                path_str(&db)
+            ),
+        )
+        .expect("write ca.cnf");
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={leaf}"),
+            "-keyout",
+            path_str(&key),
+            "-out",
+            path_str(&csr),
+        ]);
+        openssl(&[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            path_str(&conf),
+            "-cert",
+            path_str(&self.cert),
+            "-keyfile",
+            path_str(&self.key),
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-in",
+            path_str(&csr),
+            "-out",
+            path_str(&cert),
+        ]);
+        (cert, key)
+    }
+}
+
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
@@ -185,6 +252,12 @@ pub(crate) fn set_password(addr: &str, password: Option<&str>) {
         Some(password) => passwords.insert(addr.to_string(), password.to_string()),
         None => passwords.remove(addr),
     };
+}
+
+/// The password the harness uses for `addr`, if it has one (for `MIGRATE ... AUTH`).
+pub(crate) fn password_of(addr: &str) -> Option<String> {
+    let passwords = PASSWORDS.lock().expect("password registry lock");
+    passwords.as_ref().and_then(|p| p.get(addr)).cloned()
 }
 
 /// `redis://[:password@]addr/` for the harness's connections to `addr`.

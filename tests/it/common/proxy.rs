@@ -25,6 +25,8 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The admin HTTP listener, when started with [`TestProxy::start_with_admin`].
     pub admin: Option<SocketAddr>,
+    /// The TLS listener (`127.0.0.1:<ephemeral>`), when the config names a `[tls] cert_file`.
+    pub tls_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     /// `run`'s result, with errors as text; the sender is dropped if `run` panics.
     done: mpsc::Receiver<Result<(), String>>,
@@ -114,6 +116,22 @@ impl TestProxy {
             .map(|l| l.local_addr().expect("admin listener address"));
         config.admin.listen = admin.map(|a| a.to_string()).unwrap_or_default();
         edit(&mut config);
+        // A TLS listener beside the plain one (same interface) when the test configured a
+        // certificate.
+        let tls_listener = config.tls.cert_file.is_some().then(|| {
+            let tls = std::net::TcpListener::bind(SocketAddr::new(bound.ip(), 0))
+                .expect("bind the TLS listener");
+            tls.set_nonblocking(true)
+                .expect("make the TLS listener non-blocking");
+            tls
+        });
+        let tls_bound = tls_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("TLS listener address"));
+        let tls_addr = tls_bound.map(|a| SocketAddr::new(addr.ip(), a.port()));
+        if let Some(tls_bound) = tls_bound {
+            config.tls_listen = tls_bound.to_string();
+        }
         let reload = reload_source.map(|source| {
             *source.lock().expect("reload source") = config.clone();
             let read = move || {
@@ -153,8 +171,16 @@ impl TestProxy {
                         tokio::net::TcpListener::from_std(l)
                             .expect("register the admin listener with tokio")
                     });
+                    let tls_listeners = tls_listener
+                        .map(|l| {
+                            tokio::net::TcpListener::from_std(l)
+                                .expect("register the TLS listener with tokio")
+                        })
+                        .into_iter()
+                        .collect();
                     let process = slotproxy::Process {
                         listeners: vec![listener],
+                        tls_listeners,
                         admin,
                         reload,
                         workers: Some(workers),
@@ -168,6 +194,7 @@ impl TestProxy {
         let mut proxy = TestProxy {
             addr,
             admin,
+            tls_addr,
             shutdown: Some(shutdown),
             done,
             thread: Some(thread),

@@ -64,8 +64,12 @@ impl TestCluster {
                 .arg(to.port)
                 .arg("")
                 .arg(0)
-                .arg(5_000)
-                .arg("KEYS");
+                .arg(5_000);
+            // A secured cluster's target node wants the password (`MIGRATE ... AUTH`).
+            if let Some(password) = super::super::process::password_of(&to.addr) {
+                migrate.arg("AUTH").arg(password);
+            }
+            migrate.arg("KEYS");
             for key in &keys {
                 migrate.arg(key.as_slice());
             }
