@@ -121,6 +121,14 @@ pub enum ReplyError {
     /// `EXEC` after a queued command was refused.
     #[error("EXECABORT Transaction discarded because of previous errors.")]
     ExecAbort,
+    /// `EXEC` whose node refused a queued command (the node's error, without its `-`): the
+    /// client got `+QUEUED` from slotproxy, so the reason comes with the abort, in the format
+    /// redis-server uses when it refuses `EXEC` itself.
+    #[error("EXECABORT Transaction discarded because of: {0}")]
+    ExecAbortBecause(String),
+    /// A command with redis' `no-multi` flag (SAVE, SHUTDOWN, SYNC, PSYNC) inside `MULTI`.
+    #[error("ERR Command not allowed inside a transaction")]
+    NotAllowedInTransaction,
     /// A command other than (un)subscribing, `PING`, `QUIT`, `RESET` in RESP2 subscribed mode.
     #[error(
         "ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \

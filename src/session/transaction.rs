@@ -32,6 +32,7 @@ use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
 use crate::command::policy::{Handling, Local};
+use crate::command::table::Flags;
 use crate::config::CrossSlotTransactions;
 use crate::error::ReplyError;
 use crate::protocol::Request;
@@ -49,6 +50,8 @@ impl Session {
             self.shared.config.session.cross_slot_transactions == CrossSlotTransactions::PerSlot;
         let mut slot = None;
         let refuse = match handling {
+            // redis refuses these inside MULTI before anything else (its `no-multi` flag).
+            _ if spec.flags.contains(Flags::NO_MULTI) => Some(ReplyError::NotAllowedInTransaction),
             Handling::Local(Local::Ping | Local::Echo | Local::Unwatch) | Handling::AnyNode => None,
             // PUBLISH and SPUBLISH run in the transaction on its node, as in a cluster.
             Handling::Single { .. }

@@ -43,6 +43,8 @@ fn every_variant() -> Vec<ReplyError> {
         WatchInMulti,
         ExecWithoutMulti,
         ExecAbort,
+        ExecAbortBecause("OOM command not allowed when used memory > 'maxmemory'.".into()),
+        NotAllowedInTransaction,
         Subscribed("get"),
         UnknownClientType(b("x")),
         InvalidClientId,
