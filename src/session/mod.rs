@@ -28,6 +28,7 @@ mod plan;
 mod pubsub;
 mod queue;
 mod scan;
+mod scan_batch;
 mod scripts;
 mod settle;
 mod split;

@@ -40,8 +40,9 @@ pub enum Merge {
     Info,
     /// `RANDOMKEY`: one of the parts' keys, nil only when every part is nil.
     AnyNonNull,
-    /// `SCAN`: one part, whose cursor becomes the proxy's (see [`super::scan`]).
-    Scan(super::scan::Phase),
+    /// `SCAN`: one part, whose cursor becomes the proxy's (see [`super::scan`]); the session
+    /// may send the call's next step before merging (see [`super::scan_batch`]).
+    Scan(Box<super::scan_batch::ScanBatch>),
     /// `SCRIPT LOAD`, `FUNCTION LOAD`: every primary gives the same reply (the SHA-1, the
     /// library name); a primary that disagrees is an error.
     Same,
@@ -182,7 +183,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
         Merge::Info => return info::merge_info(replies, protocol),
         Merge::Scan(phase) => {
             return match replies {
-                [reply] => super::scan::merge_reply(*phase, reply.raw()),
+                [reply] => super::scan::merge_reply(phase.phase, reply.raw()),
                 _ => ReplyError::ScanParts.to_bytes(),
             };
         }

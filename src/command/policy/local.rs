@@ -49,8 +49,9 @@ pub enum Local {
     /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`: asked of every node concerned
     /// and merged, counting the proxy's subscribers.
     PubSubCount,
-    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
-    /// the session with the cursor naming the primary.
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary after another,
+    /// sent by the session with the cursor naming the primary (the next one within the same
+    /// call while the batch is below `COUNT`).
     Scan,
     /// `CLUSTER INFO`, as a one-node cluster owning every slot.
     ClusterInfo,
