@@ -10,6 +10,7 @@ use super::Session;
 use super::acl_command;
 use super::plan::{CrossSlot, Plan};
 use super::queue::Pending;
+use super::split::Merge;
 use super::target::Target;
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
@@ -152,7 +153,7 @@ impl Session {
             }
             Handling::FanOut(merge) => {
                 let plan = Plan::FanOut {
-                    merge: merge.into(),
+                    merge: Merge::fan_out(merge, request.args(), &self.shared.scripts),
                     writes: policy.is_write(),
                 };
                 self.dispatch(request, plan)

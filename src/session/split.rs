@@ -12,6 +12,7 @@ pub(super) mod info;
 
 use bytes::{Bytes, BytesMut};
 
+use super::scripts::ScriptCache;
 use crate::cluster::{Slot, SlotMap, hash_slot};
 use crate::command::policy::{FanOutMerge, MergeRule, SplitKind};
 use crate::error::ReplyError;
@@ -38,7 +39,8 @@ pub enum Merge {
     Concat,
     /// `INFO`: the parts' INFO texts merged section by section, plus a `# Proxy` section.
     Info,
-    /// `RANDOMKEY`: one of the parts' keys, nil only when every part is nil.
+    /// `RANDOMKEY`: one of the parts' keys, picked at random among the primaries that have keys
+    /// (uniformly, not weighted by their sizes); nil only when every part is nil.
     AnyNonNull,
     /// `SCAN`: one part, whose cursor becomes the proxy's (see [`super::scan`]); the session
     /// may send the call's next step before merging (see [`super::scan_batch`]).
@@ -46,10 +48,15 @@ pub enum Merge {
     /// `SCRIPT LOAD`, `FUNCTION LOAD`: every primary gives the same reply (the SHA-1, the
     /// library name); a primary that disagrees is an error.
     Same,
-    /// `SCRIPT EXISTS`: `1` for a script only where every primary has it. `EVALSHA` may be sent to
-    /// any primary, so a script one of them lacks is reported missing: loading it again is
-    /// harmless, and a client told it exists could still get `NOSCRIPT`.
-    AllExist,
+    /// `SCRIPT EXISTS`: `1` for a script every primary has, or one slotproxy knows (`known`,
+    /// per argument: its body is in the `ScriptCache`, so an `EVALSHA` that gets `NOSCRIPT`
+    /// from a primary lacking it is loaded there and run again). A script neither is reported
+    /// missing: `EVALSHA` may be sent to any primary, and a client told it exists could
+    /// still get `NOSCRIPT`.
+    AllExist {
+        /// Whether slotproxy knows each argument's script (empty: none).
+        known: Vec<bool>,
+    },
     /// `FUNCTION LIST`: the first primary's libraries that every primary has, as `FCALL` can
     /// only rely on those; the output is per library, so libraries stay whole.
     CommonLibraries,
@@ -82,6 +89,24 @@ impl Merge {
     }
 }
 
+impl Merge {
+    /// The merge of a fanned-out request: its row's rule, with what slotproxy itself knows
+    /// about the request's arguments (`SCRIPT EXISTS`: the scripts in `scripts`).
+    pub(super) fn fan_out(rule: FanOutMerge, args: &[Bytes], scripts: &ScriptCache) -> Merge {
+        match rule {
+            FanOutMerge::AllExist => Merge::AllExist {
+                known: args
+                    .get(2..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|sha| scripts.knows(sha))
+                    .collect(),
+            },
+            other => other.into(),
+        }
+    }
+}
+
 impl From<FanOutMerge> for Merge {
     fn from(rule: FanOutMerge) -> Merge {
         match rule {
@@ -91,12 +116,22 @@ impl From<FanOutMerge> for Merge {
             FanOutMerge::Info => Merge::Info,
             FanOutMerge::AnyNonNull => Merge::AnyNonNull,
             FanOutMerge::Same => Merge::Same,
-            FanOutMerge::AllExist => Merge::AllExist,
+            FanOutMerge::AllExist => Merge::AllExist { known: Vec::new() },
             FanOutMerge::CommonLibraries => Merge::CommonLibraries,
             FanOutMerge::AnyOk => Merge::AnyOk,
             FanOutMerge::RunningScript => Merge::RunningScript,
         }
     }
+}
+
+/// A random number below `len` (not 0), from the standard library's randomly keyed hasher:
+/// each `RandomState` gets new keys, so no random-number crate is needed for a fair pick.
+fn random_below(len: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (random % len as u64) as usize
 }
 
 /// Splits `request` into one sub-request per slot, keys kept in their original order.
@@ -192,13 +227,9 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             if keys.is_empty() {
                 write_null(&mut out, protocol);
             } else {
-                // The keys themselves are random: hashing them picks a primary at random
-                // without a random source, so the merge stays a pure function.
-                let hash = keys
-                    .iter()
-                    .fold(super::scan::Fnv::new(), |h, r| h.bytes(r.raw()))
-                    .0;
-                return keys[(hash % keys.len() as u64) as usize].raw().clone();
+                // Each primary's key is random within its keyspace; the primary is picked at
+                // random too (hashing the keys would always pick the same one of a few keys).
+                return keys[random_below(keys.len())].raw().clone();
             }
         }
         Merge::AllOk => write_simple(&mut out, "OK"),
@@ -222,7 +253,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
                 _ => ReplyError::PrimariesDiffer.to_bytes(),
             };
         }
-        Merge::AllExist => {
+        Merge::AllExist { known } => {
             let parts: Vec<Vec<&[u8]>> = replies.iter().map(|r| elements(r.raw())).collect();
             let len = parts.first().map_or(0, Vec::len);
             if parts.iter().any(|p| p.len() != len) {
@@ -231,7 +262,8 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             write_array_len(&mut out, len);
             for i in 0..len {
                 let everywhere = parts.iter().all(|p| integer(p[i]) == Some(1));
-                write_integer(&mut out, i64::from(everywhere));
+                let exists = everywhere || known.get(i).copied().unwrap_or(false);
+                write_integer(&mut out, i64::from(exists));
             }
         }
         Merge::CommonLibraries => {
@@ -474,16 +506,23 @@ mod tests {
             &merge_bytes(&Merge::Same, &[reply(sha), reply(b"$1\r\nx\r\n")])[..],
             b"-ERR slotproxy: the primaries' replies differ\r\n"
         );
-        assert_eq!(fan_out_merge("script|exists"), Some(Merge::AllExist));
+        let no_known = Merge::AllExist { known: Vec::new() };
+        assert_eq!(fan_out_merge("script|exists"), Some(no_known.clone()));
+        let parts = [
+            reply(b"*3\r\n:1\r\n:1\r\n:0\r\n"),
+            reply(b"*3\r\n:1\r\n:0\r\n:0\r\n"),
+        ];
         assert_eq!(
-            &merge_bytes(
-                &Merge::AllExist,
-                &[
-                    reply(b"*3\r\n:1\r\n:1\r\n:0\r\n"),
-                    reply(b"*3\r\n:1\r\n:0\r\n:0\r\n")
-                ]
-            )[..],
+            &merge_bytes(&no_known, &parts)[..],
             b"*3\r\n:1\r\n:0\r\n:0\r\n"
+        );
+        let known = Merge::AllExist {
+            known: vec![false, true, false],
+        };
+        assert_eq!(
+            &merge_bytes(&known, &parts)[..],
+            b"*3\r\n:1\r\n:1\r\n:0\r\n",
+            "a script slotproxy would load where it is missing exists"
         );
         for name in ["function|delete", "function|flush", "function|restore"] {
             assert_eq!(fan_out_merge(name), Some(Merge::AllOk), "{name}");

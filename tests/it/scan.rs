@@ -346,3 +346,32 @@ async fn scan_0_returns_a_small_keyspace_in_one_call_like_redis_server() {
     let (all, _) = scan_all(&mut conn, &["COUNT", "2"]);
     assert_eq!(set_of(&all), set_of(&keys));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomkey_picks_keys_of_every_primary_like_redis_server() {
+    let cluster = TestCluster::start(3, 0);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut conn = proxy.sync_client();
+    let mut direct = standalone.conn();
+    // One key on each primary: redis-server returns each of them now and then.
+    let keys: Vec<String> = cluster
+        .primaries()
+        .iter()
+        .map(|node| cluster.key_for_node(node, "rk"))
+        .collect();
+    write(&mut conn, &keys);
+    write(&mut direct, &keys);
+    let picks = |conn: &mut redis::Connection| {
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let key: String = redis::cmd("RANDOMKEY").query(conn).unwrap();
+            seen.insert(key);
+        }
+        seen
+    };
+    let want = picks(&mut direct);
+    assert_eq!(want, set_of(&keys), "redis-server");
+    // Missing one of three keys in 100 fair picks has a chance of about 1e-17.
+    assert_eq!(picks(&mut conn), want);
+}
