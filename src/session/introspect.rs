@@ -268,6 +268,7 @@ impl Session {
                 .load(std::sync::atomic::Ordering::Relaxed) as u64,
             total_commands_processed: total,
             instantaneous_ops_per_sec: metrics.ops_per_sec(total),
+            master_replid: hex_id(b"replid", self.cluster_addr()),
         }
     }
 }
