@@ -329,9 +329,6 @@ pub enum ReplyError {
         String::from_utf8_lossy(.0)
     )]
     ConfigSetRefused(Bytes),
-    /// `CLIENT REPLY OFF|SKIP` (the mode, upper-case).
-    #[error("ERR 'CLIENT REPLY {0}' is not supported by slotproxy")]
-    ClientReply(String),
     /// `CLIENT TRACKING ... REDIRECT`.
     #[error(
         "ERR CLIENT TRACKING REDIRECT is not supported by slotproxy; switch to RESP3 (HELLO 3) to \

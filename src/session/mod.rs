@@ -27,6 +27,7 @@ mod pick;
 mod plan;
 mod pubsub;
 mod queue;
+mod reply_mode;
 mod scan;
 mod scan_batch;
 mod scripts;
@@ -177,6 +178,8 @@ pub struct Session {
     user_generation: u64,
     /// Scratch space for the keys the ACL check looks at, reused across requests.
     acl_keys: Vec<crate::command::KeyRef>,
+    /// `CLIENT REPLY` mode and the replies it mutes.
+    reply_mode: reply_mode::ReplyMode,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -235,6 +238,7 @@ impl Session {
             authenticated,
             user_generation,
             acl_keys: Vec::new(),
+            reply_mode: reply_mode::ReplyMode::default(),
         }
     }
 
@@ -446,7 +450,11 @@ impl Session {
                 Ok(Some(request)) => {
                     let index = self.pending.next_index();
                     let written = self.out.len();
+                    self.reply_mode.begin();
                     let command = self.handle(request);
+                    if self.reply_mode.mutes_this() {
+                        self.mute(index, written);
+                    }
                     if self.pending.next_index() > index {
                         self.timings.push_back((index, command, self.read_at));
                     } else if self.out.len() > written {
@@ -489,7 +497,9 @@ impl Session {
                     let index = self.pending.front_index();
                     if let Some(Pending::Done(reply)) = self.pending.pop_front() {
                         self.observe(index, &reply);
-                        self.out.push(reply);
+                        if self.reply_mode.writes_all() || !self.reply_mode.take_muted(index) {
+                            self.out.push(reply);
+                        }
                     }
                 }
                 Pending::Close(reply) => {
@@ -527,6 +537,16 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Mutes the reply of the request just handled (`CLIENT REPLY OFF|SKIP`): queue entry
+    /// `index` if it got one, else what it wrote to the output since `written`.
+    fn mute(&mut self, index: u64, written: usize) {
+        if self.pending.next_index() > index {
+            self.reply_mode.mute(index);
+        } else {
+            self.out.truncate(written);
         }
     }
 

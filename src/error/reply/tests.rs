@@ -95,7 +95,6 @@ fn every_variant() -> Vec<ReplyError> {
         NotInMulti("X".into()),
         AclInMulti,
         ConfigSetRefused(b("x")),
-        ClientReply("OFF".into()),
         TrackingRedirect,
         TooManyPrefixes(3),
         NoNodeKnown,
