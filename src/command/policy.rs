@@ -178,8 +178,6 @@ pub enum Refusal {
     Admin,
     /// Acts on other clients' connections.
     OtherClients,
-    /// Would pause the nodes' connections, which all clients share.
-    PausesNodes,
     /// Needs a node connection of its own where clients share them.
     SharedConnections,
 }
@@ -197,10 +195,6 @@ impl Refusal {
             Refusal::OtherClients => {
                 "is not supported by slotproxy (a client can see and act on its own connection \
                  only)"
-            }
-            Refusal::PausesNodes => {
-                "is not allowed through slotproxy (nodes would pause the connections all \
-                 clients share)"
             }
             Refusal::SharedConnections => {
                 "is not supported by slotproxy (commands reach the nodes on connections clients \
@@ -275,7 +269,6 @@ fn handling(spec: &CommandSpec) -> Handling {
         | "cluster|set-config-epoch"
         | "cluster|bumpepoch" => return Handling::Refused(Refusal::Never),
         "client|kill" | "client|unblock" => return Handling::Refused(Refusal::OtherClients),
-        "client|pause" | "client|unpause" => return Handling::Refused(Refusal::PausesNodes),
         "client|no-touch" | "script|debug" => {
             return Handling::Refused(Refusal::SharedConnections);
         }
@@ -346,6 +339,8 @@ fn local(name: &str) -> Option<Local> {
         "client|getredir" => Local::ClientGetRedir,
         "client|caching" => Local::ClientCaching,
         "client|reply" => Local::ClientReply,
+        "client|pause" => Local::ClientPause,
+        "client|unpause" => Local::ClientUnpause,
         "role" => Local::Role,
         "asking" => Local::Asking,
         "scan" => Local::Scan,

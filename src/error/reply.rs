@@ -126,6 +126,15 @@ pub enum ReplyError {
     /// redis-server uses when it refuses `EXEC` itself.
     #[error("EXECABORT Transaction discarded because of: {0}")]
     ExecAbortBecause(String),
+    /// `CLIENT PAUSE` with a mode other than `WRITE` or `ALL`.
+    #[error("ERR CLIENT PAUSE mode must be WRITE or ALL")]
+    PauseMode,
+    /// A negative timeout (`CLIENT PAUSE`).
+    #[error("ERR timeout is negative")]
+    TimeoutNegative,
+    /// A timeout that is not an integer (`CLIENT PAUSE`).
+    #[error("ERR timeout is not an integer or out of range")]
+    TimeoutNotInteger,
     /// A command with redis' `no-multi` flag (SAVE, SHUTDOWN, SYNC, PSYNC) inside `MULTI`.
     #[error("ERR Command not allowed inside a transaction")]
     NotAllowedInTransaction,

@@ -185,6 +185,8 @@ impl Session {
             | Local::ClientGetRedir
             | Local::ClientCaching
             | Local::ClientReply => self.introspect(local, args),
+            Local::ClientPause => self.client_pause(args),
+            Local::ClientUnpause => self.client_unpause(),
         }
     }
 

@@ -22,6 +22,7 @@ mod introspect;
 mod local;
 mod order;
 mod output;
+mod pause;
 mod per_slot;
 mod pick;
 mod plan;
@@ -106,6 +107,8 @@ pub struct Shared {
     pub workers: Arc<crate::workers::Workers>,
     /// Failed `AUTH` / `HELLO AUTH` attempts since start.
     pub auth_failures: AtomicU64,
+    /// `CLIENT PAUSE`, held by slotproxy for every client.
+    pub pause: crate::pause::Pause,
 }
 
 /// Per-client state; `run` drives it.
@@ -180,6 +183,11 @@ pub struct Session {
     acl_keys: Vec<crate::command::KeyRef>,
     /// `CLIENT REPLY` mode and the replies it mutes.
     reply_mode: reply_mode::ReplyMode,
+    /// A request read while `CLIENT PAUSE` holds it: it runs (and then what follows it) once
+    /// the pause ends.
+    held: Option<crate::protocol::Request>,
+    /// Sees `CLIENT PAUSE`/`UNPAUSE` from any client, to wake a held request.
+    pause: tokio::sync::watch::Receiver<Option<crate::pause::Paused>>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -201,6 +209,7 @@ impl Session {
         let budget = Arc::new(ReplyBudget::new(live.session.max_output_buffer_bytes));
         drop(live);
         let drain = shared.draining.subscribe();
+        let pause = shared.pause.subscribe();
         let (user, authenticated, user_generation) = Session::initial_user(&shared);
         Self {
             id,
@@ -239,6 +248,8 @@ impl Session {
             user_generation,
             acl_keys: Vec::new(),
             reply_mode: reply_mode::ReplyMode::default(),
+            held: None,
+            pause,
         }
     }
 
@@ -333,8 +344,10 @@ impl Session {
             // A client that left while blocked is dropped at once (which closes the dedicated
             // connection, so the node unblocks too); otherwise what it sent is still answered.
             let blocked = self.pending.front_blocks();
-            let finished =
-                self.closing || ((self.stop_reading || self.draining) && self.pending.is_empty());
+            let finished = self.closing
+                || ((self.stop_reading || self.draining)
+                    && self.pending.is_empty()
+                    && self.held.is_none());
             if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
                 let mut writer = writer;
                 let _ = writer.shutdown().await;
@@ -366,6 +379,7 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(front.retry_at.unwrap_or_else(Instant::now)),
                     if front.retry_at.is_some() => Event::Timer,
+                () = pause_ends(&mut self.pause), if self.held.is_some() => Event::Timer,
                 _ = self.inbox.changed(), if self.hub_member => Event::Inbox,
                 Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
                     Event::Invalidation(push)
@@ -446,7 +460,15 @@ impl Session {
     /// Decodes and dispatches buffered requests while the in-flight limit allows.
     fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
         while !self.stop_reading && self.pending.len() < max_in_flight {
-            match self.decoder.decode(inbuf) {
+            let next = match self.held.take() {
+                Some(request) => Ok(Some(request)),
+                None => self.decoder.decode(inbuf),
+            };
+            match next {
+                Ok(Some(request)) if self.paused(&request) => {
+                    self.held = Some(request);
+                    return;
+                }
                 Ok(Some(request)) => {
                     let index = self.pending.next_index();
                     let written = self.out.len();
@@ -600,6 +622,17 @@ async fn next_invalidation(tracking: &mut Option<tracking_state::Tracking>) -> O
     match tracking {
         Some(tracking) => tracking.pushes.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// When the pause holding a request ends, or changes (`UNPAUSE`, another `PAUSE`).
+async fn pause_ends(pause: &mut tokio::sync::watch::Receiver<Option<crate::pause::Paused>>) {
+    let until = pause.borrow_and_update().map(|p| p.until);
+    if let Some(until) = until {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            _ = pause.changed() => {}
+        }
     }
 }
 

@@ -275,8 +275,6 @@ async fn client_subcommands_describe_the_caller_or_refuse_clearly() {
     // Refused with the command's name and why; the connection stays open.
     for args in [
         vec![&b"CLIENT"[..], b"KILL", b"ID", b"1"],
-        vec![b"CLIENT", b"PAUSE", b"100"],
-        vec![b"CLIENT", b"UNPAUSE"],
         vec![b"CLIENT", b"UNBLOCK", b"1"],
         vec![b"CLIENT", b"NO-TOUCH", b"on"],
     ] {

@@ -18,6 +18,7 @@ mod blocking;
 mod busy;
 mod chaos;
 mod cli;
+mod client_pause;
 mod client_reply;
 mod commands_doc;
 mod deploy_files;

@@ -79,8 +79,12 @@ pub enum Local {
     ClientGetRedir,
     /// `CLIENT CACHING yes|no`: redis' error for a client without tracking.
     ClientCaching,
-    /// `CLIENT REPLY on|off|skip`: `ON` accepted, the others refused.
+    /// `CLIENT REPLY on|off|skip`: the session writes the replies the mode lets through.
     ClientReply,
+    /// `CLIENT PAUSE timeout [WRITE|ALL]`: held by slotproxy, never sent to a node.
+    ClientPause,
+    /// `CLIENT UNPAUSE`: ends slotproxy's pause.
+    ClientUnpause,
     /// `WAIT` / `WAITAOF`: sent by the session on the connections its writes went out on.
     Wait,
     /// `SHUTDOWN`, when the configuration allows it: stops slotproxy (never a node).

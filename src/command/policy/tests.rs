@@ -126,7 +126,7 @@ fn known_commands_map_to_expected_handlings() {
         ("cluster|replicate", Handling::Refused(Refusal::Never)),
         ("cluster|setslot", Handling::Refused(Refusal::Never)),
         ("client|kill", Handling::Refused(Refusal::OtherClients)),
-        ("client|pause", Handling::Refused(Refusal::PausesNodes)),
+        ("client|pause", Handling::Local(Local::ClientPause)),
         (
             "script|debug",
             Handling::Refused(Refusal::SharedConnections),
