@@ -152,8 +152,10 @@ impl Session {
                 self.dispatch(request, plan)
             }
             Handling::FanOut(merge) => {
+                let merge = Merge::fan_out(merge, request.args(), &self.shared.scripts);
+                let request = merge.node_request().unwrap_or(request);
                 let plan = Plan::FanOut {
-                    merge: Merge::fan_out(merge, request.args(), &self.shared.scripts),
+                    merge,
                     writes: policy.is_write(),
                 };
                 self.dispatch(request, plan)

@@ -33,6 +33,7 @@ mod scan;
 mod scan_batch;
 mod scripts;
 mod settle;
+mod slowlog;
 mod split;
 mod subscriptions;
 mod target;

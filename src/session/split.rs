@@ -76,6 +76,11 @@ pub enum Merge {
     /// `FUNCTION STATS`: the reply of the primary running a function or script, else the first
     /// primary's (the same libraries are loaded on every primary).
     RunningScript,
+    /// `SLOWLOG GET`: this many entries (all for `None`) of every primary's log, newest first
+    /// (see [`super::slowlog`]).
+    Slowlog(Option<usize>),
+    /// `SLOWLOG LEN`: the entries `SLOWLOG GET -1` returns.
+    SlowlogLen,
     /// `SUNION`, `ZINTER`, `PFCOUNT`...: one read per key, the reply computed from their values
     /// (see [`super::algebra`]).
     Computed(Box<super::algebra::Computation>),
@@ -102,7 +107,21 @@ impl Merge {
                     .map(|sha| scripts.knows(sha))
                     .collect(),
             },
+            FanOutMerge::Slowlog => match super::slowlog::get_count(args) {
+                Some(count) => Merge::Slowlog(count),
+                // A count redis refuses: the nodes' error, through the plain merge.
+                None => Merge::Concat,
+            },
             other => other.into(),
+        }
+    }
+
+    /// The request every part sends when it is not the client's own (`SLOWLOG`: the whole
+    /// log, merged here).
+    pub(super) fn node_request(&self) -> Option<Request> {
+        match self {
+            Merge::Slowlog(_) | Merge::SlowlogLen => Some(super::slowlog::node_request()),
+            _ => None,
         }
     }
 }
@@ -120,6 +139,8 @@ impl From<FanOutMerge> for Merge {
             FanOutMerge::CommonLibraries => Merge::CommonLibraries,
             FanOutMerge::AnyOk => Merge::AnyOk,
             FanOutMerge::RunningScript => Merge::RunningScript,
+            FanOutMerge::Slowlog => Merge::Slowlog(Some(10)),
+            FanOutMerge::SlowlogLen => Merge::SlowlogLen,
         }
     }
 }
@@ -216,6 +237,8 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     let mut out = BytesMut::new();
     match merge {
         Merge::Info => return info::merge_info(replies, protocol),
+        Merge::Slowlog(count) => return super::slowlog::merge_get(*count, replies),
+        Merge::SlowlogLen => return super::slowlog::merge_len(replies),
         Merge::Scan(phase) => {
             return match replies {
                 [reply] => super::scan::merge_reply(phase.phase, reply.raw()),

@@ -47,6 +47,7 @@ mod scan;
 mod scripts;
 mod set_algebra;
 mod slots;
+mod slowlog;
 mod strict_resp;
 mod tls;
 mod tracking;

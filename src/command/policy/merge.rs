@@ -55,6 +55,10 @@ pub enum FanOutMerge {
     AnyOk,
     /// `FUNCTION STATS`: the primary running a script, else the first primary.
     RunningScript,
+    /// `SLOWLOG GET`: every primary's log, newest first, without slotproxy's own commands.
+    Slowlog,
+    /// `SLOWLOG LEN`: the entries `SLOWLOG GET -1` returns.
+    SlowlogLen,
 }
 
 impl FanOutMerge {
@@ -77,6 +81,11 @@ impl FanOutMerge {
             FanOutMerge::CommonLibraries => "the libraries every primary has",
             FanOutMerge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
             FanOutMerge::RunningScript => "the primary running a script, else the first primary",
+            FanOutMerge::Slowlog => {
+                "every primary's log merged newest first, `count` entries in all, without \
+                 slotproxy's health checks (`PING`, `INFO replication`) and replicas' `REPLCONF`"
+            }
+            FanOutMerge::SlowlogLen => "the entries `SLOWLOG GET -1` returns",
         }
     }
 }
