@@ -186,8 +186,8 @@ async fn script_load_reaches_every_primary_and_a_node_that_forgot_is_reloaded() 
         .unwrap();
     assert_eq!(
         exists,
-        [0],
-        "EVALSHA could land on the primary that lacks it"
+        [1],
+        "slotproxy knows it and loads it where EVALSHA finds it missing"
     );
     for key in &keys {
         let got: String = redis::cmd("EVALSHA")
