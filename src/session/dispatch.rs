@@ -131,6 +131,7 @@ impl Session {
                     positions: exec.positions,
                     total: exec.total,
                     watched,
+                    combined: exec.combined,
                 };
                 return Pending::Split(Box::new(Split { merge, parts }));
             }

@@ -72,6 +72,8 @@ pub enum Merge {
         total: usize,
         /// The first part is the watched slot's; the others ran only if it did.
         watched: bool,
+        /// Client commands queued as several parts (split by slot), merged back into one.
+        combined: Vec<Combined>,
     },
     /// `FUNCTION STATS`: the reply of the primary running a function or script, else the first
     /// primary's (the same libraries are loaded on every primary).
@@ -81,9 +83,25 @@ pub enum Merge {
     Slowlog(Option<usize>),
     /// `SLOWLOG LEN`: the entries `SLOWLOG GET -1` returns.
     SlowlogLen,
+    /// A command of a per-slot transaction that fails at `EXEC`: this error, whatever the
+    /// parts (see [`Combined`]).
+    Failed(Bytes),
     /// `SUNION`, `ZINTER`, `PFCOUNT`...: one read per key, the reply computed from their values
     /// (see [`super::algebra`]).
     Computed(Box<super::algebra::Computation>),
+}
+
+/// A client command queued as several per-slot parts (see `transaction_state.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Combined {
+    /// Index of its first part in the queue.
+    pub first: usize,
+    /// Its parts, queued one after the other; 0 for a command redis queues and fails at
+    /// `EXEC` (`MSET` with a key lacking a value), whose entry is then `merge`'s reply to no
+    /// parts: its error.
+    pub parts: usize,
+    /// How the parts' replies merge.
+    pub merge: Merge,
 }
 
 impl Merge {
@@ -143,6 +161,47 @@ impl From<FanOutMerge> for Merge {
             FanOutMerge::SlowlogLen => Merge::SlowlogLen,
         }
     }
+}
+
+/// A per-slot transaction's `EXEC` reply with each split command's parts merged back into
+/// the command's one reply, as outside `MULTI` (an error part makes the whole entry that error).
+fn combine(exec_reply: Bytes, combined: &[Combined], protocol: Protocol) -> Bytes {
+    if combined.is_empty() {
+        return exec_reply;
+    }
+    let entries = elements(&exec_reply);
+    if entries.is_empty() {
+        // Nil or an error: the transaction ran nowhere.
+        return exec_reply;
+    }
+    let parts: usize = combined.iter().map(|c| c.parts).sum();
+    let mut out = BytesMut::new();
+    write_array_len(&mut out, entries.len() + combined.len() - parts);
+    let mut i = 0;
+    while i <= entries.len() {
+        for failed in combined.iter().filter(|c| c.first == i && c.parts == 0) {
+            out.extend_from_slice(&merge(&failed.merge, &[], protocol));
+        }
+        if i == entries.len() {
+            break;
+        }
+        match combined.iter().find(|c| c.first == i && c.parts > 0) {
+            Some(command) => {
+                let end = (i + command.parts).min(entries.len());
+                let replies: Vec<Reply> = entries[i..end]
+                    .iter()
+                    .map(|e| Reply::local(exec_reply.slice_ref(e)))
+                    .collect();
+                out.extend_from_slice(&merge(&command.merge, &replies, protocol));
+                i = end;
+            }
+            None => {
+                out.extend_from_slice(entries[i]);
+                i += 1;
+            }
+        }
+    }
+    out.freeze()
 }
 
 /// A random number below `len` (not 0), from the standard library's randomly keyed hasher:
@@ -218,13 +277,16 @@ pub(crate) fn merge_info_with(
 /// client can only get one reply.
 pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     match merge {
+        Merge::Failed(error) => return error.clone(),
         Merge::AnyOk => return any_ok(replies),
         Merge::Transaction {
             positions,
             total,
             watched,
+            combined,
         } => {
-            return super::per_slot::merge(positions, *total, *watched, replies);
+            let merged = super::per_slot::merge(positions, *total, *watched, replies);
+            return combine(merged, combined, protocol);
         }
         Merge::Computed(computation) => {
             return super::algebra::merge(computation, replies, protocol);
@@ -315,7 +377,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             }
         }
         // Merged above, before the first error could win.
-        Merge::AnyOk | Merge::Computed(_) | Merge::Transaction { .. } => {}
+        Merge::AnyOk | Merge::Computed(_) | Merge::Transaction { .. } | Merge::Failed(_) => {}
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
             write_integer(&mut out, sum);
