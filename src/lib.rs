@@ -19,6 +19,8 @@
 //!    [`protocol::RequestDecoder`] yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
 //!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.
+//!    While a `CLIENT PAUSE` ([`pause`], `session/pause.rs`) holds it, a request waits here,
+//!    and nothing after it is read.
 //! 3. **Decide** (`command/table.rs`, `command/policy.rs`, `session/acl.rs`). The command's row
 //!    is found once; its [`command::Policy`], built with the table, says how it is served
 //!    (`Local`, `Single`, `Split`, `Computed`, `FanOut`, `AllNodes`, `AnyNode`, `Admin`,
@@ -58,7 +60,8 @@
 //!    again; a write gets an error saying its outcome is unknown and is never sent twice. Split
 //!    parts merge in key order. Replies are read through [`protocol::View`]; every error reply
 //!    slotproxy makes is an [`error::ReplyError`], spelled once.
-//! 9. **Write** (`session/output.rs`). Replies leave in request order; large ones are written
+//! 9. **Write** (`session/output.rs`). Replies leave in request order (those `CLIENT REPLY
+//!    OFF|SKIP` mutes are dropped here, `session/reply_mode.rs`); large ones are written
 //!    from the node's bytes without a copy. Pub/sub messages and tracking invalidations
 //!    ([`tracking`]) are written between replies. A client whose unwritten and in-flight replies
 //!    pass `max_output_buffer_bytes` is disconnected, and its unsent requests are dropped.
@@ -81,6 +84,7 @@ pub mod error;
 pub mod inbox;
 pub mod launch;
 pub mod metrics;
+pub mod pause;
 pub mod protocol;
 pub mod pubsub;
 pub mod reload;
@@ -228,6 +232,7 @@ pub async fn run_with(
         metrics,
         draining: watch::Sender::new(false),
         auth_failures: AtomicU64::new(0),
+        pause: pause::Pause::default(),
         config,
         topology: topology.clone(),
         commands: ArcSwap::from_pointee(commands),

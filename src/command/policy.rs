@@ -176,8 +176,6 @@ pub enum Refusal {
     Never,
     /// An admin command the configuration does not list.
     Admin,
-    /// Would pause the nodes' connections, which all clients share.
-    PausesNodes,
     /// Needs a node connection of its own where clients share them.
     SharedConnections,
 }
@@ -191,10 +189,6 @@ impl Refusal {
             Refusal::Admin => {
                 "is not allowed through slotproxy unless its configuration lists it in \
                  session.allowed_admin_commands"
-            }
-            Refusal::PausesNodes => {
-                "is not allowed through slotproxy (nodes would pause the connections all \
-                 clients share)"
             }
             Refusal::SharedConnections => {
                 "is not supported by slotproxy (commands reach the nodes on connections clients \
@@ -268,7 +262,6 @@ fn handling(spec: &CommandSpec) -> Handling {
         | "cluster|flushslots"
         | "cluster|set-config-epoch"
         | "cluster|bumpepoch" => return Handling::Refused(Refusal::Never),
-        "client|pause" | "client|unpause" => return Handling::Refused(Refusal::PausesNodes),
         "client|no-touch" | "script|debug" => {
             return Handling::Refused(Refusal::SharedConnections);
         }
@@ -341,6 +334,8 @@ fn local(name: &str) -> Option<Local> {
         "client|getredir" => Local::ClientGetRedir,
         "client|caching" => Local::ClientCaching,
         "client|reply" => Local::ClientReply,
+        "client|pause" => Local::ClientPause,
+        "client|unpause" => Local::ClientUnpause,
         "role" => Local::Role,
         "asking" => Local::Asking,
         "scan" => Local::Scan,
@@ -429,9 +424,9 @@ fn fan_out_merge(name: &str) -> Option<FanOutMerge> {
         "function|list" => FanOutMerge::CommonLibraries,
         "script|kill" | "function|kill" => FanOutMerge::AnyOk,
         "function|stats" => FanOutMerge::RunningScript,
-        "slowlog|len" => FanOutMerge::Sum,
+        "slowlog|len" => FanOutMerge::SlowlogLen,
         "slowlog|reset" => FanOutMerge::AllOk,
-        "slowlog|get" => FanOutMerge::Concat,
+        "slowlog|get" => FanOutMerge::Slowlog,
         "info" => FanOutMerge::Info,
         "randomkey" => FanOutMerge::AnyNonNull,
         _ => return None,

@@ -121,6 +121,23 @@ pub enum ReplyError {
     /// `EXEC` after a queued command was refused.
     #[error("EXECABORT Transaction discarded because of previous errors.")]
     ExecAbort,
+    /// `EXEC` whose node refused a queued command (the node's error, without its `-`): the
+    /// client got `+QUEUED` from slotproxy, so the reason comes with the abort, in the format
+    /// redis-server uses when it refuses `EXEC` itself.
+    #[error("EXECABORT Transaction discarded because of: {0}")]
+    ExecAbortBecause(String),
+    /// `CLIENT PAUSE` with a mode other than `WRITE` or `ALL`.
+    #[error("ERR CLIENT PAUSE mode must be WRITE or ALL")]
+    PauseMode,
+    /// A negative timeout (`CLIENT PAUSE`).
+    #[error("ERR timeout is negative")]
+    TimeoutNegative,
+    /// A timeout that is not an integer (`CLIENT PAUSE`).
+    #[error("ERR timeout is not an integer or out of range")]
+    TimeoutNotInteger,
+    /// A command with redis' `no-multi` flag (SAVE, SHUTDOWN, SYNC, PSYNC) inside `MULTI`.
+    #[error("ERR Command not allowed inside a transaction")]
+    NotAllowedInTransaction,
     /// A command other than (un)subscribing, `PING`, `QUIT`, `RESET` in RESP2 subscribed mode.
     #[error(
         "ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
@@ -342,9 +359,6 @@ pub enum ReplyError {
         String::from_utf8_lossy(.0)
     )]
     ConfigSetRefused(Bytes),
-    /// `CLIENT REPLY OFF|SKIP` (the mode, upper-case).
-    #[error("ERR 'CLIENT REPLY {0}' is not supported by slotproxy")]
-    ClientReply(String),
     /// `CLIENT TRACKING ... REDIRECT`.
     #[error(
         "ERR CLIENT TRACKING REDIRECT is not supported by slotproxy; switch to RESP3 (HELLO 3) to \

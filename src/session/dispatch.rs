@@ -18,6 +18,7 @@ use super::order::Admission;
 use super::pick;
 use super::plan::Plan;
 use super::queue::{FrontEvent, Pending, Task, TaskOutcome, into_pending};
+use super::scan_batch;
 use super::split::{self, Merge};
 use super::target::Target;
 use crate::backend::{Lane, Node, NodeResult, Outgoing};
@@ -130,6 +131,7 @@ impl Session {
                     positions: exec.positions,
                     total: exec.total,
                     watched,
+                    combined: exec.combined,
                 };
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
@@ -350,19 +352,35 @@ impl Session {
         }
         let done = split.parts.iter().all(|p| matches!(p, Step::Done(_)));
         if done {
-            let replies: Vec<Reply> = split
-                .parts
+            let Split { merge, parts } = *split;
+            let replies: Vec<Reply> = parts
                 .into_iter()
                 .filter_map(|p| match p {
                     Step::Done(reply) => Some(reply),
                     _ => None,
                 })
                 .collect();
-            let merged = match split.merge {
+            let merged = match merge {
                 split::Merge::Info => {
                     split::merge_info_with(&replies, self.protocol, &self.proxy_facts())
                 }
-                _ => split::merge(&split.merge, &replies, self.protocol),
+                Merge::Scan(batch) if replies.len() == 1 && replies[0].error_text().is_none() => {
+                    let map = self.shared.topology.slot_map();
+                    match batch.next(replies[0].raw(), map.layout()) {
+                        scan_batch::Next::Reply(reply) => reply,
+                        scan_batch::Next::Step(batch, slot, request) => {
+                            // The client's next call, made now (`scan_batch.rs`).
+                            let part =
+                                self.send(&map, request, Target::Slot(slot), Attempt::default());
+                            let merge = Merge::Scan(Box::new(batch));
+                            let parts = vec![part];
+                            self.pending
+                                .push_front(Pending::Split(Box::new(Split { merge, parts })));
+                            return self.advance_split();
+                        }
+                    }
+                }
+                other => split::merge(&other, &replies, self.protocol),
             };
             self.pending.push_front(Pending::Done(merged));
         } else {

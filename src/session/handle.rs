@@ -10,6 +10,7 @@ use super::Session;
 use super::acl_command;
 use super::plan::{CrossSlot, Plan};
 use super::queue::Pending;
+use super::split::Merge;
 use super::target::Target;
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
@@ -151,8 +152,10 @@ impl Session {
                 self.dispatch(request, plan)
             }
             Handling::FanOut(merge) => {
+                let merge = Merge::fan_out(merge, request.args(), &self.shared.scripts);
+                let request = merge.node_request().unwrap_or(request);
                 let plan = Plan::FanOut {
-                    merge: merge.into(),
+                    merge,
                     writes: policy.is_write(),
                 };
                 self.dispatch(request, plan)

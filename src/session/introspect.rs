@@ -105,15 +105,15 @@ impl Session {
             Local::ClientTrackingInfo => self.client_trackinginfo(),
             Local::ClientGetRedir => self.client_getredir(),
             Local::ClientCaching => self.client_caching(args),
+            // OFF and SKIP answer nothing at all (see `reply_mode.rs`).
             Local::ClientReply => {
                 if args[2].eq_ignore_ascii_case(b"on") {
+                    self.reply_mode.on();
                     self.reply_with(|out| write_simple(out, "OK"));
-                } else if args[2].eq_ignore_ascii_case(b"off")
-                    || args[2].eq_ignore_ascii_case(b"skip")
-                {
-                    self.reply_error(ReplyError::ClientReply(
-                        String::from_utf8_lossy(&args[2]).to_ascii_uppercase(),
-                    ));
+                } else if args[2].eq_ignore_ascii_case(b"off") {
+                    self.reply_mode.off();
+                } else if args[2].eq_ignore_ascii_case(b"skip") {
+                    self.reply_mode.skip();
                 } else {
                     self.reply_error(ReplyError::Syntax);
                 }
@@ -162,6 +162,7 @@ impl Session {
             run_id: self.shared.run_id.as_str().to_owned(),
             total_commands_processed: total,
             instantaneous_ops_per_sec: metrics.ops_per_sec(total),
+            master_replid: hex_id(b"replid", self.cluster_addr()),
         }
     }
 }

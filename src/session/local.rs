@@ -21,6 +21,7 @@ use super::Session;
 use super::plan::{Plan, Wait};
 use super::queue::Pending;
 use super::scan;
+use super::scan_batch::ScanBatch;
 use super::split::Merge;
 use super::target::Target;
 use crate::cluster::hash_slot;
@@ -187,6 +188,8 @@ impl Session {
             | Local::ClientGetRedir
             | Local::ClientCaching
             | Local::ClientReply => self.introspect(local, args),
+            Local::ClientPause => self.client_pause(args),
+            Local::ClientUnpause => self.client_unpause(),
         }
     }
 
@@ -296,10 +299,13 @@ impl Session {
     fn scan(&mut self, request: &Request) {
         let call = scan::call(request.args(), self.shared.topology.slot_map().layout());
         match call {
-            Ok(scan::Call::Node(phase, slot, part)) => self.dispatch(
-                request.clone(),
-                Plan::Parts(Merge::Scan(phase), vec![(Target::Slot(slot), part)]),
-            ),
+            Ok(scan::Call::Node(phase, slot, part)) => {
+                let batch = Box::new(ScanBatch::new(phase, request.args()));
+                self.dispatch(
+                    request.clone(),
+                    Plan::Parts(Merge::Scan(batch), vec![(Target::Slot(slot), part)]),
+                )
+            }
             Ok(scan::Call::Finished) => self.reply_with(|out| {
                 write_array_len(out, 2);
                 write_bulk(out, b"0");

@@ -24,15 +24,19 @@ mod introspect;
 mod local;
 mod order;
 mod output;
+mod pause;
 mod per_slot;
 mod pick;
 mod plan;
 mod pubsub;
 mod queue;
+mod reply_mode;
 mod scan;
+mod scan_batch;
 mod scripts;
 mod seat;
 mod settle;
+mod slowlog;
 mod split;
 mod subscriptions;
 mod target;
@@ -110,6 +114,8 @@ pub struct Shared {
     pub registry: Arc<crate::clients::Registry>,
     /// This process's `run_id` (`INFO server`), random per start.
     pub run_id: crate::cluster::RunId,
+    /// `CLIENT PAUSE`, held by slotproxy for every client.
+    pub pause: crate::pause::Pause,
 }
 
 /// Per-client state; `run` drives it.
@@ -189,6 +195,13 @@ pub struct Session {
     acl_keys: Vec<crate::command::KeyRef>,
     /// This client's entry in `Shared::registry`, once its session runs.
     seat: Option<seat::Seat>,
+    /// `CLIENT REPLY` mode and the replies it mutes.
+    reply_mode: reply_mode::ReplyMode,
+    /// A request read while `CLIENT PAUSE` holds it: it runs (and then what follows it) once
+    /// the pause ends.
+    held: Option<crate::protocol::Request>,
+    /// Sees `CLIENT PAUSE`/`UNPAUSE` from any client, to wake a held request.
+    pause: tokio::sync::watch::Receiver<Option<crate::pause::Paused>>,
 }
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
@@ -214,6 +227,7 @@ impl Session {
         ));
         drop(live);
         let drain = shared.draining.subscribe();
+        let pause = shared.pause.subscribe();
         let (user, authenticated, user_generation) = Session::initial_user(&shared);
         let command_metrics = shared.config.admin.command_metrics;
         Self {
@@ -255,6 +269,9 @@ impl Session {
             user_generation,
             acl_keys: Vec::new(),
             seat: None,
+            reply_mode: reply_mode::ReplyMode::default(),
+            held: None,
+            pause,
         }
     }
 
@@ -350,8 +367,10 @@ impl Session {
             // A client that left while blocked is dropped at once (which closes the dedicated
             // connection, so the node unblocks too); otherwise what it sent is still answered.
             let blocked = self.pending.front_blocks();
-            let finished =
-                self.closing || ((self.stop_reading || self.draining) && self.pending.is_empty());
+            let finished = self.closing
+                || ((self.stop_reading || self.draining)
+                    && self.pending.is_empty()
+                    && self.held.is_none());
             if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
                 let mut writer = writer;
                 let _ = writer.shutdown().await;
@@ -385,6 +404,7 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(front.retry_at.unwrap_or_else(Instant::now)),
                     if front.retry_at.is_some() => Event::Timer,
+                () = pause_ends(&mut self.pause), if self.held.is_some() => Event::Timer,
                 _ = self.inbox.changed(), if self.hub_member => Event::Inbox,
                 Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
                     Event::Invalidation(push)
@@ -480,12 +500,24 @@ impl Session {
     /// Decodes and dispatches buffered requests while the in-flight limit allows.
     fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
         while !self.stop_reading && self.pending.len() < max_in_flight {
-            match self.decoder.decode(inbuf) {
+            let next = match self.held.take() {
+                Some(request) => Ok(Some(request)),
+                None => self.decoder.decode(inbuf),
+            };
+            match next {
+                Ok(Some(request)) if self.paused(&request) => {
+                    self.held = Some(request);
+                    return;
+                }
                 Ok(Some(request)) => {
                     let index = self.pending.next_index();
                     let written = self.out.len();
+                    self.reply_mode.begin();
                     let command = self.handle(request);
                     self.note_command(command);
+                    if self.reply_mode.mutes_this() {
+                        self.mute(index, written);
+                    }
                     if !self.command_metrics {
                         // `[admin] command_metrics = false`: nothing to count.
                     } else if self.pending.next_index() > index {
@@ -530,7 +562,9 @@ impl Session {
                     let index = self.pending.front_index();
                     if let Some(Pending::Done(reply)) = self.pending.pop_front() {
                         self.observe(index, &reply);
-                        self.out.push(reply);
+                        if self.reply_mode.writes_all() || !self.reply_mode.take_muted(index) {
+                            self.out.push(reply);
+                        }
                     }
                 }
                 Pending::Close(reply) => {
@@ -568,6 +602,16 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Mutes the reply of the request just handled (`CLIENT REPLY OFF|SKIP`): queue entry
+    /// `index` if it got one, else what it wrote to the output since `written`.
+    fn mute(&mut self, index: u64, written: usize) {
+        if self.pending.next_index() > index {
+            self.reply_mode.mute(index);
+        } else {
+            self.out.truncate(written);
         }
     }
 
@@ -621,6 +665,17 @@ async fn next_invalidation(tracking: &mut Option<tracking_state::Tracking>) -> O
     match tracking {
         Some(tracking) => tracking.pushes.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// When the pause holding a request ends, or changes (`UNPAUSE`, another `PAUSE`).
+async fn pause_ends(pause: &mut tokio::sync::watch::Receiver<Option<crate::pause::Paused>>) {
+    let until = pause.borrow_and_update().map(|p| p.until);
+    if let Some(until) = until {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            _ = pause.changed() => {}
+        }
     }
 }
 

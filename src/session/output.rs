@@ -77,6 +77,13 @@ impl Output {
         &self.buf[start..]
     }
 
+    /// Drops the bytes appended since `len()` was `mark`, if they were all copied (replies the
+    /// proxy builds itself always are).
+    pub(super) fn truncate(&mut self, mark: usize) {
+        let keep = mark.saturating_sub(self.queued_len).min(self.buf.len());
+        self.buf.truncate(keep);
+    }
+
     fn queue(&mut self, bytes: Bytes) {
         self.queued_len += bytes.len();
         self.queued.push_back(bytes);

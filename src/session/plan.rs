@@ -132,6 +132,8 @@ pub(super) struct PerSlotExec {
     pub(super) total: usize,
     /// The node `WATCH` went to: the first batch runs there, and the others only if it ran.
     pub(super) watched: Option<(Arc<Node>, Slot)>,
+    /// Client commands queued as several parts, whose replies merge into one.
+    pub(super) combined: Vec<super::split::Combined>,
 }
 
 /// What one WAIT or WAITAOF asks for.

@@ -24,7 +24,9 @@
 //!   to the next slot owned by another primary, instead of to the next shard's lowest slot.
 //!
 //! Cursor 0 starts at the shard with the lowest slot; the proxy answers cursor 0 after the last
-//! shard (with an empty batch, as redis-server may too). A cursor the proxy can't have made gets
+//! shard (with an empty batch, as redis-server may too). A call whose primary finishes with
+//! fewer keys than `COUNT` goes on to the next primary in the same call (`scan_batch.rs`),
+//! which is the client's next call made by the proxy, so nothing below changes. A cursor the proxy can't have made gets
 //! redis' `ERR invalid cursor`. A node cursor wider than 38 bits (a table of 2^38 buckets, far
 //! beyond any node's memory on redis 7.0) gets an error rather than being truncated.
 //!
@@ -84,7 +86,7 @@ impl Phase {
     ///
     /// # Errors
     /// When `node` does not fit in the cursor's node bits.
-    fn cursor(self, node: u64) -> Result<u64, ReplyError> {
+    pub(super) fn cursor(self, node: u64) -> Result<u64, ReplyError> {
         if node >> NODE_CURSOR_BITS != 0 {
             return Err(ReplyError::ScanCursorTooWide {
                 cursor: node,
@@ -142,10 +144,20 @@ pub(super) enum Call {
 /// Decides what `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]` does under `layout`,
 /// or the error the client gets for its cursor or options.
 pub(super) fn call(args: &[Bytes], layout: &[ShardLayout]) -> Result<Call, ReplyError> {
-    let at = match parse_cursor(&args[1]) {
-        Some(0) => None,
-        Some(cursor) => Some(Phase::decode(cursor).ok_or(ReplyError::InvalidCursor)?),
-        None => return Err(ReplyError::InvalidCursor),
+    let cursor = parse_cursor(&args[1]).ok_or(ReplyError::InvalidCursor)?;
+    call_at(args, cursor, layout)
+}
+
+/// [`call`] with the client's cursor given as a number (`args[1]` is not read): the next step
+/// of a call that continues on the next primary (`scan_batch.rs`).
+pub(super) fn call_at(
+    args: &[Bytes],
+    cursor: u64,
+    layout: &[ShardLayout],
+) -> Result<Call, ReplyError> {
+    let at = match cursor {
+        0 => None,
+        cursor => Some(Phase::decode(cursor).ok_or(ReplyError::InvalidCursor)?),
     };
     Ok(match plan(layout, at) {
         Next::Scan(phase, node) => {
@@ -327,7 +339,7 @@ pub(super) fn merge_reply(phase: Phase, raw: &[u8]) -> Bytes {
 }
 
 /// The node cursor and the raw keys array of a `SCAN` reply.
-fn split_reply(raw: &[u8]) -> Option<(u64, &[u8])> {
+pub(super) fn split_reply(raw: &[u8]) -> Option<(u64, &[u8])> {
     let mut elements = match View::of(raw)? {
         View::Array(elements) if elements.len() == 2 => elements,
         _ => return None,

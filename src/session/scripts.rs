@@ -157,6 +157,12 @@ impl ScriptCache {
         Some(entry.body.clone())
     }
 
+    /// Whether the script `sha` names (40 hex digits, any case) is known, without counting
+    /// it as used.
+    pub fn knows(&self, sha: &[u8]) -> bool {
+        parse_sha(sha).is_some_and(|sha| self.read().scripts.contains_key(&sha))
+    }
+
     /// Forgets every script (`SCRIPT FLUSH`).
     pub fn clear(&self) {
         let mut inner = self.write();

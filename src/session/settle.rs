@@ -215,10 +215,14 @@ impl Session {
         let Some(&last) = frames.last() else {
             return Settled::Done(reply);
         };
-        let last = Bytes::copy_from_slice(last);
         if !moved {
-            return Settled::Done(Reply::local(last));
+            let reply = abort_reason(&frames).map_or_else(
+                || Bytes::copy_from_slice(last),
+                |reason| ReplyError::ExecAbortBecause(reason).to_bytes(),
+            );
+            return Settled::Done(Reply::local(reply));
         }
+        let last = Bytes::copy_from_slice(last);
         self.shared.topology.request_refresh();
         if attempt.exec.is_some_and(|e| e.watched) {
             return Settled::Done(Reply::local(null_array(self.protocol)));
@@ -238,6 +242,21 @@ impl Session {
             None => pool.node(&redirect.addr),
         }
     }
+}
+
+/// When a transaction job's `EXEC` answered `-EXECABORT` because the node refused a queued
+/// command (`-OOM`, `-MISCONF`, `-READONLY`... at queue time), that refusal's text: the client
+/// was told `+QUEUED` by slotproxy, so the reason must come with the abort.
+fn abort_reason(frames: &[&[u8]]) -> Option<String> {
+    let (last, before) = frames.split_last()?;
+    if !last.starts_with(b"-EXECABORT") {
+        return None;
+    }
+    before.iter().find_map(|frame| {
+        let reply = Reply::local(Bytes::copy_from_slice(frame));
+        let text = reply.error_text()?;
+        Some(String::from_utf8_lossy(text).into_owned())
+    })
 }
 
 /// The last of the replies a multi-reply job delivered together.

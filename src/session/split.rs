@@ -12,6 +12,7 @@ pub(super) mod info;
 
 use bytes::{Bytes, BytesMut};
 
+use super::scripts::ScriptCache;
 use crate::cluster::{Slot, SlotMap, hash_slot};
 use crate::command::policy::{FanOutMerge, MergeRule, SplitKind};
 use crate::error::ReplyError;
@@ -38,17 +39,24 @@ pub enum Merge {
     Concat,
     /// `INFO`: the parts' INFO texts merged section by section, plus a `# Proxy` section.
     Info,
-    /// `RANDOMKEY`: one of the parts' keys, nil only when every part is nil.
+    /// `RANDOMKEY`: one of the parts' keys, picked at random among the primaries that have keys
+    /// (uniformly, not weighted by their sizes); nil only when every part is nil.
     AnyNonNull,
-    /// `SCAN`: one part, whose cursor becomes the proxy's (see [`super::scan`]).
-    Scan(super::scan::Phase),
+    /// `SCAN`: one part, whose cursor becomes the proxy's (see [`super::scan`]); the session
+    /// may send the call's next step before merging (see [`super::scan_batch`]).
+    Scan(Box<super::scan_batch::ScanBatch>),
     /// `SCRIPT LOAD`, `FUNCTION LOAD`: every primary gives the same reply (the SHA-1, the
     /// library name); a primary that disagrees is an error.
     Same,
-    /// `SCRIPT EXISTS`: `1` for a script only where every primary has it. `EVALSHA` may be sent to
-    /// any primary, so a script one of them lacks is reported missing: loading it again is
-    /// harmless, and a client told it exists could still get `NOSCRIPT`.
-    AllExist,
+    /// `SCRIPT EXISTS`: `1` for a script every primary has, or one slotproxy knows (`known`,
+    /// per argument: its body is in the `ScriptCache`, so an `EVALSHA` that gets `NOSCRIPT`
+    /// from a primary lacking it is loaded there and run again). A script neither is reported
+    /// missing: `EVALSHA` may be sent to any primary, and a client told it exists could
+    /// still get `NOSCRIPT`.
+    AllExist {
+        /// Whether slotproxy knows each argument's script (empty: none).
+        known: Vec<bool>,
+    },
     /// `FUNCTION LIST`: the first primary's libraries that every primary has, as `FCALL` can
     /// only rely on those; the output is per library, so libraries stay whole.
     CommonLibraries,
@@ -64,13 +72,36 @@ pub enum Merge {
         total: usize,
         /// The first part is the watched slot's; the others ran only if it did.
         watched: bool,
+        /// Client commands queued as several parts (split by slot), merged back into one.
+        combined: Vec<Combined>,
     },
     /// `FUNCTION STATS`: the reply of the primary running a function or script, else the first
     /// primary's (the same libraries are loaded on every primary).
     RunningScript,
+    /// `SLOWLOG GET`: this many entries (all for `None`) of every primary's log, newest first
+    /// (see [`super::slowlog`]).
+    Slowlog(Option<usize>),
+    /// `SLOWLOG LEN`: the entries `SLOWLOG GET -1` returns.
+    SlowlogLen,
+    /// A command of a per-slot transaction that fails at `EXEC`: this error, whatever the
+    /// parts (see [`Combined`]).
+    Failed(Bytes),
     /// `SUNION`, `ZINTER`, `PFCOUNT`...: one read per key, the reply computed from their values
     /// (see [`super::algebra`]).
     Computed(Box<super::algebra::Computation>),
+}
+
+/// A client command queued as several per-slot parts (see `transaction_state.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Combined {
+    /// Index of its first part in the queue.
+    pub first: usize,
+    /// Its parts, queued one after the other; 0 for a command redis queues and fails at
+    /// `EXEC` (`MSET` with a key lacking a value), whose entry is then `merge`'s reply to no
+    /// parts: its error.
+    pub parts: usize,
+    /// How the parts' replies merge.
+    pub merge: Merge,
 }
 
 impl Merge {
@@ -78,6 +109,38 @@ impl Merge {
     /// reach it on a connection that is not queued behind that script.
     pub fn interrupts(&self) -> bool {
         matches!(self, Merge::AnyOk)
+    }
+}
+
+impl Merge {
+    /// The merge of a fanned-out request: its row's rule, with what slotproxy itself knows
+    /// about the request's arguments (`SCRIPT EXISTS`: the scripts in `scripts`).
+    pub(super) fn fan_out(rule: FanOutMerge, args: &[Bytes], scripts: &ScriptCache) -> Merge {
+        match rule {
+            FanOutMerge::AllExist => Merge::AllExist {
+                known: args
+                    .get(2..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|sha| scripts.knows(sha))
+                    .collect(),
+            },
+            FanOutMerge::Slowlog => match super::slowlog::get_count(args) {
+                Some(count) => Merge::Slowlog(count),
+                // A count redis refuses: the nodes' error, through the plain merge.
+                None => Merge::Concat,
+            },
+            other => other.into(),
+        }
+    }
+
+    /// The request every part sends when it is not the client's own (`SLOWLOG`: the whole
+    /// log, merged here).
+    pub(super) fn node_request(&self) -> Option<Request> {
+        match self {
+            Merge::Slowlog(_) | Merge::SlowlogLen => Some(super::slowlog::node_request()),
+            _ => None,
+        }
     }
 }
 
@@ -90,12 +153,65 @@ impl From<FanOutMerge> for Merge {
             FanOutMerge::Info => Merge::Info,
             FanOutMerge::AnyNonNull => Merge::AnyNonNull,
             FanOutMerge::Same => Merge::Same,
-            FanOutMerge::AllExist => Merge::AllExist,
+            FanOutMerge::AllExist => Merge::AllExist { known: Vec::new() },
             FanOutMerge::CommonLibraries => Merge::CommonLibraries,
             FanOutMerge::AnyOk => Merge::AnyOk,
             FanOutMerge::RunningScript => Merge::RunningScript,
+            FanOutMerge::Slowlog => Merge::Slowlog(Some(10)),
+            FanOutMerge::SlowlogLen => Merge::SlowlogLen,
         }
     }
+}
+
+/// A per-slot transaction's `EXEC` reply with each split command's parts merged back into
+/// the command's one reply, as outside `MULTI` (an error part makes the whole entry that error).
+fn combine(exec_reply: Bytes, combined: &[Combined], protocol: Protocol) -> Bytes {
+    if combined.is_empty() {
+        return exec_reply;
+    }
+    let entries = elements(&exec_reply);
+    if entries.is_empty() {
+        // Nil or an error: the transaction ran nowhere.
+        return exec_reply;
+    }
+    let parts: usize = combined.iter().map(|c| c.parts).sum();
+    let mut out = BytesMut::new();
+    write_array_len(&mut out, entries.len() + combined.len() - parts);
+    let mut i = 0;
+    while i <= entries.len() {
+        for failed in combined.iter().filter(|c| c.first == i && c.parts == 0) {
+            out.extend_from_slice(&merge(&failed.merge, &[], protocol));
+        }
+        if i == entries.len() {
+            break;
+        }
+        match combined.iter().find(|c| c.first == i && c.parts > 0) {
+            Some(command) => {
+                let end = (i + command.parts).min(entries.len());
+                let replies: Vec<Reply> = entries[i..end]
+                    .iter()
+                    .map(|e| Reply::local(exec_reply.slice_ref(e)))
+                    .collect();
+                out.extend_from_slice(&merge(&command.merge, &replies, protocol));
+                i = end;
+            }
+            None => {
+                out.extend_from_slice(entries[i]);
+                i += 1;
+            }
+        }
+    }
+    out.freeze()
+}
+
+/// A random number below `len` (not 0), from the standard library's randomly keyed hasher:
+/// each `RandomState` gets new keys, so no random-number crate is needed for a fair pick.
+fn random_below(len: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (random % len as u64) as usize
 }
 
 /// Splits `request` into one sub-request per slot, keys kept in their original order.
@@ -161,13 +277,16 @@ pub(crate) fn merge_info_with(
 /// client can only get one reply.
 pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     match merge {
+        Merge::Failed(error) => return error.clone(),
         Merge::AnyOk => return any_ok(replies),
         Merge::Transaction {
             positions,
             total,
             watched,
+            combined,
         } => {
-            return super::per_slot::merge(positions, *total, *watched, replies);
+            let merged = super::per_slot::merge(positions, *total, *watched, replies);
+            return combine(merged, combined, protocol);
         }
         Merge::Computed(computation) => {
             return super::algebra::merge(computation, replies, protocol);
@@ -180,9 +299,11 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
     let mut out = BytesMut::new();
     match merge {
         Merge::Info => return info::merge_info(replies, protocol),
+        Merge::Slowlog(count) => return super::slowlog::merge_get(*count, replies),
+        Merge::SlowlogLen => return super::slowlog::merge_len(replies),
         Merge::Scan(phase) => {
             return match replies {
-                [reply] => super::scan::merge_reply(*phase, reply.raw()),
+                [reply] => super::scan::merge_reply(phase.phase, reply.raw()),
                 _ => ReplyError::ScanParts.to_bytes(),
             };
         }
@@ -191,13 +312,9 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             if keys.is_empty() {
                 write_null(&mut out, protocol);
             } else {
-                // The keys themselves are random: hashing them picks a primary at random
-                // without a random source, so the merge stays a pure function.
-                let hash = keys
-                    .iter()
-                    .fold(super::scan::Fnv::new(), |h, r| h.bytes(r.raw()))
-                    .0;
-                return keys[(hash % keys.len() as u64) as usize].raw().clone();
+                // Each primary's key is random within its keyspace; the primary is picked at
+                // random too (hashing the keys would always pick the same one of a few keys).
+                return keys[random_below(keys.len())].raw().clone();
             }
         }
         Merge::AllOk => write_simple(&mut out, "OK"),
@@ -221,7 +338,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
                 _ => ReplyError::PrimariesDiffer.to_bytes(),
             };
         }
-        Merge::AllExist => {
+        Merge::AllExist { known } => {
             let parts: Vec<Vec<&[u8]>> = replies.iter().map(|r| elements(r.raw())).collect();
             let len = parts.first().map_or(0, Vec::len);
             if parts.iter().any(|p| p.len() != len) {
@@ -230,7 +347,8 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             write_array_len(&mut out, len);
             for i in 0..len {
                 let everywhere = parts.iter().all(|p| integer(p[i]) == Some(1));
-                write_integer(&mut out, i64::from(everywhere));
+                let exists = everywhere || known.get(i).copied().unwrap_or(false);
+                write_integer(&mut out, i64::from(exists));
             }
         }
         Merge::CommonLibraries => {
@@ -259,7 +377,7 @@ pub fn merge(merge: &Merge, replies: &[Reply], protocol: Protocol) -> Bytes {
             }
         }
         // Merged above, before the first error could win.
-        Merge::AnyOk | Merge::Computed(_) | Merge::Transaction { .. } => {}
+        Merge::AnyOk | Merge::Computed(_) | Merge::Transaction { .. } | Merge::Failed(_) => {}
         Merge::Sum => {
             let sum = replies.iter().filter_map(|r| integer(r.raw())).sum();
             write_integer(&mut out, sum);
@@ -473,16 +591,23 @@ mod tests {
             &merge_bytes(&Merge::Same, &[reply(sha), reply(b"$1\r\nx\r\n")])[..],
             b"-ERR slotproxy: the primaries' replies differ\r\n"
         );
-        assert_eq!(fan_out_merge("script|exists"), Some(Merge::AllExist));
+        let no_known = Merge::AllExist { known: Vec::new() };
+        assert_eq!(fan_out_merge("script|exists"), Some(no_known.clone()));
+        let parts = [
+            reply(b"*3\r\n:1\r\n:1\r\n:0\r\n"),
+            reply(b"*3\r\n:1\r\n:0\r\n:0\r\n"),
+        ];
         assert_eq!(
-            &merge_bytes(
-                &Merge::AllExist,
-                &[
-                    reply(b"*3\r\n:1\r\n:1\r\n:0\r\n"),
-                    reply(b"*3\r\n:1\r\n:0\r\n:0\r\n")
-                ]
-            )[..],
+            &merge_bytes(&no_known, &parts)[..],
             b"*3\r\n:1\r\n:0\r\n:0\r\n"
+        );
+        let known = Merge::AllExist {
+            known: vec![false, true, false],
+        };
+        assert_eq!(
+            &merge_bytes(&known, &parts)[..],
+            b"*3\r\n:1\r\n:1\r\n:0\r\n",
+            "a script slotproxy would load where it is missing exists"
         );
         for name in ["function|delete", "function|flush", "function|restore"] {
             assert_eq!(fan_out_merge(name), Some(Merge::AllOk), "{name}");

@@ -10,6 +10,9 @@
 //! With `session.cross_slot_transactions = "per-slot"`, a transaction may span slots: `EXEC`
 //! then sends one such job per slot, in parallel, and merges their `EXEC` replies in the
 //! client's command order (`per_slot.rs`). Each slot's part is atomic; the whole is not. A
+//! multi-key command whose keys span slots (`MGET`, `MSET`, `DEL`...) is queued as one part per
+//! slot, as `split.rs` splits it outside `MULTI`, and its parts' entries are merged back into
+//! its one entry of the `EXEC` reply. A
 //! watched transaction runs the watched slot's part first, on the watching connection, and the
 //! other parts only once that part ran: if a watched key changed, nothing runs anywhere.
 //!
@@ -26,12 +29,15 @@ use bytes::{Bytes, BytesMut};
 use super::Session;
 use super::per_slot;
 use super::plan::{CrossSlot, Exec, PerSlotExec, Plan};
+use super::split;
+use super::split::{Combined, Merge};
 use super::target::Target;
 use super::transaction_state::Transaction;
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
-use crate::command::policy::{Handling, Local};
+use crate::command::policy::{Handling, Local, SplitKind};
+use crate::command::table::Flags;
 use crate::config::CrossSlotTransactions;
 use crate::error::ReplyError;
 use crate::protocol::Request;
@@ -49,8 +55,19 @@ impl Session {
             self.shared.config.session.cross_slot_transactions == CrossSlotTransactions::PerSlot;
         let mut slot = None;
         let refuse = match handling {
+            // redis refuses these inside MULTI before anything else (its `no-multi` flag).
+            _ if spec.flags.contains(Flags::NO_MULTI) => Some(ReplyError::NotAllowedInTransaction),
             Handling::Local(Local::Ping | Local::Echo | Local::Unwatch) | Handling::AnyNode => None,
             // PUBLISH and SPUBLISH run in the transaction on its node, as in a cluster.
+            Handling::Split(kind) if per_slot => match self.slot_of_keys(spec, &request) {
+                // Split by slot like outside MULTI; EXEC merges the parts' replies back.
+                Err(CrossSlot) => return self.queue_split(spec, kind, request),
+                Ok(this) => {
+                    slot = this;
+                    self.transaction.slot = self.transaction.slot.or(this);
+                    None
+                }
+            },
             Handling::Single { .. }
             | Handling::Split(_)
             | Handling::Computed(_)
@@ -90,6 +107,33 @@ impl Session {
                 self.reply_with(|out| write_simple(out, "QUEUED"));
             }
         }
+    }
+
+    /// Queues a multi-key command whose keys span slots as one part per slot (per-slot
+    /// transactions); `EXEC` merges the parts' replies into the command's one reply.
+    fn queue_split(&mut self, spec: &CommandSpec, kind: SplitKind, request: Request) {
+        if kind == SplitKind::KeyValues && request.args().len().is_multiple_of(2) {
+            // redis queues it and answers this entry at EXEC with the arity error.
+            self.transaction.combined.push(Combined {
+                first: self.transaction.queued.len(),
+                parts: 0,
+                merge: Merge::Failed(ReplyError::WrongArity(spec.name).to_bytes()),
+            });
+            return self.reply_with(|out| write_simple(out, "QUEUED"));
+        }
+        let (merge, parts) = split::plan_split(kind, &request);
+        let first = self.transaction.queued.len();
+        self.transaction.combined.push(Combined {
+            first,
+            parts: parts.len(),
+            merge,
+        });
+        for (slot, part) in parts {
+            self.transaction.slot = self.transaction.slot.or(Some(slot));
+            self.transaction.queued.push(part);
+            self.transaction.slots.push(Some(slot));
+        }
+        self.reply_with(|out| write_simple(out, "QUEUED"));
     }
 
     /// `MULTI`.
@@ -155,6 +199,7 @@ impl Session {
         let queued = std::mem::take(&mut self.transaction.queued);
         let slots = std::mem::take(&mut self.transaction.slots);
         let slot = self.transaction.slot;
+        let combined = std::mem::take(&mut self.transaction.combined);
         // The watch (if any) ends with EXEC on the node; keep the connection for reuse.
         self.transaction = Transaction::default();
         if queued.is_empty() && watched.is_none() {
@@ -176,6 +221,7 @@ impl Session {
                 positions: groups.into_iter().map(|g| g.positions).collect(),
                 total: queued.len(),
                 watched,
+                combined,
             };
             return self.dispatch(Request::batch(Bytes::new()), Plan::PerSlotExec(exec));
         }

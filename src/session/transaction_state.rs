@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::split::Combined;
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::protocol::Request;
@@ -22,6 +23,9 @@ pub(super) struct Transaction {
     pub(super) dirty: bool,
     /// Where `WATCH` went: that node's dedicated connection holds the watch.
     pub(super) watch: Option<(Arc<Node>, Slot)>,
+    /// Multi-key commands split by slot (per-slot transactions): the first of their parts in
+    /// `queued`, how many parts, and how the parts' replies merge into the command's reply.
+    pub(super) combined: Vec<Combined>,
 }
 
 impl Transaction {

@@ -58,8 +58,9 @@ impl Described {
                  so it never stalls other clients",
             ),
             Handling::Local(Local::Scan) => Described::FannedOut(
-                "one primary per call, in slot order; the cursor names the primary and survives \
-                 resharding",
+                "one primary after another, in slot order, going on to the next within one call \
+                 while the batch is below COUNT (a small keyspace comes whole, with cursor 0); the \
+                 cursor names the primary and survives resharding",
             ),
             Handling::Local(Local::ClientList | Local::ClientKill) => {
                 Described::Local(Some("every client of slotproxy, on any worker thread"))

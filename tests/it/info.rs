@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{RawClient, TestCluster, TestNode, TestProxy};
+use crate::common::{RawClient, StandaloneRedis, TestCluster, TestNode, TestProxy};
 
 /// The text of a RESP2 bulk string (`$n\r\n...\r\n`) or RESP3 verbatim string (`=n\r\ntxt:...`).
 fn text_of(reply: &[u8]) -> String {
@@ -266,7 +266,8 @@ async fn info_is_one_well_formed_text_with_a_proxy_section() {
         assert_eq!(field(&text, "cluster_enabled"), Some("0"));
         assert_eq!(field(&text, "redis_mode"), Some("standalone"));
         assert_eq!(field(&text, "role"), Some("master"));
-        assert_eq!(field(&text, "connected_slaves"), Some("3"));
+        // slotproxy is a primary without replicas of its own (info_replication_... below).
+        assert_eq!(field(&text, "connected_slaves"), Some("0"));
         // run_id is slotproxy's own (also its node id); the nodes' are dropped.
         let run_id = field(&text, "run_id").expect("run_id");
         assert_eq!(run_id.len(), 40, "{run_id}");
@@ -275,7 +276,7 @@ async fn info_is_one_well_formed_text_with_a_proxy_section() {
             .query(&mut proxy.sync_client())
             .unwrap();
         assert_eq!(run_id, myid);
-        for node_only in ["tcp_port", "process_id", "master_replid", "slave0"] {
+        for node_only in ["tcp_port", "process_id", "slave0"] {
             assert_eq!(field(&text, node_only), None, "{node_only} names one node");
         }
     }
@@ -324,4 +325,30 @@ async fn info_under_resp3_is_a_verbatim_string_like_redis_server() {
     client.request(&[b"HELLO", b"2"]).await;
     let got = client.request(&[b"INFO", b"keyspace"]).await;
     assert_eq!(got[0], b'$', "{:?}", String::from_utf8_lossy(&got));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_replication_reads_like_a_standalone_primary_without_replicas() {
+    let cluster = TestCluster::start(3, 1);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut client = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    wait_for_slot_map(&mut client).await;
+    let got = info(&mut client, &[b"replication"]).await;
+    let want = info(&mut direct, &[b"replication"]).await;
+    let without_replid = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with("master_replid:"))
+            .map(str::to_string)
+            .collect()
+    };
+    // Same fields, in the same order, with the same values: nothing was ever replicated.
+    assert_eq!(without_replid(&got), without_replid(&want), "{got}");
+    let replid = field(&got, "master_replid").expect("master_replid");
+    assert_eq!(replid.len(), 40, "{replid}");
+    assert!(replid.bytes().all(|b| b.is_ascii_hexdigit()), "{replid}");
+    // Stable across calls and connections, like a server's.
+    let again = info(&mut proxy.raw_client().await, &[b"replication"]).await;
+    assert_eq!(field(&again, "master_replid"), Some(replid));
 }

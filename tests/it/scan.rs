@@ -305,3 +305,73 @@ fn assert_kept_keys(all: &BTreeSet<String>, moved: &[String], keys: &[String]) {
     );
     assert!(got.is_subset(all), "returned keys that never existed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_0_returns_a_small_keyspace_in_one_call_like_redis_server() {
+    let cluster = TestCluster::start(3, 0);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut conn = proxy.sync_client();
+    let mut direct = standalone.conn();
+    // Two keys on each primary, so the first primary alone holds fewer than COUNT.
+    let keys: Vec<String> = cluster
+        .primaries()
+        .iter()
+        .flat_map(|node| {
+            [
+                cluster.key_for_node(node, "small:a"),
+                cluster.key_for_node(node, "small:b"),
+            ]
+        })
+        .collect();
+    write(&mut conn, &keys);
+    write(&mut direct, &keys);
+    let scan = |conn: &mut redis::Connection, options: &[&str]| {
+        let (cursor, batch): (String, Vec<String>) = redis::cmd("SCAN")
+            .arg("0")
+            .arg(options)
+            .query(conn)
+            .unwrap();
+        (cursor, set_of(&batch))
+    };
+    let want = scan(&mut direct, &[]);
+    assert_eq!(want, ("0".to_string(), set_of(&keys)), "redis-server");
+    assert_eq!(scan(&mut conn, &[]), want, "one call, every key, cursor 0");
+    let matching = scan(&mut direct, &["MATCH", "*small:a*"]);
+    assert_eq!(scan(&mut conn, &["MATCH", "*small:a*"]), matching);
+    // A batch that reached COUNT stops at the primary that filled it; the iteration goes on.
+    let (cursor, batch) = scan(&mut conn, &["COUNT", "2"]);
+    assert_ne!(cursor, "0");
+    assert!(batch.len() >= 2, "{batch:?}");
+    let (all, _) = scan_all(&mut conn, &["COUNT", "2"]);
+    assert_eq!(set_of(&all), set_of(&keys));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomkey_picks_keys_of_every_primary_like_redis_server() {
+    let cluster = TestCluster::start(3, 0);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut conn = proxy.sync_client();
+    let mut direct = standalone.conn();
+    // One key on each primary: redis-server returns each of them now and then.
+    let keys: Vec<String> = cluster
+        .primaries()
+        .iter()
+        .map(|node| cluster.key_for_node(node, "rk"))
+        .collect();
+    write(&mut conn, &keys);
+    write(&mut direct, &keys);
+    let picks = |conn: &mut redis::Connection| {
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let key: String = redis::cmd("RANDOMKEY").query(conn).unwrap();
+            seen.insert(key);
+        }
+        seen
+    };
+    let want = picks(&mut direct);
+    assert_eq!(want, set_of(&keys), "redis-server");
+    // Missing one of three keys in 100 fair picks has a chance of about 1e-17.
+    assert_eq!(picks(&mut conn), want);
+}

@@ -186,8 +186,8 @@ async fn script_load_reaches_every_primary_and_a_node_that_forgot_is_reloaded() 
         .unwrap();
     assert_eq!(
         exists,
-        [0],
-        "EVALSHA could land on the primary that lacks it"
+        [1],
+        "slotproxy knows it and loads it where EVALSHA finds it missing"
     );
     for key in &keys {
         let got: String = redis::cmd("EVALSHA")
@@ -546,4 +546,39 @@ async fn functions_load_everywhere_and_fcall_routes_by_keys() {
             b"$1\r\nr\r\n"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_exists_says_1_for_a_script_slotproxy_would_load_where_missing() {
+    let cluster = TestCluster::start(3, 0);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut via_proxy = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    let load: &[&[u8]] = &[b"SCRIPT", b"LOAD", b"return 'exists'"];
+    let sha = direct.request(load).await;
+    assert_eq!(via_proxy.request(load).await, sha);
+    // One primary loses it (a restart, a promoted replica): EVALSHA through slotproxy still
+    // runs it there, so it exists, as on the standalone server.
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query::<()>(&mut cluster.conn(cluster.primaries()[1]))
+        .unwrap();
+    let sha = std::str::from_utf8(&sha)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let unknown = "0000000000000000000000000000000000000000";
+    let upper = sha.to_ascii_uppercase();
+    let exists: &[&[u8]] = &[
+        b"SCRIPT",
+        b"EXISTS",
+        sha.as_bytes(),
+        unknown.as_bytes(),
+        upper.as_bytes(),
+    ];
+    let evalsha: &[&[u8]] = &[b"EVALSHA", sha.as_bytes(), b"1", b"{k}"];
+    common::assert_same_replies(&mut via_proxy, &mut direct, &[exists, evalsha]).await;
 }

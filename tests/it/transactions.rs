@@ -202,3 +202,71 @@ async fn unwatch_pipelined_right_behind_watch_still_answers_both() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_redis_refuses_in_multi_get_its_text() {
+    let cluster = TestCluster::start(3, 0);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut via_proxy = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    let commands: &[&[&[u8]]] = &[
+        &[b"MULTI"],
+        &[b"SAVE"],
+        &[b"SHUTDOWN", b"NOSAVE"],
+        &[b"PSYNC", b"?", b"-1"],
+        &[b"SET", b"{t}a", b"1"],
+        &[b"EXEC"],
+        &[b"GET", b"{t}a"],
+    ];
+    common::assert_same_replies(&mut via_proxy, &mut direct, commands).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refusing_a_queued_command_aborts_exec_with_its_reason() {
+    let cluster = TestCluster::start(3, 0);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let owner = cluster.owner_of(cluster.keyslot(b"{t}a"));
+    let full = |mut conn: redis::Connection, bytes: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .query::<()>(&mut conn)
+            .expect("CONFIG SET maxmemory");
+    };
+    full(cluster.conn(owner), "1");
+    full(standalone.conn(), "1");
+    let mut via_proxy = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    for client in [&mut via_proxy, &mut direct] {
+        assert_eq!(client.request(&[b"MULTI"]).await, b"+OK\r\n");
+    }
+    let refused = direct.request(&[b"SET", b"{t}a", b"1"]).await;
+    assert!(refused.starts_with(b"-OOM "), "{refused:?}");
+    // slotproxy holds the command until EXEC, so it can only say QUEUED now...
+    assert_eq!(
+        via_proxy.request(&[b"SET", b"{t}a", b"1"]).await,
+        b"+QUEUED\r\n"
+    );
+    assert_eq!(
+        direct.request(&[b"EXEC"]).await,
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    // ...and gives the node's reason with the abort, as redis does when it refuses EXEC.
+    let mut want = b"-EXECABORT Transaction discarded because of: ".to_vec();
+    want.extend_from_slice(&refused[1..]);
+    assert_eq!(
+        String::from_utf8_lossy(&via_proxy.request(&[b"EXEC"]).await),
+        String::from_utf8_lossy(&want)
+    );
+    full(cluster.conn(owner), "0");
+    full(standalone.conn(), "0");
+    common::assert_same_replies(
+        &mut via_proxy,
+        &mut direct,
+        &[&[&b"GET"[..], b"{t}a"][..], &[b"PING"]],
+    )
+    .await;
+}

@@ -187,3 +187,33 @@ async fn a_stalled_node_fails_only_its_own_part_and_says_so() {
     let value: String = redis::cmd("GET").arg(&k[0]).query(&mut a).unwrap();
     assert_eq!(value, "v");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_key_commands_across_slots_split_inside_a_per_slot_transaction() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = per_slot_proxy(&cluster).await;
+    let standalone = StandaloneRedis::start();
+    let k = keys_on_every_primary(&cluster, "mk");
+    let (a, b, c) = (k[0].as_bytes(), k[1].as_bytes(), k[2].as_bytes());
+    for hello in [&b"2"[..], b"3"] {
+        let mut via_proxy = proxy.raw_client().await;
+        let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+        via_proxy.request(&[b"HELLO", hello]).await;
+        direct.request(&[b"HELLO", hello]).await;
+        let script: Vec<Vec<&[u8]>> = vec![
+            vec![b"MULTI"],
+            vec![b"MSET", a, b"1", b, b"2", c, b"3"],
+            vec![b"INCR", b],
+            vec![b"MGET", c, b"nosuch", a, b],
+            vec![b"EXISTS", a, b, c, b"nosuch"],
+            vec![b"MSET", a, b"1", b],
+            vec![b"EXEC"],
+            vec![b"MULTI"],
+            vec![b"MGET", a, b, c],
+            vec![b"DEL", a, b, c],
+            vec![b"MGET", a, b, c],
+            vec![b"EXEC"],
+        ];
+        common::assert_same_replies(&mut via_proxy, &mut direct, &script).await;
+    }
+}

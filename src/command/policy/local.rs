@@ -49,8 +49,9 @@ pub enum Local {
     /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`: asked of every node concerned
     /// and merged, counting the proxy's subscribers.
     PubSubCount,
-    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary per call, sent by
-    /// the session with the cursor naming the primary.
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: one primary after another,
+    /// sent by the session with the cursor naming the primary (the next one within the same
+    /// call while the batch is below `COUNT`).
     Scan,
     /// `CLUSTER INFO`, as a one-node cluster owning every slot.
     ClusterInfo,
@@ -82,8 +83,12 @@ pub enum Local {
     ClientGetRedir,
     /// `CLIENT CACHING yes|no`: redis' error for a client without tracking.
     ClientCaching,
-    /// `CLIENT REPLY on|off|skip`: `ON` accepted, the others refused.
+    /// `CLIENT REPLY on|off|skip`: the session writes the replies the mode lets through.
     ClientReply,
+    /// `CLIENT PAUSE timeout [WRITE|ALL]`: held by slotproxy, never sent to a node.
+    ClientPause,
+    /// `CLIENT UNPAUSE`: ends slotproxy's pause.
+    ClientUnpause,
     /// `WAIT` / `WAITAOF`: sent by the session on the connections its writes went out on.
     Wait,
     /// `SHUTDOWN`, when the configuration allows it: stops slotproxy (never a node).

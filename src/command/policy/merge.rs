@@ -55,6 +55,10 @@ pub enum FanOutMerge {
     AnyOk,
     /// `FUNCTION STATS`: the primary running a script, else the first primary.
     RunningScript,
+    /// `SLOWLOG GET`: every primary's log, newest first, without slotproxy's own commands.
+    Slowlog,
+    /// `SLOWLOG LEN`: the entries `SLOWLOG GET -1` returns.
+    SlowlogLen,
 }
 
 impl FanOutMerge {
@@ -65,12 +69,23 @@ impl FanOutMerge {
             FanOutMerge::Sum => "the replies summed",
             FanOutMerge::Concat => "the replies concatenated",
             FanOutMerge::Info => "sections merged, counters summed, a `# Proxy` section added",
-            FanOutMerge::AnyNonNull => "a key from one of the primaries that has keys",
+            FanOutMerge::AnyNonNull => {
+                "a key from a primary picked at random among those that have keys (uniformly, \
+                 not by size)"
+            }
             FanOutMerge::Same => "the reply every primary gives alike",
-            FanOutMerge::AllExist => "`1` for a script only if every primary has it",
+            FanOutMerge::AllExist => {
+                "`1` for a script every primary has, or that slotproxy knows and loads on a \
+                 primary that lacks it"
+            }
             FanOutMerge::CommonLibraries => "the libraries every primary has",
             FanOutMerge::AnyOk => "`OK` from the primary running a script, else `NOTBUSY`",
             FanOutMerge::RunningScript => "the primary running a script, else the first primary",
+            FanOutMerge::Slowlog => {
+                "every primary's log merged newest first, `count` entries in all, without \
+                 slotproxy's health checks (`PING`, `INFO replication`) and replicas' `REPLCONF`"
+            }
+            FanOutMerge::SlowlogLen => "the entries `SLOWLOG GET -1` returns",
         }
     }
 }

@@ -127,7 +127,7 @@ fn known_commands_map_to_expected_handlings() {
         ("cluster|setslot", Handling::Refused(Refusal::Never)),
         ("client|kill", Handling::Local(Local::ClientKill)),
         ("client|unblock", Handling::Local(Local::ClientUnblock)),
-        ("client|pause", Handling::Refused(Refusal::PausesNodes)),
+        ("client|pause", Handling::Local(Local::ClientPause)),
         (
             "script|debug",
             Handling::Refused(Refusal::SharedConnections),

@@ -29,6 +29,9 @@
 //! - Flags and states take the worst node: `loading`, `*_in_progress` the maximum,
 //!   `rdb_last_bgsave_status` and friends the first that is not `ok`; uptimes take the minimum
 //!   (the youngest node shows a restart).
+//! - `# Replication` is slotproxy's own: a primary without replicas (`role:master`,
+//!   `connected_slaves:0`, offsets 0, a `master_replid` of its own), since a client can reach
+//!   neither the nodes' replicas nor their replication streams through slotproxy.
 //! - Fields that name one node are dropped, since the client can't reach that node through the
 //!   proxy and one node's value would pass for the cluster's: `tcp_port`, `process_id`, `run_id`,
 //!   `executable`, `config_file`, replication ids and offsets, and the `slaveN` lines.
@@ -64,6 +67,8 @@ pub struct ProxyFacts {
     pub total_commands_processed: u64,
     /// Commands per second, over the last sampling period.
     pub instantaneous_ops_per_sec: u64,
+    /// The `master_replid` of slotproxy's `# Replication` section (40 hex digits).
+    pub master_replid: String,
 }
 
 /// Merges the primaries' `INFO` replies (in shard order, none an error) into one reply in the
@@ -177,6 +182,12 @@ fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
         if !name.is_empty() {
             out.push_str(&format!("# {name}\r\n"));
         }
+        if let Some(facts) = facts
+            && name.eq_ignore_ascii_case("replication")
+        {
+            out.push_str(&own_replication(facts, &parts));
+            continue;
+        }
         for (key, mut value) in merge_section(name, &parts) {
             if let Some(facts) = facts {
                 let own = match key.as_str() {
@@ -199,6 +210,26 @@ fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
         }
     }
     out
+}
+
+/// slotproxy's own `# Replication` fields: those of a redis-server that is a primary without
+/// replicas, which is what a client sees through slotproxy (the nodes' replicas and their
+/// replication streams can't be reached through it; `WAIT` still counts the nodes' replicas).
+/// Nothing was ever replicated from slotproxy, so the offsets are 0 and no backlog is active;
+/// the backlog size is the first primary's setting.
+fn own_replication(facts: &ProxyFacts, parts: &[&Section<'_>]) -> String {
+    let backlog_size = parts
+        .iter()
+        .find_map(|s| s.value("repl_backlog_size"))
+        .unwrap_or("1048576");
+    format!(
+        "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
+         master_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n\
+         master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n\
+         repl_backlog_size:{backlog_size}\r\nrepl_backlog_first_byte_offset:0\r\n\
+         repl_backlog_histlen:0\r\n",
+        facts.master_replid
+    )
 }
 
 /// One section merged over the nodes that have it; keys in first-appearance order.

@@ -1,0 +1,105 @@
+//! `CLIENT PAUSE` held in slotproxy: one pause state for every client of this process.
+//!
+//! The nodes are never paused (their connections are shared, and other proxies may use them):
+//! each session holds its next request while [`Pause::holds`] says so, and reads it again when
+//! the pause ends or changes. As in redis 7.0, pauses combine: the later end and the stricter
+//! mode win (`ALL` over `WRITE`), and `CLIENT UNPAUSE` ends any pause at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A pause in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paused {
+    /// When it ends.
+    pub until: Instant,
+    /// `WRITE`: only commands that write or may replicate wait; otherwise (`ALL`) every one.
+    pub writes_only: bool,
+}
+
+/// The process's pause state, shared by every session.
+#[derive(Debug)]
+pub struct Pause {
+    state: watch::Sender<Option<Paused>>,
+    /// Set while a pause may be in force: the per-request check is one atomic load.
+    maybe: AtomicBool,
+}
+
+impl Default for Pause {
+    fn default() -> Self {
+        Self {
+            state: watch::Sender::new(None),
+            maybe: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Pause {
+    /// `CLIENT PAUSE timeout [WRITE|ALL]`: combined with a pause in force.
+    pub fn start(&self, timeout: Duration, writes_only: bool) {
+        let now = Instant::now();
+        // A timeout past what `Instant` holds (redis takes any 64-bit count) is a very long one.
+        let until = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+        self.state.send_modify(|state| {
+            let current = state.filter(|p| p.until > Instant::now());
+            *state = Some(match current {
+                Some(p) => Paused {
+                    until: p.until.max(until),
+                    writes_only: p.writes_only && writes_only,
+                },
+                None => Paused { until, writes_only },
+            });
+        });
+        self.maybe.store(true, Ordering::Release);
+    }
+
+    /// `CLIENT UNPAUSE`.
+    pub fn end(&self) {
+        self.state.send_replace(None);
+        self.maybe.store(false, Ordering::Release);
+    }
+
+    /// The pause a request waits for: `write` says whether it writes (or may replicate);
+    /// `None` when it may run now.
+    pub fn holds(&self, write: bool) -> Option<Paused> {
+        if !self.maybe.load(Ordering::Acquire) {
+            return None;
+        }
+        let paused = (*self.state.borrow())?;
+        (paused.until > Instant::now() && (write || !paused.writes_only)).then_some(paused)
+    }
+
+    /// A receiver that sees every change (to wait for an `UNPAUSE`).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Paused>> {
+        self.state.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pauses_combine_to_the_stricter_mode_and_the_later_end() {
+        let pause = Pause::default();
+        assert_eq!(pause.holds(true), None);
+        pause.start(Duration::from_secs(60), true);
+        assert!(pause.holds(true).is_some(), "a write waits");
+        assert_eq!(pause.holds(false), None, "a read runs");
+        let first = pause.holds(true).map(|p| p.until);
+        pause.start(Duration::from_millis(1), false);
+        let all = pause.holds(false).expect("ALL holds reads too");
+        assert_eq!(Some(all.until), first, "the later end stays");
+        pause.start(Duration::from_secs(1), true);
+        assert!(pause.holds(false).is_some(), "WRITE does not undo ALL");
+        pause.end();
+        assert_eq!(pause.holds(true), None);
+        pause.start(Duration::ZERO, false);
+        assert_eq!(pause.holds(true), None, "a pause that already ended");
+    }
+}
