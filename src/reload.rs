@@ -47,6 +47,9 @@ pub const RELOADABLE: &[&str] = &[
     "backend.tls.cert_file",
     "backend.tls.key_file",
     "backend.tls.server_name",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.client_ca_file",
 ];
 
 /// Reads the configuration again (the file, with the same flag and environment overrides).
@@ -187,6 +190,12 @@ fn merge_reloadable(current: &Config, next: Config) -> Config {
     m.username = b.username;
     m.password = b.password;
     m.password_file = b.password_file;
+    // Client TLS: the files were read again (`load_client_tls`), so new handshakes present
+    // the certificate now in them. The listeners themselves need a restart.
+    if merged.tls_listen == next.tls_listen {
+        merged.tls = next.tls;
+    }
+    let m = &mut merged.backend;
     if m.tls.enabled == b.tls.enabled {
         m.tls.ca_file = b.tls.ca_file;
         m.tls.cert_file = b.tls.cert_file;

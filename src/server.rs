@@ -135,7 +135,8 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
         None
     };
     let tls = if tls {
-        let Some(server) = shared.config.tls.server.clone() else {
+        // From the live config: a reload re-reads the certificate files (rotation).
+        let Some(server) = shared.live.load().tls.server.clone() else {
             // `run_with` loads it whenever there are TLS listeners.
             warn!(%peer, "TLS client refused: no [tls] certificate loaded");
             shared.clients.fetch_sub(1, Ordering::AcqRel);

@@ -289,3 +289,53 @@ fn unusable_tls_files_exit_2_naming_the_file() {
         );
     }
 }
+
+/// A reload re-reads `[tls]`'s files: a certificate replaced in place (here, one from another
+/// CA) is what new TLS clients get, and a client already connected keeps its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rotates_the_client_certificate_without_dropping_tls_clients() {
+    let certs = tempfile::tempdir().unwrap();
+    let old_ca = TestCa::new(certs.path(), "old");
+    let new_ca = TestCa::new(certs.path(), "new");
+    let cluster = TestCluster::start(3, 0);
+    let (proxy, _source) = TestProxy::start_reloadable(&cluster, |c| serve_tls(c, &old_ca)).await;
+    let tls_addr = proxy.tls_addr.expect("a TLS listener");
+    let admin = proxy.admin.expect("an admin listener");
+    let mut early = ClientTls::trusting(&old_ca.cert)
+        .connect(tls_addr)
+        .await
+        .expect("the old certificate is served");
+    assert!(
+        ClientTls::trusting(&new_ca.cert)
+            .connect(tls_addr)
+            .await
+            .is_err(),
+        "the new CA does not vouch for the old certificate"
+    );
+
+    // The operator replaces the files in place, then reloads.
+    // `serve_tls` had `old_ca` issue these.
+    let (served_cert, served_key) = (
+        certs.path().join("old-proxy.crt"),
+        certs.path().join("old-proxy.key"),
+    );
+    let (rotated_cert, rotated_key) = new_ca.issue("proxy");
+    std::fs::copy(&rotated_cert, &served_cert).unwrap();
+    std::fs::copy(&rotated_key, &served_key).unwrap();
+    let reload = crate::common::http(admin, "POST", "/reload");
+    assert_eq!(reload.status, 200, "{}", reload.body);
+
+    let mut late = ClientTls::trusting(&new_ca.cert)
+        .connect(tls_addr)
+        .await
+        .expect("the rotated certificate is served");
+    assert_eq!(late.request(&[b"SET", b"rot", b"1"]).await, b"+OK\r\n");
+    assert!(
+        ClientTls::trusting(&old_ca.cert)
+            .connect(tls_addr)
+            .await
+            .is_err(),
+        "new handshakes no longer present the old certificate"
+    );
+    assert_eq!(early.request(&[b"GET", b"rot"]).await, b"$1\r\n1\r\n");
+}

@@ -139,6 +139,7 @@ impl TestProxy {
                 next.validate()?;
                 next.resolve_backend_credentials()?;
                 next.load_backend_tls()?;
+                next.load_client_tls()?;
                 Ok(next)
             };
             slotproxy::reload::Reloader {
