@@ -59,26 +59,20 @@ pub(super) struct InFlight {
     /// The session's reply budget, when the node connection charges the reply to it: picking
     /// the reply up takes it off again.
     pub(super) budget: Option<Arc<ReplyBudget>>,
-    pub(super) node: Arc<Node>,
-    /// Sent on the node's `READONLY` connections (a replica read).
-    pub(super) replica_read: bool,
-    /// Sent after `ASKING`.
-    pub(super) asking: bool,
-    pub(super) request: Request,
-    pub(super) target: Target,
-    pub(super) attempt: Attempt,
+    /// What was sent, and where.
+    pub(super) sent: Routed,
 }
 
 impl InFlight {
     /// True for a request on a dedicated connection (a blocking command).
     pub(super) fn is_dedicated(&self) -> bool {
-        self.attempt.dedicated
+        self.sent.attempt.dedicated
     }
 
     /// True for a command blocked on its node (BLPOP, XREAD BLOCK...): sent alone on the
     /// session's dedicated connection, neither a transaction, `WATCH`/`WAIT` nor a script kill.
     pub(super) fn is_blocking(&self) -> bool {
-        let a = &self.attempt;
+        let a = &self.sent.attempt;
         a.dedicated && !a.pinned && !a.interrupt && a.exec.is_none()
     }
 
@@ -87,7 +81,7 @@ impl InFlight {
         match self.rx.try_recv() {
             Ok(result) => Some(self.picked_up(result)),
             Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped(&self.node))),
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped(&self.sent.node))),
         }
     }
 }
@@ -121,14 +115,15 @@ pub(super) enum Settled {
     /// Send again once a backoff is over.
     Backoff(Retry),
     /// Send again now, to the node a `MOVED`/`ASK` named.
-    Redirect(Resend),
+    Redirect(Routed),
     /// Send `SCRIPT LOAD` of this script body and the request again, as one job on the
     /// connection that answered `NOSCRIPT`.
-    Reload(Bytes, Resend),
+    Reload(Bytes, Routed),
 }
 
-/// A request to send again right away, and where.
-pub(super) struct Resend {
+/// A request and where it goes (or went): the node, which of its connections, and its
+/// redirects and retries so far.
+pub(super) struct Routed {
     pub(super) node: Arc<Node>,
     /// On the node's `READONLY` connections (a replica read).
     pub(super) replica_read: bool,
@@ -167,7 +162,7 @@ impl InFlight {
     pub(super) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<NodeResult> {
         Pin::new(&mut self.rx).poll(cx).map(|r| match r {
             Ok(result) => self.picked_up(result),
-            Err(_) => Err(dropped(&self.node)),
+            Err(_) => Err(dropped(&self.sent.node)),
         })
     }
 

@@ -56,7 +56,7 @@ impl Session {
     pub(super) fn publish_client(&mut self) {
         let Some(seat) = &self.seat else { return };
         let blocked = match self.pending.front() {
-            Some(Pending::Waiting(f)) if f.is_blocking() => Some(f.node.clone()),
+            Some(Pending::Waiting(f)) if f.is_blocking() => Some(f.sent.node.clone()),
             _ => None,
         };
         let flags = Flags::default()
@@ -183,7 +183,7 @@ impl Session {
                     self.settle_front(FrontEvent::Single(result));
                     return;
                 }
-                f.node.clone()
+                f.sent.node.clone()
             }
             _ => return,
         };

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::Session;
 use super::algebra;
-use super::attempt::{Attempt, ExecShape, InFlight, Resend, Settled, Split, Step, placeholder};
+use super::attempt::{Attempt, ExecShape, InFlight, Routed, Settled, Split, Step, placeholder};
 use super::order::Admission;
 use super::pick;
 use super::plan::Plan;
@@ -458,7 +458,14 @@ impl Session {
                 {
                     self.note_write(slot);
                 }
-                self.send_via(node, replica_read, request, target, attempt, false)
+                self.send_routed(Routed {
+                    node,
+                    replica_read,
+                    asking: false,
+                    request,
+                    target,
+                    attempt,
+                })
             }
             Some(Err(error)) => Step::Done(Reply::local(error.to_bytes())),
             None => {
@@ -524,29 +531,22 @@ impl Session {
         attempt: Attempt,
         asking: bool,
     ) -> Step {
-        self.send_via(node, false, request, target, attempt, asking)
-    }
-
-    fn send_via(
-        &mut self,
-        node: Arc<Node>,
-        replica_read: bool,
-        request: Request,
-        target: Target,
-        attempt: Attempt,
-        asking: bool,
-    ) -> Step {
-        let replies = attempt.exec.map_or(1, |exec| exec.replies);
-        let payload = request.raw().clone();
-        let again = Resend {
+        self.send_routed(Routed {
             node,
-            replica_read,
+            replica_read: false,
             asking,
             request,
             target,
             attempt,
-        };
-        self.send_payload(payload, replies, asking, again)
+        })
+    }
+
+    /// Sends a request where `routed` says (its raw bytes as the client sent them).
+    fn send_routed(&mut self, routed: Routed) -> Step {
+        let replies = routed.attempt.exec.map_or(1, |exec| exec.replies);
+        let payload = routed.request.raw().clone();
+        let asking = routed.asking;
+        self.send_payload(payload, replies, asking, routed)
     }
 
     /// Acts on a settled reply: the final reply or a backoff as it is, a redirect or a script
@@ -555,14 +555,7 @@ impl Session {
         match settled {
             Settled::Done(reply) => Step::Done(reply),
             Settled::Backoff(retry) => Step::Backoff(retry),
-            Settled::Redirect(again) => self.send_via(
-                again.node,
-                again.replica_read,
-                again.request,
-                again.target,
-                again.attempt,
-                again.asking,
-            ),
+            Settled::Redirect(again) => self.send_routed(again),
             Settled::Reload(body, again) => self.send_reload(body, again),
         }
     }
@@ -573,7 +566,7 @@ impl Session {
     /// Requests the session pipelined to the node after the first try have already run by then:
     /// they saw the keys as before the script, as if the client had sent the script after them
     /// (a client that reloads scripts itself on `NOSCRIPT` reorders the same way).
-    fn send_reload(&mut self, body: Bytes, mut again: Resend) -> Step {
+    fn send_reload(&mut self, body: Bytes, mut again: Routed) -> Step {
         let request = &again.request;
         let mut payload = BytesMut::with_capacity(body.len() + request.raw().len() + 64);
         let load = [
@@ -594,7 +587,7 @@ impl Session {
 
     /// Writes `payload` (`replies` replies; `asking`: the connection sends ASKING first) to the
     /// session's connection to `sent.node`, and records it as in flight.
-    fn send_payload(&mut self, payload: Bytes, replies: usize, asking: bool, sent: Resend) -> Step {
+    fn send_payload(&mut self, payload: Bytes, replies: usize, asking: bool, sent: Routed) -> Step {
         let rx = self.enqueue(
             &sent.node,
             sent.replica_read,
@@ -606,12 +599,7 @@ impl Session {
         Step::Waiting(InFlight {
             rx,
             budget: Some(self.budget.clone()),
-            node: sent.node,
-            replica_read: sent.replica_read,
-            asking: sent.asking,
-            request: sent.request,
-            target: sent.target,
-            attempt: sent.attempt,
+            sent,
         })
     }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::Session;
-use super::attempt::{Attempt, InFlight, Resend, Retry, Settled};
+use super::attempt::{Attempt, InFlight, Retry, Routed, Settled};
 use super::target::Target;
 use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
@@ -63,7 +63,7 @@ impl Session {
     /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
     /// read-your-writes, since its reply may come long after it was sent.
     pub(super) fn settle(&mut self, in_flight: InFlight, result: NodeResult) -> Settled {
-        let (target, writes) = (in_flight.target, in_flight.attempt.writes);
+        let (target, writes) = (in_flight.sent.target, in_flight.sent.attempt.writes);
         let step = self.settle_reply(in_flight, result);
         if writes
             && matches!(step, Settled::Done(_))
@@ -76,15 +76,14 @@ impl Session {
 
     /// Turns a node's answer into a final reply, a redirect, or a retry.
     fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Settled {
-        let InFlight {
+        let Routed {
             node,
             replica_read,
             asking,
             request,
             target,
             mut attempt,
-            ..
-        } = in_flight;
+        } = in_flight.sent;
         let max_redirects = self.shared.live.load().session.max_redirects;
         // A reload's job also answered SCRIPT LOAD (and ASKING): the request's reply is last.
         let reloaded = std::mem::take(&mut attempt.reloaded);
@@ -120,7 +119,7 @@ impl Session {
                     self.shared.topology.request_refresh();
                     self.shared.metrics.redirects_moved.inc();
                     attempt.redirects += 1;
-                    Settled::Redirect(Resend {
+                    Settled::Redirect(Routed {
                         node: self.redirect_node(&node, redirect),
                         replica_read: false,
                         asking: false,
@@ -133,7 +132,7 @@ impl Session {
                     // A one-off: the slot is migrating. The map stays as it is.
                     self.shared.metrics.redirects_ask.inc();
                     attempt.redirects += 1;
-                    Settled::Redirect(Resend {
+                    Settled::Redirect(Routed {
                         node: self.redirect_node(&node, redirect),
                         replica_read: false,
                         asking: true,
@@ -154,7 +153,7 @@ impl Session {
                             node = node.addr(),
                             "NOSCRIPT; loading the script"
                         );
-                        let again = Resend {
+                        let again = Routed {
                             node,
                             replica_read,
                             asking,
