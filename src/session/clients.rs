@@ -56,9 +56,19 @@ impl Session {
     pub(super) fn publish_client(&mut self) {
         let Some(seat) = &self.seat else { return };
         let blocked = match self.pending.front() {
-            Some(Pending::Waiting(f)) if f.is_blocking() => Some(f.sent.node.clone()),
+            Some(Pending::Waiting(f)) if f.is_blocking() => Some(&f.sent.node),
             _ => None,
         };
+        let blocked_changed = match (&seat.blocked_on, blocked) {
+            (None, None) => false,
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            _ => true,
+        };
+        if !self.profile_stale && !blocked_changed {
+            return;
+        }
+        self.profile_stale = false;
+        let blocked = blocked.cloned();
         let flags = Flags::default()
             .with(Flags::MONITOR, self.monitor.is_some())
             .with(Flags::PUBSUB, self.subs.any())
@@ -92,11 +102,6 @@ impl Session {
             || old.user != self.user.name
             || old.lib_name != self.info.lib_name
             || old.lib_ver != self.info.lib_ver;
-        let blocked_changed = match (&seat.blocked_on, &blocked) {
-            (None, None) => false,
-            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
-            _ => true,
-        };
         if !changed && !blocked_changed {
             return;
         }

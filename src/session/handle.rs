@@ -50,6 +50,16 @@ impl Session {
 
     /// Serves a request whose row is `spec`, as its `policy` says.
     fn serve(&mut self, spec: &'static CommandSpec, policy: Policy, request: Request) {
+        // What `CLIENT LIST` shows of this client changes only through commands slotproxy
+        // answers itself (name, protocol, subscriptions, MULTI...): others leave it as it was.
+        if self.transaction.queuing()
+            || matches!(
+                policy.handling,
+                Handling::Local(_) | Handling::Acl | Handling::Admin(_)
+            )
+        {
+            self.profile_stale = true;
+        }
         if !spec.arity_ok(request.args().len()) {
             self.transaction.flag_error();
             return self.reply_error(ReplyError::WrongArity(spec.name));

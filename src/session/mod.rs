@@ -168,6 +168,9 @@ pub struct Session {
     /// Rung by other tasks and threads: reply budget crossed, an order from another session,
     /// the drain.
     alarm: Arc<Alarm>,
+    /// A command that may change what `CLIENT LIST` shows of this client ran since it was last
+    /// published (see `publish_client`).
+    profile_stale: bool,
     /// Inbox frames wait for the output buffer to drain below `output::DRAIN_BYTES`: once a
     /// flush gets it there, collect again without waiting for another event.
     drain_waits_for_output: bool,
@@ -257,6 +260,7 @@ impl Session {
             recent_writes,
             budget,
             alarm,
+            profile_stale: true,
             drain_waits_for_output: false,
             timings: VecDeque::new(),
             command_metrics,
