@@ -38,10 +38,11 @@
 //!    settle: when the slot map changed while they were in flight, after a request on a
 //!    dedicated connection, or when it must see everything before it. No I/O in either file;
 //!    every rule has a unit test.
-//! 6. **Send** (`session/dispatch.rs`, `session/pick.rs`, `backend/pool.rs`). Under the map the
-//!    order check read (passed down as `&SlotMap`, so a refresh can't slip in), the shard's node
-//!    is picked (the primary, or a replica the read policy and its health allow) and an
-//!    [`backend::Outgoing`] is queued on the session's lane of that node's shared connections
+//! 6. **Send** (`session/dispatch.rs`, `session/send.rs`, `session/pick.rs`,
+//!    `backend/pool.rs`). `dispatch.rs` starts the request (or its parts) under the map the
+//!    order check read (passed down as `&SlotMap`, so a refresh can't slip in); `send.rs` picks
+//!    the shard's node (the primary, or a replica the read policy and its health allow) and
+//!    queues an [`backend::Outgoing`] on the session's lane of that node's shared connections
 //!    on its worker, or on its own dedicated connection (blocking commands, WATCH). A primary
 //!    failing its health checks is not sent anything: the request backs off. What was sent is
 //!    recorded as an `InFlight` (`session/attempt.rs`).
@@ -56,8 +57,9 @@
 //!    reply is settled into what to do next, without sending anything itself: `MOVED`
 //!    refreshes the map and redirects, `ASK` redirects with `ASKING` and leaves the map alone
 //!    (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes back off
-//!    until `retry_deadline`; `NOSCRIPT` reloads the script. `dispatch.rs` sends what it says. A read whose connection died is sent
-//!    again; a write gets an error saying its outcome is unknown and is never sent twice. Split
+//!    until `retry_deadline`; `NOSCRIPT` reloads the script. `send.rs` sends what it says. A
+//!    read whose connection died is sent again; a write gets an error saying its outcome is
+//!    unknown and is never sent twice. Split
 //!    parts merge in key order. Replies are read through [`protocol::View`]; every error reply
 //!    slotproxy makes is an [`error::ReplyError`], spelled once.
 //! 9. **Write** (`session/output.rs`). Replies leave in request order (those `CLIENT REPLY

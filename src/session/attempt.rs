@@ -1,7 +1,7 @@
 //! A request on its way: how often it was redirected or retried (`Attempt`), the record of one
 //! sent to a node (`InFlight`), one waiting out a backoff (`Retry`), where one request or part
 //! stands (`Step`), and a request served in parts (`Split`). Data only: the session sends
-//! (`dispatch.rs`) and settles (`settle.rs`) them.
+//! (`send.rs`) and settles (`settle.rs`) them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -108,7 +108,7 @@ pub(super) enum Step {
 }
 
 /// What a node's reply settles into (`settle.rs`), for the session to act on
-/// (`Session::follow` in `dispatch.rs`): settling decides, it never sends.
+/// (`Session::follow` in `send.rs`): settling decides, it never sends.
 pub(super) enum Settled {
     /// Final: the client's reply.
     Done(Reply),

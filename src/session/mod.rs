@@ -35,6 +35,7 @@ mod scan;
 mod scan_batch;
 mod scripts;
 mod seat;
+mod send;
 mod settle;
 mod slowlog;
 mod split;

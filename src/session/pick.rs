@@ -1,7 +1,7 @@
 //! Which node of a shard serves a read: the read policy applied to the nodes' measured health,
 //! and the slots a session wrote recently (read-your-writes).
 //!
-//! Both are pure and unit-tested here; `dispatch.rs` feeds them the shard's nodes and acts on the
+//! Both are pure and unit-tested here; `send.rs` feeds them the shard's nodes and acts on the
 //! choice (and holds requests for a primary that is down).
 
 use std::sync::Arc;
