@@ -398,7 +398,7 @@ fn check_options(options: &[Bytes]) -> Result<(), ReplyError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn shard(primary: &str, ranges: &[(u16, u16)]) -> ShardLayout {
@@ -410,7 +410,7 @@ mod tests {
         }
     }
 
-    fn three() -> Vec<ShardLayout> {
+    pub(in crate::session) fn three() -> Vec<ShardLayout> {
         vec![
             shard("a:1", &[(0, 5460)]),
             shard("b:1", &[(5461, 10922)]),

@@ -115,23 +115,8 @@ fn count(args: &[Bytes]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn shard(primary: &str, ranges: &[(u16, u16)]) -> ShardLayout {
-        ShardLayout {
-            ranges: ranges.to_vec(),
-            primary: primary.to_string(),
-            replicas: Vec::new(),
-            live_replicas: 0,
-        }
-    }
-
-    fn three() -> Vec<ShardLayout> {
-        vec![
-            shard("a:1", &[(0, 5460)]),
-            shard("b:1", &[(5461, 10922)]),
-            shard("c:1", &[(10923, 16383)]),
-        ]
-    }
+    // The same three-shard layouts the cursor's own tests use.
+    use crate::session::scan::tests::three;
 
     fn args(a: &[&'static str]) -> Vec<Bytes> {
         a.iter().map(|s| Bytes::from_static(s.as_bytes())).collect()

@@ -32,10 +32,15 @@ fn files(dir: &Path, root: &Path, out: &mut BTreeMap<Module, PathBuf>) {
     }
 }
 
-/// The source without comments and without its `#[cfg(test)] mod tests { … }` tail.
+/// The source without comments and without its `#[cfg(test)] mod tests { … }` tail (unit tests
+/// may share helpers across files; they are not part of the request path).
 fn code(path: &Path) -> String {
     let text = std::fs::read_to_string(path).expect("read source");
-    let text = match text.find("#[cfg(test)]\nmod tests") {
+    let tests = [
+        "#[cfg(test)]\nmod tests",
+        "#[cfg(test)]\npub(super) mod tests",
+    ];
+    let text = match tests.iter().filter_map(|t| text.find(t)).min() {
         Some(at) => &text[..at],
         None => &text[..],
     };

@@ -110,20 +110,7 @@ impl TestCa {
             base.with_extension("ext"),
         );
         std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("write ext");
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={leaf}"),
-            "-keyout",
-            path_str(&key),
-            "-out",
-            path_str(&csr),
-        ]);
+        key_and_csr(leaf, &key, &csr);
         openssl(&[
             "x509",
             "-req",
@@ -143,6 +130,24 @@ impl TestCa {
         ]);
         (cert, key)
     }
+}
+
+/// A new P-256 key for `leaf` and its certificate signing request.
+fn key_and_csr(leaf: &str, key: &Path, csr: &Path) {
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        &format!("/CN={leaf}"),
+        "-keyout",
+        path_str(key),
+        "-out",
+        path_str(csr),
+    ]);
 }
 
 impl TestCa {
@@ -175,20 +180,7 @@ impl TestCa {
             ),
         )
         .expect("write ca.cnf");
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={leaf}"),
-            "-keyout",
-            path_str(&key),
-            "-out",
-            path_str(&csr),
-        ]);
+        key_and_csr(leaf, &key, &csr);
         openssl(&[
             "ca",
             "-batch",
