@@ -31,6 +31,7 @@ mod frameworks;
 mod fuzz;
 mod harness;
 mod health;
+mod hostile;
 mod info;
 mod introspection;
 mod isolation;
