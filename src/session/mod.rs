@@ -666,7 +666,9 @@ impl Drop for Session {
 }
 
 /// The next invalidation for a tracking client.
-async fn next_invalidation(tracking: &mut Option<tracking_state::Tracking>) -> Option<Bytes> {
+async fn next_invalidation(
+    tracking: &mut Option<tracking_state::Tracking>,
+) -> Option<crate::tracking::Invalidation> {
     match tracking {
         Some(tracking) => tracking.pushes.recv().await,
         None => std::future::pending().await,
@@ -700,7 +702,7 @@ enum Event {
     Alarm(Bells),
     Drain,
     Monitor(Option<Bytes>),
-    Invalidation(Bytes),
+    Invalidation(crate::tracking::Invalidation),
     Reply(queue::FrontEvent),
     Timer,
     Writable(std::io::Result<()>),

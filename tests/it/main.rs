@@ -55,6 +55,7 @@ mod strict_resp;
 mod structure;
 mod tls;
 mod tracking;
+mod tracking_redirect;
 mod transactions;
 mod transactions_per_slot;
 mod wait;
