@@ -26,8 +26,9 @@ impl Transcript {
 
     /// Names client `id` in what is recorded from now on.
     fn name(&mut self, id: i64, name: &str) {
+        // An integer frame (at the start of a line: not a key that ends in `:<digits>`).
         self.ids
-            .push((format!(":{id}\r\n"), format!(":<{name}>\r\n")));
+            .push((format!("\n:{id}\r\n"), format!("\n:<{name}>\r\n")));
         self.ids.push((format!(" {id}"), format!(" <{name}>")));
         self.ids
             .push((format!("redir={id}"), format!("redir=<{name}>")));
@@ -170,6 +171,25 @@ fn wait_gone(addr: &str, id: i64) {
     });
 }
 
+/// A new RESP2 client tracking with `REDIRECT target` reads `key`, then `writer` changes it.
+async fn read_then_change(
+    t: &mut Transcript,
+    addr: &str,
+    target: i64,
+    writer: &mut RawClient,
+    key: &str,
+) -> RawClient {
+    let mut tracker = RawClient::connect(addr).await;
+    let on = with_id("CLIENT TRACKING ON REDIRECT {id}", target);
+    let reply = request(&mut tracker, &on).await;
+    t.record("ON", &reply);
+    let reply = tracker.request(&[b"GET", key.as_bytes()]).await;
+    t.record("GET", &reply);
+    let reply = writer.request(&[b"SET", key.as_bytes(), b"1"]).await;
+    t.record("SET", &reply);
+    tracker
+}
+
 /// A RESP3 target, a RESP2 target without subscriptions, and a target that leaves.
 async fn targets(addr: &str, keys: &Keys) -> Vec<String> {
     let mut t = Transcript::new();
@@ -182,17 +202,7 @@ async fn targets(addr: &str, keys: &Keys) -> Vec<String> {
     assert!(hello.starts_with(b"%7\r\n"));
     let resp3_id = client_id(&mut resp3).await;
     t.name(resp3_id, "resp3");
-    let mut tracker = RawClient::connect(addr).await;
-    let reply = request(
-        &mut tracker,
-        &with_id("CLIENT TRACKING ON REDIRECT {id}", resp3_id),
-    )
-    .await;
-    t.record("ON", &reply);
-    let reply = tracker.request(&[b"GET", keys.a.as_bytes()]).await;
-    t.record("GET", &reply);
-    let reply = writer.request(&[b"SET", keys.a.as_bytes(), b"1"]).await;
-    t.record("SET", &reply);
+    let _tracker = read_then_change(&mut t, addr, resp3_id, &mut writer, &keys.a).await;
     let push = resp3.read_reply().await;
     t.record("resp3 push", &push);
 
@@ -200,17 +210,7 @@ async fn targets(addr: &str, keys: &Keys) -> Vec<String> {
     let mut plain = RawClient::connect(addr).await;
     let plain_id = client_id(&mut plain).await;
     t.name(plain_id, "plain");
-    let mut tracker2 = RawClient::connect(addr).await;
-    let reply = request(
-        &mut tracker2,
-        &with_id("CLIENT TRACKING ON REDIRECT {id}", plain_id),
-    )
-    .await;
-    t.record("ON plain", &reply);
-    let reply = tracker2.request(&[b"GET", keys.b.as_bytes()]).await;
-    t.record("GET", &reply);
-    let reply = writer.request(&[b"SET", keys.b.as_bytes(), b"1"]).await;
-    t.record("SET", &reply);
+    let _tracker2 = read_then_change(&mut t, addr, plain_id, &mut writer, &keys.b).await;
     let reply = plain.request(&[b"PING"]).await;
     t.record("plain PING", &reply);
 
