@@ -86,6 +86,7 @@ pub mod error;
 pub mod inbox;
 pub mod launch;
 pub mod metrics;
+pub mod monitor;
 pub mod pause;
 pub mod protocol;
 pub mod pubsub;
@@ -235,6 +236,7 @@ pub async fn run_with(
         draining: watch::Sender::new(false),
         auth_failures: AtomicU64::new(0),
         pause: pause::Pause::default(),
+        monitors: monitor::Monitors::default(),
         config,
         topology: topology.clone(),
         commands: ArcSwap::from_pointee(commands),

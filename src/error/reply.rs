@@ -362,6 +362,9 @@ pub enum ReplyError {
     /// `CLIENT TRACKING ... REDIRECT id` naming a client that is not connected.
     #[error("ERR The client ID you want redirect to does not exist")]
     RedirectTargetMissing,
+    /// A client in `MONITOR` mode sent a command that reads or writes keys.
+    #[error("ERR Replica can't interact with the keyspace")]
+    ReplicaKeyspace,
     /// `CLIENT TRACKING ... REDIRECT a REDIRECT b`.
     #[error("ERR A client can only redirect to a single other client")]
     RedirectTwice,

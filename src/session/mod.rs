@@ -22,6 +22,7 @@ mod dispatch;
 mod handle;
 mod introspect;
 mod local;
+mod monitor;
 mod order;
 mod output;
 mod pause;
@@ -117,6 +118,8 @@ pub struct Shared {
     pub run_id: crate::cluster::RunId,
     /// `CLIENT PAUSE`, held by slotproxy for every client.
     pub pause: crate::pause::Pause,
+    /// Clients in `MONITOR` mode, and the lines of the commands every session shows them.
+    pub monitors: crate::monitor::Monitors,
 }
 
 /// Per-client state; `run` drives it.
@@ -160,7 +163,8 @@ pub struct Session {
     written: writes::Written,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
     tracking: Option<tracking_state::Tracking>,
-    /// `MONITOR` lines from every node, once the client asked (and the config allows it).
+    /// `MONITOR` lines of every client's commands, once this client asked (and the config
+    /// allows it).
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
     /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
     recent_writes: writes::WrittenSlots,
@@ -444,7 +448,7 @@ impl Session {
                         return;
                     }
                 }
-                // Every node's feed ended (nodes gone): nothing more will come.
+                // Not while the session holds its feed; kept for a closed channel all the same.
                 Event::Monitor(None) => self.monitor = None,
                 Event::Read(Ok(0)) => self.stop_reading = true,
                 Event::Drain => {
@@ -686,7 +690,7 @@ async fn pause_ends(pause: &mut tokio::sync::watch::Receiver<Option<crate::pause
     }
 }
 
-/// The next `MONITOR` line (`None` once every feed has ended).
+/// The next `MONITOR` line (`None` once the feed has ended).
 async fn next_monitor_line(
     monitor: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
 ) -> Option<Bytes> {

@@ -35,6 +35,7 @@ mod info;
 mod introspection;
 mod isolation;
 mod keyspace_events;
+mod monitor;
 mod multi_key;
 mod ops;
 mod ops_clients;

@@ -106,6 +106,7 @@ fn every_variant() -> Vec<ReplyError> {
         ConfigSetRefused(b("x")),
         RedirectTargetMissing,
         RedirectTwice,
+        ReplicaKeyspace,
         TooManyPrefixes(3),
         NoNodeKnown,
         ClusterSilent(3),
