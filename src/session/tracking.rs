@@ -276,8 +276,9 @@ impl Session {
     }
 
     /// An invalidation from the tracker: written here (RESP3 only: redis sends RESP2 clients
-    /// none on their own connection), or handed to the `REDIRECT` target. When the target is
-    /// gone, the client is told so (RESP3) instead, at each invalidation, as redis does.
+    /// none on their own connection), or handed to the `REDIRECT` target, in both cases after
+    /// the replies still owed to this client. When the target is gone, the client is told so
+    /// (RESP3) instead, at each invalidation, as redis does.
     pub(super) fn invalidation(&mut self, invalidation: Invalidation) {
         let Some(tracking) = self.tracking.as_mut() else {
             return;
@@ -290,10 +291,23 @@ impl Session {
         }
         let redirect = tracking.redirect;
         match self.shared.registry.get(redirect) {
-            Some(target) => target.redirect(Redirected {
-                invalidation,
-                null: self.protocol,
-            }),
+            Some(target) => {
+                let redirected = Redirected {
+                    invalidation,
+                    null: self.protocol,
+                };
+                if self.pending.is_empty() {
+                    return target.redirect(redirected);
+                }
+                // Handed over once the replies still owed here are written (a task runs only
+                // at the front of the queue): the application must not hear of a change on
+                // the target's connection before it has read, here, a value from before it.
+                let task = Task::new(async move {
+                    target.redirect(redirected);
+                    TaskOutcome::Reply(Bytes::new())
+                });
+                self.pending.push_back(Pending::Task(task));
+            }
             None => {
                 if !tracking.broken {
                     tracking.broken = true;
