@@ -118,3 +118,79 @@ async fn monitor_shows_what_clients_send_like_redis() {
     let want = scenario(&standalone.addr).await;
     assert_eq!(got, want);
 }
+
+/// The timestamp of a line, in microseconds.
+fn micros(line: &str) -> u64 {
+    let time = line[1..].split_once(' ').expect("a timestamp").0;
+    let (secs, micros) = time.split_once('.').expect("seconds.micros");
+    secs.parse::<u64>().unwrap() * 1_000_000 + micros.parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_monitor_sees_one_order_across_workers() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start_with(&cluster, |c| {
+        c.session.allowed_admin_commands = vec!["monitor".to_string()];
+    })
+    .await;
+    // Clients go to the two workers in turn: a monitor and a writer on each.
+    let mut monitors = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        let mut monitor = proxy.raw_client().await;
+        assert_eq!(monitor.request(&[b"MONITOR"]).await, b"+OK\r\n");
+        monitors.push(monitor);
+    }
+    for _ in 0..2 {
+        writers.push(proxy.raw_client().await);
+    }
+    const EACH: usize = 300;
+    let pipelines: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut writer)| {
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                for i in 0..EACH {
+                    let key = format!("w{w}:{i}");
+                    bytes.extend(crate::common::encode_command(&[
+                        b"SET",
+                        key.as_bytes(),
+                        b"v",
+                    ]));
+                }
+                writer.send(&bytes).await;
+                for _ in 0..EACH {
+                    assert_eq!(writer.read_reply().await, b"+OK\r\n");
+                }
+            })
+        })
+        .collect();
+    for pipeline in pipelines {
+        pipeline.await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for monitor in &mut monitors {
+        let mut lines = Vec::new();
+        for _ in 0..2 * EACH {
+            lines.push(String::from_utf8(monitor.read_reply().await).unwrap());
+        }
+        seen.push(lines);
+    }
+    // The same lines, in the same order, for both monitors; times never go back.
+    assert_eq!(seen[0], seen[1]);
+    let lines = &seen[0];
+    assert!(lines.windows(2).all(|w| micros(&w[0]) <= micros(&w[1])));
+    // Each writer's commands in the order it sent them, the two interleaved somehow.
+    for w in 0..2 {
+        let keys: Vec<String> = lines
+            .iter()
+            .filter_map(|l| {
+                let key = l.split('"').nth(3)?;
+                key.starts_with(&format!("w{w}:")).then(|| key.to_string())
+            })
+            .collect();
+        let want: Vec<String> = (0..EACH).map(|i| format!("w{w}:{i}")).collect();
+        assert_eq!(keys, want);
+    }
+}
