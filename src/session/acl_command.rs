@@ -2,11 +2,12 @@
 //! commands that are never forwarded because they would lock slotproxy out of its cluster
 //! (`CONFIG SET requirepass|masterauth|masteruser`).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tracing::info;
 
-use super::Session;
-use crate::auth::{Denied, check, describe};
+use super::Shared;
+use super::acl::Login;
+use crate::auth::{Denied, describe};
 use crate::command::policy::{Allowed, Handling};
 use crate::command::{AclCategories, CommandSpec, CommandTable, Resolved};
 use crate::error::ReplyError;
@@ -27,26 +28,48 @@ pub(super) fn never_forwarded(handling: Handling, args: &[Bytes]) -> Option<Repl
     Some(ReplyError::ConfigSetRefused(param.clone()))
 }
 
-impl Session {
+/// One `ACL` command being answered: what it reads, and the users it deleted.
+pub(super) struct AclCommand<'a> {
+    pub(super) shared: &'a Shared,
+    /// The caller's identity (`ACL WHOAMI`; its scratch space serves `ACL DRYRUN`).
+    pub(super) login: &'a mut Login,
+    pub(super) protocol: Protocol,
+    /// The caller's client id, for the log.
+    pub(super) client: u64,
+    /// Users `ACL DELUSER` removed: the session closes their clients after the reply.
+    pub(super) deleted: Vec<Bytes>,
+}
+
+/// An `ACL` reply, or the error slotproxy answers instead.
+pub(super) type Answer = Result<Bytes, ReplyError>;
+
+/// Builds a reply with `build`.
+fn reply(build: impl FnOnce(&mut BytesMut)) -> Answer {
+    let mut out = BytesMut::new();
+    build(&mut out);
+    Ok(out.freeze())
+}
+
+impl AclCommand<'_> {
     /// Answers `ACL <subcommand>` (all but HELP and GENPASS, which any node answers alike).
-    pub(super) fn acl_command(&mut self, spec: &CommandSpec, request: &Request) {
+    pub(super) fn run(&mut self, spec: &CommandSpec, request: &Request) -> Answer {
         let args = request.args();
         let table = self.shared.commands.load_full();
         let protocol = self.protocol;
         match spec.name {
             "acl|whoami" => {
-                let name = self.user.name.clone();
-                self.reply_with(|out| write_bulk(out, name.as_bytes()));
+                let name = self.login.user.name.clone();
+                reply(|out| write_bulk(out, name.as_bytes()))
             }
             "acl|users" => {
                 let users = self.shared.acl.users.load();
                 let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
-                self.reply_with(|out| {
+                reply(|out| {
                     write_array_len(out, names.len());
                     for name in &names {
                         write_bulk(out, name.as_bytes());
                     }
-                });
+                })
             }
             "acl|list" => {
                 let users = self.shared.acl.users.load();
@@ -54,19 +77,19 @@ impl Session {
                     .iter()
                     .map(|u| describe::acl_line(u, &table))
                     .collect();
-                self.reply_with(|out| {
+                reply(|out| {
                     write_array_len(out, lines.len());
                     for line in &lines {
                         write_bulk(out, line);
                     }
-                });
+                })
             }
             "acl|getuser" => {
                 let users = self.shared.acl.users.load();
                 let Some(user) = users.get(&args[2]).cloned() else {
-                    return self.reply_with(|out| write_null(out, protocol));
+                    return reply(|out| write_null(out, protocol));
                 };
-                self.reply_with(|out| {
+                reply(|out| {
                     write_map_len(out, protocol, 6);
                     write_bulk(out, b"flags");
                     let flags = describe::flags(&user);
@@ -93,7 +116,7 @@ impl Session {
                     write_bulk(out, &describe::channels(&user));
                     write_bulk(out, b"selectors");
                     write_array_len(out, 0);
-                });
+                })
             }
             "acl|cat" => self.acl_cat(args, &table),
             "acl|dryrun" => self.acl_dryrun(args, &table),
@@ -102,11 +125,11 @@ impl Session {
             "acl|deluser" => self.acl_deluser(args),
             "acl|load" => self.acl_load(&table),
             "acl|save" => self.acl_save(&table),
-            _ => self.reply_error(ReplyError::NotSupportedYet(spec.full_name_upper())),
+            _ => Err(ReplyError::NotSupportedYet(spec.full_name_upper())),
         }
     }
 
-    fn acl_log(&mut self, args: &[Bytes]) {
+    fn acl_log(&mut self, args: &[Bytes]) -> Answer {
         let count = match args.len() {
             2 => 10,
             3 if args[2].eq_ignore_ascii_case(b"reset") => {
@@ -116,17 +139,17 @@ impl Session {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clear();
-                return self.reply_with(|out| write_simple(out, "OK"));
+                return reply(|out| write_simple(out, "OK"));
             }
             3 => match std::str::from_utf8(&args[2])
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
             {
                 Some(n) => usize::try_from(n).unwrap_or(0),
-                None => return self.reply_error(ReplyError::NotInteger),
+                None => return Err(ReplyError::NotInteger),
             },
             _ => {
-                return self.reply_error(ReplyError::AclLogArguments);
+                return Err(ReplyError::AclLogArguments);
             }
         };
         let now = super::acl::now_ms();
@@ -140,7 +163,7 @@ impl Session {
             .cloned()
             .collect();
         let protocol = self.protocol;
-        self.reply_with(|out| {
+        reply(|out| {
             write_array_len(out, entries.len());
             for entry in &entries {
                 write_map_len(out, protocol, 7);
@@ -160,12 +183,12 @@ impl Session {
                 write_bulk(out, b"client-info");
                 write_bulk(out, entry.client_info.as_bytes());
             }
-        });
+        })
     }
 
-    fn acl_cat(&mut self, args: &[Bytes], table: &CommandTable) {
+    fn acl_cat(&mut self, args: &[Bytes], table: &CommandTable) -> Answer {
         let Some(name) = args.get(2) else {
-            return self.reply_with(|out| {
+            return reply(|out| {
                 write_array_len(out, AclCategories::ALL.len());
                 for (name, _) in AclCategories::ALL {
                     write_bulk(out, name.as_bytes());
@@ -177,37 +200,37 @@ impl Session {
             .and_then(AclCategories::from_name);
         let Some(category) = category else {
             let shown: Vec<u8> = name.iter().copied().take(128).collect();
-            return self.reply_error(ReplyError::UnknownCategory(shown.into()));
+            return Err(ReplyError::UnknownCategory(shown.into()));
         };
         let mut names = Vec::new();
         for spec in table.iter() {
             collect_category(spec, category, &mut names);
         }
-        self.reply_with(|out| {
+        reply(|out| {
             write_array_len(out, names.len());
             for name in &names {
                 write_bulk(out, name.as_bytes());
             }
-        });
+        })
     }
 
-    fn acl_dryrun(&mut self, args: &[Bytes], table: &CommandTable) {
+    fn acl_dryrun(&mut self, args: &[Bytes], table: &CommandTable) -> Answer {
         let users = self.shared.acl.users.load();
         let Some(user) = users.get(&args[2]).cloned() else {
-            return self.reply_error(ReplyError::UserNotFound(args[2].clone()));
+            return Err(ReplyError::UserNotFound(args[2].clone()));
         };
         let command = &args[3..];
         let spec = match table.resolve(command) {
             Resolved::Command(spec) => spec,
             Resolved::UnknownCommand | Resolved::UnknownSubcommand(_) => {
-                return self.reply_error(ReplyError::CommandNotFound(args[3].clone()));
+                return Err(ReplyError::CommandNotFound(args[3].clone()));
             }
         };
         if !spec.arity_ok(command.len()) {
-            return self.reply_error(ReplyError::WrongArity(spec.name));
+            return Err(ReplyError::WrongArity(spec.name));
         }
-        match check(&user, spec, command, &mut self.acl_keys) {
-            Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+        match self.login.dry_run(&user, spec, command) {
+            Ok(()) => reply(|out| write_simple(out, "OK")),
             Err(denied) => {
                 let text = match denied {
                     Denied::Command => format!(
@@ -223,15 +246,15 @@ impl Session {
                         String::from_utf8_lossy(&command[i])
                     ),
                 };
-                self.reply_with(|out| write_bulk(out, text.as_bytes()));
+                reply(|out| write_bulk(out, text.as_bytes()))
             }
         }
     }
 
-    fn acl_setuser(&mut self, args: &[Bytes], table: &CommandTable) {
+    fn acl_setuser(&mut self, args: &[Bytes], table: &CommandTable) -> Answer {
         let name = &args[2];
         if !crate::auth::users::valid_name(name) {
-            return self.reply_error(ReplyError::BadUsername);
+            return Err(ReplyError::BadUsername);
         }
         let acl = &self.shared.acl;
         let result = {
@@ -244,17 +267,17 @@ impl Session {
             result
         };
         match result {
-            Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
-            Err((rule, error)) => self.reply_error(ReplyError::AclRule {
+            Ok(()) => reply(|out| write_simple(out, "OK")),
+            Err((rule, error)) => Err(ReplyError::AclRule {
                 rule: rule.into(),
                 error: error.to_string(),
             }),
         }
     }
 
-    fn acl_deluser(&mut self, args: &[Bytes]) {
+    fn acl_deluser(&mut self, args: &[Bytes]) -> Answer {
         if args[2..].iter().any(|n| &n[..] == b"default") {
-            return self.reply_error(ReplyError::DefaultUserUndeletable);
+            return Err(ReplyError::DefaultUserUndeletable);
         }
         let acl = &self.shared.acl;
         let removed: Vec<Bytes> = {
@@ -270,18 +293,15 @@ impl Session {
             }
             removed
         };
-        self.reply_with(|out| write_integer(out, removed.len() as i64));
-        // As redis-server: the removed users' clients are closed at once, this one after its
-        // reply.
-        if self.kill_users(&removed) {
-            self.close_after_reply();
-        }
+        let count = removed.len() as i64;
+        self.deleted = removed;
+        reply(|out| write_integer(out, count))
     }
 
-    fn acl_load(&mut self, table: &CommandTable) {
+    fn acl_load(&mut self, table: &CommandTable) -> Answer {
         let auth = &self.shared.config.auth;
         if auth.aclfile.is_none() {
-            return self.reply_error(ReplyError::NoAclFile);
+            return Err(ReplyError::NoAclFile);
         }
         let acl = &self.shared.acl;
         let result = {
@@ -292,28 +312,28 @@ impl Session {
         match result {
             Ok(()) => {
                 info!(
-                    client = self.id,
+                    client = self.client,
                     "ACL LOAD: users reloaded from the aclfile"
                 );
-                self.reply_with(|out| write_simple(out, "OK"));
+                reply(|out| write_simple(out, "OK"))
             }
-            Err(e) => self.reply_error(ReplyError::AclLoad(e.to_string())),
+            Err(e) => Err(ReplyError::AclLoad(e.to_string())),
         }
     }
 
-    fn acl_save(&mut self, table: &CommandTable) {
+    fn acl_save(&mut self, table: &CommandTable) -> Answer {
         let Some(path) = self.shared.config.auth.aclfile.clone() else {
-            return self.reply_error(ReplyError::NoAclFile);
+            return Err(ReplyError::NoAclFile);
         };
         let text = self.shared.acl.users.load().to_aclfile(table);
         // Write a temp file and rename it over, as redis does, so a crash leaves the old file.
         let temp = path.with_extension("slotproxy-tmp");
         let written = std::fs::write(&temp, &text).and_then(|()| std::fs::rename(&temp, &path));
         match written {
-            Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+            Ok(()) => reply(|out| write_simple(out, "OK")),
             Err(e) => {
                 let _ = std::fs::remove_file(&temp);
-                self.reply_error(ReplyError::AclSave(e.to_string()))
+                Err(ReplyError::AclSave(e.to_string()))
             }
         }
     }

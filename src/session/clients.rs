@@ -110,7 +110,7 @@ impl Session {
             || old.multi != multi
             || old.resp != resp
             || old.name != self.name
-            || old.user != self.user.name
+            || old.user != self.login.user.name
             || old.lib_name != self.info.lib_name
             || old.lib_ver != self.info.lib_ver;
         if !changed && !blocked_changed {
@@ -126,7 +126,7 @@ impl Session {
         });
         let profile = Profile {
             name: self.name.clone(),
-            user: self.user.name.clone(),
+            user: self.login.user.name.clone(),
             lib_name: self.info.lib_name.clone(),
             lib_ver: self.info.lib_ver.clone(),
             flags,
@@ -325,7 +325,9 @@ impl Session {
                 );
             }
         }
-        names.iter().any(|n| n[..] == *self.user.name.as_bytes())
+        names
+            .iter()
+            .any(|n| n[..] == *self.login.user.name.as_bytes())
     }
 
     /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: `1` when client `id` was blocked and is not any

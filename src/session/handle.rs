@@ -4,15 +4,21 @@
 //! connection...), which `dispatch.rs` then sends. What a command is, is decided once per row in
 //! `command/policy.rs`; this file only acts on it.
 
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use bytes::{Bytes, BytesMut};
+use tracing::{info, warn};
 
 use super::Session;
+use super::acl::{self, Refusal as AclRefusal};
 use super::acl_command;
 use super::plan::{CrossSlot, Plan};
 use super::queue::Pending;
 use super::split::Merge;
 use super::target::Target;
 use super::transaction_state::runs_in_multi;
+use crate::auth::log::{Entry, Reason};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
 use crate::command::policy::{
@@ -226,6 +232,127 @@ impl Session {
             }
         }
         Ok(slot)
+    }
+
+    /// The permission check before a request is planned ([`acl::Login::check`]): on a refusal,
+    /// queues redis' reply (`-NOAUTH`, `-NOPERM`, or closes the client of a deleted user),
+    /// records it in `ACL LOG` and returns `false`.
+    fn acl_allows(&mut self, spec: &CommandSpec, request: &Request) -> bool {
+        let refusal = match self.login.check(&self.shared.acl, spec, request.args()) {
+            Ok(()) => return true,
+            Err(refusal) => refusal,
+        };
+        if let Some((reason, object)) = refusal.log_entry(spec, request.args()) {
+            let username = self.login.user.name.as_bytes().to_vec();
+            self.log_refusal(reason, object, username, spec.name);
+        }
+        match refusal {
+            AclRefusal::UserDeleted => {
+                info!(client = self.id, "client's user was deleted; closing");
+                self.close_after_reply();
+            }
+            AclRefusal::NoAuth => {
+                self.transaction.flag_error();
+                self.reply_error(ReplyError::NoAuth);
+            }
+            AclRefusal::Denied(denied) => {
+                self.transaction.flag_error();
+                self.reply_error(denied.noperm(spec));
+            }
+        }
+        false
+    }
+
+    /// `AUTH [user] password` and `HELLO ... AUTH user password`: on success the client becomes
+    /// `user`. A failure is counted, recorded in `ACL LOG`, logged (at most one line a second)
+    /// and leaves the client as it was.
+    pub(super) fn authenticate(&mut self, user: &[u8], password: &[u8]) -> bool {
+        if self.login.authenticate(&self.shared.acl, user, password) {
+            return true;
+        }
+        let failures = self.shared.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        self.log_refusal(Reason::Auth, b"AUTH".to_vec(), user.to_vec(), "auth");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self
+            .shared
+            .acl
+            .last_failure_log
+            .swap(now, Ordering::Relaxed)
+            != now
+        {
+            warn!(
+                client = self.id,
+                addr = %self.info.peer_display(),
+                user = %String::from_utf8_lossy(user),
+                failures,
+                "client authentication failed"
+            );
+        }
+        false
+    }
+
+    /// Adds an `ACL LOG` entry for a refusal of this client.
+    fn log_refusal(&self, reason: Reason, object: Vec<u8>, username: Vec<u8>, command: &str) {
+        let entry = Entry {
+            count: 1,
+            reason,
+            context: if self.transaction.queuing() {
+                "multi"
+            } else {
+                "toplevel"
+            },
+            object,
+            username,
+            at_ms: acl::now_ms(),
+            client_info: self.client_line(command).trim_end().to_owned(),
+        };
+        self.shared
+            .acl
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(entry);
+    }
+
+    /// `ACL <subcommand>`, answered from slotproxy's own users ([`acl_command`]). As
+    /// redis-server does, the clients of users it deleted are closed at once, this one after its
+    /// reply.
+    fn acl_command(&mut self, spec: &CommandSpec, request: &Request) {
+        let mut command = acl_command::AclCommand {
+            shared: &self.shared,
+            login: &mut self.login,
+            protocol: self.protocol,
+            client: self.id,
+            deleted: Vec::new(),
+        };
+        let answer = command.run(spec, request);
+        let deleted = command.deleted;
+        match answer {
+            Ok(reply) => self.reply_with(|out| out.extend_from_slice(&reply)),
+            Err(error) => self.reply_error(error),
+        }
+        if !deleted.is_empty() && self.kill_users(&deleted) {
+            self.close_after_reply();
+        }
+    }
+
+    /// `AUTH`.
+    pub(super) fn auth(&mut self, args: &[Bytes]) {
+        let (user, password) = match args.len() {
+            2 => (&b"default"[..], &args[1]),
+            3 => (&args[1][..], &args[2]),
+            _ => return self.reply_error(ReplyError::Syntax),
+        };
+        if args.len() == 2 && !self.shared.acl.users.load().default_user().requires_auth() {
+            return self.reply_error(ReplyError::AuthWithoutPassword);
+        }
+        if self.authenticate(user, password) {
+            self.reply_with(|out| crate::protocol::reply::write_simple(out, "OK"));
+        } else {
+            self.reply_error(ReplyError::WrongPass);
+        }
     }
 
     /// Queues a reply built by `build`, written straight out when nothing is ahead of it.

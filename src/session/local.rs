@@ -69,7 +69,7 @@ impl Session {
                 self.read_mode_chosen = false;
                 self.protocol = Protocol::Resp2;
                 self.name = None;
-                self.reset_user();
+                self.login.reset(&self.shared.acl);
                 let mut reply = BytesMut::new();
                 write_simple(&mut reply, "RESET");
                 self.reset_subscriptions(reply.freeze());
@@ -207,7 +207,7 @@ impl Session {
             if !self.authenticate(&user, &password) {
                 return self.reply_error(ReplyError::WrongPass);
             }
-        } else if !self.authenticated {
+        } else if !self.login.authenticated {
             return self.reply_error(ReplyError::NoAuthHello);
         }
         self.protocol = protocol;

@@ -38,6 +38,7 @@ mod scripts;
 mod seat;
 mod send;
 mod settle;
+mod shared;
 mod slowlog;
 mod split;
 mod subscriptions;
@@ -51,76 +52,25 @@ mod writes;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::alarm::{Alarm, Bells};
 use crate::backend::ReplyBudget;
-use crate::cluster::Topology;
-use crate::command::CommandTable;
-use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::protocol::{Protocol, RequestDecoder};
-use crate::pubsub::Hub;
 use crate::server::ClientStream;
 use crate::server::client_stream::ClientWriter;
 use queue::{Pending, TaskOutcome};
 
 pub use scripts::ScriptCache;
+pub use shared::Shared;
 #[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
 pub use split::{merge, plan_split};
 pub use target::Target;
-
-/// What every session shares: configuration, topology, the command table, counters.
-#[derive(Debug)]
-pub struct Shared {
-    /// The configuration the proxy started with (keys a reload changes are in `live`).
-    pub config: Config,
-    /// The slot map and node pool.
-    pub topology: Arc<Topology>,
-    /// The command table (built-in rows plus commands learned from the cluster).
-    pub commands: ArcSwap<CommandTable>,
-    /// Connected clients.
-    pub clients: AtomicUsize,
-    /// Source of client ids (`CLIENT ID`).
-    pub next_client_id: AtomicU64,
-    /// `redis_version` reported by `HELLO`, from the cluster's nodes.
-    pub redis_version: ArcSwap<String>,
-    /// Script bodies clients sent, to load them again on a node that answers `NOSCRIPT`.
-    pub scripts: ScriptCache,
-    /// Who tracks which keys (`CLIENT TRACKING`), and the primaries' invalidations.
-    pub tracker: Arc<crate::tracking::Tracker>,
-    /// Notified when a client's (allowed) `SHUTDOWN` asks slotproxy to stop.
-    pub stop: tokio::sync::Notify,
-    /// The pub/sub hub: every session's subscriptions, held once on nodes.
-    pub hub: Hub,
-    /// The configuration as last (re)loaded: the keys a reload may change are read from here
-    /// for each new request or client (see [`crate::reload`]); `config` keeps the rest.
-    pub live: ArcSwap<Config>,
-    /// Prometheus figures.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Becomes true when shutdown begins: readiness fails, sessions answer what they were sent
-    /// and close.
-    pub draining: tokio::sync::watch::Sender<bool>,
-    /// Users of slotproxy itself (`[auth]`, `ACL SETUSER`).
-    pub acl: crate::auth::Acl,
-    /// The worker runtimes sessions run on, each with its own node connections.
-    pub workers: Arc<crate::workers::Workers>,
-    /// Failed `AUTH` / `HELLO AUTH` attempts since start.
-    pub auth_failures: AtomicU64,
-    /// Every connected client, for `CLIENT LIST`, `CLIENT KILL`, `CLIENT UNBLOCK`.
-    pub registry: Arc<crate::clients::Registry>,
-    /// This process's `run_id` (`INFO server`), random per start.
-    pub run_id: crate::cluster::RunId,
-    /// `CLIENT PAUSE`, held by slotproxy for every client.
-    pub pause: crate::pause::Pause,
-    /// Clients in `MONITOR` mode, and the lines of the commands every session shows them.
-    pub monitors: crate::monitor::Monitors,
-}
 
 /// Per-client state; `run` drives it.
 pub struct Session {
@@ -193,14 +143,8 @@ pub struct Session {
     /// The client chose its read mode (READONLY/READWRITE); otherwise `read_policy` follows
     /// the configured one, reloads included.
     read_mode_chosen: bool,
-    /// The ACL user this client runs as.
-    user: Arc<crate::auth::User>,
-    /// Whether the client has authenticated (or the default user needs no password).
-    authenticated: bool,
-    /// `Acl::generation` when `user` was read.
-    user_generation: u64,
-    /// Scratch space for the keys the ACL check looks at, reused across requests.
-    acl_keys: Vec<crate::command::KeyRef>,
+    /// The ACL user this client runs as, and whether it authenticated.
+    login: acl::Login,
     /// This client's entry in `Shared::registry`, once its session runs.
     seat: Option<seat::Seat>,
     /// `CLIENT REPLY` mode and the replies it mutes.
@@ -236,7 +180,7 @@ impl Session {
         drop(live);
         let drain = shared.draining.subscribe();
         let pause = shared.pause.subscribe();
-        let (user, authenticated, user_generation) = Session::initial_user(&shared);
+        let login = acl::Login::new(&shared.acl);
         let command_metrics = shared.config.admin.command_metrics;
         Self {
             id,
@@ -273,10 +217,7 @@ impl Session {
             drain,
             draining: false,
             read_mode_chosen: false,
-            user,
-            authenticated,
-            user_generation,
-            acl_keys: Vec::new(),
+            login,
             seat: None,
             reply_mode: reply_mode::ReplyMode::default(),
             held: None,

@@ -35,6 +35,11 @@ pub use frames::Redirected;
 pub use listener::Invalidation;
 use listener::listen;
 
+/// How long listeners stay open after the last tracking client left: clients that track on
+/// short-lived connections would otherwise open and close a connection to every primary each
+/// time (and wait for them on `CLIENT TRACKING on`).
+const LISTENER_LINGER: Duration = Duration::from_secs(10);
+
 /// How a client asked to be told about changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mode {
@@ -246,7 +251,7 @@ impl Tracker {
         flush(&mut state);
     }
 
-    /// The primaries that need a listener now (none while no client tracks).
+    /// The primaries that need a listener now (none once no client has tracked for a while).
     fn want(&self, wanted: HashSet<Arc<str>>) {
         let mut state = self.state();
         state.ready.retain(|addr| wanted.contains(addr));
@@ -254,7 +259,8 @@ impl Tracker {
         state.answer_waiters();
     }
 
-    /// Keeps one listener per primary while any client tracks; closes them when none does.
+    /// Keeps one listener per primary while any client tracks; closes them when none has for
+    /// `LISTENER_LINGER`.
     /// Runs until `stop` resolves.
     pub async fn run(
         self: Arc<Self>,
@@ -265,16 +271,21 @@ impl Tracker {
         tokio::pin!(stop);
         let mut listeners: HashMap<Arc<str>, tokio::task::AbortHandle> = HashMap::new();
         let mut tasks = JoinSet::new();
+        let mut last_active: Option<tokio::time::Instant> = None;
         loop {
-            let wanted: HashSet<Arc<str>> = if self.active() {
-                let map = topology.slot_map();
-                map.shards()
-                    .iter()
-                    .map(|shard| Arc::from(shard.primary.addr()))
-                    .collect()
-            } else {
-                HashSet::new()
-            };
+            if self.active() {
+                last_active = Some(tokio::time::Instant::now());
+            }
+            let wanted: HashSet<Arc<str>> =
+                if last_active.is_some_and(|at| at.elapsed() < LISTENER_LINGER) {
+                    let map = topology.slot_map();
+                    map.shards()
+                        .iter()
+                        .map(|shard| Arc::from(shard.primary.addr()))
+                        .collect()
+                } else {
+                    HashSet::new()
+                };
             self.want(wanted.clone());
             listeners.retain(|addr, handle| {
                 let keep = wanted.contains(addr) && !handle.is_finished();

@@ -116,9 +116,20 @@ fn cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// A fresh client's SET and GET round trip.
-async fn fresh_client_works(proxy: &TestProxy, batch: usize) {
-    let mut conn = proxy.client().await;
+/// A fresh client's SET and GET round trip; returns how long it took.
+///
+/// It waits up to 10 s for each reply (the redis crate's default of 500 ms fails a long run
+/// niced on a busy machine, where a slow answer is the scheduler's doing): a hang still fails,
+/// and the slowest round trip is in the summary.
+async fn fresh_client_works(proxy: &TestProxy, batch: usize) -> Duration {
+    let started = Instant::now();
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+    let mut conn = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
     let key = format!("fz:check:{batch}");
     let value = format!("value-{batch}");
     let _: () = redis::cmd("SET")
@@ -133,6 +144,7 @@ async fn fresh_client_works(proxy: &TestProxy, batch: usize) {
         .await
         .unwrap();
     assert_eq!(got, value, "batch {batch}");
+    started.elapsed()
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -156,6 +168,7 @@ async fn mutated_requests_never_hurt_the_proxy_or_other_clients() {
     let mut batch = 0usize;
     let mut rss = Vec::new();
     let hangs = Arc::new(AtomicUsize::new(0));
+    let mut slowest_check = Duration::ZERO;
     loop {
         let done = match run_for {
             Some(limit) => started.elapsed() >= limit,
@@ -189,7 +202,7 @@ async fn mutated_requests_never_hurt_the_proxy_or_other_clients() {
             0,
             "a panic after {cases} cases"
         );
-        fresh_client_works(&proxy, batch).await;
+        slowest_check = slowest_check.max(fresh_client_works(&proxy, batch).await);
         rss.push(rss_bytes());
         if run_for.is_some() && batch.is_multiple_of(20) {
             eprintln!(
@@ -210,13 +223,15 @@ async fn mutated_requests_never_hurt_the_proxy_or_other_clients() {
     let peak = *rss.iter().max().unwrap();
     eprintln!(
         "fuzz summary: seed {seed:#x}, {cases} cases in {:?} ({:.0} CPU s in this process), \
-         {} hangs, {} panics, well-behaved ops {ops} with {} errors and {wrong} wrong replies, \
+         {} hangs, {} panics, well-behaved ops {ops} with {} errors and {wrong} wrong replies \
+         (slowest reply {:?}), slowest fresh-client check {slowest_check:?}, \
          rss after warm-up {} MB, last {} MB, peak {} MB",
         started.elapsed(),
         cpu_seconds(),
         hangs.load(Ordering::Relaxed),
         PANICS.load(Ordering::Relaxed),
         errors.len(),
+        seen.iter().map(|s| s.slowest).max().unwrap_or_default(),
         warm >> 20,
         last >> 20,
         peak >> 20

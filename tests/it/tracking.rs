@@ -1,7 +1,7 @@
 //! Client-side caching through the proxy: `CLIENT TRACKING` answers like redis-server, and the
 //! invalidations for keys changed on any primary reach the RESP3 client that read them.
 
-use crate::common::{self, RawClient, StandaloneRedis, TestCluster, TestProxy};
+use crate::common::{self, RawClient, StandaloneRedis, TestCluster, TestNode, TestProxy};
 use slotproxy::config::ReadPolicy;
 
 /// `>2 invalidate [keys]` as redis sends it.
@@ -219,21 +219,7 @@ async fn a_lost_listener_flushes_and_tracking_reads_stay_on_primaries() {
     assert_eq!(cluster.command_calls(replica, "get"), replica_gets);
 
     // Kill the node's end of the proxy's invalidation stream (the client with tracking on).
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut cluster.conn(primary))
-        .unwrap();
-    let listener = list
-        .lines()
-        .find(|line| {
-            line.split(' ')
-                .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('t')))
-        })
-        .expect("the proxy's listener is a tracking client");
-    let id = listener
-        .split(' ')
-        .find_map(|f| f.strip_prefix("id="))
-        .unwrap();
+    let id = listener_id(&cluster, primary).expect("the proxy's listener is a tracking client");
     let _: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")
@@ -251,4 +237,56 @@ async fn a_lost_listener_flushes_and_tracking_reads_stay_on_primaries() {
         b"+OK\r\n"
     );
     assert_eq!(reader.read_reply().await, invalidate(&[&key]));
+}
+
+/// The node-side client id of slotproxy's invalidation listener on `node` (the node's client with
+/// tracking on), if there is one.
+fn listener_id(cluster: &TestCluster, node: &TestNode) -> Option<String> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut cluster.conn(node))
+        .unwrap();
+    let listener = list.lines().find(|line| {
+        line.split(' ')
+            .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('t')))
+    })?;
+    listener
+        .split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .map(str::to_owned)
+}
+
+/// Clients that track on short-lived connections reuse the listeners: they stay open for a while
+/// after the last tracking client left, instead of a connection to every primary per client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_outlive_a_short_lived_tracking_client() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start(&cluster).await;
+    let primary = cluster.primaries()[0];
+    let mut first = proxy.raw_client().await;
+    resp3(&mut first).await;
+    assert_eq!(
+        first.request(&[b"CLIENT", b"TRACKING", b"ON"]).await,
+        b"+OK\r\n"
+    );
+    let before = listener_id(&cluster, primary).expect("a listener while a client tracks");
+    drop(first);
+    // The tracker looks at its clients every 200 ms; without the linger it closes the listeners
+    // on its next look. Give it several.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    assert_eq!(
+        listener_id(&cluster, primary).as_deref(),
+        Some(before.as_str())
+    );
+    let mut second = proxy.raw_client().await;
+    resp3(&mut second).await;
+    assert_eq!(
+        second.request(&[b"CLIENT", b"TRACKING", b"ON"]).await,
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        listener_id(&cluster, primary),
+        Some(before),
+        "the second client uses the same listener"
+    );
 }
