@@ -20,7 +20,8 @@ pub struct Bells(u8);
 impl Bells {
     /// The replies held for the client passed its limit.
     pub const BUDGET: Bells = Bells(1);
-    /// Another client left an order (`clients::Order`) in the session's registry entry.
+    /// Another client left an order (`clients::Order`), or an invalidation its tracking
+    /// redirects here, in the session's registry entry.
     pub const ORDER: Bells = Bells(2);
     /// The proxy began to drain.
     pub const DRAIN: Bells = Bells(4);

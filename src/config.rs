@@ -245,7 +245,7 @@ pub struct SessionConfig {
 /// go to every node of the cluster (replicas too, so a promoted replica behaves alike; `CONFIG
 /// SET` of paths, passwords, client limits and announced addresses is refused even then);
 /// `REPLICAOF`/`SLAVEOF` go to one primary (which refuses them in cluster mode); `SHUTDOWN`
-/// stops slotproxy itself, never a node; `MONITOR` streams what every node runs; `MIGRATE` is
+/// stops slotproxy itself, never a node; `MONITOR` streams what slotproxy's clients send; `MIGRATE` is
 /// routed by its key and makes that node connect to the host and port the client names.
 pub const ALLOWABLE_ADMIN_COMMANDS: &[&str] = &[
     "config|set",

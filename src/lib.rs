@@ -25,7 +25,10 @@
 //!    is found once; its [`command::Policy`], built with the table, says how it is served
 //!    (`Local`, `Single`, `Split`, `Computed`, `FanOut`, `AllNodes`, `AnyNode`, `Admin`,
 //!    `Refused`), whether it writes, and its metrics row. The ACL check ([`auth::check()`]) runs
-//!    here too: `-NOAUTH`, `-NOPERM`, redis 7.0's rules and texts, no round trip.
+//!    here too: `-NOAUTH`, `-NOPERM`, redis 7.0's rules and texts, no round trip. A request
+//!    that passed these checks is shown to `MONITOR` clients now, in the order slotproxy takes
+//!    requests on all workers ([`monitor`], `session/monitor.rs`; one relaxed load when nobody
+//!    monitors).
 //! 4. **Plan** (`session/handle.rs`, `session/plan.rs`). A match on the row's handling: local
 //!    answers (PING, HELLO, CLIENT and CLUSTER introspection in `session/local.rs`, MULTI/EXEC
 //!    in `session/transaction.rs` and `session/per_slot.rs`, pub/sub in `session/pubsub.rs`
@@ -86,6 +89,7 @@ pub mod error;
 pub mod inbox;
 pub mod launch;
 pub mod metrics;
+pub mod monitor;
 pub mod pause;
 pub mod protocol;
 pub mod pubsub;
@@ -235,6 +239,7 @@ pub async fn run_with(
         draining: watch::Sender::new(false),
         auth_failures: AtomicU64::new(0),
         pause: pause::Pause::default(),
+        monitors: monitor::Monitors::default(),
         config,
         topology: topology.clone(),
         commands: ArcSwap::from_pointee(commands),

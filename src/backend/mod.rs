@@ -7,7 +7,6 @@ pub mod access;
 mod ack;
 pub mod budget;
 pub mod connection;
-pub mod monitor;
 pub mod node_health;
 pub mod pool;
 pub mod probe;

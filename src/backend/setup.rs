@@ -4,8 +4,8 @@
 //! With `[backend.tls] enabled`, the TLS handshake comes first, so everything after it,
 //! credentials included, travels encrypted.
 //!
-//! Shared and dedicated connections, pub/sub links, tracking listeners, health-check probes and
-//! `MONITOR` feeds all open their sockets with [`open`] (the topology refresh and `COMMAND` ride
+//! Shared and dedicated connections, pub/sub links, tracking listeners and health-check probes
+//! all open their sockets with [`open`] (the topology refresh and `COMMAND` ride
 //! on the shared connections), so the credentials are sent in this one place: inside `HELLO 3
 //! AUTH user pass` on a RESP3 connection, else as `AUTH user pass` (the two-argument form, with
 //! `default` when no user is configured, works for `requirepass` and ACL users alike).

@@ -13,6 +13,7 @@ use super::unblock::UnblockMode;
 use crate::alarm::{Alarm, Bells};
 use crate::backend::{Node, NodeResult};
 use crate::protocol::View;
+use crate::tracking::Redirected;
 
 /// One connected client, as others see it.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub struct ClientEntry {
     blocked: Mutex<Option<Blocked>>,
     killed: AtomicBool,
     order: Mutex<Option<Order>>,
+    /// Invalidations of clients whose `CLIENT TRACKING ... REDIRECT` names this one.
+    redirected: Mutex<Vec<Redirected>>,
     /// The session's alarm, rung when an order is left.
     alarm: Arc<Alarm>,
 }
@@ -60,11 +63,14 @@ pub struct Profile {
     pub multi: i64,
     /// 2 or 3.
     pub resp: u8,
+    /// Where tracking redirects invalidations (`redir=`): the client id, 0 for none, -1
+    /// without tracking.
+    pub redir: i64,
 }
 
 /// The `flags=` letters slotproxy's clients can have, as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flags(u8);
+pub struct Flags(u16);
 
 impl Flags {
     /// `O`: `MONITOR`.
@@ -79,6 +85,10 @@ impl Flags {
     pub const TRACKING: Flags = Flags(16);
     /// `r`: `READONLY`.
     pub const READONLY: Flags = Flags(32);
+    /// `R`: tracking's `REDIRECT` target was gone when an invalidation was due.
+    pub const BROKEN_REDIRECT: Flags = Flags(64);
+    /// `B`: tracking in `BCAST` mode.
+    pub const BCAST: Flags = Flags(128);
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: Flags) -> bool {
@@ -99,6 +109,8 @@ impl Flags {
             (Flags::MULTI, 'x'),
             (Flags::BLOCKED, 'b'),
             (Flags::TRACKING, 't'),
+            (Flags::BROKEN_REDIRECT, 'R'),
+            (Flags::BCAST, 'B'),
             (Flags::READONLY, 'r'),
         ]
         .iter()
@@ -201,11 +213,13 @@ impl ClientEntry {
             profile: Mutex::new(Profile {
                 multi: -1,
                 resp: 2,
+                redir: -1,
                 ..Profile::default()
             }),
             blocked: Mutex::new(None),
             killed: AtomicBool::new(false),
             order: Mutex::new(None),
+            redirected: Mutex::new(Vec::new()),
             alarm,
         }
     }
@@ -310,6 +324,20 @@ impl ClientEntry {
     /// The order left for the session, taken.
     pub fn take_order(&self) -> Option<Order> {
         self.order.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Hands the session an invalidation another client redirects to it, and wakes it.
+    pub fn redirect(&self, invalidation: Redirected) {
+        self.redirected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(invalidation);
+        self.alarm.ring(Bells::ORDER);
+    }
+
+    /// The invalidations redirected to the session since the last call, oldest first.
+    pub fn take_redirected(&self) -> Vec<Redirected> {
+        std::mem::take(&mut *self.redirected.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

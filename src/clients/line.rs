@@ -26,7 +26,7 @@ pub fn client_line(entry: &ClientEntry, command: &str) -> String {
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={sub} \
          psub={psub} ssub={ssub} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 \
-         obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={command} user={} redir=-1 resp={} \
+         obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={command} user={} redir={} resp={} \
          lib-name={} lib-ver={} tot-net-in={net_in} tot-net-out={net_out} tot-cmds={commands}\n",
         entry.id,
         addr(entry.peer),
@@ -38,6 +38,7 @@ pub fn client_line(entry: &ClientEntry, command: &str) -> String {
         profile.flags.letters(),
         profile.multi,
         profile.user,
+        profile.redir,
         profile.resp,
         text(&profile.lib_name),
         text(&profile.lib_ver),
@@ -65,6 +66,7 @@ mod tests {
             subscriptions: [2, 1, 0],
             multi: -1,
             resp: 3,
+            redir: -1,
             ..Profile::default()
         });
         entry.read(10, std::time::Instant::now());

@@ -359,12 +359,15 @@ pub enum ReplyError {
         String::from_utf8_lossy(.0)
     )]
     ConfigSetRefused(Bytes),
-    /// `CLIENT TRACKING ... REDIRECT`.
-    #[error(
-        "ERR CLIENT TRACKING REDIRECT is not supported by slotproxy; switch to RESP3 (HELLO 3) to \
-         get invalidations on the same connection"
-    )]
-    TrackingRedirect,
+    /// `CLIENT TRACKING ... REDIRECT id` naming a client that is not connected.
+    #[error("ERR The client ID you want redirect to does not exist")]
+    RedirectTargetMissing,
+    /// A client in `MONITOR` mode sent a command that reads or writes keys.
+    #[error("ERR Replica can't interact with the keyspace")]
+    ReplicaKeyspace,
+    /// `CLIENT TRACKING ... REDIRECT a REDIRECT b`.
+    #[error("ERR A client can only redirect to a single other client")]
+    RedirectTwice,
     /// More tracking prefixes than `session.tracking_max_prefixes`.
     #[error(
         "ERR too many tracking prefixes for this client (at most {0}, \

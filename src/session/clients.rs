@@ -43,6 +43,7 @@ impl Session {
             published: Profile {
                 multi: -1,
                 resp: 2,
+                redir: -1,
                 ..Profile::default()
             },
             blocked_on: None,
@@ -76,6 +77,14 @@ impl Session {
             .with(Flags::BLOCKED, blocked.is_some())
             .with(Flags::TRACKING, self.tracking.is_some())
             .with(
+                Flags::BROKEN_REDIRECT,
+                self.tracking.as_ref().is_some_and(|t| t.broken),
+            )
+            .with(
+                Flags::BCAST,
+                self.tracking.as_ref().is_some_and(|t| t.mode.bcast),
+            )
+            .with(
                 Flags::READONLY,
                 self.read_mode_chosen && self.read_policy != ReadPolicy::Primary,
             );
@@ -93,8 +102,10 @@ impl Session {
             Protocol::Resp2 => 2,
             Protocol::Resp3 => 3,
         };
+        let redir = self.tracking_redirect();
         let old = &seat.published;
         let changed = old.flags != flags
+            || old.redir != redir
             || old.subscriptions != subscriptions
             || old.multi != multi
             || old.resp != resp
@@ -122,6 +133,7 @@ impl Session {
             subscriptions,
             multi,
             resp,
+            redir,
         };
         let Some(seat) = &mut self.seat else { return };
         if blocked_changed {
@@ -162,10 +174,16 @@ impl Session {
         }
     }
 
-    /// Carries out the order another session left; false when the session must close now.
+    /// Carries out the order another session left, and writes the invalidations redirected
+    /// here; false when the session must close now.
     pub(super) fn obey(&mut self) -> bool {
         let Some(seat) = &self.seat else { return true };
-        match seat.entry().take_order() {
+        let order = seat.entry().take_order();
+        let redirected = seat.entry().take_redirected();
+        if !redirected.is_empty() {
+            self.redirected(redirected);
+        }
+        match order {
             Some(Order::Kill) => {
                 info!(client = self.id, peer = %self.info.peer_display(), "client killed (CLIENT KILL or its user deleted); closing");
                 false

@@ -17,6 +17,7 @@ use super::plan::{CrossSlot, Plan};
 use super::queue::Pending;
 use super::split::Merge;
 use super::target::Target;
+use super::transaction_state::runs_in_multi;
 use crate::auth::log::{Entry, Reason};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
@@ -82,6 +83,9 @@ impl Session {
                 self.transaction.flag_error();
                 return self.reply_error(ReplyError::AclInMulti);
             }
+            if self.shared.monitors.active() && !self.monitored(spec, policy.handling, &request) {
+                return;
+            }
             return self.acl_command(spec, &request);
         }
         if let Some(script) = policy.scripts {
@@ -115,19 +119,11 @@ impl Session {
         {
             return self.refuse_while_subscribed(spec);
         }
-        if self.transaction.queuing()
-            && !matches!(
-                handling,
-                Handling::Local(
-                    Local::Exec
-                        | Local::Discard
-                        | Local::Multi
-                        | Local::Watch
-                        | Local::Quit
-                        | Local::Reset
-                )
-            )
-        {
+        // One relaxed load per request; the rest only while some client monitors.
+        if self.shared.monitors.active() && !self.monitored(spec, handling, &request) {
+            return;
+        }
+        if self.transaction.queuing() && !runs_in_multi(handling) {
             // The row's own handling: an admin command is refused inside MULTI, allowed or not.
             return self.queue(spec, policy.handling, request);
         }

@@ -63,6 +63,8 @@ impl Session {
             Local::Reset => {
                 self.end_transaction();
                 self.stop_tracking();
+                // As redis: RESET ends MONITOR mode (the feed closes with the receiver).
+                self.monitor = None;
                 self.read_policy = self.shared.live.load().read_policy;
                 self.read_mode_chosen = false;
                 self.protocol = Protocol::Resp2;
@@ -145,34 +147,7 @@ impl Session {
                 write_array_len(out, 0);
             }),
             Local::Asking => self.reply_with(|out| write_simple(out, "OK")),
-            Local::Monitor => {
-                if self.monitor.is_none() {
-                    use crate::backend::monitor::{Feed, open};
-                    let feeds: Vec<Feed> = {
-                        let map = self.shared.topology.slot_map();
-                        map.layout()
-                            .iter()
-                            .flat_map(|shard| {
-                                let primary: std::sync::Arc<str> = shard.primary.as_str().into();
-                                let replicas = shard.replicas.iter().map({
-                                    let primary = primary.clone();
-                                    move |r| Feed {
-                                        addr: r.as_str().into(),
-                                        primary: Some(primary.clone()),
-                                    }
-                                });
-                                std::iter::once(Feed {
-                                    addr: primary,
-                                    primary: None,
-                                })
-                                .chain(replicas)
-                            })
-                            .collect()
-                    };
-                    self.monitor = Some(open(feeds, &self.shared.config.backend));
-                }
-                self.reply_with(|out| write_simple(out, "OK"));
-            }
+            Local::Monitor => self.start_monitor(),
             Local::ClusterInfo
             | Local::ClusterMyId
             | Local::ClusterMyShardId

@@ -22,6 +22,7 @@ mod dispatch;
 mod handle;
 mod introspect;
 mod local;
+mod monitor;
 mod order;
 mod output;
 mod pause;
@@ -112,7 +113,8 @@ pub struct Session {
     written: writes::Written,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
     tracking: Option<tracking_state::Tracking>,
-    /// `MONITOR` lines from every node, once the client asked (and the config allows it).
+    /// `MONITOR` lines of every client's commands, once this client asked (and the config
+    /// allows it).
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
     /// Slots this session wrote recently (only recorded with `session.read_your_writes`).
     recent_writes: writes::WrittenSlots,
@@ -387,7 +389,7 @@ impl Session {
                         return;
                     }
                 }
-                // Every node's feed ended (nodes gone): nothing more will come.
+                // Not while the session holds its feed; kept for a closed channel all the same.
                 Event::Monitor(None) => self.monitor = None,
                 Event::Read(Ok(0)) => self.stop_reading = true,
                 Event::Drain => {
@@ -609,7 +611,9 @@ impl Drop for Session {
 }
 
 /// The next invalidation for a tracking client.
-async fn next_invalidation(tracking: &mut Option<tracking_state::Tracking>) -> Option<Bytes> {
+async fn next_invalidation(
+    tracking: &mut Option<tracking_state::Tracking>,
+) -> Option<crate::tracking::Invalidation> {
     match tracking {
         Some(tracking) => tracking.pushes.recv().await,
         None => std::future::pending().await,
@@ -627,7 +631,7 @@ async fn pause_ends(pause: &mut tokio::sync::watch::Receiver<Option<crate::pause
     }
 }
 
-/// The next `MONITOR` line (`None` once every feed has ended).
+/// The next `MONITOR` line (`None` once the feed has ended).
 async fn next_monitor_line(
     monitor: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
 ) -> Option<Bytes> {
@@ -643,7 +647,7 @@ enum Event {
     Alarm(Bells),
     Drain,
     Monitor(Option<Bytes>),
-    Invalidation(Bytes),
+    Invalidation(crate::tracking::Invalidation),
     Reply(queue::FrontEvent),
     Timer,
     Writable(std::io::Result<()>),

@@ -56,6 +56,8 @@ pub struct Shared {
     pub run_id: crate::cluster::RunId,
     /// `CLIENT PAUSE`, held by slotproxy for every client.
     pub pause: crate::pause::Pause,
+    /// Clients in `MONITOR` mode, and the lines of the commands every session shows them.
+    pub monitors: crate::monitor::Monitors,
 }
 
 impl Shared {

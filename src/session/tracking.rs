@@ -2,9 +2,13 @@
 //! `CLIENT CACHING`, `CLIENT TRACKINGINFO`/`GETREDIR`, remembering the keys of read-only commands,
 //! and writing invalidations (RESP3 pushes) in the right place among the replies.
 //!
-//! The table of who read what, and the node listeners, are in [`crate::tracking`]. `REDIRECT`
-//! (RESP2 invalidations through another connection's pub/sub) is refused; RESP2 clients without
-//! it get no invalidations, as on redis-server.
+//! The table of who read what, and the node listeners, are in [`crate::tracking`]. With
+//! `REDIRECT id`, a client's invalidations go to client `id` instead, on whatever worker thread
+//! it runs: through its registry entry ([`crate::clients::ClientEntry::redirect`]), whose alarm
+//! wakes it. The target writes them as redis does: a RESP3 push, or for a RESP2 client with any
+//! subscription a message on `__redis__:invalidate` (the subscription itself is an ordinary
+//! one, held by the pub/sub hub: a `PUBLISH` to that channel reaches it as on redis), else
+//! nothing. RESP2 clients without `REDIRECT` get no invalidations, as on redis-server.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -19,8 +23,8 @@ use super::tracking_state::Tracking;
 use crate::command::{CommandSpec, Flags};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer, write_map_len};
-use crate::protocol::{Protocol, Request};
-use crate::tracking::Mode;
+use crate::protocol::{Protocol, Request, string2ll};
+use crate::tracking::{Invalidation, Mode, Redirected, frames};
 
 impl Session {
     /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p]... [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`.
@@ -28,14 +32,25 @@ impl Session {
         let args = request.args();
         let mut mode = Mode::default();
         let mut new_prefixes: Vec<Bytes> = Vec::new();
-        let (mut optin, mut optout, mut redirect) = (false, false, false);
+        let (mut optin, mut optout, mut redirect) = (false, false, 0);
         let mut i = 3;
         while i < args.len() {
             let more = i + 1 < args.len();
             let option = args[i].to_ascii_lowercase();
             match option.as_slice() {
                 b"redirect" if more => {
-                    redirect = true;
+                    // Checked as redis parses, before the other options' checks (and on OFF).
+                    if redirect != 0 {
+                        return self.reply_error(ReplyError::RedirectTwice);
+                    }
+                    let Some(id) = string2ll(&args[i + 1]) else {
+                        return self.reply_error(ReplyError::NotInteger);
+                    };
+                    // As redis: the target must exist now, though it may leave later.
+                    match u64::try_from(id) {
+                        Ok(id) if self.shared.registry.get(id).is_some() => redirect = id,
+                        _ => return self.reply_error(ReplyError::RedirectTargetMissing),
+                    }
                     i += 1;
                 }
                 b"bcast" => mode.bcast = true,
@@ -59,9 +74,6 @@ impl Session {
         }
         if !args[2].eq_ignore_ascii_case(b"on") {
             return self.reply_error(ReplyError::Syntax);
-        }
-        if redirect {
-            return self.reply_error(ReplyError::TrackingRedirect);
         }
         if !mode.bcast && !new_prefixes.is_empty() {
             return self.reply_error(ReplyError::PrefixWithoutBcast);
@@ -115,6 +127,9 @@ impl Session {
             optin,
             optout,
             caching: None,
+            // As redis: each `ON` sets the target anew (none without `REDIRECT`).
+            redirect,
+            broken: false,
             pushes,
             sender,
         });
@@ -167,10 +182,18 @@ impl Session {
         self.reply_ok();
     }
 
-    /// `CLIENT GETREDIR`: -1 without tracking, 0 with it (never redirected through slotproxy).
+    /// `CLIENT GETREDIR`: -1 without tracking, else the `REDIRECT` target (0: none).
     pub(super) fn client_getredir(&mut self) {
-        let redirect = if self.tracking.is_some() { 0 } else { -1 };
+        let redirect = self.tracking_redirect();
         self.reply_with(|out| write_integer(out, redirect));
+    }
+
+    /// The redirect target as `CLIENT GETREDIR`, `TRACKINGINFO` and `CLIENT LIST` show it.
+    pub(super) fn tracking_redirect(&self) -> i64 {
+        match &self.tracking {
+            None => -1,
+            Some(t) => i64::try_from(t.redirect).unwrap_or(i64::MAX),
+        }
     }
 
     /// `CLIENT TRACKINGINFO`.
@@ -180,16 +203,18 @@ impl Session {
             None => (vec![b"off"], -1, Vec::new()),
             Some(t) => {
                 let mut flags: Vec<&[u8]> = vec![b"on"];
-                let named: [(bool, &[u8]); 6] = [
+                let named: [(bool, &[u8]); 7] = [
                     (t.mode.bcast, b"bcast"),
                     (t.optin, b"optin"),
                     (t.optout, b"optout"),
                     (t.caching == Some(true), b"caching-yes"),
                     (t.caching == Some(false), b"caching-no"),
                     (t.mode.noloop, b"noloop"),
+                    (t.broken, b"broken_redirect"),
                 ];
                 flags.extend(named.iter().filter(|(on, _)| *on).map(|(_, name)| *name));
-                (flags, 0, t.mode.prefixes.iter().cloned().collect())
+                let redirect = i64::try_from(t.redirect).unwrap_or(i64::MAX);
+                (flags, redirect, t.mode.prefixes.iter().cloned().collect())
             }
         };
         self.reply_with(|out| {
@@ -250,13 +275,68 @@ impl Session {
         self.tracking.is_some()
     }
 
-    /// An invalidation from the tracker: written after every reply still owed, so the client
-    /// never caches a value it read before the change after hearing of the change. RESP2
-    /// clients get none (redis sends them only through REDIRECT).
-    pub(super) fn invalidation(&mut self, push: Bytes) {
-        if self.protocol != Protocol::Resp3 {
+    /// An invalidation from the tracker: written here (RESP3 only: redis sends RESP2 clients
+    /// none on their own connection), or handed to the `REDIRECT` target, in both cases after
+    /// the replies still owed to this client. When the target is gone, the client is told so
+    /// (RESP3) instead, at each invalidation, as redis does.
+    pub(super) fn invalidation(&mut self, invalidation: Invalidation) {
+        let Some(tracking) = self.tracking.as_mut() else {
+            return;
+        };
+        if tracking.redirect == 0 {
+            if self.protocol == Protocol::Resp3 {
+                self.after_replies(frames::push(&invalidation, Protocol::Resp3));
+            }
             return;
         }
+        let redirect = tracking.redirect;
+        match self.shared.registry.get(redirect) {
+            Some(target) => {
+                let redirected = Redirected {
+                    invalidation,
+                    null: self.protocol,
+                };
+                if self.pending.is_empty() {
+                    return target.redirect(redirected);
+                }
+                // Handed over once the replies still owed here are written (a task runs only
+                // at the front of the queue): the application must not hear of a change on
+                // the target's connection before it has read, here, a value from before it.
+                let task = Task::new(async move {
+                    target.redirect(redirected);
+                    TaskOutcome::Reply(Bytes::new())
+                });
+                self.pending.push_back(Pending::Task(task));
+            }
+            None => {
+                if !tracking.broken {
+                    tracking.broken = true;
+                    self.profile_stale = true;
+                }
+                if self.protocol == Protocol::Resp3 {
+                    self.after_replies(frames::redirect_broken(redirect));
+                }
+            }
+        }
+    }
+
+    /// Invalidations other clients redirect here: a push for a RESP3 client, a message on
+    /// `__redis__:invalidate` for a RESP2 client with any subscription (redis' test is its
+    /// pub/sub mode, not that channel), else dropped.
+    pub(super) fn redirected(&mut self, redirected: Vec<Redirected>) {
+        for Redirected { invalidation, null } in redirected {
+            let frame = match self.protocol {
+                Protocol::Resp3 => frames::push(&invalidation, null),
+                Protocol::Resp2 if self.subs.any() => frames::message(&invalidation, null),
+                Protocol::Resp2 => continue,
+            };
+            self.after_replies(frame);
+        }
+    }
+
+    /// Writes `frame` after every reply still owed, so a client never caches a value it read
+    /// before a change after hearing of the change.
+    fn after_replies(&mut self, push: Bytes) {
         if self.pending.is_empty() {
             self.out.extend_from_slice(&push);
         } else {

@@ -1,9 +1,8 @@
 //! A tracking client's options and its invalidations (`CLIENT TRACKING ON`, in `tracking.rs`).
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::tracking::Mode;
+use crate::tracking::{Invalidation, Mode};
 
 /// A tracking client's options.
 #[derive(Debug)]
@@ -13,7 +12,11 @@ pub(super) struct Tracking {
     pub(super) optout: bool,
     /// `CLIENT CACHING yes|no`, for the next command.
     pub(super) caching: Option<bool>,
+    /// `REDIRECT`: the client id invalidations go to instead (0: this client).
+    pub(super) redirect: u64,
+    /// The `REDIRECT` target was gone when an invalidation was due (until the next `ON`).
+    pub(super) broken: bool,
     /// Invalidations for this client, from the tracker.
-    pub(super) pushes: mpsc::UnboundedReceiver<Bytes>,
-    pub(super) sender: mpsc::UnboundedSender<Bytes>,
+    pub(super) pushes: mpsc::UnboundedReceiver<Invalidation>,
+    pub(super) sender: mpsc::UnboundedSender<Invalidation>,
 }

@@ -6,7 +6,18 @@ use std::sync::Arc;
 use super::split::Combined;
 use crate::backend::Node;
 use crate::cluster::Slot;
+use crate::command::policy::{Handling, Local};
 use crate::protocol::Request;
+
+/// Whether a command with `handling` runs at once inside `MULTI` (the others are queued).
+pub(super) fn runs_in_multi(handling: Handling) -> bool {
+    matches!(
+        handling,
+        Handling::Local(
+            Local::Exec | Local::Discard | Local::Multi | Local::Watch | Local::Quit | Local::Reset
+        )
+    )
+}
 
 /// A session's transaction state.
 #[derive(Debug, Default)]
@@ -14,6 +25,9 @@ pub(super) struct Transaction {
     /// After `MULTI`: commands are queued, not sent.
     pub(super) queuing: bool,
     pub(super) queued: Vec<Request>,
+    /// The commands queued while some client monitors, as the client sent them (with their
+    /// table rows' names): redis shows them when `EXEC` runs them.
+    pub(super) shown: Vec<(&'static str, Request)>,
     /// The slot of each queued command (`None`: keyless).
     pub(super) slots: Vec<Option<Slot>>,
     /// The slot of the first keyed command; every keyed command must hash to it unless the

@@ -5,7 +5,8 @@
 //! the node is pushed to it), open only while some client tracks. The `Tracker` keeps redis'
 //! table of keys read by clients in default mode, and each broadcast-mode client's prefixes; an
 //! invalidation from any listener goes to the clients that read the key (which then forget it,
-//! as in redis) or whose prefixes match. A client receives invalidations as RESP3 push frames.
+//! as in redis) or whose prefixes match. A client's session receives them as [`Invalidation`]s
+//! and writes them as its protocol and `REDIRECT` say (`frames.rs` builds the frames).
 //!
 //! `CLIENT TRACKING ON` is answered once every primary's listener is ready, so nothing the client
 //! reads afterwards can change unseen. A listener that is lost, or ready again (reconnected, or a
@@ -15,6 +16,7 @@
 //! caches a value read before a change after being told of the change. Clients with tracking on
 //! read from primaries only: a replica may still serve a value its primary already invalidated.
 
+pub mod frames;
 pub mod listener;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -22,15 +24,16 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::cluster::Topology;
 use crate::config::BackendConfig;
-use crate::protocol::reply::{write_array_len, write_bulk};
-use listener::{Invalidation, listen};
+pub use frames::Redirected;
+pub use listener::Invalidation;
+use listener::listen;
 
 /// How long listeners stay open after the last tracking client left: clients that track on
 /// short-lived connections would otherwise open and close a connection to every primary each
@@ -67,7 +70,7 @@ impl Mode {
 /// One tracking client.
 #[derive(Debug)]
 struct Client {
-    pushes: mpsc::UnboundedSender<Bytes>,
+    pushes: mpsc::UnboundedSender<Invalidation>,
     mode: Mode,
     /// Broadcast + NOLOOP: keys this client wrote whose invalidation hasn't come back yet.
     own_writes: HashMap<Bytes, usize>,
@@ -143,7 +146,7 @@ impl Tracker {
         &self,
         id: u64,
         mode: Mode,
-        pushes: mpsc::UnboundedSender<Bytes>,
+        pushes: mpsc::UnboundedSender<Invalidation>,
     ) -> Option<oneshot::Receiver<()>> {
         let mut state = self.state();
         let first = state.clients.is_empty();
@@ -361,7 +364,9 @@ fn deliver(state: &mut State, keys: &[Bytes]) {
     }
     for (id, keys) in batches {
         if let Some(client) = state.clients.get(&id) {
-            let _ = client.pushes.send(push(Some(&keys)));
+            let _ = client
+                .pushes
+                .send(Invalidation::Keys(keys.into_iter().cloned().collect()));
         }
     }
 }
@@ -371,31 +376,15 @@ fn flush(state: &mut State) {
     state.keys.clear();
     for client in state.clients.values_mut().filter(|c| c.confirmed) {
         client.own_writes.clear();
-        let _ = client.pushes.send(push(None));
+        let _ = client.pushes.send(Invalidation::All);
     }
-}
-
-/// `>2 invalidate [keys]`, or `>2 invalidate _` (everything).
-fn push(keys: Option<&[&Bytes]>) -> Bytes {
-    let mut out = BytesMut::new();
-    out.extend_from_slice(b">2\r\n$10\r\ninvalidate\r\n");
-    match keys {
-        Some(keys) => {
-            write_array_len(&mut out, keys.len());
-            for key in keys {
-                write_bulk(&mut out, key);
-            }
-        }
-        None => out.extend_from_slice(b"_\r\n"),
-    }
-    out.freeze()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn client(tracker: &Tracker, id: u64, mode: Mode) -> mpsc::UnboundedReceiver<Bytes> {
+    fn client(tracker: &Tracker, id: u64, mode: Mode) -> mpsc::UnboundedReceiver<Invalidation> {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tracker.enable(id, mode, tx);
         tracker.confirm(id);
@@ -421,22 +410,13 @@ mod tests {
         );
         tracker.remember(1, [&b"user:1"[..], b"other"].into_iter());
         tracker.invalidate(keys(&["user:1", "user:2", "x"]));
-        assert_eq!(
-            reader.try_recv().unwrap(),
-            &b">2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\nuser:1\r\n"[..]
-        );
-        assert_eq!(
-            bcast.try_recv().unwrap(),
-            &b">2\r\n$10\r\ninvalidate\r\n*2\r\n$6\r\nuser:1\r\n$6\r\nuser:2\r\n"[..]
-        );
+        assert_eq!(reader.try_recv().unwrap(), keys(&["user:1"]));
+        assert_eq!(bcast.try_recv().unwrap(), keys(&["user:1", "user:2"]));
         // Told once: a second change of user:1 is not sent until it is read again.
         tracker.invalidate(keys(&["user:1"]));
         assert!(reader.try_recv().is_err());
         tracker.invalidate(Invalidation::All);
-        assert_eq!(
-            reader.try_recv().unwrap(),
-            &b">2\r\n$10\r\ninvalidate\r\n_\r\n"[..]
-        );
+        assert_eq!(reader.try_recv().unwrap(), Invalidation::All);
     }
 
     #[test]
@@ -485,10 +465,7 @@ mod tests {
         let (tx, _other) = mpsc::unbounded_channel();
         assert!(tracker.enable(2, Mode::default(), tx).is_none());
         tracker.listener_lost(&a);
-        assert_eq!(
-            pushes.try_recv().unwrap(),
-            &b">2\r\n$10\r\ninvalidate\r\n_\r\n"[..]
-        );
+        assert_eq!(pushes.try_recv().unwrap(), Invalidation::All);
     }
 
     #[test]

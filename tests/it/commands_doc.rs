@@ -97,8 +97,10 @@ impl Described {
                     Handling::Local(Local::Shutdown) => {
                         text.push_str("; when listed, stops slotproxy")
                     }
-                    Handling::Local(Local::Monitor) => text
-                        .push_str("; when listed, every node's MONITOR lines, each command once"),
+                    Handling::Local(Local::Monitor) => text.push_str(
+                        "; when listed, slotproxy's own stream of every client's commands, \
+                         in the order it takes them",
+                    ),
                     Handling::Single { .. } => text.push_str("; when listed, routed by key"),
                     other => unreachable!("no admin command is allowed as {other:?}"),
                 }

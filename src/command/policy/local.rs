@@ -97,6 +97,6 @@ pub enum Local {
     Role,
     /// `ASKING`: accepted (slotproxy follows ASK redirects itself).
     Asking,
-    /// `MONITOR`, when the configuration allows it: every node's MONITOR lines.
+    /// `MONITOR`, when the configuration allows it: slotproxy's stream of its clients' commands.
     Monitor,
 }
