@@ -161,7 +161,7 @@ async fn attack(proxy: std::net::SocketAddr, case: &Case, attacking: &AtomicBool
         }
         Case::Reset(bytes) => {
             stream.write_all(bytes).await.unwrap();
-            stream.set_linger(Some(Duration::ZERO)).unwrap();
+            stream.set_zero_linger().unwrap();
             drop(stream);
         }
         Case::Unread(bytes) => {
@@ -169,7 +169,7 @@ async fn attack(proxy: std::net::SocketAddr, case: &Case, attacking: &AtomicBool
             while attacking.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            stream.set_linger(Some(Duration::ZERO)).unwrap();
+            stream.set_zero_linger().unwrap();
         }
         Case::Slowloris(bytes) => {
             for byte in bytes.iter().cycle() {
