@@ -19,7 +19,7 @@
 //!    [`protocol::RequestDecoder`] yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
 //!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.
-//!    While a `CLIENT PAUSE` ([`pause`], `session/pause.rs`) holds it, a request waits here,
+//!    While a `CLIENT PAUSE` ([`pause`]) holds it, a request waits here,
 //!    and nothing after it is read.
 //! 3. **Decide** (`command/table.rs`, `command/policy.rs`, `session/acl.rs`). The command's row
 //!    is found once; its [`command::Policy`], built with the table, says how it is served

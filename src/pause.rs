@@ -8,8 +8,21 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::command::table::Flags;
+use crate::command::{CommandSpec, CommandTable, Resolved};
+use crate::error::ReplyError;
+use crate::protocol::Request;
+
+/// Commands redis 7.0 flags `may_replicate`, which a `WRITE` pause holds like writes. The flag
+/// is internal in 7.0 (`COMMAND INFO` does not show it, so the generated table lacks it); the
+/// list is redis 7.0's command files', checked against redis-server 7.0.15 under
+/// `CLIENT PAUSE ... WRITE`.
+const MAY_REPLICATE: &[&str] = &["eval", "evalsha", "fcall", "publish", "spublish", "pfcount"];
 
 /// A pause in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +87,58 @@ impl Pause {
         (paused.until > Instant::now() && (write || !paused.writes_only)).then_some(paused)
     }
 
+    /// `CLIENT PAUSE timeout [WRITE|ALL]` (`args` from `CLIENT`), with redis 7.0's checks and
+    /// errors.
+    ///
+    /// # Errors
+    /// A bad mode or timeout, as redis words it; the pause is unchanged.
+    pub fn command(&self, args: &[Bytes]) -> Result<(), ReplyError> {
+        let writes_only = match args.get(3) {
+            None => false,
+            Some(mode) if mode.eq_ignore_ascii_case(b"write") => true,
+            Some(mode) if mode.eq_ignore_ascii_case(b"all") => false,
+            Some(_) => return Err(ReplyError::PauseMode),
+        };
+        let timeout = match std::str::from_utf8(&args[2])
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+        {
+            Some(ms) if ms < 0 => return Err(ReplyError::TimeoutNegative),
+            Some(ms) => Duration::from_millis(ms.unsigned_abs()),
+            None => return Err(ReplyError::TimeoutNotInteger),
+        };
+        self.start(timeout, writes_only);
+        Ok(())
+    }
+
+    /// Whether `request` must wait for a pause now: every command under `ALL`; under `WRITE`,
+    /// those that write or may replicate (`EVAL`, `PUBLISH`, `PFCOUNT`...) and an `EXEC` with
+    /// such a command in `queued`. One atomic load while no pause is in force.
+    pub fn holds_request(
+        &self,
+        commands: &ArcSwap<CommandTable>,
+        request: &Request,
+        queued: &[Request],
+    ) -> bool {
+        if self.holds(true).is_none() {
+            return false;
+        }
+        let commands = commands.load();
+        let writes = |spec: &CommandSpec| {
+            spec.flags.contains(Flags::WRITE)
+                || spec.flags.contains(Flags::MAY_REPLICATE)
+                || MAY_REPLICATE.contains(&spec.name)
+        };
+        let write = match commands.resolve(request.args()) {
+            Resolved::Command(spec) if spec.name == "exec" => queued.iter().any(|queued| {
+                matches!(commands.resolve(queued.args()), Resolved::Command(s) if writes(s))
+            }),
+            Resolved::Command(spec) => writes(spec),
+            Resolved::UnknownCommand | Resolved::UnknownSubcommand(_) => false,
+        };
+        self.holds(write).is_some()
+    }
+
     /// A receiver that sees every change (to wait for an `UNPAUSE`).
     pub fn subscribe(&self) -> watch::Receiver<Option<Paused>> {
         self.state.subscribe()
@@ -101,5 +166,48 @@ mod tests {
         assert_eq!(pause.holds(true), None);
         pause.start(Duration::ZERO, false);
         assert_eq!(pause.holds(true), None, "a pause that already ended");
+    }
+
+    #[tokio::test]
+    async fn under_write_only_writes_and_an_exec_of_writes_wait() {
+        let pause = Pause::default();
+        let commands = ArcSwap::from_pointee(CommandTable::builtin());
+        let args = |words: &[&str]| -> Vec<Bytes> {
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect()
+        };
+        let request = |words: &[&str]| Request::from_args(args(words));
+        assert!(!pause.holds_request(&commands, &request(&["SET", "k", "v"]), &[]));
+        assert_eq!(
+            pause.command(&args(&["CLIENT", "PAUSE", "1000", "MAYBE"])),
+            Err(ReplyError::PauseMode)
+        );
+        assert_eq!(
+            pause.command(&args(&["CLIENT", "PAUSE", "-1"])),
+            Err(ReplyError::TimeoutNegative)
+        );
+        assert_eq!(
+            pause.command(&args(&["CLIENT", "PAUSE", "x"])),
+            Err(ReplyError::TimeoutNotInteger)
+        );
+        assert_eq!(pause.holds(false), None, "refused pauses change nothing");
+        pause
+            .command(&args(&["CLIENT", "PAUSE", "60000", "WRITE"]))
+            .unwrap();
+        assert!(pause.holds_request(&commands, &request(&["SET", "k", "v"]), &[]));
+        assert!(pause.holds_request(&commands, &request(&["PUBLISH", "c", "m"]), &[]));
+        assert!(pause.holds_request(&commands, &request(&["EVAL", "return 1", "0"]), &[]));
+        assert!(!pause.holds_request(&commands, &request(&["EVAL_RO", "return 1", "0"]), &[]));
+        assert!(!pause.holds_request(&commands, &request(&["GET", "k"]), &[]));
+        assert!(!pause.holds_request(&commands, &request(&["EXEC"]), &[request(&["GET", "k"])]));
+        assert!(pause.holds_request(
+            &commands,
+            &request(&["EXEC"]),
+            &[request(&["GET", "k"]), request(&["INCR", "k"])]
+        ));
+        pause.end();
+        assert!(!pause.holds_request(&commands, &request(&["SET", "k", "v"]), &[]));
     }
 }

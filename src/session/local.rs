@@ -163,8 +163,14 @@ impl Session {
             | Local::ClientGetRedir
             | Local::ClientCaching
             | Local::ClientReply => self.introspect(local, args),
-            Local::ClientPause => self.client_pause(args),
-            Local::ClientUnpause => self.client_unpause(),
+            Local::ClientPause => match self.shared.pause.command(args) {
+                Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+                Err(error) => self.reply_error(error),
+            },
+            Local::ClientUnpause => {
+                self.shared.pause.end();
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
         }
     }
 

@@ -25,7 +25,6 @@ mod local;
 mod monitor;
 mod order;
 mod output;
-mod pause;
 mod per_slot;
 mod pick;
 mod plan;
@@ -455,7 +454,13 @@ impl Session {
                 None => self.decoder.decode(inbuf),
             };
             match next {
-                Ok(Some(request)) if self.paused(&request) => {
+                Ok(Some(request))
+                    if self.shared.pause.holds_request(
+                        &self.shared.commands,
+                        &request,
+                        &self.transaction.queued,
+                    ) =>
+                {
                     self.held = Some(request);
                     return;
                 }
