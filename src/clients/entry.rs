@@ -10,8 +10,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::unblock::UnblockMode;
-use crate::alarm::{Alarm, Bells};
-use crate::backend::{Node, NodeResult};
+use crate::alarm::Bells;
+use crate::backend::{Node, NodeResult, ReplyBudget};
 use crate::protocol::View;
 
 /// One connected client, as others see it.
@@ -37,8 +37,9 @@ pub struct ClientEntry {
     blocked: Mutex<Option<Blocked>>,
     killed: AtomicBool,
     order: Mutex<Option<Order>>,
-    /// The session's alarm, rung when an order is left.
-    alarm: Arc<Alarm>,
+    /// The client's reply budget and memory share; rings the session's alarm when an order is
+    /// left.
+    budget: Arc<ReplyBudget>,
 }
 
 /// What a session publishes when it changes (rarely: not per request).
@@ -185,7 +186,7 @@ impl ClientEntry {
         peer: Option<SocketAddr>,
         local: Option<SocketAddr>,
         fd: i64,
-        alarm: Arc<Alarm>,
+        budget: Arc<ReplyBudget>,
     ) -> ClientEntry {
         ClientEntry {
             id,
@@ -206,7 +207,7 @@ impl ClientEntry {
             blocked: Mutex::new(None),
             killed: AtomicBool::new(false),
             order: Mutex::new(None),
-            alarm,
+            budget,
         }
     }
 
@@ -294,12 +295,17 @@ impl ClientEntry {
         if order == Order::Kill {
             self.killed.store(true, Ordering::Release);
         }
-        self.alarm.ring(Bells::ORDER);
+        self.budget.ring(Bells::ORDER);
     }
 
     /// Rings the session's alarm.
     pub fn ring(&self, bell: Bells) {
-        self.alarm.ring(bell);
+        self.budget.ring(bell);
+    }
+
+    /// The client's reply budget, with the memory it holds.
+    pub fn memory(&self) -> &ReplyBudget {
+        &self.budget
     }
 
     /// Whether the client was ordered to close.
@@ -314,8 +320,17 @@ impl ClientEntry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A reply budget without limits, in a pool of its own.
+    pub(in crate::clients) fn budget() -> Arc<ReplyBudget> {
+        Arc::new(ReplyBudget::new(
+            usize::MAX,
+            Default::default(),
+            Default::default(),
+        ))
+    }
 
     #[test]
     fn flags_print_in_redis_order_and_n_when_none() {
@@ -330,7 +345,7 @@ mod tests {
 
     #[test]
     fn a_kill_is_not_replaced_by_a_later_unblock() {
-        let entry = ClientEntry::new(1, None, None, -1, Default::default());
+        let entry = ClientEntry::new(1, None, None, -1, budget());
         entry.order(Order::Kill);
         entry.order(Order::Unblock(UnblockMode::Error));
         assert!(entry.killed());

@@ -161,6 +161,7 @@ impl Session {
             blocked_clients: self.shared.registry.blocked() as u64,
             run_id: self.shared.run_id.as_str().to_owned(),
             total_commands_processed: total,
+            evicted_clients: metrics.clients_evicted.get(),
             instantaneous_ops_per_sec: metrics.ops_per_sec(total),
             master_replid: hex_id(b"replid", self.cluster_addr()),
         }
