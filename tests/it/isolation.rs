@@ -401,7 +401,7 @@ async fn past_the_client_memory_budget_the_largest_clients_are_disconnected() {
 
 /// The gap docs/reliability.md section 6 names, measured: requests a client wrote before it
 /// left still run on their node, and clients sharing that node connection wait behind the
-/// replies. Here 300 GETs of 1 MB, then a reset.
+/// replies. Here 200 GETs of 1 MB, then a reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_departed_clients_large_reads_delay_its_node_neighbours_without_errors() {
     let cluster = TestCluster::start(3, 0);
@@ -411,21 +411,22 @@ async fn a_departed_clients_large_reads_delay_its_node_neighbours_without_errors
         |key: &[u8]| cluster.index_of(cluster.owner_of(slotproxy::cluster::hash_slot(key).0));
     assert_eq!(owner(b"big"), owner(b"{calm}"));
     set_value(&proxy, "big", MB as usize).await;
-    let mut conn = proxy.client().await;
+    // A raw client: redis-rs' async connection gives up after 500 ms by default, which
+    // this wait can pass (its own figure below, not slotproxy's timeout).
+    let mut neighbour = proxy.raw_client().await;
     let slowest = |times: &[Duration]| times.iter().copied().max().unwrap_or_default();
     let mut quiet = Vec::new();
     for n in 0..50 {
+        let key = format!("{{calm}}{n}");
         let started = Instant::now();
-        let _: () = redis::cmd("SET")
-            .arg(format!("{{calm}}{n}"))
-            .arg(n)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        assert_eq!(
+            neighbour.request(&[b"SET", key.as_bytes(), b"v"]).await,
+            b"+OK\r\n"
+        );
         quiet.push(started.elapsed());
     }
     let quiet_max = slowest(&quiet);
-    let pipeline: Vec<u8> = std::iter::repeat_n(encode_command(&[b"GET", b"big"]), 300)
+    let pipeline: Vec<u8> = std::iter::repeat_n(encode_command(&[b"GET", b"big"]), 200)
         .flatten()
         .collect();
     let mut attacker = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
@@ -438,11 +439,11 @@ async fn a_departed_clients_large_reads_delay_its_node_neighbours_without_errors
         .unwrap();
     common::wait_until(
         Duration::from_secs(30),
-        "slotproxy read the 300 GETs",
+        "slotproxy read the 200 GETs",
         || {
             let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
             list.lines().any(|l| {
-                l.contains(&format!(" addr=127.0.0.1:{port} ")) && l.ends_with(" tot-cmds=300")
+                l.contains(&format!(" addr=127.0.0.1:{port} ")) && l.ends_with(" tot-cmds=200")
             })
         },
     );
@@ -455,20 +456,20 @@ async fn a_departed_clients_large_reads_delay_its_node_neighbours_without_errors
     let began = Instant::now();
     let mut n = 0;
     while began.elapsed() < Duration::from_secs(3) {
+        let key = format!("{{calm}}{n}");
         let started = Instant::now();
-        let _: () = redis::cmd("SET")
-            .arg(format!("{{calm}}{n}"))
-            .arg(n)
-            .query_async(&mut conn)
-            .await
-            .expect("the neighbour's request succeeds");
+        assert_eq!(
+            neighbour.request(&[b"SET", key.as_bytes(), b"v"]).await,
+            b"+OK\r\n",
+            "the neighbour's request succeeds"
+        );
         loaded.push(started.elapsed());
         n += 1;
     }
     let loaded_max = slowest(&loaded);
     let node = &cluster.nodes()[owner(b"big")];
     eprintln!(
-        "300 x 1 MB GETs then a reset: {} ran on the node; the neighbour's slowest SET \
+        "200 x 1 MB GETs then a reset: {} ran on the node; the neighbour's slowest SET \
          {loaded_max:?} over {} requests (quiet: {quiet_max:?})",
         cluster.command_calls(node, "get"),
         loaded.len()
