@@ -36,6 +36,8 @@ pub struct ClientEntry {
     profile: Mutex<Profile>,
     blocked: Mutex<Option<Blocked>>,
     killed: AtomicBool,
+    /// `CLIENT NO-EVICT on`: never evicted for `max_client_memory_bytes`.
+    no_evict: AtomicBool,
     order: Mutex<Option<Order>>,
     /// The client's reply budget and memory share; rings the session's alarm when an order is
     /// left.
@@ -206,6 +208,7 @@ impl ClientEntry {
             }),
             blocked: Mutex::new(None),
             killed: AtomicBool::new(false),
+            no_evict: AtomicBool::new(false),
             order: Mutex::new(None),
             budget,
         }
@@ -301,6 +304,17 @@ impl ClientEntry {
     /// Rings the session's alarm.
     pub fn ring(&self, bell: Bells) {
         self.budget.ring(bell);
+    }
+
+    /// Sets `CLIENT NO-EVICT`: whether the client is spared when clients are evicted for
+    /// memory.
+    pub fn set_no_evict(&self, on: bool) {
+        self.no_evict.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the client asked never to be evicted (`CLIENT NO-EVICT on`).
+    pub fn no_evict(&self) -> bool {
+        self.no_evict.load(Ordering::Relaxed)
     }
 
     /// The client's reply budget, with the memory it holds.

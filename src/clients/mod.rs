@@ -55,7 +55,8 @@ impl Registry {
 
     /// Evicts clients, those holding the most first, until their memory is back under its
     /// budget (as redis does past `maxmemory-clients`): each is ordered to close and its share
-    /// leaves the count at once. Returns the evicted clients' ids and the bytes each held.
+    /// leaves the count at once. Clients that set `CLIENT NO-EVICT on` are spared. Returns the
+    /// evicted clients' ids and the bytes each held.
     pub fn evict_for_memory(&self) -> Vec<(u64, usize)> {
         self.memory.one_pass(|| {
             let mut excess = self.memory.excess();
@@ -67,6 +68,7 @@ impl Registry {
             let mut by_size: Vec<(usize, Arc<ClientEntry>)> = self
                 .entries()
                 .into_iter()
+                .filter(|e| !e.no_evict())
                 .map(|e| (e.memory().published(), e))
                 .collect();
             by_size.sort_unstable_by_key(|(published, _)| std::cmp::Reverse(*published));
@@ -249,16 +251,24 @@ mod tests {
             seat.entry().memory().set_buffers(bytes, 0);
         }
         assert_eq!(registry.memory().used(), 1320 << 10);
-        // 300 KB over: the 700 KB client goes; the 500 KB one is not needed.
+        seats[1].entry().set_no_evict(true);
+        // 300 KB over: the 700 KB client asked to be spared, so the 500 KB one goes.
+        assert_eq!(registry.evict_for_memory(), [(4, 500 << 10)]);
+        assert_eq!(registry.memory().used(), 820 << 10);
+        seats[1].entry().set_no_evict(false);
+        seats[3].entry().memory().set_buffers(0, 0);
+        seats[2].entry().memory().set_buffers(600 << 10, 0);
+        // 300 KB over again: the 700 KB client goes; the 600 KB one is not needed.
+        assert_eq!(registry.memory().used(), 1400 << 10);
         assert_eq!(registry.evict_for_memory(), [(2, 700 << 10)]);
         assert!(seats[1].entry().killed());
         assert_eq!(seats[1].entry().take_order(), Some(Order::Kill));
-        assert_eq!(registry.memory().used(), 620 << 10);
+        assert_eq!(registry.memory().used(), 700 << 10);
         assert!(registry.evict_for_memory().is_empty());
         seats[0].entry().memory().set_buffers(1 << 20, 0);
-        // Over by 620 KB: the 1 MB client, now the largest, is enough.
+        // Over by 600 KB: the 1 MB client, now the largest, is enough.
         assert_eq!(registry.evict_for_memory(), [(1, 1 << 20)]);
-        assert_eq!(registry.len(), 2);
+        assert_eq!(registry.len(), 1);
     }
 
     #[test]

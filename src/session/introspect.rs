@@ -96,7 +96,11 @@ impl Session {
             Local::ClientKill => self.client_kill(args),
             Local::ClientUnblock => self.client_unblock(args),
             Local::ClientNoEvict => {
-                if args[2].eq_ignore_ascii_case(b"on") || args[2].eq_ignore_ascii_case(b"off") {
+                let on = args[2].eq_ignore_ascii_case(b"on");
+                if on || args[2].eq_ignore_ascii_case(b"off") {
+                    if let Some(seat) = &self.seat {
+                        seat.entry().set_no_evict(on);
+                    }
                     self.reply_with(|out| write_simple(out, "OK"));
                 } else {
                     self.reply_error(ReplyError::Syntax);
