@@ -1,6 +1,7 @@
 //! `Alarm`: how other tasks and threads tell one session that something rare happened: its
 //! client is over its reply budget (a node connection saw it), another client ordered it killed
-//! or unblocked (`CLIENT KILL`, `CLIENT UNBLOCK`, `ACL DELUSER`), or the proxy began to drain.
+//! or unblocked (`CLIENT KILL`, `CLIENT UNBLOCK`, `ACL DELUSER`), the clients' memory passed its
+//! process-wide budget, or the proxy began to drain.
 //!
 //! The session's loop waits for these beside its socket and its replies, so it checks them on
 //! every pass. A tokio `Notify` (or a `watch`) locks a mutex each time a waiting future is
@@ -25,6 +26,9 @@ impl Bells {
     pub const ORDER: Bells = Bells(2);
     /// The proxy began to drain.
     pub const DRAIN: Bells = Bells(4);
+    /// The clients' memory passed `session.max_client_memory_bytes`, through this session's
+    /// client: pick clients to evict.
+    pub const MEMORY: Bells = Bells(8);
 
     /// Whether `bell` is among these.
     pub fn contains(self, bell: Bells) -> bool {

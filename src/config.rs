@@ -210,6 +210,10 @@ pub struct SessionConfig {
     /// Reply bytes a client may leave unread (buffered, plus on their way from the nodes);
     /// beyond it the client is disconnected, like redis' `client-output-buffer-limit`.
     pub max_output_buffer_bytes: usize,
+    /// Bytes all clients together may hold in slotproxy (replies unread or on their way, input
+    /// buffers); beyond it the clients holding the most are disconnected first, like redis 7's
+    /// `maxmemory-clients`. 0 turns it off.
+    pub max_client_memory_bytes: usize,
     /// MOVED/ASK redirections followed for one request before giving up.
     pub max_redirects: u32,
     /// How long TRYAGAIN, CLUSTERDOWN and unreachable nodes are retried for one request.
@@ -333,6 +337,7 @@ impl Default for SessionConfig {
             max_in_flight: 1_024,
             max_bulk_len: 512 * 1024 * 1024,
             max_output_buffer_bytes: 64 * 1024 * 1024,
+            max_client_memory_bytes: 1024 * 1024 * 1024,
             max_redirects: 5,
             retry_deadline_ms: 5_000,
             allowed_admin_commands: Vec::new(),

@@ -69,7 +69,9 @@
 //!    OFF|SKIP` mutes are dropped here, `session/reply_mode.rs`); large ones are written
 //!    from the node's bytes without a copy. Pub/sub messages and tracking invalidations
 //!    ([`tracking`]) are written between replies. A client whose unwritten and in-flight replies
-//!    pass `max_output_buffer_bytes` is disconnected, and its unsent requests are dropped.
+//!    pass `max_output_buffer_bytes` is disconnected, and its unsent requests are dropped;
+//!    past `max_client_memory_bytes` for all clients together, those holding the most are
+//!    ([`clients::Registry::evict_for_memory`]).
 //!    Each reply's command counters and latency go to [`metrics::Metrics`] by row index.
 //!
 //! Alongside, on the main thread: the refresher ([`cluster::Topology::run_refresher`]: on a
@@ -233,6 +235,9 @@ pub async fn run_with(
         .users(&commands)
         .map_err(|e| error::ConfigError::Parse(e.to_string()))?;
     let metrics = Arc::new(metrics::Metrics::new(&commands));
+    let registry = Arc::new(clients::Registry::new(
+        config.session.max_client_memory_bytes,
+    ));
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(config.clone()),
         metrics,
@@ -252,7 +257,7 @@ pub async fn run_with(
         hub,
         acl: auth::Acl::new(users),
         workers,
-        registry: Arc::new(clients::Registry::default()),
+        registry,
         run_id,
     });
 

@@ -143,6 +143,8 @@ pub struct Metrics {
     pub clients_accepted: IntCounter,
     /// Clients refused (`max_clients` reached).
     pub clients_refused: IntCounter,
+    /// Clients disconnected to keep the clients' memory under `max_client_memory_bytes`.
+    pub clients_evicted: IntCounter,
     /// Bytes read from clients.
     pub client_bytes_received: IntCounter,
     /// Bytes written to clients.
@@ -259,6 +261,11 @@ impl Metrics {
             clients_refused: counter(
                 "slotproxy_clients_refused_total",
                 "Client connections refused because max_clients was reached.",
+            ),
+            clients_evicted: counter(
+                "slotproxy_clients_evicted_total",
+                "Clients disconnected, largest first, because all clients together held more \
+                 than session.max_client_memory_bytes (redis' evicted_clients).",
             ),
             client_bytes_received: counter(
                 "slotproxy_client_received_bytes_total",

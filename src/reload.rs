@@ -28,6 +28,7 @@ pub const RELOADABLE: &[&str] = &[
     "session.max_in_flight",
     "session.max_bulk_len",
     "session.max_output_buffer_bytes",
+    "session.max_client_memory_bytes",
     "session.max_redirects",
     "session.retry_deadline_ms",
     "session.allowed_admin_commands",
@@ -157,6 +158,10 @@ fn apply(shared: &Shared, reloader: &Reloader, next: Config) -> Result<ReloadRep
     // Keys that need a restart keep their running value, so `live` (and `/config`) say what
     // is in effect.
     let merged = merge_reloadable(&current, next);
+    shared
+        .registry
+        .memory()
+        .set_limit(merged.session.max_client_memory_bytes);
     shared.live.store(Arc::new(merged));
     Ok(report)
 }
@@ -174,6 +179,7 @@ fn merge_reloadable(current: &Config, next: Config) -> Config {
     m.max_in_flight = s.max_in_flight;
     m.max_bulk_len = s.max_bulk_len;
     m.max_output_buffer_bytes = s.max_output_buffer_bytes;
+    m.max_client_memory_bytes = s.max_client_memory_bytes;
     m.max_redirects = s.max_redirects;
     m.retry_deadline_ms = s.retry_deadline_ms;
     m.allowed_admin_commands = s.allowed_admin_commands;

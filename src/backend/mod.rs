@@ -6,6 +6,7 @@
 pub mod access;
 mod ack;
 pub mod budget;
+pub mod client_memory;
 pub mod connection;
 pub mod node_health;
 pub mod pool;
@@ -17,6 +18,7 @@ pub mod stream;
 pub mod tls;
 
 pub use budget::ReplyBudget;
+pub use client_memory::ClientMemory;
 pub use connection::{Job, NodeResult, Outgoing};
 pub use node_health::{HealthSnapshot, NodeHealth};
 pub use pool::{BackendPool, Lane, Node};

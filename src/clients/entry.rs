@@ -10,8 +10,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::unblock::UnblockMode;
-use crate::alarm::{Alarm, Bells};
-use crate::backend::{Node, NodeResult};
+use crate::alarm::Bells;
+use crate::backend::{Node, NodeResult, ReplyBudget};
 use crate::protocol::View;
 use crate::tracking::Redirected;
 
@@ -37,11 +37,14 @@ pub struct ClientEntry {
     profile: Mutex<Profile>,
     blocked: Mutex<Option<Blocked>>,
     killed: AtomicBool,
+    /// `CLIENT NO-EVICT on`: never evicted for `max_client_memory_bytes`.
+    no_evict: AtomicBool,
     order: Mutex<Option<Order>>,
     /// Invalidations of clients whose `CLIENT TRACKING ... REDIRECT` names this one.
     redirected: Mutex<Vec<Redirected>>,
-    /// The session's alarm, rung when an order is left.
-    alarm: Arc<Alarm>,
+    /// The client's reply budget and memory share; rings the session's alarm when an order is
+    /// left.
+    budget: Arc<ReplyBudget>,
 }
 
 /// What a session publishes when it changes (rarely: not per request).
@@ -197,7 +200,7 @@ impl ClientEntry {
         peer: Option<SocketAddr>,
         local: Option<SocketAddr>,
         fd: i64,
-        alarm: Arc<Alarm>,
+        budget: Arc<ReplyBudget>,
     ) -> ClientEntry {
         ClientEntry {
             id,
@@ -218,9 +221,10 @@ impl ClientEntry {
             }),
             blocked: Mutex::new(None),
             killed: AtomicBool::new(false),
+            no_evict: AtomicBool::new(false),
             order: Mutex::new(None),
             redirected: Mutex::new(Vec::new()),
-            alarm,
+            budget,
         }
     }
 
@@ -308,12 +312,28 @@ impl ClientEntry {
         if order == Order::Kill {
             self.killed.store(true, Ordering::Release);
         }
-        self.alarm.ring(Bells::ORDER);
+        self.budget.ring(Bells::ORDER);
     }
 
     /// Rings the session's alarm.
     pub fn ring(&self, bell: Bells) {
-        self.alarm.ring(bell);
+        self.budget.ring(bell);
+    }
+
+    /// Sets `CLIENT NO-EVICT`: whether the client is spared when clients are evicted for
+    /// memory.
+    pub fn set_no_evict(&self, on: bool) {
+        self.no_evict.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the client asked never to be evicted (`CLIENT NO-EVICT on`).
+    pub fn no_evict(&self) -> bool {
+        self.no_evict.load(Ordering::Relaxed)
+    }
+
+    /// The client's reply budget, with the memory it holds.
+    pub fn memory(&self) -> &ReplyBudget {
+        &self.budget
     }
 
     /// Whether the client was ordered to close.
@@ -332,7 +352,7 @@ impl ClientEntry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(invalidation);
-        self.alarm.ring(Bells::ORDER);
+        self.budget.ring(Bells::ORDER);
     }
 
     /// The invalidations redirected to the session since the last call, oldest first.
@@ -342,8 +362,17 @@ impl ClientEntry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A reply budget without limits, in a pool of its own.
+    pub(in crate::clients) fn budget() -> Arc<ReplyBudget> {
+        Arc::new(ReplyBudget::new(
+            usize::MAX,
+            Default::default(),
+            Default::default(),
+        ))
+    }
 
     #[test]
     fn flags_print_in_redis_order_and_n_when_none() {
@@ -358,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_kill_is_not_replaced_by_a_later_unblock() {
-        let entry = ClientEntry::new(1, None, None, -1, Default::default());
+        let entry = ClientEntry::new(1, None, None, -1, budget());
         entry.order(Order::Kill);
         entry.order(Order::Unblock(UnblockMode::Error));
         assert!(entry.killed());

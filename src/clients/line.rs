@@ -11,8 +11,10 @@ use super::entry::ClientEntry;
 ///
 /// The fields are redis-server 7.0's, in its order, then 7.2's `lib-name`/`lib-ver` (slotproxy
 /// accepts `CLIENT SETINFO`) and the totals later versions print (`tot-net-in`,
-/// `tot-net-out`, `tot-cmds`). Buffer and memory fields that describe redis' own client
-/// structures are 0: slotproxy keeps no such figures.
+/// `tot-net-out`, `tot-cmds`). `omem` is the reply bytes slotproxy holds for the client (unread,
+/// or on their way from the nodes) and `tot-mem` adds its input buffer: what
+/// `max_output_buffer_bytes` and `max_client_memory_bytes` count. Other buffer fields, which
+/// describe redis' own client structures, are 0.
 pub fn client_line(entry: &ClientEntry, command: &str) -> String {
     let profile = entry.profile().clone();
     let text = |b: &Option<Bytes>| {
@@ -26,7 +28,7 @@ pub fn client_line(entry: &ClientEntry, command: &str) -> String {
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={sub} \
          psub={psub} ssub={ssub} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 \
-         obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={command} user={} redir={} resp={} \
+         obl=0 oll=0 omem={} tot-mem={} events=r cmd={command} user={} redir={} resp={} \
          lib-name={} lib-ver={} tot-net-in={net_in} tot-net-out={net_out} tot-cmds={commands}\n",
         entry.id,
         addr(entry.peer),
@@ -37,6 +39,8 @@ pub fn client_line(entry: &ClientEntry, command: &str) -> String {
         entry.idle_secs(),
         profile.flags.letters(),
         profile.multi,
+        entry.memory().output(),
+        entry.memory().usage(),
         profile.user,
         profile.redir,
         profile.resp,
@@ -57,7 +61,7 @@ mod tests {
             Some(([127, 0, 0, 1], 5000).into()),
             Some(([127, 0, 0, 1], 6379).into()),
             12,
-            Default::default(),
+            crate::clients::entry::tests::budget(),
         );
         entry.set_profile(Profile {
             name: Some(Bytes::from_static(b"worker")),

@@ -10,6 +10,10 @@
 //!
 //! Another session is acted on through its entry's orders: [`Order::Kill`] (the session closes
 //! at once, as redis-server frees a killed client) and [`Order::Unblock`] (see `unblock.rs`).
+//! The registry also holds the clients' [`ClientMemory`]: when it passes its budget, the
+//! clients holding the most are evicted (`evict_for_memory`), as redis does past
+//! `maxmemory-clients`.
+//!
 //! This module knows nothing of the session itself.
 
 mod entry;
@@ -20,6 +24,8 @@ mod unblock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::backend::ClientMemory;
+
 pub use entry::{Blocked, ClientEntry, Flags, NodeClientId, Order, Profile};
 pub use filter::{ClientType, KillFilter, ListFilter};
 pub use line::client_line;
@@ -29,9 +35,57 @@ pub use unblock::{UnblockMode, node_unblock_command};
 #[derive(Debug, Default)]
 pub struct Registry {
     clients: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+    memory: Arc<ClientMemory>,
 }
 
 impl Registry {
+    /// An empty registry whose clients may hold `max_client_memory` bytes together (0: no
+    /// limit).
+    pub fn new(max_client_memory: usize) -> Self {
+        Self {
+            clients: Mutex::default(),
+            memory: Arc::new(ClientMemory::new(max_client_memory)),
+        }
+    }
+
+    /// The memory every client holds, and its budget.
+    pub fn memory(&self) -> &Arc<ClientMemory> {
+        &self.memory
+    }
+
+    /// Evicts clients, those holding the most first, until their memory is back under its
+    /// budget (as redis does past `maxmemory-clients`): each is ordered to close and its share
+    /// leaves the count at once. Clients that set `CLIENT NO-EVICT on` are spared. Returns the
+    /// evicted clients' ids and the bytes each held.
+    pub fn evict_for_memory(&self) -> Vec<(u64, usize)> {
+        self.memory.one_pass(|| {
+            let mut excess = self.memory.excess();
+            if excess == 0 {
+                return Vec::new();
+            }
+            // By what each counts in the pool (within a step of what it holds): those are
+            // the bytes evicting it takes off.
+            let mut by_size: Vec<(usize, Arc<ClientEntry>)> = self
+                .entries()
+                .into_iter()
+                .filter(|e| !e.no_evict())
+                .map(|e| (e.memory().published(), e))
+                .collect();
+            by_size.sort_unstable_by_key(|(published, _)| std::cmp::Reverse(*published));
+            let mut evicted = Vec::new();
+            for (published, entry) in by_size {
+                if excess == 0 || published == 0 {
+                    break;
+                }
+                let freed = entry.memory().evict();
+                entry.order(Order::Kill);
+                excess = excess.saturating_sub(freed);
+                evicted.push((entry.id, freed));
+            }
+            evicted
+        })
+    }
+
     /// Adds `entry`; the returned guard removes it when dropped.
     pub fn register(self: &Arc<Self>, entry: Arc<ClientEntry>) -> Registration {
         self.lock().insert(entry.id, entry.clone());
@@ -148,7 +202,7 @@ mod tests {
             Some(([127, 0, 0, 1], port).into()),
             Some(([127, 0, 0, 1], 6379).into()),
             -1,
-            Default::default(),
+            entry::tests::budget(),
         ))
     }
 
@@ -170,6 +224,51 @@ mod tests {
         drop(b);
         drop(a);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn past_the_budget_the_largest_clients_are_evicted_until_it_is_met() {
+        let registry = Arc::new(Registry::new(1 << 20));
+        let sizes = [
+            (1, 100 << 10),
+            (2, 700 << 10),
+            (3, 20 << 10),
+            (4, 500 << 10),
+        ];
+        let seats: Vec<Registration> = sizes
+            .iter()
+            .map(|&(id, _)| {
+                let budget = Arc::new(crate::backend::ReplyBudget::new(
+                    usize::MAX,
+                    Default::default(),
+                    registry.memory().clone(),
+                ));
+                registry.register(Arc::new(ClientEntry::new(id, None, None, -1, budget)))
+            })
+            .collect();
+        assert!(registry.evict_for_memory().is_empty(), "under the budget");
+        for (seat, &(_, bytes)) in seats.iter().zip(&sizes) {
+            seat.entry().memory().set_buffers(bytes, 0);
+        }
+        assert_eq!(registry.memory().used(), 1320 << 10);
+        seats[1].entry().set_no_evict(true);
+        // 300 KB over: the 700 KB client asked to be spared, so the 500 KB one goes.
+        assert_eq!(registry.evict_for_memory(), [(4, 500 << 10)]);
+        assert_eq!(registry.memory().used(), 820 << 10);
+        seats[1].entry().set_no_evict(false);
+        seats[3].entry().memory().set_buffers(0, 0);
+        seats[2].entry().memory().set_buffers(600 << 10, 0);
+        // 300 KB over again: the 700 KB client goes; the 600 KB one is not needed.
+        assert_eq!(registry.memory().used(), 1400 << 10);
+        assert_eq!(registry.evict_for_memory(), [(2, 700 << 10)]);
+        assert!(seats[1].entry().killed());
+        assert_eq!(seats[1].entry().take_order(), Some(Order::Kill));
+        assert_eq!(registry.memory().used(), 700 << 10);
+        assert!(registry.evict_for_memory().is_empty());
+        seats[0].entry().memory().set_buffers(1 << 20, 0);
+        // Over by 600 KB: the 1 MB client, now the largest, is enough.
+        assert_eq!(registry.evict_for_memory(), [(1, 1 << 20)]);
+        assert_eq!(registry.len(), 1);
     }
 
     #[test]

@@ -133,6 +133,12 @@ fn state_families(shared: &Shared) -> Vec<MetricFamily> {
             "Client connections open now.",
             shared.clients.load(Ordering::Relaxed) as f64,
         ),
+        gauge(
+            "slotproxy_client_memory_bytes",
+            "Bytes all clients hold (replies unread or on their way, input buffers), counted in \
+             16 KB steps per client; held to session.max_client_memory_bytes.",
+            shared.registry.memory().used() as f64,
+        ),
         counter(
             "slotproxy_auth_failures_total",
             "AUTH and HELLO AUTH attempts refused.",

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Session;
 use super::queue::{FrontEvent, Pending, Task, TaskOutcome};
@@ -35,7 +35,7 @@ impl Session {
             peer,
             local,
             fd,
-            self.alarm.clone(),
+            self.budget.clone(),
         ));
         let registration = self.shared.registry.register(entry);
         self.seat = Some(Seat {
@@ -184,6 +184,10 @@ impl Session {
             self.redirected(redirected);
         }
         match order {
+            Some(Order::Kill) if self.budget.evicted() => {
+                self.log_eviction();
+                false
+            }
             Some(Order::Kill) => {
                 info!(client = self.id, peer = %self.info.peer_display(), "client killed (CLIENT KILL or its user deleted); closing");
                 false
@@ -194,6 +198,39 @@ impl Session {
             }
             None => true,
         }
+    }
+
+    /// The clients' memory passed `session.max_client_memory_bytes` through this client:
+    /// evicts the clients holding the most (this one, maybe) until it is back under.
+    pub(super) fn evict_for_memory(&self) {
+        let registry = &self.shared.registry;
+        let evicted = registry.evict_for_memory();
+        if evicted.is_empty() {
+            return;
+        }
+        self.shared
+            .metrics
+            .clients_evicted
+            .inc_by(evicted.len() as u64);
+        let memory = registry.memory();
+        warn!(
+            clients = evicted.len(),
+            largest_bytes = evicted[0].1,
+            used_bytes = memory.used(),
+            limit = memory.limit(),
+            "clients' memory over max_client_memory_bytes; disconnected the largest"
+        );
+    }
+
+    /// Logs that this client is closed to bring the clients' memory under its budget.
+    pub(super) fn log_eviction(&self) {
+        info!(
+            client = self.id,
+            peer = %self.info.peer_display(),
+            unsent_bytes = self.out.len(),
+            in_flight_bytes = self.budget.held(),
+            "client evicted: the clients' memory passed max_client_memory_bytes and it held the most; closing it"
+        );
     }
 
     /// Ends the blocked command at the front without the node's help (see

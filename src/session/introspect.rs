@@ -96,7 +96,11 @@ impl Session {
             Local::ClientKill => self.client_kill(args),
             Local::ClientUnblock => self.client_unblock(args),
             Local::ClientNoEvict => {
-                if args[2].eq_ignore_ascii_case(b"on") || args[2].eq_ignore_ascii_case(b"off") {
+                let on = args[2].eq_ignore_ascii_case(b"on");
+                if on || args[2].eq_ignore_ascii_case(b"off") {
+                    if let Some(seat) = &self.seat {
+                        seat.entry().set_no_evict(on);
+                    }
                     self.reply_with(|out| write_simple(out, "OK"));
                 } else {
                     self.reply_error(ReplyError::Syntax);
@@ -161,6 +165,7 @@ impl Session {
             blocked_clients: self.shared.registry.blocked() as u64,
             run_id: self.shared.run_id.as_str().to_owned(),
             total_commands_processed: total,
+            evicted_clients: metrics.clients_evicted.get(),
             instantaneous_ops_per_sec: metrics.ops_per_sec(total),
             master_replid: hex_id(b"replid", self.cluster_addr()),
         }

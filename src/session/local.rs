@@ -8,10 +8,11 @@
 //! that leads back to slotproxy itself (see `cluster/seeds.rs`).
 //!
 //! `CLIENT INFO`, `CLIENT LIST`, `CLIENT KILL` and `CLIENT UNBLOCK` see every client of slotproxy
-//! (see [`crate::clients`] and `clients.rs`). Counters the proxy doesn't keep (query buffer,
-//! memory) are 0. Tracking, `CLIENT REPLY OFF|SKIP` and `CLIENT NO-TOUCH` are refused
+//! (see [`crate::clients`] and `clients.rs`); `omem`/`tot-mem` are what slotproxy holds for the
+//! client, other counters the proxy doesn't keep (query buffer...) are 0. Tracking, `CLIENT
+//! REPLY OFF|SKIP` and `CLIENT NO-TOUCH` are refused
 //! (see `command/policy.rs`); what is trivially true of a client without them is answered:
-//! `TRACKING OFF`, `REPLY ON` and `NO-EVICT` say OK (the proxy never evicts clients),
+//! `TRACKING OFF` and `REPLY ON` say OK, `NO-EVICT` spares the client from memory evictions,
 //! `TRACKINGINFO` and `GETREDIR` report tracking off, `CACHING` gets redis' error for a client
 //! without tracking.
 

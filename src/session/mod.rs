@@ -119,8 +119,8 @@ pub struct Session {
     recent_writes: writes::WrittenSlots,
     /// Reply bytes node connections handed over that the session has not picked up yet.
     budget: Arc<ReplyBudget>,
-    /// Rung by other tasks and threads: reply budget crossed, an order from another session,
-    /// the drain.
+    /// Rung by other tasks and threads: reply budget crossed, clients' memory over its budget,
+    /// an order from another session, the drain.
     alarm: Arc<Alarm>,
     /// A command that may change what `CLIENT LIST` shows of this client ran since it was last
     /// published (see `publish_client`).
@@ -175,6 +175,7 @@ impl Session {
         let budget = Arc::new(ReplyBudget::new(
             live.session.max_output_buffer_bytes,
             alarm.clone(),
+            shared.registry.memory().clone(),
         ));
         drop(live);
         let drain = shared.draining.subscribe();
@@ -301,7 +302,11 @@ impl Session {
             // As redis' `client-output-buffer-limit` hard limit, counting the replies still on
             // their way too: a client that pipelines large reads and never reads the replies
             // is disconnected, and its requests not yet written are never sent.
-            self.budget.set_buffered(self.out.len());
+            self.budget.set_buffers(self.out.len(), inbuf.capacity());
+            if self.budget.evicted() {
+                self.log_eviction();
+                return;
+            }
             let backlog = self.out.len() + self.budget.held();
             if backlog > max_output || self.budget.spent() {
                 info!(
@@ -368,6 +373,9 @@ impl Session {
             };
             if let Event::Alarm(bells) = event {
                 // Over budget: the check at the top of the loop closes the session.
+                if bells.contains(Bells::MEMORY) {
+                    self.evict_for_memory();
+                }
                 if bells.contains(Bells::ORDER) && !self.obey() {
                     // As redis-server frees a killed client: at once, unsent replies too.
                     return;
@@ -608,6 +616,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // Replies still on their way are dropped, and this client's memory leaves the count.
+        self.budget.close();
         if self.hub_member {
             self.shared.hub.leave(self.id);
         }
@@ -648,7 +658,7 @@ async fn next_monitor_line(
 
 enum Event {
     /// The session's alarm rang: an order from another session (kill, unblock), the reply
-    /// budget crossed, or the drain began.
+    /// budget or the clients' memory budget crossed, or the drain began.
     Alarm(Bells),
     Drain,
     Monitor(Option<Bytes>),

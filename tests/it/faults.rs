@@ -1,4 +1,5 @@
-//! Faults: a node that dies mid-reply, a node that stalls, seeds that are down.
+//! Faults: a node that dies mid-reply, a node that stalls, a node that refuses a frame as bad
+//! RESP, seeds that are down.
 //!
 //! Torn replies and stalls can't be produced by a real redis-server on demand, so those cases
 //! use a fake node that owns every slot; everything else runs against the real cluster.
@@ -14,7 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 ///
 /// `CLUSTER NODES` gives config epoch 0. `PING` -> PONG (the proxy's health check); `GET ok` ->
 /// "ok"; `SET torn ..` -> half a reply, then the connection closes; `GET flaky` ->
-/// the same on its first call only, "ok" after; `GET stall` -> never answers.
+/// the same on its first call only, "ok" after; `GET stall` -> never answers; `GET poison` ->
+/// once another request is behind it on the connection, redis-server's answer to a bad frame
+/// (`-ERR Protocol error: ...`, then the connection closes, the request behind unread).
 async fn fake_node() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -70,6 +73,19 @@ async fn serve_fake(
                     return;
                 }
                 (b"GET", Some(b"flaky")) => b"$2\r\nok\r\n".to_vec(),
+                (b"GET", Some(b"poison")) => {
+                    while !matches!(resp_frame_len(&buf), Ok(Some(_))) {
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = stream
+                        .write_all(b"-ERR Protocol error: invalid bulk length\r\n")
+                        .await;
+                    return;
+                }
                 (b"GET" | b"SET", Some(b"stall")) => {
                     std::future::pending::<()>().await;
                     return;
@@ -291,4 +307,63 @@ async fn a_topology_answer_with_a_lower_config_epoch_loses() {
             .unwrap();
         assert_eq!(direct, "v");
     }
+}
+
+/// slotproxy forwards only canonical frames, so a node that refuses one as bad RESP means a
+/// slotproxy bug: an operator must hear of it, and only the request it refused may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refusing_a_frame_is_logged_as_an_error_and_fails_that_request_alone() {
+    use crate::ops_process::{Running, slotproxy};
+    let node = fake_node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slotproxy.toml");
+    // One worker and one connection per node: the requests share the refused connection.
+    std::fs::write(&config, "[backend]\nconnections_per_node = 1\n").unwrap();
+    let log_path = dir.path().join("slotproxy.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let listen = format!("127.0.0.1:{}", crate::common::free_port(false));
+    let child = slotproxy()
+        .env("SLOTPROXY_CONFIG", &config)
+        .env("SLOTPROXY_LISTEN", &listen)
+        .env("SLOTPROXY_CLUSTER", &node)
+        .env("SLOTPROXY_ADMIN_LISTEN", "")
+        .env("SLOTPROXY_THREADS", "1")
+        .env("SLOTPROXY_LOG", "info")
+        .env("SLOTPROXY_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let _child = Running(child);
+    crate::common::wait_until(Duration::from_secs(15), "slotproxy listens", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    let mut culprit = RawClient::connect(&listen).await;
+    let mut neighbour = RawClient::connect(&listen).await;
+    assert_eq!(culprit.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+    assert_eq!(neighbour.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+
+    // The neighbour's request goes out behind the refused one, on the same connection.
+    culprit.send(&encode_command(&[b"GET", b"poison"])).await;
+    neighbour.send(&encode_command(&[b"GET", b"ok"])).await;
+    let refused = String::from_utf8(culprit.read_reply().await).unwrap();
+    assert_eq!(refused, "-ERR Protocol error: invalid bulk length\r\n");
+    assert_eq!(
+        neighbour.read_reply().await,
+        b"$2\r\nok\r\n",
+        "sent again, unharmed"
+    );
+
+    // Both carry on, and so does a new client.
+    assert_eq!(culprit.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+    assert_eq!(neighbour.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+    let mut fresh = RawClient::connect(&listen).await;
+    assert_eq!(fresh.request(&[b"PING"]).await, b"+PONG\r\n");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("node refused a request as bad RESP"))
+        .unwrap_or_else(|| panic!("no line about the refused frame in the log:\n{text}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("requests_behind=1"), "{line}");
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::common::{self, TestCluster, free_port, http, http_get, metric, wait_until};
 
-fn slotproxy() -> Command {
+/// The `slotproxy` binary, without the test's own `SLOTPROXY_*` settings.
+pub(crate) fn slotproxy() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_slotproxy"));
     // The test's own environment must not leak settings into the child.
     for (key, _) in std::env::vars() {
@@ -37,7 +38,7 @@ fn signal(child: &Child, name: &str) {
 }
 
 /// Kills the child if the test fails before it exits.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {

@@ -73,7 +73,8 @@ pub enum Local {
     ClientKill,
     /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: ends a client's blocking command on its node.
     ClientUnblock,
-    /// `CLIENT NO-EVICT on|off`: accepted; the proxy never evicts clients.
+    /// `CLIENT NO-EVICT on|off`: whether the client is spared when clients are evicted for
+    /// `max_client_memory_bytes`.
     ClientNoEvict,
     /// `CLIENT TRACKING on|off ...`: `OFF` accepted, `ON` refused.
     ClientTracking,

@@ -18,9 +18,10 @@
 //!   estimate), and 0 when no node has one; `usec_per_call` is recomputed as `usec / calls`.
 //!   `# Latencystats` percentiles take the worst node's value: the cluster's true percentile lies
 //!   between the nodes' smallest and largest, so the largest is a safe upper bound.
-//! - `connected_clients`, `blocked_clients`, `total_commands_processed` and
-//!   `instantaneous_ops_per_sec` are slotproxy's own (its clients, as `CLIENT LIST` shows them,
-//!   and the commands it answered; the nodes would count slotproxy's connections and health
+//! - `connected_clients`, `blocked_clients`, `total_commands_processed`,
+//!   `instantaneous_ops_per_sec` and `evicted_clients` are slotproxy's own (its clients, as
+//!   `CLIENT LIST` shows them, the commands it answered, the clients it evicted for
+//!   `max_client_memory_bytes`; the nodes would count slotproxy's connections and health
 //!   checks).
 //! - Other counters and sizes (`used_memory`, `keyspace_hits`, `used_cpu_sys`...) are summed, keeping the nodes' decimals. `maxmemory`
 //!   is summed unless a node has none (0 = unlimited), then it is 0. Every `*_human` field is
@@ -65,6 +66,8 @@ pub struct ProxyFacts {
     pub run_id: String,
     /// Commands slotproxy answered since it started.
     pub total_commands_processed: u64,
+    /// Clients slotproxy disconnected for `session.max_client_memory_bytes`.
+    pub evicted_clients: u64,
     /// Commands per second, over the last sampling period.
     pub instantaneous_ops_per_sec: u64,
     /// The `master_replid` of slotproxy's `# Replication` section (40 hex digits).
@@ -194,6 +197,7 @@ fn merge_texts(texts: &[String], facts: Option<&ProxyFacts>) -> String {
                     "connected_clients" => Some(facts.connected_clients),
                     "blocked_clients" => Some(facts.blocked_clients),
                     "total_commands_processed" => Some(facts.total_commands_processed),
+                    "evicted_clients" => Some(facts.evicted_clients),
                     "instantaneous_ops_per_sec" => Some(facts.instantaneous_ops_per_sec),
                     _ => None,
                 };
