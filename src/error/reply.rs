@@ -506,6 +506,10 @@ pub enum ReplyError {
     /// The pub/sub hub task stopped.
     #[error("ERR slotproxy: the pub/sub hub stopped")]
     PubSubHubStopped,
+    /// The blocking thread checking a `CLIENT TRACKING`'s prefixes did not finish (the runtime
+    /// is shutting down).
+    #[error("ERR slotproxy: the tracking prefix check stopped")]
+    PrefixCheckStopped,
     /// Tracking is on, but the cluster's invalidation streams are not all up yet.
     #[error(
         "ERR slotproxy: the cluster's invalidation streams did not start in time; tracking is \

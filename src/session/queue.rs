@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::attempt::{InFlight, Retry, Split, Step};
 use super::plan::Plan;
+use super::tracking_state::{Prefixes, TrackingOn};
 use crate::backend::NodeResult;
 use crate::error::ReplyError;
 use crate::protocol::Request;
@@ -87,6 +88,8 @@ pub(super) enum TaskOutcome {
     Reply(Bytes),
     /// Send the request the usual way after all.
     Dispatch(Request, Plan),
+    /// A `CLIENT TRACKING ON`'s prefix set, built off the I/O thread: turn tracking on with it.
+    Tracking(Prefixes, TrackingOn),
 }
 
 /// What the front entry's wait produced.

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::Session;
 use super::queue::{Pending, Task, TaskOutcome};
-use super::tracking_state::Tracking;
+use super::tracking_state::{Prefixes, Tracking, TrackingOn};
 use crate::command::{CommandSpec, Flags};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk, write_integer, write_map_len};
@@ -36,32 +36,35 @@ impl Session {
         let mut i = 3;
         while i < args.len() {
             let more = i + 1 < args.len();
-            let option = args[i].to_ascii_lowercase();
-            match option.as_slice() {
-                b"redirect" if more => {
-                    // Checked as redis parses, before the other options' checks (and on OFF).
-                    if redirect != 0 {
-                        return self.reply_error(ReplyError::RedirectTwice);
-                    }
-                    let Some(id) = string2ll(&args[i + 1]) else {
-                        return self.reply_error(ReplyError::NotInteger);
-                    };
-                    // As redis: the target must exist now, though it may leave later.
-                    match u64::try_from(id) {
-                        Ok(id) if self.shared.registry.get(id).is_some() => redirect = id,
-                        _ => return self.reply_error(ReplyError::RedirectTargetMissing),
-                    }
-                    i += 1;
+            // No lowercase copy: a request may carry 10,000 options.
+            let is = |name: &[u8]| args[i].eq_ignore_ascii_case(name);
+            if is(b"redirect") && more {
+                // Checked as redis parses, before the other options' checks (and on OFF).
+                if redirect != 0 {
+                    return self.reply_error(ReplyError::RedirectTwice);
                 }
-                b"bcast" => mode.bcast = true,
-                b"optin" => optin = true,
-                b"optout" => optout = true,
-                b"noloop" => mode.noloop = true,
-                b"prefix" if more => {
-                    new_prefixes.push(args[i + 1].clone());
-                    i += 1;
+                let Some(id) = string2ll(&args[i + 1]) else {
+                    return self.reply_error(ReplyError::NotInteger);
+                };
+                // As redis: the target must exist now, though it may leave later.
+                match u64::try_from(id) {
+                    Ok(id) if self.shared.registry.get(id).is_some() => redirect = id,
+                    _ => return self.reply_error(ReplyError::RedirectTargetMissing),
                 }
-                _ => return self.reply_error(ReplyError::Syntax),
+                i += 1;
+            } else if is(b"bcast") {
+                mode.bcast = true;
+            } else if is(b"optin") {
+                optin = true;
+            } else if is(b"optout") {
+                optout = true;
+            } else if is(b"noloop") {
+                mode.noloop = true;
+            } else if is(b"prefix") && more {
+                new_prefixes.push(args[i + 1].clone());
+                i += 1;
+            } else {
+                return self.reply_error(ReplyError::Syntax);
             }
             i += 1;
         }
@@ -94,25 +97,69 @@ impl Session {
         {
             return self.reply_error(ReplyError::OptSwitch);
         }
-        let empty = BTreeSet::new();
-        let existing = match &self.tracking {
-            Some(current) => &current.mode.prefixes,
-            None => &empty,
-        };
+        let existing = self.tracking.as_ref().map_or(0, |t| t.mode.prefixes.len());
         let max_prefixes = self.shared.config.session.tracking_max_prefixes;
-        if existing.len() + new_prefixes.len() > max_prefixes {
+        if existing + new_prefixes.len() > max_prefixes {
             return self.reply_error(ReplyError::TooManyPrefixes(max_prefixes));
         }
-        if let Some(error) = prefix_collision(existing, &new_prefixes) {
-            return self.reply_error(error);
+        let on = TrackingOn {
+            mode,
+            optin,
+            optout,
+            redirect,
+        };
+        // The set moves out while it is built; `turn_tracking_on` puts it back either way.
+        let existing = match self.tracking.as_mut() {
+            Some(current) => std::mem::take(&mut current.mode.prefixes),
+            None => BTreeSet::new(),
+        };
+        let bcast = on.mode.bcast;
+        if existing.len() + new_prefixes.len() < OFFLOAD_PREFIXES {
+            let prefixes = merge_prefixes(existing, &new_prefixes, bcast);
+            return match self.turn_tracking_on(prefixes, on) {
+                Pending::Done(reply) => self.reply_with(|out| out.put_slice(&reply)),
+                wait => {
+                    self.order.hold_next();
+                    self.pending.push_back(wait);
+                }
+            };
         }
-        let mut prefixes = existing.clone();
-        prefixes.extend(new_prefixes);
-        if mode.bcast && prefixes.is_empty() {
-            // As redis: broadcast without PREFIX is the empty prefix, every key.
-            prefixes.insert(Bytes::new());
-        }
-        mode.prefixes = prefixes;
+        // Thousands of prefixes take milliseconds to check and merge (seconds in a debug
+        // build): a blocking thread does it, so the other clients of this worker don't wait.
+        // Later requests wait behind it, as behind the listeners.
+        let task = Task::new(async move {
+            let merged =
+                tokio::task::spawn_blocking(move || merge_prefixes(existing, &new_prefixes, bcast))
+                    .await;
+            match merged {
+                Ok(prefixes) => TaskOutcome::Tracking(prefixes, on),
+                // Only if the runtime is shutting down.
+                Err(_) => TaskOutcome::Reply(ReplyError::PrefixCheckStopped.to_bytes()),
+            }
+        });
+        self.order.hold_next();
+        self.pending.push_back(Pending::Task(task));
+    }
+
+    /// Turns tracking on with `prefixes` (the client's set with the new ones merged, or the
+    /// overlap error) and `on`'s options. Returns the reply's queue entry: `+OK` or the error
+    /// at once, or a wait for the listeners.
+    pub(super) fn turn_tracking_on(&mut self, prefixes: Prefixes, on: TrackingOn) -> Pending {
+        let TrackingOn {
+            mut mode,
+            optin,
+            optout,
+            redirect,
+        } = on;
+        mode.prefixes = match prefixes {
+            Ok(prefixes) => prefixes,
+            Err((error, existing)) => {
+                if let Some(current) = self.tracking.as_mut() {
+                    current.mode.prefixes = existing;
+                }
+                return Pending::Done(error.to_bytes());
+            }
+        };
         let (sender, pushes) = match self.tracking.take() {
             Some(current) => (current.sender, current.pushes),
             None => mpsc::unbounded_channel(),
@@ -134,7 +181,7 @@ impl Session {
             sender,
         });
         match wait {
-            None => self.reply_ok(),
+            None => Pending::Done(Bytes::from_static(b"+OK\r\n")),
             Some(ready) => self.wait_for_listeners(ready),
         }
     }
@@ -142,15 +189,15 @@ impl Session {
     /// Answers `ON` once every primary's listener is ready; later requests wait behind it, so
     /// nothing the client reads can change unseen. After the retry deadline it gets an error
     /// (tracking stays on, and lost listeners will flush its cache).
-    fn wait_for_listeners(&mut self, ready: oneshot::Receiver<()>) {
+    fn wait_for_listeners(&mut self, ready: oneshot::Receiver<()>) -> Pending {
         if self.shared.topology.slot_map().shards().is_empty() {
             self.shared.tracker.confirm(self.id);
-            return self.reply_error(ReplyError::NoNodeKnown);
+            return Pending::Done(ReplyError::NoNodeKnown.to_bytes());
         }
         let deadline = Instant::now() + self.shared.live.load().session.retry_deadline();
         let tracker = self.shared.tracker.clone();
         let id = self.id;
-        let task = Task::blocking(async move {
+        Pending::Task(Task::blocking(async move {
             TaskOutcome::Reply(match tokio::time::timeout_at(deadline, ready).await {
                 Ok(Ok(())) => Bytes::from_static(b"+OK\r\n"),
                 _ => {
@@ -158,9 +205,7 @@ impl Session {
                     ReplyError::InvalidationsLate.to_bytes()
                 }
             })
-        });
-        self.order.hold_next();
-        self.pending.push_back(Pending::Task(task));
+        }))
     }
 
     /// `CLIENT CACHING yes|no`.
@@ -354,6 +399,24 @@ impl Session {
     fn reply_ok(&mut self) {
         self.reply_with(|out| out.put_slice(b"+OK\r\n"));
     }
+}
+
+/// Prefix sets of this many (existing and new together) are checked and merged on a blocking
+/// thread.
+const OFFLOAD_PREFIXES: usize = 1_000;
+
+/// The client's prefix set `existing` with `new` merged in after redis' overlap check, or the
+/// error and `existing` unchanged. Broadcast without any prefix is the empty prefix, every key,
+/// as in redis.
+fn merge_prefixes(mut existing: BTreeSet<Bytes>, new: &[Bytes], bcast: bool) -> Prefixes {
+    if let Some(error) = prefix_collision(&existing, new) {
+        return Err((error, existing));
+    }
+    existing.extend(new.iter().cloned());
+    if bcast && existing.is_empty() {
+        existing.insert(Bytes::new());
+    }
+    Ok(existing)
 }
 
 /// redis' check that no two prefixes of one client overlap (one a prefix of the other), with

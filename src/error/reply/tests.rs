@@ -146,6 +146,7 @@ fn every_variant() -> Vec<ReplyError> {
         KeyReadReply,
         PubSubReply,
         PubSubHubStopped,
+        PrefixCheckStopped,
         InvalidationsLate,
         NotLocal,
         NotIntrospection,
