@@ -250,6 +250,11 @@ def key_spec_from_reply(flat):
     }
 
 
+# Commands redis 7.0 flags `may_replicate` (its command files) though 7.0's COMMAND does not
+# report that flag; CLIENT PAUSE WRITE holds them and a MONITOR client may not send them.
+HIDDEN_MAY_REPLICATE = {"eval", "evalsha", "fcall", "publish", "spublish", "pfcount"}
+
+
 def command_from_reply(entry):
     """One COMMAND entry (redis 7 shape, 10 elements) -> dict."""
     if len(entry) < 10:
@@ -258,7 +263,8 @@ def command_from_reply(entry):
     return {
         "name": entry[0].lower(),
         "arity": entry[1],
-        "flags": list(entry[2]),
+        "flags": list(entry[2]) + (["may_replicate"] if entry[0].lower() in HIDDEN_MAY_REPLICATE
+                                   and "may_replicate" not in entry[2] else []),
         "first_key": entry[3],
         "last_key": entry[4],
         "step": entry[5],

@@ -18,12 +18,6 @@ use crate::command::{CommandSpec, CommandTable, Resolved};
 use crate::error::ReplyError;
 use crate::protocol::Request;
 
-/// Commands redis 7.0 flags `may_replicate`, which a `WRITE` pause holds like writes. The flag
-/// is internal in 7.0 (`COMMAND INFO` does not show it, so the generated table lacks it); the
-/// list is redis 7.0's command files', checked against redis-server 7.0.15 under
-/// `CLIENT PAUSE ... WRITE`.
-const MAY_REPLICATE: &[&str] = &["eval", "evalsha", "fcall", "publish", "spublish", "pfcount"];
-
 /// A pause in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paused {
@@ -125,9 +119,7 @@ impl Pause {
         }
         let commands = commands.load();
         let writes = |spec: &CommandSpec| {
-            spec.flags.contains(Flags::WRITE)
-                || spec.flags.contains(Flags::MAY_REPLICATE)
-                || MAY_REPLICATE.contains(&spec.name)
+            spec.flags.contains(Flags::WRITE) || spec.flags.contains(Flags::MAY_REPLICATE)
         };
         let write = match commands.resolve(request.args()) {
             Resolved::Command(spec) if spec.name == "exec" => queued.iter().any(|queued| {
