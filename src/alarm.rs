@@ -29,6 +29,9 @@ impl Bells {
     /// The clients' memory passed `session.max_client_memory_bytes`, through this session's
     /// client: pick clients to evict.
     pub const MEMORY: Bells = Bells(8);
+    /// The client has been idle for [`crate::clients::IDLE_TRIM`]: free the buffers kept for
+    /// reuse (rung once per idle spell by [`crate::clients::trim_idle`]).
+    pub const TRIM: Bells = Bells(16);
 
     /// Whether `bell` is among these.
     pub fn contains(self, bell: Bells) -> bool {

@@ -280,6 +280,10 @@ pub async fn run_with(
         shared.config.backend.clone(),
         wait_changed(stopped.clone()),
     ));
+    let trimmer = tokio::spawn(clients::trim_idle(
+        shared.registry.clone(),
+        wait_changed(stopped.clone()),
+    ));
     let reloader = process.reload.map(Arc::new);
     let admin = process.admin.map(|listener| {
         tokio::spawn(admin::serve(
@@ -328,6 +332,7 @@ pub async fn run_with(
     let _ = health.await;
     let _ = learner.await;
     let _ = tracker.await;
+    let _ = trimmer.await;
     let _ = hub_task.await;
     Ok(())
 }

@@ -155,9 +155,9 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
     }
     shared.metrics.clients_accepted.inc();
     let (worker, runtime) = shared.workers.next();
-    let session = Session::new(shared.clone(), worker);
+    let id = shared.client_id();
     let guard = ClientGuard(shared.clone());
-    debug!(%peer, client = session.id(), worker, tls = tls.is_some(), "client connected");
+    debug!(%peer, client = id, worker, tls = tls.is_some(), "client connected");
     // The socket moves to the worker's runtime (its reactor), with the session.
     let stream = match stream.into_std() {
         Ok(stream) => stream,
@@ -168,18 +168,22 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
     };
     sessions.spawn_on(
         async move {
-            let id = session.id();
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(e) => return debug!(client = id, error = %e, "client socket failed"),
             };
             let stream = match tls {
                 None => ClientStream::Plain(stream),
-                Some(tls) => match tls.accept(stream, handshake_timeout).await {
+                // Boxed: the handshake's state (1.6 KB) would otherwise size every client's
+                // task, TLS or not, for its whole life.
+                Some(tls) => match Box::pin(tls.accept(stream, handshake_timeout)).await {
                     Ok(stream) => stream,
                     Err(failure) => return failure.record(&guard.0.metrics, peer, id),
                 },
             };
+            // Made only now and moved straight into `run`: a session made before the handshake
+            // would stay in this task's state beside `run`'s own copy (1.3 KB per client).
+            let session = Box::new(Session::new(guard.0.clone(), worker, id));
             session.run(stream).await;
             debug!(client = id, "client disconnected");
             drop(guard);

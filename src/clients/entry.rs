@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -29,6 +29,8 @@ pub struct ClientEntry {
     connected: Instant,
     /// Milliseconds from `connected` to the last read or write.
     active_ms: AtomicU64,
+    /// `active_ms` when [`Bells::TRIM`] was last rung: once per idle spell.
+    trimmed_ms: AtomicU64,
     /// The last command's metrics row plus one; 0 before the first.
     command: AtomicUsize,
     net_in: AtomicU64,
@@ -209,6 +211,7 @@ impl ClientEntry {
             fd,
             connected: Instant::now(),
             active_ms: AtomicU64::new(0),
+            trimmed_ms: AtomicU64::new(u64::MAX),
             command: AtomicUsize::new(0),
             net_in: AtomicU64::new(0),
             net_out: AtomicU64::new(0),
@@ -237,6 +240,18 @@ impl ClientEntry {
     pub fn idle_secs(&self) -> u64 {
         let active = self.active_ms.load(Ordering::Relaxed);
         (self.connected.elapsed().as_millis() as u64).saturating_sub(active) / 1000
+    }
+
+    /// Rings the session's [`Bells::TRIM`] when the client has been idle for `idle` at `now`,
+    /// once per idle spell.
+    pub fn trim_if_idle(&self, now: Instant, idle: Duration) {
+        let active = self.active_ms.load(Ordering::Relaxed);
+        let now_ms = now.saturating_duration_since(self.connected).as_millis() as u64;
+        if now_ms.saturating_sub(active) >= idle.as_millis() as u64
+            && self.trimmed_ms.swap(active, Ordering::Relaxed) != active
+        {
+            self.ring(Bells::TRIM);
+        }
     }
 
     /// Records a read of `bytes` from the client at `now`.

@@ -19,6 +19,7 @@
 mod entry;
 mod filter;
 mod line;
+mod trim;
 mod unblock;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use crate::backend::ClientMemory;
 pub use entry::{Blocked, ClientEntry, Flags, NodeClientId, Order, Profile};
 pub use filter::{ClientType, KillFilter, ListFilter};
 pub use line::client_line;
+pub use trim::{IDLE_TRIM, trim_idle};
 pub use unblock::{UnblockMode, node_unblock_command};
 
 /// Every connected client's entry, by id.
@@ -123,6 +125,14 @@ impl Registry {
     pub fn ring_all(&self, bell: crate::alarm::Bells) {
         for entry in self.lock().values() {
             entry.ring(bell);
+        }
+    }
+
+    /// Rings [`crate::alarm::Bells::TRIM`] for the clients idle for `idle` at `now`, once per
+    /// idle spell (see `trim.rs`).
+    pub fn trim_idle(&self, now: std::time::Instant, idle: std::time::Duration) {
+        for entry in self.lock().values() {
+            entry.trim_if_idle(now, idle);
         }
     }
 

@@ -13,11 +13,12 @@
 
 use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use rustls::ServerConnection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -107,28 +108,67 @@ impl ClientStream {
 }
 
 impl ClientReader {
-    /// Reads what has arrived into `buf`, waiting for something; `Ok(0)` is the end of the
-    /// client's stream.
+    /// Reads what has arrived into `buf`, or registers `cx` to be woken when something does;
+    /// `Ok(0)` is the end of the client's stream. A `buf` with no room gets `chunk` bytes only
+    /// once something has arrived, so an idle client holds no read buffer.
+    ///
+    /// A poll function rather than an `async fn`: the session waits on it beside its other
+    /// events in every loop pass, and a future's state would be part of every idle client's
+    /// memory.
     ///
     /// # Errors
     /// The socket failed, or (TLS) the client sent a bad record.
-    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        match self {
-            ClientReader::Plain { half, first } => {
-                let start = buf.len();
-                let n = half.read_buf(buf).await?;
-                if *first && n > 0 {
-                    *first = false;
-                    super::tls::log_tls_on_plain_port(&buf[start..], half.peer_addr().ok());
+    pub fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        chunk: usize,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let readiness = match self {
+                ClientReader::Plain { half, .. } => {
+                    let tcp: &TcpStream = (*half).as_ref();
+                    tcp.poll_read_ready(cx)
                 }
-                Ok(n)
+                // Plaintext rustls already decrypted comes before any wait.
+                ClientReader::Tls(tls) => match tls.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => tls.tcp.poll_read_ready(cx),
+                    result => return Poll::Ready(result),
+                },
+            };
+            ready!(readiness)?;
+            match self {
+                ClientReader::Plain { half, first } => {
+                    let start = buf.len();
+                    let read = if buf.capacity() == buf.len() {
+                        // Readiness may be stale (it stays set after a read that emptied the
+                        // socket): look first, so a client with nothing to send gets no buffer.
+                        let mut look = [0u8; 512];
+                        half.try_read(&mut look).inspect(|&n| {
+                            buf.reserve(chunk.max(n));
+                            buf.extend_from_slice(&look[..n]);
+                        })
+                    } else {
+                        half.try_read_buf(buf)
+                    };
+                    match read {
+                        // Readiness was stale; the next poll registers `cx`.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Poll::Ready(Err(e)),
+                        Ok(n) => {
+                            if *first && n > 0 {
+                                *first = false;
+                                super::tls::log_tls_on_plain_port(
+                                    &buf[start..],
+                                    half.peer_addr().ok(),
+                                );
+                            }
+                            return Poll::Ready(Ok(n));
+                        }
+                    }
+                }
+                ClientReader::Tls(_) => continue,
             }
-            ClientReader::Tls(tls) => loop {
-                match tls.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => tls.tcp.readable().await?,
-                    result => return result,
-                }
-            },
         }
     }
 
@@ -195,14 +235,24 @@ impl ClientWriter {
     /// # Errors
     /// The socket failed.
     pub async fn writable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_writable(cx)).await
+    }
+
+    /// Ready when the socket may take more, else registers `cx` (see
+    /// [`ClientReader::poll_read_buf`] for why the session polls).
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            ClientWriter::Plain(half) => half.writable().await,
+            ClientWriter::Plain(half) => half.as_ref().poll_write_ready(cx),
             ClientWriter::Tls(tls) => {
                 // rustls takes plaintext while its records are written; only those wait.
                 if tls.lock().wants_write() {
-                    tls.tcp.writable().await?;
+                    tls.tcp.poll_write_ready(cx)
+                } else {
+                    Poll::Ready(Ok(()))
                 }
-                Ok(())
             }
         }
     }

@@ -50,8 +50,8 @@ mod wait;
 mod writes;
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
@@ -163,9 +163,9 @@ const MAX_READ_CHUNK: usize = 64 * 1024;
 const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 impl Session {
-    /// A session for a newly accepted client, run on worker `worker`.
-    pub fn new(shared: Arc<Shared>, worker: usize) -> Self {
-        let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
+    /// A session for a newly accepted client with id `id` (from [`Shared::client_id`]), run on
+    /// worker `worker`.
+    pub fn new(shared: Arc<Shared>, worker: usize, id: u64) -> Self {
         let live = shared.live.load();
         let decoder = RequestDecoder::new(live.session.max_bulk_len);
         let read_policy = live.read_policy;
@@ -234,7 +234,10 @@ impl Session {
     ///
     /// Requests the client sent before closing its side are still run and answered, as
     /// redis-server does; a client that vanished just stops getting replies.
-    pub async fn run(mut self, stream: ClientStream) {
+    ///
+    /// Boxed: an `async fn` taking `self` by value keeps two copies of it in its state (the
+    /// argument and the binding), in every client's task.
+    pub async fn run(mut self: Box<Self>, stream: ClientStream) {
         let _ = stream.tcp().set_nodelay(true);
         self.info.connected(stream.tcp());
         self.take_seat();
@@ -340,14 +343,14 @@ impl Session {
                 // of doubling (which holds up to twice the value, plus a copy while growing).
                 inbuf.reserve(need - inbuf.len());
             }
-            let spare = inbuf.capacity() - inbuf.len();
-            if can_read && spare < read_chunk / 2 {
+            // A client holding no buffer (new, or idle: `Bells::TRIM`) gets one from the read
+            // once something has arrived.
+            if can_read && inbuf.capacity() > 0 && inbuf.capacity() - inbuf.len() < read_chunk / 2 {
                 if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER_BYTES {
                     inbuf = BytesMut::new();
                 }
                 inbuf.reserve(read_chunk);
             }
-            let offered = inbuf.capacity() - inbuf.len();
             let front = self.pending.front_wait();
             self.publish_client();
             let mut event = tokio::select! {
@@ -366,10 +369,13 @@ impl Session {
                 line = next_monitor_line(&mut self.monitor), if self.monitor.is_some() => {
                     Event::Monitor(line)
                 }
-                ready = writer.writable(), if !self.out.is_empty() || writer.pending() => {
+                ready = poll_fn(|cx| writer.poll_writable(cx)),
+                    if !self.out.is_empty() || writer.pending() => {
                     Event::Writable(ready)
                 }
-                read = reader.read_buf(&mut inbuf), if can_read => Event::Read(read),
+                read = poll_fn(|cx| reader.poll_read_buf(cx, &mut inbuf, read_chunk)), if can_read => {
+                    Event::Read(read)
+                }
             };
             if let Event::Alarm(bells) = event {
                 // Over budget: the check at the top of the loop closes the session.
@@ -379,6 +385,14 @@ impl Session {
                 if bells.contains(Bells::ORDER) && !self.obey() {
                     // As redis-server frees a killed client: at once, unsent replies too.
                     return;
+                }
+                if bells.contains(Bells::TRIM) {
+                    // Idle a while: give back the buffers kept for reuse, as redis-server's
+                    // cron shrinks idle clients' query buffers. The next read takes a new one.
+                    if inbuf.is_empty() {
+                        inbuf = BytesMut::new();
+                    }
+                    self.out.trim();
                 }
                 if bells.contains(Bells::DRAIN) && !self.draining {
                     event = Event::Drain;
@@ -428,7 +442,7 @@ impl Session {
                         self.read_policy = self.shared.live.load().read_policy;
                     }
                     // A read that filled the buffer: this client sends in bulk, offer more.
-                    if n == offered {
+                    if inbuf.len() == inbuf.capacity() {
                         read_chunk = (read_chunk * 2).min(MAX_READ_CHUNK);
                     }
                 }

@@ -66,6 +66,14 @@ impl Output {
     }
 
     /// The buffer after everything queued, for replies built in place.
+    /// Frees what is kept for reuse once nothing waits to be written (an idle client).
+    pub(super) fn trim(&mut self) {
+        if self.is_empty() {
+            self.buf = BytesMut::new();
+            self.queued = VecDeque::new();
+        }
+    }
+
     pub(super) fn buf_mut(&mut self) -> &mut BytesMut {
         &mut self.buf
     }

@@ -61,6 +61,13 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A new client's id (`CLIENT ID`): 1, 2, 3, ... in order of admission.
+    pub fn client_id(&self) -> u64 {
+        self.next_client_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
     /// Whether a client from `peer` must be refused under protected mode: it is enabled, the
     /// proxy listens beyond loopback (`local`), no password or user is configured, and the
     /// client is not on loopback.

@@ -139,6 +139,44 @@ async fn client_list_shows_every_client_on_every_worker() {
     assert!(info.contains("blocked_clients:0\r\n"), "{info}");
 }
 
+/// As redis-server's cron shrinks idle clients' query buffers: a session keeps its buffers
+/// between requests, and gives them back once the client has been idle for 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_gives_back_its_buffers() {
+    let cluster = TestCluster::start(3, 1);
+    let proxy = TestProxy::start(&cluster).await;
+    let (mut busy, _) = named_client(&proxy, "busy", false).await;
+    let (mut watcher, _) = named_client(&proxy, "watcher", false).await;
+    // 2,000 SETs in one write (about 200 KB): the session reads them in growing chunks.
+    let value = [b'x'; 64];
+    let burst: Vec<u8> = (0..2000)
+        .flat_map(|i| common::encode_command(&[b"SET", format!("idle:{i}").as_bytes(), &value]))
+        .collect();
+    busy.send(&burst).await;
+    for _ in 0..2000 {
+        assert_eq!(busy.read_reply().await, b"+OK\r\n");
+    }
+    let tot_mem = |list: &[std::collections::HashMap<String, String>]| -> u64 {
+        named(list, "busy").unwrap()["tot-mem"].parse().unwrap()
+    };
+    let held = tot_mem(&client_list(&mut watcher, "").await);
+    assert!(
+        held >= 16 * 1024,
+        "right after the burst, the read buffer is kept: tot-mem={held}"
+    );
+
+    wait_until(
+        Duration::from_secs(8),
+        "the idle client's buffers given back",
+        || tot_mem(&futures_lite_block(client_list(&mut watcher, ""))) == 0,
+    );
+    // It takes a new buffer when it sends again.
+    assert_eq!(
+        busy.request(&words("GET idle:1999")).await,
+        [b"$64\r\n".as_slice(), &value, b"\r\n"].concat()
+    );
+}
+
 /// Runs a future to completion from a synchronous `wait_until` condition.
 fn futures_lite_block<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
