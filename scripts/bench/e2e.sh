@@ -26,15 +26,19 @@
 #        g  50 clients, `-t set`: proxy with ack primary vs ack replicated; counts SET and WAIT
 #           calls per node
 #        h  as (g) with pipeline 16
+#        i  50 clients, `-t get` of 100 KB values (1000 keys, each side's keys set first by
+#           5000 random SETs through that side), proxy vs direct
+#        j  50 clients, `-t set` of 10 KB values, proxy vs direct
 #      Request counts are sized by a probe run per scenario and side (which also warms up) so
 #      each test lasts about $E2E_SECONDS s on either side; a round that ran >25% faster than
 #      the probe raises the count for the next round.
 #   5. with (d): samples the proxy's RSS (VmRSS) idle, with 1000 idle connections, and during (d)
+#      and after all runs (3 s after the last, so idle clients' buffers are trimmed)
 #   6. prints a markdown table (best round of each, by ops/s) and the issue's targets
 # Everything it started is stopped on exit, Ctrl-C included. Exit status 1 if any run failed.
 #
 # Environment:
-#   E2E_SCENARIOS    comma-separated scenarios to run, e.g. f,g (default a,b,c,d,e,f,g,h)
+#   E2E_SCENARIOS    comma-separated scenarios to run, e.g. f,g (default a,b,c,d,e,f,g,h,i,j)
 #   E2E_BASE_PORT    first node port (default 17100); bus ports are +10000
 #   E2E_PROXY_PORT   proxy port (default E2E_BASE_PORT + 10); the other proxies use +1 and +2
 #   E2E_SECONDS      target length of one test (SET, GET, MSET or MGET) on each side (default 4)
@@ -81,7 +85,7 @@ seconds=${E2E_SECONDS:-4}
 requests=${E2E_REQUESTS:-}
 rounds=${E2E_ROUNDS:-2}
 run_timeout=${E2E_RUN_TIMEOUT:-120}
-all_scenarios=a,b,c,d,e,f,g,h
+all_scenarios=a,b,c,d,e,f,g,h,i,j
 selected=${E2E_SCENARIOS:-$all_scenarios}
 keyspace=100000
 value_size=64
@@ -99,7 +103,7 @@ done
 ((rounds >= 1)) || die "E2E_ROUNDS must be at least 1"
 ((seconds >= 1)) || die "E2E_SECONDS must be at least 1"
 [[ -z $requests ]] || ((requests >= 1000)) || die "E2E_REQUESTS must be at least 1000"
-[[ ,$selected, =~ ^(,[a-h])+,$ ]] || die "E2E_SCENARIOS must be a comma-separated list of $all_scenarios, got '$selected'"
+[[ ,$selected, =~ ^(,[a-j])+,$ ]] || die "E2E_SCENARIOS must be a comma-separated list of $all_scenarios, got '$selected'"
 ((proxy_port + 2 <= 65535)) || die "E2E_PROXY_PORT must be at most 65533"
 
 # True when scenario $1 is selected.
@@ -416,12 +420,27 @@ scenarios=(
     "f 50 1 ${requests:-0} get primary prefer-replica"
     "g 50 1 ${requests:-0} set ack-primary ack-replicated"
     "h 50 16 $((${requests:-0} * 8)) set ack-primary ack-replicated"
+    "i 50 1 ${requests:-0} get proxy direct"
+    "j 50 1 ${requests:-0} set proxy direct"
 )
 
 : >"$work/rss-d.txt"
 for spec in "${scenarios[@]}"; do
     read -r scenario clients pipeline fixed workload target_a target_b <<<"$spec"
     wants "$scenario" || continue
+    # Large values in (i) and (j); 64 bytes over 100000 keys elsewhere.
+    case $scenario in
+    i) value_size=102400 keyspace=1000 ;;
+    j) value_size=10240 keyspace=100000 ;;
+    *) value_size=64 keyspace=100000 ;;
+    esac
+    if [[ $scenario == i ]]; then
+        # Each side sets its own keys: `redis-benchmark --cluster` hash-tags them.
+        for target in "$target_a" "$target_b"; do
+            say "  setting the 100 KB values through $target"
+            bench "$target" 50 1 5000 "$work/fill-i-$target.err" set || die "could not set the 100 KB values through $target: $bench_why"
+        done
+    fi
     say "scenario $scenario: $clients client(s), pipeline $pipeline, $rounds round(s), $target_a vs $target_b$([[ $workload != multi ]] || echo ", MSET/MGET of $multi_keys keys via the proxy")"
     if [[ $scenario == d ]]; then
         start_sampler "$work/rss-d.txt"
@@ -453,7 +472,8 @@ done
 
 # RSS during (d): only samples taken while at least 900 clients were connected to the proxy.
 read -r rss_load_kb conns_max < <(awk '$2 >= 900 && $1 > m {m = $1} $2 > c {c = $2} END {print m + 0, c + 0}' "$work/rss-d.txt")
-sleep 1
+# Clients idle 2 s give back their buffers (src/clients/trim.rs).
+sleep 3
 rss_idle_end=$(rss_kb)
 
 # --- report ---------------------------------------------------------------------------------------
