@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::Session;
 use super::algebra;
 use super::attempt::{Attempt, ExecShape, Split, Step, placeholder};
+use super::introspect;
 use super::order::Admission;
 use super::plan::Plan;
 use super::queue::{FrontEvent, Pending, Task, TaskOutcome, into_pending};
@@ -356,9 +357,14 @@ impl Session {
                 })
                 .collect();
             let merged = match merge {
-                split::Merge::Info => {
-                    split::merge_info_with(&replies, self.protocol, &self.proxy_facts())
-                }
+                split::Merge::Info => split::merge_info_with(
+                    &replies,
+                    self.protocol,
+                    &introspect::proxy_facts(
+                        &self.shared,
+                        self.info.cluster_addr(&self.shared.config.listen),
+                    ),
+                ),
                 Merge::Scan(batch) if replies.len() == 1 && replies[0].error_text().is_none() => {
                     let map = self.shared.topology.slot_map();
                     match batch.next(replies[0].raw(), map.layout()) {

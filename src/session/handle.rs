@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use super::Session;
 use super::acl::{self, Refusal as AclRefusal};
 use super::acl_command;
+use super::monitor::{self, Monitored};
 use super::plan::{CrossSlot, Plan};
 use super::queue::Pending;
 use super::split::Merge;
@@ -293,6 +294,28 @@ impl Session {
         false
     }
 
+    /// Called, while some client monitors, for a request about to run as `handling` says
+    /// ([`monitor::step`]): shows it to the monitors. False when the request was refused.
+    fn monitored(&mut self, spec: &CommandSpec, handling: Handling, request: &Request) -> bool {
+        let monitoring = self.monitor.is_some();
+        match monitor::step(monitoring, spec, handling, request, &mut self.transaction) {
+            Monitored::Refused => {
+                self.reply_error(ReplyError::ReplicaKeyspace);
+                false
+            }
+            Monitored::Unseen => true,
+            Monitored::Shown(queued) => {
+                let commands = queued
+                    .iter()
+                    .map(|(name, request)| (*name, request.args()))
+                    .chain(std::iter::once((spec.name, request.args())));
+                let peer = self.info.peer_display();
+                self.shared.monitors.show(&peer, commands);
+                true
+            }
+        }
+    }
+
     /// Adds an `ACL LOG` entry for a refusal of this client.
     fn log_refusal(&self, reason: Reason, object: Vec<u8>, username: Vec<u8>, command: &str) {
         let entry = Entry {
@@ -306,7 +329,13 @@ impl Session {
             object,
             username,
             at_ms: acl::now_ms(),
-            client_info: self.client_line(command).trim_end().to_owned(),
+            client_info: self
+                .seat
+                .as_ref()
+                .map(|seat| crate::clients::client_line(seat.entry(), command))
+                .unwrap_or_default()
+                .trim_end()
+                .to_owned(),
         };
         self.shared
             .acl

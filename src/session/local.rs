@@ -19,6 +19,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
+use super::introspect::{self, OneNodeCluster};
 use super::plan::{Plan, Wait};
 use super::queue::Pending;
 use super::scan;
@@ -30,7 +31,7 @@ use crate::command::policy::Local;
 use crate::config::ReadPolicy;
 use crate::error::ReplyError;
 use crate::protocol::reply::{
-    write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
+    write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple, write_text,
 };
 use crate::protocol::{Protocol, Request};
 
@@ -148,22 +149,51 @@ impl Session {
                 write_array_len(out, 0);
             }),
             Local::Asking => self.reply_with(|out| write_simple(out, "OK")),
-            Local::Monitor => self.start_monitor(),
-            Local::ClusterInfo
-            | Local::ClusterMyId
+            // Sent again, it is ignored without a reply, as redis does.
+            Local::Monitor if self.monitor.is_some() => {}
+            Local::Monitor => {
+                self.monitor = Some(self.shared.monitors.watch());
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
+            Local::ClusterInfo => {
+                let text = introspect::cluster_info(&self.shared.topology);
+                let protocol = self.protocol;
+                self.reply_with(|out| write_text(out, protocol, text.as_bytes()));
+            }
+            Local::ClusterMyId
             | Local::ClusterMyShardId
             | Local::ClusterSlots
             | Local::ClusterShards
-            | Local::ClusterNodes
-            | Local::ClientInfo
-            | Local::ClientList
-            | Local::ClientKill
-            | Local::ClientUnblock
-            | Local::ClientNoEvict
-            | Local::ClientTrackingInfo
-            | Local::ClientGetRedir
-            | Local::ClientCaching
-            | Local::ClientReply => self.introspect(local, args),
+            | Local::ClusterNodes => {
+                let shared = self.shared.clone();
+                let cluster = OneNodeCluster {
+                    addr: self.info.cluster_addr(&shared.config.listen),
+                    node_id: shared.run_id.as_str(),
+                    protocol: self.protocol,
+                };
+                self.reply_with(|out| cluster.answer(local, out));
+            }
+            Local::ClientInfo => self.client_info(),
+            Local::ClientList => self.client_list(args),
+            Local::ClientKill => self.client_kill(args),
+            Local::ClientUnblock => self.client_unblock(args),
+            Local::ClientNoEvict => match parse_on_off(&args[2]) {
+                Some(on) => {
+                    if let Some(seat) = &self.seat {
+                        seat.entry().set_no_evict(on);
+                    }
+                    self.reply_with(|out| write_simple(out, "OK"));
+                }
+                None => self.reply_error(ReplyError::Syntax),
+            },
+            Local::ClientTrackingInfo => self.client_trackinginfo(),
+            Local::ClientGetRedir => self.client_getredir(),
+            Local::ClientCaching => self.client_caching(args),
+            Local::ClientReply => match self.reply_mode.command(&args[2]) {
+                Ok(true) => self.reply_with(|out| write_simple(out, "OK")),
+                Ok(false) => {}
+                Err(error) => self.reply_error(error),
+            },
             Local::ClientPause => match self.shared.pause.command(args) {
                 Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
                 Err(error) => self.reply_error(error),
@@ -310,6 +340,12 @@ impl Session {
         };
         self.dispatch(request.clone(), plan);
     }
+}
+
+/// `ON` or `OFF`, in any case.
+fn parse_on_off(arg: &[u8]) -> Option<bool> {
+    let on = arg.eq_ignore_ascii_case(b"on");
+    (on || arg.eq_ignore_ascii_case(b"off")).then_some(on)
 }
 
 /// Client and library names: printable ASCII without spaces, as redis-server requires.
