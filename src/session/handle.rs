@@ -56,6 +56,11 @@ impl Session {
         row
     }
 
+    /// The metrics row of a request whose table row has `policy` (`None`: an unknown command).
+    fn command_row(&self, policy: Option<&Policy>) -> usize {
+        self.shared.metrics.command_row(policy.map(|p| p.metric))
+    }
+
     /// Serves a request whose row is `spec`, as its `policy` says.
     fn serve(&mut self, spec: &'static CommandSpec, policy: Policy, request: Request) {
         // What `CLIENT LIST` shows of this client changes only through commands slotproxy
