@@ -1,4 +1,5 @@
-//! What a request becomes: `handle` resolves its command to a table row, checks its arity and
+//! What a request becomes: `parse_requests` decodes what the client sent (or holds it while
+//! `CLIENT PAUSE` says so), `handle` resolves its command to a table row, checks its arity and
 //! the client's permissions, and picks its `Plan` (`plan.rs`) from the row's [`Handling`]
 //! (answered locally, one slot, split by slot, computed, fanned out, pinned to a dedicated
 //! connection...), which `dispatch.rs` then sends. What a command is, is decided once per row in
@@ -8,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Session;
 use super::acl::{self, Refusal as AclRefusal};
@@ -30,6 +31,64 @@ use crate::error::ReplyError;
 use crate::protocol::Request;
 
 impl Session {
+    /// Decodes and dispatches buffered requests while the in-flight limit allows.
+    pub(super) fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
+        while !self.stop_reading && self.pending.len() < max_in_flight {
+            let next = match self.held.take() {
+                Some(request) => Ok(Some(request)),
+                None => self.decoder.decode(inbuf),
+            };
+            match next {
+                Ok(Some(request))
+                    if self.shared.pause.holds_request(
+                        &self.shared.commands,
+                        &request,
+                        &self.transaction.queued,
+                    ) =>
+                {
+                    self.held = Some(request);
+                    return;
+                }
+                Ok(Some(request)) => {
+                    let index = self.pending.next_index();
+                    let written = self.out.len();
+                    self.reply_mode.begin();
+                    let command = self.handle(request);
+                    self.note_command(command);
+                    // The request got queue entry `index`, or answered straight into the output.
+                    let queued = (self.pending.next_index() > index).then_some(index);
+                    if self.reply_mode.mutes_this() {
+                        // `CLIENT REPLY OFF|SKIP`.
+                        match queued {
+                            Some(index) => self.reply_mode.mute(index),
+                            None => self.out.truncate(written),
+                        }
+                    }
+                    let answered = match self.out.len() > written {
+                        true => self.out.since(written),
+                        false => &[],
+                    };
+                    let metrics = &self.shared.metrics;
+                    self.timings.handled(
+                        command,
+                        self.read_at,
+                        queued,
+                        answered,
+                        |row, outcome, s| metrics.record(row, outcome, s),
+                    );
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    debug!(client = self.id, error = %e, "protocol error; closing");
+                    self.pending.push_back(Pending::Close(
+                        crate::error::ReplyError::Protocol(e).to_bytes(),
+                    ));
+                    self.stop_reading = true;
+                }
+            }
+        }
+    }
+
     /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
     /// Returns the metrics row the request counts under (from its policy row, no name lookup).
     pub(super) fn handle(&mut self, request: Request) -> usize {

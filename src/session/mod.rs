@@ -55,7 +55,7 @@ mod writes;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
@@ -66,7 +66,6 @@ use crate::protocol::{Protocol, RequestDecoder};
 use crate::server::ClientStream;
 use crate::server::client_stream::ClientWriter;
 use events::{Event, next_invalidation, next_monitor_line, pause_ends};
-use queue::Pending;
 use read_buffer::{MIN_READ_CHUNK, ReadBuffer};
 
 pub use scripts::ScriptCache;
@@ -431,64 +430,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// Decodes and dispatches buffered requests while the in-flight limit allows.
-    fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
-        while !self.stop_reading && self.pending.len() < max_in_flight {
-            let next = match self.held.take() {
-                Some(request) => Ok(Some(request)),
-                None => self.decoder.decode(inbuf),
-            };
-            match next {
-                Ok(Some(request))
-                    if self.shared.pause.holds_request(
-                        &self.shared.commands,
-                        &request,
-                        &self.transaction.queued,
-                    ) =>
-                {
-                    self.held = Some(request);
-                    return;
-                }
-                Ok(Some(request)) => {
-                    let index = self.pending.next_index();
-                    let written = self.out.len();
-                    self.reply_mode.begin();
-                    let command = self.handle(request);
-                    self.note_command(command);
-                    // The request got queue entry `index`, or answered straight into the output.
-                    let queued = (self.pending.next_index() > index).then_some(index);
-                    if self.reply_mode.mutes_this() {
-                        // `CLIENT REPLY OFF|SKIP`.
-                        match queued {
-                            Some(index) => self.reply_mode.mute(index),
-                            None => self.out.truncate(written),
-                        }
-                    }
-                    let answered = match self.out.len() > written {
-                        true => self.out.since(written),
-                        false => &[],
-                    };
-                    let metrics = &self.shared.metrics;
-                    self.timings.handled(
-                        command,
-                        self.read_at,
-                        queued,
-                        answered,
-                        |row, outcome, s| metrics.record(row, outcome, s),
-                    );
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    debug!(client = self.id, error = %e, "protocol error; closing");
-                    self.pending.push_back(Pending::Close(
-                        crate::error::ReplyError::Protocol(e).to_bytes(),
-                    ));
-                    self.stop_reading = true;
-                }
-            }
-        }
     }
 }
 
