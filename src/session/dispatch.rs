@@ -19,6 +19,7 @@ use super::queue::{FrontEvent, Pending, Task, TaskOutcome, into_pending};
 use super::scan_batch;
 use super::split::{self, Merge};
 use super::target::Target;
+use super::wait;
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::cluster::SlotMap;
@@ -132,8 +133,9 @@ impl Session {
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
             Plan::Wait(wait) => {
-                return match self.start_wait(wait) {
-                    Ok(reply) => {
+                return match self.wait_vias() {
+                    Ok(vias) => {
+                        let reply = wait::start(wait, vias);
                         Pending::Task(Task::blocking(
                             async move { TaskOutcome::Reply(reply.await) },
                         ))
@@ -235,6 +237,31 @@ impl Session {
             .map(|(target, part)| self.send(map, part, target, attempt))
             .collect();
         Pending::Split(Box::new(Split { merge, parts }))
+    }
+
+    /// Where `WAIT` waits for this session's writes ([`wait::vias`]); a session that wrote
+    /// nothing asks one primary on its dedicated connection.
+    fn wait_vias(&mut self) -> Result<Vec<wait::Via>, ReplyError> {
+        let written = self.written.nodes().to_vec();
+        let lane = wait::SharedLane {
+            protocol: self.protocol,
+            worker: self.worker,
+            lane: self.id as usize,
+        };
+        let vias = wait::vias(&written, lane, |node| self.dedicated_lane(node));
+        if !vias.is_empty() {
+            return Ok(vias);
+        }
+        let map = self.shared.topology.slot_map();
+        let shards = map.shards();
+        if shards.is_empty() {
+            drop(map);
+            self.shared.topology.request_refresh();
+            return Err(ReplyError::NoNodeKnown);
+        }
+        let node = shards[self.id as usize % shards.len()].primary.clone();
+        drop(map);
+        Ok(vec![wait::Via::Dedicated(self.dedicated_lane(&node))])
     }
 
     /// Sends a transaction batch on the connection that holds its `WATCH`, if the watched
