@@ -46,6 +46,7 @@ mod subscriptions;
 mod target;
 mod timings;
 mod tracking;
+mod tracking_prefixes;
 mod tracking_state;
 mod transaction;
 mod transaction_state;
