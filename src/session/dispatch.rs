@@ -75,7 +75,7 @@ impl Session {
                 let node = map.primary(slot).cloned();
                 return match node {
                     Some(node) => {
-                        self.watching(node.clone(), slot);
+                        self.transaction.watch = Some((node.clone(), slot));
                         into_pending(self.send_to(
                             node,
                             request,

@@ -276,27 +276,13 @@ impl Session {
         });
     }
 
-    /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
-    /// extraction failed, in which case a node produces redis' own error for the arguments).
+    /// The one slot all of the request's keys hash to ([`keys_slot`]).
     pub(super) fn slot_of_keys(
         &mut self,
         spec: &CommandSpec,
         request: &Request,
     ) -> Result<Option<Slot>, CrossSlot> {
-        self.key_positions.clear();
-        if key_positions(spec, request.args(), &mut self.key_positions).is_err() {
-            return Ok(None);
-        }
-        let mut slot = None;
-        for &position in &self.key_positions {
-            let this = hash_slot(&request.args()[position]);
-            match slot {
-                None => slot = Some(this),
-                Some(s) if s != this => return Err(CrossSlot),
-                Some(_) => {}
-            }
-        }
-        Ok(slot)
+        keys_slot(&mut self.key_positions, spec, request)
     }
 
     /// The permission check before a request is planned ([`acl::Login::check`]): on a refusal,
@@ -463,4 +449,28 @@ impl Session {
     pub(super) fn reply_error(&mut self, error: ReplyError) {
         self.reply_with(|out| error.write(out));
     }
+}
+
+/// The one slot all of the request's keys hash to; `None` when it has no keys (or key
+/// extraction failed, in which case a node produces redis' own error for the arguments).
+/// `positions` is scratch space for the keys' positions.
+pub(super) fn keys_slot(
+    positions: &mut Vec<usize>,
+    spec: &CommandSpec,
+    request: &Request,
+) -> Result<Option<Slot>, CrossSlot> {
+    positions.clear();
+    if key_positions(spec, request.args(), positions).is_err() {
+        return Ok(None);
+    }
+    let mut slot = None;
+    for &position in positions.iter() {
+        let this = hash_slot(&request.args()[position]);
+        match slot {
+            None => slot = Some(this),
+            Some(s) if s != this => return Err(CrossSlot),
+            Some(_) => {}
+        }
+    }
+    Ok(slot)
 }

@@ -19,6 +19,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
+use super::handle::keys_slot;
 use super::introspect::{self, OneNodeCluster};
 use super::plan::{Plan, Wait};
 use super::queue::Pending;
@@ -26,8 +27,12 @@ use super::scan;
 use super::scan_batch::ScanBatch;
 use super::split::Merge;
 use super::target::Target;
+use super::transaction::ExecStep;
+use super::transaction_state::Transaction;
 use crate::cluster::hash_slot;
-use crate::command::policy::Local;
+use crate::command::CommandSpec;
+use crate::command::policy::{Handling, Local};
+use crate::config::CrossSlotTransactions;
 use crate::config::ReadPolicy;
 use crate::error::ReplyError;
 use crate::protocol::reply::{
@@ -127,10 +132,27 @@ impl Session {
                 };
                 self.reply_with(|out| write_simple(out, "OK"));
             }
-            Local::Multi => self.multi(),
-            Local::Exec => self.exec(),
-            Local::Discard => self.discard(),
-            Local::Unwatch => self.unwatch(),
+            Local::Multi => match self.transaction.multi() {
+                Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+                Err(error) => self.reply_error(error),
+            },
+            Local::Exec => match self.transaction.exec(&self.shared.scripts) {
+                Ok(ExecStep::Run(batch, plan)) => self.dispatch(batch, plan),
+                Ok(ExecStep::Empty) => self.reply_with(|out| write_array_len(out, 0)),
+                Ok(ExecStep::Abort) => {
+                    self.end_transaction();
+                    self.reply_error(ReplyError::ExecAbort);
+                }
+                Err(error) => self.reply_error(error),
+            },
+            Local::Discard if !self.transaction.queuing() => {
+                self.reply_error(ReplyError::DiscardWithoutMulti)
+            }
+            // UNWATCH outside MULTI (inside, it is queued).
+            Local::Discard | Local::Unwatch => {
+                self.end_transaction();
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
             Local::Watch | Local::Subscribe | Local::Publish | Local::PubSubCount => {
                 self.reply_error(ReplyError::NotLocal)
             }
@@ -305,6 +327,41 @@ impl Session {
         self.shared.stop.notify_one();
         self.pending.push_back(Pending::Close(Bytes::new()));
         self.stop_reading = true;
+    }
+
+    /// Queues a command inside `MULTI` ([`Transaction::queue`](super::transaction_state::Transaction)),
+    /// or refuses it; `handling` is its row's.
+    pub(super) fn queue(&mut self, spec: &CommandSpec, handling: Handling, request: Request) {
+        let per_slot =
+            self.shared.config.session.cross_slot_transactions == CrossSlotTransactions::PerSlot;
+        let positions = &mut self.key_positions;
+        let slot_of = |request: &Request| keys_slot(positions, spec, request);
+        match self
+            .transaction
+            .queue(spec, handling, request, per_slot, slot_of)
+        {
+            Ok(()) => self.reply_with(|out| write_simple(out, "QUEUED")),
+            Err(error) => self.reply_error(error),
+        }
+    }
+
+    /// `WATCH key [key ...]`: pins the transaction to the keys' slot and its primary.
+    pub(super) fn watch(&mut self, spec: &CommandSpec, request: Request) {
+        let positions = &mut self.key_positions;
+        let slot_of = |request: &Request| keys_slot(positions, spec, request);
+        match self.transaction.watch_slot(&request, slot_of) {
+            Ok(slot) => self.dispatch(request, Plan::Watch(slot)),
+            Err(error) => self.reply_error(error),
+        }
+    }
+
+    /// Leaves any transaction and watch; closing the dedicated connection clears the node's
+    /// watch state.
+    pub(super) fn end_transaction(&mut self) {
+        if let Some((node, _)) = self.transaction.watch.take() {
+            self.drop_dedicated(&node);
+        }
+        self.transaction = Transaction::default();
     }
 
     /// `SCAN` over every primary in turn (see `scan.rs`).
