@@ -15,6 +15,11 @@
 //! `TRACKING OFF` and `REPLY ON` say OK, `NO-EVICT` spares the client from memory evictions,
 //! `TRACKINGINFO` and `GETREDIR` report tracking off, `CACHING` gets redis' error for a client
 //! without tracking.
+//!
+//! This file is the session's side of those answers: the replies and the state changes are
+//! made by types that take what they need and return a value (`introspect.rs`,
+//! `tracking_state.rs`, `transaction.rs` on the transaction state, `reply_mode.rs`), and the
+//! arms here reply with it, queue it, or send it.
 
 use bytes::{Bytes, BytesMut};
 
