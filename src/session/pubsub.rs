@@ -31,7 +31,7 @@ use crate::error::ReplyError;
 use crate::inbox::Item;
 use crate::protocol::reply::write_bulk;
 use crate::protocol::{Protocol, Request};
-use crate::pubsub::inspect::{self, Query, Question};
+use crate::pubsub::inspect::{self, Query};
 use crate::pubsub::{Change, Kind, write_push_len};
 
 impl Session {
@@ -166,27 +166,9 @@ impl Session {
 
     /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`.
     pub(super) fn pubsub_count(&mut self, request: Request) {
-        let args = request.args();
-        let question = Question::of(args);
-        let well_formed = match question {
-            Some(Question::Channels | Question::ShardChannels) => args.len() <= 3,
-            Some(Question::NumPat) => args.len() == 2,
-            Some(Question::NumSub | Question::ShardNumSub) => true,
-            None => false,
-        };
-        let Some(question) = question.filter(|_| well_formed) else {
+        let Some(query) = Query::of(request.args(), request.raw()) else {
             // A node gives redis' own error for the arguments.
             return self.dispatch(request, Plan::Single(Target::AnyPrimary));
-        };
-        let channels = if matches!(question, Question::NumSub | Question::ShardNumSub) {
-            args[2..].to_vec()
-        } else {
-            Vec::new()
-        };
-        let query = Query {
-            question,
-            payload: request.raw().clone(),
-            channels,
         };
         let inspection = self.shared.hub.inspect(self.id, query.clone());
         let topology = self.shared.topology.clone();
