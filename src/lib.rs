@@ -15,8 +15,9 @@
 //!    Each session registers in the [`clients`] registry (what `CLIENT LIST`, `CLIENT KILL` and
 //!    `CLIENT UNBLOCK` see of it, published on change, and where other sessions leave it
 //!    orders).
-//! 2. **Read** (`session/mod.rs`, `protocol/codec.rs`). The session's loop reads, and the
-//!    [`protocol::RequestDecoder`] yields [`protocol::Request`]s: arguments as slices of the read
+//! 2. **Read** (`session/mod.rs`, `session/events.rs`, `session/read_buffer.rs`,
+//!    `protocol/codec.rs`). The session's loop waits for its events and reads;
+//!    `session/handle.rs` (`parse_requests`) runs the [`protocol::RequestDecoder`], which yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
 //!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.
 //!    While a `CLIENT PAUSE` ([`pause`]) holds it, a request waits here,
@@ -30,8 +31,10 @@
 //!    requests on all workers ([`monitor`], `session/monitor.rs`; one relaxed load when nobody
 //!    monitors).
 //! 4. **Plan** (`session/handle.rs`, `session/plan.rs`). A match on the row's handling: local
-//!    answers (PING, HELLO, CLIENT and CLUSTER introspection in `session/local.rs`, MULTI/EXEC
-//!    in `session/transaction.rs` and `session/per_slot.rs`, pub/sub in `session/pubsub.rs`
+//!    answers (PING, HELLO, CLIENT and CLUSTER introspection in `session/local.rs`, which calls
+//!    types that build the reply without a session: `session/introspect.rs`,
+//!    `session/tracking_state.rs`, `session/subscriptions.rs`; MULTI/EXEC as methods of the
+//!    transaction state in `session/transaction.rs` and `session/per_slot.rs`, pub/sub in `session/pubsub.rs`
 //!    with the [`pubsub`] hub, WAIT in `session/wait.rs`, SCAN's cursor in `session/scan.rs`),
 //!    or a `Plan` (data only): one slot (a `session/target.rs` `Target`, resolved again on
 //!    every retry), split by slot (`session/split.rs`), computed from one read per key
@@ -56,8 +59,8 @@
 //!    `-BUSY` (a long script) is alive: its requests get that `-BUSY`, and `SCRIPT KILL` never
 //!    queues behind the script. Every node connection starts in [`backend::setup::open`]
 //!    (credentials, TLS).
-//! 8. **Settle** (`session/settle.rs`). When its entry reaches the front of the reply queue, a
-//!    reply is settled into what to do next, without sending anything itself: `MOVED`
+//! 8. **Settle** (`session/settle.rs`). When its entry reaches the front of the reply queue
+//!    (`advance_front`), a reply is settled into what to do next, without sending anything itself: `MOVED`
 //!    refreshes the map and redirects, `ASK` redirects with `ASKING` and leaves the map alone
 //!    (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes back off
 //!    until `retry_deadline`; `NOSCRIPT` reloads the script. `send.rs` sends what it says. A
@@ -72,7 +75,8 @@
 //!    pass `max_output_buffer_bytes` is disconnected, and its unsent requests are dropped;
 //!    past `max_client_memory_bytes` for all clients together, those holding the most are
 //!    ([`clients::Registry::evict_for_memory`]).
-//!    Each reply's command counters and latency go to [`metrics::Metrics`] by row index.
+//!    Each reply's command counters and latency go to [`metrics::Metrics`] by row index
+//!    (`session/timings.rs`).
 //!
 //! Alongside, on the main thread: the refresher ([`cluster::Topology::run_refresher`]: on a
 //! timer, on `MOVED`, on failed connections; it keeps the answer with the greatest config

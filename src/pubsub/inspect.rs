@@ -102,6 +102,32 @@ pub struct Query {
     pub channels: Vec<Bytes>,
 }
 
+impl Query {
+    /// The query of a `PUBSUB` request (`args`, sent as `payload`) that the proxy answers;
+    /// `None` for other subcommands and wrong arities, which a node answers with redis' own
+    /// reply.
+    pub fn of(args: &[Bytes], payload: &Bytes) -> Option<Query> {
+        let question = Question::of(args)?;
+        let well_formed = match question {
+            Question::Channels | Question::ShardChannels => args.len() <= 3,
+            Question::NumPat => args.len() == 2,
+            Question::NumSub | Question::ShardNumSub => true,
+        };
+        if !well_formed {
+            return None;
+        }
+        let channels = match question.per_channel() {
+            true => args[2..].to_vec(),
+            false => Vec::new(),
+        };
+        Some(Query {
+            question,
+            payload: payload.clone(),
+            channels,
+        })
+    }
+}
+
 /// The hub's part of a `PUBSUB` answer.
 #[derive(Debug, Default)]
 pub struct Inspection {
@@ -309,6 +335,27 @@ fn merge(question: Question, parts: &[(Bytes, Vec<i64>)], local: &[i64]) -> Byte
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_proxy_answers_well_formed_counting_questions_and_leaves_the_rest_to_a_node() {
+        let args = |words: &str| -> Vec<Bytes> {
+            words
+                .split(' ')
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect()
+        };
+        let query = |words: &str| Query::of(&args(words), &Bytes::from_static(b"raw"));
+        let numsub = query("PUBSUB numsub a b").expect("NUMSUB");
+        assert!(matches!(numsub.question, Question::NumSub));
+        assert_eq!(numsub.channels, args("a b"));
+        assert_eq!(&numsub.payload[..], b"raw");
+        let channels = query("PUBSUB CHANNELS news.*").expect("CHANNELS");
+        assert!(channels.channels.is_empty());
+        assert!(query("PUBSUB SHARDNUMSUB").is_some());
+        assert!(query("PUBSUB CHANNELS a b").is_none());
+        assert!(query("PUBSUB NUMPAT x").is_none());
+        assert!(query("PUBSUB HELP").is_none());
+    }
+
     use super::*;
 
     fn part(raw: &'static [u8], held: &[i64]) -> (Bytes, Vec<i64>) {

@@ -31,6 +31,14 @@ impl ClientInfo {
         (self.peer, self.local, self.fd)
     }
 
+    /// The address cluster replies name: the one the client connected to, else the configured
+    /// `listen` address.
+    pub(super) fn cluster_addr(&self, listen: &str) -> SocketAddr {
+        self.local
+            .or_else(|| listen.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379)))
+    }
+
     /// Records the client's socket when its session starts.
     pub(super) fn connected(&mut self, stream: &TcpStream) {
         self.peer = stream.peer_addr().ok();

@@ -102,7 +102,7 @@ impl Session {
             Protocol::Resp2 => 2,
             Protocol::Resp3 => 3,
         };
-        let redir = self.tracking_redirect();
+        let redir = super::tracking_state::redirect_shown(self.tracking.as_ref());
         let old = &seat.published;
         let changed = old.flags != flags
             || old.redir != redir

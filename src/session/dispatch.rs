@@ -12,12 +12,14 @@ use tokio::time::Instant;
 use super::Session;
 use super::algebra;
 use super::attempt::{Attempt, ExecShape, Split, Step, placeholder};
+use super::introspect;
 use super::order::Admission;
 use super::plan::Plan;
 use super::queue::{FrontEvent, Pending, Task, TaskOutcome, into_pending};
 use super::scan_batch;
 use super::split::{self, Merge};
 use super::target::Target;
+use super::wait;
 use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::cluster::SlotMap;
@@ -73,7 +75,7 @@ impl Session {
                 let node = map.primary(slot).cloned();
                 return match node {
                     Some(node) => {
-                        self.watching(node.clone(), slot);
+                        self.transaction.watch = Some((node.clone(), slot));
                         into_pending(self.send_to(
                             node,
                             request,
@@ -131,8 +133,9 @@ impl Session {
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
             Plan::Wait(wait) => {
-                return match self.start_wait(wait) {
-                    Ok(reply) => {
+                return match self.wait_vias() {
+                    Ok(vias) => {
+                        let reply = wait::start(wait, vias);
                         Pending::Task(Task::blocking(
                             async move { TaskOutcome::Reply(reply.await) },
                         ))
@@ -234,6 +237,31 @@ impl Session {
             .map(|(target, part)| self.send(map, part, target, attempt))
             .collect();
         Pending::Split(Box::new(Split { merge, parts }))
+    }
+
+    /// Where `WAIT` waits for this session's writes ([`wait::vias`]); a session that wrote
+    /// nothing asks one primary on its dedicated connection.
+    fn wait_vias(&mut self) -> Result<Vec<wait::Via>, ReplyError> {
+        let written = self.written.nodes().to_vec();
+        let lane = wait::SharedLane {
+            protocol: self.protocol,
+            worker: self.worker,
+            lane: self.id as usize,
+        };
+        let vias = wait::vias(&written, lane, |node| self.dedicated_lane(node));
+        if !vias.is_empty() {
+            return Ok(vias);
+        }
+        let map = self.shared.topology.slot_map();
+        let shards = map.shards();
+        if shards.is_empty() {
+            drop(map);
+            self.shared.topology.request_refresh();
+            return Err(ReplyError::NoNodeKnown);
+        }
+        let node = shards[self.id as usize % shards.len()].primary.clone();
+        drop(map);
+        Ok(vec![wait::Via::Dedicated(self.dedicated_lane(&node))])
     }
 
     /// Sends a transaction batch on the connection that holds its `WATCH`, if the watched
@@ -356,9 +384,14 @@ impl Session {
                 })
                 .collect();
             let merged = match merge {
-                split::Merge::Info => {
-                    split::merge_info_with(&replies, self.protocol, &self.proxy_facts())
-                }
+                split::Merge::Info => split::merge_info_with(
+                    &replies,
+                    self.protocol,
+                    &introspect::proxy_facts(
+                        &self.shared,
+                        self.info.cluster_addr(&self.shared.config.listen),
+                    ),
+                ),
                 Merge::Scan(batch) if replies.len() == 1 && replies[0].error_text().is_none() => {
                     let map = self.shared.topology.slot_map();
                     match batch.next(replies[0].raw(), map.layout()) {

@@ -1,4 +1,5 @@
-//! What a request becomes: `handle` resolves its command to a table row, checks its arity and
+//! What a request becomes: `parse_requests` decodes what the client sent (or holds it while
+//! `CLIENT PAUSE` says so), `handle` resolves its command to a table row, checks its arity and
 //! the client's permissions, and picks its `Plan` (`plan.rs`) from the row's [`Handling`]
 //! (answered locally, one slot, split by slot, computed, fanned out, pinned to a dedicated
 //! connection...), which `dispatch.rs` then sends. What a command is, is decided once per row in
@@ -8,11 +9,12 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Session;
 use super::acl::{self, Refusal as AclRefusal};
 use super::acl_command;
+use super::monitor::{self, Monitored};
 use super::plan::{CrossSlot, Plan};
 use super::queue::Pending;
 use super::split::Merge;
@@ -29,6 +31,64 @@ use crate::error::ReplyError;
 use crate::protocol::Request;
 
 impl Session {
+    /// Decodes and dispatches buffered requests while the in-flight limit allows.
+    pub(super) fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
+        while !self.stop_reading && self.pending.len() < max_in_flight {
+            let next = match self.held.take() {
+                Some(request) => Ok(Some(request)),
+                None => self.decoder.decode(inbuf),
+            };
+            match next {
+                Ok(Some(request))
+                    if self.shared.pause.holds_request(
+                        &self.shared.commands,
+                        &request,
+                        &self.transaction.queued,
+                    ) =>
+                {
+                    self.held = Some(request);
+                    return;
+                }
+                Ok(Some(request)) => {
+                    let index = self.pending.next_index();
+                    let written = self.out.len();
+                    self.reply_mode.begin();
+                    let command = self.handle(request);
+                    self.note_command(command);
+                    // The request got queue entry `index`, or answered straight into the output.
+                    let queued = (self.pending.next_index() > index).then_some(index);
+                    if self.reply_mode.mutes_this() {
+                        // `CLIENT REPLY OFF|SKIP`.
+                        match queued {
+                            Some(index) => self.reply_mode.mute(index),
+                            None => self.out.truncate(written),
+                        }
+                    }
+                    let answered = match self.out.len() > written {
+                        true => self.out.since(written),
+                        false => &[],
+                    };
+                    let metrics = &self.shared.metrics;
+                    self.timings.handled(
+                        command,
+                        self.read_at,
+                        queued,
+                        answered,
+                        |row, outcome, s| metrics.record(row, outcome, s),
+                    );
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    debug!(client = self.id, error = %e, "protocol error; closing");
+                    self.pending.push_back(Pending::Close(
+                        crate::error::ReplyError::Protocol(e).to_bytes(),
+                    ));
+                    self.stop_reading = true;
+                }
+            }
+        }
+    }
+
     /// Handles one decoded request: answer it locally, queue an error, or send it to nodes.
     /// Returns the metrics row the request counts under (from its policy row, no name lookup).
     pub(super) fn handle(&mut self, request: Request) -> usize {
@@ -53,6 +113,11 @@ impl Session {
         let row = self.command_row(Some(&policy));
         self.serve(spec, policy, request);
         row
+    }
+
+    /// The metrics row of a request whose table row has `policy` (`None`: an unknown command).
+    fn command_row(&self, policy: Option<&Policy>) -> usize {
+        self.shared.metrics.command_row(policy.map(|p| p.metric))
     }
 
     /// Serves a request whose row is `spec`, as its `policy` says.
@@ -211,27 +276,13 @@ impl Session {
         });
     }
 
-    /// The one slot all of the request's keys hash to; `None` when it has no keys (or key
-    /// extraction failed, in which case a node produces redis' own error for the arguments).
+    /// The one slot all of the request's keys hash to ([`keys_slot`]).
     pub(super) fn slot_of_keys(
         &mut self,
         spec: &CommandSpec,
         request: &Request,
     ) -> Result<Option<Slot>, CrossSlot> {
-        self.key_positions.clear();
-        if key_positions(spec, request.args(), &mut self.key_positions).is_err() {
-            return Ok(None);
-        }
-        let mut slot = None;
-        for &position in &self.key_positions {
-            let this = hash_slot(&request.args()[position]);
-            match slot {
-                None => slot = Some(this),
-                Some(s) if s != this => return Err(CrossSlot),
-                Some(_) => {}
-            }
-        }
-        Ok(slot)
+        keys_slot(&mut self.key_positions, spec, request)
     }
 
     /// The permission check before a request is planned ([`acl::Login::check`]): on a refusal,
@@ -293,6 +344,28 @@ impl Session {
         false
     }
 
+    /// Called, while some client monitors, for a request about to run as `handling` says
+    /// ([`monitor::step`]): shows it to the monitors. False when the request was refused.
+    fn monitored(&mut self, spec: &CommandSpec, handling: Handling, request: &Request) -> bool {
+        let monitoring = self.monitor.is_some();
+        match monitor::step(monitoring, spec, handling, request, &mut self.transaction) {
+            Monitored::Refused => {
+                self.reply_error(ReplyError::ReplicaKeyspace);
+                false
+            }
+            Monitored::Unseen => true,
+            Monitored::Shown(queued) => {
+                let commands = queued
+                    .iter()
+                    .map(|(name, request)| (*name, request.args()))
+                    .chain(std::iter::once((spec.name, request.args())));
+                let peer = self.info.peer_display();
+                self.shared.monitors.show(&peer, commands);
+                true
+            }
+        }
+    }
+
     /// Adds an `ACL LOG` entry for a refusal of this client.
     fn log_refusal(&self, reason: Reason, object: Vec<u8>, username: Vec<u8>, command: &str) {
         let entry = Entry {
@@ -306,7 +379,13 @@ impl Session {
             object,
             username,
             at_ms: acl::now_ms(),
-            client_info: self.client_line(command).trim_end().to_owned(),
+            client_info: self
+                .seat
+                .as_ref()
+                .map(|seat| crate::clients::client_line(seat.entry(), command))
+                .unwrap_or_default()
+                .trim_end()
+                .to_owned(),
         };
         self.shared
             .acl
@@ -370,4 +449,28 @@ impl Session {
     pub(super) fn reply_error(&mut self, error: ReplyError) {
         self.reply_with(|out| error.write(out));
     }
+}
+
+/// The one slot all of the request's keys hash to; `None` when it has no keys (or key
+/// extraction failed, in which case a node produces redis' own error for the arguments).
+/// `positions` is scratch space for the keys' positions.
+pub(super) fn keys_slot(
+    positions: &mut Vec<usize>,
+    spec: &CommandSpec,
+    request: &Request,
+) -> Result<Option<Slot>, CrossSlot> {
+    positions.clear();
+    if key_positions(spec, request.args(), positions).is_err() {
+        return Ok(None);
+    }
+    let mut slot = None;
+    for &position in positions.iter() {
+        let this = hash_slot(&request.args()[position]);
+        match slot {
+            None => slot = Some(this),
+            Some(s) if s != this => return Err(CrossSlot),
+            Some(_) => {}
+        }
+    }
+    Ok(slot)
 }

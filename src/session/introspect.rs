@@ -1,181 +1,119 @@
 //! Introspection answered by the proxy: `CLUSTER INFO/MYID/MYSHARDID/SLOTS/SHARDS/NODES` as a
 //! one-node cluster that owns every slot at the address the client connected to (so
-//! cluster-aware clients work through the proxy too), and the `CLIENT` subcommands (those about
-//! other clients are in `clients.rs`).
+//! cluster-aware clients work through the proxy too), and what `INFO` reports from slotproxy
+//! itself. No session state: [`OneNodeCluster`] is what a client sees, built from its address,
+//! the proxy's run id and the client's protocol (the `CLIENT` subcommands are in `clients.rs`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 
-use super::Session;
 use super::scan::Fnv;
+use super::shared::Shared;
+use super::split::info::ProxyFacts;
 use crate::cluster::SLOT_COUNT;
 use crate::command::policy::Local;
 use crate::error::ReplyError;
+use crate::protocol::Protocol;
 use crate::protocol::reply::{
-    write_array_len, write_bulk, write_integer, write_map_len, write_simple, write_text,
+    write_array_len, write_bulk, write_integer, write_map_len, write_text,
 };
 
-impl Session {
-    /// Answers a `CLUSTER` or `CLIENT` introspection command.
-    pub(super) fn introspect(&mut self, local: Local, args: &[Bytes]) {
+/// slotproxy as a one-node cluster owning every slot, as a client connected to `addr` sees it.
+pub(super) struct OneNodeCluster<'a> {
+    /// The address cluster replies name (see [`super::client_info::ClientInfo::cluster_addr`]).
+    pub(super) addr: SocketAddr,
+    /// The proxy's node id: its run id (see [`crate::cluster::RunId`]).
+    pub(super) node_id: &'a str,
+    pub(super) protocol: Protocol,
+}
+
+impl OneNodeCluster<'_> {
+    /// Writes the reply to the `CLUSTER` introspection command `local` (`CLUSTER INFO` is
+    /// [`cluster_info`]); other commands get an error.
+    pub(super) fn answer(&self, local: Local, out: &mut BytesMut) {
+        let (addr, id, protocol) = (self.addr, self.node_id, self.protocol);
         match local {
-            Local::ClusterInfo => {
-                let text = cluster_info(&self.shared.topology);
-                let protocol = self.protocol;
-                self.reply_with(|out| write_text(out, protocol, text.as_bytes()));
-            }
-            Local::ClusterMyId => {
-                let id = self.node_id();
-                self.reply_with(|out| write_bulk(out, id.as_bytes()));
-            }
-            Local::ClusterMyShardId => {
-                let id = hex_id(b"shard", self.cluster_addr());
-                self.reply_with(|out| write_bulk(out, id.as_bytes()));
-            }
+            Local::ClusterMyId => write_bulk(out, id.as_bytes()),
+            Local::ClusterMyShardId => write_bulk(out, hex_id(b"shard", addr).as_bytes()),
             Local::ClusterSlots => {
-                let (addr, id, protocol) = (self.cluster_addr(), self.node_id(), self.protocol);
-                self.reply_with(|out| {
-                    write_array_len(out, 1);
-                    write_array_len(out, 3);
-                    write_integer(out, 0);
-                    write_integer(out, i64::from(SLOT_COUNT - 1));
-                    write_array_len(out, 4);
-                    write_bulk(out, ip_text(addr).as_bytes());
-                    write_integer(out, i64::from(addr.port()));
-                    write_bulk(out, id.as_bytes());
-                    // Redis 7's per-node metadata (hostname...): none.
-                    write_map_len(out, protocol, 0);
-                });
+                write_array_len(out, 1);
+                write_array_len(out, 3);
+                write_integer(out, 0);
+                write_integer(out, i64::from(SLOT_COUNT - 1));
+                write_array_len(out, 4);
+                write_bulk(out, ip_text(addr).as_bytes());
+                write_integer(out, i64::from(addr.port()));
+                write_bulk(out, id.as_bytes());
+                // Redis 7's per-node metadata (hostname...): none.
+                write_map_len(out, protocol, 0);
             }
             Local::ClusterShards => {
-                let (addr, id, protocol) = (self.cluster_addr(), self.node_id(), self.protocol);
                 let ip = ip_text(addr);
-                self.reply_with(|out| {
-                    write_array_len(out, 1);
-                    write_map_len(out, protocol, 2);
-                    write_bulk(out, b"slots");
-                    write_array_len(out, 2);
-                    write_integer(out, 0);
-                    write_integer(out, i64::from(SLOT_COUNT - 1));
-                    write_bulk(out, b"nodes");
-                    write_array_len(out, 1);
-                    write_map_len(out, protocol, 7);
-                    write_bulk(out, b"id");
-                    write_bulk(out, id.as_bytes());
-                    write_bulk(out, b"port");
-                    write_integer(out, i64::from(addr.port()));
-                    write_bulk(out, b"ip");
-                    write_bulk(out, ip.as_bytes());
-                    write_bulk(out, b"endpoint");
-                    write_bulk(out, ip.as_bytes());
-                    write_bulk(out, b"role");
-                    write_bulk(out, b"master");
-                    write_bulk(out, b"replication-offset");
-                    write_integer(out, 0);
-                    write_bulk(out, b"health");
-                    write_bulk(out, b"online");
-                });
+                write_array_len(out, 1);
+                write_map_len(out, protocol, 2);
+                write_bulk(out, b"slots");
+                write_array_len(out, 2);
+                write_integer(out, 0);
+                write_integer(out, i64::from(SLOT_COUNT - 1));
+                write_bulk(out, b"nodes");
+                write_array_len(out, 1);
+                write_map_len(out, protocol, 7);
+                write_bulk(out, b"id");
+                write_bulk(out, id.as_bytes());
+                write_bulk(out, b"port");
+                write_integer(out, i64::from(addr.port()));
+                write_bulk(out, b"ip");
+                write_bulk(out, ip.as_bytes());
+                write_bulk(out, b"endpoint");
+                write_bulk(out, ip.as_bytes());
+                write_bulk(out, b"role");
+                write_bulk(out, b"master");
+                write_bulk(out, b"replication-offset");
+                write_integer(out, 0);
+                write_bulk(out, b"health");
+                write_bulk(out, b"online");
             }
             Local::ClusterNodes => {
-                let addr = self.cluster_addr();
                 let line = format!(
-                    "{} {}:{}@{} myself,master - 0 0 0 connected 0-{}\n",
-                    self.node_id(),
+                    "{id} {}:{}@{} myself,master - 0 0 0 connected 0-{}\n",
                     ip_text(addr),
                     addr.port(),
                     addr.port(),
                     SLOT_COUNT - 1
                 );
-                let protocol = self.protocol;
-                self.reply_with(|out| write_text(out, protocol, line.as_bytes()));
+                write_text(out, protocol, line.as_bytes());
             }
-            Local::ClientInfo => self.client_info(),
-            Local::ClientList => self.client_list(args),
-            Local::ClientKill => self.client_kill(args),
-            Local::ClientUnblock => self.client_unblock(args),
-            Local::ClientNoEvict => {
-                let on = args[2].eq_ignore_ascii_case(b"on");
-                if on || args[2].eq_ignore_ascii_case(b"off") {
-                    if let Some(seat) = &self.seat {
-                        seat.entry().set_no_evict(on);
-                    }
-                    self.reply_with(|out| write_simple(out, "OK"));
-                } else {
-                    self.reply_error(ReplyError::Syntax);
-                }
-            }
-            Local::ClientTrackingInfo => self.client_trackinginfo(),
-            Local::ClientGetRedir => self.client_getredir(),
-            Local::ClientCaching => self.client_caching(args),
-            // OFF and SKIP answer nothing at all (see `reply_mode.rs`).
-            Local::ClientReply => {
-                if args[2].eq_ignore_ascii_case(b"on") {
-                    self.reply_mode.on();
-                    self.reply_with(|out| write_simple(out, "OK"));
-                } else if args[2].eq_ignore_ascii_case(b"off") {
-                    self.reply_mode.off();
-                } else if args[2].eq_ignore_ascii_case(b"skip") {
-                    self.reply_mode.skip();
-                } else {
-                    self.reply_error(ReplyError::Syntax);
-                }
-            }
-            _ => self.reply_error(ReplyError::NotIntrospection),
+            _ => ReplyError::NotIntrospection.write(out),
         }
-    }
-
-    /// The address cluster replies name: the one the client connected to (else the configured
-    /// listen address).
-    fn cluster_addr(&self) -> SocketAddr {
-        self.info
-            .addresses()
-            .1
-            .or_else(|| self.shared.config.listen.parse().ok())
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379)))
-    }
-
-    /// The proxy's node id: its run id (see [`crate::cluster::RunId`]).
-    fn node_id(&self) -> String {
-        self.shared.run_id.as_str().to_owned()
-    }
-
-    /// This client's `CLIENT LIST` line (with its newline) as last published, showing
-    /// `command` as the current one.
-    pub(super) fn client_line(&self, command: &str) -> String {
-        self.seat
-            .as_ref()
-            .map(|seat| crate::clients::client_line(seat.entry(), command))
-            .unwrap_or_default()
     }
 }
 
-impl Session {
-    /// What `INFO` reports from slotproxy itself rather than from the nodes.
-    pub(super) fn proxy_facts(&self) -> super::split::info::ProxyFacts {
-        let topology = &self.shared.topology;
-        let ok = crate::cluster::state::check(&topology.slot_map()).is_ok()
-            && topology.stats().down_reason().is_none();
-        let metrics = &self.shared.metrics;
-        let total = metrics.commands_answered();
-        super::split::info::ProxyFacts {
-            cluster_state: if ok { "ok" } else { "fail" },
-            connected_clients: self.shared.registry.len() as u64,
-            blocked_clients: self.shared.registry.blocked() as u64,
-            run_id: self.shared.run_id.as_str().to_owned(),
-            total_commands_processed: total,
-            evicted_clients: metrics.clients_evicted.get(),
-            instantaneous_ops_per_sec: metrics.ops_per_sec(total),
-            master_replid: hex_id(b"replid", self.cluster_addr()),
-        }
+/// What `INFO` reports from slotproxy itself rather than from the nodes, for a client
+/// connected to `addr`.
+pub(super) fn proxy_facts(shared: &Shared, addr: SocketAddr) -> ProxyFacts {
+    let topology = &shared.topology;
+    let ok = crate::cluster::state::check(&topology.slot_map()).is_ok()
+        && topology.stats().down_reason().is_none();
+    let metrics = &shared.metrics;
+    let total = metrics.commands_answered();
+    ProxyFacts {
+        cluster_state: if ok { "ok" } else { "fail" },
+        connected_clients: shared.registry.len() as u64,
+        blocked_clients: shared.registry.blocked() as u64,
+        run_id: shared.run_id.as_str().to_owned(),
+        total_commands_processed: total,
+        evicted_clients: metrics.clients_evicted.get(),
+        instantaneous_ops_per_sec: metrics.ops_per_sec(total),
+        master_replid: hex_id(b"replid", addr),
     }
 }
 
 /// `CLUSTER INFO` of a one-node cluster owning every slot: `fail` when the proxy's slot map
 /// leaves slots uncovered, a primary fails its health check with no replica promoted yet, or no
 /// node has answered for longer than the retry deadline (the same truth as `/readyz`).
-fn cluster_info(topology: &crate::cluster::Topology) -> String {
+pub(super) fn cluster_info(topology: &crate::cluster::Topology) -> String {
     let map = topology.slot_map();
     let all = usize::from(SLOT_COUNT);
     let covered = map.covered_slots();
@@ -230,4 +168,78 @@ fn hex_id(kind: &[u8], addr: SocketAddr) -> String {
 /// The IP as redis prints it (an IPv4-mapped IPv6 address as plain IPv4).
 fn ip_text(addr: SocketAddr) -> String {
     addr.ip().to_canonical().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::View;
+
+    fn answer(local: Local, addr: &str, protocol: Protocol) -> BytesMut {
+        let cluster = OneNodeCluster {
+            addr: addr.parse().expect("address"),
+            node_id: "0123456789abcdef0123456789abcdef01234567",
+            protocol,
+        };
+        let mut out = BytesMut::new();
+        cluster.answer(local, &mut out);
+        out
+    }
+
+    #[test]
+    fn cluster_slots_names_the_address_the_client_connected_to_as_owning_every_slot() {
+        let out = answer(
+            Local::ClusterSlots,
+            "[::ffff:10.0.0.7]:7001",
+            Protocol::Resp2,
+        );
+        let mut shards = View::of(&out).and_then(View::elements).expect("array");
+        assert_eq!(shards.len(), 1);
+        let mut range = shards.next_view().and_then(View::elements).expect("range");
+        assert_eq!(range.next_view().and_then(|v| v.integer()), Some(0));
+        assert_eq!(range.next_view().and_then(|v| v.integer()), Some(16383));
+        let mut node = range.next_view().and_then(View::elements).expect("node");
+        // An IPv4-mapped address is shown as plain IPv4, as redis does.
+        assert_eq!(
+            node.next_view().and_then(|v| v.bulk()),
+            Some(&b"10.0.0.7"[..])
+        );
+        assert_eq!(node.next_view().and_then(|v| v.integer()), Some(7001));
+        let id = node.next_view().and_then(|v| v.bulk());
+        assert_eq!(id, Some(&b"0123456789abcdef0123456789abcdef01234567"[..]));
+    }
+
+    #[test]
+    fn cluster_nodes_is_one_line_owning_every_slot_as_myself_and_master() {
+        let out = answer(Local::ClusterNodes, "127.0.0.1:7000", Protocol::Resp2);
+        let text = View::of(&out).and_then(|v| v.bulk()).expect("bulk");
+        assert_eq!(
+            text,
+            b"0123456789abcdef0123456789abcdef01234567 127.0.0.1:7000@7000 \
+              myself,master - 0 0 0 connected 0-16383\n"
+        );
+    }
+
+    #[test]
+    fn shard_and_replication_ids_are_stable_per_address_and_differ_by_kind() {
+        let here: SocketAddr = "127.0.0.1:7000".parse().expect("address");
+        let there: SocketAddr = "127.0.0.1:7001".parse().expect("address");
+        let shard = hex_id(b"shard", here);
+        assert_eq!(shard.len(), 40);
+        assert!(shard.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(shard, hex_id(b"shard", here));
+        assert_ne!(shard, hex_id(b"shard", there));
+        assert_ne!(shard, hex_id(b"replid", here));
+        let out = answer(Local::ClusterMyShardId, "127.0.0.1:7000", Protocol::Resp3);
+        assert_eq!(
+            View::of(&out).and_then(|v| v.bulk()),
+            Some(shard.as_bytes())
+        );
+    }
+
+    #[test]
+    fn other_commands_get_an_error() {
+        let out = answer(Local::Ping, "127.0.0.1:7000", Protocol::Resp2);
+        assert!(matches!(View::of(&out), Some(View::Error(_))));
+    }
 }

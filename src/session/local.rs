@@ -15,22 +15,33 @@
 //! `TRACKING OFF` and `REPLY ON` say OK, `NO-EVICT` spares the client from memory evictions,
 //! `TRACKINGINFO` and `GETREDIR` report tracking off, `CACHING` gets redis' error for a client
 //! without tracking.
+//!
+//! This file is the session's side of those answers: the replies and the state changes are
+//! made by types that take what they need and return a value (`introspect.rs`,
+//! `tracking_state.rs`, `transaction.rs` on the transaction state, `reply_mode.rs`), and the
+//! arms here reply with it, queue it, or send it.
 
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
+use super::handle::keys_slot;
+use super::introspect::{self, OneNodeCluster};
 use super::plan::{Plan, Wait};
 use super::queue::Pending;
 use super::scan;
 use super::scan_batch::ScanBatch;
 use super::split::Merge;
 use super::target::Target;
+use super::transaction::ExecStep;
+use super::transaction_state::Transaction;
 use crate::cluster::hash_slot;
-use crate::command::policy::Local;
+use crate::command::CommandSpec;
+use crate::command::policy::{Handling, Local};
+use crate::config::CrossSlotTransactions;
 use crate::config::ReadPolicy;
 use crate::error::ReplyError;
 use crate::protocol::reply::{
-    write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
+    write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple, write_text,
 };
 use crate::protocol::{Protocol, Request};
 
@@ -126,10 +137,27 @@ impl Session {
                 };
                 self.reply_with(|out| write_simple(out, "OK"));
             }
-            Local::Multi => self.multi(),
-            Local::Exec => self.exec(),
-            Local::Discard => self.discard(),
-            Local::Unwatch => self.unwatch(),
+            Local::Multi => match self.transaction.multi() {
+                Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
+                Err(error) => self.reply_error(error),
+            },
+            Local::Exec => match self.transaction.exec(&self.shared.scripts) {
+                Ok(ExecStep::Run(batch, plan)) => self.dispatch(batch, plan),
+                Ok(ExecStep::Empty) => self.reply_with(|out| write_array_len(out, 0)),
+                Ok(ExecStep::Abort) => {
+                    self.end_transaction();
+                    self.reply_error(ReplyError::ExecAbort);
+                }
+                Err(error) => self.reply_error(error),
+            },
+            Local::Discard if !self.transaction.queuing() => {
+                self.reply_error(ReplyError::DiscardWithoutMulti)
+            }
+            // UNWATCH outside MULTI (inside, it is queued).
+            Local::Discard | Local::Unwatch => {
+                self.end_transaction();
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
             Local::Watch | Local::Subscribe | Local::Publish | Local::PubSubCount => {
                 self.reply_error(ReplyError::NotLocal)
             }
@@ -148,22 +176,51 @@ impl Session {
                 write_array_len(out, 0);
             }),
             Local::Asking => self.reply_with(|out| write_simple(out, "OK")),
-            Local::Monitor => self.start_monitor(),
-            Local::ClusterInfo
-            | Local::ClusterMyId
+            // Sent again, it is ignored without a reply, as redis does.
+            Local::Monitor if self.monitor.is_some() => {}
+            Local::Monitor => {
+                self.monitor = Some(self.shared.monitors.watch());
+                self.reply_with(|out| write_simple(out, "OK"));
+            }
+            Local::ClusterInfo => {
+                let text = introspect::cluster_info(&self.shared.topology);
+                let protocol = self.protocol;
+                self.reply_with(|out| write_text(out, protocol, text.as_bytes()));
+            }
+            Local::ClusterMyId
             | Local::ClusterMyShardId
             | Local::ClusterSlots
             | Local::ClusterShards
-            | Local::ClusterNodes
-            | Local::ClientInfo
-            | Local::ClientList
-            | Local::ClientKill
-            | Local::ClientUnblock
-            | Local::ClientNoEvict
-            | Local::ClientTrackingInfo
-            | Local::ClientGetRedir
-            | Local::ClientCaching
-            | Local::ClientReply => self.introspect(local, args),
+            | Local::ClusterNodes => {
+                let shared = self.shared.clone();
+                let cluster = OneNodeCluster {
+                    addr: self.info.cluster_addr(&shared.config.listen),
+                    node_id: shared.run_id.as_str(),
+                    protocol: self.protocol,
+                };
+                self.reply_with(|out| cluster.answer(local, out));
+            }
+            Local::ClientInfo => self.client_info(),
+            Local::ClientList => self.client_list(args),
+            Local::ClientKill => self.client_kill(args),
+            Local::ClientUnblock => self.client_unblock(args),
+            Local::ClientNoEvict => match parse_on_off(&args[2]) {
+                Some(on) => {
+                    if let Some(seat) = &self.seat {
+                        seat.entry().set_no_evict(on);
+                    }
+                    self.reply_with(|out| write_simple(out, "OK"));
+                }
+                None => self.reply_error(ReplyError::Syntax),
+            },
+            Local::ClientTrackingInfo => self.client_trackinginfo(),
+            Local::ClientGetRedir => self.client_getredir(),
+            Local::ClientCaching => self.client_caching(args),
+            Local::ClientReply => match self.reply_mode.command(&args[2]) {
+                Ok(true) => self.reply_with(|out| write_simple(out, "OK")),
+                Ok(false) => {}
+                Err(error) => self.reply_error(error),
+            },
             Local::ClientPause => match self.shared.pause.command(args) {
                 Ok(()) => self.reply_with(|out| write_simple(out, "OK")),
                 Err(error) => self.reply_error(error),
@@ -277,6 +334,41 @@ impl Session {
         self.stop_reading = true;
     }
 
+    /// Queues a command inside `MULTI` ([`Transaction::queue`](super::transaction_state::Transaction)),
+    /// or refuses it; `handling` is its row's.
+    pub(super) fn queue(&mut self, spec: &CommandSpec, handling: Handling, request: Request) {
+        let per_slot =
+            self.shared.config.session.cross_slot_transactions == CrossSlotTransactions::PerSlot;
+        let positions = &mut self.key_positions;
+        let slot_of = |request: &Request| keys_slot(positions, spec, request);
+        match self
+            .transaction
+            .queue(spec, handling, request, per_slot, slot_of)
+        {
+            Ok(()) => self.reply_with(|out| write_simple(out, "QUEUED")),
+            Err(error) => self.reply_error(error),
+        }
+    }
+
+    /// `WATCH key [key ...]`: pins the transaction to the keys' slot and its primary.
+    pub(super) fn watch(&mut self, spec: &CommandSpec, request: Request) {
+        let positions = &mut self.key_positions;
+        let slot_of = |request: &Request| keys_slot(positions, spec, request);
+        match self.transaction.watch_slot(&request, slot_of) {
+            Ok(slot) => self.dispatch(request, Plan::Watch(slot)),
+            Err(error) => self.reply_error(error),
+        }
+    }
+
+    /// Leaves any transaction and watch; closing the dedicated connection clears the node's
+    /// watch state.
+    pub(super) fn end_transaction(&mut self) {
+        if let Some((node, _)) = self.transaction.watch.take() {
+            self.drop_dedicated(&node);
+        }
+        self.transaction = Transaction::default();
+    }
+
     /// `SCAN` over every primary in turn (see `scan.rs`).
     fn scan(&mut self, request: &Request) {
         let call = scan::call(request.args(), self.shared.topology.slot_map().layout());
@@ -310,6 +402,12 @@ impl Session {
         };
         self.dispatch(request.clone(), plan);
     }
+}
+
+/// `ON` or `OFF`, in any case.
+fn parse_on_off(arg: &[u8]) -> Option<bool> {
+    let on = arg.eq_ignore_ascii_case(b"on");
+    (on || arg.eq_ignore_ascii_case(b"off")).then_some(on)
 }
 
 /// Client and library names: printable ASCII without spaces, as redis-server requires.

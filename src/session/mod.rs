@@ -19,6 +19,7 @@ mod attempt;
 mod client_info;
 mod clients;
 mod dispatch;
+mod events;
 mod handle;
 mod introspect;
 mod local;
@@ -30,6 +31,7 @@ mod pick;
 mod plan;
 mod pubsub;
 mod queue;
+mod read_buffer;
 mod reply_mode;
 mod scan;
 mod scan_batch;
@@ -42,18 +44,19 @@ mod slowlog;
 mod split;
 mod subscriptions;
 mod target;
+mod timings;
 mod tracking;
+mod tracking_prefixes;
 mod tracking_state;
 mod transaction;
 mod transaction_state;
 mod wait;
 mod writes;
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
@@ -63,7 +66,8 @@ use crate::inbox::Inbox;
 use crate::protocol::{Protocol, RequestDecoder};
 use crate::server::ClientStream;
 use crate::server::client_stream::ClientWriter;
-use queue::{Pending, TaskOutcome};
+use events::{Event, next_invalidation, next_monitor_line, pause_ends};
+use read_buffer::{MIN_READ_CHUNK, ReadBuffer};
 
 pub use scripts::ScriptCache;
 pub use shared::Shared;
@@ -128,11 +132,8 @@ pub struct Session {
     /// Inbox frames wait for the output buffer to drain below `output::DRAIN_BYTES`: once a
     /// flush gets it there, collect again without waiting for another event.
     drain_waits_for_output: bool,
-    /// Requests awaiting their reply, for the command metrics: queue index, command row, when
-    /// it was read.
-    timings: VecDeque<(u64, usize, Instant)>,
-    /// `[admin] command_metrics`: whether `timings` and the command metrics are kept.
-    command_metrics: bool,
+    /// Requests awaiting their reply, for the command metrics.
+    timings: timings::Timings,
     /// When the bytes being parsed were read.
     read_at: Instant,
     /// Turns true when the proxy starts draining.
@@ -154,13 +155,6 @@ pub struct Session {
     /// Sees `CLIENT PAUSE`/`UNPAUSE` from any client, to wake a held request.
     pause: tokio::sync::watch::Receiver<Option<crate::pause::Paused>>,
 }
-
-/// Read buffer offered to a new client; it doubles for clients whose reads fill it.
-const MIN_READ_CHUNK: usize = 1024;
-/// Largest read buffer growth step.
-const MAX_READ_CHUNK: usize = 64 * 1024;
-/// Buffers above this size are dropped once empty, so one large request doesn't pin memory.
-const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 impl Session {
     /// A session for a newly accepted client with id `id` (from [`Shared::client_id`]), run on
@@ -211,8 +205,7 @@ impl Session {
             alarm,
             profile_stale: true,
             drain_waits_for_output: false,
-            timings: VecDeque::new(),
-            command_metrics,
+            timings: timings::Timings::new(command_metrics),
             read_at: Instant::now(),
             drain,
             draining: false,
@@ -249,8 +242,7 @@ impl Session {
             alarm.ring(Bells::DRAIN);
         }
         let (mut reader, writer) = stream.into_split();
-        let mut inbuf = BytesMut::new();
-        let mut read_chunk = MIN_READ_CHUNK;
+        let mut input = ReadBuffer::default();
         let (max_in_flight, max_output) = {
             let live = self.shared.live.load();
             (
@@ -263,14 +255,14 @@ impl Session {
             // while requests are still buffered, parse again: the client may have nothing more
             // to send, so waiting for a read here would hang.
             loop {
-                self.parse_requests(&mut inbuf, max_in_flight);
+                self.parse_requests(&mut input.buf, max_in_flight);
                 let before = self.pending.len();
                 if self.hub_member {
                     // Pushes already here came before the replies about to be written.
                     self.drain_pushes();
                 }
                 self.advance_front();
-                if self.pending.len() == before || inbuf.is_empty() || self.stop_reading {
+                if self.pending.len() == before || input.buf.is_empty() || self.stop_reading {
                     break;
                 }
             }
@@ -305,7 +297,8 @@ impl Session {
             // As redis' `client-output-buffer-limit` hard limit, counting the replies still on
             // their way too: a client that pipelines large reads and never reads the replies
             // is disconnected, and its requests not yet written are never sent.
-            self.budget.set_buffers(self.out.len(), inbuf.capacity());
+            self.budget
+                .set_buffers(self.out.len(), input.buf.capacity());
             if self.budget.evicted() {
                 self.log_eviction();
                 return;
@@ -337,20 +330,10 @@ impl Session {
                 && !self.draining
                 && self.pending.len() < max_in_flight
                 && self.out.len() < max_output;
-            let need = self.decoder.need();
-            if can_read && need > inbuf.capacity() {
-                // A large value whose length is known: one buffer of exactly its size, instead
-                // of doubling (which holds up to twice the value, plus a copy while growing).
-                inbuf.reserve(need - inbuf.len());
+            if can_read {
+                input.prepare(self.decoder.need());
             }
-            // A client holding no buffer (new, or idle: `Bells::TRIM`) gets one from the read
-            // once something has arrived.
-            if can_read && inbuf.capacity() > 0 && inbuf.capacity() - inbuf.len() < read_chunk / 2 {
-                if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER_BYTES {
-                    inbuf = BytesMut::new();
-                }
-                inbuf.reserve(read_chunk);
-            }
+            let chunk = input.chunk();
             let front = self.pending.front_wait();
             self.publish_client();
             let mut event = tokio::select! {
@@ -373,9 +356,8 @@ impl Session {
                     if !self.out.is_empty() || writer.pending() => {
                     Event::Writable(ready)
                 }
-                read = poll_fn(|cx| reader.poll_read_buf(cx, &mut inbuf, read_chunk)), if can_read => {
-                    Event::Read(read)
-                }
+                read = poll_fn(|cx| reader.poll_read_buf(cx, &mut input.buf, chunk)),
+                    if can_read => Event::Read(read),
             };
             if let Event::Alarm(bells) = event {
                 // Over budget: the check at the top of the loop closes the session.
@@ -389,9 +371,7 @@ impl Session {
                 if bells.contains(Bells::TRIM) {
                     // Idle a while: give back the buffers kept for reuse, as redis-server's
                     // cron shrinks idle clients' query buffers. The next read takes a new one.
-                    if inbuf.is_empty() {
-                        inbuf = BytesMut::new();
-                    }
+                    input.trim();
                     self.out.trim();
                 }
                 if bells.contains(Bells::DRAIN) && !self.draining {
@@ -418,8 +398,8 @@ impl Session {
                     // Take what the client sent before the drain began (it is owed replies);
                     // after this, nothing more is read.
                     loop {
-                        inbuf.reserve(MIN_READ_CHUNK);
-                        match reader.try_read_buf(&mut inbuf) {
+                        input.buf.reserve(MIN_READ_CHUNK);
+                        match reader.try_read_buf(&mut input.buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => self.shared.metrics.client_bytes_received.inc_by(n as u64),
                         }
@@ -441,10 +421,7 @@ impl Session {
                         // Once per read, not per request: a reload reaches running clients.
                         self.read_policy = self.shared.live.load().read_policy;
                     }
-                    // A read that filled the buffer: this client sends in bulk, offer more.
-                    if inbuf.len() == inbuf.capacity() {
-                        read_chunk = (read_chunk * 2).min(MAX_READ_CHUNK);
-                    }
+                    input.read();
                 }
                 Event::Read(Err(e)) | Event::Writable(Err(e)) => {
                     debug!(client = self.id, error = %e, "client socket failed");
@@ -467,166 +444,6 @@ impl Session {
         }
         Ok(())
     }
-
-    /// Decodes and dispatches buffered requests while the in-flight limit allows.
-    fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
-        while !self.stop_reading && self.pending.len() < max_in_flight {
-            let next = match self.held.take() {
-                Some(request) => Ok(Some(request)),
-                None => self.decoder.decode(inbuf),
-            };
-            match next {
-                Ok(Some(request))
-                    if self.shared.pause.holds_request(
-                        &self.shared.commands,
-                        &request,
-                        &self.transaction.queued,
-                    ) =>
-                {
-                    self.held = Some(request);
-                    return;
-                }
-                Ok(Some(request)) => {
-                    let index = self.pending.next_index();
-                    let written = self.out.len();
-                    self.reply_mode.begin();
-                    let command = self.handle(request);
-                    self.note_command(command);
-                    if self.reply_mode.mutes_this() {
-                        self.mute(index, written);
-                    }
-                    if !self.command_metrics {
-                        // `[admin] command_metrics = false`: nothing to count.
-                    } else if self.pending.next_index() > index {
-                        self.timings.push_back((index, command, self.read_at));
-                    } else if self.out.len() > written {
-                        // Answered at once, straight into the output buffer.
-                        let outcome = crate::metrics::Outcome::of_reply(self.out.since(written));
-                        let seconds = self.read_at.elapsed().as_secs_f64();
-                        self.shared.metrics.record(command, outcome, seconds);
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    debug!(client = self.id, error = %e, "protocol error; closing");
-                    self.pending.push_back(Pending::Close(
-                        crate::error::ReplyError::Protocol(e).to_bytes(),
-                    ));
-                    self.stop_reading = true;
-                }
-            }
-        }
-    }
-
-    /// Moves every settled entry at the front of the queue into the output buffer.
-    fn advance_front(&mut self) {
-        let max_output = self.shared.config.session.max_output_buffer_bytes;
-        while let Some(front) = self.pending.front_mut() {
-            if self.out.len() + self.budget.held() > max_output {
-                // Nodes may answer as fast as this loop runs: stop here, so the output limit
-                // is checked before the buffer grows any further.
-                return;
-            }
-            match front {
-                Pending::Done(_) => {
-                    // Messages already in the inbox came before this reply: a PUBLISH to the
-                    // session's own channel, whose message the hub passed on before the node's
-                    // count, must not be overtaken by the count. With the output buffer full,
-                    // the reply waits until they are written.
-                    if self.hub_member && !self.drain_pushes() {
-                        return;
-                    }
-                    let index = self.pending.front_index();
-                    if let Some(Pending::Done(reply)) = self.pending.pop_front() {
-                        self.observe(index, &reply);
-                        if self.reply_mode.writes_all() || !self.reply_mode.take_muted(index) {
-                            self.out.push(reply);
-                        }
-                    }
-                }
-                Pending::Close(reply) => {
-                    self.out.extend_from_slice(reply);
-                    self.pending.clear();
-                    self.closing = true;
-                    return;
-                }
-                Pending::Waiting(in_flight) => match in_flight.try_reply() {
-                    Some(result) => self.settle_front(queue::FrontEvent::Single(result)),
-                    None => return,
-                },
-                Pending::Backoff(retry) => {
-                    if retry.until > Instant::now() {
-                        return;
-                    }
-                    self.retry_front();
-                }
-                Pending::Split(_) => {
-                    if !self.advance_split() {
-                        return;
-                    }
-                }
-                Pending::Deferred(..) => self.send_deferred(),
-                Pending::Inbox => {
-                    if !self.take_inbox_reply() {
-                        return;
-                    }
-                }
-                Pending::Task(task) => {
-                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                    match task.poll(&mut cx) {
-                        std::task::Poll::Ready(outcome) => self.settle_task(outcome),
-                        std::task::Poll::Pending => return,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Mutes the reply of the request just handled (`CLIENT REPLY OFF|SKIP`): queue entry
-    /// `index` if it got one, else what it wrote to the output since `written`.
-    fn mute(&mut self, index: u64, written: usize) {
-        if self.pending.next_index() > index {
-            self.reply_mode.mute(index);
-        } else {
-            self.out.truncate(written);
-        }
-    }
-
-    /// The metrics row of a request whose table row has `policy` (`None`: an unknown command).
-    fn command_row(&self, policy: Option<&crate::command::Policy>) -> usize {
-        self.shared.metrics.command_row(policy.map(|p| p.metric))
-    }
-
-    /// Counts the request whose reply (queue entry `index`) is being written, and any before
-    /// it that were answered another way (through the inbox, or not at all).
-    fn observe(&mut self, index: u64, reply: &[u8]) {
-        let metrics = &self.shared.metrics;
-        let now = Instant::now();
-        while let Some(&(at, command, read_at)) = self.timings.front() {
-            if at > index {
-                return;
-            }
-            self.timings.pop_front();
-            let outcome = if at == index {
-                crate::metrics::Outcome::of_reply(reply)
-            } else {
-                crate::metrics::Outcome::Ok
-            };
-            let seconds = now.saturating_duration_since(read_at).as_secs_f64();
-            metrics.record(command, outcome, seconds);
-        }
-    }
-
-    /// Replaces the front `Task` with its outcome: the reply, or the request sent after all.
-    fn settle_task(&mut self, outcome: TaskOutcome) {
-        self.pending.pop_front();
-        let entry = match outcome {
-            TaskOutcome::Reply(reply) => Pending::Done(reply),
-            TaskOutcome::Dispatch(request, plan) => self.start_now(request, plan),
-            TaskOutcome::Tracking(prefixes, on) => self.turn_tracking_on(prefixes, on),
-        };
-        self.pending.push_front(entry);
-    }
 }
 
 impl Drop for Session {
@@ -638,49 +455,4 @@ impl Drop for Session {
         }
         self.stop_tracking();
     }
-}
-
-/// The next invalidation for a tracking client.
-async fn next_invalidation(
-    tracking: &mut Option<tracking_state::Tracking>,
-) -> Option<crate::tracking::Invalidation> {
-    match tracking {
-        Some(tracking) => tracking.pushes.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// When the pause holding a request ends, or changes (`UNPAUSE`, another `PAUSE`).
-async fn pause_ends(pause: &mut tokio::sync::watch::Receiver<Option<crate::pause::Paused>>) {
-    let until = pause.borrow_and_update().map(|p| p.until);
-    if let Some(until) = until {
-        tokio::select! {
-            () = tokio::time::sleep_until(until) => {}
-            _ = pause.changed() => {}
-        }
-    }
-}
-
-/// The next `MONITOR` line (`None` once the feed has ended).
-async fn next_monitor_line(
-    monitor: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
-) -> Option<Bytes> {
-    match monitor {
-        Some(lines) => lines.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-enum Event {
-    /// The session's alarm rang: an order from another session (kill, unblock), the reply
-    /// budget or the clients' memory budget crossed, or the drain began.
-    Alarm(Bells),
-    Drain,
-    Monitor(Option<Bytes>),
-    Invalidation(crate::tracking::Invalidation),
-    Reply(queue::FrontEvent),
-    Timer,
-    Writable(std::io::Result<()>),
-    Inbox,
-    Read(std::io::Result<usize>),
 }

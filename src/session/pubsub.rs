@@ -18,21 +18,21 @@
 //!
 //! A client whose backlog passes the pub/sub output limit is disconnected (see `crate::inbox`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::Session;
 use super::output::DRAIN_BYTES;
 use super::plan::Plan;
 use super::queue::{Pending, Task, TaskOutcome};
+use super::subscriptions::Changed;
 use super::target::Target;
-use crate::cluster::hash_slot;
 use crate::command::CommandSpec;
 use crate::error::ReplyError;
 use crate::inbox::Item;
 use crate::protocol::reply::write_bulk;
 use crate::protocol::{Protocol, Request};
-use crate::pubsub::inspect::{self, Query, Question};
-use crate::pubsub::{Change, Kind, write_confirmation, write_push_len};
+use crate::pubsub::inspect::{self, Query};
+use crate::pubsub::{Change, Kind, write_push_len};
 
 impl Session {
     /// Whether this RESP2 client is in subscribed mode, where most commands are refused.
@@ -72,56 +72,14 @@ impl Session {
             _ => (Kind::Shard, false),
         };
         let names = &request.args()[1..];
-        if kind == Kind::Shard
-            && names
-                .windows(2)
-                .any(|pair| hash_slot(&pair[0]) != hash_slot(&pair[1]))
-        {
-            return self.reply_error(ReplyError::CrossSlot);
-        }
-        let protocol = self.protocol;
-        let mut reply = BytesMut::new();
-        let mut changed = Vec::new();
-        let set = kind.index();
-        if subscribe {
-            for name in names {
-                if self.subs.sets[set].insert(name.clone()) {
-                    changed.push((kind, name.clone()));
-                }
-                let count = self.subs.count(kind);
-                write_confirmation(
-                    &mut reply,
-                    protocol,
-                    kind.subscribe_name(),
-                    Some(name),
-                    count,
-                );
-            }
-            self.through_hub(changed, Vec::new(), reply.freeze(), None);
-        } else {
-            let names: Vec<Bytes> = if names.is_empty() {
-                self.subs.sets[set].iter().cloned().collect()
-            } else {
-                names.to_vec()
-            };
-            if names.is_empty() {
-                let count = self.subs.count(kind);
-                write_confirmation(&mut reply, protocol, kind.unsubscribe_name(), None, count);
-            }
-            for name in names {
-                if self.subs.sets[set].remove(&name) {
-                    changed.push((kind, name.clone()));
-                }
-                let count = self.subs.count(kind);
-                write_confirmation(
-                    &mut reply,
-                    protocol,
-                    kind.unsubscribe_name(),
-                    Some(&name),
-                    count,
-                );
-            }
-            self.through_hub(Vec::new(), changed, reply.freeze(), None);
+        match self.subs.change(kind, subscribe, names, self.protocol) {
+            Ok(Changed {
+                subscribe: true,
+                names,
+                reply,
+            }) => self.through_hub(names, Vec::new(), reply, None),
+            Ok(Changed { names, reply, .. }) => self.through_hub(Vec::new(), names, reply, None),
+            Err(error) => self.reply_error(error),
         }
     }
 
@@ -208,27 +166,9 @@ impl Session {
 
     /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`.
     pub(super) fn pubsub_count(&mut self, request: Request) {
-        let args = request.args();
-        let question = Question::of(args);
-        let well_formed = match question {
-            Some(Question::Channels | Question::ShardChannels) => args.len() <= 3,
-            Some(Question::NumPat) => args.len() == 2,
-            Some(Question::NumSub | Question::ShardNumSub) => true,
-            None => false,
-        };
-        let Some(question) = question.filter(|_| well_formed) else {
+        let Some(query) = Query::of(request.args(), request.raw()) else {
             // A node gives redis' own error for the arguments.
             return self.dispatch(request, Plan::Single(Target::AnyPrimary));
-        };
-        let channels = if matches!(question, Question::NumSub | Question::ShardNumSub) {
-            args[2..].to_vec()
-        } else {
-            Vec::new()
-        };
-        let query = Query {
-            question,
-            payload: request.raw().clone(),
-            channels,
         };
         let inspection = self.shared.hub.inspect(self.id, query.clone());
         let topology = self.shared.topology.clone();
@@ -276,38 +216,5 @@ impl Session {
         }
         self.drain_waits_for_output = true;
         false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::session::subscriptions::Subscriptions;
-
-    #[test]
-    fn counts_are_channels_plus_patterns_or_shard_channels() {
-        let mut subs = Subscriptions::default();
-        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
-        subs.sets[Kind::Channel.index()].insert(b("a"));
-        subs.sets[Kind::Channel.index()].insert(b("b"));
-        subs.sets[Kind::Pattern.index()].insert(b("p*"));
-        subs.sets[Kind::Shard.index()].insert(b("s"));
-        assert_eq!(subs.count(Kind::Channel), 3);
-        assert_eq!(subs.count(Kind::Pattern), 3);
-        assert_eq!(subs.count(Kind::Shard), 1);
-        assert_eq!(subs.len(Kind::Pattern), 1);
-        assert!(subs.any());
-        let all = subs.take_all();
-        assert_eq!(
-            all,
-            vec![
-                (Kind::Channel, b("a")),
-                (Kind::Channel, b("b")),
-                (Kind::Pattern, b("p*")),
-                (Kind::Shard, b("s")),
-            ]
-        );
-        assert!(!subs.any());
-        assert_eq!(subs.count(Kind::Channel), 0);
     }
 }

@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use crate::error::ReplyError;
+
 /// A session's reply mode, and the queue entries whose replies are not written.
 #[derive(Debug, Default)]
 pub(super) struct ReplyMode {
@@ -55,6 +57,23 @@ impl ReplyMode {
             return true;
         }
         false
+    }
+
+    /// `CLIENT REPLY <mode>`: whether it answers `+OK` (only `ON`; `OFF` and `SKIP` answer
+    /// nothing at all), or redis' error for another mode.
+    pub(super) fn command(&mut self, mode: &[u8]) -> Result<bool, ReplyError> {
+        if mode.eq_ignore_ascii_case(b"on") {
+            self.on();
+            Ok(true)
+        } else if mode.eq_ignore_ascii_case(b"off") {
+            self.off();
+            Ok(false)
+        } else if mode.eq_ignore_ascii_case(b"skip") {
+            self.skip();
+            Ok(false)
+        } else {
+            Err(ReplyError::Syntax)
+        }
     }
 
     /// `CLIENT REPLY ON`.

@@ -1,4 +1,5 @@
-//! Settling a node's reply: a final reply for the client, or the next step: follow `MOVED`
+//! Settling the front of the reply queue (`advance_front`: settled entries go to the output,
+//! in order) and a node's reply: a final reply for the client, or the next step: follow `MOVED`
 //! (refreshing the map) or `ASK`, back off and retry on `TRYAGAIN`/`CLUSTERDOWN` and on
 //! unreachable nodes until the retry deadline, reload a script the node lost (`NOSCRIPT`),
 //! and tell a write whose connection died after it was sent from one that is safe to resend.
@@ -12,6 +13,7 @@ use tracing::debug;
 
 use super::Session;
 use super::attempt::{Attempt, InFlight, Retry, Routed, Settled};
+use super::queue::{FrontEvent, Pending, TaskOutcome};
 use super::target::Target;
 use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
@@ -24,6 +26,85 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 impl Session {
+    /// Moves every settled entry at the front of the queue into the output buffer.
+    pub(super) fn advance_front(&mut self) {
+        let max_output = self.shared.config.session.max_output_buffer_bytes;
+        while let Some(front) = self.pending.front_mut() {
+            if self.out.len() + self.budget.held() > max_output {
+                // Nodes may answer as fast as this loop runs: stop here, so the output limit
+                // is checked before the buffer grows any further.
+                return;
+            }
+            match front {
+                Pending::Done(_) => {
+                    // Messages already in the inbox came before this reply: a PUBLISH to the
+                    // session's own channel, whose message the hub passed on before the node's
+                    // count, must not be overtaken by the count. With the output buffer full,
+                    // the reply waits until they are written.
+                    if self.hub_member && !self.drain_pushes() {
+                        return;
+                    }
+                    let index = self.pending.front_index();
+                    if let Some(Pending::Done(reply)) = self.pending.pop_front() {
+                        let metrics = &self.shared.metrics;
+                        self.timings
+                            .replied(index, &reply, |row, outcome, seconds| {
+                                metrics.record(row, outcome, seconds)
+                            });
+                        if self.reply_mode.writes_all() || !self.reply_mode.take_muted(index) {
+                            self.out.push(reply);
+                        }
+                    }
+                }
+                Pending::Close(reply) => {
+                    self.out.extend_from_slice(reply);
+                    self.pending.clear();
+                    self.closing = true;
+                    return;
+                }
+                Pending::Waiting(in_flight) => match in_flight.try_reply() {
+                    Some(result) => self.settle_front(FrontEvent::Single(result)),
+                    None => return,
+                },
+                Pending::Backoff(retry) => {
+                    if retry.until > Instant::now() {
+                        return;
+                    }
+                    self.retry_front();
+                }
+                Pending::Split(_) => {
+                    if !self.advance_split() {
+                        return;
+                    }
+                }
+                Pending::Deferred(..) => self.send_deferred(),
+                Pending::Inbox => {
+                    if !self.take_inbox_reply() {
+                        return;
+                    }
+                }
+                Pending::Task(task) => {
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match task.poll(&mut cx) {
+                        std::task::Poll::Ready(outcome) => self.settle_task(outcome),
+                        std::task::Poll::Pending => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the front `Task` with its outcome: the reply, or the request sent after all.
+    pub(super) fn settle_task(&mut self, outcome: TaskOutcome) {
+        self.pending.pop_front();
+        let entry = match outcome {
+            TaskOutcome::Reply(reply) => Pending::Done(reply),
+            TaskOutcome::Dispatch(request, plan) => self.start_now(request, plan),
+            TaskOutcome::Tracking(prefixes, on) => self.turn_tracking_on(prefixes, on),
+        };
+        self.pending.push_front(entry);
+    }
+
     /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
     /// that answered `NOSCRIPT`.
     fn script_body(&self, request: &Request) -> Option<Bytes> {

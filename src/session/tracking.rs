@@ -11,102 +11,42 @@
 //! nothing. RESP2 clients without `REDIRECT` get no invalidations, as on redis-server.
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::Session;
 use super::queue::{Pending, Task, TaskOutcome};
-use super::tracking_state::{Prefixes, Tracking, TrackingOn};
-use crate::command::{CommandSpec, Flags};
+use super::tracking_prefixes::{OFFLOAD_PREFIXES, merge_prefixes};
+use super::tracking_state::{self, KeysUse, Prefixes, Tracking, TrackingCommand, TrackingOn};
+use crate::command::CommandSpec;
 use crate::error::ReplyError;
-use crate::protocol::reply::{write_array_len, write_bulk, write_integer, write_map_len};
-use crate::protocol::{Protocol, Request, string2ll};
-use crate::tracking::{Invalidation, Mode, Redirected, frames};
+use crate::protocol::reply::write_integer;
+use crate::protocol::{Protocol, Request};
+use crate::tracking::{Invalidation, Redirected, frames};
 
 impl Session {
-    /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p]... [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`.
+    /// `CLIENT TRACKING ON|OFF ...` ([`tracking_state::parse`]).
     pub(super) fn client_tracking(&mut self, request: &Request) {
-        let args = request.args();
-        let mut mode = Mode::default();
-        let mut new_prefixes: Vec<Bytes> = Vec::new();
-        let (mut optin, mut optout, mut redirect) = (false, false, 0);
-        let mut i = 3;
-        while i < args.len() {
-            let more = i + 1 < args.len();
-            // No lowercase copy: a request may carry 10,000 options.
-            let is = |name: &[u8]| args[i].eq_ignore_ascii_case(name);
-            if is(b"redirect") && more {
-                // Checked as redis parses, before the other options' checks (and on OFF).
-                if redirect != 0 {
-                    return self.reply_error(ReplyError::RedirectTwice);
-                }
-                let Some(id) = string2ll(&args[i + 1]) else {
-                    return self.reply_error(ReplyError::NotInteger);
-                };
-                // As redis: the target must exist now, though it may leave later.
-                match u64::try_from(id) {
-                    Ok(id) if self.shared.registry.get(id).is_some() => redirect = id,
-                    _ => return self.reply_error(ReplyError::RedirectTargetMissing),
-                }
-                i += 1;
-            } else if is(b"bcast") {
-                mode.bcast = true;
-            } else if is(b"optin") {
-                optin = true;
-            } else if is(b"optout") {
-                optout = true;
-            } else if is(b"noloop") {
-                mode.noloop = true;
-            } else if is(b"prefix") && more {
-                new_prefixes.push(args[i + 1].clone());
-                i += 1;
-            } else {
-                return self.reply_error(ReplyError::Syntax);
-            }
-            i += 1;
-        }
-        if args[2].eq_ignore_ascii_case(b"off") {
-            if let Some(tracking) = self.tracking.take() {
-                drop(tracking);
-                self.shared.tracker.disable(self.id);
-            }
-            return self.reply_ok();
-        }
-        if !args[2].eq_ignore_ascii_case(b"on") {
-            return self.reply_error(ReplyError::Syntax);
-        }
-        if !mode.bcast && !new_prefixes.is_empty() {
-            return self.reply_error(ReplyError::PrefixWithoutBcast);
-        }
-        if let Some(current) = &self.tracking
-            && current.mode.bcast != mode.bcast
-        {
-            return self.reply_error(ReplyError::BcastSwitch);
-        }
-        if mode.bcast && (optin || optout) {
-            return self.reply_error(ReplyError::OptWithBcast);
-        }
-        if optin && optout {
-            return self.reply_error(ReplyError::OptinAndOptout);
-        }
-        if let Some(current) = &self.tracking
-            && ((optin && current.optout) || (optout && current.optin))
-        {
-            return self.reply_error(ReplyError::OptSwitch);
-        }
-        let existing = self.tracking.as_ref().map_or(0, |t| t.mode.prefixes.len());
+        let registry = &self.shared.registry;
         let max_prefixes = self.shared.config.session.tracking_max_prefixes;
-        if existing + new_prefixes.len() > max_prefixes {
-            return self.reply_error(ReplyError::TooManyPrefixes(max_prefixes));
-        }
-        let on = TrackingOn {
-            mode,
-            optin,
-            optout,
-            redirect,
+        let parsed = tracking_state::parse(
+            request.args(),
+            self.tracking.as_ref(),
+            |id| registry.get(id).is_some(),
+            max_prefixes,
+        );
+        let (on, new_prefixes) = match parsed {
+            Ok(TrackingCommand::On(on, new_prefixes)) => (on, new_prefixes),
+            Ok(TrackingCommand::Off) => {
+                if let Some(tracking) = self.tracking.take() {
+                    drop(tracking);
+                    self.shared.tracker.disable(self.id);
+                }
+                return self.reply_ok();
+            }
+            Err(error) => return self.reply_error(error),
         };
         // The set moves out while it is built; `turn_tracking_on` puts it back either way.
         let existing = match self.tracking.as_mut() {
@@ -210,102 +150,41 @@ impl Session {
 
     /// `CLIENT CACHING yes|no`.
     pub(super) fn client_caching(&mut self, args: &[Bytes]) {
-        let Some(tracking) = self.tracking.as_mut().filter(|t| t.optin || t.optout) else {
-            return self.reply_error(ReplyError::CachingWithoutOpt);
-        };
-        let yes = args[2].eq_ignore_ascii_case(b"yes");
-        if yes && !tracking.optin {
-            return self.reply_error(ReplyError::CachingYesWithoutOptin);
+        match tracking_state::caching(self.tracking.as_mut(), &args[2]) {
+            Ok(()) => self.reply_ok(),
+            Err(error) => self.reply_error(error),
         }
-        if args[2].eq_ignore_ascii_case(b"no") && !tracking.optout {
-            return self.reply_error(ReplyError::CachingNoWithoutOptout);
-        }
-        if !yes && !args[2].eq_ignore_ascii_case(b"no") {
-            return self.reply_error(ReplyError::Syntax);
-        }
-        tracking.caching = Some(yes);
-        self.reply_ok();
     }
 
     /// `CLIENT GETREDIR`: -1 without tracking, else the `REDIRECT` target (0: none).
     pub(super) fn client_getredir(&mut self) {
-        let redirect = self.tracking_redirect();
+        let redirect = tracking_state::redirect_shown(self.tracking.as_ref());
         self.reply_with(|out| write_integer(out, redirect));
-    }
-
-    /// The redirect target as `CLIENT GETREDIR`, `TRACKINGINFO` and `CLIENT LIST` show it.
-    pub(super) fn tracking_redirect(&self) -> i64 {
-        match &self.tracking {
-            None => -1,
-            Some(t) => i64::try_from(t.redirect).unwrap_or(i64::MAX),
-        }
     }
 
     /// `CLIENT TRACKINGINFO`.
     pub(super) fn client_trackinginfo(&mut self) {
-        let protocol = self.protocol;
-        let (flags, redirect, prefixes): (Vec<&[u8]>, i64, Vec<Bytes>) = match &self.tracking {
-            None => (vec![b"off"], -1, Vec::new()),
-            Some(t) => {
-                let mut flags: Vec<&[u8]> = vec![b"on"];
-                let named: [(bool, &[u8]); 7] = [
-                    (t.mode.bcast, b"bcast"),
-                    (t.optin, b"optin"),
-                    (t.optout, b"optout"),
-                    (t.caching == Some(true), b"caching-yes"),
-                    (t.caching == Some(false), b"caching-no"),
-                    (t.mode.noloop, b"noloop"),
-                    (t.broken, b"broken_redirect"),
-                ];
-                flags.extend(named.iter().filter(|(on, _)| *on).map(|(_, name)| *name));
-                let redirect = i64::try_from(t.redirect).unwrap_or(i64::MAX);
-                (flags, redirect, t.mode.prefixes.iter().cloned().collect())
-            }
-        };
-        self.reply_with(|out| {
-            write_map_len(out, protocol, 3);
-            write_bulk(out, b"flags");
-            match protocol {
-                Protocol::Resp2 => write_array_len(out, flags.len()),
-                Protocol::Resp3 => out.put_slice(format!("~{}\r\n", flags.len()).as_bytes()),
-            }
-            for flag in flags {
-                write_bulk(out, flag);
-            }
-            write_bulk(out, b"redirect");
-            write_integer(out, redirect);
-            write_bulk(out, b"prefixes");
-            write_array_len(out, prefixes.len());
-            for prefix in prefixes {
-                write_bulk(out, &prefix);
-            }
-        });
+        let (tracking, protocol) = (self.tracking.as_ref(), self.protocol);
+        let mut reply = BytesMut::new();
+        tracking_state::write_info(tracking, protocol, &mut reply);
+        self.reply_with(|out| out.put_slice(&reply));
     }
 
-    /// Before a command runs: remember the keys it reads (default mode, unless OPTIN/OPTOUT say
-    /// otherwise), or note its writes (NOLOOP). `CLIENT CACHING`'s choice lasts one command.
+    /// Before a command runs: remember the keys it reads, or note its writes (NOLOOP), as
+    /// [`Tracking::keys_use`] says.
     pub(super) fn track_command(&mut self, spec: &CommandSpec, keys: &[Bytes]) {
         let Some(tracking) = self.tracking.as_mut() else {
             return;
         };
-        let caching = if spec.name.starts_with("client|") || self.transaction.queuing() {
-            tracking.caching
-        } else {
-            tracking.caching.take()
-        };
+        let used = tracking.keys_use(spec, self.transaction.queuing());
         if keys.is_empty() {
             return;
         }
-        let tracker = &self.shared.tracker;
         let keys = keys.iter().map(|k| &k[..]);
-        if spec.flags.contains(Flags::READONLY) {
-            let skip = (tracking.optin && caching != Some(true))
-                || (tracking.optout && caching == Some(false));
-            if !tracking.mode.bcast && !skip {
-                tracker.remember(self.id, keys);
-            }
-        } else if tracking.mode.noloop {
-            tracker.wrote(self.id, keys);
+        match used {
+            KeysUse::Remember => self.shared.tracker.remember(self.id, keys),
+            KeysUse::Wrote => self.shared.tracker.wrote(self.id, keys),
+            KeysUse::Nothing => {}
         }
     }
 
@@ -398,152 +277,5 @@ impl Session {
 
     fn reply_ok(&mut self) {
         self.reply_with(|out| out.put_slice(b"+OK\r\n"));
-    }
-}
-
-/// Prefix sets of this many (existing and new together) are checked and merged on a blocking
-/// thread.
-const OFFLOAD_PREFIXES: usize = 1_000;
-
-/// The client's prefix set `existing` with `new` merged in after redis' overlap check, or the
-/// error and `existing` unchanged. Broadcast without any prefix is the empty prefix, every key,
-/// as in redis.
-fn merge_prefixes(mut existing: BTreeSet<Bytes>, new: &[Bytes], bcast: bool) -> Prefixes {
-    if let Some(error) = prefix_collision(&existing, new) {
-        return Err((error, existing));
-    }
-    existing.extend(new.iter().cloned());
-    if bcast && existing.is_empty() {
-        existing.insert(Bytes::new());
-    }
-    Ok(existing)
-}
-
-/// redis' check that no two prefixes of one client overlap (one a prefix of the other), with
-/// its error texts, in O(n log n): redis compares every pair, which 80,000 prefixes turn into
-/// seconds of CPU on the runtime.
-///
-/// Against `existing` (sorted, overlap-free) the first new prefix that overlaps is reported with
-/// the first existing one it overlaps, as redis does. Among the new ones the pair reported is
-/// one that overlaps, not necessarily the first pair redis' nested loop would meet.
-fn prefix_collision(existing: &BTreeSet<Bytes>, new: &[Bytes]) -> Option<ReplyError> {
-    let overlaps = |a: &[u8], b: &[u8]| a.starts_with(b) || b.starts_with(a);
-    let with_existing = |prefix: &Bytes| -> Option<&Bytes> {
-        // The only existing prefix of `prefix` is the greatest one not after it; existing ones
-        // that extend `prefix` start at the first one not before it. Sorted order, as redis'.
-        let before = existing
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(&prefix[..])))
-            .next_back()
-            .filter(|e| prefix.starts_with(e));
-        before.or_else(|| {
-            existing
-                .range::<[u8], _>((Bound::Included(&prefix[..]), Bound::Unbounded))
-                .next()
-                .filter(|e| e.starts_with(prefix))
-        })
-    };
-    // Among the new prefixes, if two overlap then two neighbours in sorted order do.
-    let mut sorted: Vec<usize> = (0..new.len()).collect();
-    sorted.sort_by(|&a, &b| new[a].cmp(&new[b]).then(a.cmp(&b)));
-    let among_new = sorted
-        .windows(2)
-        .filter(|pair| overlaps(&new[pair[0]], &new[pair[1]]))
-        .map(|pair| (pair[0].min(pair[1]), pair[0].max(pair[1])))
-        .min();
-    for (i, prefix) in new.iter().enumerate() {
-        if let Some(other) = with_existing(prefix) {
-            return Some(ReplyError::PrefixOverlapsExisting {
-                prefix: prefix.clone(),
-                existing: other.clone(),
-            });
-        }
-        if let Some((first, second)) = among_new.filter(|&(first, _)| first == i) {
-            return Some(ReplyError::PrefixOverlapsProvided {
-                first: new[first].clone(),
-                second: new[second].clone(),
-            });
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(list: &[&str]) -> BTreeSet<Bytes> {
-        list.iter()
-            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
-            .collect()
-    }
-
-    fn list(items: &[&str]) -> Vec<Bytes> {
-        items
-            .iter()
-            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
-            .collect()
-    }
-
-    #[test]
-    fn overlapping_prefixes_are_found_as_redis_reports_them() {
-        let existing = set(&["ab", "b:", "user:"]);
-        let cases: &[(&[&str], Option<&str>)] = &[
-            (&["c", "d"], None),
-            (
-                &["abc"],
-                Some("Prefix 'abc' overlaps with an existing prefix 'ab'"),
-            ),
-            (
-                &["a"],
-                Some("Prefix 'a' overlaps with an existing prefix 'ab'"),
-            ),
-            (
-                &["x", "user:1"],
-                Some("Prefix 'user:1' overlaps with an existing prefix 'user:'"),
-            ),
-            (
-                &["x", "x1"],
-                Some("Prefix 'x' overlaps with another provided prefix 'x1'"),
-            ),
-            (
-                &["x1", "y", "x"],
-                Some("Prefix 'x1' overlaps with another provided prefix 'x'"),
-            ),
-            (
-                &["q", "q"],
-                Some("Prefix 'q' overlaps with another provided prefix 'q'"),
-            ),
-            (
-                &[""],
-                Some("Prefix '' overlaps with an existing prefix 'ab'"),
-            ),
-        ];
-        for (new, want) in cases {
-            let got = prefix_collision(&existing, &list(new));
-            match want {
-                None => assert_eq!(got, None, "{new:?}"),
-                Some(want) => {
-                    let got = got.unwrap_or_else(|| panic!("{new:?}: no collision found"));
-                    let got = got.to_string();
-                    assert!(got.starts_with(&format!("ERR {want}")), "{new:?}: {got}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn many_prefixes_are_checked_quickly() {
-        let new: Vec<Bytes> = (0..80_000).map(|n| Bytes::from(format!("p{n}:"))).collect();
-        let started = std::time::Instant::now();
-        assert_eq!(prefix_collision(&BTreeSet::new(), &new), None);
-        let mut tail = new.clone();
-        tail.push(Bytes::from_static(b"p79999:x"));
-        assert!(prefix_collision(&BTreeSet::new(), &tail).is_some());
-        // Pairwise this was 6.4e9 comparisons (tens of seconds); sorted it is milliseconds.
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
     }
 }

@@ -21,59 +21,81 @@
 //! then, `EXEC` answers nil (the transaction did not run, as when a watched key changed), so an
 //! optimistic-locking client retries instead of running against the wrong node. Dropping the
 //! dedicated connection is how `UNWATCH`/`DISCARD` clear the node's watch state.
-
-use std::sync::Arc;
+//!
+//! This file is what the commands do to the session's [`Transaction`] (its data is in
+//! `transaction_state.rs`): each returns a value (queued or the error, the job `EXEC` sends)
+//! and the session (`local.rs`) replies or sends it.
 
 use bytes::{Bytes, BytesMut};
 
-use super::Session;
 use super::per_slot;
 use super::plan::{CrossSlot, Exec, PerSlotExec, Plan};
+use super::scripts::ScriptCache;
 use super::split;
 use super::split::{Combined, Merge};
 use super::target::Target;
 use super::transaction_state::Transaction;
-use crate::backend::Node;
 use crate::cluster::Slot;
 use crate::command::CommandSpec;
 use crate::command::policy::{Handling, Local, SplitKind};
 use crate::command::table::Flags;
-use crate::config::CrossSlotTransactions;
 use crate::error::ReplyError;
 use crate::protocol::Request;
-use crate::protocol::reply::{write_array_len, write_simple};
 use crate::protocol::request::encode_multibulk;
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 
-impl Session {
-    /// Queues a command inside `MULTI`, or refuses it (which dooms the transaction); `handling`
-    /// is its row's.
-    pub(super) fn queue(&mut self, spec: &CommandSpec, handling: Handling, request: Request) {
-        let per_slot =
-            self.shared.config.session.cross_slot_transactions == CrossSlotTransactions::PerSlot;
+/// The slot of a request's keys, as `Session::slot_of_keys` finds it.
+pub(super) type KeysSlot = Result<Option<Slot>, CrossSlot>;
+
+/// What `EXEC` does.
+#[derive(Debug)]
+pub(super) enum ExecStep {
+    /// A queuing error doomed the transaction: end it (and any watch), answer `-EXECABORT`.
+    Abort,
+    /// Nothing queued and nothing watched: `*0`.
+    Empty,
+    /// Send this job as the plan says.
+    Run(Request, Plan),
+}
+
+impl Transaction {
+    /// Queues a command inside `MULTI` (`Ok`: answer `+QUEUED`), or refuses it, which dooms
+    /// the transaction. `handling` is its row's; `per_slot` says the transaction may span
+    /// slots; `slot_of` finds the slot of the request's keys (asked only when needed).
+    pub(super) fn queue(
+        &mut self,
+        spec: &CommandSpec,
+        handling: Handling,
+        request: Request,
+        per_slot: bool,
+        slot_of: impl FnOnce(&Request) -> KeysSlot,
+    ) -> Result<(), ReplyError> {
         let mut slot = None;
         let refuse = match handling {
             // redis refuses these inside MULTI before anything else (its `no-multi` flag).
             _ if spec.flags.contains(Flags::NO_MULTI) => Some(ReplyError::NotAllowedInTransaction),
             Handling::Local(Local::Ping | Local::Echo | Local::Unwatch) | Handling::AnyNode => None,
             // PUBLISH and SPUBLISH run in the transaction on its node, as in a cluster.
-            Handling::Split(kind) if per_slot => match self.slot_of_keys(spec, &request) {
+            Handling::Split(kind) if per_slot => match slot_of(&request) {
                 // Split by slot like outside MULTI; EXEC merges the parts' replies back.
-                Err(CrossSlot) => return self.queue_split(spec, kind, request),
+                Err(CrossSlot) => {
+                    self.queue_split(spec, kind, request);
+                    return Ok(());
+                }
                 Ok(this) => {
                     slot = this;
-                    self.transaction.slot = self.transaction.slot.or(this);
+                    self.slot = self.slot.or(this);
                     None
                 }
             },
             Handling::Single { .. }
             | Handling::Split(_)
             | Handling::Computed(_)
-            | Handling::Local(Local::Publish) => match self.slot_of_keys(spec, &request) {
+            | Handling::Local(Local::Publish) => match slot_of(&request) {
                 Err(CrossSlot) => Some(ReplyError::CrossSlot),
-                Ok(Some(this)) if self.transaction.slot.is_some_and(|s| s != this) => {
+                Ok(Some(this)) if self.slot.is_some_and(|s| s != this) => {
                     if per_slot {
                         slot = Some(this);
                         None
@@ -82,7 +104,7 @@ impl Session {
                     }
                 }
                 Ok(Some(this)) => {
-                    self.transaction.slot = Some(this);
+                    self.slot = Some(this);
                     slot = Some(this);
                     None
                 }
@@ -98,13 +120,13 @@ impl Session {
         };
         match refuse {
             Some(error) => {
-                self.transaction.dirty = true;
-                self.reply_error(error);
+                self.dirty = true;
+                Err(error)
             }
             None => {
-                self.transaction.queued.push(request);
-                self.transaction.slots.push(slot);
-                self.reply_with(|out| write_simple(out, "QUEUED"));
+                self.queued.push(request);
+                self.slots.push(slot);
+                Ok(())
             }
         }
     }
@@ -114,105 +136,76 @@ impl Session {
     fn queue_split(&mut self, spec: &CommandSpec, kind: SplitKind, request: Request) {
         if kind == SplitKind::KeyValues && request.args().len().is_multiple_of(2) {
             // redis queues it and answers this entry at EXEC with the arity error.
-            self.transaction.combined.push(Combined {
-                first: self.transaction.queued.len(),
+            self.combined.push(Combined {
+                first: self.queued.len(),
                 parts: 0,
                 merge: Merge::Failed(ReplyError::WrongArity(spec.name).to_bytes()),
             });
-            return self.reply_with(|out| write_simple(out, "QUEUED"));
+            return;
         }
         let (merge, parts) = split::plan_split(kind, &request);
-        let first = self.transaction.queued.len();
-        self.transaction.combined.push(Combined {
+        let first = self.queued.len();
+        self.combined.push(Combined {
             first,
             parts: parts.len(),
             merge,
         });
         for (slot, part) in parts {
-            self.transaction.slot = self.transaction.slot.or(Some(slot));
-            self.transaction.queued.push(part);
-            self.transaction.slots.push(Some(slot));
+            self.slot = self.slot.or(Some(slot));
+            self.queued.push(part);
+            self.slots.push(Some(slot));
         }
-        self.reply_with(|out| write_simple(out, "QUEUED"));
     }
 
-    /// `MULTI`.
-    pub(super) fn multi(&mut self) {
-        if self.transaction.queuing {
-            return self.reply_error(ReplyError::NestedMulti);
+    /// `MULTI` (`Ok`: answer `+OK`).
+    pub(super) fn multi(&mut self) -> Result<(), ReplyError> {
+        if self.queuing {
+            return Err(ReplyError::NestedMulti);
         }
-        self.transaction.queuing = true;
-        self.transaction.slot = self.transaction.watch.as_ref().map(|(_, slot)| *slot);
-        self.reply_with(|out| write_simple(out, "OK"));
+        self.queuing = true;
+        self.slot = self.watch.as_ref().map(|(_, slot)| *slot);
+        Ok(())
     }
 
-    /// `DISCARD`.
-    pub(super) fn discard(&mut self) {
-        if !self.transaction.queuing {
-            return self.reply_error(ReplyError::DiscardWithoutMulti);
+    /// `WATCH key [key ...]`: the slot it pins the transaction to (its primary's dedicated
+    /// connection holds the watch); `slot_of` finds the slot of the keys.
+    pub(super) fn watch_slot(
+        &self,
+        request: &Request,
+        slot_of: impl FnOnce(&Request) -> KeysSlot,
+    ) -> Result<Slot, ReplyError> {
+        if self.queuing {
+            return Err(ReplyError::WatchInMulti);
         }
-        self.end_transaction();
-        self.reply_with(|out| write_simple(out, "OK"));
+        match slot_of(request) {
+            Ok(Some(slot)) if self.watch.as_ref().is_none_or(|(_, s)| *s == slot) => Ok(slot),
+            Ok(_) | Err(CrossSlot) => Err(ReplyError::CrossSlot),
+        }
     }
 
-    /// `UNWATCH` outside `MULTI`.
-    pub(super) fn unwatch(&mut self) {
-        self.end_transaction();
-        self.reply_with(|out| write_simple(out, "OK"));
-    }
-
-    /// `WATCH key [key ...]`: pins the transaction to the keys' slot and its primary.
-    pub(super) fn watch(&mut self, spec: &CommandSpec, request: Request) {
-        if self.transaction.queuing {
-            return self.reply_error(ReplyError::WatchInMulti);
+    /// `EXEC`: the whole transaction as one job (one per slot when it spans slots), after
+    /// which the transaction is over (the watch ends with EXEC on the node; the connection
+    /// stays for reuse). `scripts` knows the bodies the queued `EVALSHA`s need.
+    pub(super) fn exec(&mut self, scripts: &ScriptCache) -> Result<ExecStep, ReplyError> {
+        if !self.queuing {
+            return Err(ReplyError::ExecWithoutMulti);
         }
-        let slot = match self.slot_of_keys(spec, &request) {
-            Ok(Some(slot))
-                if self
-                    .transaction
-                    .watch
-                    .as_ref()
-                    .is_none_or(|(_, s)| *s == slot) =>
-            {
-                slot
-            }
-            Ok(_) | Err(CrossSlot) => return self.reply_error(ReplyError::CrossSlot),
-        };
-        self.dispatch(request, Plan::Watch(slot));
-    }
-
-    /// Records where a `WATCH` is being sent (called when it is actually sent).
-    pub(super) fn watching(&mut self, node: Arc<Node>, slot: Slot) {
-        self.transaction.watch = Some((node, slot));
-    }
-
-    /// `EXEC`: sends the whole transaction as one job, or answers an abort.
-    pub(super) fn exec(&mut self) {
-        if !self.transaction.queuing {
-            return self.reply_error(ReplyError::ExecWithoutMulti);
+        if self.dirty {
+            return Ok(ExecStep::Abort);
         }
-        if self.transaction.dirty {
-            self.end_transaction();
-            return self.reply_error(ReplyError::ExecAbort);
-        }
-        let watched = self.transaction.watch.clone();
-        let queued = std::mem::take(&mut self.transaction.queued);
-        let slots = std::mem::take(&mut self.transaction.slots);
-        let slot = self.transaction.slot;
-        let combined = std::mem::take(&mut self.transaction.combined);
-        // The watch (if any) ends with EXEC on the node; keep the connection for reuse.
-        self.transaction = Transaction::default();
+        let done = std::mem::take(self);
+        let (watched, queued) = (done.watch, done.queued);
         if queued.is_empty() && watched.is_none() {
-            return self.reply_with(|out| write_array_len(out, 0));
+            return Ok(ExecStep::Empty);
         }
         let watched_slot = watched.as_ref().map(|(_, slot)| *slot);
-        if let Some(groups) = per_slot::group(&slots, watched_slot) {
+        if let Some(groups) = per_slot::group(&done.slots, watched_slot) {
             let batches = groups
                 .iter()
                 .map(|group| {
                     let commands: Vec<&Request> =
                         group.positions.iter().map(|&i| &queued[i]).collect();
-                    let (batch, replies) = self.transaction_batch(&commands);
+                    let (batch, replies) = batch(&commands, scripts);
                     (group.slot, batch, replies)
                 })
                 .collect();
@@ -221,76 +214,197 @@ impl Session {
                 positions: groups.into_iter().map(|g| g.positions).collect(),
                 total: queued.len(),
                 watched,
-                combined,
+                combined: done.combined,
             };
-            return self.dispatch(Request::batch(Bytes::new()), Plan::PerSlotExec(exec));
+            return Ok(ExecStep::Run(
+                Request::batch(Bytes::new()),
+                Plan::PerSlotExec(exec),
+            ));
         }
         let commands: Vec<&Request> = queued.iter().collect();
-        let (batch, replies) = self.transaction_batch(&commands);
-        let target = slot.map_or(Target::AnyPrimary, Target::Slot);
+        let (batch, replies) = batch(&commands, scripts);
+        let target = done.slot.map_or(Target::AnyPrimary, Target::Slot);
         let exec = Exec { replies, watched };
-        self.dispatch(batch, Plan::Exec(target, exec));
+        Ok(ExecStep::Run(batch, Plan::Exec(target, exec)))
     }
+}
 
-    /// One node's job for `commands`: `SCRIPT LOAD` of the scripts its `EVALSHA`s name,
-    /// `MULTI`, the commands, `EXEC`; and how many replies it produces.
-    fn transaction_batch(&self, commands: &[&Request]) -> (Request, usize) {
-        let loads = self.script_loads(commands);
-        let mut payload = BytesMut::with_capacity(
-            MULTI.len() + EXEC.len() + commands.iter().map(|r| r.raw().len()).sum::<usize>(),
+/// One node's job for `commands`: `SCRIPT LOAD` of the scripts its `EVALSHA`s name,
+/// `MULTI`, the commands, `EXEC`; and how many replies it produces.
+fn batch(commands: &[&Request], scripts: &ScriptCache) -> (Request, usize) {
+    let loads = script_loads(commands, scripts);
+    let mut payload = BytesMut::with_capacity(
+        MULTI.len() + EXEC.len() + commands.iter().map(|r| r.raw().len()).sum::<usize>(),
+    );
+    for body in &loads {
+        encode_multibulk(
+            &mut payload,
+            &[
+                Bytes::from_static(b"SCRIPT"),
+                Bytes::from_static(b"LOAD"),
+                body.clone(),
+            ],
         );
-        for body in &loads {
-            encode_multibulk(
-                &mut payload,
-                &[
-                    Bytes::from_static(b"SCRIPT"),
-                    Bytes::from_static(b"LOAD"),
-                    body.clone(),
-                ],
-            );
+    }
+    payload.extend_from_slice(MULTI);
+    for request in commands {
+        payload.extend_from_slice(request.raw());
+    }
+    payload.extend_from_slice(EXEC);
+    (
+        Request::batch(payload.freeze()),
+        loads.len() + commands.len() + 2,
+    )
+}
+
+/// The bodies of the scripts the queued `EVALSHA`s run, as far as the proxy knows them
+/// (each once). A node answers `NOSCRIPT` for an unknown script inside `EXEC` only after
+/// the commands before it ran, too late to load it and retry, so the transaction's job
+/// loads them first: a node that lost them (restart, promotion, new slot owner) has them
+/// again, and one that has them does no more than hash the body.
+fn script_loads(queued: &[&Request], scripts: &ScriptCache) -> Vec<Bytes> {
+    let mut bodies: Vec<Bytes> = Vec::new();
+    for request in queued {
+        let name = request.name();
+        if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro")) {
+            continue;
         }
-        payload.extend_from_slice(MULTI);
-        for request in commands {
-            payload.extend_from_slice(request.raw());
+        if let Some(body) = request.args().get(1).and_then(|sha| scripts.body(sha))
+            && !bodies.contains(&body)
+        {
+            bodies.push(body);
         }
-        payload.extend_from_slice(EXEC);
-        (
-            Request::batch(payload.freeze()),
-            loads.len() + commands.len() + 2,
-        )
+    }
+    bodies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::hash_slot;
+    use crate::command::keys::key_positions;
+    use crate::command::{CommandTable, Resolved};
+
+    fn request(words: &[&str]) -> Request {
+        Request::from_args(words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())))
     }
 
-    /// The bodies of the scripts the queued `EVALSHA`s run, as far as the proxy knows them
-    /// (each once). A node answers `NOSCRIPT` for an unknown script inside `EXEC` only after
-    /// the commands before it ran, too late to load it and retry, so the transaction's job
-    /// loads them first: a node that lost them (restart, promotion, new slot owner) has them
-    /// again, and one that has them does no more than hash the body.
-    fn script_loads(&self, queued: &[&Request]) -> Vec<Bytes> {
-        let mut bodies: Vec<Bytes> = Vec::new();
-        for request in queued {
-            let name = request.name();
-            if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro"))
-            {
-                continue;
-            }
-            if let Some(body) = request
-                .args()
-                .get(1)
-                .and_then(|sha| self.shared.scripts.body(sha))
-                && !bodies.contains(&body)
-            {
-                bodies.push(body);
-            }
+    /// The slot of the request's keys, as its table row finds them.
+    fn slot_of(request: &Request) -> KeysSlot {
+        let table = CommandTable::builtin();
+        let Resolved::Command(spec) = table.resolve(request.args()) else {
+            panic!("not a command");
+        };
+        let mut positions: Vec<usize> = Vec::new();
+        key_positions(spec, request.args(), &mut positions).expect("keys");
+        let mut slots = positions.iter().map(|&p| hash_slot(&request.args()[p]));
+        let first = slots.next();
+        match slots.all(|s| Some(s) == first) {
+            true => Ok(first),
+            false => Err(CrossSlot),
         }
-        bodies
     }
 
-    /// Leaves any transaction and watch; closing the dedicated connection clears the node's
-    /// watch state.
-    pub(super) fn end_transaction(&mut self) {
-        if let Some((node, _)) = self.transaction.watch.take() {
-            self.drop_dedicated(&node);
-        }
-        self.transaction = Transaction::default();
+    /// Queues `words` as its table row handles it.
+    fn queue(tx: &mut Transaction, per_slot: bool, words: &[&str]) -> Result<(), ReplyError> {
+        let table = CommandTable::builtin();
+        let request = request(words);
+        let Resolved::Command(spec) = table.resolve(request.args()) else {
+            panic!("{words:?} is not a command");
+        };
+        let handling = table.policy(spec).handling;
+        tx.queue(spec, handling, request, per_slot, slot_of)
+    }
+
+    fn multi() -> Transaction {
+        let mut tx = Transaction::default();
+        assert_eq!(tx.multi(), Ok(()));
+        assert_eq!(tx.multi(), Err(ReplyError::NestedMulti));
+        tx
+    }
+
+    #[test]
+    fn the_first_keyed_command_fixes_the_slot_and_another_slot_dooms_the_transaction() {
+        let mut tx = multi();
+        assert_eq!(queue(&mut tx, false, &["PING"]), Ok(()));
+        assert_eq!(queue(&mut tx, false, &["SET", "{a}1", "v"]), Ok(()));
+        assert_eq!(queue(&mut tx, false, &["GET", "{a}2"]), Ok(()));
+        assert_eq!(tx.slot, Some(hash_slot(b"a")));
+        assert!(!tx.dirty);
+        let other = queue(&mut tx, false, &["GET", "b"]);
+        assert_eq!(other, Err(ReplyError::CrossSlotTransaction));
+        assert!(tx.dirty);
+        assert_eq!(tx.queued_len(), 3);
+        let scripts = ScriptCache::default();
+        assert!(matches!(tx.exec(&scripts), Ok(ExecStep::Abort)));
+    }
+
+    #[test]
+    fn commands_that_cannot_run_in_a_transaction_are_refused() {
+        let mut tx = multi();
+        let keys = queue(&mut tx, false, &["KEYS", "*"]);
+        assert_eq!(keys, Err(ReplyError::NotInMulti("KEYS".into())));
+        let mget = queue(&mut tx, false, &["MGET", "a", "b"]);
+        assert_eq!(mget, Err(ReplyError::CrossSlot));
+        assert!(tx.dirty);
+    }
+
+    #[test]
+    fn per_slot_a_multi_key_command_is_queued_as_one_part_per_slot() {
+        let mut tx = multi();
+        assert_eq!(queue(&mut tx, true, &["GET", "a"]), Ok(()));
+        assert_eq!(queue(&mut tx, true, &["GET", "b"]), Ok(()));
+        assert_eq!(queue(&mut tx, true, &["MGET", "a", "b", "{a}x"]), Ok(()));
+        assert_eq!(tx.combined.len(), 1);
+        assert_eq!((tx.combined[0].first, tx.combined[0].parts), (2, 2));
+        assert_eq!(tx.queued_len(), 4);
+        // MSET with a key lacking its value is queued, and fails at EXEC as on redis.
+        assert_eq!(queue(&mut tx, true, &["MSET", "a", "1", "b"]), Ok(()));
+        assert_eq!(tx.combined[1].parts, 0);
+        assert!(!tx.dirty);
+        let Ok(ExecStep::Run(_, Plan::PerSlotExec(exec))) = tx.exec(&ScriptCache::default()) else {
+            panic!("not a per-slot EXEC");
+        };
+        assert_eq!(exec.batches.len(), 2);
+        assert_eq!(exec.total, 4);
+        assert!(!tx.queuing());
+    }
+
+    #[test]
+    fn exec_sends_multi_the_commands_and_exec_as_one_job() {
+        let scripts = ScriptCache::default();
+        let mut idle = Transaction::default();
+        assert_eq!(
+            idle.exec(&scripts).err(),
+            Some(ReplyError::ExecWithoutMulti)
+        );
+        let mut tx = multi();
+        assert!(matches!(tx.exec(&scripts), Ok(ExecStep::Empty)));
+        let mut tx = multi();
+        assert_eq!(queue(&mut tx, false, &["SET", "k", "v"]), Ok(()));
+        assert_eq!(queue(&mut tx, false, &["INCR", "k"]), Ok(()));
+        let Ok(ExecStep::Run(batch, Plan::Exec(target, exec))) = tx.exec(&scripts) else {
+            panic!("not a one-node EXEC");
+        };
+        assert!(matches!(target, Target::Slot(slot) if slot == hash_slot(b"k")));
+        assert_eq!(exec.replies, 4);
+        let mut want = MULTI.to_vec();
+        want.extend_from_slice(request(&["SET", "k", "v"]).raw());
+        want.extend_from_slice(request(&["INCR", "k"]).raw());
+        want.extend_from_slice(EXEC);
+        assert_eq!(batch.raw()[..], want[..]);
+        assert!(!tx.queuing() && tx.queued_len() == 0 && tx.slot.is_none());
+    }
+
+    #[test]
+    fn watch_pins_one_slot_and_is_refused_inside_multi() {
+        let tx = Transaction::default();
+        let slot = tx.watch_slot(&request(&["WATCH", "{a}1", "{a}2"]), slot_of);
+        assert_eq!(slot, Ok(hash_slot(b"a")));
+        let spanning = tx.watch_slot(&request(&["WATCH", "a", "b"]), slot_of);
+        assert_eq!(spanning, Err(ReplyError::CrossSlot));
+        let tx = multi();
+        let inside = tx.watch_slot(&request(&["WATCH", "a"]), slot_of);
+        assert_eq!(inside, Err(ReplyError::WatchInMulti));
     }
 }

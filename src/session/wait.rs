@@ -18,7 +18,8 @@
 //! The reply is the smallest count over those nodes (WAITAOF: per field), which is what the
 //! client's writes as a whole have reached. Writes to a node the session can no longer reach
 //! count as reaching 0 replicas. The wait runs in a task the session owns through the reply's
-//! receiver: a client that leaves while waiting stops it.
+//! receiver: a client that leaves while waiting stops it. The session (`dispatch.rs`) says where
+//! its writes went ([`vias`]); this file does the waiting.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,10 +29,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::Session;
 use super::plan::Wait;
 use crate::backend::{Lane, Node, Outgoing};
-use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_integer};
 use crate::protocol::{Protocol, Reply, View};
 
@@ -41,57 +40,47 @@ const SLICE: Duration = Duration::from_millis(10);
 const PAUSE: Duration = Duration::from_millis(40);
 
 /// Where one node's part of the wait is sent.
-enum Via {
+pub(super) enum Via {
     /// The session's dedicated connection: one WAIT with the client's timeout.
     Dedicated(Lane),
     /// The session's lane of the node's shared connections: WAIT in slices.
-    Shared {
-        node: Arc<Node>,
-        protocol: Protocol,
-        /// The session's worker: its lanes run there.
-        worker: usize,
-        lane: usize,
-    },
+    Shared { node: Arc<Node>, lane: SharedLane },
 }
 
-impl Session {
-    /// The wait over the connections the session's writes went out on: a future the session
-    /// polls as its queue entry (dropping it, when the client leaves, stops the waits). The
-    /// client's timeout counts from now.
-    pub(super) fn start_wait(
-        &mut self,
-        wait: Wait,
-    ) -> Result<impl Future<Output = Bytes> + Send + 'static, ReplyError> {
-        let written = self.written.nodes().to_vec();
-        let vias: Vec<Via> = written
-            .iter()
-            .map(|(node, dedicated)| match dedicated {
-                true => Via::Dedicated(self.dedicated_lane(node)),
-                false => Via::Shared {
-                    node: node.clone(),
-                    protocol: self.protocol,
-                    worker: self.worker,
-                    lane: self.id as usize,
-                },
-            })
-            .collect();
-        let vias = if !vias.is_empty() {
-            vias
-        } else {
-            let map = self.shared.topology.slot_map();
-            let shards = map.shards();
-            if shards.is_empty() {
-                drop(map);
-                self.shared.topology.request_refresh();
-                return Err(ReplyError::NoNodeKnown);
-            }
-            let node = shards[self.id as usize % shards.len()].primary.clone();
-            drop(map);
-            vec![Via::Dedicated(self.dedicated_lane(&node))]
-        };
-        let deadline = wait.timeout.map(|t| Instant::now() + t);
-        Ok(wait_all(Arc::new(wait), vias, deadline))
-    }
+/// Which of a node's shared connections carry a session's writes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SharedLane {
+    pub(super) protocol: Protocol,
+    /// The session's worker: its lanes run there.
+    pub(super) worker: usize,
+    pub(super) lane: usize,
+}
+
+/// Where to wait for the session's writes: for each node it wrote to (`written`: `(node,
+/// dedicated)`), its dedicated connection (`dedicated` gives it) or its shared `lane`. Empty
+/// when it wrote nothing.
+pub(super) fn vias(
+    written: &[(Arc<Node>, bool)],
+    lane: SharedLane,
+    mut dedicated: impl FnMut(&Arc<Node>) -> Lane,
+) -> Vec<Via> {
+    written
+        .iter()
+        .map(|(node, on_dedicated)| match on_dedicated {
+            true => Via::Dedicated(dedicated(node)),
+            false => Via::Shared {
+                node: node.clone(),
+                lane,
+            },
+        })
+        .collect()
+}
+
+/// The wait for `wait` over `vias`: a future the session polls as its queue entry (dropping
+/// it, when the client leaves, stops the waits). The client's timeout counts from now.
+pub(super) fn start(wait: Wait, vias: Vec<Via>) -> impl Future<Output = Bytes> + Send + 'static {
+    let deadline = wait.timeout.map(|t| Instant::now() + t);
+    wait_all(Arc::new(wait), vias, deadline)
 }
 
 /// Waits on every node at once and combines the counts.
@@ -139,19 +128,14 @@ async fn wait_one(wait: Arc<Wait>, via: Via, deadline: Option<Instant>) -> Resul
                 _ => unreached(),
             }
         }
-        Via::Shared {
-            node,
-            protocol,
-            worker,
-            lane,
-        } => loop {
+        Via::Shared { node, lane } => loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             // A zero timeout would mean "forever" to the node; the last slice is at least 1 ms.
             let slice = left
                 .map_or(SLICE, |left| left.min(SLICE))
                 .max(Duration::from_millis(1));
             let rx = node
-                .worker_lane(worker, protocol, false, lane)
+                .worker_lane(lane.worker, lane.protocol, false, lane.lane)
                 .send(Outgoing::new(wait.payload(slice)));
             let found = match rx.await {
                 Ok(Ok(reply)) => counts(&reply)?,
@@ -186,4 +170,22 @@ fn counts(reply: &Reply) -> Result<Vec<i64>, Bytes> {
             .collect(),
         _ => Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts_of(raw: &'static [u8]) -> Result<Vec<i64>, Bytes> {
+        counts(&Reply::local(Bytes::from_static(raw)))
+    }
+
+    #[test]
+    fn wait_and_waitaof_replies_give_their_counts_and_an_error_is_passed_on() {
+        assert_eq!(counts_of(b":2\r\n"), Ok(vec![2]));
+        assert_eq!(counts_of(b"*2\r\n:1\r\n:0\r\n"), Ok(vec![1, 0]));
+        let error =
+            b"-ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.\r\n";
+        assert_eq!(counts_of(error), Err(Bytes::from_static(error)));
+    }
 }
