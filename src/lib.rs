@@ -238,6 +238,10 @@ pub async fn run_with(
     let registry = Arc::new(clients::Registry::new(
         config.session.max_client_memory_bytes,
     ));
+    registry.install_evictor({
+        let metrics = metrics.clone();
+        move |memory, evicted| session::report_evictions(&metrics, memory, evicted)
+    });
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(config.clone()),
         metrics,
