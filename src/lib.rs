@@ -240,7 +240,7 @@ pub async fn run_with(
     ));
     registry.install_evictor({
         let metrics = metrics.clone();
-        move |memory, evicted| session::report_evictions(&metrics, memory, evicted)
+        move |memory, evicted| clients::report_evictions(&metrics, memory, evicted)
     });
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(config.clone()),

@@ -210,6 +210,22 @@ impl Drop for Registration {
     }
 }
 
+/// Counts and logs one eviction pass's victims (`(id, bytes)`, largest first).
+pub fn report_evictions(
+    metrics: &crate::metrics::Metrics,
+    memory: &ClientMemory,
+    evicted: &[(u64, usize)],
+) {
+    metrics.clients_evicted.inc_by(evicted.len() as u64);
+    tracing::warn!(
+        clients = evicted.len(),
+        largest_bytes = evicted.first().map_or(0, |e| e.1),
+        used_bytes = memory.used(),
+        limit = memory.limit(),
+        "clients' memory over max_client_memory_bytes; disconnected the largest"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

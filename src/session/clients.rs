@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Session;
 use super::queue::{FrontEvent, Pending, Task, TaskOutcome};
@@ -210,7 +210,7 @@ impl Session {
         }
         let evicted = registry.evict_for_memory();
         if !evicted.is_empty() {
-            report_evictions(&self.shared.metrics, registry.memory(), &evicted);
+            crate::clients::report_evictions(&self.shared.metrics, registry.memory(), &evicted);
         }
     }
 
@@ -399,20 +399,4 @@ impl Session {
         };
         self.pending.push_back(Pending::Task(Task::new(task)));
     }
-}
-
-/// Counts and logs one eviction pass's victims (`(id, bytes)`, largest first).
-pub(crate) fn report_evictions(
-    metrics: &crate::metrics::Metrics,
-    memory: &crate::backend::ClientMemory,
-    evicted: &[(u64, usize)],
-) {
-    metrics.clients_evicted.inc_by(evicted.len() as u64);
-    warn!(
-        clients = evicted.len(),
-        largest_bytes = evicted.first().map_or(0, |e| e.1),
-        used_bytes = memory.used(),
-        limit = memory.limit(),
-        "clients' memory over max_client_memory_bytes; disconnected the largest"
-    );
 }

@@ -65,7 +65,6 @@ use crate::server::ClientStream;
 use crate::server::client_stream::ClientWriter;
 use queue::{Pending, TaskOutcome};
 
-pub(crate) use clients::report_evictions;
 pub use scripts::ScriptCache;
 pub use shared::Shared;
 #[doc(hidden)] // only for benches/split_merge.rs: the split and merge of a multi-key command
