@@ -242,6 +242,10 @@ pub async fn run_with(
     let registry = Arc::new(clients::Registry::new(
         config.session.max_client_memory_bytes,
     ));
+    registry.install_evictor({
+        let metrics = metrics.clone();
+        move |memory, evicted| clients::report_evictions(&metrics, memory, evicted)
+    });
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(config.clone()),
         metrics,
@@ -288,6 +292,13 @@ pub async fn run_with(
         shared.registry.clone(),
         wait_changed(stopped.clone()),
     ));
+    // Whether scripts could copy keys out of the cluster (docs/reliability.md section 4); it
+    // ends on its own within the connect and request timeouts.
+    let migrate_check = tokio::spawn(backend::migrate_check::check_and_report(
+        shared.config.seed_addrs(),
+        shared.config.backend.clone(),
+        shared.metrics.node_user_can_migrate.clone(),
+    ));
     let reloader = process.reload.map(Arc::new);
     let admin = process.admin.map(|listener| {
         tokio::spawn(admin::serve(
@@ -326,6 +337,7 @@ pub async fn run_with(
     }
 
     let _ = stop.send(());
+    migrate_check.abort();
     if let Some(admin) = admin {
         let _ = admin.await;
     }

@@ -15,7 +15,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     exponential_buckets,
 };
 
@@ -145,6 +145,10 @@ pub struct Metrics {
     pub clients_refused: IntCounter,
     /// Clients disconnected to keep the clients' memory under `max_client_memory_bytes`.
     pub clients_evicted: IntCounter,
+    /// 1 when the nodes let slotproxy's node user run `MIGRATE` (scripts can copy keys out of
+    /// the cluster), 0 when their ACL refuses it, -1 until a node answered
+    /// (`backend::migrate_check`).
+    pub node_user_can_migrate: IntGauge,
     /// Bytes read from clients.
     pub client_bytes_received: IntCounter,
     /// Bytes written to clients.
@@ -253,7 +257,19 @@ impl Metrics {
                     .unwrap_or(unknown);
             }
         }
+        let node_user_can_migrate = IntGauge::new(
+            "slotproxy_node_user_can_migrate",
+            "1 when the nodes let slotproxy's node user run MIGRATE (a script sent through \
+             slotproxy can copy keys out of the cluster; give it a node ACL user with -migrate), \
+             0 when their ACL refuses it, -1 when no node answered the check.",
+        )
+        .expect("valid gauge definition");
+        node_user_can_migrate.set(-1);
+        registry
+            .register(Box::new(node_user_can_migrate.clone()))
+            .expect("unique metric name");
         Self {
+            node_user_can_migrate,
             clients_accepted: counter(
                 "slotproxy_clients_accepted_total",
                 "Client connections accepted.",

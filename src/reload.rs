@@ -154,6 +154,11 @@ fn apply(shared: &Shared, reloader: &Reloader, next: Config) -> Result<ReloadRep
     // open now keep what they opened with.
     if next.backend.tls.enabled == current.backend.tls.enabled {
         shared.config.backend.access.set(Access::of(&next.backend));
+        if current.backend.username != next.backend.username
+            || current.backend.password != next.backend.password
+        {
+            recheck_migrate(shared);
+        }
     }
     // Keys that need a restart keep their running value, so `live` (and `/config`) say what
     // is in effect.
@@ -164,6 +169,28 @@ fn apply(shared: &Shared, reloader: &Reloader, next: Config) -> Result<ReloadRep
         .set_limit(merged.session.max_client_memory_bytes);
     shared.live.store(Arc::new(merged));
     Ok(report)
+}
+
+/// Asks the nodes again whether the (new) node user may run `MIGRATE`, in a task of its own.
+fn recheck_migrate(shared: &Shared) {
+    let mut nodes: Vec<String> = shared
+        .topology
+        .slot_map()
+        .node_addrs()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if nodes.is_empty() {
+        nodes = shared.config.seed_addrs();
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        // Ends on its own within the connect and request timeouts; it only sets a gauge and logs.
+        runtime.spawn(crate::backend::migrate_check::check_and_report(
+            nodes,
+            shared.config.backend.clone(),
+            shared.metrics.node_user_can_migrate.clone(),
+        ));
+    }
 }
 
 /// `current` with the reloadable keys of `next`.

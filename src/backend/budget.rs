@@ -9,7 +9,8 @@
 //!
 //! The same figures, plus the session's input buffer, are the client's share of the
 //! process-wide [`ClientMemory`]: every change publishes them there once they moved by a step,
-//! and a change that takes the pool over its budget rings [`Bells::MEMORY`].
+//! and a change that takes the pool over its budget evicts clients at once (the pool's
+//! evictor), or rings [`Bells::MEMORY`] when the pool has none.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -69,7 +70,21 @@ impl ReplyBudget {
             self.alarm.ring(Bells::BUDGET);
         }
         self.publish();
+        if self.evicted() {
+            // Publishing it took the pool over its budget, and this client was picked: the
+            // reply is dropped like those after it.
+            self.take_back(bytes);
+            return false;
+        }
         true
+    }
+
+    fn take_back(&self, bytes: usize) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                Some(held.saturating_sub(bytes))
+            });
     }
 
     /// Rings the session's alarm.
@@ -85,11 +100,7 @@ impl ReplyBudget {
     /// The session picked up a reply of `bytes`: it counts as buffered until the session's
     /// next [`set_buffers`](Self::set_buffers), so it is never out of the count in between.
     pub fn take(&self, bytes: usize) {
-        let _ = self
-            .held
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                Some(held.saturating_sub(bytes))
-            });
+        self.take_back(bytes);
         self.buffered.fetch_add(bytes, Ordering::Relaxed);
     }
 
@@ -116,9 +127,9 @@ impl ReplyBudget {
     }
 
     /// Publishes the client's usage to the pool (when it moved by a step); over the pool's
-    /// budget, rings the session to pick victims.
+    /// budget, evicts at once (or, with no evictor, rings the session to pick victims).
     fn publish(&self) {
-        if self.share.update(&self.memory, self.usage()) {
+        if self.share.update(&self.memory, self.usage()) && !self.memory.evict_now() {
             self.alarm.ring(Bells::MEMORY);
         }
     }

@@ -4,12 +4,14 @@
 //! Each client's [`ReplyBudget`](super::ReplyBudget) publishes its usage here, but only when it
 //! moved by [`STEP`] since the last time: a client that holds a few small replies never touches
 //! the shared counter, so the hot path pays a few relaxed loads, and the counter is off by less
-//! than `STEP` per client. A publish that takes the sum over the budget tells its caller, which
-//! rings its session's alarm; that session picks the victims (`clients::Registry`), largest
-//! first. This file knows nothing of sessions or the registry.
+//! than `STEP` per client. A publish that takes the sum over the budget runs the pool's
+//! [`Evictor`] right there, on the thread that crossed it (usually a node connection about to
+//! hand a reply over), so the victims stop receiving replies before the next one is read; with
+//! no evictor set, the caller rings its session's alarm instead. The evictor picks the victims
+//! (`clients::Registry`), largest first. This file knows nothing of sessions or the registry.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// A client's usage is published when it moved by at least this much since the last publish.
 pub const STEP: usize = 16 * 1024;
@@ -17,8 +19,11 @@ pub const STEP: usize = 16 * 1024;
 /// A share that was taken out (its client left or was evicted): nothing is published any more.
 const CLOSED: usize = usize::MAX;
 
+/// Evicts clients until the pool is back under its budget; set once by whoever owns the clients.
+pub type Evictor = Box<dyn Fn() + Send + Sync>;
+
 /// The sum of every client's published usage, and the budget it is held to.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ClientMemory {
     /// Sum of the shares' published figures. Signed: two publishes of one share may land in
     /// either order, so the sum can dip below zero for a moment.
@@ -27,6 +32,18 @@ pub struct ClientMemory {
     limit: AtomicUsize,
     /// Held while victims are picked, so two passes don't both evict for the same excess.
     pass: Mutex<()>,
+    /// Run when a publish takes the sum over the budget.
+    evictor: OnceLock<Evictor>,
+}
+
+impl std::fmt::Debug for ClientMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMemory")
+            .field("used", &self.used)
+            .field("limit", &self.limit)
+            .field("evictor", &self.evictor.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientMemory {
@@ -57,6 +74,24 @@ impl ClientMemory {
         match self.limit() {
             0 => 0,
             limit => self.used().saturating_sub(limit),
+        }
+    }
+
+    /// Sets what runs when a publish takes the pool over its budget (once; later calls are
+    /// ignored).
+    pub fn set_evictor(&self, evictor: Evictor) {
+        let _ = self.evictor.set(evictor);
+    }
+
+    /// The pool just went over its budget: runs the evictor now. False when there is none (the
+    /// caller rings its session to pick the victims instead).
+    pub fn evict_now(&self) -> bool {
+        match self.evictor.get() {
+            Some(evict) => {
+                evict();
+                true
+            }
+            None => false,
         }
     }
 

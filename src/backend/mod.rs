@@ -8,6 +8,7 @@ mod ack;
 pub mod budget;
 pub mod client_memory;
 pub mod connection;
+pub mod migrate_check;
 pub mod node_health;
 pub mod pool;
 pub mod probe;

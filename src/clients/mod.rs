@@ -88,6 +88,24 @@ impl Registry {
         })
     }
 
+    /// Makes the clients' memory evict at once when a publish takes it over its budget, on
+    /// whichever thread crossed it, and hand each non-empty pass's victims to `report`.
+    pub fn install_evictor(
+        self: &Arc<Self>,
+        report: impl Fn(&ClientMemory, &[(u64, usize)]) + Send + Sync + 'static,
+    ) {
+        let registry = Arc::downgrade(self);
+        self.memory.set_evictor(Box::new(move || {
+            // Weak: the registry owns the memory that owns this closure.
+            if let Some(registry) = registry.upgrade() {
+                let evicted = registry.evict_for_memory();
+                if !evicted.is_empty() {
+                    report(&registry.memory, &evicted);
+                }
+            }
+        }));
+    }
+
     /// Adds `entry`; the returned guard removes it when dropped.
     pub fn register(self: &Arc<Self>, entry: Arc<ClientEntry>) -> Registration {
         self.lock().insert(entry.id, entry.clone());
@@ -202,6 +220,22 @@ impl Drop for Registration {
     }
 }
 
+/// Counts and logs one eviction pass's victims (`(id, bytes)`, largest first).
+pub fn report_evictions(
+    metrics: &crate::metrics::Metrics,
+    memory: &ClientMemory,
+    evicted: &[(u64, usize)],
+) {
+    metrics.clients_evicted.inc_by(evicted.len() as u64);
+    tracing::warn!(
+        clients = evicted.len(),
+        largest_bytes = evicted.first().map_or(0, |e| e.1),
+        used_bytes = memory.used(),
+        limit = memory.limit(),
+        "clients' memory over max_client_memory_bytes; disconnected the largest"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +313,46 @@ mod tests {
         // Over by 600 KB: the 1 MB client, now the largest, is enough.
         assert_eq!(registry.evict_for_memory(), [(1, 1 << 20)]);
         assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn with_an_evictor_the_reply_that_crosses_the_budget_evicts_at_once_and_is_dropped() {
+        let registry = Arc::new(Registry::new(1 << 20));
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        registry.install_evictor({
+            let reported = reported.clone();
+            move |_, evicted| reported.lock().unwrap().extend_from_slice(evicted)
+        });
+        let budgets: Vec<_> = (0..2)
+            .map(|_| {
+                Arc::new(crate::backend::ReplyBudget::new(
+                    usize::MAX,
+                    Default::default(),
+                    registry.memory().clone(),
+                ))
+            })
+            .collect();
+        let seats: Vec<Registration> = (1..)
+            .zip(&budgets)
+            .map(|(id, b)| {
+                registry.register(Arc::new(ClientEntry::new(id, None, None, -1, b.clone())))
+            })
+            .collect();
+        assert!(budgets[0].add(300 << 10));
+        assert!(budgets[1].add(600 << 10));
+        // 1.2 MB with this reply: its client, the largest, is evicted before it is handed over.
+        assert!(!budgets[1].add(300 << 10));
+        assert_eq!(*reported.lock().unwrap(), [(2, 900 << 10)]);
+        assert!(seats[1].entry().killed());
+        assert_eq!(
+            budgets[1].held(),
+            600 << 10,
+            "the dropped reply is not held"
+        );
+        assert_eq!(registry.memory().used(), 300 << 10);
+        assert!(!budgets[1].add(1), "nothing more is handed over");
+        assert!(budgets[0].add(100 << 10), "the other client is untouched");
+        assert!(!seats[0].entry().killed());
     }
 
     #[test]

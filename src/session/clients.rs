@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Session;
 use super::queue::{FrontEvent, Pending, Task, TaskOutcome};
@@ -200,26 +200,18 @@ impl Session {
         }
     }
 
-    /// The clients' memory passed `session.max_client_memory_bytes` through this client:
-    /// evicts the clients holding the most (this one, maybe) until it is back under.
+    /// The clients' memory passed `session.max_client_memory_bytes` through this client and
+    /// nothing evicted yet: evicts the clients holding the most (this one, maybe) until it is
+    /// back under.
     pub(super) fn evict_for_memory(&self) {
         let registry = &self.shared.registry;
-        let evicted = registry.evict_for_memory();
-        if evicted.is_empty() {
+        if registry.memory().evict_now() {
             return;
         }
-        self.shared
-            .metrics
-            .clients_evicted
-            .inc_by(evicted.len() as u64);
-        let memory = registry.memory();
-        warn!(
-            clients = evicted.len(),
-            largest_bytes = evicted[0].1,
-            used_bytes = memory.used(),
-            limit = memory.limit(),
-            "clients' memory over max_client_memory_bytes; disconnected the largest"
-        );
+        let evicted = registry.evict_for_memory();
+        if !evicted.is_empty() {
+            crate::clients::report_evictions(&self.shared.metrics, registry.memory(), &evicted);
+        }
     }
 
     /// Logs that this client is closed to bring the clients' memory under its budget.

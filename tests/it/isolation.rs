@@ -389,13 +389,17 @@ async fn past_the_client_memory_budget_the_largest_clients_are_disconnected() {
     assert_eq!(errors, 0, "the well-behaved client saw errors");
     assert!(rounds > 0);
     assert_eq!(evicted, 4, "each attacker once, nobody else");
-    // The budget bounds what the clients hold, counted; the process peaks above it by what
-    // arrives between the crossing and the eviction (up to 14 MB seen), and by an evicted
-    // client's buffers, freed when its session ends while the others grow. Runs on a loaded
-    // machine peaked at +44 to +89 MB for the 32 MB budget.
+    // The pool evicts on the thread whose reply crosses the budget, so what the clients hold,
+    // counted, peaks at the budget (plus 16 KB per client). The process peaks above that by
+    // two things, measured (docs/reliability.md section 3): evicted clients' buffers, freed
+    // when their sessions next run (up to 6 MB seen while the others grow), and glibc keeping
+    // freed 256 KB chunks in its per-thread arenas (16-25 MB; runs with
+    // GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 peaked at +34 to +40 MB). 40 MB covers
+    // both with room for a loaded machine; before the synchronous eviction this test saw up to
+    // +89 MB.
     assert!(
-        peak <= before + 2 * BUDGET + 48 * MB,
-        "peak RSS {} MB passed {} MB before + twice the {} MB budget + 48 MB",
+        peak <= before + BUDGET + 40 * MB,
+        "peak RSS {} MB passed {} MB before + the {} MB budget + 40 MB",
         peak / MB,
         before / MB,
         BUDGET / MB

@@ -38,6 +38,7 @@ mod isolation;
 mod keyspace_events;
 mod monitor;
 mod multi_key;
+mod node_migrate;
 mod ops;
 mod ops_clients;
 mod ops_process;
