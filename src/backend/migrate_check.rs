@@ -49,12 +49,7 @@ pub async fn node_user_may_migrate(
     config: &BackendConfig,
 ) -> Result<MigrateAccess, BackendError> {
     let mut stream = setup::open(addr, config, Handshake::PLAIN).await?;
-    let user = config
-        .access
-        .current()
-        .username
-        .clone()
-        .unwrap_or_else(|| "default".to_string());
+    let user = node_user(config);
     let dryrun: [&[u8]; 9] = [
         b"ACL",
         b"DRYRUN",
@@ -139,12 +134,7 @@ pub async fn check_and_report(nodes: Vec<String>, config: BackendConfig, gauge: 
             (node, answer)
         });
     }
-    let user = config
-        .access
-        .current()
-        .username
-        .clone()
-        .unwrap_or_else(|| "default".to_string());
+    let user = node_user(&config);
     let (mut allowed, mut refused, mut failed) = (Vec::new(), 0, None);
     while let Some(joined) = asks.join_next().await {
         match joined {
@@ -176,4 +166,14 @@ pub async fn check_and_report(nodes: Vec<String>, config: BackendConfig, gauge: 
             "could not ask the nodes whether slotproxy's node user may run MIGRATE"
         );
     }
+}
+
+/// The user slotproxy logs in to the nodes as (`default` when only a password is set).
+fn node_user(config: &BackendConfig) -> String {
+    config
+        .access
+        .current()
+        .username
+        .clone()
+        .unwrap_or_else(|| "default".to_string())
 }

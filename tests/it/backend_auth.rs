@@ -3,7 +3,6 @@
 //! documents, and wrong or rotated credentials (a clear error, never a hang, never a secret in a
 //! log line).
 
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -383,29 +382,6 @@ fn spawn_binary(seeds: &str, listen: &str, password: Option<&str>, log: &str) ->
     command.spawn().expect("run the slotproxy binary")
 }
 
-/// Waits (up to 20 s) for the binary to exit; its code, stdout and stderr.
-fn finish(mut child: Child) -> (Option<i32>, String, String) {
-    let mut waited = None;
-    wait_until(Duration::from_secs(20), "slotproxy exits", || {
-        waited = child.try_wait().unwrap();
-        waited.is_some()
-    });
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (waited.and_then(|s| s.code()), out, err)
-}
-
 fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
@@ -431,7 +407,7 @@ fn wrong_or_missing_password_at_start_exits_1_with_one_line_naming_the_node() {
     ];
     for (seeds, password, redis_error) in cases {
         let child = spawn_binary(seeds, &free_addr(), password, "debug");
-        let (code, out, err) = finish(child);
+        let (code, out, err) = common::finish(child);
         assert_eq!(code, Some(1), "{seeds}: stdout {out}\nstderr {err}");
         assert_eq!(
             err,
@@ -478,7 +454,7 @@ async fn no_secret_in_any_log_line_and_refusals_logged_once_per_node_per_backoff
     std::thread::sleep(Duration::from_millis(2_500));
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let (_, out, err) = finish(child);
+    let (_, out, err) = common::finish(child);
     // Until it exited: it keeps logging while it drains after SIGTERM.
     let elapsed = started.elapsed();
     let out = strip_ansi(&out);

@@ -2,7 +2,6 @@
 //! refusal (docs/reliability.md section 4): checked against real secured clusters, through the
 //! built binary so its log lines can be read.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -59,28 +58,11 @@ fn checked_gauge(admin: SocketAddr) -> f64 {
 }
 
 /// Stops the binary (SIGTERM) and returns everything it printed.
-fn stop(mut child: Child) -> String {
+fn stop(child: Child) -> String {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let mut exited = false;
-    wait_until(Duration::from_secs(20), "slotproxy exits", || {
-        exited = child.try_wait().unwrap().is_some();
-        exited
-    });
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (_, out, err) = common::finish(child);
     format!("{out}{err}")
 }
 

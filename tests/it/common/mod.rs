@@ -42,6 +42,25 @@ pub use tls_client::{ClientTls, redis_cli_tls};
 /// How often [`wait_until`] polls its condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// Waits (up to 20 s) for a child process (slotproxy's binary) to exit; its exit code, stdout
+/// and stderr (both piped by the caller).
+pub fn finish(mut child: std::process::Child) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let mut waited = None;
+    wait_until(Duration::from_secs(20), "the process exits", || {
+        waited = child.try_wait().unwrap();
+        waited.is_some()
+    });
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut out).unwrap();
+    }
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut err).unwrap();
+    }
+    (waited.and_then(|s| s.code()), out, err)
+}
+
 /// Polls `cond` every 20 ms until it returns true.
 ///
 /// # Panics
