@@ -16,7 +16,8 @@
 //!    `CLIENT UNBLOCK` see of it, published on change, and where other sessions leave it
 //!    orders).
 //! 2. **Read** (`session/mod.rs`, `session/events.rs`, `session/read_buffer.rs`,
-//!    `protocol/codec.rs`). The session's loop waits for its events and reads;
+//!    `protocol/codec.rs`). The session's loop waits for its events and reads (a client holds
+//!    no read buffer until it sends, and gives its buffers back after 2 s idle);
 //!    `session/handle.rs` (`parse_requests`) runs the [`protocol::RequestDecoder`], which yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
 //!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.
@@ -80,8 +81,9 @@
 //!
 //! Alongside, on the main thread: the refresher ([`cluster::Topology::run_refresher`]: on a
 //! timer, on `MOVED`, on failed connections; it keeps the answer with the greatest config
-//! epoch), the health checks ([`cluster::health_check`]), the pub/sub hub, the [`admin`] HTTP
-//! listener, config reload ([`reload`]) and the drain on shutdown ([`server`]).
+//! epoch), the health checks ([`cluster::health_check`]), the pub/sub hub, the idle-client
+//! sweep ([`clients::trim_idle`]), the [`admin`] HTTP listener, config reload ([`reload`]) and
+//! the drain on shutdown ([`server`]).
 
 pub mod admin;
 pub mod alarm;

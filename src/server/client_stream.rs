@@ -175,7 +175,7 @@ impl ClientReader {
     /// Reads what has arrived into `buf` without waiting (`WouldBlock` when nothing has).
     ///
     /// # Errors
-    /// As [`ClientReader::read_buf`], and `WouldBlock`.
+    /// As [`ClientReader::poll_read_buf`], and `WouldBlock`.
     pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             ClientReader::Plain { half, .. } => half.try_read_buf(buf),
