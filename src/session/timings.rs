@@ -56,6 +56,10 @@ impl Timings {
         reply: &[u8],
         mut record: impl FnMut(usize, Outcome, f64),
     ) {
+        if self.waiting.front().is_none_or(|&(at, ..)| at > index) {
+            // Nothing to record (metrics off, or answered already): no clock read per reply.
+            return;
+        }
         let now = Instant::now();
         while let Some(&(at, command, read_at)) = self.waiting.front() {
             if at > index {
