@@ -205,6 +205,11 @@ pub struct SessionConfig {
     pub max_clients: usize,
     /// Requests of one client that may be in flight at once; reading pauses beyond it.
     pub max_in_flight: usize,
+    /// Request and reply bytes of one client on their way through the node connections it
+    /// shares with other clients, estimated from its recent requests and replies: while they
+    /// are large, fewer than `max_in_flight` requests are in flight, so one client's large
+    /// values hold up the others' replies by about this much.
+    pub max_in_flight_bytes: usize,
     /// Largest bulk string a client may send, like redis' `proto-max-bulk-len`.
     pub max_bulk_len: usize,
     /// Reply bytes a client may leave unread (buffered, plus on their way from the nodes);
@@ -335,6 +340,7 @@ impl Default for SessionConfig {
         Self {
             max_clients: 10_000,
             max_in_flight: 1_024,
+            max_in_flight_bytes: 1024 * 1024,
             max_bulk_len: 512 * 1024 * 1024,
             max_output_buffer_bytes: 64 * 1024 * 1024,
             max_client_memory_bytes: 1024 * 1024 * 1024,
@@ -443,6 +449,10 @@ impl Config {
             ),
             ("session.max_clients", self.session.max_clients as u64),
             ("session.max_in_flight", self.session.max_in_flight as u64),
+            (
+                "session.max_in_flight_bytes",
+                self.session.max_in_flight_bytes as u64,
+            ),
             ("session.max_bulk_len", self.session.max_bulk_len as u64),
             (
                 "session.tracking_max_keys",

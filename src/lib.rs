@@ -17,7 +17,10 @@
 //!    orders).
 //! 2. **Read** (`session/mod.rs`, `session/events.rs`, `session/read_buffer.rs`,
 //!    `protocol/codec.rs`). The session's loop waits for its events and reads (a client holds
-//!    no read buffer until it sends, and gives its buffers back after 2 s idle);
+//!    no read buffer until it sends, and gives its buffers back after 2 s idle), and parses
+//!    only while its in-flight window allows (`session/window.rs`: `max_in_flight` requests,
+//!    fewer while its recent requests or replies are large, so one client's large values
+//!    don't queue up on node connections others share);
 //!    `session/handle.rs` (`parse_requests`) runs the [`protocol::RequestDecoder`], which yields [`protocol::Request`]s: arguments as slices of the read
 //!    buffer plus the raw bytes that get forwarded. It accepts exactly what redis-server
 //!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.

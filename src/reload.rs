@@ -26,6 +26,7 @@ pub const RELOADABLE: &[&str] = &[
     "shutdown_timeout_ms",
     "session.max_clients",
     "session.max_in_flight",
+    "session.max_in_flight_bytes",
     "session.max_bulk_len",
     "session.max_output_buffer_bytes",
     "session.max_client_memory_bytes",
@@ -204,6 +205,7 @@ fn merge_reloadable(current: &Config, next: Config) -> Config {
     let m = &mut merged.session;
     m.max_clients = s.max_clients;
     m.max_in_flight = s.max_in_flight;
+    m.max_in_flight_bytes = s.max_in_flight_bytes;
     m.max_bulk_len = s.max_bulk_len;
     m.max_output_buffer_bytes = s.max_output_buffer_bytes;
     m.max_client_memory_bytes = s.max_client_memory_bytes;

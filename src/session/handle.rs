@@ -31,9 +31,9 @@ use crate::error::ReplyError;
 use crate::protocol::Request;
 
 impl Session {
-    /// Decodes and dispatches buffered requests while the in-flight limit allows.
-    pub(super) fn parse_requests(&mut self, inbuf: &mut BytesMut, max_in_flight: usize) {
-        while !self.stop_reading && self.pending.len() < max_in_flight {
+    /// Decodes and dispatches buffered requests while the in-flight window allows.
+    pub(super) fn parse_requests(&mut self, inbuf: &mut BytesMut) {
+        while !self.stop_reading && self.window.allows(self.pending.len()) {
             let next = match self.held.take() {
                 Some(request) => Ok(Some(request)),
                 None => self.decoder.decode(inbuf),
@@ -50,6 +50,7 @@ impl Session {
                     return;
                 }
                 Ok(Some(request)) => {
+                    self.window.request(request.raw().len());
                     let index = self.pending.next_index();
                     let written = self.out.len();
                     self.reply_mode.begin();

@@ -51,6 +51,7 @@ mod tracking_state;
 mod transaction;
 mod transaction_state;
 mod wait;
+mod window;
 mod writes;
 
 use std::future::poll_fn;
@@ -85,6 +86,9 @@ pub struct Session {
     protocol: Protocol,
     name: Option<Bytes>,
     pending: queue::Queue,
+    /// How many requests may be in flight now (`session.max_in_flight`, fewer while they are
+    /// large).
+    window: window::Window,
     out: output::Output,
     decoder: RequestDecoder,
     /// Whether new requests go out now or wait for older ones (map changes, dedicated
@@ -165,6 +169,8 @@ impl Session {
         let read_policy = live.read_policy;
         let inbox = Inbox::new(Protocol::Resp2, live.session.pubsub_limits());
         let recent_writes = writes::WrittenSlots::new(live.session.read_your_writes_window());
+        let window =
+            window::Window::new(live.session.max_in_flight, live.session.max_in_flight_bytes);
         let alarm = Arc::new(Alarm::default());
         let budget = Arc::new(ReplyBudget::new(
             live.session.max_output_buffer_bytes,
@@ -183,6 +189,7 @@ impl Session {
             protocol: Protocol::Resp2,
             name: None,
             pending: queue::Queue::default(),
+            window,
             out: output::Output::default(),
             decoder,
             order: order::Order::default(),
@@ -243,19 +250,13 @@ impl Session {
         }
         let (mut reader, writer) = stream.into_split();
         let mut input = ReadBuffer::default();
-        let (max_in_flight, max_output) = {
-            let live = self.shared.live.load();
-            (
-                live.session.max_in_flight,
-                live.session.max_output_buffer_bytes,
-            )
-        };
+        let max_output = self.shared.live.load().session.max_output_buffer_bytes;
         loop {
             // Parse, then collect settled replies; if that freed room under the in-flight limit
             // while requests are still buffered, parse again: the client may have nothing more
             // to send, so waiting for a read here would hang.
             loop {
-                self.parse_requests(&mut input.buf, max_in_flight);
+                self.parse_requests(&mut input.buf);
                 let before = self.pending.len();
                 if self.hub_member {
                     // Pushes already here came before the replies about to be written.
@@ -328,7 +329,7 @@ impl Session {
             }
             let can_read = !self.stop_reading
                 && !self.draining
-                && self.pending.len() < max_in_flight
+                && self.window.allows(self.pending.len())
                 && self.out.len() < max_output;
             if can_read {
                 input.prepare(self.decoder.need());

@@ -46,6 +46,7 @@ impl Session {
                     }
                     let index = self.pending.front_index();
                     if let Some(Pending::Done(reply)) = self.pending.pop_front() {
+                        self.window.reply(reply.len());
                         let metrics = &self.shared.metrics;
                         self.timings
                             .replied(index, &reply, |row, outcome, seconds| {
