@@ -101,6 +101,7 @@ pub mod inbox;
 pub mod launch;
 pub mod metrics;
 pub mod monitor;
+pub mod offload;
 pub mod pause;
 pub mod protocol;
 pub mod pubsub;
@@ -267,6 +268,7 @@ pub async fn run_with(
         scripts: session::ScriptCache::default(),
         stop: Notify::new(),
         tracker: Arc::new(tracking::Tracker::new(config_tracking_max_keys)),
+        offload: offload::Offload::default(),
         hub,
         acl: auth::Acl::new(users),
         workers,

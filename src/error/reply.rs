@@ -506,8 +506,8 @@ pub enum ReplyError {
     /// The pub/sub hub task stopped.
     #[error("ERR slotproxy: the pub/sub hub stopped")]
     PubSubHubStopped,
-    /// The blocking thread checking a `CLIENT TRACKING`'s prefixes did not finish (the runtime
-    /// is shutting down).
+    /// The thread checking a `CLIENT TRACKING`'s prefixes did not run the check (it could
+    /// not start).
     #[error("ERR slotproxy: the tracking prefix check stopped")]
     PrefixCheckStopped,
     /// Tracking is on, but the cluster's invalidation streams are not all up yet.

@@ -32,6 +32,8 @@ pub struct Shared {
     pub scripts: ScriptCache,
     /// Who tracks which keys (`CLIENT TRACKING`), and the primaries' invalidations.
     pub tracker: Arc<crate::tracking::Tracker>,
+    /// The low-priority thread for CPU-heavy work a client asked for.
+    pub offload: crate::offload::Offload,
     /// Notified when a client's (allowed) `SHUTDOWN` asks slotproxy to stop.
     pub stop: tokio::sync::Notify,
     /// The pub/sub hub: every session's subscriptions, held once on nodes.

@@ -10,7 +10,7 @@
 //! one, held by the pub/sub hub: a `PUBLISH` to that channel reaches it as on redis), else
 //! nothing. RESP2 clients without `REDIRECT` get no invalidations, as on redis-server.
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
@@ -40,10 +40,7 @@ impl Session {
         let (on, new_prefixes) = match parsed {
             Ok(TrackingCommand::On(on, new_prefixes)) => (on, new_prefixes),
             Ok(TrackingCommand::Off) => {
-                if let Some(tracking) = self.tracking.take() {
-                    drop(tracking);
-                    self.shared.tracker.disable(self.id);
-                }
+                self.stop_tracking();
                 return self.reply_ok();
             }
             Err(error) => return self.reply_error(error),
@@ -51,7 +48,7 @@ impl Session {
         // The set moves out while it is built; `turn_tracking_on` puts it back either way.
         let existing = match self.tracking.as_mut() {
             Some(current) => std::mem::take(&mut current.mode.prefixes),
-            None => BTreeSet::new(),
+            None => Arc::default(),
         };
         let bcast = on.mode.bcast;
         if existing.len() + new_prefixes.len() < OFFLOAD_PREFIXES {
@@ -65,15 +62,16 @@ impl Session {
             };
         }
         // Thousands of prefixes take milliseconds to check and merge (seconds in a debug
-        // build): a blocking thread does it, so the other clients of this worker don't wait.
-        // Later requests wait behind it, as behind the listeners.
+        // build): the offload thread does it, at low priority, so the other clients don't
+        // wait. Later requests wait behind it, as behind the listeners.
+        let merged = self
+            .shared
+            .offload
+            .run(move || merge_prefixes(existing, &new_prefixes, bcast));
         let task = Task::new(async move {
-            let merged =
-                tokio::task::spawn_blocking(move || merge_prefixes(existing, &new_prefixes, bcast))
-                    .await;
-            match merged {
+            match merged.await {
                 Ok(prefixes) => TaskOutcome::Tracking(prefixes, on),
-                // Only if the runtime is shutting down.
+                // Only if the offload thread could not start.
                 Err(_) => TaskOutcome::Reply(ReplyError::PrefixCheckStopped.to_bytes()),
             }
         });
@@ -270,8 +268,15 @@ impl Session {
 
     /// Tracking off (RESET, end of the session).
     pub(super) fn stop_tracking(&mut self) {
-        if self.tracking.take().is_some() {
+        if let Some(tracking) = self.tracking.take() {
             self.shared.tracker.disable(self.id);
+            let prefixes = tracking.mode.prefixes.clone();
+            drop(tracking);
+            if prefixes.len() >= OFFLOAD_PREFIXES {
+                // The last reference now: freeing thousands of prefixes is the offload
+                // thread's work too.
+                drop(self.shared.offload.run(move || drop(prefixes)));
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -16,19 +17,23 @@ pub(super) const OFFLOAD_PREFIXES: usize = 1_000;
 /// The client's prefix set `existing` with `new` merged in after redis' overlap check, or the
 /// error and `existing` unchanged. Broadcast without any prefix is the empty prefix, every key,
 /// as in redis.
+///
+/// The set is shared with the tracker, so merging into it copies it first (on the offload
+/// thread for large sets, like the check).
 pub(super) fn merge_prefixes(
-    mut existing: BTreeSet<Bytes>,
+    existing: Arc<BTreeSet<Bytes>>,
     new: &[Bytes],
     bcast: bool,
 ) -> Prefixes {
     if let Some(error) = prefix_collision(&existing, new) {
         return Err((error, existing));
     }
-    existing.extend(new.iter().cloned());
-    if bcast && existing.is_empty() {
-        existing.insert(Bytes::new());
+    let mut merged = Arc::unwrap_or_clone(existing);
+    merged.extend(new.iter().cloned());
+    if bcast && merged.is_empty() {
+        merged.insert(Bytes::new());
     }
-    Ok(existing)
+    Ok(Arc::new(merged))
 }
 
 /// redis' check that no two prefixes of one client overlap (one a prefix of the other), with

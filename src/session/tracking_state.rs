@@ -4,6 +4,7 @@
 //! acts on what these return.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::mpsc;
@@ -161,7 +162,7 @@ pub(super) fn write_info(tracking: Option<&Tracking>, protocol: Protocol, out: &
     write_bulk(out, b"redirect");
     write_integer(out, redirect_shown(tracking));
     write_bulk(out, b"prefixes");
-    let prefixes = tracking.map(|t| &t.mode.prefixes);
+    let prefixes = tracking.map(|t| &*t.mode.prefixes);
     write_array_len(out, prefixes.map_or(0, |p| p.len()));
     for prefix in prefixes.into_iter().flatten() {
         write_bulk(out, prefix);
@@ -190,7 +191,7 @@ pub(super) struct TrackingOn {
 
 /// The client's prefix set with the new prefixes merged in, or redis' overlap error and the set
 /// as it was.
-pub(super) type Prefixes = Result<BTreeSet<Bytes>, (ReplyError, BTreeSet<Bytes>)>;
+pub(super) type Prefixes = Result<Arc<BTreeSet<Bytes>>, (ReplyError, Arc<BTreeSet<Bytes>>)>;
 
 /// A tracking client's options.
 #[derive(Debug)]
@@ -270,7 +271,7 @@ mod tests {
         };
         let (sender, pushes) = mpsc::unbounded_channel();
         let mut mode = on.mode;
-        mode.prefixes = prefixes.into_iter().collect();
+        mode.prefixes = Arc::new(prefixes.into_iter().collect());
         Tracking {
             mode,
             optin: on.optin,

@@ -45,8 +45,9 @@ const LISTENER_LINGER: Duration = Duration::from_secs(10);
 pub struct Mode {
     /// `BCAST`: every key under one of `prefixes` (all keys when empty), read or not.
     pub bcast: bool,
-    /// `PREFIX`es (broadcast mode only), sorted; none is a prefix of another.
-    pub prefixes: BTreeSet<Bytes>,
+    /// `PREFIX`es (broadcast mode only), sorted; none is a prefix of another. Shared by the
+    /// client's session and the tracker: turning tracking on copies none of them.
+    pub prefixes: Arc<BTreeSet<Bytes>>,
     /// `NOLOOP`: not about keys this client wrote itself.
     pub noloop: bool,
 }
@@ -151,7 +152,8 @@ impl Tracker {
         let mut state = self.state();
         let first = state.clients.is_empty();
         let confirmed = state.clients.get(&id).is_some_and(|c| c.confirmed) || state.all_ready();
-        state.clients.insert(
+        // What it replaces (a whole prefix set, maybe) is dropped after the lock is released.
+        let _replaced = state.clients.insert(
             id,
             Client {
                 pushes,
@@ -182,7 +184,9 @@ impl Tracker {
 
     /// Turns tracking off for client `id`; its entries in the key table go lazily.
     pub fn disable(&self, id: u64) {
-        self.state().clients.remove(&id);
+        // Dropped after the lock is released (the guard is a temporary of this statement).
+        let removed = self.state().clients.remove(&id);
+        drop(removed);
     }
 
     /// Client `id` (default mode) read `keys`: tell it when they change.
@@ -404,7 +408,7 @@ mod tests {
             2,
             Mode {
                 bcast: true,
-                prefixes: [Bytes::from_static(b"user:")].into(),
+                prefixes: Arc::new([Bytes::from_static(b"user:")].into()),
                 noloop: false,
             },
         );

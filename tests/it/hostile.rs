@@ -128,18 +128,18 @@ fn light_cases() -> Vec<Case> {
     ]
 }
 
-/// The probe's cases that make slotproxy or a node work in proportion to what the client sent:
-/// a pipeline of large reads never read, and 5,000 tracking prefixes.
-fn heavy_cases() -> Vec<Case> {
+/// A pipeline of 400 GETs of a 64 KB value in one write, never read: 25 MB of replies asked
+/// for at once (the client is disconnected at 4 MB unread).
+fn unread_pipeline() -> Case {
     let unread: Vec<u8> = std::iter::repeat_n(encode_command(&[b"GET", b"hostile:large"]), 400)
         .flatten()
         .collect();
-    vec![Case::Unread(unread), prefix_flood()]
+    Case::Unread(unread)
 }
 
-/// One `CLIENT TRACKING ON BCAST` with 5,000 prefixes.
-fn prefix_flood() -> Case {
-    let prefixes: Vec<Vec<u8>> = (0..5_000).map(|n| format!("p{n}:").into_bytes()).collect();
+/// One `CLIENT TRACKING ON BCAST` with `count` prefixes.
+fn prefix_flood(count: usize) -> Case {
+    let prefixes: Vec<Vec<u8>> = (0..count).map(|n| format!("p{n}:").into_bytes()).collect();
     let mut tracking: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"ON", b"BCAST"];
     for prefix in &prefixes {
         tracking.push(b"PREFIX");
@@ -148,8 +148,9 @@ fn prefix_flood() -> Case {
     Case::Answered(encode_command(&tracking))
 }
 
-/// Runs `case` once on a new connection; returns when it is done or the attack phase ended.
-async fn attack(proxy: std::net::SocketAddr, case: &Case, attacking: &AtomicBool) {
+/// Runs `case` once on a new connection; returns when it is done or the phase ended
+/// (`running` turned false).
+async fn attack(proxy: std::net::SocketAddr, case: &Case, running: &AtomicBool) {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     match case {
         Case::Refused(bytes) => {
@@ -168,14 +169,14 @@ async fn attack(proxy: std::net::SocketAddr, case: &Case, attacking: &AtomicBool
         }
         Case::Unread(bytes) => {
             stream.write_all(bytes).await.unwrap();
-            while attacking.load(Ordering::Relaxed) {
+            while running.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             stream.set_zero_linger().unwrap();
         }
         Case::Slowloris(bytes) => {
             for byte in bytes.iter().cycle() {
-                if !attacking.load(Ordering::Relaxed) {
+                if !running.load(Ordering::Relaxed) {
                     break;
                 }
                 if stream.write_all(&[*byte]).await.is_err() {
@@ -205,6 +206,42 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     out
 }
 
+/// Runs `cases` for one `PHASE`, each on its own connection, two at a time, cycling through
+/// them (just waits when there are none). Returns how many ran.
+async fn run_phase(addr: std::net::SocketAddr, cases: &Arc<Vec<Case>>) -> usize {
+    let phase_end = Instant::now() + PHASE;
+    if cases.is_empty() {
+        tokio::time::sleep_until(phase_end.into()).await;
+        return 0;
+    }
+    let running = Arc::new(AtomicBool::new(true));
+    let mut tasks = tokio::task::JoinSet::new();
+    let (mut next, mut attacks) = (0, 0);
+    while Instant::now() < phase_end {
+        while tasks.len() < 2 {
+            let (cases, running) = (cases.clone(), running.clone());
+            let index = next % cases.len();
+            next += 1;
+            tasks.spawn(async move {
+                attack(addr, &cases[index], &running).await;
+            });
+        }
+        tokio::select! {
+            joined = tasks.join_next() => {
+                joined.unwrap().unwrap();
+                attacks += 1;
+            }
+            () = tokio::time::sleep_until(phase_end.into()) => {}
+        }
+    }
+    running.store(false, Ordering::Relaxed);
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap();
+        attacks += 1;
+    }
+    attacks
+}
+
 /// What the well-behaved clients saw, quiet and under attack by `cases`: their requests and
 /// p99 in each phase kind, and every error.
 struct Outcome {
@@ -213,8 +250,30 @@ struct Outcome {
     errors: Vec<String>,
 }
 
+impl Outcome {
+    /// The isolation property: no error, and a p99 under attack within twice the quiet one.
+    fn assert_isolated(&self) {
+        assert!(
+            self.errors.is_empty(),
+            "well-behaved clients saw {:?}",
+            self.errors
+        );
+        let (quiet, attacked) = (self.quiet.1, self.attacked.1);
+        assert!(
+            attacked <= quiet * 2,
+            "p99 under attack {attacked:?} is over twice the quiet p99 {quiet:?}"
+        );
+    }
+}
+
 /// Runs the well-behaved clients through `ROUNDS` quiet and attack phases of `cases`.
 async fn under_attack(cases: Vec<Case>) -> Outcome {
+    compare(Vec::new(), cases).await
+}
+
+/// Runs the well-behaved clients through `ROUNDS` pairs of phases: `calm` (nothing when empty)
+/// then `cases`. What they see in the first counts as quiet, in the second as under attack.
+async fn compare(calm: Vec<Case>, cases: Vec<Case>) -> Outcome {
     let cluster = TestCluster::start(3, 0);
     // The output bound is what stops the unread pipelines: 400 x 64 KB is past 4 MB.
     let proxy = TestProxy::start_with(&cluster, |c| {
@@ -240,40 +299,15 @@ async fn under_attack(cases: Vec<Case>) -> Outcome {
             ))
         })
         .collect();
-    let cases = Arc::new(cases);
-    let addr = proxy.addr;
+    let (calm, cases) = (Arc::new(calm), Arc::new(cases));
     let mut attacks = 0usize;
     for _ in 0..ROUNDS {
-        tokio::time::sleep(PHASE).await;
+        run_phase(proxy.addr, &calm).await;
         attacking.store(true, Ordering::Relaxed);
-        let phase_end = Instant::now() + PHASE;
-        // Each case on its own connection, two at a time, until the phase ends.
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut next = 0;
-        while Instant::now() < phase_end {
-            while tasks.len() < 2 {
-                let (cases, attacking) = (cases.clone(), attacking.clone());
-                let index = next % cases.len();
-                next += 1;
-                tasks.spawn(async move {
-                    attack(addr, &cases[index], &attacking).await;
-                });
-            }
-            tokio::select! {
-                joined = tasks.join_next() => {
-                    joined.unwrap().unwrap();
-                    attacks += 1;
-                }
-                () = tokio::time::sleep_until(phase_end.into()) => {}
-            }
-        }
+        attacks += run_phase(proxy.addr, &cases).await;
         attacking.store(false, Ordering::Relaxed);
-        while let Some(joined) = tasks.join_next().await {
-            joined.unwrap();
-            attacks += 1;
-        }
     }
-    tokio::time::sleep(PHASE).await;
+    run_phase(proxy.addr, &calm).await;
     stop.store(true, Ordering::Relaxed);
     let mut seen = Seen::default();
     for client in clients {
@@ -306,40 +340,30 @@ async fn under_attack(cases: Vec<Case>) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn well_behaved_clients_see_no_error_and_their_p99_holds_under_attack() {
-    let outcome = under_attack(light_cases()).await;
-    assert!(
-        outcome.errors.is_empty(),
-        "well-behaved clients saw {:?}",
-        outcome.errors
-    );
-    let (quiet, attacked) = (outcome.quiet.1, outcome.attacked.1);
-    assert!(
-        attacked <= quiet * 2,
-        "p99 under attack {attacked:?} is over twice the quiet p99 {quiet:?}"
-    );
+    let mut cases = light_cases();
+    cases.extend([unread_pipeline(), prefix_flood(5_000)]);
+    under_attack(cases).await.assert_isolated();
 }
 
-/// 5,000-prefix `CLIENT TRACKING ... BCAST` requests, two at a time, alone: the well-behaved
-/// clients see no error (their p99 is measured, not bounded yet; docs/reliability.md section 6).
+/// 5,000-prefix `CLIENT TRACKING ... BCAST` requests, two at a time and back to back, against
+/// the same loop with one prefix: checking and merging the prefixes runs on the offload thread
+/// at low priority, so their number does not reach other clients, whose p99 stays within 2x of
+/// what they see under the one-prefix loop. (That loop, ~1,400 new connections a second on
+/// 2 cores in a debug build, itself about doubles their quiet p99, as any client sending as
+/// fast as it can would.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn well_behaved_clients_see_no_error_under_a_tracking_prefix_flood() {
-    let outcome = under_attack(vec![prefix_flood()]).await;
-    assert!(
-        outcome.errors.is_empty(),
-        "well-behaved clients saw {:?}",
-        outcome.errors
-    );
+async fn thousands_of_tracking_prefixes_cost_other_clients_no_more_than_one() {
+    compare(vec![prefix_flood(1)], vec![prefix_flood(5_000)])
+        .await
+        .assert_isolated();
 }
 
-/// Unread pipelines of large reads and thousands of tracking prefixes cost slotproxy and the
-/// nodes work in proportion to what the attacker sent: the well-behaved clients see no error,
-/// but their p99 is not bounded yet (docs/reliability.md, section 6, has the figures).
+/// Unread pipelines of large reads: the attacker's replies share node connections with the
+/// well-behaved clients' replies, and its in-flight window (`session.max_in_flight_bytes`)
+/// keeps about 1 MB of them ahead of anyone else's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn well_behaved_clients_see_no_error_under_heavy_attacks() {
-    let outcome = under_attack(heavy_cases()).await;
-    assert!(
-        outcome.errors.is_empty(),
-        "well-behaved clients saw {:?}",
-        outcome.errors
-    );
+async fn well_behaved_clients_see_no_error_and_their_p99_holds_under_unread_pipelines() {
+    under_attack(vec![unread_pipeline()])
+        .await
+        .assert_isolated();
 }

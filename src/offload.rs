@@ -1,0 +1,116 @@
+//! CPU-heavy work that a client's input can make large (checking and merging thousands of
+//! `CLIENT TRACKING` prefixes) runs here: on one thread of low priority, started on first use.
+//!
+//! On the I/O threads such work would hold up every other client of the worker; on tokio's
+//! blocking pool it would still compete for the cores as an equal of the I/O threads, and a
+//! client sending it back to back would slow every other client's replies (on 2 cores, the
+//! well-behaved p99 went from 1 to 4.6 ms in `tests/it/hostile.rs`). At nice 10 the kernel
+//! runs it on what the I/O threads, the nodes and everything else leave over: a flood of such
+//! requests slows its sender, not the others. One thread also caps it at one core.
+//!
+//! The queue is unbounded, but each session waits for its job before it sends another, so it
+//! holds at most one job per client.
+
+use std::sync::Mutex;
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+/// The thread's nice value: about a tenth of a core's share when the I/O threads want the CPU.
+const NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The low-priority thread's queue; the thread ends when this is dropped.
+#[derive(Debug, Default)]
+pub struct Offload {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl Offload {
+    /// Runs `work` on the low-priority thread. The receiver gets its result, or an error if
+    /// the thread could not start.
+    pub fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The session may have left meanwhile; nothing waits for the result then.
+            let _ = done.send(work());
+        });
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.is_none() {
+            *jobs = start();
+        }
+        if let Some(sender) = jobs.as_ref()
+            && let Err(mpsc::SendError(job)) = sender.send(job)
+        {
+            // The thread is gone (it panicked): drop the job, which drops `done`, and start
+            // a new thread for the next one.
+            drop(job);
+            *jobs = None;
+        }
+        result
+    }
+}
+
+/// Starts the thread; `None` (logged) if the system refused.
+fn start() -> Option<mpsc::Sender<Job>> {
+    let (sender, queue) = mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name("slotproxy-offload".into())
+        .spawn(move || {
+            lower_priority();
+            for job in queue {
+                job();
+            }
+            debug!("offload thread: slotproxy is stopping; ending");
+        });
+    match spawned {
+        Ok(_) => Some(sender),
+        Err(e) => {
+            warn!(error = %e, "could not start the offload thread");
+            None
+        }
+    }
+}
+
+/// Lowers the calling thread's priority to `NICE`, unless it is already that low (a process
+/// started under `nice`). Linux sets it per thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let thread = Some(rustix::thread::gettid());
+        if getpriority_process(thread).is_ok_and(|nice| nice >= NICE) {
+            return;
+        }
+        if let Err(e) = setpriority_process(thread, NICE) {
+            warn!(error = %e, "could not lower the offload thread's priority");
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_on_a_low_priority_thread() {
+        let offload = Offload::default();
+        let (name, nice) = offload
+            .run(|| {
+                let name = std::thread::current().name().map(str::to_owned);
+                let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+                (name, nice.ok())
+            })
+            .await
+            .expect("the job ran");
+        assert_eq!(name.as_deref(), Some("slotproxy-offload"));
+        assert!(nice.is_some_and(|nice| nice >= NICE), "nice {nice:?}");
+        // The thread stays for the next job.
+        assert_eq!(offload.run(|| 2 + 2).await.ok(), Some(4));
+    }
+}
