@@ -54,18 +54,27 @@ impl Window {
         self.recent = bytes.max(self.recent - self.recent / 8);
     }
 
-    /// Whether a client with `in_flight` requests unanswered may start another.
+    /// Whether a client with `in_flight` requests unanswered may start another: fewer than
+    /// [`Window::limit`], without its division (this runs for every request).
+    #[inline]
     pub(super) fn allows(&self, in_flight: usize) -> bool {
-        in_flight < self.limit()
+        in_flight == 0
+            || (in_flight < self.most()
+                && (in_flight + 1).saturating_mul(self.recent.max(1)) <= self.max_bytes)
     }
 
     /// Requests that may be in flight now: at least 1.
+    #[cfg(test)]
     fn limit(&self) -> usize {
-        let most = match self.replied {
+        (self.max_bytes / self.recent.max(1)).clamp(1, self.most().max(1))
+    }
+
+    /// The request limit: `max_in_flight`, or `FIRST_WINDOW` before the first reply.
+    fn most(&self) -> usize {
+        match self.replied {
             true => self.max_requests,
             false => FIRST_WINDOW.min(self.max_requests),
-        };
-        (self.max_bytes / self.recent.max(1)).clamp(1, most.max(1))
+        }
     }
 }
 
@@ -115,6 +124,30 @@ mod tests {
         window.reply(100 * MB);
         assert_eq!(window.limit(), 1);
         assert!(window.allows(0));
+    }
+
+    #[test]
+    fn allows_agrees_with_the_limit() {
+        for (max_requests, sizes) in [(1024, &[5, 30, 4096, 65536, MB, 3 * MB][..]), (3, &[7][..])]
+        {
+            for &size in sizes {
+                for replied in [false, true] {
+                    let mut window = Window::new(max_requests, MB);
+                    match replied {
+                        true => window.reply(size),
+                        false => window.request(size),
+                    }
+                    let limit = window.limit();
+                    for in_flight in 0..limit + 3 {
+                        assert_eq!(
+                            window.allows(in_flight),
+                            in_flight < limit,
+                            "size {size}, replied {replied}, {in_flight} in flight, limit {limit}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
