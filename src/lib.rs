@@ -90,6 +90,7 @@
 
 pub mod admin;
 pub mod alarm;
+pub mod allocator;
 pub mod auth;
 pub mod backend;
 pub mod clients;

@@ -82,6 +82,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread.
+    slotproxy::allocator::one_arena();
     let args = Args::parse();
     if let Some(Command::Health { admin, timeout }) = &args.command {
         let admin = admin.clone().unwrap_or_else(|| "127.0.0.1:9379".into());

@@ -36,6 +36,7 @@ mod info;
 mod introspection;
 mod isolation;
 mod keyspace_events;
+mod memory_budget;
 mod monitor;
 mod multi_key;
 mod node_migrate;

@@ -1,0 +1,137 @@
+//! `session.max_client_memory_bytes` against the process' real RSS: the `slotproxy` binary as
+//! shipped (its allocator set-up included, `src/allocator.rs`), clients that pipeline large
+//! reads and never read, and the peak RSS of that process alone.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::common::{TestCluster, encode_command, free_port, wait_until};
+use crate::ops_process::{Running, slotproxy};
+
+const MB: u64 = 1024 * 1024;
+const BUDGET: u64 = 128 * MB;
+const VALUE: usize = 256 * 1024;
+/// What the process may hold besides the budget: its buffers for the nodes and the clients'
+/// reads, and the allocator's own overhead. The same test peaked 67-73 MB over the budget
+/// with glibc's default arenas.
+const SLACK: u64 = 24 * MB;
+
+/// A line of the child's /proc status in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+#[test]
+fn the_process_peaks_near_the_client_memory_budget() {
+    let cluster = TestCluster::start(3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slotproxy.toml");
+    // The per-client limit out of the way: the process-wide budget is what trips.
+    std::fs::write(
+        &config,
+        format!(
+            "[session]\nmax_output_buffer_bytes = {}\nmax_client_memory_bytes = {BUDGET}\n",
+            1u64 << 30
+        ),
+    )
+    .unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port(false)).parse().unwrap();
+    let child = slotproxy()
+        .env("SLOTPROXY_CONFIG", &config)
+        .env("SLOTPROXY_LISTEN", listen.to_string())
+        .env("SLOTPROXY_CLUSTER", cluster.seeds().join(","))
+        .env("SLOTPROXY_ADMIN_LISTEN", "")
+        .env("SLOTPROXY_THREADS", "2")
+        .env("SLOTPROXY_LOG", "warn")
+        .env_remove("GLIBC_TUNABLES")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Running(child);
+    let pid = child.0.id();
+    let mut admin = None;
+    wait_until(Duration::from_secs(15), "slotproxy answers", || {
+        admin = redis::Client::open(format!("redis://{listen}"))
+            .unwrap()
+            .get_connection()
+            .ok();
+        admin.is_some()
+    });
+    let mut admin = admin.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(vec![b'v'; VALUE])
+        .query(&mut admin)
+        .unwrap();
+    let before = status_bytes(pid, "VmRSS");
+    // Four clients pipeline 800 GETs of 256 KB each and never read: 800 MB without the budget.
+    let gets: Vec<u8> = std::iter::repeat_n(encode_command(&[b"GET", b"big"]), 800)
+        .flatten()
+        .collect();
+    let attackers: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut attacker = TcpStream::connect(listen).unwrap();
+            attacker.write_all(&gets).unwrap();
+            attacker
+        })
+        .collect();
+    let ports: Vec<u16> = attackers
+        .iter()
+        .map(|a| a.local_addr().unwrap().port())
+        .collect();
+    let listed = |admin: &mut redis::Connection| -> usize {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(admin).unwrap();
+        ports
+            .iter()
+            .filter(|p| list.contains(&format!(" addr=127.0.0.1:{p} ")))
+            .count()
+    };
+    // Seen first: a connection is listed once its session runs, a moment after connect.
+    wait_until(Duration::from_secs(10), "every attacker is listed", || {
+        listed(&mut admin) == ports.len()
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "every attacker is gone from CLIENT LIST",
+        || listed(&mut admin) == 0,
+    );
+    let peak = status_bytes(pid, "VmHWM");
+    // Each attacker was cut off with replies unread: it reads less than it asked for.
+    for mut attacker in attackers {
+        attacker
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = attacker.read_to_end(&mut got);
+        assert!(
+            got.len() < 800 * VALUE,
+            "an attacker got every reply: {} bytes",
+            got.len()
+        );
+    }
+    eprintln!(
+        "4 clients x 800 unread 256 KB GETs, budget {} MB: RSS {} MB before, peak {} MB \
+         (+{} MB)",
+        BUDGET / MB,
+        before / MB,
+        peak / MB,
+        (peak - before) / MB
+    );
+    assert!(
+        peak <= before + BUDGET + SLACK,
+        "peak RSS {} MB passed {} MB before + the {} MB budget + {} MB",
+        peak / MB,
+        before / MB,
+        BUDGET / MB,
+        SLACK / MB
+    );
+}
