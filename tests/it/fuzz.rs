@@ -74,10 +74,7 @@ fn count_panics() {
 
 /// This process' resident memory (the proxy runs in it), from /proc/self/status.
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
+    crate::common::proc_status_bytes("self", "VmRSS")
 }
 
 /// Sends one case, closes the sending side, and reads until the proxy closes.

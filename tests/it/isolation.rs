@@ -118,13 +118,7 @@ async fn tracking_prefixes_past_the_cap_are_refused() {
 
 /// A line of /proc/self/status in bytes (`VmRSS`, `VmHWM`); the proxy runs in this process.
 fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/self/status"));
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
+    common::proc_status_bytes("self", field)
 }
 
 /// Resets the peak RSS (`VmHWM`) to the current RSS, so it measures what comes next.

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{TestCluster, encode_command, free_port, wait_until};
+use crate::common::{TestCluster, encode_command, free_port, proc_status_bytes, wait_until};
 use crate::ops_process::{Running, slotproxy};
 
 const MB: u64 = 1024 * 1024;
@@ -20,13 +20,7 @@ const SLACK: u64 = 24 * MB;
 
 /// A line of the child's /proc status in bytes (`VmRSS`, `VmHWM`).
 fn status_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
+    proc_status_bytes(&pid.to_string(), field)
 }
 
 #[test]

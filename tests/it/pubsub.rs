@@ -493,14 +493,7 @@ async fn publish_and_pubsub_counts_match_a_single_server() {
 
 /// The resident memory of this test process (the proxy runs in it).
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap();
-    kb * 1024
+    crate::common::proc_status_bytes("self", "VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

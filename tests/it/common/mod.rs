@@ -61,6 +61,19 @@ pub fn finish(mut child: std::process::Child) -> (Option<i32>, String, String) {
     (waited.and_then(|s| s.code()), out, err)
 }
 
+/// A line of `/proc/<process>/status` in bytes (`VmRSS`, `VmHWM`); `process` is a pid or
+/// `self`.
+pub fn proc_status_bytes(process: &str, field: &str) -> u64 {
+    let path = format!("/proc/{process}/status");
+    let status = std::fs::read_to_string(&path).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in {path}"));
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
 /// Polls `cond` every 20 ms until it returns true.
 ///
 /// # Panics
