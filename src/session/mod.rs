@@ -327,9 +327,13 @@ impl Session {
                 let _ = writer.shutdown().await;
                 return;
             }
+            // Blocked at the front, the session still reads past its window (parsing waits):
+            // a client that leaves while blocked must be seen leaving, as redis-server sees
+            // it, or its connection stays open. What it sends meanwhile counts in the clients'
+            // memory budget, as redis' query buffer does.
             let can_read = !self.stop_reading
                 && !self.draining
-                && self.window.allows(self.pending.len())
+                && (self.window.allows(self.pending.len()) || blocked)
                 && self.out.len() < max_output;
             if can_read {
                 input.prepare(self.decoder.need());

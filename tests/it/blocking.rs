@@ -151,3 +151,43 @@ async fn a_client_that_disconnects_while_blocked_frees_the_node_at_once() {
     );
     assert_eq!(b.request(&[b"LLEN", list.as_bytes()]).await, b":1\r\n");
 }
+
+/// Found by the fuzzer: a client blocked at the front with more requests pipelined behind it
+/// than its in-flight window lets through (16 before a first reply) must still be seen
+/// leaving; otherwise slotproxy stopped reading, never saw the FIN, and the connection and
+/// the node's blocked client stayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_client_with_a_full_window_behind_it_is_seen_leaving() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start(&cluster).await;
+    let list = "{full-window}list";
+    let mut pipeline = encode_command(&[b"BLPOP", list.as_bytes(), b"0"]);
+    for _ in 0..40 {
+        pipeline.extend(encode_command(&[b"PING"]));
+    }
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut client, &pipeline)
+        .await
+        .unwrap();
+    let node = cluster.owner_of(slotproxy::cluster::hash_slot(list.as_bytes()).0);
+    wait_until(
+        Duration::from_secs(5),
+        "the BLPOP is blocked on the node",
+        || blocked_clients(&cluster, node) == 1,
+    );
+    tokio::io::AsyncWriteExt::shutdown(&mut client)
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut rest);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("slotproxy closes a blocked client that sent FIN")
+        .unwrap();
+    assert_eq!(rest, b"", "a client that left while blocked gets no reply");
+    wait_until(
+        Duration::from_secs(2),
+        "the node no longer has a blocked client",
+        || blocked_clients(&cluster, node) == 0,
+    );
+}
