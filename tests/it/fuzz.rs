@@ -144,6 +144,31 @@ async fn fresh_client_works(proxy: &TestProxy, batch: usize) -> Duration {
     started.elapsed()
 }
 
+/// The proxy's connected clients (a session left open past its client shows here) and the
+/// keys the cluster holds (replies such as `SCAN` or `HGETALL` grow with the data), for the
+/// long runs' progress lines.
+async fn census(proxy: &TestProxy) -> (u64, u64) {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+    let mut conn = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let clients = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO clients gives connected_clients");
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    (clients, keys)
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -203,8 +228,10 @@ async fn mutated_requests_never_hurt_the_proxy_or_other_clients() {
         slowest_check = slowest_check.max(fresh_client_works(&proxy, batch).await);
         rss.push(rss_bytes());
         if run_for.is_some() && batch.is_multiple_of(20) {
+            let (clients, keys) = census(&proxy).await;
             eprintln!(
-                "fuzz: {cases} cases in {:?}, cpu {:.0} s, rss {} MB",
+                "fuzz: {cases} cases in {:?}, cpu {:.0} s, rss {} MB, \
+                 {clients} clients connected, {keys} keys in the cluster",
                 started.elapsed(),
                 cpu_seconds(),
                 rss_bytes() >> 20
