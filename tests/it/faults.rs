@@ -313,7 +313,7 @@ async fn a_topology_answer_with_a_lower_config_epoch_loses() {
 /// slotproxy bug: an operator must hear of it, and only the request it refused may fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_refusing_a_frame_is_logged_as_an_error_and_fails_that_request_alone() {
-    use crate::ops_process::{Running, slotproxy};
+    use crate::common::{Running, slotproxy};
     let node = fake_node().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("slotproxy.toml");

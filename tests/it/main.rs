@@ -43,6 +43,7 @@ mod node_migrate;
 mod ops;
 mod ops_clients;
 mod ops_process;
+mod ops_startup;
 mod pipeline;
 mod protocol;
 mod pubsub;

@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::{Running, slotproxy};
 use crate::common::{TestCluster, encode_command, free_port, proc_status_bytes, wait_until};
-use crate::ops_process::{Running, slotproxy};
 
 const MB: u64 = 1024 * 1024;
 const BUDGET: u64 = 128 * MB;

@@ -6,19 +6,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{self, TestCluster, free_port, http, http_get, metric, wait_until};
-
-/// The `slotproxy` binary, without the test's own `SLOTPROXY_*` settings.
-pub(crate) fn slotproxy() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_slotproxy"));
-    // The test's own environment must not leak settings into the child.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SLOTPROXY_") || key == "NO_COLOR" {
-            command.env_remove(key);
-        }
-    }
-    command
-}
+use crate::common::{
+    self, Running, TestCluster, free_port, http, http_get, metric, slotproxy, wait_until,
+};
 
 fn health(admin: SocketAddr) -> bool {
     slotproxy()
@@ -35,16 +25,6 @@ fn signal(child: &Child, name: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{name}");
-}
-
-/// Kills the child if the test fails before it exits.
-pub(crate) struct Running(pub(crate) Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn config_text(read_policy: &str, connections_per_node: usize) -> String {

@@ -14,6 +14,7 @@
 //!
 //! Set `SLOTPROXY_KEEP_TEST_DIRS=1` to keep each node's temp dir (config, logs) after the test.
 
+mod binary;
 mod cluster;
 mod exercise;
 mod failure;
@@ -29,6 +30,7 @@ mod topology;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use binary::{Running, slotproxy};
 pub use cluster::{NodeState, TestCluster, TestNode};
 pub use exercise::{exercise_connections, wait_health_checks_reach_every_node};
 pub use http::{get as http_get, http, metric};
