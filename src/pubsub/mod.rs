@@ -1,7 +1,7 @@
 //! Pub/sub for every client of the proxy: one node subscription per channel, fanned out here.
 //!
 //! One hub task owns all of the proxy's subscriptions. Sessions tell it what their clients
-//! subscribe to ([`Hub::change`]); it holds each channel or pattern once, on a [`link`] (a RESP3
+//! subscribe to ([`Hub::change`]); it holds each channel or pattern once, on a link (`link.rs`: a RESP3
 //! connection of its own to a node), and copies each message a node sends into the inbox of every
 //! session subscribed to it, encoded in that client's protocol ([`crate::inbox`]).
 //!
