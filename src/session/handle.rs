@@ -15,8 +15,9 @@ use super::Session;
 use super::acl::{self, Refusal as AclRefusal};
 use super::acl_command;
 use super::monitor::{self, Monitored};
-use super::plan::{CrossSlot, Plan};
+use super::plan::{CrossSlot, Plan, keys_slot};
 use super::queue::Pending;
+use super::replies::{Forward, Replies};
 use super::split::Merge;
 use super::target::Target;
 use super::transaction_state::runs_in_multi;
@@ -177,13 +178,14 @@ impl Session {
             }
             handling = allowed.handling();
         }
-        if self.subscribed_resp2()
+        if self.subs.refuse_commands(self.protocol)
             && !matches!(
                 handling,
                 Handling::Local(Local::Subscribe | Local::Ping | Local::Quit | Local::Reset)
             )
         {
-            return self.refuse_while_subscribed(spec);
+            // redis-server's refusal of a command in subscribed mode.
+            return self.reply_error(ReplyError::Subscribed(spec.name));
         }
         // One relaxed load per request; the rest only while some client monitors.
         if self.shared.monitors.active() && !self.monitored(spec, handling, &request) {
@@ -195,12 +197,20 @@ impl Session {
         }
         match handling {
             Handling::Local(Local::Watch) => self.watch(spec, request),
-            Handling::Local(Local::Subscribe) => self.subscription(spec, &request),
-            Handling::Local(Local::Ping) if self.subscribed_resp2() => {
-                self.subscribed_ping(&request)
+            Handling::Local(Local::Subscribe) => self.pubsub().subscription(spec, &request),
+            Handling::Local(Local::Ping) if self.subs.refuse_commands(self.protocol) => {
+                self.pubsub().subscribed_ping(&request)
             }
-            Handling::Local(Local::Publish) => self.publish(spec, request),
-            Handling::Local(Local::PubSubCount) => self.pubsub_count(request),
+            Handling::Local(Local::Publish) => {
+                if let Some(Forward(request, plan)) = self.pubsub().publish(spec, request) {
+                    self.dispatch(request, plan);
+                }
+            }
+            Handling::Local(Local::PubSubCount) => {
+                if let Some(Forward(request, plan)) = self.pubsub().count(request) {
+                    self.dispatch(request, plan);
+                }
+            }
             Handling::Local(local) => self.local(local, &request),
             Handling::Acl => self.acl_command(spec, &request),
             Handling::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
@@ -435,43 +445,21 @@ impl Session {
         }
     }
 
+    /// The reply order and output buffer, to answer a request locally.
+    pub(super) fn replies(&mut self) -> Replies<'_> {
+        Replies {
+            pending: &mut self.pending,
+            out: &mut self.out,
+        }
+    }
+
     /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
     pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
-        if self.pending.is_empty() {
-            build(self.out.buf_mut());
-        } else {
-            let mut buf = BytesMut::new();
-            build(&mut buf);
-            self.pending.push_back(Pending::Done(buf.freeze()));
-        }
+        self.replies().with(build);
     }
 
     /// Queues an error reply slotproxy makes.
     pub(super) fn reply_error(&mut self, error: ReplyError) {
-        self.reply_with(|out| error.write(out));
+        self.replies().error(error);
     }
-}
-
-/// The one slot all of the request's keys hash to; `None` when it has no keys (or key
-/// extraction failed, in which case a node produces redis' own error for the arguments).
-/// `positions` is scratch space for the keys' positions.
-pub(super) fn keys_slot(
-    positions: &mut Vec<usize>,
-    spec: &CommandSpec,
-    request: &Request,
-) -> Result<Option<Slot>, CrossSlot> {
-    positions.clear();
-    if key_positions(spec, request.args(), positions).is_err() {
-        return Ok(None);
-    }
-    let mut slot = None;
-    for &position in positions.iter() {
-        let this = hash_slot(&request.args()[position]);
-        match slot {
-            None => slot = Some(this),
-            Some(s) if s != this => return Err(CrossSlot),
-            Some(_) => {}
-        }
-    }
-    Ok(slot)
 }

@@ -24,8 +24,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::Session;
-use super::handle::keys_slot;
 use super::introspect::{self, OneNodeCluster};
+use super::plan::keys_slot;
 use super::plan::{Plan, Wait};
 use super::queue::Pending;
 use super::scan;
@@ -84,7 +84,7 @@ impl Session {
                 self.login.reset(&self.shared.acl);
                 let mut reply = BytesMut::new();
                 write_simple(&mut reply, "RESET");
-                self.reset_subscriptions(reply.freeze());
+                self.pubsub().reset(reply.freeze());
             }
             Local::ClientSetName => {
                 if !valid_name(&args[2]) {
@@ -299,7 +299,7 @@ impl Session {
             write_bulk(out, b"modules");
             write_array_len(out, 0);
         }
-        self.switch_protocol(protocol, reply.freeze());
+        self.pubsub().switch_protocol(protocol, reply.freeze());
     }
 }
 

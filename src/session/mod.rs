@@ -32,6 +32,7 @@ mod plan;
 mod pubsub;
 mod queue;
 mod read_buffer;
+mod replies;
 mod reply_mode;
 mod scan;
 mod scan_batch;
@@ -260,7 +261,7 @@ impl Session {
                 let before = self.pending.len();
                 if self.hub_member {
                     // Pushes already here came before the replies about to be written.
-                    self.drain_pushes();
+                    self.pubsub().drain_pushes();
                 }
                 self.advance_front();
                 if self.pending.len() == before || input.buf.is_empty() || self.stop_reading {
@@ -268,7 +269,7 @@ impl Session {
                 }
             }
             if self.hub_member {
-                self.drain_pushes();
+                self.pubsub().drain_pushes();
                 if self.inbox.overflowed() {
                     // As redis-server does with a subscriber over `client-output-buffer-limit`.
                     info!(
@@ -433,6 +434,25 @@ impl Session {
                     return;
                 }
             }
+        }
+    }
+
+    /// The session's pub/sub parts ([`pubsub::PubSub`]).
+    fn pubsub(&mut self) -> pubsub::PubSub<'_> {
+        pubsub::PubSub {
+            id: self.id,
+            protocol: self.protocol,
+            shared: &self.shared,
+            subs: &mut self.subs,
+            inbox: &mut self.inbox,
+            inbox_waits: &mut self.inbox_waits,
+            hub_member: &mut self.hub_member,
+            drain_waits_for_output: &mut self.drain_waits_for_output,
+            key_positions: &mut self.key_positions,
+            replies: replies::Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
         }
     }
 

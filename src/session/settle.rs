@@ -41,7 +41,7 @@ impl Session {
                     // session's own channel, whose message the hub passed on before the node's
                     // count, must not be overtaken by the count. With the output buffer full,
                     // the reply waits until they are written.
-                    if self.hub_member && !self.drain_pushes() {
+                    if self.hub_member && !self.pubsub().drain_pushes() {
                         return;
                     }
                     let index = self.pending.front_index();
@@ -80,7 +80,7 @@ impl Session {
                 }
                 Pending::Deferred(..) => self.send_deferred(),
                 Pending::Inbox => {
-                    if !self.take_inbox_reply() {
+                    if !self.pubsub().take_inbox_reply() {
                         return;
                     }
                 }
