@@ -181,7 +181,7 @@ impl Session {
         let order = seat.entry().take_order();
         let redirected = seat.entry().take_redirected();
         if !redirected.is_empty() {
-            self.redirected(redirected);
+            self.client_tracking().redirected(redirected);
         }
         match order {
             Some(Order::Kill) if self.budget.evicted() => {

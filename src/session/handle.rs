@@ -158,7 +158,7 @@ impl Session {
         if let Some(script) = policy.scripts {
             self.shared.scripts.observe(script, request.args());
         }
-        if self.tracking_on() {
+        if self.tracking.is_some() {
             self.key_positions.clear();
             let _ = key_positions(spec, request.args(), &mut self.key_positions);
             let keys: Vec<Bytes> = self
@@ -166,7 +166,8 @@ impl Session {
                 .iter()
                 .map(|&p| request.args()[p].clone())
                 .collect();
-            self.track_command(spec, &keys);
+            let queuing = self.transaction.queuing();
+            self.client_tracking().track_command(spec, &keys, queuing);
         }
         let mut handling = policy.handling;
         if let Handling::Admin(allowed) = handling

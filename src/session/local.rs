@@ -74,7 +74,7 @@ impl Session {
             Local::Auth => self.auth(args),
             Local::Reset => {
                 self.end_transaction();
-                self.stop_tracking();
+                self.client_tracking().stop();
                 // As redis: RESET ends MONITOR mode (the feed closes with the receiver).
                 self.monitor = None;
                 self.read_policy = self.shared.live.load().read_policy;
@@ -167,7 +167,7 @@ impl Session {
             }
             Local::Scan => self.scan(request),
             Local::Wait => self.wait(request),
-            Local::ClientTracking => self.client_tracking(request),
+            Local::ClientTracking => self.client_tracking().command(request),
             Local::Shutdown => self.shutdown(args),
             Local::Role => self.reply_with(|out| {
                 write_array_len(out, 3);
@@ -213,9 +213,9 @@ impl Session {
                 }
                 None => self.reply_error(ReplyError::Syntax),
             },
-            Local::ClientTrackingInfo => self.client_trackinginfo(),
-            Local::ClientGetRedir => self.client_getredir(),
-            Local::ClientCaching => self.client_caching(args),
+            Local::ClientTrackingInfo => self.client_tracking().info(),
+            Local::ClientGetRedir => self.client_tracking().getredir(),
+            Local::ClientCaching => self.client_tracking().caching(args),
             Local::ClientReply => match self.reply_mode.command(&args[2]) {
                 Ok(true) => self.reply_with(|out| write_simple(out, "OK")),
                 Ok(false) => {}

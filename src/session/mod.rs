@@ -388,7 +388,7 @@ impl Session {
                 Event::Alarm(_) => {}
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
-                Event::Invalidation(push) => self.invalidation(push),
+                Event::Invalidation(push) => self.client_tracking().invalidation(push),
                 Event::Monitor(Some(line)) => {
                     self.out.extend_from_slice(&line);
                     if self.out.len() > max_output {
@@ -456,6 +456,23 @@ impl Session {
         }
     }
 
+    /// The session's tracking parts ([`tracking::ClientTracking`]).
+    fn client_tracking(&mut self) -> tracking::ClientTracking<'_> {
+        tracking::ClientTracking {
+            id: self.id,
+            protocol: self.protocol,
+            shared: &self.shared,
+            tracking: &mut self.tracking,
+            subs: &self.subs,
+            order: &mut self.order,
+            profile_stale: &mut self.profile_stale,
+            replies: replies::Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
+        }
+    }
+
     /// Writes as much of the output buffer as the socket takes now, without waiting.
     fn flush(&mut self, writer: &ClientWriter) -> std::io::Result<()> {
         let written = self.out.write_to(writer)?;
@@ -478,6 +495,6 @@ impl Drop for Session {
         if self.hub_member {
             self.shared.hub.leave(self.id);
         }
-        self.stop_tracking();
+        self.client_tracking().stop();
     }
 }

@@ -5,7 +5,7 @@
 //! Owns no state: it borrows the session's reply queue and output buffer. It must not know how a
 //! request is sent, retried or settled.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::output::Output;
 use super::plan::Plan;
@@ -44,6 +44,15 @@ impl Replies<'_> {
     /// Queues an entry in the reply order (a task, a wait on the inbox, a close).
     pub(super) fn push(&mut self, entry: Pending) {
         self.pending.push_back(entry);
+    }
+
+    /// Writes `frame` after every reply still owed (an out-of-band push, not a reply).
+    pub(super) fn after_replies(&mut self, frame: Bytes) {
+        if self.pending.is_empty() {
+            self.out.extend_from_slice(&frame);
+        } else {
+            self.pending.push_back(Pending::Done(frame));
+        }
     }
 }
 

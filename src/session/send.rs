@@ -100,7 +100,9 @@ impl Session {
         let primary = || Ok((shard.primary.clone(), false));
         if !attempt.read_only
             || self.read_policy == ReadPolicy::Primary
-            || self.tracking_reads_primary()
+            // A tracking client is told of changes as primaries apply them, which a replica
+            // may not have applied yet.
+            || self.tracking.is_some()
         {
             return primary();
         }

@@ -101,7 +101,7 @@ impl Session {
         let entry = match outcome {
             TaskOutcome::Reply(reply) => Pending::Done(reply),
             TaskOutcome::Dispatch(request, plan) => self.start_now(request, plan),
-            TaskOutcome::Tracking(prefixes, on) => self.turn_tracking_on(prefixes, on),
+            TaskOutcome::Tracking(prefixes, on) => self.client_tracking().turn_on(prefixes, on),
         };
         self.pending.push_front(entry);
     }
