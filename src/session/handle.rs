@@ -56,7 +56,10 @@ impl Session {
                     let written = self.out.len();
                     self.reply_mode.begin();
                     let command = self.handle(request);
-                    self.note_command(command);
+                    // For `cmd=` and `tot-cmds=` in `CLIENT LIST`.
+                    if let Some(seat) = &self.seat {
+                        seat.entry().command(command);
+                    }
                     // The request got queue entry `index`, or answered straight into the output.
                     let queued = (self.pending.next_index() > index).then_some(index);
                     if self.reply_mode.mutes_this() {
@@ -424,7 +427,7 @@ impl Session {
             Ok(reply) => self.reply_with(|out| out.extend_from_slice(&reply)),
             Err(error) => self.reply_error(error),
         }
-        if !deleted.is_empty() && self.kill_users(&deleted) {
+        if !deleted.is_empty() && self.clients().kill_users(&deleted) {
             self.close_after_reply();
         }
     }
@@ -444,6 +447,12 @@ impl Session {
         } else {
             self.reply_error(ReplyError::WrongPass);
         }
+    }
+
+    /// Closes the connection once the replies queued so far are written.
+    pub(super) fn close_after_reply(&mut self) {
+        self.pending.push_back(Pending::Close(Bytes::new()));
+        self.stop_reading = true;
     }
 
     /// The reply order and output buffer, to answer a request locally.

@@ -200,10 +200,14 @@ impl Session {
                 };
                 self.reply_with(|out| cluster.answer(local, out));
             }
-            Local::ClientInfo => self.client_info(),
-            Local::ClientList => self.client_list(args),
-            Local::ClientKill => self.client_kill(args),
-            Local::ClientUnblock => self.client_unblock(args),
+            Local::ClientInfo => self.clients().info(),
+            Local::ClientList => self.clients().list(args),
+            Local::ClientKill => {
+                if self.clients().kill(args) {
+                    self.close_after_reply();
+                }
+            }
+            Local::ClientUnblock => self.clients().unblock(args),
             Local::ClientNoEvict => match parse_on_off(&args[2]) {
                 Some(on) => {
                     if let Some(seat) = &self.seat {

@@ -64,6 +64,7 @@ use tracing::{debug, info};
 
 use crate::alarm::{Alarm, Bells};
 use crate::backend::ReplyBudget;
+use crate::clients::Order;
 use crate::inbox::Inbox;
 use crate::protocol::{Protocol, RequestDecoder};
 use crate::server::ClientStream;
@@ -241,7 +242,13 @@ impl Session {
     pub async fn run(mut self: Box<Self>, stream: ClientStream) {
         let _ = stream.tcp().set_nodelay(true);
         self.info.connected(stream.tcp());
-        self.take_seat();
+        self.seat = Some(seat::Seat::take(
+            &self.shared.registry,
+            self.id,
+            &self.info,
+            &self.budget,
+        ));
+        self.clients().publish();
         let seat_entry = self.seat.as_ref().map(|s| s.entry().clone());
         let alarm = self.alarm.clone();
         // Registered before this look: a drain that began earlier is seen here, a later one
@@ -341,7 +348,7 @@ impl Session {
             }
             let chunk = input.chunk();
             let front = self.pending.front_wait();
-            self.publish_client();
+            self.clients().publish();
             let mut event = tokio::select! {
                 biased;
                 bells = alarm.rung() => Event::Alarm(bells),
@@ -368,7 +375,7 @@ impl Session {
             if let Event::Alarm(bells) = event {
                 // Over budget: the check at the top of the loop closes the session.
                 if bells.contains(Bells::MEMORY) {
-                    self.evict_for_memory();
+                    clients::evict_for_memory(&self.shared);
                 }
                 if bells.contains(Bells::ORDER) && !self.obey() {
                     // As redis-server frees a killed client: at once, unsent replies too.
@@ -471,6 +478,63 @@ impl Session {
                 out: &mut self.out,
             },
         }
+    }
+
+    /// This client as the registry of clients sees it ([`clients::Clients`]).
+    fn clients(&mut self) -> clients::Clients<'_> {
+        clients::Clients {
+            id: self.id,
+            shared: &self.shared,
+            seat: &mut self.seat,
+            shown: clients::Shown {
+                protocol: self.protocol,
+                name: &self.name,
+                login: &self.login,
+                info: &self.info,
+                subs: &self.subs,
+                transaction: &self.transaction,
+                tracking: self.tracking.as_ref(),
+                monitoring: self.monitor.is_some(),
+                read_only: self.read_mode_chosen
+                    && self.read_policy != crate::config::ReadPolicy::Primary,
+            },
+            profile_stale: &mut self.profile_stale,
+            replies: replies::Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
+        }
+    }
+
+    /// Carries out the order another session left, and writes the invalidations redirected
+    /// here; false when the session must close now.
+    fn obey(&mut self) -> bool {
+        let Some(seat) = &self.seat else { return true };
+        let order = seat.entry().take_order();
+        let redirected = seat.entry().take_redirected();
+        if !redirected.is_empty() {
+            self.client_tracking().redirected(redirected);
+        }
+        match order {
+            Some(Order::Kill) if self.budget.evicted() => {
+                self.log_eviction();
+                false
+            }
+            Some(Order::Kill) => {
+                info!(client = self.id, peer = %self.info.peer_display(), "client killed (CLIENT KILL or its user deleted); closing");
+                false
+            }
+            Some(Order::Unblock(mode)) => {
+                self.unblock_here(mode);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Logs that this client is closed to bring the clients' memory under its budget.
+    fn log_eviction(&self) {
+        clients::log_eviction(self.id, &self.info, self.out.len(), self.budget.held());
     }
 
     /// Writes as much of the output buffer as the socket takes now, without waiting.

@@ -260,7 +260,9 @@ impl Session {
             return lane.clone();
         }
         let lane = node.dedicated(self.protocol);
-        self.dedicated_opened(node, &lane);
+        if let Some(seat) = &mut self.seat {
+            seat.dedicated_opened(node, &lane, self.protocol);
+        }
         self.dedicated
             .push((node.clone(), self.protocol, lane.clone()));
         lane

@@ -3,6 +3,7 @@
 //! (refreshing the map) or `ASK`, back off and retry on `TRYAGAIN`/`CLUSTERDOWN` and on
 //! unreachable nodes until the retry deadline, reload a script the node lost (`NOSCRIPT`),
 //! and tell a write whose connection died after it was sent from one that is safe to resend.
+//! Also ends a blocked command at the front when another client's `CLIENT UNBLOCK` says so.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use super::attempt::{Attempt, InFlight, Retry, Routed, Settled};
 use super::queue::{FrontEvent, Pending, TaskOutcome};
 use super::target::Target;
 use crate::backend::{Node, NodeResult};
+use crate::clients::UnblockMode;
 use crate::error::BackendError;
 use crate::error::ReplyError;
 use crate::protocol::reply::null_array;
@@ -322,6 +324,29 @@ impl Session {
             }
             None => pool.node(&redirect.addr),
         }
+    }
+
+    /// Ends the blocked command at the front without the node's help (see
+    /// `clients/unblock.rs`), on another client's `CLIENT UNBLOCK`: answers it as the node
+    /// would and closes its connection. A reply that already arrived is delivered instead.
+    pub(super) fn unblock_here(&mut self, mode: UnblockMode) {
+        let node = match self.pending.front_mut() {
+            Some(Pending::Waiting(f)) if f.is_blocking() => {
+                if let Some(result) = f.try_reply() {
+                    self.settle_front(FrontEvent::Single(result));
+                    return;
+                }
+                f.sent.node.clone()
+            }
+            _ => return,
+        };
+        self.drop_dedicated(&node);
+        let reply = match mode {
+            UnblockMode::Timeout => null_array(self.protocol),
+            UnblockMode::Error => ReplyError::Unblocked.to_bytes(),
+        };
+        self.pending.pop_front();
+        self.pending.push_front(Pending::Done(reply));
     }
 }
 
