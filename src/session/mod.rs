@@ -12,6 +12,7 @@
 //! written between replies as they arrive; a reply produced in step with them (a subscription's
 //! confirmation) waits in the inbox until its `Pending::Inbox` entry reaches the front.
 
+mod access;
 mod acl;
 mod acl_command;
 mod algebra;
@@ -441,68 +442,6 @@ impl Session {
                     return;
                 }
             }
-        }
-    }
-
-    /// The session's pub/sub parts ([`pubsub::PubSub`]).
-    fn pubsub(&mut self) -> pubsub::PubSub<'_> {
-        pubsub::PubSub {
-            id: self.id,
-            protocol: self.protocol,
-            shared: &self.shared,
-            subs: &mut self.subs,
-            inbox: &mut self.inbox,
-            inbox_waits: &mut self.inbox_waits,
-            hub_member: &mut self.hub_member,
-            drain_waits_for_output: &mut self.drain_waits_for_output,
-            key_positions: &mut self.key_positions,
-            replies: replies::Replies {
-                pending: &mut self.pending,
-                out: &mut self.out,
-            },
-        }
-    }
-
-    /// The session's tracking parts ([`tracking::ClientTracking`]).
-    fn client_tracking(&mut self) -> tracking::ClientTracking<'_> {
-        tracking::ClientTracking {
-            id: self.id,
-            protocol: self.protocol,
-            shared: &self.shared,
-            tracking: &mut self.tracking,
-            subs: &self.subs,
-            order: &mut self.order,
-            profile_stale: &mut self.profile_stale,
-            replies: replies::Replies {
-                pending: &mut self.pending,
-                out: &mut self.out,
-            },
-        }
-    }
-
-    /// This client as the registry of clients sees it ([`clients::Clients`]).
-    fn clients(&mut self) -> clients::Clients<'_> {
-        clients::Clients {
-            id: self.id,
-            shared: &self.shared,
-            seat: &mut self.seat,
-            shown: clients::Shown {
-                protocol: self.protocol,
-                name: &self.name,
-                login: &self.login,
-                info: &self.info,
-                subs: &self.subs,
-                transaction: &self.transaction,
-                tracking: self.tracking.as_ref(),
-                monitoring: self.monitor.is_some(),
-                read_only: self.read_mode_chosen
-                    && self.read_policy != crate::config::ReadPolicy::Primary,
-            },
-            profile_stale: &mut self.profile_stale,
-            replies: replies::Replies {
-                pending: &mut self.pending,
-                out: &mut self.out,
-            },
         }
     }
 
