@@ -26,7 +26,8 @@
 //!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.
 //!    While a `CLIENT PAUSE` ([`pause`]) holds it, a request waits here,
 //!    and nothing after it is read.
-//! 3. **Decide** (`command/table.rs`, `command/policy.rs`, `session/acl.rs`). The command's row
+//! 3. **Decide** (`command/table.rs`, `command/policy.rs`, `session/acl.rs`,
+//!    `session/access.rs`). The command's row
 //!    is found once; its [`command::Policy`], built with the table, says how it is served
 //!    (`Local`, `Single`, `Split`, `Computed`, `FanOut`, `AllNodes`, `AnyNode`, `Admin`,
 //!    `Refused`), whether it writes, and its metrics row. The ACL check ([`auth::check()`]) runs
@@ -35,8 +36,10 @@
 //!    requests on all workers ([`monitor`], `session/monitor.rs`; one relaxed load when nobody
 //!    monitors).
 //! 4. **Plan** (`session/handle.rs`, `session/plan.rs`). A match on the row's handling: local
-//!    answers (PING, HELLO, CLIENT and CLUSTER introspection in `session/local.rs`, which calls
-//!    types that build the reply without a session: `session/introspect.rs`,
+//!    answers (PING, HELLO, CLUSTER introspection and the client's own settings in
+//!    `session/local.rs`, `CLIENT TRACKING` in `session/tracking.rs`, `CLIENT
+//!    LIST|KILL|UNBLOCK` in `session/clients.rs`: each a type borrowing only the session parts
+//!    it needs, which calls types that build the reply without a session: `session/introspect.rs`,
 //!    `session/tracking_state.rs`, `session/subscriptions.rs`; MULTI/EXEC as methods of the
 //!    transaction state in `session/transaction.rs` and `session/per_slot.rs`, pub/sub in `session/pubsub.rs`
 //!    with the [`pubsub`] hub, WAIT in `session/wait.rs`, SCAN's cursor in `session/scan.rs`),

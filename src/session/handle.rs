@@ -4,6 +4,11 @@
 //! (answered locally, one slot, split by slot, computed, fanned out, pinned to a dedicated
 //! connection...), which `dispatch.rs` then sends. What a command is, is decided once per row in
 //! `command/policy.rs`; this file only acts on it.
+//!
+//! The command families answered in the proxy are types of their own, each borrowing only the
+//! session parts it needs; the constructors here lend them out for one request
+//! ([`AccessControl`], [`LocalCommands`], [`PubSub`], [`ClientTracking`], [`Clients`]), and what
+//! a family hands back ([`Forward`], [`Next`]) is carried out here.
 
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
