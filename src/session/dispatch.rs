@@ -76,7 +76,7 @@ impl Session {
                 return match node {
                     Some(node) => {
                         self.transaction.watch = Some((node.clone(), slot));
-                        into_pending(self.send_to(
+                        into_pending(self.sender().send_to(
                             node,
                             request,
                             Target::Slot(slot),
@@ -100,7 +100,7 @@ impl Session {
                 };
                 return into_pending(match &exec.watched {
                     Some(watch) => self.start_watched_exec(map, request, target, attempt, watch),
-                    None => self.send(map, request, target, attempt),
+                    None => self.sender().send(map, request, target, attempt),
                 });
             }
             Plan::PerSlotExec(exec) => {
@@ -121,7 +121,7 @@ impl Session {
                             self.start_watched_exec(map, batch, target, attempt, watch)
                         }
                         (Some(_), _) => Step::Held(batch, target, attempt),
-                        (None, _) => self.send(map, batch, target, attempt),
+                        (None, _) => self.sender().send(map, batch, target, attempt),
                     });
                 }
                 let merge = Merge::Transaction {
@@ -148,14 +148,14 @@ impl Session {
                     writes: true,
                     ..Attempt::default()
                 };
-                return into_pending(self.send(map, request, target, attempt));
+                return into_pending(self.sender().send(map, request, target, attempt));
             }
             Plan::Read(target) => {
                 let attempt = Attempt {
                     read_only: true,
                     ..Attempt::default()
                 };
-                return into_pending(self.send(map, request, target, attempt));
+                return into_pending(self.sender().send(map, request, target, attempt));
             }
             Plan::Blocking(target) => {
                 let attempt = Attempt {
@@ -163,7 +163,7 @@ impl Session {
                     writes: true,
                     ..Attempt::default()
                 };
-                return into_pending(self.send(map, request, target, attempt));
+                return into_pending(self.sender().send(map, request, target, attempt));
             }
             Plan::Split { kind, .. } => {
                 let (merge, parts) = split::plan_split(kind, &request);
@@ -185,13 +185,13 @@ impl Session {
                 };
                 let parts = reads
                     .into_iter()
-                    .map(|(slot, read)| self.send(map, read, Target::Slot(slot), attempt))
+                    .map(|(slot, read)| self.sender().send(map, read, Target::Slot(slot), attempt))
                     .collect();
                 let merge = Merge::Computed(Box::new(computation));
                 return Pending::Split(Box::new(Split { merge, parts }));
             }
             Plan::FanOut { merge, .. } => {
-                if writes && self.tracks_writes() {
+                if writes && self.sender().tracks_writes() {
                     self.recent_writes.note_everything(Instant::now());
                 }
                 let slots = split::shard_slots(map);
@@ -227,14 +227,14 @@ impl Session {
         // Parts of MSET, DEL... write their slots; those of MGET, DBSIZE... don't.
         let interrupt = merge.interrupts();
         let attempt = Attempt {
-            writes: writes && self.tracks_writes(),
+            writes: writes && self.sender().tracks_writes(),
             dedicated: interrupt,
             interrupt,
             ..Attempt::default()
         };
         let parts = parts
             .into_iter()
-            .map(|(target, part)| self.send(map, part, target, attempt))
+            .map(|(target, part)| self.sender().send(map, part, target, attempt))
             .collect();
         Pending::Split(Box::new(Split { merge, parts }))
     }
@@ -248,7 +248,7 @@ impl Session {
             worker: self.worker,
             lane: self.id as usize,
         };
-        let vias = wait::vias(&written, lane, |node| self.dedicated_lane(node));
+        let vias = wait::vias(&written, lane, |node| self.sender().dedicated_lane(node));
         if !vias.is_empty() {
             return Ok(vias);
         }
@@ -261,7 +261,9 @@ impl Session {
         }
         let node = shards[self.id as usize % shards.len()].primary.clone();
         drop(map);
-        Ok(vec![wait::Via::Dedicated(self.dedicated_lane(&node))])
+        Ok(vec![wait::Via::Dedicated(
+            self.sender().dedicated_lane(&node),
+        )])
     }
 
     /// Sends a transaction batch on the connection that holds its `WATCH`, if the watched
@@ -286,7 +288,8 @@ impl Session {
         };
         let owner = map.primary(*slot).cloned();
         if owner.is_some_and(|owner| Arc::ptr_eq(&owner, node)) {
-            self.send_to(node.clone(), batch, target, attempt, false)
+            self.sender()
+                .send_to(node.clone(), batch, target, attempt, false)
         } else {
             Step::Done(Reply::local(null_array(self.protocol)))
         }
@@ -306,7 +309,8 @@ impl Session {
                     std::mem::replace(part, Step::Done(placeholder()))
                 && ran
             {
-                *part = self.send(&self.shared.topology.slot_map(), request, target, attempt);
+                let map = self.shared.topology.slot_map();
+                *part = self.sender().send(&map, request, target, attempt);
             }
         }
     }
@@ -332,7 +336,9 @@ impl Session {
     pub(super) fn retry_front(&mut self) {
         if let Some(Pending::Backoff(retry)) = self.pending.pop_front() {
             let map = self.shared.topology.slot_map();
-            let step = self.send(&map, retry.request, retry.target, retry.attempt);
+            let step = self
+                .sender()
+                .send(&map, retry.request, retry.target, retry.attempt);
             self.pending.push_front(into_pending(step));
         }
     }
@@ -351,20 +357,19 @@ impl Session {
                 let next = match std::mem::replace(part, Step::Done(placeholder())) {
                     Step::Waiting(mut in_flight) => match in_flight.try_reply() {
                         Some(result) => {
-                            let settled = self.settle(in_flight, result);
-                            self.follow(settled)
+                            let settled = self.sender().settle(in_flight, result);
+                            self.sender().follow(settled)
                         }
                         None => {
                             *part = Step::Waiting(in_flight);
                             break;
                         }
                     },
-                    Step::Backoff(retry) if retry.until <= now => self.send(
-                        &self.shared.topology.slot_map(),
-                        retry.request,
-                        retry.target,
-                        retry.attempt,
-                    ),
+                    Step::Backoff(retry) if retry.until <= now => {
+                        let map = self.shared.topology.slot_map();
+                        self.sender()
+                            .send(&map, retry.request, retry.target, retry.attempt)
+                    }
                     other => {
                         *part = other;
                         break;
@@ -398,8 +403,12 @@ impl Session {
                         scan_batch::Next::Reply(reply) => reply,
                         scan_batch::Next::Step(batch, slot, request) => {
                             // The client's next call, made now (`scan_batch.rs`).
-                            let part =
-                                self.send(&map, request, Target::Slot(slot), Attempt::default());
+                            let part = self.sender().send(
+                                &map,
+                                request,
+                                Target::Slot(slot),
+                                Attempt::default(),
+                            );
                             let merge = Merge::Scan(Box::new(batch));
                             let parts = vec![part];
                             self.pending
@@ -422,8 +431,8 @@ impl Session {
         match (event, self.pending.pop_front()) {
             (FrontEvent::Single(result), Some(Pending::Waiting(in_flight))) => {
                 let step = {
-                    let settled = self.settle(in_flight, result);
-                    self.follow(settled)
+                    let settled = self.sender().settle(in_flight, result);
+                    self.sender().follow(settled)
                 };
                 self.pending.push_front(into_pending(step));
             }
@@ -436,8 +445,8 @@ impl Session {
                     std::mem::replace(&mut split.parts[index], Step::Done(placeholder()))
                 {
                     split.parts[index] = {
-                        let settled = self.settle(in_flight, result);
-                        self.follow(settled)
+                        let settled = self.sender().settle(in_flight, result);
+                        self.sender().follow(settled)
                     };
                 }
                 self.pending.push_front(Pending::Split(split));

@@ -15,13 +15,14 @@ use tracing::debug;
 use super::Session;
 use super::attempt::{Attempt, InFlight, Retry, Routed, Settled};
 use super::queue::{FrontEvent, Pending, TaskOutcome};
+use super::shared::Shared;
 use super::target::Target;
 use crate::backend::{Node, NodeResult};
 use crate::clients::UnblockMode;
 use crate::error::BackendError;
 use crate::error::ReplyError;
 use crate::protocol::reply::null_array;
-use crate::protocol::{Redirect, Reply, ReplyKind, Request};
+use crate::protocol::{Protocol, Redirect, Reply, ReplyKind, Request};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -108,58 +109,43 @@ impl Session {
         self.pending.push_front(entry);
     }
 
-    /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
-    /// that answered `NOSCRIPT`.
-    fn script_body(&self, request: &Request) -> Option<Bytes> {
-        let name = request.name();
-        if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro")) {
-            return None;
-        }
-        self.shared.scripts.body(request.args().get(1)?)
+    /// Ends the blocked command at the front without the node's help (see
+    /// `clients/unblock.rs`), on another client's `CLIENT UNBLOCK`: answers it as the node
+    /// would and closes its connection. A reply that already arrived is delivered instead.
+    pub(super) fn unblock_here(&mut self, mode: UnblockMode) {
+        let node = match self.pending.front_mut() {
+            Some(Pending::Waiting(f)) if f.is_blocking() => {
+                if let Some(result) = f.try_reply() {
+                    self.settle_front(FrontEvent::Single(result));
+                    return;
+                }
+                f.sent.node.clone()
+            }
+            _ => return,
+        };
+        self.sender().drop_dedicated(&node);
+        let reply = match mode {
+            UnblockMode::Timeout => null_array(self.protocol),
+            UnblockMode::Error => ReplyError::Unblocked.to_bytes(),
+        };
+        self.pending.pop_front();
+        self.pending.push_front(Pending::Done(reply));
     }
+}
 
-    /// Schedules a retry, or gives up with `last_error` once the retry deadline has passed.
-    pub(super) fn backoff(
-        &self,
-        request: Request,
-        target: Target,
-        mut attempt: Attempt,
-        last_error: Bytes,
-    ) -> Settled {
-        let now = Instant::now();
-        let started = *attempt.retry_started.get_or_insert(now);
-        if now.duration_since(started) >= self.shared.live.load().session.retry_deadline()
-            || self.shared.topology.stats().down_reason().is_some()
-        {
-            return Settled::Done(Reply::local(last_error));
-        }
-        self.shared.metrics.retries.inc();
-        let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
-        attempt.retries += 1;
-        Settled::Backoff(Retry {
-            until: now + delay,
-            request,
-            target,
-            attempt,
-        })
-    }
+/// What a node's answer to one request means, from the request's attempt and the proxy's
+/// settings alone: a final reply, a redirect to follow, a script to reload, or a retry later.
+pub(super) struct Settler<'a> {
+    /// The client id, for the logs.
+    pub(super) id: u64,
+    /// The client's protocol (EXEC's nil).
+    pub(super) protocol: Protocol,
+    pub(super) shared: &'a Shared,
+}
 
-    /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
-    /// read-your-writes, since its reply may come long after it was sent.
-    pub(super) fn settle(&mut self, in_flight: InFlight, result: NodeResult) -> Settled {
-        let (target, writes) = (in_flight.sent.target, in_flight.sent.attempt.writes);
-        let step = self.settle_reply(in_flight, result);
-        if writes
-            && matches!(step, Settled::Done(_))
-            && let Target::Slot(slot) = target
-        {
-            self.note_write(slot);
-        }
-        step
-    }
-
+impl Settler<'_> {
     /// Turns a node's answer into a final reply, a redirect, or a retry.
-    fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Settled {
+    pub(super) fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Settled {
         let Routed {
             node,
             replica_read,
@@ -313,6 +299,32 @@ impl Session {
         self.backoff(request, target, attempt, last)
     }
 
+    /// Schedules a retry, or gives up with `last_error` once the retry deadline has passed.
+    pub(super) fn backoff(
+        &self,
+        request: Request,
+        target: Target,
+        mut attempt: Attempt,
+        last_error: Bytes,
+    ) -> Settled {
+        let now = Instant::now();
+        let started = *attempt.retry_started.get_or_insert(now);
+        if now.duration_since(started) >= self.shared.live.load().session.retry_deadline()
+            || self.shared.topology.stats().down_reason().is_some()
+        {
+            return Settled::Done(Reply::local(last_error));
+        }
+        self.shared.metrics.retries.inc();
+        let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
+        attempt.retries += 1;
+        Settled::Backoff(Retry {
+            until: now + delay,
+            request,
+            target,
+            attempt,
+        })
+    }
+
     /// The node a redirect names; `:port` (a node that doesn't know its IP) takes the host of
     /// the node that sent it.
     fn redirect_node(&self, from: &Node, redirect: &Redirect) -> Arc<Node> {
@@ -326,27 +338,14 @@ impl Session {
         }
     }
 
-    /// Ends the blocked command at the front without the node's help (see
-    /// `clients/unblock.rs`), on another client's `CLIENT UNBLOCK`: answers it as the node
-    /// would and closes its connection. A reply that already arrived is delivered instead.
-    pub(super) fn unblock_here(&mut self, mode: UnblockMode) {
-        let node = match self.pending.front_mut() {
-            Some(Pending::Waiting(f)) if f.is_blocking() => {
-                if let Some(result) = f.try_reply() {
-                    self.settle_front(FrontEvent::Single(result));
-                    return;
-                }
-                f.sent.node.clone()
-            }
-            _ => return,
-        };
-        self.drop_dedicated(&node);
-        let reply = match mode {
-            UnblockMode::Timeout => null_array(self.protocol),
-            UnblockMode::Error => ReplyError::Unblocked.to_bytes(),
-        };
-        self.pending.pop_front();
-        self.pending.push_front(Pending::Done(reply));
+    /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
+    /// that answered `NOSCRIPT`.
+    fn script_body(&self, request: &Request) -> Option<Bytes> {
+        let name = request.name();
+        if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro")) {
+            return None;
+        }
+        self.shared.scripts.body(request.args().get(1)?)
     }
 }
 
