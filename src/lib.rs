@@ -51,9 +51,9 @@
 //!    settle: when the slot map changed while they were in flight, after a request on a
 //!    dedicated connection, or when it must see everything before it. No I/O in either file;
 //!    every rule has a unit test.
-//! 6. **Send** (`session/dispatch.rs`, `session/send.rs`, `session/pick.rs`,
-//!    `backend/pool.rs`). `dispatch.rs` starts the request (or its parts) under the map the
-//!    order check read (passed down as `&SlotMap`, so a refresh can't slip in); `send.rs` picks
+//! 6. **Send** (`session/settle.rs`, `session/dispatch.rs`, `session/send.rs`,
+//!    `session/pick.rs`, `backend/pool.rs`). `dispatch` (in `settle.rs`) has `dispatch.rs`'s
+//!    `Starter` start the request (or its parts) under the map the order check read (passed down as `&SlotMap`, so a refresh can't slip in); `send.rs` picks
 //!    the shard's node (the primary, or a replica the read policy and its health allow) and
 //!    queues an [`backend::Outgoing`] on the session's lane of that node's shared connections
 //!    on its worker, or on its own dedicated connection (blocking commands, WATCH). A primary
@@ -66,8 +66,9 @@
 //!    `-BUSY` (a long script) is alive: its requests get that `-BUSY`, and `SCRIPT KILL` never
 //!    queues behind the script. Every node connection starts in [`backend::setup::open`]
 //!    (credentials, TLS).
-//! 8. **Settle** (`session/settle.rs`). When its entry reaches the front of the reply queue
-//!    (`advance_front`), a reply is settled into what to do next, without sending anything itself: `MOVED`
+//! 8. **Settle** (`session/settle.rs`, `session/settler.rs`). When its entry reaches the front
+//!    of the reply queue (`advance_front`), a reply is settled into what to do next
+//!    (`Settler`), without sending anything itself: `MOVED`
 //!    refreshes the map and redirects, `ASK` redirects with `ASKING` and leaves the map alone
 //!    (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes back off
 //!    until `retry_deadline`; `NOSCRIPT` reloads the script. `send.rs` sends what it says. A

@@ -23,7 +23,6 @@ use super::plan::{CrossSlot, Plan, keys_slot};
 use super::pubsub::PubSub;
 use super::queue::Pending;
 use super::replies::{Forward, Replies};
-use super::send::Sender;
 use super::split::Merge;
 use super::target::Target;
 use super::tracking::ClientTracking;
@@ -493,23 +492,6 @@ impl Session {
                 pending: &mut self.pending,
                 out: &mut self.out,
             },
-        }
-    }
-
-    /// What sending a request needs ([`Sender`]).
-    pub(super) fn sender(&mut self) -> Sender<'_> {
-        Sender {
-            id: self.id,
-            worker: self.worker,
-            protocol: self.protocol,
-            shared: &self.shared,
-            read_policy: self.read_policy,
-            tracking: self.tracking.is_some(),
-            recent_writes: &mut self.recent_writes,
-            written: &mut self.written,
-            dedicated: &mut self.dedicated,
-            seat: &mut self.seat,
-            budget: &self.budget,
         }
     }
 

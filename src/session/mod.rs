@@ -41,6 +41,7 @@ mod scripts;
 mod seat;
 mod send;
 mod settle;
+mod settler;
 mod shared;
 mod slowlog;
 mod split;

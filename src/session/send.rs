@@ -6,7 +6,8 @@
 //!
 //! [`Sender`] borrows only what sending needs (the session's dedicated connections, the record
 //! of its writes, its read policy, its reply budget); it knows nothing of the reply queue or
-//! of the order requests go out in (`dispatch.rs` decides when a request is sent).
+//! of the order requests go out in (`settle.rs`'s `dispatch`, with `order.rs`, decides when a
+//! request is sent).
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, InFlight, Routed, Settled, Step};
 use super::pick;
 use super::seat::Seat;
-use super::settle::Settler;
+use super::settler::Settler;
 use super::shared::Shared;
 use super::target::Target;
 use super::writes::{Written, WrittenSlots};
