@@ -135,7 +135,7 @@ pub struct Session {
     /// an order from another session, the drain.
     alarm: Arc<Alarm>,
     /// A command that may change what `CLIENT LIST` shows of this client ran since it was last
-    /// published (see `publish_client`).
+    /// published (see `Clients::publish` in `clients.rs`).
     profile_stale: bool,
     /// Inbox frames wait for the output buffer to drain below `output::DRAIN_BYTES`: once a
     /// flush gets it there, collect again without waiting for another event.
