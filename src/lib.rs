@@ -26,7 +26,8 @@
 //!    accepts; anything else gets redis' own `-ERR Protocol error` and the connection closes.
 //!    While a `CLIENT PAUSE` ([`pause`]) holds it, a request waits here,
 //!    and nothing after it is read.
-//! 3. **Decide** (`command/table.rs`, `command/policy.rs`, `session/acl.rs`). The command's row
+//! 3. **Decide** (`command/table.rs`, `command/policy.rs`, `session/acl.rs`,
+//!    `session/access.rs`). The command's row
 //!    is found once; its [`command::Policy`], built with the table, says how it is served
 //!    (`Local`, `Single`, `Split`, `Computed`, `FanOut`, `AllNodes`, `AnyNode`, `Admin`,
 //!    `Refused`), whether it writes, and its metrics row. The ACL check ([`auth::check()`]) runs
@@ -35,8 +36,10 @@
 //!    requests on all workers ([`monitor`], `session/monitor.rs`; one relaxed load when nobody
 //!    monitors).
 //! 4. **Plan** (`session/handle.rs`, `session/plan.rs`). A match on the row's handling: local
-//!    answers (PING, HELLO, CLIENT and CLUSTER introspection in `session/local.rs`, which calls
-//!    types that build the reply without a session: `session/introspect.rs`,
+//!    answers (PING, HELLO, CLUSTER introspection and the client's own settings in
+//!    `session/local.rs`, `CLIENT TRACKING` in `session/tracking.rs`, `CLIENT
+//!    LIST|KILL|UNBLOCK` in `session/clients.rs`: each a type borrowing only the session parts
+//!    it needs, which calls types that build the reply without a session: `session/introspect.rs`,
 //!    `session/tracking_state.rs`, `session/subscriptions.rs`; MULTI/EXEC as methods of the
 //!    transaction state in `session/transaction.rs` and `session/per_slot.rs`, pub/sub in `session/pubsub.rs`
 //!    with the [`pubsub`] hub, WAIT in `session/wait.rs`, SCAN's cursor in `session/scan.rs`),
@@ -48,9 +51,9 @@
 //!    settle: when the slot map changed while they were in flight, after a request on a
 //!    dedicated connection, or when it must see everything before it. No I/O in either file;
 //!    every rule has a unit test.
-//! 6. **Send** (`session/dispatch.rs`, `session/send.rs`, `session/pick.rs`,
-//!    `backend/pool.rs`). `dispatch.rs` starts the request (or its parts) under the map the
-//!    order check read (passed down as `&SlotMap`, so a refresh can't slip in); `send.rs` picks
+//! 6. **Send** (`session/settle.rs`, `session/dispatch.rs`, `session/send.rs`,
+//!    `session/pick.rs`, `backend/pool.rs`). `dispatch` (in `settle.rs`) has `dispatch.rs`'s
+//!    `Starter` start the request (or its parts) under the map the order check read (passed down as `&SlotMap`, so a refresh can't slip in); `send.rs` picks
 //!    the shard's node (the primary, or a replica the read policy and its health allow) and
 //!    queues an [`backend::Outgoing`] on the session's lane of that node's shared connections
 //!    on its worker, or on its own dedicated connection (blocking commands, WATCH). A primary
@@ -63,8 +66,9 @@
 //!    `-BUSY` (a long script) is alive: its requests get that `-BUSY`, and `SCRIPT KILL` never
 //!    queues behind the script. Every node connection starts in [`backend::setup::open`]
 //!    (credentials, TLS).
-//! 8. **Settle** (`session/settle.rs`). When its entry reaches the front of the reply queue
-//!    (`advance_front`), a reply is settled into what to do next, without sending anything itself: `MOVED`
+//! 8. **Settle** (`session/settle.rs`, `session/settler.rs`). When its entry reaches the front
+//!    of the reply queue (`advance_front`), a reply is settled into what to do next
+//!    (`Settler`), without sending anything itself: `MOVED`
 //!    refreshes the map and redirects, `ASK` redirects with `ASKING` and leaves the map alone
 //!    (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes back off
 //!    until `retry_deadline`; `NOSCRIPT` reloads the script. `send.rs` sends what it says. A

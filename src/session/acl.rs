@@ -3,7 +3,7 @@
 //!
 //! A [`Login`] holds the client's user as an `Arc<User>` and the generation of the user set it
 //! read it from; the check reloads the user only when `Acl::generation` moved (one atomic load
-//! per request otherwise). It decides and never replies: `handle.rs` turns a [`Refusal`] into
+//! per request otherwise). It decides and never replies: `access.rs` turns a [`Refusal`] into
 //! redis-server 7.0's reply, in redis' order: unknown command and arity errors first, then
 //! `-NOAUTH`, then `-NOPERM`.
 

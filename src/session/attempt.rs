@@ -1,7 +1,7 @@
 //! A request on its way: how often it was redirected or retried (`Attempt`), the record of one
 //! sent to a node (`InFlight`), one waiting out a backoff (`Retry`), where one request or part
 //! stands (`Step`), and a request served in parts (`Split`). Data only: the session sends
-//! (`send.rs`) and settles (`settle.rs`) them.
+//! (`send.rs`) and settles (`settler.rs`) them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -107,8 +107,8 @@ pub(super) enum Step {
     Held(Request, Target, Attempt),
 }
 
-/// What a node's reply settles into (`settle.rs`), for the session to act on
-/// (`Session::follow` in `send.rs`): settling decides, it never sends.
+/// What a node's reply settles into (`settler.rs`), for the session to act on
+/// (`Sender::follow` in `send.rs`): settling decides, it never sends.
 pub(super) enum Settled {
     /// Final: the client's reply.
     Done(Reply),

@@ -1,62 +1,72 @@
-//! The session's side of [`crate::clients`]: it publishes what `CLIENT LIST` shows of it,
-//! obeys the orders other sessions leave (kill, unblock), and answers `CLIENT LIST`, `INFO`,
-//! `KILL` and `UNBLOCK` from the registry.
+//! The session's side of [`crate::clients`]: it publishes what `CLIENT LIST` shows of it, and
+//! answers `CLIENT LIST`, `INFO`, `KILL` and `UNBLOCK` from the registry. (The orders other
+//! sessions leave, kill and unblock, are carried out by the session itself: they close it or
+//! settle its front request.)
 //!
 //! Publishing costs a few comparisons per pass of the session's loop (not per request): the
 //! profile behind the entry's lock is written only when something in it changed.
+//!
+//! [`Clients`] borrows the session's registry seat, what the profile shows ([`Shown`]) and the
+//! reply order; it knows nothing of how requests are sent or settled.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tracing::info;
 
-use super::Session;
-use super::queue::{FrontEvent, Pending, Task, TaskOutcome};
+use super::acl::Login;
+use super::client_info::ClientInfo;
+use super::queue::{Pending, Task, TaskOutcome};
+use super::replies::Replies;
 use super::seat::Seat;
-use crate::backend::{Lane, Node, Outgoing};
+use super::shared::Shared;
+use super::subscriptions::Subscriptions;
+use super::tracking_state::{self, Tracking};
+use super::transaction_state::Transaction;
 use crate::clients::{
     Blocked, ClientEntry, ClientType, Flags, KillFilter, ListFilter, NodeClientId, Order, Profile,
     UnblockMode, client_line, node_unblock_command,
 };
-use crate::config::ReadPolicy;
 use crate::error::ReplyError;
-use crate::protocol::reply::{null_array, write_integer, write_simple, write_text};
+use crate::protocol::reply::{write_integer, write_simple, write_text};
 use crate::protocol::{Protocol, View};
 use crate::pubsub::Kind;
 
-const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";
+/// What `CLIENT LIST` shows of this client, borrowed from the session as it is now.
+pub(super) struct Shown<'a> {
+    pub(super) protocol: Protocol,
+    pub(super) name: &'a Option<Bytes>,
+    pub(super) login: &'a Login,
+    pub(super) info: &'a ClientInfo,
+    pub(super) subs: &'a Subscriptions,
+    pub(super) transaction: &'a Transaction,
+    pub(super) tracking: Option<&'a Tracking>,
+    /// The client is in `MONITOR` mode.
+    pub(super) monitoring: bool,
+    /// The client chose READONLY and reads may go to replicas.
+    pub(super) read_only: bool,
+}
 
-impl Session {
-    /// Adds this session to the registry (once its socket's addresses are known).
-    pub(super) fn take_seat(&mut self) {
-        let (peer, local, fd) = self.info.addresses();
-        let entry = Arc::new(ClientEntry::new(
-            self.id,
-            peer,
-            local,
-            fd,
-            self.budget.clone(),
-        ));
-        let registration = self.shared.registry.register(entry);
-        self.seat = Some(Seat {
-            registration,
-            published: Profile {
-                multi: -1,
-                resp: 2,
-                redir: -1,
-                ..Profile::default()
-            },
-            blocked_on: None,
-            node_ids: Vec::new(),
-        });
-        self.publish_client();
-    }
+/// This client as the registry of clients sees it, and the `CLIENT` commands answered from
+/// that registry; borrowed from the session for one request or one pass of its loop.
+pub(super) struct Clients<'a> {
+    /// The client id.
+    pub(super) id: u64,
+    pub(super) shared: &'a Shared,
+    /// The session's entry in the registry, once its session runs.
+    pub(super) seat: &'a mut Option<Seat>,
+    pub(super) shown: Shown<'a>,
+    /// A command that may change what `CLIENT LIST` shows ran since the last publish.
+    pub(super) profile_stale: &'a mut bool,
+    pub(super) replies: Replies<'a>,
+}
 
+impl Clients<'_> {
     /// Publishes what changed since the last call: the profile, and where the client is
     /// blocked.
-    pub(super) fn publish_client(&mut self) {
-        let Some(seat) = &self.seat else { return };
-        let blocked = match self.pending.front() {
+    pub(super) fn publish(&mut self) {
+        let Some(seat) = &*self.seat else { return };
+        let blocked = match self.replies.pending.front() {
             Some(Pending::Waiting(f)) if f.is_blocking() => Some(&f.sent.node),
             _ => None,
         };
@@ -65,54 +75,49 @@ impl Session {
             (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
             _ => true,
         };
-        if !self.profile_stale && !blocked_changed {
+        if !*self.profile_stale && !blocked_changed {
             return;
         }
-        self.profile_stale = false;
+        *self.profile_stale = false;
         let blocked = blocked.cloned();
+        let shown = &self.shown;
         let flags = Flags::default()
-            .with(Flags::MONITOR, self.monitor.is_some())
-            .with(Flags::PUBSUB, self.subs.any())
-            .with(Flags::MULTI, self.transaction.queuing())
+            .with(Flags::MONITOR, shown.monitoring)
+            .with(Flags::PUBSUB, shown.subs.any())
+            .with(Flags::MULTI, shown.transaction.queuing())
             .with(Flags::BLOCKED, blocked.is_some())
-            .with(Flags::TRACKING, self.tracking.is_some())
+            .with(Flags::TRACKING, shown.tracking.is_some())
             .with(
                 Flags::BROKEN_REDIRECT,
-                self.tracking.as_ref().is_some_and(|t| t.broken),
+                shown.tracking.is_some_and(|t| t.broken),
             )
-            .with(
-                Flags::BCAST,
-                self.tracking.as_ref().is_some_and(|t| t.mode.bcast),
-            )
-            .with(
-                Flags::READONLY,
-                self.read_mode_chosen && self.read_policy != ReadPolicy::Primary,
-            );
+            .with(Flags::BCAST, shown.tracking.is_some_and(|t| t.mode.bcast))
+            .with(Flags::READONLY, shown.read_only);
         let subscriptions = [
-            self.subs.len(Kind::Channel),
-            self.subs.len(Kind::Pattern),
-            self.subs.len(Kind::Shard),
+            shown.subs.len(Kind::Channel),
+            shown.subs.len(Kind::Pattern),
+            shown.subs.len(Kind::Shard),
         ];
-        let multi = if self.transaction.queuing() {
-            self.transaction.queued_len() as i64
+        let multi = if shown.transaction.queuing() {
+            shown.transaction.queued_len() as i64
         } else {
             -1
         };
-        let resp = match self.protocol {
+        let resp = match shown.protocol {
             Protocol::Resp2 => 2,
             Protocol::Resp3 => 3,
         };
-        let redir = super::tracking_state::redirect_shown(self.tracking.as_ref());
+        let redir = tracking_state::redirect_shown(shown.tracking);
         let old = &seat.published;
         let changed = old.flags != flags
             || old.redir != redir
             || old.subscriptions != subscriptions
             || old.multi != multi
             || old.resp != resp
-            || old.name != self.name
-            || old.user != self.login.user.name
-            || old.lib_name != self.info.lib_name
-            || old.lib_ver != self.info.lib_ver;
+            || old.name != *shown.name
+            || old.user != shown.login.user.name
+            || old.lib_name != shown.info.lib_name
+            || old.lib_ver != shown.info.lib_ver;
         if !changed && !blocked_changed {
             return;
         }
@@ -120,22 +125,22 @@ impl Session {
             let ids = &seat.node_ids;
             ids.iter()
                 .rev()
-                .find(|(n, p, _)| Arc::ptr_eq(n, node) && *p == self.protocol)
+                .find(|(n, p, _)| Arc::ptr_eq(n, node) && *p == shown.protocol)
                 .or_else(|| ids.iter().rev().find(|(n, _, _)| Arc::ptr_eq(n, node)))
                 .map(|(_, _, id)| id.clone())
         });
         let profile = Profile {
-            name: self.name.clone(),
-            user: self.login.user.name.clone(),
-            lib_name: self.info.lib_name.clone(),
-            lib_ver: self.info.lib_ver.clone(),
+            name: shown.name.clone(),
+            user: shown.login.user.name.clone(),
+            lib_name: shown.info.lib_name.clone(),
+            lib_ver: shown.info.lib_ver.clone(),
             flags,
             subscriptions,
             multi,
             resp,
             redir,
         };
-        let Some(seat) = &mut self.seat else { return };
+        let Some(seat) = &mut *self.seat else { return };
         if blocked_changed {
             seat.entry().set_blocked(match (&blocked, node_client) {
                 (Some(node), Some(node_client)) => Some(Blocked {
@@ -156,98 +161,6 @@ impl Session {
         }
     }
 
-    /// A dedicated connection was just opened: ask the node for its client id on it, ahead of
-    /// its first command (for `CLIENT UNBLOCK`).
-    pub(super) fn dedicated_opened(&mut self, node: &Arc<Node>, lane: &Lane) {
-        let protocol = self.protocol;
-        let Some(seat) = &mut self.seat else { return };
-        let id = NodeClientId::asked(lane.send(Outgoing::new(Bytes::from_static(CLIENT_ID))));
-        let ids = &mut seat.node_ids;
-        ids.retain(|(n, p, _)| !(Arc::ptr_eq(n, node) && *p == protocol));
-        ids.push((node.clone(), protocol, Arc::new(id)));
-    }
-
-    /// Records the command just read (its metrics row), for `cmd=` and `tot-cmds=`.
-    pub(super) fn note_command(&self, row: usize) {
-        if let Some(seat) = &self.seat {
-            seat.entry().command(row);
-        }
-    }
-
-    /// Carries out the order another session left, and writes the invalidations redirected
-    /// here; false when the session must close now.
-    pub(super) fn obey(&mut self) -> bool {
-        let Some(seat) = &self.seat else { return true };
-        let order = seat.entry().take_order();
-        let redirected = seat.entry().take_redirected();
-        if !redirected.is_empty() {
-            self.redirected(redirected);
-        }
-        match order {
-            Some(Order::Kill) if self.budget.evicted() => {
-                self.log_eviction();
-                false
-            }
-            Some(Order::Kill) => {
-                info!(client = self.id, peer = %self.info.peer_display(), "client killed (CLIENT KILL or its user deleted); closing");
-                false
-            }
-            Some(Order::Unblock(mode)) => {
-                self.unblock_here(mode);
-                true
-            }
-            None => true,
-        }
-    }
-
-    /// The clients' memory passed `session.max_client_memory_bytes` through this client and
-    /// nothing evicted yet: evicts the clients holding the most (this one, maybe) until it is
-    /// back under.
-    pub(super) fn evict_for_memory(&self) {
-        let registry = &self.shared.registry;
-        if registry.memory().evict_now() {
-            return;
-        }
-        let evicted = registry.evict_for_memory();
-        if !evicted.is_empty() {
-            crate::clients::report_evictions(&self.shared.metrics, registry.memory(), &evicted);
-        }
-    }
-
-    /// Logs that this client is closed to bring the clients' memory under its budget.
-    pub(super) fn log_eviction(&self) {
-        info!(
-            client = self.id,
-            peer = %self.info.peer_display(),
-            unsent_bytes = self.out.len(),
-            in_flight_bytes = self.budget.held(),
-            "client evicted: the clients' memory passed max_client_memory_bytes and it held the most; closing it"
-        );
-    }
-
-    /// Ends the blocked command at the front without the node's help (see
-    /// `clients/unblock.rs`): answers it as the node would and closes its connection. A reply
-    /// that already arrived is delivered instead.
-    fn unblock_here(&mut self, mode: UnblockMode) {
-        let node = match self.pending.front_mut() {
-            Some(Pending::Waiting(f)) if f.is_blocking() => {
-                if let Some(result) = f.try_reply() {
-                    self.settle_front(FrontEvent::Single(result));
-                    return;
-                }
-                f.sent.node.clone()
-            }
-            _ => return,
-        };
-        self.drop_dedicated(&node);
-        let reply = match mode {
-            UnblockMode::Timeout => null_array(self.protocol),
-            UnblockMode::Error => ReplyError::Unblocked.to_bytes(),
-        };
-        self.pending.pop_front();
-        self.pending.push_front(Pending::Done(reply));
-    }
-
     /// The metrics name of a client's last command, as `cmd=` shows it.
     fn command_name(&self, entry: &ClientEntry) -> &'static str {
         entry
@@ -257,23 +170,24 @@ impl Session {
     }
 
     /// `CLIENT INFO`.
-    pub(super) fn client_info(&mut self) {
-        self.publish_client();
-        let line = match &self.seat {
+    pub(super) fn info(&mut self) {
+        self.publish();
+        let line = match &*self.seat {
             Some(seat) => client_line(seat.entry(), "client|info"),
             None => String::new(),
         };
-        let protocol = self.protocol;
-        self.reply_with(|out| write_text(out, protocol, line.as_bytes()));
+        let protocol = self.shown.protocol;
+        self.replies
+            .with(|out| write_text(out, protocol, line.as_bytes()));
     }
 
     /// `CLIENT LIST [TYPE type] [ID id ...]`: every client of slotproxy the filter matches.
-    pub(super) fn client_list(&mut self, args: &[Bytes]) {
+    pub(super) fn list(&mut self, args: &[Bytes]) {
         let filter = match ListFilter::parse(&args[2..]) {
             Ok(filter) => filter,
-            Err(e) => return self.reply_error(e),
+            Err(e) => return self.replies.error(e),
         };
-        self.publish_client();
+        self.publish();
         let registry = &self.shared.registry;
         let entries: Vec<Arc<ClientEntry>> = match filter {
             ListFilter::All => registry.entries(),
@@ -296,13 +210,16 @@ impl Session {
             };
             text.push_str(&client_line(entry, command));
         }
-        let protocol = self.protocol;
-        self.reply_with(|out| write_text(out, protocol, text.as_bytes()));
+        let protocol = self.shown.protocol;
+        self.replies
+            .with(|out| write_text(out, protocol, text.as_bytes()));
     }
 
     /// `CLIENT KILL ip:port` (`+OK` or `-ERR No such client`) or `CLIENT KILL <filter>
-    /// <value> ...` (how many were killed). A client that kills itself gets the reply first.
-    pub(super) fn client_kill(&mut self, args: &[Bytes]) {
+    /// <value> ...` (how many were killed). True when the client killed itself: it closes
+    /// once it has the reply.
+    #[must_use]
+    pub(super) fn kill(&mut self, args: &[Bytes]) -> bool {
         let old_form = args.len() == 3;
         let filter = if old_form {
             KillFilter::old(args[2].clone())
@@ -310,37 +227,33 @@ impl Session {
             let users = self.shared.acl.users.load();
             match KillFilter::parse(&args[2..], |name| users.get(name).is_some()) {
                 Ok(filter) => filter,
-                Err(e) => return self.reply_error(e),
+                Err(e) => {
+                    self.replies.error(e);
+                    return false;
+                }
             }
         };
-        self.publish_client();
+        self.publish();
         let (killed, me) = self.shared.registry.kill(&filter, self.id);
         if killed > 0 {
             info!(client = self.id, killed, "CLIENT KILL");
         }
         if old_form {
             if killed == 0 {
-                self.reply_error(ReplyError::NoSuchClient);
+                self.replies.error(ReplyError::NoSuchClient);
             } else {
-                self.reply_with(|out| write_simple(out, "OK"));
+                self.replies.with(|out| write_simple(out, "OK"));
             }
         } else {
-            self.reply_with(|out| write_integer(out, killed as i64));
+            self.replies.with(|out| write_integer(out, killed as i64));
         }
-        if me {
-            self.close_after_reply();
-        }
-    }
-
-    /// Closes the connection once the replies queued so far are written.
-    pub(super) fn close_after_reply(&mut self) {
-        self.pending.push_back(Pending::Close(Bytes::new()));
-        self.stop_reading = true;
+        me
     }
 
     /// Closes every other client of the users `names` (`ACL DELUSER`); true when this
     /// client's user is among them (it closes after its reply, as in redis).
-    pub(super) fn kill_users(&mut self, names: &[Bytes]) -> bool {
+    #[must_use]
+    pub(super) fn kill_users(&self, names: &[Bytes]) -> bool {
         for name in names {
             let filter = KillFilter {
                 user: Some(name.clone()),
@@ -356,29 +269,31 @@ impl Session {
         }
         names
             .iter()
-            .any(|n| n[..] == *self.login.user.name.as_bytes())
+            .any(|n| n[..] == *self.shown.login.user.name.as_bytes())
     }
 
     /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: `1` when client `id` was blocked and is not any
     /// more, else `0` (see `clients/unblock.rs`).
-    pub(super) fn client_unblock(&mut self, args: &[Bytes]) {
+    pub(super) fn unblock(&mut self, args: &[Bytes]) {
         if args.len() > 4 {
-            return self.reply_error(ReplyError::ClientSubcommandArity(args[1].clone()));
+            return self
+                .replies
+                .error(ReplyError::ClientSubcommandArity(args[1].clone()));
         }
         let (id, mode) = match UnblockMode::parse(&args[2..]) {
             Ok(parsed) => parsed,
-            Err(e) => return self.reply_error(e),
+            Err(e) => return self.replies.error(e),
         };
         let target = u64::try_from(id)
             .ok()
             .and_then(|id| self.shared.registry.get(id))
             .and_then(|entry| entry.blocked_on().map(|blocked| (entry, blocked)));
         let Some((entry, blocked)) = target else {
-            return self.reply_with(|out| write_integer(out, 0));
+            return self.replies.with(|out| write_integer(out, 0));
         };
         let Some(node_client) = blocked.node_client.get() else {
             entry.order(Order::Unblock(mode));
-            return self.reply_with(|out| write_integer(out, 1));
+            return self.replies.with(|out| write_integer(out, 1));
         };
         let command = node_unblock_command(node_client, mode);
         let task = async move {
@@ -397,6 +312,32 @@ impl Session {
                 }
             }
         };
-        self.pending.push_back(Pending::Task(Task::new(task)));
+        self.replies.push(Pending::Task(Task::new(task)));
     }
+}
+
+/// The clients' memory passed `session.max_client_memory_bytes` through this client and
+/// nothing evicted yet: evicts the clients holding the most (this one, maybe) until it is
+/// back under.
+pub(super) fn evict_for_memory(shared: &Shared) {
+    let registry = &shared.registry;
+    if registry.memory().evict_now() {
+        return;
+    }
+    let evicted = registry.evict_for_memory();
+    if !evicted.is_empty() {
+        crate::clients::report_evictions(&shared.metrics, registry.memory(), &evicted);
+    }
+}
+
+/// Logs that client `id` is closed to bring the clients' memory under its budget, with the
+/// bytes it held: `unsent` in its output buffer, `in_flight` in replies on their way.
+pub(super) fn log_eviction(id: u64, info: &ClientInfo, unsent: usize, in_flight: usize) {
+    info!(
+        client = id,
+        peer = %info.peer_display(),
+        unsent_bytes = unsent,
+        in_flight_bytes = in_flight,
+        "client evicted: the clients' memory passed max_client_memory_bytes and it held the most; closing it"
+    );
 }

@@ -4,23 +4,29 @@
 //! (answered locally, one slot, split by slot, computed, fanned out, pinned to a dedicated
 //! connection...), which `dispatch.rs` then sends. What a command is, is decided once per row in
 //! `command/policy.rs`; this file only acts on it.
-
-use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+//!
+//! The command families answered in the proxy are types of their own, each borrowing only the
+//! session parts it needs; the constructors here lend them out for one request
+//! ([`AccessControl`], [`LocalCommands`], [`PubSub`], [`ClientTracking`], [`Clients`]), and what
+//! a family hands back ([`Forward`], [`Next`]) is carried out here.
 
 use bytes::{Bytes, BytesMut};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use super::Session;
-use super::acl::{self, Refusal as AclRefusal};
+use super::access::{AccessControl, Check};
 use super::acl_command;
+use super::clients::{Clients, Shown};
+use super::local::{LocalCommands, Next};
 use super::monitor::{self, Monitored};
-use super::plan::{CrossSlot, Plan};
+use super::plan::{CrossSlot, Plan, keys_slot};
+use super::pubsub::PubSub;
 use super::queue::Pending;
+use super::replies::{Forward, Replies};
 use super::split::Merge;
 use super::target::Target;
+use super::tracking::ClientTracking;
 use super::transaction_state::runs_in_multi;
-use crate::auth::log::{Entry, Reason};
 use crate::cluster::{Slot, hash_slot};
 use crate::command::keys::key_positions;
 use crate::command::policy::{
@@ -55,7 +61,10 @@ impl Session {
                     let written = self.out.len();
                     self.reply_mode.begin();
                     let command = self.handle(request);
-                    self.note_command(command);
+                    // For `cmd=` and `tot-cmds=` in `CLIENT LIST`.
+                    if let Some(seat) = &self.seat {
+                        seat.entry().command(command);
+                    }
                     // The request got queue entry `index`, or answered straight into the output.
                     let queued = (self.pending.next_index() > index).then_some(index);
                     if self.reply_mode.mutes_this() {
@@ -137,8 +146,10 @@ impl Session {
             self.transaction.flag_error();
             return self.reply_error(ReplyError::WrongArity(spec.name));
         }
-        if !self.acl_allows(spec, &request) {
-            return;
+        match self.access().check(spec, &request) {
+            Check::Allowed => {}
+            Check::Refused => return,
+            Check::Close => return self.close_after_reply(),
         }
         if let Some(refusal) = acl_command::never_forwarded(policy.handling, request.args()) {
             self.transaction.flag_error();
@@ -157,7 +168,7 @@ impl Session {
         if let Some(script) = policy.scripts {
             self.shared.scripts.observe(script, request.args());
         }
-        if self.tracking_on() {
+        if self.tracking.is_some() {
             self.key_positions.clear();
             let _ = key_positions(spec, request.args(), &mut self.key_positions);
             let keys: Vec<Bytes> = self
@@ -165,7 +176,8 @@ impl Session {
                 .iter()
                 .map(|&p| request.args()[p].clone())
                 .collect();
-            self.track_command(spec, &keys);
+            let queuing = self.transaction.queuing();
+            self.client_tracking().track_command(spec, &keys, queuing);
         }
         let mut handling = policy.handling;
         if let Handling::Admin(allowed) = handling
@@ -177,13 +189,14 @@ impl Session {
             }
             handling = allowed.handling();
         }
-        if self.subscribed_resp2()
+        if self.subs.refuse_commands(self.protocol)
             && !matches!(
                 handling,
                 Handling::Local(Local::Subscribe | Local::Ping | Local::Quit | Local::Reset)
             )
         {
-            return self.refuse_while_subscribed(spec);
+            // redis-server's refusal of a command in subscribed mode.
+            return self.reply_error(ReplyError::Subscribed(spec.name));
         }
         // One relaxed load per request; the rest only while some client monitors.
         if self.shared.monitors.active() && !self.monitored(spec, handling, &request) {
@@ -191,16 +204,28 @@ impl Session {
         }
         if self.transaction.queuing() && !runs_in_multi(handling) {
             // The row's own handling: an admin command is refused inside MULTI, allowed or not.
-            return self.queue(spec, policy.handling, request);
+            return self.local_commands().queue(spec, policy.handling, request);
         }
         match handling {
-            Handling::Local(Local::Watch) => self.watch(spec, request),
-            Handling::Local(Local::Subscribe) => self.subscription(spec, &request),
-            Handling::Local(Local::Ping) if self.subscribed_resp2() => {
-                self.subscribed_ping(&request)
+            Handling::Local(Local::Watch) => {
+                if let Some(Forward(request, plan)) = self.local_commands().watch(spec, request) {
+                    self.dispatch(request, plan);
+                }
             }
-            Handling::Local(Local::Publish) => self.publish(spec, request),
-            Handling::Local(Local::PubSubCount) => self.pubsub_count(request),
+            Handling::Local(Local::Subscribe) => self.pubsub().subscription(spec, &request),
+            Handling::Local(Local::Ping) if self.subs.refuse_commands(self.protocol) => {
+                self.pubsub().subscribed_ping(&request)
+            }
+            Handling::Local(Local::Publish) => {
+                if let Some(Forward(request, plan)) = self.pubsub().publish(spec, request) {
+                    self.dispatch(request, plan);
+                }
+            }
+            Handling::Local(Local::PubSubCount) => {
+                if let Some(Forward(request, plan)) = self.pubsub().count(request) {
+                    self.dispatch(request, plan);
+                }
+            }
             Handling::Local(local) => self.local(local, &request),
             Handling::Acl => self.acl_command(spec, &request),
             Handling::AnyNode => self.dispatch(request, Plan::Single(Target::AnyPrimary)),
@@ -240,6 +265,37 @@ impl Session {
             }
             Handling::Admin(_) => self.refuse(spec, Refusal::Admin),
             Handling::Refused(refusal) => self.refuse(spec, refusal),
+        }
+    }
+
+    /// Answers a proxy-local command: from the client's own state ([`LocalCommands`]), or in
+    /// the type of its family (tracking, the registry of clients).
+    fn local(&mut self, local: Local, request: &Request) {
+        let args = request.args();
+        let next = match local {
+            Local::ClientTracking => return self.client_tracking().command(request),
+            Local::ClientTrackingInfo => return self.client_tracking().info(),
+            Local::ClientGetRedir => return self.client_tracking().getredir(),
+            Local::ClientCaching => return self.client_tracking().caching(args),
+            Local::ClientInfo => return self.clients().info(),
+            Local::ClientList => return self.clients().list(args),
+            Local::ClientUnblock => return self.clients().unblock(args),
+            Local::ClientKill => {
+                if self.clients().kill(args) {
+                    self.close_after_reply();
+                }
+                return;
+            }
+            _ => self.local_commands().answer(local, request),
+        };
+        match next {
+            Next::Done => {}
+            Next::Forward(Forward(request, plan)) => self.dispatch(request, plan),
+            Next::Hello(protocol, reply) => self.pubsub().switch_protocol(protocol, reply),
+            Next::Reset(reply) => {
+                self.client_tracking().stop();
+                self.pubsub().reset(reply);
+            }
         }
     }
 
@@ -286,65 +342,6 @@ impl Session {
         keys_slot(&mut self.key_positions, spec, request)
     }
 
-    /// The permission check before a request is planned ([`acl::Login::check`]): on a refusal,
-    /// queues redis' reply (`-NOAUTH`, `-NOPERM`, or closes the client of a deleted user),
-    /// records it in `ACL LOG` and returns `false`.
-    fn acl_allows(&mut self, spec: &CommandSpec, request: &Request) -> bool {
-        let refusal = match self.login.check(&self.shared.acl, spec, request.args()) {
-            Ok(()) => return true,
-            Err(refusal) => refusal,
-        };
-        if let Some((reason, object)) = refusal.log_entry(spec, request.args()) {
-            let username = self.login.user.name.as_bytes().to_vec();
-            self.log_refusal(reason, object, username, spec.name);
-        }
-        match refusal {
-            AclRefusal::UserDeleted => {
-                info!(client = self.id, "client's user was deleted; closing");
-                self.close_after_reply();
-            }
-            AclRefusal::NoAuth => {
-                self.transaction.flag_error();
-                self.reply_error(ReplyError::NoAuth);
-            }
-            AclRefusal::Denied(denied) => {
-                self.transaction.flag_error();
-                self.reply_error(denied.noperm(spec));
-            }
-        }
-        false
-    }
-
-    /// `AUTH [user] password` and `HELLO ... AUTH user password`: on success the client becomes
-    /// `user`. A failure is counted, recorded in `ACL LOG`, logged (at most one line a second)
-    /// and leaves the client as it was.
-    pub(super) fn authenticate(&mut self, user: &[u8], password: &[u8]) -> bool {
-        if self.login.authenticate(&self.shared.acl, user, password) {
-            return true;
-        }
-        let failures = self.shared.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        self.log_refusal(Reason::Auth, b"AUTH".to_vec(), user.to_vec(), "auth");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if self
-            .shared
-            .acl
-            .last_failure_log
-            .swap(now, Ordering::Relaxed)
-            != now
-        {
-            warn!(
-                client = self.id,
-                addr = %self.info.peer_display(),
-                user = %String::from_utf8_lossy(user),
-                failures,
-                "client authentication failed"
-            );
-        }
-        false
-    }
-
     /// Called, while some client monitors, for a request about to run as `handling` says
     /// ([`monitor::step`]): shows it to the monitors. False when the request was refused.
     fn monitored(&mut self, spec: &CommandSpec, handling: Handling, request: &Request) -> bool {
@@ -367,35 +364,6 @@ impl Session {
         }
     }
 
-    /// Adds an `ACL LOG` entry for a refusal of this client.
-    fn log_refusal(&self, reason: Reason, object: Vec<u8>, username: Vec<u8>, command: &str) {
-        let entry = Entry {
-            count: 1,
-            reason,
-            context: if self.transaction.queuing() {
-                "multi"
-            } else {
-                "toplevel"
-            },
-            object,
-            username,
-            at_ms: acl::now_ms(),
-            client_info: self
-                .seat
-                .as_ref()
-                .map(|seat| crate::clients::client_line(seat.entry(), command))
-                .unwrap_or_default()
-                .trim_end()
-                .to_owned(),
-        };
-        self.shared
-            .acl
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(entry);
-    }
-
     /// `ACL <subcommand>`, answered from slotproxy's own users ([`acl_command`]). As
     /// redis-server does, the clients of users it deleted are closed at once, this one after its
     /// reply.
@@ -413,65 +381,135 @@ impl Session {
             Ok(reply) => self.reply_with(|out| out.extend_from_slice(&reply)),
             Err(error) => self.reply_error(error),
         }
-        if !deleted.is_empty() && self.kill_users(&deleted) {
+        if !deleted.is_empty() && self.clients().kill_users(&deleted) {
             self.close_after_reply();
         }
     }
 
-    /// `AUTH`.
-    pub(super) fn auth(&mut self, args: &[Bytes]) {
-        let (user, password) = match args.len() {
-            2 => (&b"default"[..], &args[1]),
-            3 => (&args[1][..], &args[2]),
-            _ => return self.reply_error(ReplyError::Syntax),
-        };
-        if args.len() == 2 && !self.shared.acl.users.load().default_user().requires_auth() {
-            return self.reply_error(ReplyError::AuthWithoutPassword);
+    /// Closes the connection once the replies queued so far are written.
+    pub(super) fn close_after_reply(&mut self) {
+        self.pending.push_back(Pending::Close(Bytes::new()));
+        self.stop_reading = true;
+    }
+
+    /// The client's access ([`Access`]).
+    fn access(&mut self) -> AccessControl<'_> {
+        AccessControl {
+            id: self.id,
+            shared: &self.shared,
+            login: &mut self.login,
+            info: &self.info,
+            seat: &self.seat,
+            transaction: &mut self.transaction,
+            replies: Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
         }
-        if self.authenticate(user, password) {
-            self.reply_with(|out| crate::protocol::reply::write_simple(out, "OK"));
-        } else {
-            self.reply_error(ReplyError::WrongPass);
+    }
+
+    /// The session's pub/sub parts ([`PubSub`]).
+    pub(super) fn pubsub(&mut self) -> PubSub<'_> {
+        PubSub {
+            id: self.id,
+            protocol: self.protocol,
+            shared: &self.shared,
+            subs: &mut self.subs,
+            inbox: &mut self.inbox,
+            inbox_waits: &mut self.inbox_waits,
+            hub_member: &mut self.hub_member,
+            drain_waits_for_output: &mut self.drain_waits_for_output,
+            key_positions: &mut self.key_positions,
+            replies: Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
+        }
+    }
+
+    /// The session's tracking parts ([`ClientTracking`]).
+    pub(super) fn client_tracking(&mut self) -> ClientTracking<'_> {
+        ClientTracking {
+            id: self.id,
+            protocol: self.protocol,
+            shared: &self.shared,
+            tracking: &mut self.tracking,
+            subs: &self.subs,
+            order: &mut self.order,
+            profile_stale: &mut self.profile_stale,
+            replies: Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
+        }
+    }
+
+    /// This client as the registry of clients sees it ([`Clients`]).
+    pub(super) fn clients(&mut self) -> Clients<'_> {
+        Clients {
+            id: self.id,
+            shared: &self.shared,
+            seat: &mut self.seat,
+            shown: Shown {
+                protocol: self.protocol,
+                name: &self.name,
+                login: &self.login,
+                info: &self.info,
+                subs: &self.subs,
+                transaction: &self.transaction,
+                tracking: self.tracking.as_ref(),
+                monitoring: self.monitor.is_some(),
+                read_only: self.read_mode_chosen
+                    && self.read_policy != crate::config::ReadPolicy::Primary,
+            },
+            profile_stale: &mut self.profile_stale,
+            replies: Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
+        }
+    }
+
+    /// The client's own connection state ([`LocalCommands`]).
+    pub(super) fn local_commands(&mut self) -> LocalCommands<'_> {
+        LocalCommands {
+            id: self.id,
+            shared: &self.shared,
+            protocol: &mut self.protocol,
+            name: &mut self.name,
+            info: &mut self.info,
+            read_policy: &mut self.read_policy,
+            read_mode_chosen: &mut self.read_mode_chosen,
+            monitor: &mut self.monitor,
+            seat: &self.seat,
+            reply_mode: &mut self.reply_mode,
+            login: &mut self.login,
+            transaction: &mut self.transaction,
+            dedicated: &mut self.dedicated,
+            key_positions: &mut self.key_positions,
+            stop_reading: &mut self.stop_reading,
+            replies: Replies {
+                pending: &mut self.pending,
+                out: &mut self.out,
+            },
+        }
+    }
+
+    /// The reply order and output buffer, to answer a request locally.
+    pub(super) fn replies(&mut self) -> Replies<'_> {
+        Replies {
+            pending: &mut self.pending,
+            out: &mut self.out,
         }
     }
 
     /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
     pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
-        if self.pending.is_empty() {
-            build(self.out.buf_mut());
-        } else {
-            let mut buf = BytesMut::new();
-            build(&mut buf);
-            self.pending.push_back(Pending::Done(buf.freeze()));
-        }
+        self.replies().with(build);
     }
 
     /// Queues an error reply slotproxy makes.
     pub(super) fn reply_error(&mut self, error: ReplyError) {
-        self.reply_with(|out| error.write(out));
+        self.replies().error(error);
     }
-}
-
-/// The one slot all of the request's keys hash to; `None` when it has no keys (or key
-/// extraction failed, in which case a node produces redis' own error for the arguments).
-/// `positions` is scratch space for the keys' positions.
-pub(super) fn keys_slot(
-    positions: &mut Vec<usize>,
-    spec: &CommandSpec,
-    request: &Request,
-) -> Result<Option<Slot>, CrossSlot> {
-    positions.clear();
-    if key_positions(spec, request.args(), positions).is_err() {
-        return Ok(None);
-    }
-    let mut slot = None;
-    for &position in positions.iter() {
-        let this = hash_slot(&request.args()[position]);
-        match slot {
-            None => slot = Some(this),
-            Some(s) if s != this => return Err(CrossSlot),
-            Some(_) => {}
-        }
-    }
-    Ok(slot)
 }

@@ -12,6 +12,7 @@
 //! written between replies as they arrive; a reply produced in step with them (a subscription's
 //! confirmation) waits in the inbox until its `Pending::Inbox` entry reaches the front.
 
+mod access;
 mod acl;
 mod acl_command;
 mod algebra;
@@ -32,6 +33,7 @@ mod plan;
 mod pubsub;
 mod queue;
 mod read_buffer;
+mod replies;
 mod reply_mode;
 mod scan;
 mod scan_batch;
@@ -39,6 +41,7 @@ mod scripts;
 mod seat;
 mod send;
 mod settle;
+mod settler;
 mod shared;
 mod slowlog;
 mod split;
@@ -63,6 +66,7 @@ use tracing::{debug, info};
 
 use crate::alarm::{Alarm, Bells};
 use crate::backend::ReplyBudget;
+use crate::clients::Order;
 use crate::inbox::Inbox;
 use crate::protocol::{Protocol, RequestDecoder};
 use crate::server::ClientStream;
@@ -131,7 +135,7 @@ pub struct Session {
     /// an order from another session, the drain.
     alarm: Arc<Alarm>,
     /// A command that may change what `CLIENT LIST` shows of this client ran since it was last
-    /// published (see `publish_client`).
+    /// published (see `Clients::publish` in `clients.rs`).
     profile_stale: bool,
     /// Inbox frames wait for the output buffer to drain below `output::DRAIN_BYTES`: once a
     /// flush gets it there, collect again without waiting for another event.
@@ -240,7 +244,13 @@ impl Session {
     pub async fn run(mut self: Box<Self>, stream: ClientStream) {
         let _ = stream.tcp().set_nodelay(true);
         self.info.connected(stream.tcp());
-        self.take_seat();
+        self.seat = Some(seat::Seat::take(
+            &self.shared.registry,
+            self.id,
+            &self.info,
+            &self.budget,
+        ));
+        self.clients().publish();
         let seat_entry = self.seat.as_ref().map(|s| s.entry().clone());
         let alarm = self.alarm.clone();
         // Registered before this look: a drain that began earlier is seen here, a later one
@@ -260,7 +270,7 @@ impl Session {
                 let before = self.pending.len();
                 if self.hub_member {
                     // Pushes already here came before the replies about to be written.
-                    self.drain_pushes();
+                    self.pubsub().drain_pushes();
                 }
                 self.advance_front();
                 if self.pending.len() == before || input.buf.is_empty() || self.stop_reading {
@@ -268,7 +278,7 @@ impl Session {
                 }
             }
             if self.hub_member {
-                self.drain_pushes();
+                self.pubsub().drain_pushes();
                 if self.inbox.overflowed() {
                     // As redis-server does with a subscriber over `client-output-buffer-limit`.
                     info!(
@@ -340,7 +350,7 @@ impl Session {
             }
             let chunk = input.chunk();
             let front = self.pending.front_wait();
-            self.publish_client();
+            self.clients().publish();
             let mut event = tokio::select! {
                 biased;
                 bells = alarm.rung() => Event::Alarm(bells),
@@ -367,7 +377,7 @@ impl Session {
             if let Event::Alarm(bells) = event {
                 // Over budget: the check at the top of the loop closes the session.
                 if bells.contains(Bells::MEMORY) {
-                    self.evict_for_memory();
+                    clients::evict_for_memory(&self.shared);
                 }
                 if bells.contains(Bells::ORDER) && !self.obey() {
                     // As redis-server frees a killed client: at once, unsent replies too.
@@ -387,7 +397,7 @@ impl Session {
                 Event::Alarm(_) => {}
                 Event::Reply(result) => self.settle_front(result),
                 Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
-                Event::Invalidation(push) => self.invalidation(push),
+                Event::Invalidation(push) => self.client_tracking().invalidation(push),
                 Event::Monitor(Some(line)) => {
                     self.out.extend_from_slice(&line);
                     if self.out.len() > max_output {
@@ -436,6 +446,37 @@ impl Session {
         }
     }
 
+    /// Carries out the order another session left, and writes the invalidations redirected
+    /// here; false when the session must close now.
+    fn obey(&mut self) -> bool {
+        let Some(seat) = &self.seat else { return true };
+        let order = seat.entry().take_order();
+        let redirected = seat.entry().take_redirected();
+        if !redirected.is_empty() {
+            self.client_tracking().redirected(redirected);
+        }
+        match order {
+            Some(Order::Kill) if self.budget.evicted() => {
+                self.log_eviction();
+                false
+            }
+            Some(Order::Kill) => {
+                info!(client = self.id, peer = %self.info.peer_display(), "client killed (CLIENT KILL or its user deleted); closing");
+                false
+            }
+            Some(Order::Unblock(mode)) => {
+                self.unblock_here(mode);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Logs that this client is closed to bring the clients' memory under its budget.
+    fn log_eviction(&self) {
+        clients::log_eviction(self.id, &self.info, self.out.len(), self.budget.held());
+    }
+
     /// Writes as much of the output buffer as the socket takes now, without waiting.
     fn flush(&mut self, writer: &ClientWriter) -> std::io::Result<()> {
         let written = self.out.write_to(writer)?;
@@ -458,6 +499,6 @@ impl Drop for Session {
         if self.hub_member {
             self.shared.hub.leave(self.id);
         }
-        self.stop_tracking();
+        self.client_tracking().stop();
     }
 }

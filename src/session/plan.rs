@@ -1,6 +1,7 @@
 //! What the session does with a request once `handle.rs` has read its policy row: a `Plan`
 //! names the target(s) and the connection kind, and says whether the request must wait for
-//! earlier ones (`order.rs`). Data only; `dispatch.rs` sends it.
+//! earlier ones (`order.rs`); `keys_slot` is the check most plans start from (the one slot of a
+//! request's keys). Data only; `dispatch.rs` sends it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,9 @@ use super::algebra::Algebra;
 use super::split::Merge;
 use super::target::Target;
 use crate::backend::Node;
-use crate::cluster::Slot;
+use crate::cluster::{Slot, hash_slot};
+use crate::command::CommandSpec;
+use crate::command::keys::key_positions;
 use crate::command::policy::SplitKind;
 use crate::protocol::Request;
 use crate::protocol::request::encode_multibulk;
@@ -111,6 +114,30 @@ impl Plan {
 
 /// Keys of one request in more than one slot.
 pub(super) struct CrossSlot;
+
+/// The one slot all of the request's keys hash to; `None` when it has no keys (or key
+/// extraction failed, in which case a node produces redis' own error for the arguments).
+/// `positions` is scratch space for the keys' positions.
+pub(super) fn keys_slot(
+    positions: &mut Vec<usize>,
+    spec: &CommandSpec,
+    request: &Request,
+) -> Result<Option<Slot>, CrossSlot> {
+    positions.clear();
+    if key_positions(spec, request.args(), positions).is_err() {
+        return Ok(None);
+    }
+    let mut slot = None;
+    for &position in positions.iter() {
+        let this = hash_slot(&request.args()[position]);
+        match slot {
+            None => slot = Some(this),
+            Some(s) if s != this => return Err(CrossSlot),
+            Some(_) => {}
+        }
+    }
+    Ok(slot)
+}
 
 /// What `EXEC` needs to send and settle the transaction.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@
 //! would have made with the cursor the previous step returned (`Phase::cursor(0)`), planned
 //! under the slot map current at that step, so the guarantee and its proof there hold as they
 //! are. The client's cursor is the last step's. Pure (reply in, next step out): the session
-//! sends the steps (`dispatch.rs`).
+//! sends the steps (`settle.rs`, as the front split advances).
 
 use bytes::{Bytes, BytesMut};
 

@@ -5,7 +5,7 @@
 //! replicated) or when a slot moves to a node that never saw them; the client only knows it
 //! loaded the script through one address. Every session records the bodies of `SCRIPT LOAD` and
 //! `EVAL`/`EVAL_RO` here, keyed by SHA-1 as redis keys them; when `EVALSHA` gets `NOSCRIPT`, the
-//! session loads the body on that node and sends the command again (see `settle.rs`). Inside a
+//! session loads the body on that node and sends the command again (see `settler.rs`). Inside a
 //! transaction that would be too late (the commands before it have run), so `EXEC`'s job loads
 //! the scripts its `EVALSHA`s name first (see `transaction.rs`).
 //!

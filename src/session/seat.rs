@@ -1,12 +1,18 @@
 //! A session's place in the registry of clients ([`crate::clients`]): its registration, what
 //! it last published there, and the client ids its dedicated connections have on their nodes
-//! (`clients.rs` keeps them up to date).
+//! (`clients.rs` keeps the published profile up to date).
 
 use std::sync::Arc;
 
-use crate::backend::Node;
-use crate::clients::{ClientEntry, NodeClientId, Profile, Registration};
+use bytes::Bytes;
+
+use super::client_info::ClientInfo;
+use crate::backend::{Lane, Node, Outgoing, ReplyBudget};
+use crate::clients::{ClientEntry, NodeClientId, Profile, Registration, Registry};
 use crate::protocol::Protocol;
+
+/// `CLIENT ID`, asked of a node on each dedicated connection.
+const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";
 
 /// A session's registration and what it last published.
 pub(super) struct Seat {
@@ -22,8 +28,40 @@ pub(super) struct Seat {
 pub(super) type NodeIdOf = (Arc<Node>, Protocol, Arc<NodeClientId>);
 
 impl Seat {
+    /// Adds client `id` to `registry` (once its socket's addresses, in `info`, are known);
+    /// `budget` counts the reply bytes it holds.
+    pub(super) fn take(
+        registry: &Arc<Registry>,
+        id: u64,
+        info: &ClientInfo,
+        budget: &Arc<ReplyBudget>,
+    ) -> Seat {
+        let (peer, local, fd) = info.addresses();
+        let entry = Arc::new(ClientEntry::new(id, peer, local, fd, budget.clone()));
+        Seat {
+            registration: registry.register(entry),
+            published: Profile {
+                multi: -1,
+                resp: 2,
+                redir: -1,
+                ..Profile::default()
+            },
+            blocked_on: None,
+            node_ids: Vec::new(),
+        }
+    }
+
     /// The session's entry.
     pub(super) fn entry(&self) -> &Arc<ClientEntry> {
         self.registration.entry()
+    }
+
+    /// A dedicated connection in `protocol` was just opened: ask the node for its client id on
+    /// it, ahead of its first command (for `CLIENT UNBLOCK`).
+    pub(super) fn dedicated_opened(&mut self, node: &Arc<Node>, lane: &Lane, protocol: Protocol) {
+        let id = NodeClientId::asked(lane.send(Outgoing::new(Bytes::from_static(CLIENT_ID))));
+        let ids = &mut self.node_ids;
+        ids.retain(|(n, p, _)| !(Arc::ptr_eq(n, node) && *p == protocol));
+        ids.push((node.clone(), protocol, Arc::new(id)));
     }
 }

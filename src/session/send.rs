@@ -3,6 +3,11 @@
 //! node's shared ones, or its dedicated one), and the record of what was sent (`InFlight`).
 //! What a settled reply says to do next (a redirect, a script reload) is sent here too
 //! (`follow`).
+//!
+//! [`Sender`] borrows only what sending needs (the session's dedicated connections, the record
+//! of its writes, its read policy, its reply budget); it knows nothing of the reply queue or
+//! of the order requests go out in (`settle.rs`'s `dispatch`, with `order.rs`, decides when a
+//! request is sent).
 
 use std::sync::Arc;
 
@@ -10,18 +15,45 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::Session;
 use super::attempt::{Attempt, InFlight, Routed, Settled, Step};
 use super::pick;
+use super::seat::Seat;
+use super::settler::Settler;
+use super::shared::Shared;
 use super::target::Target;
-use crate::backend::{Lane, Node, NodeResult, Outgoing};
+use super::writes::{Written, WrittenSlots};
+use crate::backend::{Lane, Node, NodeResult, Outgoing, ReplyBudget};
 use crate::cluster::{Shard, Slot, SlotMap};
 use crate::config::ReadPolicy;
 use crate::error::ReplyError;
 use crate::protocol::request::encode_multibulk;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Protocol, Reply, Request};
 
-impl Session {
+/// What sending a request needs of the session, borrowed for one step of its pipeline.
+pub(super) struct Sender<'a> {
+    /// The client id (its lane among the shared connections, its primary for `AnyPrimary`).
+    pub(super) id: u64,
+    /// The worker the session runs on: it uses that worker's node connections.
+    pub(super) worker: usize,
+    pub(super) protocol: Protocol,
+    pub(super) shared: &'a Shared,
+    /// Where the session's reads go.
+    pub(super) read_policy: ReadPolicy,
+    /// The client has tracking on: its reads go to primaries.
+    pub(super) tracking: bool,
+    /// Slots the session wrote recently (read-your-writes).
+    pub(super) recent_writes: &'a mut WrittenSlots,
+    /// Nodes the session has written to, for `WAIT`.
+    pub(super) written: &'a mut Written,
+    /// Connections of this session alone, per node and protocol.
+    pub(super) dedicated: &'a mut Vec<(Arc<Node>, Protocol, Lane)>,
+    /// The client's registry entry: the node client ids of its dedicated connections.
+    pub(super) seat: &'a mut Option<Seat>,
+    /// Reply bytes node connections hand over for this session.
+    pub(super) budget: &'a Arc<ReplyBudget>,
+}
+
+impl Sender<'_> {
     /// Sends to the node the current map names for `target` (a replica when the read policy
     /// allows it for this request).
     ///
@@ -59,7 +91,9 @@ impl Session {
             Some(Ok((node, replica_read))) => {
                 if !replica_read && !attempt.interrupt && !node.health().is_up() {
                     let error = ReplyError::PrimaryDown(node.addr().to_string());
-                    let settled = self.backoff(request, target, attempt, error.to_bytes());
+                    let settled =
+                        self.settler()
+                            .backoff(request, target, attempt, error.to_bytes());
                     return self.follow(settled);
                 }
                 if attempt.writes
@@ -84,7 +118,9 @@ impl Session {
                     Target::Replica(slot, _) => ReplyError::ReplicaGone(slot.0),
                     Target::AnyPrimary => ReplyError::NoNodeKnown,
                 };
-                let settled = self.backoff(request, target, attempt, error.to_bytes());
+                let settled = self
+                    .settler()
+                    .backoff(request, target, attempt, error.to_bytes());
                 self.follow(settled)
             }
         }
@@ -100,7 +136,9 @@ impl Session {
         let primary = || Ok((shard.primary.clone(), false));
         if !attempt.read_only
             || self.read_policy == ReadPolicy::Primary
-            || self.tracking_reads_primary()
+            // A tracking client is told of changes as primaries apply them, which a replica
+            // may not have applied yet.
+            || self.tracking
         {
             return primary();
         }
@@ -156,6 +194,29 @@ impl Session {
         let payload = routed.request.raw().clone();
         let asking = routed.asking;
         self.send_payload(payload, replies, asking, routed)
+    }
+
+    /// What a node's answer means ([`Settler`]).
+    fn settler(&self) -> Settler<'_> {
+        Settler {
+            id: self.id,
+            protocol: self.protocol,
+            shared: self.shared,
+        }
+    }
+
+    /// Settles a reply ([`Settler::settle_reply`]); a write that is done counts as written
+    /// now, for read-your-writes, since its reply may come long after it was sent.
+    pub(super) fn settle(&mut self, in_flight: InFlight, result: NodeResult) -> Settled {
+        let (target, writes) = (in_flight.sent.target, in_flight.sent.attempt.writes);
+        let step = self.settler().settle_reply(in_flight, result);
+        if writes
+            && matches!(step, Settled::Done(_))
+            && let Target::Slot(slot) = target
+        {
+            self.note_write(slot);
+        }
+        step
     }
 
     /// Acts on a settled reply: the final reply or a backoff as it is, a redirect or a script
@@ -243,6 +304,8 @@ impl Session {
         }
     }
 
+    /// Closes the session's dedicated connection to `node` (a `WATCH` ends, a blocked command
+    /// is unblocked).
     pub(super) fn drop_dedicated(&mut self, node: &Arc<Node>) {
         self.dedicated.retain(|(n, _, _)| !Arc::ptr_eq(n, node));
     }
@@ -258,7 +321,9 @@ impl Session {
             return lane.clone();
         }
         let lane = node.dedicated(self.protocol);
-        self.dedicated_opened(node, &lane);
+        if let Some(seat) = self.seat.as_mut() {
+            seat.dedicated_opened(node, &lane, self.protocol);
+        }
         self.dedicated
             .push((node.clone(), self.protocol, lane.clone()));
         lane

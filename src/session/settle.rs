@@ -1,31 +1,243 @@
-//! Settling the front of the reply queue (`advance_front`: settled entries go to the output,
-//! in order) and a node's reply: a final reply for the client, or the next step: follow `MOVED`
-//! (refreshing the map) or `ASK`, back off and retry on `TRYAGAIN`/`CLUSTERDOWN` and on
-//! unreachable nodes until the retry deadline, reload a script the node lost (`NOSCRIPT`),
-//! and tell a write whose connection died after it was sent from one that is safe to resend.
+//! The session's reply queue in motion: a request enters it (`dispatch`: started now, or
+//! `Deferred` while `order.rs` says it must wait for older ones), and its front moves forward
+//! as replies arrive (`advance_front`: settled entries go to the output, in order; a split's
+//! parts are collected and merged; a backoff is retried). What a plan sends is `dispatch.rs`'s
+//! `Starter`; what a node's answer means is `settler.rs`'s; sending is `send.rs`'s (the
+//! session lends both their borrows here: `starter`, `sender`). Also ends a blocked command at
+//! the front when another client's `CLIENT UNBLOCK` says so.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
+use arc_swap::Guard;
 use tokio::time::Instant;
-use tracing::debug;
 
 use super::Session;
-use super::attempt::{Attempt, InFlight, Retry, Routed, Settled};
-use super::queue::{FrontEvent, Pending, TaskOutcome};
+use super::attempt::{Attempt, Split, Step, placeholder};
+use super::dispatch::{Starter, release_held};
+use super::introspect;
+use super::order::Admission;
+use super::plan::Plan;
+use super::queue::{FrontEvent, Pending, TaskOutcome, into_pending};
+use super::scan_batch;
+use super::send::Sender;
+use super::split::{self, Merge};
 use super::target::Target;
-use crate::backend::{Node, NodeResult};
-use crate::error::BackendError;
+use crate::clients::UnblockMode;
 use crate::error::ReplyError;
 use crate::protocol::reply::null_array;
-use crate::protocol::{Redirect, Reply, ReplyKind, Request};
-
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-
-const MAX_BACKOFF: Duration = Duration::from_millis(250);
+use crate::protocol::{Reply, Request};
 
 impl Session {
+    /// What sending a request needs ([`Sender`]).
+    pub(super) fn sender(&mut self) -> Sender<'_> {
+        Sender {
+            id: self.id,
+            worker: self.worker,
+            protocol: self.protocol,
+            shared: &self.shared,
+            read_policy: self.read_policy,
+            tracking: self.tracking.is_some(),
+            recent_writes: &mut self.recent_writes,
+            written: &mut self.written,
+            dedicated: &mut self.dedicated,
+            seat: &mut self.seat,
+            budget: &self.budget,
+        }
+    }
+
+    /// What starting a request needs ([`Starter`]).
+    pub(super) fn starter(&mut self) -> Starter<'_> {
+        Starter {
+            watch: &mut self.transaction.watch,
+            sender: Sender {
+                id: self.id,
+                worker: self.worker,
+                protocol: self.protocol,
+                shared: &self.shared,
+                read_policy: self.read_policy,
+                tracking: self.tracking.is_some(),
+                recent_writes: &mut self.recent_writes,
+                written: &mut self.written,
+                dedicated: &mut self.dedicated,
+                seat: &mut self.seat,
+                budget: &self.budget,
+            },
+        }
+    }
+
+    /// Sends a new request, unless it must wait for older ones to settle: the map changed while
+    /// they were in flight, or one of them went out on a dedicated connection (its order relative
+    /// to the shared connections is only known once it has been answered).
+    pub(super) fn dispatch(&mut self, request: Request, plan: Plan) {
+        if let Some(reason) = self.shared.topology.stats().down_reason() {
+            // No node has answered for longer than the retry deadline: waiting it out again
+            // for every request helps nobody.
+            return self.reply_error(reason);
+        }
+        let map = Guard::into_inner(self.shared.topology.slot_map());
+        let pending = &self.pending;
+        let unsettled = || pending.unsettled();
+        if self
+            .order
+            .admit(map.generation(), plan.order_needs(), unsettled)
+            == Admission::Defer
+        {
+            self.pending.push_back(Pending::Deferred(request, plan));
+            return;
+        }
+        // Sent under the very map whose generation `order` checked: a map published meanwhile
+        // (by the refresher, on another thread) must not send this request to a slot's new
+        // owner while the session's earlier requests are still on their way to the old one (a
+        // read would overtake the client's own write, which the old owner only redirects later).
+        let entry = self.starter().start(&map, request, plan);
+        self.pending.push_back(entry);
+    }
+
+    /// `start` under the current map.
+    pub(super) fn start_now(&mut self, request: Request, plan: Plan) -> Pending {
+        let map = Guard::into_inner(self.shared.topology.slot_map());
+        self.starter().start(&map, request, plan)
+    }
+
+    /// Sends every `Deferred` entry at the front, in order, under the current map.
+    pub(super) fn send_deferred(&mut self) {
+        let map = Guard::into_inner(self.shared.topology.slot_map());
+        self.order.release(map.generation());
+        let mut ready = Vec::new();
+        while let Some(Pending::Deferred(_, plan)) = self.pending.front()
+            && self.order.release_next(ready.len(), plan.order_needs())
+        {
+            if let Some(Pending::Deferred(request, plan)) = self.pending.pop_front() {
+                ready.push(self.starter().start(&map, request, plan));
+            }
+        }
+        for entry in ready.into_iter().rev() {
+            self.pending.push_front(entry);
+        }
+    }
+
+    /// Resends the front `Backoff` entry under the current map.
+    pub(super) fn retry_front(&mut self) {
+        if let Some(Pending::Backoff(retry)) = self.pending.pop_front() {
+            let map = self.shared.topology.slot_map();
+            let step = self
+                .sender()
+                .send(&map, retry.request, retry.target, retry.attempt);
+            self.pending.push_front(into_pending(step));
+        }
+    }
+
+    /// Moves the front `Split` forward without waiting: collects arrived replies, resends parts
+    /// whose backoff is over, and replaces it with the merged reply once every part is done.
+    /// Returns false while some part is still outstanding.
+    pub(super) fn advance_split(&mut self) -> bool {
+        let Some(Pending::Split(mut split)) = self.pending.pop_front() else {
+            return true;
+        };
+        release_held(&mut self.sender(), &mut split);
+        let now = Instant::now();
+        for part in split.parts.iter_mut() {
+            loop {
+                let next = match std::mem::replace(part, Step::Done(placeholder())) {
+                    Step::Waiting(mut in_flight) => match in_flight.try_reply() {
+                        Some(result) => {
+                            let settled = self.sender().settle(in_flight, result);
+                            self.sender().follow(settled)
+                        }
+                        None => {
+                            *part = Step::Waiting(in_flight);
+                            break;
+                        }
+                    },
+                    Step::Backoff(retry) if retry.until <= now => {
+                        let map = self.shared.topology.slot_map();
+                        self.sender()
+                            .send(&map, retry.request, retry.target, retry.attempt)
+                    }
+                    other => {
+                        *part = other;
+                        break;
+                    }
+                };
+                *part = next;
+            }
+        }
+        let done = split.parts.iter().all(|p| matches!(p, Step::Done(_)));
+        if done {
+            let Split { merge, parts } = *split;
+            let replies: Vec<Reply> = parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Step::Done(reply) => Some(reply),
+                    _ => None,
+                })
+                .collect();
+            let merged = match merge {
+                split::Merge::Info => split::merge_info_with(
+                    &replies,
+                    self.protocol,
+                    &introspect::proxy_facts(
+                        &self.shared,
+                        self.info.cluster_addr(&self.shared.config.listen),
+                    ),
+                ),
+                Merge::Scan(batch) if replies.len() == 1 && replies[0].error_text().is_none() => {
+                    let map = self.shared.topology.slot_map();
+                    match batch.next(replies[0].raw(), map.layout()) {
+                        scan_batch::Next::Reply(reply) => reply,
+                        scan_batch::Next::Step(batch, slot, request) => {
+                            // The client's next call, made now (`scan_batch.rs`).
+                            let part = self.sender().send(
+                                &map,
+                                request,
+                                Target::Slot(slot),
+                                Attempt::default(),
+                            );
+                            let merge = Merge::Scan(Box::new(batch));
+                            let parts = vec![part];
+                            self.pending
+                                .push_front(Pending::Split(Box::new(Split { merge, parts })));
+                            return self.advance_split();
+                        }
+                    }
+                }
+                other => split::merge(&other, &replies, self.protocol),
+            };
+            self.pending.push_front(Pending::Done(merged));
+        } else {
+            self.pending.push_front(Pending::Split(split));
+        }
+        done
+    }
+
+    /// Settles one reply of the front entry (a single request or one part of a split).
+    pub(super) fn settle_front(&mut self, event: FrontEvent) {
+        match (event, self.pending.pop_front()) {
+            (FrontEvent::Single(result), Some(Pending::Waiting(in_flight))) => {
+                let step = {
+                    let settled = self.sender().settle(in_flight, result);
+                    self.sender().follow(settled)
+                };
+                self.pending.push_front(into_pending(step));
+            }
+            (FrontEvent::Task(outcome), Some(task @ Pending::Task(_))) => {
+                self.pending.push_front(task);
+                self.settle_task(outcome);
+            }
+            (FrontEvent::Part(index, result), Some(Pending::Split(mut split))) => {
+                if let Step::Waiting(in_flight) =
+                    std::mem::replace(&mut split.parts[index], Step::Done(placeholder()))
+                {
+                    split.parts[index] = {
+                        let settled = self.sender().settle(in_flight, result);
+                        self.sender().follow(settled)
+                    };
+                }
+                self.pending.push_front(Pending::Split(split));
+            }
+            (_, Some(other)) => self.pending.push_front(other),
+            (_, None) => {}
+        }
+    }
+
     /// Moves every settled entry at the front of the queue into the output buffer.
     pub(super) fn advance_front(&mut self) {
         let max_output = self.shared.config.session.max_output_buffer_bytes;
@@ -41,7 +253,7 @@ impl Session {
                     // session's own channel, whose message the hub passed on before the node's
                     // count, must not be overtaken by the count. With the output buffer full,
                     // the reply waits until they are written.
-                    if self.hub_member && !self.drain_pushes() {
+                    if self.hub_member && !self.pubsub().drain_pushes() {
                         return;
                     }
                     let index = self.pending.front_index();
@@ -80,7 +292,7 @@ impl Session {
                 }
                 Pending::Deferred(..) => self.send_deferred(),
                 Pending::Inbox => {
-                    if !self.take_inbox_reply() {
+                    if !self.pubsub().take_inbox_reply() {
                         return;
                     }
                 }
@@ -101,249 +313,31 @@ impl Session {
         let entry = match outcome {
             TaskOutcome::Reply(reply) => Pending::Done(reply),
             TaskOutcome::Dispatch(request, plan) => self.start_now(request, plan),
-            TaskOutcome::Tracking(prefixes, on) => self.turn_tracking_on(prefixes, on),
+            TaskOutcome::Tracking(prefixes, on) => self.client_tracking().turn_on(prefixes, on),
         };
         self.pending.push_front(entry);
     }
 
-    /// The cached body of the script an `EVALSHA`/`EVALSHA_RO` names, to load it on a node
-    /// that answered `NOSCRIPT`.
-    fn script_body(&self, request: &Request) -> Option<Bytes> {
-        let name = request.name();
-        if !(name.eq_ignore_ascii_case(b"evalsha") || name.eq_ignore_ascii_case(b"evalsha_ro")) {
-            return None;
-        }
-        self.shared.scripts.body(request.args().get(1)?)
-    }
-
-    /// Schedules a retry, or gives up with `last_error` once the retry deadline has passed.
-    pub(super) fn backoff(
-        &self,
-        request: Request,
-        target: Target,
-        mut attempt: Attempt,
-        last_error: Bytes,
-    ) -> Settled {
-        let now = Instant::now();
-        let started = *attempt.retry_started.get_or_insert(now);
-        if now.duration_since(started) >= self.shared.live.load().session.retry_deadline()
-            || self.shared.topology.stats().down_reason().is_some()
-        {
-            return Settled::Done(Reply::local(last_error));
-        }
-        self.shared.metrics.retries.inc();
-        let delay = (FIRST_BACKOFF * 2u32.saturating_pow(attempt.retries.min(8))).min(MAX_BACKOFF);
-        attempt.retries += 1;
-        Settled::Backoff(Retry {
-            until: now + delay,
-            request,
-            target,
-            attempt,
-        })
-    }
-
-    /// Settles a reply (see `settle_reply`); a write that is done counts as written now, for
-    /// read-your-writes, since its reply may come long after it was sent.
-    pub(super) fn settle(&mut self, in_flight: InFlight, result: NodeResult) -> Settled {
-        let (target, writes) = (in_flight.sent.target, in_flight.sent.attempt.writes);
-        let step = self.settle_reply(in_flight, result);
-        if writes
-            && matches!(step, Settled::Done(_))
-            && let Target::Slot(slot) = target
-        {
-            self.note_write(slot);
-        }
-        step
-    }
-
-    /// Turns a node's answer into a final reply, a redirect, or a retry.
-    fn settle_reply(&self, in_flight: InFlight, result: NodeResult) -> Settled {
-        let Routed {
-            node,
-            replica_read,
-            asking,
-            request,
-            target,
-            mut attempt,
-        } = in_flight.sent;
-        let max_redirects = self.shared.live.load().session.max_redirects;
-        // A reload's job also answered SCRIPT LOAD (and ASKING): the request's reply is last.
-        let reloaded = std::mem::take(&mut attempt.reloaded);
-        let result = match result {
-            Ok(reply) if reloaded => Ok(last_frame(reply)),
-            other => other,
+    /// Ends the blocked command at the front without the node's help (see
+    /// `clients/unblock.rs`), on another client's `CLIENT UNBLOCK`: answers it as the node
+    /// would and closes its connection. A reply that already arrived is delivered instead.
+    pub(super) fn unblock_here(&mut self, mode: UnblockMode) {
+        let node = match self.pending.front_mut() {
+            Some(Pending::Waiting(f)) if f.is_blocking() => {
+                if let Some(result) = f.try_reply() {
+                    self.settle_front(FrontEvent::Single(result));
+                    return;
+                }
+                f.sent.node.clone()
+            }
+            _ => return,
         };
-        match result {
-            Ok(reply) if attempt.exec.is_some() => {
-                self.settle_exec(reply, request, target, attempt)
-            }
-            Ok(reply)
-                if attempt.pinned
-                    && matches!(reply.kind(), ReplyKind::Moved(_) | ReplyKind::Ask(_)) =>
-            {
-                self.shared.topology.request_refresh();
-                Settled::Done(Reply::local(ReplyError::WatchedSlotMoving.to_bytes()))
-            }
-            Ok(reply) => match reply.kind() {
-                ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect)
-                    if attempt.redirects >= max_redirects =>
-                {
-                    debug!(client = self.id, ?redirect, "too many redirects");
-                    let error = ReplyError::TooManyRedirects {
-                        max: max_redirects,
-                        last: String::from_utf8_lossy(reply.error_text().unwrap_or_default())
-                            .into_owned(),
-                    };
-                    Settled::Done(Reply::local(error.to_bytes()))
-                }
-                ReplyKind::Moved(redirect) => {
-                    // The map is stale: refresh it, and serve this request from the named node now.
-                    self.shared.topology.request_refresh();
-                    self.shared.metrics.redirects_moved.inc();
-                    attempt.redirects += 1;
-                    Settled::Redirect(Routed {
-                        node: self.redirect_node(&node, redirect),
-                        replica_read: false,
-                        asking: false,
-                        request,
-                        target,
-                        attempt,
-                    })
-                }
-                ReplyKind::Ask(redirect) => {
-                    // A one-off: the slot is migrating. The map stays as it is.
-                    self.shared.metrics.redirects_ask.inc();
-                    attempt.redirects += 1;
-                    Settled::Redirect(Routed {
-                        node: self.redirect_node(&node, redirect),
-                        replica_read: false,
-                        asking: true,
-                        request,
-                        target,
-                        attempt,
-                    })
-                }
-                ReplyKind::TryAgain | ReplyKind::ClusterDown => {
-                    self.backoff(request, target, attempt, reply.into_raw())
-                }
-                // The node lost the script (restart, failover, resharding): load it there and
-                // run the request again, once. Unknown scripts get NOSCRIPT, as from redis.
-                ReplyKind::NoScript if !reloaded => match self.script_body(&request) {
-                    Some(body) => {
-                        debug!(
-                            client = self.id,
-                            node = node.addr(),
-                            "NOSCRIPT; loading the script"
-                        );
-                        let again = Routed {
-                            node,
-                            replica_read,
-                            asking,
-                            request,
-                            target,
-                            attempt,
-                        };
-                        Settled::Reload(body, again)
-                    }
-                    None => Settled::Done(reply),
-                },
-                ReplyKind::Value | ReplyKind::Error | ReplyKind::Push | ReplyKind::NoScript => {
-                    Settled::Done(reply)
-                }
-            },
-            // Retrying can't help until the password matches again: say so at once.
-            Err(e @ BackendError::Auth { .. }) => {
-                Settled::Done(Reply::local(ReplyError::NodeAuth(e).to_bytes()))
-            }
-            Err(e) if e.is_retry_safe() => {
-                self.shared.topology.request_refresh();
-                let error = ReplyError::NodeUnreachable(e).to_bytes();
-                self.backoff(request, target, attempt, error)
-            }
-            Err(e) if attempt.read_only => {
-                // Written but unanswered: a read can simply be asked again.
-                self.shared.topology.request_refresh();
-                let error = ReplyError::NodeUnreachable(e).to_bytes();
-                self.backoff(request, target, attempt, error)
-            }
-            Err(e) => {
-                self.shared.topology.request_refresh();
-                Settled::Done(Reply::local(ReplyError::Lost(e).to_bytes()))
-            }
-        }
-    }
-
-    /// Settles a transaction batch: the client gets EXEC's reply. If a queued command was
-    /// redirected (the slot moved), the node aborted the transaction without running any of
-    /// it: retried under the new map, or, when it was watched, answered nil like a failed WATCH.
-    fn settle_exec(
-        &self,
-        reply: Reply,
-        request: Request,
-        target: Target,
-        attempt: Attempt,
-    ) -> Settled {
-        let frames: Vec<&[u8]> = crate::protocol::view::frames(reply.raw()).collect();
-        let moved = frames.iter().rev().skip(1).any(|frame| {
-            matches!(
-                Reply::local(Bytes::copy_from_slice(frame)).kind(),
-                ReplyKind::Moved(_)
-                    | ReplyKind::Ask(_)
-                    | ReplyKind::TryAgain
-                    | ReplyKind::ClusterDown
-            )
-        });
-        let Some(&last) = frames.last() else {
-            return Settled::Done(reply);
+        self.sender().drop_dedicated(&node);
+        let reply = match mode {
+            UnblockMode::Timeout => null_array(self.protocol),
+            UnblockMode::Error => ReplyError::Unblocked.to_bytes(),
         };
-        if !moved {
-            let reply = abort_reason(&frames).map_or_else(
-                || Bytes::copy_from_slice(last),
-                |reason| ReplyError::ExecAbortBecause(reason).to_bytes(),
-            );
-            return Settled::Done(Reply::local(reply));
-        }
-        let last = Bytes::copy_from_slice(last);
-        self.shared.topology.request_refresh();
-        if attempt.exec.is_some_and(|e| e.watched) {
-            return Settled::Done(Reply::local(null_array(self.protocol)));
-        }
-        self.backoff(request, target, attempt, last)
-    }
-
-    /// The node a redirect names; `:port` (a node that doesn't know its IP) takes the host of
-    /// the node that sent it.
-    fn redirect_node(&self, from: &Node, redirect: &Redirect) -> Arc<Node> {
-        let pool = self.shared.topology.pool();
-        match redirect.addr.strip_prefix(':') {
-            Some(port) => {
-                let host = from.addr().rsplit_once(':').map_or(from.addr(), |(h, _)| h);
-                pool.node(&format!("{host}:{port}"))
-            }
-            None => pool.node(&redirect.addr),
-        }
-    }
-}
-
-/// When a transaction job's `EXEC` answered `-EXECABORT` because the node refused a queued
-/// command (`-OOM`, `-MISCONF`, `-READONLY`... at queue time), that refusal's text: the client
-/// was told `+QUEUED` by slotproxy, so the reason must come with the abort.
-fn abort_reason(frames: &[&[u8]]) -> Option<String> {
-    let (last, before) = frames.split_last()?;
-    if !last.starts_with(b"-EXECABORT") {
-        return None;
-    }
-    before.iter().find_map(|frame| {
-        let reply = Reply::local(Bytes::copy_from_slice(frame));
-        let text = reply.error_text()?;
-        Some(String::from_utf8_lossy(text).into_owned())
-    })
-}
-
-/// The last of the replies a multi-reply job delivered together.
-fn last_frame(reply: Reply) -> Reply {
-    match crate::protocol::view::frames(reply.raw()).last() {
-        Some(last) => Reply::local(reply.raw().slice_ref(last)),
-        None => reply,
+        self.pending.pop_front();
+        self.pending.push_front(Pending::Done(reply));
     }
 }

@@ -46,6 +46,12 @@ impl Subscriptions {
         self.sets.iter().any(|s| !s.is_empty())
     }
 
+    /// Whether a client speaking `protocol` is in RESP2 subscribed mode, where most commands
+    /// are refused.
+    pub(super) fn refuse_commands(&self, protocol: Protocol) -> bool {
+        protocol == Protocol::Resp2 && self.any()
+    }
+
     /// (P|S)SUBSCRIBE (`subscribe`) or (P|S)UNSUBSCRIBE of `names` (none: all of `kind`), with
     /// one confirmation per name in `protocol`. Shard channels must share one slot.
     pub(super) fn change(

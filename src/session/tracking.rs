@@ -9,6 +9,9 @@
 //! subscription a message on `__redis__:invalidate` (the subscription itself is an ordinary
 //! one, held by the pub/sub hub: a `PUBLISH` to that channel reaches it as on redis), else
 //! nothing. RESP2 clients without `REDIRECT` get no invalidations, as on redis-server.
+//!
+//! [`ClientTracking`] borrows exactly the session parts this needs (its tracking state, the
+//! reply order, the order of later requests); it knows nothing of how requests are sent.
 
 use std::sync::Arc;
 
@@ -16,8 +19,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::Session;
+use super::order::Order;
 use super::queue::{Pending, Task, TaskOutcome};
+use super::replies::Replies;
+use super::shared::Shared;
+use super::subscriptions::Subscriptions;
 use super::tracking_prefixes::{OFFLOAD_PREFIXES, merge_prefixes};
 use super::tracking_state::{self, KeysUse, Prefixes, Tracking, TrackingCommand, TrackingOn};
 use crate::command::CommandSpec;
@@ -26,9 +32,27 @@ use crate::protocol::reply::write_integer;
 use crate::protocol::{Protocol, Request};
 use crate::tracking::{Invalidation, Redirected, frames};
 
-impl Session {
+/// A session's tracking parts, borrowed for one request or one event.
+pub(super) struct ClientTracking<'a> {
+    /// The client id, as the tracker knows the session.
+    pub(super) id: u64,
+    /// The protocol the client speaks now.
+    pub(super) protocol: Protocol,
+    pub(super) shared: &'a Shared,
+    /// `CLIENT TRACKING` options and the invalidations coming for this client.
+    pub(super) tracking: &'a mut Option<Tracking>,
+    /// Whether a RESP2 client gets redirected invalidations (it has a subscription).
+    pub(super) subs: &'a Subscriptions,
+    /// Holds later requests while `ON` waits for the listeners.
+    pub(super) order: &'a mut Order,
+    /// Set when what `CLIENT LIST` shows of the client changed (a broken redirect).
+    pub(super) profile_stale: &'a mut bool,
+    pub(super) replies: Replies<'a>,
+}
+
+impl ClientTracking<'_> {
     /// `CLIENT TRACKING ON|OFF ...` ([`tracking_state::parse`]).
-    pub(super) fn client_tracking(&mut self, request: &Request) {
+    pub(super) fn command(&mut self, request: &Request) {
         let registry = &self.shared.registry;
         let max_prefixes = self.shared.config.session.tracking_max_prefixes;
         let parsed = tracking_state::parse(
@@ -40,12 +64,12 @@ impl Session {
         let (on, new_prefixes) = match parsed {
             Ok(TrackingCommand::On(on, new_prefixes)) => (on, new_prefixes),
             Ok(TrackingCommand::Off) => {
-                self.stop_tracking();
+                self.stop();
                 return self.reply_ok();
             }
-            Err(error) => return self.reply_error(error),
+            Err(error) => return self.replies.error(error),
         };
-        // The set moves out while it is built; `turn_tracking_on` puts it back either way.
+        // The set moves out while it is built; `turn_on` puts it back either way.
         let existing = match self.tracking.as_mut() {
             Some(current) => std::mem::take(&mut current.mode.prefixes),
             None => Arc::default(),
@@ -53,11 +77,11 @@ impl Session {
         let bcast = on.mode.bcast;
         if existing.len() + new_prefixes.len() < OFFLOAD_PREFIXES {
             let prefixes = merge_prefixes(existing, &new_prefixes, bcast);
-            return match self.turn_tracking_on(prefixes, on) {
-                Pending::Done(reply) => self.reply_with(|out| out.put_slice(&reply)),
+            return match self.turn_on(prefixes, on) {
+                Pending::Done(reply) => self.replies.with(|out| out.put_slice(&reply)),
                 wait => {
                     self.order.hold_next();
-                    self.pending.push_back(wait);
+                    self.replies.push(wait);
                 }
             };
         }
@@ -76,13 +100,13 @@ impl Session {
             }
         });
         self.order.hold_next();
-        self.pending.push_back(Pending::Task(task));
+        self.replies.push(Pending::Task(task));
     }
 
     /// Turns tracking on with `prefixes` (the client's set with the new ones merged, or the
     /// overlap error) and `on`'s options. Returns the reply's queue entry: `+OK` or the error
     /// at once, or a wait for the listeners.
-    pub(super) fn turn_tracking_on(&mut self, prefixes: Prefixes, on: TrackingOn) -> Pending {
+    pub(super) fn turn_on(&mut self, prefixes: Prefixes, on: TrackingOn) -> Pending {
         let TrackingOn {
             mut mode,
             optin,
@@ -106,7 +130,7 @@ impl Session {
             .shared
             .tracker
             .enable(self.id, mode.clone(), sender.clone());
-        self.tracking = Some(Tracking {
+        *self.tracking = Some(Tracking {
             mode,
             // Like redis, each `ON` replaces the options (prefixes add up).
             optin,
@@ -147,34 +171,34 @@ impl Session {
     }
 
     /// `CLIENT CACHING yes|no`.
-    pub(super) fn client_caching(&mut self, args: &[Bytes]) {
+    pub(super) fn caching(&mut self, args: &[Bytes]) {
         match tracking_state::caching(self.tracking.as_mut(), &args[2]) {
             Ok(()) => self.reply_ok(),
-            Err(error) => self.reply_error(error),
+            Err(error) => self.replies.error(error),
         }
     }
 
     /// `CLIENT GETREDIR`: -1 without tracking, else the `REDIRECT` target (0: none).
-    pub(super) fn client_getredir(&mut self) {
+    pub(super) fn getredir(&mut self) {
         let redirect = tracking_state::redirect_shown(self.tracking.as_ref());
-        self.reply_with(|out| write_integer(out, redirect));
+        self.replies.with(|out| write_integer(out, redirect));
     }
 
     /// `CLIENT TRACKINGINFO`.
-    pub(super) fn client_trackinginfo(&mut self) {
+    pub(super) fn info(&mut self) {
         let (tracking, protocol) = (self.tracking.as_ref(), self.protocol);
         let mut reply = BytesMut::new();
         tracking_state::write_info(tracking, protocol, &mut reply);
-        self.reply_with(|out| out.put_slice(&reply));
+        self.replies.with(|out| out.put_slice(&reply));
     }
 
     /// Before a command runs: remember the keys it reads, or note its writes (NOLOOP), as
-    /// [`Tracking::keys_use`] says.
-    pub(super) fn track_command(&mut self, spec: &CommandSpec, keys: &[Bytes]) {
+    /// [`Tracking::keys_use`] says; `queuing` while the client is inside `MULTI`.
+    pub(super) fn track_command(&mut self, spec: &CommandSpec, keys: &[Bytes], queuing: bool) {
         let Some(tracking) = self.tracking.as_mut() else {
             return;
         };
-        let used = tracking.keys_use(spec, self.transaction.queuing());
+        let used = tracking.keys_use(spec, queuing);
         if keys.is_empty() {
             return;
         }
@@ -184,17 +208,6 @@ impl Session {
             KeysUse::Wrote => self.shared.tracker.wrote(self.id, keys),
             KeysUse::Nothing => {}
         }
-    }
-
-    /// Whether the client has tracking on.
-    pub(super) fn tracking_on(&self) -> bool {
-        self.tracking.is_some()
-    }
-
-    /// Whether reads must go to primaries: a tracking client is told of changes as primaries
-    /// apply them, which a replica may not have applied yet.
-    pub(super) fn tracking_reads_primary(&self) -> bool {
-        self.tracking.is_some()
     }
 
     /// An invalidation from the tracker: written here (RESP3 only: redis sends RESP2 clients
@@ -218,7 +231,7 @@ impl Session {
                     invalidation,
                     null: self.protocol,
                 };
-                if self.pending.is_empty() {
+                if self.replies.pending.is_empty() {
                     return target.redirect(redirected);
                 }
                 // Handed over once the replies still owed here are written (a task runs only
@@ -228,12 +241,12 @@ impl Session {
                     target.redirect(redirected);
                     TaskOutcome::Reply(Bytes::new())
                 });
-                self.pending.push_back(Pending::Task(task));
+                self.replies.push(Pending::Task(task));
             }
             None => {
                 if !tracking.broken {
                     tracking.broken = true;
-                    self.profile_stale = true;
+                    *self.profile_stale = true;
                 }
                 if self.protocol == Protocol::Resp3 {
                     self.after_replies(frames::redirect_broken(redirect));
@@ -259,15 +272,11 @@ impl Session {
     /// Writes `frame` after every reply still owed, so a client never caches a value it read
     /// before a change after hearing of the change.
     fn after_replies(&mut self, push: Bytes) {
-        if self.pending.is_empty() {
-            self.out.extend_from_slice(&push);
-        } else {
-            self.pending.push_back(Pending::Done(push));
-        }
+        self.replies.after_replies(push);
     }
 
     /// Tracking off (RESET, end of the session).
-    pub(super) fn stop_tracking(&mut self) {
+    pub(super) fn stop(&mut self) {
         if let Some(tracking) = self.tracking.take() {
             self.shared.tracker.disable(self.id);
             let prefixes = tracking.mode.prefixes.clone();
@@ -281,6 +290,6 @@ impl Session {
     }
 
     fn reply_ok(&mut self) {
-        self.reply_with(|out| out.put_slice(b"+OK\r\n"));
+        self.replies.with(|out| out.put_slice(b"+OK\r\n"));
     }
 }

@@ -46,7 +46,7 @@ use crate::protocol::request::encode_multibulk;
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 
-/// The slot of a request's keys, as `Session::slot_of_keys` finds it.
+/// The slot of a request's keys, as `plan::keys_slot` finds it.
 pub(super) type KeysSlot = Result<Option<Slot>, CrossSlot>;
 
 /// What `EXEC` does.

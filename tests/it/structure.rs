@@ -202,7 +202,7 @@ fn no_file_in_the_session_imports_one_that_imports_it_back() {
     let graph = edges(&modules);
     // The check sees the imports it must: the session's steps name `Session` in mod.rs, and
     // mod.rs names the reply queue.
-    assert!(graph[&vec!["dispatch".to_string()]].contains(&Vec::new()));
+    assert!(graph[&vec!["settle".to_string()]].contains(&Vec::new()));
     assert!(graph[&Vec::new()].contains(&vec!["queue".to_string()]));
     let found: Vec<String> = cycles(&graph)
         .iter()
@@ -238,7 +238,7 @@ fn the_check_finds_a_cycle_through_a_group_import() {
 /// Most allowed files with `impl Session` in `src/session` (issue "Structure": `impl Session` in
 /// one or two files, the others types with their own methods). Lower it as files turn into
 /// types; it must not grow back.
-const MAX_SESSION_IMPL_FILES: usize = 9;
+const MAX_SESSION_IMPL_FILES: usize = 3;
 
 #[test]
 fn the_session_s_methods_stay_in_few_files() {
