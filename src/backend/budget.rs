@@ -92,6 +92,12 @@ impl ReplyBudget {
         self.alarm.ring(bell);
     }
 
+    /// The client's output limit (`session.max_output_buffer_bytes` as it was when the client
+    /// connected).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Whether the limit was crossed (for good: the client must go).
     pub fn spent(&self) -> bool {
         self.spent.load(Ordering::Relaxed)

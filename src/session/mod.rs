@@ -260,7 +260,7 @@ impl Session {
         }
         let (mut reader, writer) = stream.into_split();
         let mut input = ReadBuffer::default();
-        let max_output = self.shared.live.load().session.max_output_buffer_bytes;
+        let max_output = self.budget.limit();
         loop {
             // Parse, then collect settled replies; if that freed room under the in-flight limit
             // while requests are still buffered, parse again: the client may have nothing more

@@ -240,7 +240,7 @@ impl Session {
 
     /// Moves every settled entry at the front of the queue into the output buffer.
     pub(super) fn advance_front(&mut self) {
-        let max_output = self.shared.config.session.max_output_buffer_bytes;
+        let max_output = self.budget.limit();
         while let Some(front) = self.pending.front_mut() {
             if self.out.len() + self.budget.held() > max_output {
                 // Nodes may answer as fast as this loop runs: stop here, so the output limit
