@@ -23,12 +23,10 @@ use crate::command::CommandSpec;
 use crate::error::ReplyError;
 use crate::protocol::Request;
 
-/// What the permission check says of a request.
+/// What a refused request means for its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Check {
-    /// It may run.
-    Allowed,
-    /// It was refused, and its reply queued.
+    /// Its reply is queued.
     Refused,
     /// The client's user was deleted: the client closes after the replies queued so far.
     Close,
@@ -51,14 +49,16 @@ pub(super) struct AccessControl<'a> {
 }
 
 impl AccessControl<'_> {
-    /// The permission check before a request is planned ([`acl::Login::check`]): on a refusal,
+    /// What a refusal of the permission check ([`acl::Login::check`]) means for the client:
     /// queues redis' reply (`-NOAUTH`, `-NOPERM`, or says to close the client of a deleted
-    /// user) and records it in `ACL LOG`.
-    pub(super) fn check(&mut self, spec: &CommandSpec, request: &Request) -> Check {
-        let refusal = match self.login.check(&self.shared.acl, spec, request.args()) {
-            Ok(()) => return Check::Allowed,
-            Err(refusal) => refusal,
-        };
+    /// user) and records it in `ACL LOG`. The session runs the check itself and borrows this
+    /// only for a refusal, so an allowed request builds nothing.
+    pub(super) fn refused(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+        refusal: Refusal,
+    ) -> Check {
         if let Some((reason, object)) = refusal.log_entry(spec, request.args()) {
             let username = self.login.user.name.as_bytes().to_vec();
             self.log_refusal(reason, object, username, spec.name);

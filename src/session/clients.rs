@@ -11,12 +11,14 @@
 
 use std::sync::Arc;
 
+use crate::backend::Node;
+
 use bytes::{Bytes, BytesMut};
 use tracing::info;
 
 use super::acl::Login;
 use super::client_info::ClientInfo;
-use super::queue::{Pending, Task, TaskOutcome};
+use super::queue::{Pending, Queue, Task, TaskOutcome};
 use super::replies::Replies;
 use super::seat::Seat;
 use super::shared::Shared;
@@ -61,23 +63,45 @@ pub(super) struct Clients<'a> {
     pub(super) replies: Replies<'a>,
 }
 
+/// The node the client is blocked on (a blocking command at the front of its queue), if any.
+fn blocked_on(pending: &Queue) -> Option<&Arc<Node>> {
+    match pending.front() {
+        Some(Pending::Waiting(f)) if f.is_blocking() => Some(&f.sent.node),
+        _ => None,
+    }
+}
+
+/// Whether [`Clients::publish`] has anything to publish: the client has a registry entry, and
+/// its profile is stale or it blocked, unblocked or moved to another node since the last call.
+/// The session asks this before it borrows its parts for `publish` (once per loop pass).
+pub(super) fn needs_publish(seat: Option<&Seat>, pending: &Queue, profile_stale: bool) -> bool {
+    let Some(seat) = seat else { return false };
+    profile_stale || blocked_moved(seat.blocked_on.as_ref(), blocked_on(pending))
+}
+
+/// Whether the client blocked, unblocked or blocks on another node than `before` says.
+fn blocked_moved(before: Option<&Arc<Node>>, now: Option<&Arc<Node>>) -> bool {
+    match (before, now) {
+        (None, None) => false,
+        (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+        _ => true,
+    }
+}
+
 impl Clients<'_> {
     /// Publishes what changed since the last call: the profile, and where the client is
     /// blocked.
     pub(super) fn publish(&mut self) {
-        let Some(seat) = &*self.seat else { return };
-        let blocked = match self.replies.pending.front() {
-            Some(Pending::Waiting(f)) if f.is_blocking() => Some(&f.sent.node),
-            _ => None,
-        };
-        let blocked_changed = match (&seat.blocked_on, blocked) {
-            (None, None) => false,
-            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
-            _ => true,
-        };
-        if !*self.profile_stale && !blocked_changed {
+        if !needs_publish(
+            self.seat.as_ref(),
+            self.replies.pending,
+            *self.profile_stale,
+        ) {
             return;
         }
+        let Some(seat) = &*self.seat else { return };
+        let blocked = blocked_on(self.replies.pending);
+        let blocked_changed = blocked_moved(seat.blocked_on.as_ref(), blocked);
         *self.profile_stale = false;
         let blocked = blocked.cloned();
         let shown = &self.shown;

@@ -16,7 +16,7 @@ use tracing::debug;
 use super::Session;
 use super::access::{AccessControl, Check};
 use super::acl_command;
-use super::clients::{Clients, Shown};
+use super::clients::{self, Clients, Shown};
 use super::local::{LocalCommands, Next};
 use super::monitor::{self, Monitored};
 use super::plan::{CrossSlot, Plan, keys_slot};
@@ -146,10 +146,11 @@ impl Session {
             self.transaction.flag_error();
             return self.reply_error(ReplyError::WrongArity(spec.name));
         }
-        match self.access().check(spec, &request) {
-            Check::Allowed => {}
-            Check::Refused => return,
-            Check::Close => return self.close_after_reply(),
+        if let Err(refusal) = self.login.check(&self.shared.acl, spec, request.args()) {
+            match self.access().refused(spec, &request, refusal) {
+                Check::Refused => return,
+                Check::Close => return self.close_after_reply(),
+            }
         }
         if let Some(refusal) = acl_command::never_forwarded(policy.handling, request.args()) {
             self.transaction.flag_error();
@@ -441,6 +442,15 @@ impl Session {
                 pending: &mut self.pending,
                 out: &mut self.out,
             },
+        }
+    }
+
+    /// Publishes what `CLIENT LIST` shows of this client, if it changed ([`Clients::publish`]);
+    /// runs once per loop pass, so the parts are borrowed only when there is something to
+    /// publish.
+    pub(super) fn publish_client(&mut self) {
+        if clients::needs_publish(self.seat.as_ref(), &self.pending, self.profile_stale) {
+            self.clients().publish();
         }
     }
 

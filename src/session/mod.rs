@@ -250,7 +250,7 @@ impl Session {
             &self.info,
             &self.budget,
         ));
-        self.clients().publish();
+        self.publish_client();
         let seat_entry = self.seat.as_ref().map(|s| s.entry().clone());
         let alarm = self.alarm.clone();
         // Registered before this look: a drain that began earlier is seen here, a later one
@@ -350,7 +350,7 @@ impl Session {
             }
             let chunk = input.chunk();
             let front = self.pending.front_wait();
-            self.clients().publish();
+            self.publish_client();
             let mut event = tokio::select! {
                 biased;
                 bells = alarm.rung() => Event::Alarm(bells),
