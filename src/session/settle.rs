@@ -25,41 +25,38 @@ use crate::error::ReplyError;
 use crate::protocol::reply::null_array;
 use crate::protocol::{Reply, Request};
 
+/// A [`Sender`] borrowing `$session`'s fields one by one, so another field can be borrowed
+/// beside it (a method returning `Sender` would borrow the whole session).
+macro_rules! sender_parts {
+    ($session:ident) => {
+        Sender {
+            id: $session.id,
+            worker: $session.worker,
+            protocol: $session.protocol,
+            shared: &$session.shared,
+            read_policy: $session.read_policy,
+            tracking: $session.tracking.is_some(),
+            recent_writes: &mut $session.recent_writes,
+            written: &mut $session.written,
+            dedicated: &mut $session.dedicated,
+            seat: &mut $session.seat,
+            budget: &$session.budget,
+        }
+    };
+}
+
 impl Session {
     /// What sending a request needs ([`Sender`]).
     pub(super) fn sender(&mut self) -> Sender<'_> {
-        Sender {
-            id: self.id,
-            worker: self.worker,
-            protocol: self.protocol,
-            shared: &self.shared,
-            read_policy: self.read_policy,
-            tracking: self.tracking.is_some(),
-            recent_writes: &mut self.recent_writes,
-            written: &mut self.written,
-            dedicated: &mut self.dedicated,
-            seat: &mut self.seat,
-            budget: &self.budget,
-        }
+        sender_parts!(self)
     }
 
-    /// What starting a request needs ([`Starter`]).
+    /// What starting a request needs ([`Starter`]): the sender's parts and the transaction's
+    /// watched keys, borrowed side by side.
     pub(super) fn starter(&mut self) -> Starter<'_> {
         Starter {
             watch: &mut self.transaction.watch,
-            sender: Sender {
-                id: self.id,
-                worker: self.worker,
-                protocol: self.protocol,
-                shared: &self.shared,
-                read_policy: self.read_policy,
-                tracking: self.tracking.is_some(),
-                recent_writes: &mut self.recent_writes,
-                written: &mut self.written,
-                dedicated: &mut self.dedicated,
-                seat: &mut self.seat,
-                budget: &self.budget,
-            },
+            sender: sender_parts!(self),
         }
     }
 

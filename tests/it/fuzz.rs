@@ -113,20 +113,24 @@ fn cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// A fresh client's SET and GET round trip; returns how long it took.
-///
-/// It waits up to 10 s for each reply (the redis crate's default of 500 ms fails a long run
-/// niced on a busy machine, where a slow answer is the scheduler's doing): a hang still fails,
-/// and the slowest round trip is in the summary.
-async fn fresh_client_works(proxy: &TestProxy, batch: usize) -> Duration {
-    let started = Instant::now();
+/// A client connection that waits up to 10 s for each reply (the redis crate's default of
+/// 500 ms fails a long run niced on a busy machine, where a slow answer is the scheduler's
+/// doing; a hang still fails).
+async fn patient_client(proxy: &TestProxy) -> redis::aio::MultiplexedConnection {
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    let mut conn = redis::Client::open(proxy.url())
+    redis::Client::open(proxy.url())
         .unwrap()
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A fresh client's ([`patient_client`]) SET and GET round trip; returns how long it took
+/// (the slowest is in the summary).
+async fn fresh_client_works(proxy: &TestProxy, batch: usize) -> Duration {
+    let started = Instant::now();
+    let mut conn = patient_client(proxy).await;
     let key = format!("fz:check:{batch}");
     let value = format!("value-{batch}");
     let _: () = redis::cmd("SET")
@@ -148,13 +152,7 @@ async fn fresh_client_works(proxy: &TestProxy, batch: usize) -> Duration {
 /// keys the cluster holds (replies such as `SCAN` or `HGETALL` grow with the data), for the
 /// long runs' progress lines.
 async fn census(proxy: &TestProxy) -> (u64, u64) {
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    let mut conn = redis::Client::open(proxy.url())
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap();
+    let mut conn = patient_client(proxy).await;
     let info: String = redis::cmd("INFO")
         .arg("clients")
         .query_async(&mut conn)
