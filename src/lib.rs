@@ -73,8 +73,8 @@
 //!    (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes back off
 //!    until `retry_deadline`; `NOSCRIPT` reloads the script. `send.rs` sends what it says. A
 //!    read whose connection died is sent again; a write gets an error saying its outcome is
-//!    unknown and is never sent twice. Split
-//!    parts merge in key order. Replies are read through [`protocol::View`]; every error reply
+//!    unknown and is never sent twice. A split's parts settle one by one and merge in key
+//!    order (`session/split_progress.rs`). Replies are read through [`protocol::View`]; every error reply
 //!    slotproxy makes is an [`error::ReplyError`], spelled once.
 //! 9. **Write** (`session/output.rs`). Replies leave in request order (those `CLIENT REPLY
 //!    OFF|SKIP` mutes are dropped here, `session/reply_mode.rs`); large ones are written

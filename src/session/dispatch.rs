@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::algebra;
-use super::attempt::{Attempt, ExecShape, Split, Step, placeholder};
+use super::attempt::{Attempt, ExecShape, Split, Step};
 use super::plan::Plan;
 use super::queue::{Pending, Task, TaskOutcome, into_pending};
 use super::send::Sender;
@@ -266,26 +266,6 @@ impl Starter<'_> {
                 .send_to(node.clone(), batch, target, attempt, false)
         } else {
             Step::Done(Reply::local(null_array(self.sender.protocol)))
-        }
-    }
-}
-
-/// Sends a split's held parts once its first part has settled and ran (an array reply);
-/// if it did not (nil: a watched key changed; an error), they are never sent.
-pub(super) fn release_held(sender: &mut Sender<'_>, split: &mut Split) {
-    let first_ran = match split.parts.first() {
-        Some(Step::Done(reply)) => Some(super::per_slot::ran(reply)),
-        _ => None,
-    };
-    let Some(ran) = first_ran else { return };
-    for part in split.parts.iter_mut().skip(1) {
-        if matches!(part, Step::Held(..))
-            && let Step::Held(request, target, attempt) =
-                std::mem::replace(part, Step::Done(placeholder()))
-            && ran
-        {
-            let map = sender.shared.topology.slot_map();
-            *part = sender.send(&map, request, target, attempt);
         }
     }
 }

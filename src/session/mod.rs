@@ -45,6 +45,7 @@ mod settler;
 mod shared;
 mod slowlog;
 mod split;
+mod split_progress;
 mod subscriptions;
 mod target;
 mod timings;

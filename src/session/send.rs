@@ -219,6 +219,12 @@ impl Sender<'_> {
         step
     }
 
+    /// Settles a node's reply to `in_flight` and acts on it: the step the request is at now.
+    pub(super) fn answer(&mut self, in_flight: InFlight, result: NodeResult) -> Step {
+        let settled = self.settle(in_flight, result);
+        self.follow(settled)
+    }
+
     /// Acts on a settled reply: the final reply or a backoff as it is, a redirect or a script
     /// reload sent now.
     pub(super) fn follow(&mut self, settled: Settled) -> Step {

@@ -1,7 +1,7 @@
 //! The session's reply queue in motion: a request enters it (`dispatch`: started now, or
 //! `Deferred` while `order.rs` says it must wait for older ones), and its front moves forward
-//! as replies arrive (`advance_front`: settled entries go to the output, in order; a split's
-//! parts are collected and merged; a backoff is retried). What a plan sends is `dispatch.rs`'s
+//! as replies arrive (`advance_front`: settled entries go to the output, in order; a split
+//! moves forward in `split_progress.rs`; a backoff is retried). What a plan sends is `dispatch.rs`'s
 //! `Starter`; what a node's answer means is `settler.rs`'s; sending is `send.rs`'s (the
 //! session lends both their borrows here: `starter`, `sender`). Also ends a blocked command at
 //! the front when another client's `CLIENT UNBLOCK` says so.
@@ -10,20 +10,17 @@ use arc_swap::Guard;
 use tokio::time::Instant;
 
 use super::Session;
-use super::attempt::{Attempt, Split, Step, placeholder};
-use super::dispatch::{Starter, release_held};
-use super::introspect;
+use super::attempt::{Step, placeholder};
+use super::dispatch::Starter;
 use super::order::Admission;
 use super::plan::Plan;
 use super::queue::{FrontEvent, Pending, TaskOutcome, into_pending};
-use super::scan_batch;
 use super::send::Sender;
-use super::split::{self, Merge};
-use super::target::Target;
+use super::split_progress;
 use crate::clients::UnblockMode;
 use crate::error::ReplyError;
+use crate::protocol::Request;
 use crate::protocol::reply::null_array;
-use crate::protocol::{Reply, Request};
 
 /// A [`Sender`] borrowing `$session`'s fields one by one, so another field can be borrowed
 /// beside it (a method returning `Sender` would borrow the whole session).
@@ -122,86 +119,19 @@ impl Session {
         }
     }
 
-    /// Moves the front `Split` forward without waiting: collects arrived replies, resends parts
-    /// whose backoff is over, and replaces it with the merged reply once every part is done.
-    /// Returns false while some part is still outstanding.
+    /// Moves the front `Split` forward without waiting ([`split_progress::advance`]):
+    /// replaces it with its merged reply once every part is done. Returns false while some
+    /// part is still outstanding.
     pub(super) fn advance_split(&mut self) -> bool {
-        let Some(Pending::Split(mut split)) = self.pending.pop_front() else {
+        let Some(Pending::Split(split)) = self.pending.pop_front() else {
             return true;
         };
-        release_held(&mut self.sender(), &mut split);
-        let now = Instant::now();
-        for part in split.parts.iter_mut() {
-            loop {
-                let next = match std::mem::replace(part, Step::Done(placeholder())) {
-                    Step::Waiting(mut in_flight) => match in_flight.try_reply() {
-                        Some(result) => {
-                            let settled = self.sender().settle(in_flight, result);
-                            self.sender().follow(settled)
-                        }
-                        None => {
-                            *part = Step::Waiting(in_flight);
-                            break;
-                        }
-                    },
-                    Step::Backoff(retry) if retry.until <= now => {
-                        let map = self.shared.topology.slot_map();
-                        self.sender()
-                            .send(&map, retry.request, retry.target, retry.attempt)
-                    }
-                    other => {
-                        *part = other;
-                        break;
-                    }
-                };
-                *part = next;
-            }
-        }
-        let done = split.parts.iter().all(|p| matches!(p, Step::Done(_)));
-        if done {
-            let Split { merge, parts } = *split;
-            let replies: Vec<Reply> = parts
-                .into_iter()
-                .filter_map(|p| match p {
-                    Step::Done(reply) => Some(reply),
-                    _ => None,
-                })
-                .collect();
-            let merged = match merge {
-                split::Merge::Info => split::merge_info_with(
-                    &replies,
-                    self.protocol,
-                    &introspect::proxy_facts(
-                        &self.shared,
-                        self.info.cluster_addr(&self.shared.config.listen),
-                    ),
-                ),
-                Merge::Scan(batch) if replies.len() == 1 && replies[0].error_text().is_none() => {
-                    let map = self.shared.topology.slot_map();
-                    match batch.next(replies[0].raw(), map.layout()) {
-                        scan_batch::Next::Reply(reply) => reply,
-                        scan_batch::Next::Step(batch, slot, request) => {
-                            // The client's next call, made now (`scan_batch.rs`).
-                            let part = self.sender().send(
-                                &map,
-                                request,
-                                Target::Slot(slot),
-                                Attempt::default(),
-                            );
-                            let merge = Merge::Scan(Box::new(batch));
-                            let parts = vec![part];
-                            self.pending
-                                .push_front(Pending::Split(Box::new(Split { merge, parts })));
-                            return self.advance_split();
-                        }
-                    }
-                }
-                other => split::merge(&other, &replies, self.protocol),
-            };
-            self.pending.push_front(Pending::Done(merged));
-        } else {
-            self.pending.push_front(Pending::Split(split));
-        }
+        let mut sender = sender_parts!(self);
+        let (entry, done) = match split_progress::advance(&mut sender, &self.info, split) {
+            Ok(merged) => (Pending::Done(merged), true),
+            Err(split) => (Pending::Split(split), false),
+        };
+        self.pending.push_front(entry);
         done
     }
 
@@ -209,10 +139,7 @@ impl Session {
     pub(super) fn settle_front(&mut self, event: FrontEvent) {
         match (event, self.pending.pop_front()) {
             (FrontEvent::Single(result), Some(Pending::Waiting(in_flight))) => {
-                let step = {
-                    let settled = self.sender().settle(in_flight, result);
-                    self.sender().follow(settled)
-                };
+                let step = self.sender().answer(in_flight, result);
                 self.pending.push_front(into_pending(step));
             }
             (FrontEvent::Task(outcome), Some(task @ Pending::Task(_))) => {
@@ -223,10 +150,7 @@ impl Session {
                 if let Step::Waiting(in_flight) =
                     std::mem::replace(&mut split.parts[index], Step::Done(placeholder()))
                 {
-                    split.parts[index] = {
-                        let settled = self.sender().settle(in_flight, result);
-                        self.sender().follow(settled)
-                    };
+                    split.parts[index] = self.sender().answer(in_flight, result);
                 }
                 self.pending.push_front(Pending::Split(split));
             }
