@@ -16,8 +16,8 @@ use crate::cluster::{Slot, hash_slot};
 use crate::command::CommandSpec;
 use crate::command::keys::key_positions;
 use crate::command::policy::SplitKind;
-use crate::protocol::Request;
 use crate::protocol::request::encode_multibulk;
+use crate::protocol::{Request, string2ll};
 
 /// How a request is sent: to one node, or in parts merged into one reply.
 #[derive(Debug, Clone)]
@@ -182,9 +182,9 @@ impl Wait {
         let (timeout, counts) = args[1..].split_last()?;
         let wanted = counts
             .iter()
-            .map(|a| parse_int(a).filter(|n| *n >= 0))
+            .map(|a| string2ll(a).filter(|n| *n >= 0))
             .collect::<Option<Vec<_>>>()?;
-        let timeout_ms = u64::try_from(parse_int(timeout)?).ok()?;
+        let timeout_ms = u64::try_from(string2ll(timeout)?).ok()?;
         Some(Self {
             wanted,
             timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
@@ -206,6 +206,31 @@ impl Wait {
     }
 }
 
-fn parse_int(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(args: &[&'static str]) -> Option<Wait> {
+        Wait::parse(&Request::from_args(args.iter().copied()))
+    }
+
+    #[test]
+    fn wait_arguments_follow_redis_integer_rules_or_go_to_a_node_as_sent() {
+        let parsed = wait(&["WAITAOF", "1", "2", "100"]).expect("valid WAITAOF");
+        assert_eq!(parsed.wanted, vec![1, 2]);
+        assert_eq!(parsed.timeout, Some(Duration::from_millis(100)));
+        assert_eq!(wait(&["WAIT", "1", "0"]).expect("valid WAIT").timeout, None);
+        // What redis' string2ll refuses (a sign, a leading zero, spaces) and negative counts
+        // or timeouts are left to the node, which answers with its own error.
+        for bad in [
+            ["WAIT", "+1", "0"],
+            ["WAIT", "01", "0"],
+            ["WAIT", " 1", "0"],
+            ["WAIT", "-1", "0"],
+            ["WAIT", "1", "-5"],
+            ["WAIT", "1", "x"],
+        ] {
+            assert!(wait(&bad).is_none(), "{bad:?} must go to a node as sent");
+        }
+    }
 }
