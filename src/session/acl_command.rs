@@ -14,7 +14,7 @@ use crate::error::ReplyError;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple,
 };
-use crate::protocol::{Protocol, Request};
+use crate::protocol::{Protocol, Request, string2ll};
 
 /// The refusal for a request that must never reach a node, if this is one: a `CONFIG SET` of a
 /// setting that could lock slotproxy out of its nodes (`requirepass`...), make them write files
@@ -141,10 +141,7 @@ impl AclCommand<'_> {
                     .clear();
                 return reply(|out| write_simple(out, "OK"));
             }
-            3 => match std::str::from_utf8(&args[2])
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
+            3 => match string2ll(&args[2]) {
                 Some(n) => usize::try_from(n).unwrap_or(0),
                 None => return Err(ReplyError::NotInteger),
             },

@@ -34,7 +34,7 @@ use crate::command::policy::{
 };
 use crate::command::{CommandSpec, Resolved};
 use crate::error::ReplyError;
-use crate::protocol::Request;
+use crate::protocol::{Request, string2ll};
 
 impl Session {
     /// Decodes and dispatches buffered requests while the in-flight window allows.
@@ -241,9 +241,8 @@ impl Session {
                 self.by_keys(spec, policy, read_only, request)
             }
             Handling::BySlotArgument => {
-                let slot = std::str::from_utf8(&request.args()[2])
-                    .ok()
-                    .and_then(|s| s.parse::<u16>().ok())
+                let slot = string2ll(&request.args()[2])
+                    .and_then(|s| u16::try_from(s).ok())
                     .filter(|&s| s < crate::cluster::SLOT_COUNT);
                 let target = slot.map_or(Target::AnyPrimary, |s| Target::Slot(Slot(s)));
                 self.dispatch(request, Plan::Single(target));

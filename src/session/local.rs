@@ -56,7 +56,7 @@ use crate::error::ReplyError;
 use crate::protocol::reply::{
     write_array_len, write_bulk, write_integer, write_map_len, write_null, write_simple, write_text,
 };
-use crate::protocol::{Protocol, Request};
+use crate::protocol::{Protocol, Request, string2ll};
 
 /// What the session does after [`LocalCommands::answer`].
 pub(super) enum Next {
@@ -118,10 +118,7 @@ impl LocalCommands<'_> {
                 self.replies.push(Pending::Close(out.freeze()));
                 *self.stop_reading = true;
             }
-            Local::Select => match std::str::from_utf8(&args[1])
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
+            Local::Select => match string2ll(&args[1]) {
                 None => self.replies.error(ReplyError::NotInteger),
                 Some(0) => self.replies.with(|out| write_simple(out, "OK")),
                 Some(_) => self.replies.error(ReplyError::SelectInCluster),
@@ -323,10 +320,7 @@ impl LocalCommands<'_> {
     fn hello(&mut self, args: &[Bytes]) -> Next {
         let mut protocol = *self.protocol;
         if let Some(version) = args.get(1) {
-            match std::str::from_utf8(version)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
+            match string2ll(version) {
                 Some(2) => protocol = Protocol::Resp2,
                 Some(3) => protocol = Protocol::Resp3,
                 Some(_) => return self.refuse(ReplyError::NoProto),

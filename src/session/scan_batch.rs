@@ -16,9 +16,9 @@ use bytes::{Bytes, BytesMut};
 use super::scan::{self, Phase};
 use crate::cluster::{ShardLayout, Slot};
 use crate::error::ReplyError;
-use crate::protocol::Request;
 use crate::protocol::reply::{write_array_len, write_bulk};
 use crate::protocol::view::elements;
+use crate::protocol::{Request, string2ll};
 
 /// `SCAN`'s default `COUNT`.
 const DEFAULT_COUNT: usize = 10;
@@ -102,9 +102,7 @@ fn count(args: &[Bytes]) -> usize {
     let mut options = args.get(2..).unwrap_or_default().chunks_exact(2);
     for pair in options.by_ref() {
         if pair[0].eq_ignore_ascii_case(b"COUNT")
-            && let Some(n) = std::str::from_utf8(&pair[1])
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
+            && let Some(n) = string2ll(&pair[1]).and_then(|v| usize::try_from(v).ok())
         {
             count = n;
         }

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::protocol::reply::{write_array_len, write_integer};
 use crate::protocol::view::elements;
-use crate::protocol::{Reply, Request, View};
+use crate::protocol::{Reply, Request, View, string2ll};
 
 /// `SLOWLOG GET`'s default count.
 const DEFAULT_COUNT: i64 = 10;
@@ -24,7 +24,7 @@ const DEFAULT_COUNT: i64 = 10;
 pub(super) fn get_count(args: &[Bytes]) -> Option<Option<usize>> {
     let count = match args {
         [_, _] => DEFAULT_COUNT,
-        [_, _, count] => std::str::from_utf8(count).ok()?.parse::<i64>().ok()?,
+        [_, _, count] => string2ll(count)?,
         _ => return None,
     };
     match count {

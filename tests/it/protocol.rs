@@ -170,3 +170,44 @@ async fn resp3_replies_any_decoder_might_refuse_pass_through() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_arguments_the_proxy_reads_itself_follow_redis_rules() {
+    // redis reads integer arguments with `string2ll`: no sign, no leading zero, no spaces.
+    // The commands slotproxy answers itself (or routes by a number) must refuse what
+    // redis-server refuses, with the same error, instead of reading "+2" as 2.
+    let cluster = TestCluster::start(3, 1);
+    let standalone = StandaloneRedis::start();
+    let proxy = TestProxy::start(&cluster).await;
+    let mut via_proxy = proxy.raw_client().await;
+    let mut direct = RawClient::connect(standalone.addr.as_str()).await;
+    let commands: &[&[&[u8]]] = &[
+        &[b"SELECT", b"+0"],
+        &[b"SELECT", b"00"],
+        &[b"SELECT", b" 0"],
+        &[b"HELLO", b"+2"],
+        &[b"HELLO", b"02"],
+        &[b"SLOWLOG", b"GET", b"+1"],
+        &[b"SLOWLOG", b"GET", b"01"],
+        &[b"ACL", b"LOG", b"+1"],
+        &[b"WAIT", b"+0", b"0"],
+        &[b"WAIT", b"0", b"+10"],
+        &[b"PING"],
+    ];
+    for args in commands {
+        let proxy_reply = via_proxy.request(args).await;
+        let direct_reply = direct.request(args).await;
+        assert!(
+            args[0] == b"PING" || proxy_reply.starts_with(b"-"),
+            "{} must be refused, got {}",
+            String::from_utf8_lossy(&args.join(&b' ')),
+            String::from_utf8_lossy(&proxy_reply)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&proxy_reply),
+            String::from_utf8_lossy(&direct_reply),
+            "{}",
+            String::from_utf8_lossy(&args.join(&b' '))
+        );
+    }
+}
