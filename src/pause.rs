@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::command::table::Flags;
 use crate::command::{CommandSpec, CommandTable, Resolved};
 use crate::error::ReplyError;
-use crate::protocol::Request;
+use crate::protocol::{Request, string2ll};
 
 /// A pause in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +93,7 @@ impl Pause {
             Some(mode) if mode.eq_ignore_ascii_case(b"all") => false,
             Some(_) => return Err(ReplyError::PauseMode),
         };
-        let timeout = match std::str::from_utf8(&args[2])
-            .ok()
-            .and_then(|t| t.parse::<i64>().ok())
-        {
+        let timeout = match string2ll(&args[2]) {
             Some(ms) if ms < 0 => return Err(ReplyError::TimeoutNegative),
             Some(ms) => Duration::from_millis(ms.unsigned_abs()),
             None => return Err(ReplyError::TimeoutNotInteger),

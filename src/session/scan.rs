@@ -56,7 +56,7 @@ use bytes::{Bytes, BytesMut};
 use crate::cluster::{ShardLayout, Slot};
 use crate::error::ReplyError;
 use crate::protocol::reply::{write_array_len, write_bulk};
-use crate::protocol::{Request, View};
+use crate::protocol::{Request, View, string2ll};
 
 const SLOT_MASK: u64 = (1 << 14) - 1;
 const WALK_BIT: u64 = 1 << 14;
@@ -382,10 +382,7 @@ fn check_options(options: &[Bytes]) -> Result<(), ReplyError> {
             return Err(SYNTAX);
         };
         if option.eq_ignore_ascii_case(b"COUNT") {
-            let count: i64 = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .ok_or(ReplyError::NotInteger)?;
+            let count = string2ll(value).ok_or(ReplyError::NotInteger)?;
             if count < 1 {
                 return Err(SYNTAX);
             }

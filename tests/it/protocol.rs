@@ -192,6 +192,9 @@ async fn integer_arguments_the_proxy_reads_itself_follow_redis_rules() {
         &[b"ACL", b"LOG", b"+1"],
         &[b"WAIT", b"+0", b"0"],
         &[b"WAIT", b"0", b"+10"],
+        &[b"CLIENT", b"PAUSE", b"+0"],
+        &[b"SCAN", b"0", b"COUNT", b"+5"],
+        &[b"SCAN", b"0", b"COUNT", b"05"],
         &[b"PING"],
     ];
     for args in commands {
