@@ -525,6 +525,17 @@ pub enum ReplyError {
 }
 
 impl ReplyError {
+    /// The `-EXECABORT` of an `EXEC` refused with `error` before it ran, worded as redis'
+    /// `rejectCommand` words it: the refusal's text without its `ERR` code (redis formats those
+    /// refusals without one), other codes kept (`NOAUTH`, `NOPERM`).
+    pub fn exec_refused(error: &ReplyError) -> ReplyError {
+        let bytes = error.to_bytes();
+        let text = String::from_utf8_lossy(bytes.strip_suffix(b"\r\n").unwrap_or(&bytes));
+        let text = text.strip_prefix('-').unwrap_or(&text);
+        let reason = text.strip_prefix("ERR ").unwrap_or(text);
+        ReplyError::ExecAbortBecause(reason.to_string())
+    }
+
     /// The RESP bytes of the reply: `-`, the text, CRLF.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::new();

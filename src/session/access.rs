@@ -24,10 +24,10 @@ use crate::error::ReplyError;
 use crate::protocol::Request;
 
 /// What a refused request means for its client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Check {
-    /// Its reply is queued.
-    Refused,
+    /// It is refused with this error (the session queues it, see `Session::reject`).
+    Refused(ReplyError),
     /// The client's user was deleted: the client closes after the replies queued so far.
     Close,
 }
@@ -50,8 +50,8 @@ pub(super) struct AccessControl<'a> {
 
 impl AccessControl<'_> {
     /// What a refusal of the permission check ([`acl::Login::check`]) means for the client:
-    /// queues redis' reply (`-NOAUTH`, `-NOPERM`, or says to close the client of a deleted
-    /// user) and records it in `ACL LOG`. The session runs the check itself and borrows this
+    /// redis' error (`-NOAUTH`, `-NOPERM`), or to close the client of a deleted user; records
+    /// it in `ACL LOG`. The session runs the check itself and borrows this
     /// only for a refusal, so an allowed request builds nothing.
     pub(super) fn refused(
         &mut self,
@@ -66,18 +66,11 @@ impl AccessControl<'_> {
         match refusal {
             Refusal::UserDeleted => {
                 info!(client = self.id, "client's user was deleted; closing");
-                return Check::Close;
+                Check::Close
             }
-            Refusal::NoAuth => {
-                self.transaction.flag_error();
-                self.replies.error(ReplyError::NoAuth);
-            }
-            Refusal::Denied(denied) => {
-                self.transaction.flag_error();
-                self.replies.error(denied.noperm(spec));
-            }
+            Refusal::NoAuth => Check::Refused(ReplyError::NoAuth),
+            Refusal::Denied(denied) => Check::Refused(denied.noperm(spec)),
         }
-        Check::Refused
     }
 
     /// `AUTH [user] password` and `HELLO ... AUTH user password`: on success the client becomes

@@ -143,18 +143,16 @@ impl Session {
             self.profile_stale = true;
         }
         if !spec.arity_ok(request.args().len()) {
-            self.transaction.flag_error();
-            return self.reply_error(ReplyError::WrongArity(spec.name));
+            return self.reject(&policy, ReplyError::WrongArity(spec.name));
         }
         if let Err(refusal) = self.login.check(&self.shared.acl, spec, request.args()) {
             match self.access().refused(spec, &request, refusal) {
-                Check::Refused => return,
+                Check::Refused(error) => return self.reject(&policy, error),
                 Check::Close => return self.close_after_reply(),
             }
         }
         if let Some(refusal) = acl_command::never_forwarded(policy.handling, request.args()) {
-            self.transaction.flag_error();
-            return self.reply_error(refusal);
+            return self.reject(&policy, refusal);
         }
         if policy.handling == Handling::Acl {
             if self.transaction.queuing() {
@@ -197,7 +195,7 @@ impl Session {
             )
         {
             // redis-server's refusal of a command in subscribed mode.
-            return self.reply_error(ReplyError::Subscribed(spec.name));
+            return self.reject(&policy, ReplyError::Subscribed(spec.name));
         }
         // One relaxed load per request; the rest only while some client monitors.
         if self.shared.monitors.active() && !self.monitored(spec, handling, &request) {
@@ -322,6 +320,18 @@ impl Session {
                 Handling::Computed(op) => self.dispatch(request, Plan::Computed(op)),
                 _ => self.reply_error(ReplyError::CrossSlot),
             },
+        }
+    }
+
+    /// Refuses a request before it runs, as redis' `rejectCommand` does: a transaction being
+    /// queued is flagged (its `EXEC` aborts), and a refused `EXEC` ends the transaction with
+    /// `-EXECABORT` and the reason, in `MULTI` or not.
+    fn reject(&mut self, policy: &Policy, error: ReplyError) {
+        self.transaction.flag_error();
+        if policy.handling == Handling::Local(Local::Exec) {
+            self.local_commands().abort_exec(&error);
+        } else {
+            self.reply_error(error);
         }
     }
 

@@ -37,6 +37,15 @@ async fn transactions_reply_like_redis_server() {
         &[b"MULTI"],
         &[b"EXEC"],
         &[b"UNWATCH"],
+        // EXEC refused before it runs (here: its arity) aborts and ends the transaction, as
+        // redis' rejectCommand does, in MULTI or not: PING afterwards is not queued.
+        &[b"EXEC", b"x"],
+        &[b"MULTI"],
+        &[b"INCR", b"{t}a"],
+        &[b"EXEC", b"x"],
+        &[b"PING"],
+        &[b"EXEC"],
+        &[b"GET", b"{t}a"],
     ];
     common::assert_same_replies(&mut via_proxy, &mut direct, commands).await;
     // RESP3 too.

@@ -262,3 +262,18 @@ fn retry_classes_follow_what_was_applied() {
     assert_eq!(ReplyError::Lost(lost).retry(), Retry::OutcomeUnknown);
     assert_eq!(ReplyError::NotReplicated(1).retry(), Retry::OutcomeUnknown);
 }
+
+#[test]
+fn a_refused_exec_aborts_with_the_refusal_as_redis_words_it() {
+    let text = |error: &ReplyError| {
+        String::from_utf8_lossy(&ReplyError::exec_refused(error).to_bytes()).into_owned()
+    };
+    assert_eq!(
+        text(&ReplyError::WrongArity("exec")),
+        "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n"
+    );
+    assert_eq!(
+        text(&ReplyError::NoAuth),
+        "-EXECABORT Transaction discarded because of: NOAUTH Authentication required.\r\n"
+    );
+}
