@@ -43,8 +43,8 @@ pub(super) struct AccessControl<'a> {
     pub(super) info: &'a ClientInfo,
     /// The client's registry entry, for `ACL LOG`'s `client-info`.
     pub(super) seat: &'a Option<Seat>,
-    /// Inside `MULTI`, a refusal flags the transaction (and `ACL LOG` says `multi`).
-    pub(super) transaction: &'a mut Transaction,
+    /// Inside `MULTI`, `ACL LOG` says `multi`.
+    pub(super) transaction: &'a Transaction,
     pub(super) replies: Replies<'a>,
 }
 

@@ -92,16 +92,12 @@ impl Clients<'_> {
     /// Publishes what changed since the last call: the profile, and where the client is
     /// blocked.
     pub(super) fn publish(&mut self) {
-        if !needs_publish(
-            self.seat.as_ref(),
-            self.replies.pending,
-            *self.profile_stale,
-        ) {
-            return;
-        }
         let Some(seat) = &*self.seat else { return };
         let blocked = blocked_on(self.replies.pending);
         let blocked_changed = blocked_moved(seat.blocked_on.as_ref(), blocked);
+        if !*self.profile_stale && !blocked_changed {
+            return;
+        }
         *self.profile_stale = false;
         let blocked = blocked.cloned();
         let shown = &self.shown;

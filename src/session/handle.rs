@@ -207,23 +207,20 @@ impl Session {
         }
         match handling {
             Handling::Local(Local::Watch) => {
-                if let Some(Forward(request, plan)) = self.local_commands().watch(spec, request) {
-                    self.dispatch(request, plan);
-                }
+                let forward = self.local_commands().watch(spec, request);
+                self.forward(forward);
             }
             Handling::Local(Local::Subscribe) => self.pubsub().subscription(spec, &request),
             Handling::Local(Local::Ping) if self.subs.refuse_commands(self.protocol) => {
                 self.pubsub().subscribed_ping(&request)
             }
             Handling::Local(Local::Publish) => {
-                if let Some(Forward(request, plan)) = self.pubsub().publish(spec, request) {
-                    self.dispatch(request, plan);
-                }
+                let forward = self.pubsub().publish(spec, request);
+                self.forward(forward);
             }
             Handling::Local(Local::PubSubCount) => {
-                if let Some(Forward(request, plan)) = self.pubsub().count(request) {
-                    self.dispatch(request, plan);
-                }
+                let forward = self.pubsub().count(request);
+                self.forward(forward);
             }
             Handling::Local(local) => self.local(local, &request),
             Handling::Acl => self.acl_command(spec, &request),
@@ -288,7 +285,7 @@ impl Session {
         };
         match next {
             Next::Done => {}
-            Next::Forward(Forward(request, plan)) => self.dispatch(request, plan),
+            Next::Forward(forward) => self.forward(Some(forward)),
             Next::Hello(protocol, reply) => self.pubsub().switch_protocol(protocol, reply),
             Next::Reset(reply) => {
                 self.client_tracking().stop();
@@ -320,6 +317,13 @@ impl Session {
                 Handling::Computed(op) => self.dispatch(request, Plan::Computed(op)),
                 _ => self.reply_error(ReplyError::CrossSlot),
             },
+        }
+    }
+
+    /// Sends on what a command family handed back ([`Forward`]), if anything.
+    fn forward(&mut self, forward: Option<Forward>) {
+        if let Some(Forward(request, plan)) = forward {
+            self.dispatch(request, plan);
         }
     }
 
@@ -388,7 +392,7 @@ impl Session {
         let answer = command.run(spec, request);
         let deleted = command.deleted;
         match answer {
-            Ok(reply) => self.reply_with(|out| out.extend_from_slice(&reply)),
+            Ok(reply) => self.replies().bytes(&reply),
             Err(error) => self.reply_error(error),
         }
         if !deleted.is_empty() && self.clients().kill_users(&deleted) {
@@ -410,7 +414,7 @@ impl Session {
             login: &mut self.login,
             info: &self.info,
             seat: &self.seat,
-            transaction: &mut self.transaction,
+            transaction: &self.transaction,
             replies: Replies {
                 pending: &mut self.pending,
                 out: &mut self.out,
@@ -520,11 +524,6 @@ impl Session {
             pending: &mut self.pending,
             out: &mut self.out,
         }
-    }
-
-    /// Queues a reply built by `build`, written straight out when nothing is ahead of it.
-    pub(super) fn reply_with(&mut self, build: impl FnOnce(&mut BytesMut)) {
-        self.replies().with(build);
     }
 
     /// Queues an error reply slotproxy makes.

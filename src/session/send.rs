@@ -205,23 +205,18 @@ impl Sender<'_> {
         }
     }
 
-    /// Settles a reply ([`Settler::settle_reply`]); a write that is done counts as written
-    /// now, for read-your-writes, since its reply may come long after it was sent.
-    pub(super) fn settle(&mut self, in_flight: InFlight, result: NodeResult) -> Settled {
+    /// Settles a node's reply to `in_flight` ([`Settler::settle_reply`]) and acts on it: the
+    /// step the request is at now. A write that is done counts as written now, for
+    /// read-your-writes, since its reply may come long after it was sent.
+    pub(super) fn answer(&mut self, in_flight: InFlight, result: NodeResult) -> Step {
         let (target, writes) = (in_flight.sent.target, in_flight.sent.attempt.writes);
-        let step = self.settler().settle_reply(in_flight, result);
+        let settled = self.settler().settle_reply(in_flight, result);
         if writes
-            && matches!(step, Settled::Done(_))
+            && matches!(settled, Settled::Done(_))
             && let Target::Slot(slot) = target
         {
             self.note_write(slot);
         }
-        step
-    }
-
-    /// Settles a node's reply to `in_flight` and acts on it: the step the request is at now.
-    pub(super) fn answer(&mut self, in_flight: InFlight, result: NodeResult) -> Step {
-        let settled = self.settle(in_flight, result);
         self.follow(settled)
     }
 

@@ -19,7 +19,7 @@ use crate::backend::{Node, NodeResult};
 use crate::error::BackendError;
 use crate::error::ReplyError;
 use crate::protocol::reply::null_array;
-use crate::protocol::{Protocol, Redirect, Reply, ReplyKind, Request};
+use crate::protocol::{Protocol, Redirect, RedirectKind, Reply, ReplyKind, Request};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -76,28 +76,22 @@ impl Settler<'_> {
                     };
                     Settled::Done(Reply::local(error.to_bytes()))
                 }
-                ReplyKind::Moved(redirect) => {
-                    // The map is stale: refresh it, and serve this request from the named node now.
-                    self.shared.topology.request_refresh();
-                    self.shared.metrics.redirects_moved.inc();
+                ReplyKind::Moved(redirect) | ReplyKind::Ask(redirect) => {
+                    let asking = redirect.kind == RedirectKind::Ask;
+                    if asking {
+                        // A one-off: the slot is migrating. The map stays as it is.
+                        self.shared.metrics.redirects_ask.inc();
+                    } else {
+                        // The map is stale: refresh it, and serve this request from the named
+                        // node now.
+                        self.shared.topology.request_refresh();
+                        self.shared.metrics.redirects_moved.inc();
+                    }
                     attempt.redirects += 1;
                     Settled::Redirect(Routed {
                         node: self.redirect_node(&node, redirect),
                         replica_read: false,
-                        asking: false,
-                        request,
-                        target,
-                        attempt,
-                    })
-                }
-                ReplyKind::Ask(redirect) => {
-                    // A one-off: the slot is migrating. The map stays as it is.
-                    self.shared.metrics.redirects_ask.inc();
-                    attempt.redirects += 1;
-                    Settled::Redirect(Routed {
-                        node: self.redirect_node(&node, redirect),
-                        replica_read: false,
-                        asking: true,
+                        asking,
                         request,
                         target,
                         attempt,

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -78,7 +78,7 @@ impl ClientTracking<'_> {
         if existing.len() + new_prefixes.len() < OFFLOAD_PREFIXES {
             let prefixes = merge_prefixes(existing, &new_prefixes, bcast);
             return match self.turn_on(prefixes, on) {
-                Pending::Done(reply) => self.replies.with(|out| out.put_slice(&reply)),
+                Pending::Done(reply) => self.replies.bytes(&reply),
                 wait => {
                     self.order.hold_next();
                     self.replies.push(wait);
@@ -189,7 +189,7 @@ impl ClientTracking<'_> {
         let (tracking, protocol) = (self.tracking.as_ref(), self.protocol);
         let mut reply = BytesMut::new();
         tracking_state::write_info(tracking, protocol, &mut reply);
-        self.replies.with(|out| out.put_slice(&reply));
+        self.replies.bytes(&reply);
     }
 
     /// Before a command runs: remember the keys it reads, or note its writes (NOLOOP), as
@@ -290,6 +290,6 @@ impl ClientTracking<'_> {
     }
 
     fn reply_ok(&mut self) {
-        self.replies.with(|out| out.put_slice(b"+OK\r\n"));
+        self.replies.bytes(b"+OK\r\n");
     }
 }

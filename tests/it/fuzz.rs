@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::mutate::{Rng, mutate};
-use crate::common::{Load, TestCluster, TestProxy, all_errors};
+use crate::common::{self, Load, TestCluster, TestProxy, all_errors};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -158,10 +158,8 @@ async fn census(proxy: &TestProxy) -> (u64, u64) {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let clients = info
-        .lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|v| v.trim().parse().ok())
+    let clients = common::info_field(&info, "connected_clients")
+        .and_then(|v| v.parse().ok())
         .expect("INFO clients gives connected_clients");
     let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
     (clients, keys)

@@ -2,6 +2,7 @@
 //! and refuses a seed that turns out to be slotproxy itself.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -18,6 +19,14 @@ fn spawn(listen: SocketAddr, seed: &str, log: &std::path::Path) -> Running {
         .spawn()
         .unwrap();
     Running(child)
+}
+
+/// A temp dir holding the log file's path, and a free address to listen on.
+fn scratch() -> (tempfile::TempDir, PathBuf, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("slotproxy.log");
+    let listen = SocketAddr::from(([127, 0, 0, 1], common::free_port(false)));
+    (dir, log, listen)
 }
 
 fn log_has(log: &std::path::Path, needle: &str) -> bool {
@@ -43,11 +52,7 @@ fn terminate(mut child: Running, log: &std::path::Path) {
 
 #[test]
 fn sigterm_before_the_cluster_answers_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("slotproxy.log");
-    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port(false))
-        .parse()
-        .unwrap();
+    let (_dir, log, listen) = scratch();
     // Nothing listens on the seed's port: the cluster never answers.
     let dead = format!("127.0.0.1:{}", common::free_port(false));
     let child = spawn(listen, &dead, &log);
@@ -80,11 +85,7 @@ fn forward(listener: TcpListener, to: SocketAddr) {
 
 #[test]
 fn a_seed_that_is_slotproxy_itself_is_refused_by_its_run_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("slotproxy.log");
-    let listen: SocketAddr = format!("127.0.0.1:{}", common::free_port(false))
-        .parse()
-        .unwrap();
+    let (_dir, log, listen) = scratch();
     // The seed is another address that leads back to slotproxy: the listen-address check
     // can't tell, the run id in its answer does.
     let forwarder = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -36,7 +36,7 @@ pub use exercise::{exercise_connections, wait_health_checks_reach_every_node};
 pub use http::{get as http_get, http, metric};
 pub use load::{Load, Seen, all_errors, check_acked, error_window, is_primary};
 pub use process::{NodeAuth, StandaloneRedis, TestCa};
-pub(crate) use process::{connect as process_connect, free_port};
+pub(crate) use process::{connect as process_connect, free_port, info_field};
 pub use proxy::TestProxy;
 pub use raw::{RawClient, assert_same_replies, encode_command, resp_frame_len, split_aggregate};
 pub use tls_client::{ClientTls, redis_cli_tls};
