@@ -24,10 +24,11 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 declare -A port pid
-base=$((30000 + RANDOM % 2000))
 for name in A B; do
-    bin=$2 port[$name]=$base
-    [[ $name == B ]] && bin=$3 port[$name]=$((base + 2000))
+    bin=$2
+    [[ $name == B ]] && bin=$3
+    # A port the kernel picks: a random one can be a node's cluster bus port (+10000).
+    port[$name]=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     SLOTPROXY_ADMIN_LISTEN="" SLOTPROXY_LOG=warn \
         "$bin" --cluster "$seed" --listen "127.0.0.1:${port[$name]}" >"$work/$name.log" 2>&1 &
     pid[$name]=$!
