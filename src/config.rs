@@ -119,6 +119,10 @@ pub struct BackendConfig {
     /// Shared, pipelined connections per node, per worker thread and protocol version; the
     /// worker's clients are spread over them. One fills each write to the node best.
     pub connections_per_node: usize,
+    /// Requests waiting for one node connection to take them; past it a request is not queued
+    /// but retried with backoff, then answered `TRYAGAIN` (a node that reads slower than
+    /// clients send slows its own clients, and the proxy's memory stays bounded).
+    pub max_queued_requests: usize,
     /// Time allowed for TCP connect plus the connection's handshake.
     pub connect_timeout_ms: u64,
     /// A request unanswered for this long fails its connection (all of its in-flight requests).
@@ -308,6 +312,7 @@ impl Default for BackendConfig {
     fn default() -> Self {
         Self {
             connections_per_node: 1,
+            max_queued_requests: 65_536,
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             reconnect_backoff_min_ms: 50,
@@ -434,6 +439,10 @@ impl Config {
             (
                 "backend.connections_per_node",
                 self.backend.connections_per_node as u64,
+            ),
+            (
+                "backend.max_queued_requests",
+                self.backend.max_queued_requests as u64,
             ),
             (
                 "backend.connect_timeout_ms",

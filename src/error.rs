@@ -67,6 +67,15 @@ pub enum BackendError {
         /// disabled.`
         reason: String,
     },
+    /// The connection's queue was full (`backend.max_queued_requests`): the node reads slower
+    /// than clients send. Nothing was sent; retrying later is safe.
+    #[error("node {node} has {queued} requests queued in slotproxy, its limit")]
+    Busy {
+        /// The node's `host:port`.
+        node: String,
+        /// The limit the queue was at.
+        queued: usize,
+    },
     /// The node did not answer within the request timeout; the connection was closed.
     #[error("node {node} did not reply within {timeout_ms} ms")]
     Timeout {
@@ -80,7 +89,10 @@ pub enum BackendError {
 impl BackendError {
     /// True when the node certainly never saw the request, so sending it again can't apply it twice.
     pub fn is_retry_safe(&self) -> bool {
-        matches!(self, BackendError::NotSent { .. })
+        matches!(
+            self,
+            BackendError::NotSent { .. } | BackendError::Busy { .. }
+        )
     }
 }
 

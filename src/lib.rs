@@ -55,12 +55,14 @@
 //!    `session/pick.rs`, `backend/pool.rs`). `dispatch` (in `settle.rs`) has `dispatch.rs`'s
 //!    `Starter` start the request (or its parts) under the map the order check read (passed down as `&SlotMap`, so a refresh can't slip in); `send.rs` picks
 //!    the shard's node (the primary, or a replica the read policy and its health allow) and
-//!    queues an [`backend::Outgoing`] on the session's lane of that node's shared connections
-//!    on its worker, or on its own dedicated connection (blocking commands, WATCH). A primary
+//!    queues an [`backend::Outgoing`] on the session's [`backend::Lane`] of that node's shared
+//!    connections on its worker, or on its own dedicated connection (blocking commands, WATCH).
+//!    A full lane (`backend.max_queued_requests`) refuses it: it backs off. A primary
 //!    failing its health checks is not sent anything: the request backs off. What was sent is
 //!    recorded as an `InFlight` (`session/attempt.rs`).
-//! 7. **Node connection** (`backend/connection.rs`, `backend/ack.rs`). The connection task
-//!    writes every queued request in one write (large values from the client's own bytes),
+//! 7. **Node connection** (`backend/connection.rs`, `backend/outbox.rs`, `backend/ack.rs`).
+//!    The connection task writes every queued request as one batch (large values from the
+//!    client's own bytes), reading replies while the node takes it,
 //!    matches replies to requests in FIFO order and hands each back through its oneshot. With
 //!    `ack = replicated`, write replies wait for a `WAIT` after their batch. A node answering
 //!    `-BUSY` (a long script) is alive: its requests get that `-BUSY`, and `SCRIPT KILL` never

@@ -1,13 +1,15 @@
 //! One shared, pipelined connection to one node, owned by one task.
 //!
-//! Sessions hand the task `Job`s through an unbounded channel (its depth is bounded by every
-//! session's `max_in_flight`). The task connects lazily on the first job, writes every queued job
-//! in one `write` (many clients' requests leave together), and matches replies to jobs in FIFO
-//! order. When the socket dies, only the jobs already written fail (`Lost`/`Timeout`); a batch
-//! whose write failed before the socket took any of its bytes fails as `NotSent`, and jobs still
-//! queued go out on the next connection. While a node can't be reached, jobs fail at once with
-//! `NotSent` (safe to retry elsewhere) until the reconnect backoff has passed; a connection that
-//! failed is also followed by the shortest backoff before the next connect.
+//! Sessions hand the task `Job`s through its [`Lane`](super::Lane), a queue with a bound. The
+//! task connects lazily on the first job, writes every queued job as one batch (many clients'
+//! requests leave together; `outbox.rs`), and matches replies to jobs in FIFO order. It takes
+//! the next batch only once the node has taken the last, and reads replies and watches the
+//! request timeout while a batch is still being written. When the socket dies, only the jobs
+//! already written fail (`Lost`/`Timeout`); a batch the socket took none of fails as `NotSent`
+//! (whatever ended the connection), and jobs still queued go out on the next connection. While a
+//! node can't be reached, jobs fail at once with `NotSent` (safe to retry elsewhere) until the
+//! reconnect backoff has passed; a connection that failed is also followed by the shortest
+//! backoff before the next connect.
 //!
 //! A dedicated connection (`Use::Dedicated`) serves one session, for commands that block the
 //! connection (BLPOP...): it has no request timeout, and it closes as soon as its session drops
@@ -15,20 +17,23 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc, oneshot};
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
 use super::ReplyBudget;
 use super::ack::{Hold, Replication};
+use super::lane::Queue;
 use super::node_health::NodeHealth;
+use super::outbox::Outbox;
 use super::setup::{self, FailureLog, Handshake};
 use super::stats::NodeStats;
-use super::stream::{NodeStream, NodeWriter};
+use super::stream::NodeStream;
 use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::{Decoded, Protocol, Reply, ReplyDecoder, ReplyKind};
@@ -97,8 +102,6 @@ const PROTOCOL_ERROR: &[u8] = b"ERR Protocol error";
 
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_BATCH: usize = 512;
-/// Payloads this large are written as they are instead of being copied into the batch buffer.
-const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 
 /// Whom a connection serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,12 +147,7 @@ pub(crate) struct Shape {
 }
 
 /// Runs one connection until every `Job` sender is dropped.
-pub(crate) async fn run(
-    node: Endpoint,
-    shape: Shape,
-    config: BackendConfig,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-) {
+pub(crate) async fn run(node: Endpoint, shape: Shape, config: BackendConfig, mut jobs: Queue) {
     let Endpoint {
         addr,
         failed,
@@ -226,9 +224,9 @@ pub(crate) async fn run(
 }
 
 /// Fails `first` and every job queued behind it with `error` (never sent).
-fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, error: &BackendError) {
+fn fail_queued(first: Job, jobs: &mut Queue, error: &BackendError) {
     let _ = first.reply.send(Err(error.clone()));
-    while let Ok(job) = jobs.try_recv() {
+    while let Some(job) = jobs.try_recv() {
         let _ = job.reply.send(Err(error.clone()));
     }
 }
@@ -237,7 +235,7 @@ fn fail_queued(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, error: &Back
 async fn serve(
     stream: NodeStream,
     first: Job,
-    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    jobs: &mut Queue,
     (node, shape): (&Endpoint, Shape),
     config: &BackendConfig,
 ) -> End {
@@ -257,9 +255,9 @@ async fn serve(
     let timeout = config.request_timeout();
     let mut in_flight: VecDeque<Written> = VecDeque::new();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
-    // The batch's bytes in order when it holds a large payload: buffered runs and payloads.
-    let mut direct: Vec<Bytes> = Vec::new();
+    let mut outbox = Outbox::with_capacity(READ_CHUNK);
+    // Where the batch being written starts in `in_flight`.
+    let mut batch_start = 0;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut senders_gone = false;
     let mut ack = Replication::new(config, usage, replica_read);
@@ -271,13 +269,15 @@ async fn serve(
     // Bytes the partial reply in `rbuf` still needs at least (from the last scan).
     let mut missing = 0;
     let failure = loop {
-        if !batch.is_empty() {
+        // A new batch is only made once the last one is written (jobs wait in the queue
+        // meanwhile: see the `recv_many` branch).
+        if !batch.is_empty() && !outbox.is_writing() {
             let now = Instant::now();
             let mut writes = false;
             // A primary without a replica can't confirm anything: its writes are answered
             // NOREPLICAS at once instead of holding the connection in a WAIT that must time out.
             let replicated = health.replicas() > 0;
-            let batch_start = in_flight.len();
+            batch_start = in_flight.len();
             // Behind a script that keeps the node busy, a request would wait until the script
             // ends; the node's other connections answer `-BUSY` at once, and so does this one.
             let stuck = in_flight
@@ -296,15 +296,9 @@ async fn serve(
                     continue;
                 }
                 if job.request.asking {
-                    wbuf.put_slice(ASKING);
+                    outbox.put(ASKING);
                 }
-                if job.request.payload.len() >= DIRECT_WRITE_BYTES {
-                    // A large value is written from the client's read buffer, never copied.
-                    direct.push(wbuf.split().freeze());
-                    direct.push(job.request.payload);
-                } else {
-                    wbuf.put_slice(&job.request.payload);
-                }
+                outbox.put_payload(job.request.payload);
                 let hold = ack.hold(job.request.write, replicated);
                 writes |= hold == Hold::UntilWait;
                 in_flight.push_back(Written {
@@ -319,7 +313,7 @@ async fn serve(
             }
             if let (true, Some(command)) = (writes, ack.wait_command()) {
                 // One WAIT per batch, not per write: it covers every write before it.
-                wbuf.put_slice(command);
+                outbox.put(command);
                 in_flight.push_back(Written {
                     reply: None,
                     budget: None,
@@ -331,23 +325,13 @@ async fn serve(
                 });
             }
             stats.sent(in_flight.len() - batch_start);
-            if !direct.is_empty() {
-                direct.push(wbuf.split().freeze());
-            }
-            if !wbuf.is_empty() || !direct.is_empty() {
-                let written = if direct.is_empty() {
-                    write_batch(&mut writer, &wbuf).await
-                } else {
-                    write_segments(&mut writer, &mut direct).await
-                };
-                match written {
-                    Ok(()) => wbuf.clear(),
-                    // Not one byte of this batch left: the node can't have seen it. (A connect
-                    // can succeed into the backlog of a node that is being killed, and the
-                    // first write then meets the reset.)
-                    Err((0, e)) => break Failure::Unsent(batch_start, format!("write: {e}")),
-                    Err((_, e)) => break Failure::lost(format!("write: {e}")),
-                }
+            // Most batches are written whole right here; the rest is written by the select
+            // below as the socket takes it.
+            if outbox.seal()
+                && let Poll::Ready(Err(failed)) =
+                    std::future::poll_fn(|cx| Poll::Ready(outbox.poll_write(cx, &mut writer))).await
+            {
+                break write_failure(failed, batch_start);
             }
         }
         // A dedicated connection whose session let go closes as soon as nobody waits for its
@@ -371,6 +355,13 @@ async fn serve(
         }
         tokio::select! {
             biased;
+            written = std::future::poll_fn(|cx| outbox.poll_write(cx, &mut writer)),
+                if outbox.is_writing() =>
+            {
+                if let Err(failed) = written {
+                    break write_failure(failed, batch_start);
+                }
+            },
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) => break Failure::lost("closed by the node".into()),
                 Ok(_) => {
@@ -389,7 +380,9 @@ async fn serve(
                 }
                 Err(e) => break Failure::lost(format!("read: {e}")),
             },
-            n = jobs.recv_many(&mut batch, MAX_BATCH), if !senders_gone => {
+            // Not while a batch is being written: jobs wait in the queue (up to its bound) until
+            // the node has taken the last batch.
+            n = jobs.recv_many(&mut batch, MAX_BATCH), if !senders_gone && !outbox.is_writing() => {
                 if n == 0 {
                     senders_gone = true;
                 } else if !in_flight.is_empty() {
@@ -400,8 +393,8 @@ async fn serve(
                     tokio::task::yield_now().await;
                     while batch.len() < MAX_BATCH {
                         match jobs.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
+                            Some(job) => batch.push(job),
+                            None => break,
                         }
                     }
                 }
@@ -427,36 +420,43 @@ async fn serve(
     };
 
     stats.in_flight_moved(reported_in_flight, 0);
-    let error = match failure {
-        Failure::Unsent(batch_start, reason) => {
+    // A batch the socket took none of was never seen by the node, whatever ended the connection
+    // (a node that stopped reading times out with a batch still waiting to be written).
+    let unsent_from = match &failure {
+        Failure::Unsent(from, _) => Some(*from),
+        _ if outbox.is_writing() && outbox.taken() == 0 => Some(batch_start),
+        _ => None,
+    };
+    let (error, unsent_reason) = match failure {
+        Failure::Unsent(_, reason) | Failure::Lost(reason) => {
             info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");
-            let unsent = BackendError::NotSent {
+            let error = BackendError::Lost {
                 node: addr.to_string(),
                 reason: reason.clone(),
             };
-            for reply in in_flight.drain(batch_start..).filter_map(|job| job.reply) {
-                let _ = reply.send(Err(unsent.clone()));
-            }
-            BackendError::Lost {
-                node: addr.to_string(),
-                reason,
-            }
-        }
-        Failure::Lost(reason) => {
-            info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");
-            BackendError::Lost {
-                node: addr.to_string(),
-                reason,
-            }
+            (error, reason)
         }
         Failure::Timeout => {
             warn!(node = %addr, in_flight = in_flight.len(), "node did not reply in time; closing its connection");
-            BackendError::Timeout {
+            let error = BackendError::Timeout {
                 node: addr.to_string(),
                 timeout_ms: timeout.as_millis() as u64,
-            }
+            };
+            (
+                error,
+                "the connection timed out before the request was written".into(),
+            )
         }
     };
+    if let Some(from) = unsent_from {
+        let unsent = BackendError::NotSent {
+            node: addr.to_string(),
+            reason: unsent_reason,
+        };
+        for reply in in_flight.drain(from..).filter_map(|job| job.reply) {
+            let _ = reply.send(Err(unsent.clone()));
+        }
+    }
     for reply in in_flight.drain(..).filter_map(|job| job.reply) {
         let _ = reply.send(Err(error.clone()));
     }
@@ -483,34 +483,15 @@ impl Failure {
     }
 }
 
-/// Writes `segments` in order (and empties it); on failure, how many bytes were taken before
-/// it, and the error.
-async fn write_segments(
-    writer: &mut NodeWriter,
-    segments: &mut Vec<Bytes>,
-) -> Result<(), (usize, std::io::Error)> {
-    let mut before = 0;
-    for segment in segments.drain(..) {
-        write_batch(writer, &segment)
-            .await
-            .map_err(|(written, e)| (before + written, e))?;
-        before += segment.len();
+/// Why a batch's write failed: never sent if the socket took none of its bytes (a connect can
+/// succeed into the backlog of a node that is being killed, and the first write then meets the
+/// reset), otherwise lost.
+fn write_failure((taken, e): (usize, std::io::Error), batch_start: usize) -> Failure {
+    if taken == 0 {
+        Failure::Unsent(batch_start, format!("write: {e}"))
+    } else {
+        Failure::lost(format!("write: {e}"))
     }
-    Ok(())
-}
-
-/// Writes all of `buf`; on failure, how many bytes were taken before it, and the error.
-async fn write_batch(writer: &mut NodeWriter, buf: &[u8]) -> Result<(), (usize, std::io::Error)> {
-    let mut written = 0;
-    while written < buf.len() {
-        match writer.write(&buf[written..]).await {
-            Ok(0) => return Err((written, std::io::ErrorKind::WriteZero.into())),
-            Ok(n) => written += n,
-            Err(e) => return Err((written, e)),
-        }
-    }
-    // Sends what TLS still buffers; nothing to do on plain TCP.
-    writer.flush().await.map_err(|e| (written, e))
 }
 
 /// Hands every complete reply in `rbuf` to the oldest job waiting for one; returns how many

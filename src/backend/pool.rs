@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 use tracing::info;
 
-use super::connection::{self, Endpoint, Job, NodeResult, Outgoing, Shape, Use};
+use super::connection::{self, Endpoint, NodeResult, Outgoing, Shape, Use};
+use super::lane::{self, Lane};
 use super::node_health::NodeHealth;
 use super::setup::FailureLog;
 use super::stats::{NodeStats, NodeStatsSnapshot};
@@ -20,37 +21,11 @@ use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::protocol::Protocol;
 
-/// The job queue of one connection task.
-#[derive(Debug, Clone)]
-pub struct Lane {
-    addr: Arc<str>,
-    jobs: mpsc::UnboundedSender<Job>,
-}
-
-impl Lane {
-    /// A connection task on `runtime`.
-    fn spawn(node: &Endpoint, shape: Shape, config: &BackendConfig, runtime: &Handle) -> Self {
-        let (jobs, rx) = mpsc::unbounded_channel();
-        runtime.spawn(connection::run(node.clone(), shape, config.clone(), rx));
-        Self {
-            addr: node.addr.clone(),
-            jobs,
-        }
-    }
-
-    /// Queues `request` and returns where its reply will come.
-    pub fn send(&self, request: Outgoing) -> oneshot::Receiver<NodeResult> {
-        let (tx, rx) = oneshot::channel();
-        let job = Job { request, reply: tx };
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
-            // The connection task is gone (runtime shutting down): answer rather than hang.
-            let _ = job.reply.send(Err(BackendError::NotSent {
-                node: self.addr.to_string(),
-                reason: "connection task stopped".into(),
-            }));
-        }
-        rx
-    }
+/// A connection task on `runtime`, and the lane that feeds it.
+fn spawn_lane(node: &Endpoint, shape: Shape, config: &BackendConfig, runtime: &Handle) -> Lane {
+    let (lane, queue) = lane::lane(node.addr.clone(), config.max_queued_requests);
+    runtime.spawn(connection::run(node.clone(), shape, config.clone(), queue));
+    lane
 }
 
 /// One node: its address and its shared connections, per protocol version.
@@ -99,7 +74,7 @@ impl Node {
                             replica_read,
                         };
                         (0..config.connections_per_node)
-                            .map(|_| Lane::spawn(&endpoint, shape, config, runtime))
+                            .map(|_| spawn_lane(&endpoint, shape, config, runtime))
                             .collect()
                     })
                 })
@@ -163,7 +138,7 @@ impl Node {
             usage: Use::Dedicated,
             replica_read: false,
         };
-        Lane::spawn(&self.endpoint, shape, &self.config, &Handle::current())
+        spawn_lane(&self.endpoint, shape, &self.config, &Handle::current())
     }
 
     /// Sends one request and waits for its reply.

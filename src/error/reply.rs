@@ -409,6 +409,9 @@ pub enum ReplyError {
     /// A node could not be reached, or a read's connection was lost (a read is safe to repeat).
     #[error("CLUSTERDOWN {0}")]
     NodeUnreachable(BackendError),
+    /// A node's connection queue stayed full until the retry deadline (`BackendError::Busy`).
+    #[error("TRYAGAIN {0} (backend.max_queued_requests): it reads slower than clients send")]
+    NodeBusy(BackendError),
     /// The connection to a node stopped (its address).
     #[error("CLUSTERDOWN connection to node {0} stopped")]
     NodeStopped(String),
@@ -583,6 +586,7 @@ impl ReplyError {
             | PrimaryDown(_)
             | NoReplicaToRead { .. }
             | NodeUnreachable(_)
+            | NodeBusy(_)
             | NodeStopped(_)
             | WatchedSlotMoving
             | TooManyRedirects { .. }

@@ -129,6 +129,11 @@ impl Settler<'_> {
             Err(e @ BackendError::Auth { .. }) => {
                 Settled::Done(Reply::local(ReplyError::NodeAuth(e).to_bytes()))
             }
+            // Not sent: the node is up but behind. The map is fine; try again a little later.
+            Err(e @ BackendError::Busy { .. }) => {
+                let error = ReplyError::NodeBusy(e).to_bytes();
+                self.backoff(request, target, attempt, error)
+            }
             Err(e) if e.is_retry_safe() => {
                 self.shared.topology.request_refresh();
                 let error = ReplyError::NodeUnreachable(e).to_bytes();

@@ -220,6 +220,113 @@ async fn stalled_node_gets_a_timeout_error_not_a_hang() {
     assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
 }
 
+/// A node that stops reading: the proxy's write to it can't finish (the socket buffers are
+/// full), and the request timeout must still fail the connection, with a reply for every
+/// request on it, instead of waiting for the write forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_that_stops_reading_mid_write_gets_a_timeout_error_not_a_hang() {
+    let node = fake_node().await;
+    let proxy = start_proxy(vec![node.clone()], |c| {
+        c.backend.request_timeout_ms = 300;
+        c.session.retry_deadline_ms = 500;
+    })
+    .await;
+    let mut raw = RawClient::connect(proxy).await;
+    assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+
+    // The node stops reading at `GET stall`; 64 MB behind it are more than loopback buffers.
+    let big = vec![b'x'; 64 << 20];
+    let mut pipeline = encode_command(&[b"GET", b"stall"]);
+    pipeline.extend(encode_command(&[b"SET", b"big", &big]));
+    let started = Instant::now();
+    raw.send(&pipeline).await;
+    // `read_reply` fails the test if no reply comes within 5 s.
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        replies.push(String::from_utf8(raw.read_reply().await).unwrap());
+    }
+    let waited = started.elapsed();
+    assert!(
+        replies[0].starts_with("-CLUSTERDOWN")
+            && replies[0].contains("did not reply within 300 ms"),
+        "{replies:?}"
+    );
+    assert!(
+        replies[1].contains(&format!("node {node} did not reply within 300 ms"))
+            && replies[1].contains("may or may not have been applied"),
+        "{replies:?}"
+    );
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
+    assert_eq!(raw.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+}
+
+/// While a node takes no more bytes, its connection's queue fills up to
+/// `backend.max_queued_requests`: a request past it is not queued but retried with backoff, and
+/// answered `TRYAGAIN` at the retry deadline if the queue is still full; the queued ones go out
+/// once the connection is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_queue_answers_tryagain_and_keeps_its_queued_requests() {
+    let node = fake_node().await;
+    let proxy = start_proxy(vec![node.clone()], |c| {
+        c.worker_threads = 1; // every client shares one connection to the node
+        c.backend.max_queued_requests = 4;
+        c.backend.request_timeout_ms = 3_000;
+        c.session.retry_deadline_ms = 300;
+    })
+    .await;
+    let mut stalls = RawClient::connect(proxy).await;
+    let mut writes = RawClient::connect(proxy).await;
+    let mut queued = RawClient::connect(proxy).await;
+    let mut late = RawClient::connect(proxy).await;
+    assert_eq!(late.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+
+    // The node stops reading at the first client's request (a write: not sent again); the
+    // second's 48 MB (more than loopback buffers) can't all be written, so the connection takes
+    // no more jobs.
+    let stalled_at = Instant::now();
+    stalls
+        .send(&encode_command(&[b"SET", b"stall", b"v"]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writes
+        .send(&encode_command(&[b"SET", b"big", &vec![b'x'; 48 << 20]]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+
+    // Four requests fill the queue; the next one is refused by it until the retry deadline.
+    queued
+        .send(&encode_command(&[b"GET", b"ok"]).repeat(4))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let busy = String::from_utf8(late.request(&[b"GET", b"ok"]).await).unwrap();
+    assert_eq!(
+        busy,
+        format!(
+            "-TRYAGAIN node {node} has 4 requests queued in slotproxy, its limit \
+             (backend.max_queued_requests): it reads slower than clients send\r\n"
+        )
+    );
+    assert!(
+        stalled_at.elapsed() < Duration::from_millis(2_500),
+        "before the stall ends"
+    );
+
+    // At the request timeout the connection is replaced: the queued requests go out on the
+    // new one, and the two writes in flight get the timeout's error.
+    for _ in 0..4 {
+        assert_eq!(queued.read_reply().await, b"$2\r\nok\r\n");
+    }
+    for client in [&mut stalls, &mut writes] {
+        let unknown = String::from_utf8(client.read_reply().await).unwrap();
+        assert!(
+            unknown.contains("did not reply within 3000 ms")
+                && unknown.contains("may or may not have been applied"),
+            "{unknown:?}"
+        );
+    }
+    assert_eq!(late.request(&[b"GET", b"ok"]).await, b"$2\r\nok\r\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_list_with_dead_seeds_still_discovers_the_cluster() {
     let cluster = TestCluster::start(3, 1);

@@ -119,6 +119,10 @@ fn every_variant() -> Vec<ReplyError> {
             why: "x".into(),
         },
         NodeUnreachable(lost.clone()),
+        NodeBusy(BackendError::Busy {
+            node: "127.0.0.1:7000".into(),
+            queued: 3,
+        }),
         NodeStopped("127.0.0.1:7000".into()),
         WatchedSlotMoving,
         TooManyRedirects {
