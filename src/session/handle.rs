@@ -41,7 +41,7 @@ impl Session {
     pub(super) fn parse_requests(&mut self, inbuf: &mut BytesMut) {
         while !self.stop_reading && self.window.allows(self.pending.len()) {
             let next = match self.held.take() {
-                Some(request) => Ok(Some(request)),
+                Some(request) => Ok(Some(*request)),
                 None => self.decoder.decode(inbuf),
             };
             match next {
@@ -52,7 +52,7 @@ impl Session {
                         &self.transaction.queued,
                     ) =>
                 {
-                    self.held = Some(request);
+                    self.held = Some(Box::new(request));
                     return;
                 }
                 Ok(Some(request)) => {
@@ -480,7 +480,7 @@ impl Session {
                 info: &self.info,
                 subs: &self.subs,
                 transaction: &self.transaction,
-                tracking: self.tracking.as_ref(),
+                tracking: self.tracking.as_deref(),
                 monitoring: self.monitor.is_some(),
                 read_only: self.read_mode_chosen
                     && self.read_policy != crate::config::ReadPolicy::Primary,

@@ -60,6 +60,7 @@ mod writes;
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -72,7 +73,7 @@ use crate::inbox::Inbox;
 use crate::protocol::{Protocol, RequestDecoder};
 use crate::server::ClientStream;
 use crate::server::client_stream::ClientWriter;
-use events::{Event, next_invalidation, next_monitor_line, pause_ends};
+use events::{Event, PauseWait, RetryTimer, next_invalidation, next_monitor_line};
 use read_buffer::{MIN_READ_CHUNK, ReadBuffer};
 
 pub use scripts::ScriptCache;
@@ -124,7 +125,7 @@ pub struct Session {
     /// Nodes this session has written to, for `WAIT`.
     written: writes::Written,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
-    tracking: Option<tracking_state::Tracking>,
+    tracking: Option<Box<tracking_state::Tracking>>,
     /// `MONITOR` lines of every client's commands, once this client asked (and the config
     /// allows it).
     monitor: Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>,
@@ -160,9 +161,13 @@ pub struct Session {
     reply_mode: reply_mode::ReplyMode,
     /// A request read while `CLIENT PAUSE` holds it: it runs (and then what follows it) once
     /// the pause ends.
-    held: Option<crate::protocol::Request>,
+    held: Option<Box<crate::protocol::Request>>,
     /// Sees `CLIENT PAUSE`/`UNPAUSE` from any client, to wake a held request.
     pause: tokio::sync::watch::Receiver<Option<crate::pause::Paused>>,
+    /// The wait of the request `held` by a pause, while there is one.
+    pause_wait: PauseWait,
+    /// The front entry's retry timer, once a request has backed off.
+    retry_timer: RetryTimer,
 }
 
 impl Session {
@@ -227,6 +232,8 @@ impl Session {
             reply_mode: reply_mode::ReplyMode::default(),
             held: None,
             pause,
+            pause_wait: PauseWait::default(),
+            retry_timer: RetryTimer::default(),
         }
     }
 
@@ -358,9 +365,12 @@ impl Session {
                 result = queue::front_reply(&mut self.pending), if front.reply => {
                     Event::Reply(result)
                 }
-                _ = tokio::time::sleep_until(front.retry_at.unwrap_or_else(Instant::now)),
-                    if front.retry_at.is_some() => Event::Timer,
-                () = pause_ends(&mut self.pause), if self.held.is_some() => Event::Timer,
+                () = poll_fn(|cx| match front.retry_at {
+                    Some(at) => self.retry_timer.poll_until(at, cx),
+                    None => Poll::Pending,
+                }), if front.retry_at.is_some() => Event::Timer,
+                () = poll_fn(|cx| self.pause_wait.poll_end(&self.pause, cx)),
+                    if self.held.is_some() => Event::Timer,
                 _ = self.inbox.changed(), if self.hub_member => Event::Inbox,
                 Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
                     Event::Invalidation(push)

@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 
 /// Read buffer offered to a new client; it doubles for clients whose reads fill it.
-pub(super) const MIN_READ_CHUNK: usize = 1024;
+pub(super) const MIN_READ_CHUNK: usize = 512;
 /// Largest read buffer growth step.
 const MAX_READ_CHUNK: usize = 64 * 1024;
 

@@ -40,7 +40,7 @@ pub(super) struct ClientTracking<'a> {
     pub(super) protocol: Protocol,
     pub(super) shared: &'a Shared,
     /// `CLIENT TRACKING` options and the invalidations coming for this client.
-    pub(super) tracking: &'a mut Option<Tracking>,
+    pub(super) tracking: &'a mut Option<Box<Tracking>>,
     /// Whether a RESP2 client gets redirected invalidations (it has a subscription).
     pub(super) subs: &'a Subscriptions,
     /// Holds later requests while `ON` waits for the listeners.
@@ -57,7 +57,7 @@ impl ClientTracking<'_> {
         let max_prefixes = self.shared.config.session.tracking_max_prefixes;
         let parsed = tracking_state::parse(
             request.args(),
-            self.tracking.as_ref(),
+            self.tracking.as_deref(),
             |id| registry.get(id).is_some(),
             max_prefixes,
         );
@@ -130,7 +130,7 @@ impl ClientTracking<'_> {
             .shared
             .tracker
             .enable(self.id, mode.clone(), sender.clone());
-        *self.tracking = Some(Tracking {
+        *self.tracking = Some(Box::new(Tracking {
             mode,
             // Like redis, each `ON` replaces the options (prefixes add up).
             optin,
@@ -141,7 +141,7 @@ impl ClientTracking<'_> {
             broken: false,
             pushes,
             sender,
-        });
+        }));
         match wait {
             None => Pending::Done(Bytes::from_static(b"+OK\r\n")),
             Some(ready) => self.wait_for_listeners(ready),
@@ -172,7 +172,7 @@ impl ClientTracking<'_> {
 
     /// `CLIENT CACHING yes|no`.
     pub(super) fn caching(&mut self, args: &[Bytes]) {
-        match tracking_state::caching(self.tracking.as_mut(), &args[2]) {
+        match tracking_state::caching(self.tracking.as_deref_mut(), &args[2]) {
             Ok(()) => self.reply_ok(),
             Err(error) => self.replies.error(error),
         }
@@ -180,13 +180,13 @@ impl ClientTracking<'_> {
 
     /// `CLIENT GETREDIR`: -1 without tracking, else the `REDIRECT` target (0: none).
     pub(super) fn getredir(&mut self) {
-        let redirect = tracking_state::redirect_shown(self.tracking.as_ref());
+        let redirect = tracking_state::redirect_shown(self.tracking.as_deref());
         self.replies.with(|out| write_integer(out, redirect));
     }
 
     /// `CLIENT TRACKINGINFO`.
     pub(super) fn info(&mut self) {
-        let (tracking, protocol) = (self.tracking.as_ref(), self.protocol);
+        let (tracking, protocol) = (self.tracking.as_deref(), self.protocol);
         let mut reply = BytesMut::new();
         tracking_state::write_info(tracking, protocol, &mut reply);
         self.replies.bytes(&reply);

@@ -47,6 +47,13 @@ impl Written {
 #[derive(Debug)]
 pub(super) struct WrittenSlots {
     window: Duration,
+    /// Made at the first write noted: most sessions never note one (read-your-writes is off,
+    /// or they only read), and an idle client should not carry the map.
+    recent: Option<Box<Recent>>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
     /// When each slot was last written (sent, or acknowledged, whichever is later).
     slots: HashMap<Slot, Instant>,
     /// When a write to the whole keyspace (FLUSHALL...) was last made.
@@ -61,31 +68,35 @@ impl WrittenSlots {
     pub(super) fn new(window: Duration) -> Self {
         Self {
             window,
-            slots: HashMap::new(),
-            everything: None,
-            next_prune: None,
+            recent: None,
         }
     }
 
     /// Records a write to `slot` at `now`.
     pub(super) fn note(&mut self, slot: Slot, now: Instant) {
-        self.slots.insert(slot, now);
-        if self.next_prune.is_none_or(|at| now >= at) {
-            let window = self.window;
-            self.slots.retain(|_, at| now.duration_since(*at) < window);
-            self.next_prune = Some(now + window);
+        let window = self.window;
+        let recent = self.recent.get_or_insert_default();
+        recent.slots.insert(slot, now);
+        if recent.next_prune.is_none_or(|at| now >= at) {
+            recent
+                .slots
+                .retain(|_, at| now.duration_since(*at) < window);
+            recent.next_prune = Some(now + window);
         }
     }
 
     /// Records a write to every slot at `now`.
     pub(super) fn note_everything(&mut self, now: Instant) {
-        self.everything = Some(now);
+        self.recent.get_or_insert_default().everything = Some(now);
     }
 
     /// Whether `slot` was written within the window before `now`.
     pub(super) fn recent(&self, slot: Slot, now: Instant) -> bool {
+        let Some(recent) = &self.recent else {
+            return false;
+        };
         let fresh = |at: &Instant| now.duration_since(*at) < self.window;
-        self.everything.as_ref().is_some_and(fresh) || self.slots.get(&slot).is_some_and(fresh)
+        recent.everything.as_ref().is_some_and(fresh) || recent.slots.get(&slot).is_some_and(fresh)
     }
 }
 
@@ -106,7 +117,7 @@ mod tests {
         assert!(!written.recent(a, start + window));
         // Old entries are dropped as new writes come in.
         written.note(b, start + Duration::from_millis(150));
-        assert_eq!(written.slots.len(), 1);
+        assert_eq!(written.recent.as_ref().map_or(0, |r| r.slots.len()), 1);
         written.note_everything(start + Duration::from_millis(200));
         assert!(written.recent(Slot(16_000), start + Duration::from_millis(250)));
         assert!(!written.recent(Slot(16_000), start + Duration::from_millis(300)));
