@@ -128,16 +128,20 @@ impl Clients<'_> {
             Protocol::Resp3 => 3,
         };
         let redir = tracking_state::redirect_shown(shown.tracking);
-        let old = &seat.published;
-        let changed = old.flags != flags
-            || old.redir != redir
-            || old.subscriptions != subscriptions
-            || old.multi != multi
-            || old.resp != resp
-            || old.name != *shown.name
-            || old.user != shown.login.user.name
-            || old.lib_name != shown.info.lib_name
-            || old.lib_ver != shown.info.lib_ver;
+        // Compared with what the registry shows (its lock is only ever taken briefly: here,
+        // and by CLIENT LIST and the like), rather than with a copy of it in every session.
+        let changed = {
+            let old = seat.entry().profile();
+            old.flags != flags
+                || old.redir != redir
+                || old.subscriptions != subscriptions
+                || old.multi != multi
+                || old.resp != resp
+                || old.name != *shown.name
+                || old.user != shown.login.user.name
+                || old.lib_name != shown.info.lib_name
+                || old.lib_ver != shown.info.lib_ver
+        };
         if !changed && !blocked_changed {
             return;
         }
@@ -176,8 +180,7 @@ impl Clients<'_> {
             seat.blocked_on = blocked;
         }
         if changed {
-            seat.entry().set_profile(profile.clone());
-            seat.published = profile;
+            seat.entry().set_profile(profile);
         }
     }
 

@@ -1,6 +1,6 @@
-//! A session's place in the registry of clients ([`crate::clients`]): its registration, what
-//! it last published there, and the client ids its dedicated connections have on their nodes
-//! (`clients.rs` keeps the published profile up to date).
+//! A session's place in the registry of clients ([`crate::clients`]): its registration, and the
+//! client ids its dedicated connections have on their nodes (`clients.rs` keeps the profile
+//! the registry shows up to date).
 
 use std::sync::Arc;
 
@@ -8,16 +8,15 @@ use bytes::Bytes;
 
 use super::client_info::ClientInfo;
 use crate::backend::{Lane, Node, Outgoing, ReplyBudget};
-use crate::clients::{ClientEntry, NodeClientId, Profile, Registration, Registry};
+use crate::clients::{ClientEntry, NodeClientId, Registration, Registry};
 use crate::protocol::Protocol;
 
 /// `CLIENT ID`, asked of a node on each dedicated connection.
 const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";
 
-/// A session's registration and what it last published.
+/// A session's registration, and what it told the registry it is blocked on.
 pub(super) struct Seat {
     pub(super) registration: Registration,
-    pub(super) published: Profile,
     /// The node connection the published `Blocked` names (`None`: not blocked).
     pub(super) blocked_on: Option<Arc<Node>>,
     /// Each dedicated connection's client id on its node, as they were opened.
@@ -40,12 +39,6 @@ impl Seat {
         let entry = Arc::new(ClientEntry::new(id, peer, local, fd, budget.clone()));
         Seat {
             registration: registry.register(entry),
-            published: Profile {
-                multi: -1,
-                resp: 2,
-                redir: -1,
-                ..Profile::default()
-            },
             blocked_on: None,
             node_ids: Vec::new(),
         }
