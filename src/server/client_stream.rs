@@ -19,6 +19,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rustls::ServerConnection;
 use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -141,15 +142,16 @@ impl ClientReader {
                 ClientReader::Plain { half, first } => {
                     let start = buf.len();
                     let read = if buf.capacity() == buf.len() {
-                        // Readiness may be stale (it stays set after a read that emptied the
-                        // socket): look first, so a client with nothing to send gets no buffer.
+                        // Readiness may be stale (after a read that filled the buffer): look
+                        // first, so a client with nothing to send gets no buffer.
                         let mut look = [0u8; 512];
-                        half.try_read(&mut look).inspect(|&n| {
+                        read_draining(half, look.len(), || half.try_read(&mut look)).inspect(|&n| {
                             buf.reserve(chunk.max(n));
                             buf.extend_from_slice(&look[..n]);
                         })
                     } else {
-                        half.try_read_buf(buf)
+                        let room = buf.capacity() - buf.len();
+                        read_draining(half, room, || half.try_read_buf(buf))
                     };
                     match read {
                         // Readiness was stale; the next poll registers `cx`.
@@ -181,6 +183,32 @@ impl ClientReader {
             ClientReader::Plain { half, .. } => half.try_read_buf(buf),
             ClientReader::Tls(tls) => tls.try_read_buf(buf),
         }
+    }
+}
+
+/// Runs `read`, a read into `room` bytes from `half`. A read that leaves some of the room
+/// unused took everything that had arrived, so the socket's readiness is cleared with it:
+/// otherwise the next poll would learn that from a read failing `WouldBlock`, one wasted system
+/// call per request for a client that waits for each reply. (The reactor is edge-triggered:
+/// bytes that arrive after this read make the socket ready again.)
+fn read_draining(
+    half: &OwnedReadHalf,
+    room: usize,
+    read: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let tcp: &TcpStream = half.as_ref();
+    let mut got = 0;
+    let result = tcp.try_io(Interest::READABLE, || {
+        got = read()?;
+        match got > 0 && got < room {
+            // Tells `try_io` to clear the readiness; the bytes are returned below.
+            true => Err(io::ErrorKind::WouldBlock.into()),
+            false => Ok(got),
+        }
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
     }
 }
 
