@@ -51,33 +51,32 @@
 //!    settle: when the slot map changed while they were in flight, after a request on a
 //!    dedicated connection, or when it must see everything before it. No I/O in either file;
 //!    every rule has a unit test.
-//! 6. **Send** (`session/settle.rs`, `session/dispatch.rs`, `session/send.rs`,
-//!    `session/pick.rs`, `backend/pool.rs`). `dispatch` (in `settle.rs`) has `dispatch.rs`'s
-//!    `Starter` start the request (or its parts) under the map the order check read (passed down as `&SlotMap`, so a refresh can't slip in); `send.rs` picks
-//!    the shard's node (the primary, or a replica the read policy and its health allow) and
-//!    queues an [`backend::Outgoing`] on the session's [`backend::Lane`] of that node's shared
-//!    connections on its worker, or on its own dedicated connection (blocking commands, WATCH).
-//!    A full lane (`backend.max_queued_requests`) refuses it: it backs off. A primary
-//!    failing its health checks is not sent anything: the request backs off. What was sent is
-//!    recorded as an `InFlight` (`session/attempt.rs`).
-//! 7. **Node connection** (`backend/connection.rs`, `backend/outbox.rs`, `backend/ack.rs`).
-//!    The connection task writes every queued request as one batch (large values from the
-//!    client's own bytes), reading replies while the node takes it,
-//!    matches replies to requests in FIFO order and hands each back through its oneshot. With
-//!    `ack = replicated`, write replies wait for a `WAIT` after their batch. A node answering
-//!    `-BUSY` (a long script) is alive: its requests get that `-BUSY`, and `SCRIPT KILL` never
-//!    queues behind the script. Every node connection starts in [`backend::setup::open`]
-//!    (credentials, TLS).
-//! 8. **Settle** (`session/settle.rs`, `session/settler.rs`). When its entry reaches the front
-//!    of the reply queue (`advance_front`), a reply is settled into what to do next
-//!    (`Settler`), without sending anything itself: `MOVED`
-//!    refreshes the map and redirects, `ASK` redirects with `ASKING` and leaves the map alone
-//!    (both capped by `max_redirects`); `TRYAGAIN`, `CLUSTERDOWN` and unreachable nodes back off
-//!    until `retry_deadline`; `NOSCRIPT` reloads the script. `send.rs` sends what it says. A
-//!    read whose connection died is sent again; a write gets an error saying its outcome is
-//!    unknown and is never sent twice. A split's parts settle one by one and merge in key
-//!    order (`session/split_progress.rs`). Replies are read through [`protocol::View`]; every error reply
-//!    slotproxy makes is an [`error::ReplyError`], spelled once.
+//! 6. **Send** (`session/settle.rs`, `session/dispatch.rs`, `session/send.rs`, `session/pick.rs`,
+//!    `backend/pool.rs`). `dispatch` (in `settle.rs`) has `dispatch.rs`'s `Starter` start the
+//!    request (or its parts) under the map the order check read (passed down as `&SlotMap`, so a
+//!    refresh can't slip in); `send.rs` picks the shard's node (the primary, or a replica the read
+//!    policy and its health allow) and queues an [`backend::Outgoing`] on the session's
+//!    [`backend::Lane`] of that node's shared connections on its worker, or on its own dedicated
+//!    connection (blocking commands, WATCH). A full lane (`backend.max_queued_requests`) refuses
+//!    it: it backs off. A primary failing its health checks is not sent anything: the request backs
+//!    off. What was sent is recorded as an `InFlight` (`session/attempt.rs`).
+//! 7. **Node connection** (`backend/connection.rs`, `backend/outbox.rs`, `backend/ack.rs`). The
+//!    connection task writes every queued request as one batch (large values from the client's own
+//!    bytes), reading replies while the node takes it, matches replies to requests in FIFO order
+//!    and hands each back through its oneshot. With `ack = replicated`, write replies wait for a
+//!    `WAIT` after their batch. A node answering `-BUSY` (a long script) is alive: its requests get
+//!    that `-BUSY`, and `SCRIPT KILL` never queues behind the script. Every node connection starts
+//!    in [`backend::setup::open`] (credentials, TLS).
+//! 8. **Settle** (`session/settle.rs`, `session/settler.rs`). When its entry reaches the front of
+//!    the reply queue (`advance_front`), a reply is settled into what to do next (`Settler`),
+//!    without sending anything itself: `MOVED` refreshes the map and redirects, `ASK` redirects
+//!    with `ASKING` and leaves the map alone (both capped by `max_redirects`); `TRYAGAIN`,
+//!    `CLUSTERDOWN` and unreachable nodes back off until `retry_deadline`; `NOSCRIPT` reloads the
+//!    script. `send.rs` sends what it says. A read whose connection died is sent again; a write
+//!    gets an error saying its outcome is unknown and is never sent twice. A split's parts settle
+//!    one by one and merge in key order (`session/split_progress.rs`). Replies are read through
+//!    [`protocol::View`]; every error reply slotproxy makes is an [`error::ReplyError`], spelled
+//!    once.
 //! 9. **Write** (`session/output.rs`). Replies leave in request order (those `CLIENT REPLY
 //!    OFF|SKIP` mutes are dropped here, `session/reply_mode.rs`); large ones are written
 //!    from the node's bytes without a copy. Pub/sub messages and tracking invalidations

@@ -328,10 +328,10 @@ async fn serve(
             // Most batches are written whole right here; the rest is written by the select
             // below as the socket takes it.
             if outbox.seal()
-                && let Poll::Ready(Err(failed)) =
+                && let Poll::Ready(Err(e)) =
                     std::future::poll_fn(|cx| Poll::Ready(outbox.poll_write(cx, &mut writer))).await
             {
-                break write_failure(failed, batch_start);
+                break Failure::lost(format!("write: {e}"));
             }
         }
         // A dedicated connection whose session let go closes as soon as nobody waits for its
@@ -358,8 +358,8 @@ async fn serve(
             written = std::future::poll_fn(|cx| outbox.poll_write(cx, &mut writer)),
                 if outbox.is_writing() =>
             {
-                if let Err(failed) = written {
-                    break write_failure(failed, batch_start);
+                if let Err(e) = written {
+                    break Failure::lost(format!("write: {e}"));
                 }
             },
             read = reader.read_buf(&mut rbuf) => match read {
@@ -368,7 +368,7 @@ async fn serve(
                     match deliver(&decoder, &mut rbuf, &mut in_flight, &mut ack, health) {
                         Ok(partial) => missing = partial,
                         Err(failure) => {
-                            if let Failure::Unsent(_, reason) = &failure {
+                            if let Failure::Unsent(reason) = &failure {
                                 error!(node = %addr, %reason, requests_behind = in_flight.len(),
                                     "node refused a request as bad RESP: slotproxy sent a frame \
                                      it must not (a bug); only that request failed, those behind \
@@ -420,15 +420,16 @@ async fn serve(
     };
 
     stats.in_flight_moved(reported_in_flight, 0);
-    // A batch the socket took none of was never seen by the node, whatever ended the connection
-    // (a node that stopped reading times out with a batch still waiting to be written).
+    // A batch the socket took none of was never seen by the node, whatever ended the connection:
+    // its write failed (a connect can succeed into the backlog of a node that is being killed,
+    // and the first write then meets the reset), or a node that stopped reading timed out.
     let unsent_from = match &failure {
-        Failure::Unsent(from, _) => Some(*from),
+        Failure::Unsent(_) => Some(0),
         _ if outbox.is_writing() && outbox.taken() == 0 => Some(batch_start),
         _ => None,
     };
     let (error, unsent_reason) = match failure {
-        Failure::Unsent(_, reason) | Failure::Lost(reason) => {
+        Failure::Unsent(reason) | Failure::Lost(reason) => {
             info!(node = %addr, %reason, in_flight = in_flight.len(), "node connection lost");
             let error = BackendError::Lost {
                 node: addr.to_string(),
@@ -471,9 +472,9 @@ async fn serve(
 enum Failure {
     /// The socket failed after requests were written: their outcome is unknown.
     Lost(String),
-    /// Writing the batch that starts at this index of `in_flight` failed before any of its
-    /// bytes were taken: those requests were never sent (the ones before it were).
-    Unsent(usize, String),
+    /// The node refused a frame as bad RESP and closes the connection: the requests still in
+    /// flight behind it were never run.
+    Unsent(String),
     Timeout,
 }
 
@@ -483,23 +484,12 @@ impl Failure {
     }
 }
 
-/// Why a batch's write failed: never sent if the socket took none of its bytes (a connect can
-/// succeed into the backlog of a node that is being killed, and the first write then meets the
-/// reset), otherwise lost.
-fn write_failure((taken, e): (usize, std::io::Error), batch_start: usize) -> Failure {
-    if taken == 0 {
-        Failure::Unsent(batch_start, format!("write: {e}"))
-    } else {
-        Failure::lost(format!("write: {e}"))
-    }
-}
-
 /// Hands every complete reply in `rbuf` to the oldest job waiting for one; returns how many
 /// more bytes the partial reply left in `rbuf` needs at least.
 ///
 /// # Errors
 /// The connection can't go on: the node's bytes are not RESP (`Lost`), or the node answered a
-/// protocol error (`Unsent(0, ..)` for the jobs still in flight: redis-server closes the
+/// protocol error (`Unsent` for the jobs still in flight: redis-server closes the
 /// connection after that reply and runs nothing it read after the bad frame).
 fn deliver(
     decoder: &ReplyDecoder,
@@ -563,7 +553,6 @@ fn deliver(
         }
         if refused {
             return Err(Failure::Unsent(
-                0,
                 "the node closed the connection after a protocol error".into(),
             ));
         }

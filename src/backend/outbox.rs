@@ -96,19 +96,17 @@ impl Outbox {
     /// flushed), and the outbox is empty again.
     ///
     /// # Errors
-    /// The write failed: how many bytes of the batch the socket had taken, and the error.
+    /// The write failed; the batch stays, and [`Outbox::taken`] says how much of it left.
     pub(super) fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
         writer: &mut NodeWriter,
-    ) -> Poll<Result<(), (usize, io::Error)>> {
+    ) -> Poll<io::Result<()>> {
         loop {
             if self.flushing {
                 // Sends what TLS still buffers; nothing to do on plain TCP.
-                if writer.buffers()
-                    && let Err(e) = ready!(Pin::new(&mut *writer).poll_flush(cx))
-                {
-                    return Poll::Ready(Err((self.taken, e)));
+                if writer.buffers() {
+                    ready!(Pin::new(&mut *writer).poll_flush(cx))?;
                 }
                 self.flushing = false;
             }
@@ -125,10 +123,9 @@ impl Outbox {
                 }
                 Pin::new(&mut *writer).poll_write_vectored(cx, &slices[..n])
             };
-            match ready!(written) {
-                Ok(0) => return Poll::Ready(Err((self.taken, io::ErrorKind::WriteZero.into()))),
-                Ok(n) => self.advance(n),
-                Err(e) => return Poll::Ready(Err((self.taken, e))),
+            match ready!(written)? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => self.advance(n),
             }
         }
     }

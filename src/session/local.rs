@@ -443,14 +443,14 @@ impl LocalCommands<'_> {
         }
     }
 
-    /// Leaves any transaction and watch; closing the dedicated connection clears the node's
-    /// watch state.
     /// Ends the transaction because its `EXEC` was refused with `error` before it ran.
     pub(super) fn abort_exec(&mut self, error: &ReplyError) {
         self.end_transaction();
         self.replies.error(ReplyError::exec_refused(error));
     }
 
+    /// Leaves any transaction and watch; closing the dedicated connection clears the node's
+    /// watch state.
     fn end_transaction(&mut self) {
         if let Some((node, _)) = self.transaction.watch.take() {
             self.dedicated.retain(|(n, _, _)| !Arc::ptr_eq(n, &node));

@@ -3,8 +3,8 @@
 //! as replies arrive (`advance_front`: settled entries go to the output, in order; a split
 //! moves forward in `split_progress.rs`; a backoff is retried). What a plan sends is
 //! `dispatch.rs`'s `Starter`; what a node's answer means is `settler.rs`'s; sending is
-//! `send.rs`'s (the session lends both their borrows here: `starter`, `sender`). Also ends a blocked command at
-//! the front when another client's `CLIENT UNBLOCK` says so.
+//! `send.rs`'s (the session lends both their borrows here: `starter`, `sender`). Also ends a
+//! blocked command at the front when another client's `CLIENT UNBLOCK` says so.
 
 use arc_swap::Guard;
 use tokio::time::Instant;
