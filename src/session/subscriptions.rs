@@ -19,31 +19,36 @@ pub(super) struct Changed {
     pub(super) reply: Bytes,
 }
 
+/// One set per [`Kind`], by [`Kind::index`].
+type Sets = [BTreeSet<Bytes>; 3];
+
 /// What one client is subscribed to.
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
-    pub(super) sets: [BTreeSet<Bytes>; 3],
+    /// On the heap while there is any subscription: most clients never subscribe, and the
+    /// empty sets would take 72 bytes of every session.
+    sets: Option<Box<Sets>>,
 }
 
 impl Subscriptions {
     /// The count redis puts in a confirmation: channels plus patterns, or shard channels.
     pub(super) fn count(&self, kind: Kind) -> usize {
         match kind {
-            Kind::Shard => self.sets[Kind::Shard.index()].len(),
-            Kind::Channel | Kind::Pattern => {
-                self.sets[Kind::Channel.index()].len() + self.sets[Kind::Pattern.index()].len()
-            }
+            Kind::Shard => self.len(Kind::Shard),
+            Kind::Channel | Kind::Pattern => self.len(Kind::Channel) + self.len(Kind::Pattern),
         }
     }
 
     /// How many of one kind (`CLIENT LIST`'s sub, psub, ssub).
     pub(super) fn len(&self, kind: Kind) -> usize {
-        self.sets[kind.index()].len()
+        self.sets
+            .as_ref()
+            .map_or(0, |sets| sets[kind.index()].len())
     }
 
     /// True with any subscription at all.
     pub(super) fn any(&self) -> bool {
-        self.sets.iter().any(|s| !s.is_empty())
+        self.sets.is_some()
     }
 
     /// Whether a client speaking `protocol` is in RESP2 subscribed mode, where most commands
@@ -73,7 +78,7 @@ impl Subscriptions {
         let set = kind.index();
         if subscribe {
             for name in names {
-                if self.sets[set].insert(name.clone()) {
+                if self.sets.get_or_insert_default()[set].insert(name.clone()) {
                     changed.push((kind, name.clone()));
                 }
                 let count = self.count(kind);
@@ -87,7 +92,8 @@ impl Subscriptions {
             }
         } else {
             let names: Vec<Bytes> = if names.is_empty() {
-                self.sets[set].iter().cloned().collect()
+                let all = self.sets.as_ref().map(|sets| &sets[set]);
+                all.into_iter().flatten().cloned().collect()
             } else {
                 names.to_vec()
             };
@@ -96,8 +102,13 @@ impl Subscriptions {
                 write_confirmation(&mut reply, protocol, kind.unsubscribe_name(), None, count);
             }
             for name in names {
-                if self.sets[set].remove(&name) {
+                if let Some(sets) = &mut self.sets
+                    && sets[set].remove(&name)
+                {
                     changed.push((kind, name.clone()));
+                    if sets.iter().all(BTreeSet::is_empty) {
+                        self.sets = None;
+                    }
                 }
                 let count = self.count(kind);
                 let name = Some(&name[..]);
@@ -113,13 +124,13 @@ impl Subscriptions {
 
     /// Empties the set, returning what it held.
     pub(super) fn take_all(&mut self) -> Vec<(Kind, Bytes)> {
+        let Some(sets) = self.sets.take() else {
+            return Vec::new();
+        };
         Kind::ALL
             .into_iter()
-            .flat_map(|kind| {
-                std::mem::take(&mut self.sets[kind.index()])
-                    .into_iter()
-                    .map(move |name| (kind, name))
-            })
+            .zip(*sets)
+            .flat_map(|(kind, set)| set.into_iter().map(move |name| (kind, name)))
             .collect()
     }
 }
@@ -133,10 +144,11 @@ mod tests {
     fn counts_are_channels_plus_patterns_or_shard_channels() {
         let mut subs = Subscriptions::default();
         let b = |s: &'static str| Bytes::from_static(s.as_bytes());
-        subs.sets[Kind::Channel.index()].insert(b("a"));
-        subs.sets[Kind::Channel.index()].insert(b("b"));
-        subs.sets[Kind::Pattern.index()].insert(b("p*"));
-        subs.sets[Kind::Shard.index()].insert(b("s"));
+        let sets = subs.sets.get_or_insert_default();
+        sets[Kind::Channel.index()].insert(b("a"));
+        sets[Kind::Channel.index()].insert(b("b"));
+        sets[Kind::Pattern.index()].insert(b("p*"));
+        sets[Kind::Shard.index()].insert(b("s"));
         assert_eq!(subs.count(Kind::Channel), 3);
         assert_eq!(subs.count(Kind::Pattern), 3);
         assert_eq!(subs.count(Kind::Shard), 1);
@@ -224,6 +236,10 @@ mod tests {
         let got = confirmations(&all.reply);
         assert_eq!(got, [(b"a".to_vec(), Some(1)), (b"b".to_vec(), Some(0))]);
         assert!(!subs.any());
+        assert!(
+            subs.sets.is_none(),
+            "with no subscription left the sets are freed"
+        );
     }
 
     #[test]
