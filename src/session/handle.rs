@@ -49,7 +49,7 @@ impl Session {
                     if self.shared.pause.holds_request(
                         &self.shared.commands,
                         &request,
-                        &self.transaction.queued,
+                        self.transaction.queued(),
                     ) =>
                 {
                     self.held = Some(Box::new(request));

@@ -50,11 +50,18 @@ pub(super) fn step(
         return Monitored::Unseen;
     }
     if transaction.queuing() && !runs_in_multi(handling) {
-        transaction.shown.push((spec.name, request.clone()));
+        transaction
+            .body_mut()
+            .shown
+            .push((spec.name, request.clone()));
         return Monitored::Unseen;
     }
     if handling == Handling::Local(Local::Exec) && transaction.queuing() {
-        let shown = std::mem::take(&mut transaction.shown);
+        let shown = transaction
+            .body
+            .as_mut()
+            .map(|body| std::mem::take(&mut body.shown))
+            .unwrap_or_default();
         if !transaction.dirty {
             return Monitored::Shown(shown);
         }
@@ -148,7 +155,7 @@ mod tests {
             names(&run(&table, false, &["EXEC"], &mut tx)),
             ["set", "incr"]
         );
-        assert!(tx.shown.is_empty());
+        assert!(tx.body.as_ref().is_none_or(|b| b.shown.is_empty()));
 
         assert_eq!(
             run(&table, false, &["SET", "k", "v"], &mut tx),
@@ -159,6 +166,6 @@ mod tests {
             run(&table, false, &["EXEC"], &mut tx),
             Monitored::Shown(Vec::new())
         );
-        assert!(tx.shown.is_empty());
+        assert!(tx.body.as_ref().is_none_or(|b| b.shown.is_empty()));
     }
 }

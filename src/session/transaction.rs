@@ -124,8 +124,9 @@ impl Transaction {
                 Err(error)
             }
             None => {
-                self.queued.push(request);
-                self.slots.push(slot);
+                let body = self.body_mut();
+                body.queued.push(request);
+                body.slots.push(slot);
                 Ok(())
             }
         }
@@ -136,24 +137,26 @@ impl Transaction {
     fn queue_split(&mut self, spec: &CommandSpec, kind: SplitKind, request: Request) {
         if kind == SplitKind::KeyValues && request.args().len().is_multiple_of(2) {
             // redis queues it and answers this entry at EXEC with the arity error.
-            self.combined.push(Combined {
-                first: self.queued.len(),
+            let first = self.queued_len();
+            self.body_mut().combined.push(Combined {
+                first,
                 parts: 0,
                 merge: Merge::Failed(ReplyError::WrongArity(spec.name).to_bytes()),
             });
             return;
         }
         let (merge, parts) = split::plan_split(kind, &request);
-        let first = self.queued.len();
-        self.combined.push(Combined {
+        let first = self.queued_len();
+        self.slot = self.slot.or(parts.first().map(|(slot, _)| *slot));
+        let body = self.body_mut();
+        body.combined.push(Combined {
             first,
             parts: parts.len(),
             merge,
         });
         for (slot, part) in parts {
-            self.slot = self.slot.or(Some(slot));
-            self.queued.push(part);
-            self.slots.push(Some(slot));
+            body.queued.push(part);
+            body.slots.push(Some(slot));
         }
     }
 
@@ -194,12 +197,13 @@ impl Transaction {
             return Ok(ExecStep::Abort);
         }
         let done = std::mem::take(self);
-        let (watched, queued) = (done.watch, done.queued);
+        let body = done.body.map(|body| *body).unwrap_or_default();
+        let (watched, queued) = (done.watch, body.queued);
         if queued.is_empty() && watched.is_none() {
             return Ok(ExecStep::Empty);
         }
         let watched_slot = watched.as_ref().map(|(_, slot)| *slot);
-        if let Some(groups) = per_slot::group(&done.slots, watched_slot) {
+        if let Some(groups) = per_slot::group(&body.slots, watched_slot) {
             let batches = groups
                 .iter()
                 .map(|group| {
@@ -214,7 +218,7 @@ impl Transaction {
                 positions: groups.into_iter().map(|g| g.positions).collect(),
                 total: queued.len(),
                 watched,
-                combined: done.combined,
+                combined: body.combined,
             };
             return Ok(ExecStep::Run(
                 Request::batch(Bytes::new()),
@@ -355,12 +359,14 @@ mod tests {
         assert_eq!(queue(&mut tx, true, &["GET", "a"]), Ok(()));
         assert_eq!(queue(&mut tx, true, &["GET", "b"]), Ok(()));
         assert_eq!(queue(&mut tx, true, &["MGET", "a", "b", "{a}x"]), Ok(()));
-        assert_eq!(tx.combined.len(), 1);
-        assert_eq!((tx.combined[0].first, tx.combined[0].parts), (2, 2));
+        let combined = |tx: &Transaction| tx.body.as_ref().map(|b| b.combined.len());
+        assert_eq!(combined(&tx), Some(1));
+        let first = &tx.body.as_ref().expect("queued").combined[0];
+        assert_eq!((first.first, first.parts), (2, 2));
         assert_eq!(tx.queued_len(), 4);
         // MSET with a key lacking its value is queued, and fails at EXEC as on redis.
         assert_eq!(queue(&mut tx, true, &["MSET", "a", "1", "b"]), Ok(()));
-        assert_eq!(tx.combined[1].parts, 0);
+        assert_eq!(tx.body.as_ref().expect("queued").combined[1].parts, 0);
         assert!(!tx.dirty);
         let Ok(ExecStep::Run(_, Plan::PerSlotExec(exec))) = tx.exec(&ScriptCache::default()) else {
             panic!("not a per-slot EXEC");

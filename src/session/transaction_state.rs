@@ -24,12 +24,6 @@ pub(super) fn runs_in_multi(handling: Handling) -> bool {
 pub(super) struct Transaction {
     /// After `MULTI`: commands are queued, not sent.
     pub(super) queuing: bool,
-    pub(super) queued: Vec<Request>,
-    /// The commands queued while some client monitors, as the client sent them (with their
-    /// table rows' names): redis shows them when `EXEC` runs them.
-    pub(super) shown: Vec<(&'static str, Request)>,
-    /// The slot of each queued command (`None`: keyless).
-    pub(super) slots: Vec<Option<Slot>>,
     /// The slot of the first keyed command; every keyed command must hash to it unless the
     /// transaction may run per slot.
     pub(super) slot: Option<Slot>,
@@ -37,6 +31,20 @@ pub(super) struct Transaction {
     pub(super) dirty: bool,
     /// Where `WATCH` went: that node's dedicated connection holds the watch.
     pub(super) watch: Option<(Arc<Node>, Slot)>,
+    /// What `MULTI` queued, on the heap from the first command queued: most clients never
+    /// send `MULTI`, and the empty lists would take 96 bytes of every session.
+    pub(super) body: Option<Box<Queued>>,
+}
+
+/// The commands a transaction queued.
+#[derive(Debug, Default)]
+pub(super) struct Queued {
+    pub(super) queued: Vec<Request>,
+    /// The commands queued while some client monitors, as the client sent them (with their
+    /// table rows' names): redis shows them when `EXEC` runs them.
+    pub(super) shown: Vec<(&'static str, Request)>,
+    /// The slot of each queued command (`None`: keyless).
+    pub(super) slots: Vec<Option<Slot>>,
     /// Multi-key commands split by slot (per-slot transactions): the first of their parts in
     /// `queued`, how many parts, and how the parts' replies merge into the command's reply.
     pub(super) combined: Vec<Combined>,
@@ -48,9 +56,19 @@ impl Transaction {
         self.queuing
     }
 
+    /// The commands queued since `MULTI`.
+    pub(super) fn queued(&self) -> &[Request] {
+        self.body.as_ref().map_or(&[], |body| &body.queued)
+    }
+
     /// Commands queued since `MULTI`.
     pub(super) fn queued_len(&self) -> usize {
-        self.queued.len()
+        self.queued().len()
+    }
+
+    /// The queued commands' lists, made on first use.
+    pub(super) fn body_mut(&mut self) -> &mut Queued {
+        self.body.get_or_insert_default()
     }
 
     /// Marks the transaction doomed after a rejected command (inside `MULTI` only).
