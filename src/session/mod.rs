@@ -248,8 +248,9 @@ impl Session {
     /// redis-server does; a client that vanished just stops getting replies.
     ///
     /// Boxed: an `async fn` taking `self` by value keeps two copies of it in its state (the
-    /// argument and the binding), in every client's task.
-    pub async fn run(mut self: Box<Self>, stream: ClientStream) {
+    /// argument and the binding), in every client's task. For the same reason the set-up runs
+    /// here, before any await, and only the halves of the stream reach the loop's state.
+    pub fn run(mut self: Box<Self>, stream: ClientStream) -> impl Future<Output = ()> {
         let _ = stream.tcp().set_nodelay(true);
         self.info.connected(stream.tcp());
         self.seat = Some(seat::Seat::take(
@@ -267,191 +268,197 @@ impl Session {
             alarm.ring(Bells::DRAIN);
         }
         let (mut reader, writer) = stream.into_split();
-        let mut input = ReadBuffer::default();
-        let max_output = self.budget.limit();
-        loop {
-            // Parse, then collect settled replies; if that freed room under the in-flight limit
-            // while requests are still buffered, parse again: the client may have nothing more
-            // to send, so waiting for a read here would hang.
+        // An async block, not an `async fn`: the values it takes are kept once in its state,
+        // where a function's arguments would be kept twice (argument and binding).
+        async move {
+            let mut input = ReadBuffer::default();
+            let max_output = self.budget.limit();
             loop {
-                self.parse_requests(&mut input.buf);
-                let before = self.pending.len();
+                // Parse, then collect settled replies; if that freed room under the in-flight limit
+                // while requests are still buffered, parse again: the client may have nothing more
+                // to send, so waiting for a read here would hang.
+                loop {
+                    self.parse_requests(&mut input.buf);
+                    let before = self.pending.len();
+                    if self.hub_member {
+                        // Pushes already here came before the replies about to be written.
+                        self.pubsub().drain_pushes();
+                    }
+                    self.advance_front();
+                    if self.pending.len() == before || input.buf.is_empty() || self.stop_reading {
+                        break;
+                    }
+                }
                 if self.hub_member {
-                    // Pushes already here came before the replies about to be written.
                     self.pubsub().drain_pushes();
+                    if self.inbox.overflowed() {
+                        // As redis-server does with a subscriber over `client-output-buffer-limit`.
+                        info!(
+                            client = self.id,
+                            unsent_bytes = self.out.len(),
+                            "client over the pub/sub output buffer limit; closing it"
+                        );
+                        return;
+                    }
                 }
-                self.advance_front();
-                if self.pending.len() == before || input.buf.is_empty() || self.stop_reading {
-                    break;
+                // Write what is ready without waiting: a client that sends a long pipeline before
+                // reading anything must not deadlock against us (redis-server never blocks on
+                // output either), so reading continues while the socket is not writable.
+                if let Err(e) = self.flush(&writer) {
+                    debug!(client = self.id, error = %e, "client write failed; closing");
+                    return;
                 }
-            }
-            if self.hub_member {
-                self.pubsub().drain_pushes();
-                if self.inbox.overflowed() {
-                    // As redis-server does with a subscriber over `client-output-buffer-limit`.
+                if self.drain_waits_for_output && self.out.len() < output::DRAIN_BYTES {
+                    // What waited in the inbox (a subscription's confirmation behind a large
+                    // reply) may go now; no event would come for it once the client has sent FIN.
+                    self.drain_waits_for_output = false;
+                    continue;
+                }
+                if self.hub_member {
+                    self.inbox.set_unsent(self.out.len());
+                }
+                // As redis' `client-output-buffer-limit` hard limit, counting the replies still on
+                // their way too: a client that pipelines large reads and never reads the replies
+                // is disconnected, and its requests not yet written are never sent.
+                self.budget
+                    .set_buffers(self.out.len(), input.buf.capacity());
+                if self.budget.evicted() {
+                    self.log_eviction();
+                    return;
+                }
+                let backlog = self.out.len() + self.budget.held();
+                if backlog > max_output || self.budget.spent() {
                     info!(
                         client = self.id,
                         unsent_bytes = self.out.len(),
-                        "client over the pub/sub output buffer limit; closing it"
+                        in_flight_bytes = self.budget.held(),
+                        limit = max_output,
+                        "client over max_output_buffer_bytes (it does not read its replies); closing it"
                     );
                     return;
                 }
-            }
-            // Write what is ready without waiting: a client that sends a long pipeline before
-            // reading anything must not deadlock against us (redis-server never blocks on
-            // output either), so reading continues while the socket is not writable.
-            if let Err(e) = self.flush(&writer) {
-                debug!(client = self.id, error = %e, "client write failed; closing");
-                return;
-            }
-            if self.drain_waits_for_output && self.out.len() < output::DRAIN_BYTES {
-                // What waited in the inbox (a subscription's confirmation behind a large
-                // reply) may go now; no event would come for it once the client has sent FIN.
-                self.drain_waits_for_output = false;
-                continue;
-            }
-            if self.hub_member {
-                self.inbox.set_unsent(self.out.len());
-            }
-            // As redis' `client-output-buffer-limit` hard limit, counting the replies still on
-            // their way too: a client that pipelines large reads and never reads the replies
-            // is disconnected, and its requests not yet written are never sent.
-            self.budget
-                .set_buffers(self.out.len(), input.buf.capacity());
-            if self.budget.evicted() {
-                self.log_eviction();
-                return;
-            }
-            let backlog = self.out.len() + self.budget.held();
-            if backlog > max_output || self.budget.spent() {
-                info!(
-                    client = self.id,
-                    unsent_bytes = self.out.len(),
-                    in_flight_bytes = self.budget.held(),
-                    limit = max_output,
-                    "client over max_output_buffer_bytes (it does not read its replies); closing it"
-                );
-                return;
-            }
-            // A client that left while blocked is dropped at once (which closes the dedicated
-            // connection, so the node unblocks too); otherwise what it sent is still answered.
-            let blocked = self.pending.front_blocks();
-            let finished = self.closing
-                || ((self.stop_reading || self.draining)
-                    && self.pending.is_empty()
-                    && self.held.is_none());
-            if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
-                let mut writer = writer;
-                let _ = writer.shutdown().await;
-                return;
-            }
-            // Blocked at the front, the session still reads past its window (parsing waits):
-            // a client that leaves while blocked must be seen leaving, as redis-server sees
-            // it, or its connection stays open. What it sends meanwhile counts in the clients'
-            // memory budget, as redis' query buffer does.
-            let can_read = !self.stop_reading
-                && !self.draining
-                && (self.window.allows(self.pending.len()) || blocked)
-                && self.out.len() < max_output;
-            if can_read {
-                input.prepare(self.decoder.need());
-            }
-            let chunk = input.chunk();
-            let front = self.pending.front_wait();
-            self.publish_client();
-            let mut event = tokio::select! {
-                biased;
-                bells = alarm.rung() => Event::Alarm(bells),
-                result = queue::front_reply(&mut self.pending), if front.reply => {
-                    Event::Reply(result)
-                }
-                () = poll_fn(|cx| match front.retry_at {
-                    Some(at) => self.retry_timer.poll_until(at, cx),
-                    None => Poll::Pending,
-                }), if front.retry_at.is_some() => Event::Timer,
-                () = poll_fn(|cx| self.pause_wait.poll_end(&self.pause, cx)),
-                    if self.held.is_some() => Event::Timer,
-                _ = self.inbox.changed(), if self.hub_member => Event::Inbox,
-                Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
-                    Event::Invalidation(push)
-                }
-                line = next_monitor_line(&mut self.monitor), if self.monitor.is_some() => {
-                    Event::Monitor(line)
-                }
-                ready = poll_fn(|cx| writer.poll_writable(cx)),
-                    if !self.out.is_empty() || writer.pending() => {
-                    Event::Writable(ready)
-                }
-                read = poll_fn(|cx| reader.poll_read_buf(cx, &mut input.buf, chunk)),
-                    if can_read => Event::Read(read),
-            };
-            if let Event::Alarm(bells) = event {
-                // Over budget: the check at the top of the loop closes the session.
-                if bells.contains(Bells::MEMORY) {
-                    clients::evict_for_memory(&self.shared);
-                }
-                if bells.contains(Bells::ORDER) && !self.obey() {
-                    // As redis-server frees a killed client: at once, unsent replies too.
+                // A client that left while blocked is dropped at once (which closes the dedicated
+                // connection, so the node unblocks too); otherwise what it sent is still answered.
+                let blocked = self.pending.front_blocks();
+                let finished = self.closing
+                    || ((self.stop_reading || self.draining)
+                        && self.pending.is_empty()
+                        && self.held.is_none());
+                if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
+                    // Boxed: its state (312 bytes) would otherwise size every client's task.
+                    let mut writer = writer;
+                    let _ = Box::pin(writer.shutdown()).await;
                     return;
                 }
-                if bells.contains(Bells::TRIM) {
-                    // Idle a while: give back the buffers kept for reuse, as redis-server's
-                    // cron shrinks idle clients' query buffers. The next read takes a new one.
-                    input.trim();
-                    self.out.trim();
+                // Blocked at the front, the session still reads past its window (parsing waits):
+                // a client that leaves while blocked must be seen leaving, as redis-server sees
+                // it, or its connection stays open. What it sends meanwhile counts in the clients'
+                // memory budget, as redis' query buffer does.
+                let can_read = !self.stop_reading
+                    && !self.draining
+                    && (self.window.allows(self.pending.len()) || blocked)
+                    && self.out.len() < max_output;
+                if can_read {
+                    input.prepare(self.decoder.need());
                 }
-                if bells.contains(Bells::DRAIN) && !self.draining {
-                    event = Event::Drain;
-                }
-            }
-            match event {
-                Event::Alarm(_) => {}
-                Event::Reply(result) => self.settle_front(result),
-                Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
-                Event::Invalidation(push) => self.client_tracking().invalidation(push),
-                Event::Monitor(Some(line)) => {
-                    self.out.extend_from_slice(&line);
-                    if self.out.len() > max_output {
-                        debug!(client = self.id, "MONITOR client not reading; closing");
+                let chunk = input.chunk();
+                let front = self.pending.front_wait();
+                self.publish_client();
+                let mut event = tokio::select! {
+                    biased;
+                    bells = alarm.rung() => Event::Alarm(bells),
+                    result = queue::front_reply(&mut self.pending), if front.reply => {
+                        Event::Reply(result)
+                    }
+                    () = poll_fn(|cx| match front.retry_at {
+                        Some(at) => self.retry_timer.poll_until(at, cx),
+                        None => Poll::Pending,
+                    }), if front.retry_at.is_some() => Event::Timer,
+                    () = poll_fn(|cx| self.pause_wait.poll_end(&self.pause, cx)),
+                        if self.held.is_some() => Event::Timer,
+                    _ = self.inbox.changed(), if self.hub_member => Event::Inbox,
+                    Some(push) = next_invalidation(&mut self.tracking), if self.tracking.is_some() => {
+                        Event::Invalidation(push)
+                    }
+                    line = next_monitor_line(&mut self.monitor), if self.monitor.is_some() => {
+                        Event::Monitor(line)
+                    }
+                    ready = poll_fn(|cx| writer.poll_writable(cx)),
+                        if !self.out.is_empty() || writer.pending() => {
+                        Event::Writable(ready)
+                    }
+                    read = poll_fn(|cx| reader.poll_read_buf(cx, &mut input.buf, chunk)),
+                        if can_read => Event::Read(read),
+                };
+                if let Event::Alarm(bells) = event {
+                    // Over budget: the check at the top of the loop closes the session.
+                    if bells.contains(Bells::MEMORY) {
+                        clients::evict_for_memory(&self.shared);
+                    }
+                    if bells.contains(Bells::ORDER) && !self.obey() {
+                        // As redis-server frees a killed client: at once, unsent replies too.
                         return;
                     }
+                    if bells.contains(Bells::TRIM) {
+                        // Idle a while: give back the buffers kept for reuse, as redis-server's
+                        // cron shrinks idle clients' query buffers. The next read takes a new one.
+                        input.trim();
+                        self.out.trim();
+                    }
+                    if bells.contains(Bells::DRAIN) && !self.draining {
+                        event = Event::Drain;
+                    }
                 }
-                // Not while the session holds its feed; kept for a closed channel all the same.
-                Event::Monitor(None) => self.monitor = None,
-                Event::Read(Ok(0)) => self.stop_reading = true,
-                Event::Drain => {
-                    self.draining = true;
-                    // Take what the client sent before the drain began (it is owed replies);
-                    // after this, nothing more is read.
-                    loop {
-                        input.buf.reserve(MIN_READ_CHUNK);
-                        match reader.try_read_buf(&mut input.buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => self.shared.metrics.client_bytes_received.inc_by(n as u64),
+                match event {
+                    Event::Alarm(_) => {}
+                    Event::Reply(result) => self.settle_front(result),
+                    Event::Timer | Event::Inbox | Event::Writable(Ok(())) => {}
+                    Event::Invalidation(push) => self.client_tracking().invalidation(push),
+                    Event::Monitor(Some(line)) => {
+                        self.out.extend_from_slice(&line);
+                        if self.out.len() > max_output {
+                            debug!(client = self.id, "MONITOR client not reading; closing");
+                            return;
                         }
                     }
-                    self.read_at = Instant::now();
-                    // A blocked or subscribed client would wait forever: close it now.
-                    if self.pending.front_blocks() || self.subs.any() || self.monitor.is_some() {
-                        let _ = self.flush(&writer);
+                    // Not while the session holds its feed; kept for a closed channel all the same.
+                    Event::Monitor(None) => self.monitor = None,
+                    Event::Read(Ok(0)) => self.stop_reading = true,
+                    Event::Drain => {
+                        self.draining = true;
+                        // Take what the client sent before the drain began (it is owed replies);
+                        // after this, nothing more is read.
+                        loop {
+                            input.buf.reserve(MIN_READ_CHUNK);
+                            match reader.try_read_buf(&mut input.buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => self.shared.metrics.client_bytes_received.inc_by(n as u64),
+                            }
+                        }
+                        self.read_at = Instant::now();
+                        // A blocked or subscribed client would wait forever: close it now.
+                        if self.pending.front_blocks() || self.subs.any() || self.monitor.is_some()
+                        {
+                            let _ = self.flush(&writer);
+                            return;
+                        }
+                    }
+                    Event::Read(Ok(n)) => {
+                        self.shared.metrics.client_bytes_received.inc_by(n as u64);
+                        self.read_at = Instant::now();
+                        if let Some(entry) = &seat_entry {
+                            entry.read(n, self.read_at.into_std());
+                        }
+                        if !self.read_mode_chosen {
+                            // Once per read, not per request: a reload reaches running clients.
+                            self.read_policy = self.shared.live.load().read_policy;
+                        }
+                        input.read();
+                    }
+                    Event::Read(Err(e)) | Event::Writable(Err(e)) => {
+                        debug!(client = self.id, error = %e, "client socket failed");
                         return;
                     }
-                }
-                Event::Read(Ok(n)) => {
-                    self.shared.metrics.client_bytes_received.inc_by(n as u64);
-                    self.read_at = Instant::now();
-                    if let Some(entry) = &seat_entry {
-                        entry.read(n, self.read_at.into_std());
-                    }
-                    if !self.read_mode_chosen {
-                        // Once per read, not per request: a reload reaches running clients.
-                        self.read_policy = self.shared.live.load().read_policy;
-                    }
-                    input.read();
-                }
-                Event::Read(Err(e)) | Event::Writable(Err(e)) => {
-                    debug!(client = self.id, error = %e, "client socket failed");
-                    return;
                 }
             }
         }
