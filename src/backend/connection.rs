@@ -331,7 +331,7 @@ async fn serve(
                 && let Poll::Ready(Err(e)) =
                     std::future::poll_fn(|cx| Poll::Ready(outbox.poll_write(cx, &mut writer))).await
             {
-                break Failure::lost(format!("write: {e}"));
+                break Failure::write(&e);
             }
         }
         // A dedicated connection whose session let go closes as soon as nobody waits for its
@@ -359,7 +359,7 @@ async fn serve(
                 if outbox.is_writing() =>
             {
                 if let Err(e) = written {
-                    break Failure::lost(format!("write: {e}"));
+                    break Failure::write(&e);
                 }
             },
             read = reader.read_buf(&mut rbuf) => match read {
@@ -481,6 +481,11 @@ enum Failure {
 impl Failure {
     fn lost(reason: String) -> Self {
         Failure::Lost(reason)
+    }
+
+    /// A batch's write failed: the node may have taken some of it, so it is lost.
+    fn write(e: &std::io::Error) -> Self {
+        Failure::Lost(format!("write: {e}"))
     }
 }
 

@@ -247,9 +247,9 @@ impl Session {
     /// Requests the client sent before closing its side are still run and answered, as
     /// redis-server does; a client that vanished just stops getting replies.
     ///
-    /// Boxed: an `async fn` taking `self` by value keeps two copies of it in its state (the
-    /// argument and the binding), in every client's task. For the same reason the set-up runs
-    /// here, before any await, and only the halves of the stream reach the loop's state.
+    /// Boxed, with the set-up done here and the loop an async block: an `async fn` keeps its
+    /// arguments twice in its state (argument and binding), and would keep the stream beside
+    /// its halves, in every client's task.
     pub fn run(mut self: Box<Self>, stream: ClientStream) -> impl Future<Output = ()> {
         let _ = stream.tcp().set_nodelay(true);
         self.info.connected(stream.tcp());
@@ -267,9 +267,7 @@ impl Session {
         if self.drain.has_changed().unwrap_or(false) {
             alarm.ring(Bells::DRAIN);
         }
-        let (mut reader, writer) = stream.into_split();
-        // An async block, not an `async fn`: the values it takes are kept once in its state,
-        // where a function's arguments would be kept twice (argument and binding).
+        let (mut reader, mut writer) = stream.into_split();
         async move {
             let mut input = ReadBuffer::default();
             let max_output = self.budget.limit();
@@ -346,7 +344,6 @@ impl Session {
                         && self.held.is_none());
                 if (finished && self.out.is_empty()) || (self.stop_reading && blocked) {
                     // Boxed: its state (312 bytes) would otherwise size every client's task.
-                    let mut writer = writer;
                     let _ = Box::pin(writer.shutdown()).await;
                     return;
                 }

@@ -50,18 +50,11 @@ pub(super) fn step(
         return Monitored::Unseen;
     }
     if transaction.queuing() && !runs_in_multi(handling) {
-        transaction
-            .body_mut()
-            .shown
-            .push((spec.name, request.clone()));
+        transaction.show(spec.name, request.clone());
         return Monitored::Unseen;
     }
     if handling == Handling::Local(Local::Exec) && transaction.queuing() {
-        let shown = transaction
-            .body
-            .as_mut()
-            .map(|body| std::mem::take(&mut body.shown))
-            .unwrap_or_default();
+        let shown = transaction.take_shown();
         if !transaction.dirty {
             return Monitored::Shown(shown);
         }
@@ -155,7 +148,7 @@ mod tests {
             names(&run(&table, false, &["EXEC"], &mut tx)),
             ["set", "incr"]
         );
-        assert!(tx.body.as_ref().is_none_or(|b| b.shown.is_empty()));
+        assert!(tx.take_shown().is_empty());
 
         assert_eq!(
             run(&table, false, &["SET", "k", "v"], &mut tx),
@@ -166,6 +159,6 @@ mod tests {
             run(&table, false, &["EXEC"], &mut tx),
             Monitored::Shown(Vec::new())
         );
-        assert!(tx.body.as_ref().is_none_or(|b| b.shown.is_empty()));
+        assert!(tx.take_shown().is_empty());
     }
 }

@@ -66,6 +66,19 @@ impl Transaction {
         self.queued().len()
     }
 
+    /// Records a command queued while some client monitors, as the client sent it.
+    pub(super) fn show(&mut self, name: &'static str, request: Request) {
+        self.body_mut().shown.push((name, request));
+    }
+
+    /// The commands [`Transaction::show`] recorded, taken out.
+    pub(super) fn take_shown(&mut self) -> Vec<(&'static str, Request)> {
+        self.body
+            .as_mut()
+            .map(|body| std::mem::take(&mut body.shown))
+            .unwrap_or_default()
+    }
+
     /// The queued commands' lists, made on first use.
     pub(super) fn body_mut(&mut self) -> &mut Queued {
         self.body.get_or_insert_default()
