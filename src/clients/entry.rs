@@ -243,15 +243,16 @@ impl ClientEntry {
     }
 
     /// Rings the session's [`Bells::TRIM`] when the client has been idle for `idle` at `now`,
-    /// once per idle spell.
-    pub fn trim_if_idle(&self, now: Instant, idle: Duration) {
+    /// once per idle spell; true if it rang.
+    pub fn trim_if_idle(&self, now: Instant, idle: Duration) -> bool {
         let active = self.active_ms.load(Ordering::Relaxed);
         let now_ms = now.saturating_duration_since(self.connected).as_millis() as u64;
-        if now_ms.saturating_sub(active) >= idle.as_millis() as u64
-            && self.trimmed_ms.swap(active, Ordering::Relaxed) != active
-        {
+        let newly_idle = now_ms.saturating_sub(active) >= idle.as_millis() as u64
+            && self.trimmed_ms.swap(active, Ordering::Relaxed) != active;
+        if newly_idle {
             self.ring(Bells::TRIM);
         }
+        newly_idle
     }
 
     /// Records a read of `bytes` from the client at `now`.

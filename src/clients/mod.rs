@@ -147,11 +147,12 @@ impl Registry {
     }
 
     /// Rings [`crate::alarm::Bells::TRIM`] for the clients idle for `idle` at `now`, once per
-    /// idle spell (see `trim.rs`).
-    pub fn trim_idle(&self, now: std::time::Instant, idle: std::time::Duration) {
-        for entry in self.lock().values() {
-            entry.trim_if_idle(now, idle);
-        }
+    /// idle spell (see `trim.rs`); returns how many it rang.
+    pub fn trim_idle(&self, now: std::time::Instant, idle: std::time::Duration) -> usize {
+        self.lock()
+            .values()
+            .filter(|entry| entry.trim_if_idle(now, idle))
+            .count()
     }
 
     /// Connected clients speaking RESP2 and RESP3 (after `HELLO`), for the metrics.
