@@ -411,6 +411,9 @@ async fn learn_from_cluster(shared: Arc<Shared>, stop: impl Future<Output = ()>)
         {
             shared.redis_version.store(Arc::new(version));
         }
+        // Start-up's temporary tables (the topology replies, the `COMMAND` reply and the table
+        // built from it) are freed below live memory: give their pages back once.
+        allocator::release_free_memory();
     };
     tokio::select! {
         _ = learn => {}
