@@ -171,8 +171,8 @@ impl NodeClientId {
         NodeClientId(Mutex::new(IdState::Unknown))
     }
 
-    /// The id, once the node answered (`None`: no answer yet, or the node refused `CLIENT ID`).
-    pub fn get(&self) -> Option<i64> {
+    /// The id if the node answered, whether its answer may still come otherwise.
+    pub fn lookup(&self) -> Lookup {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let IdState::Asked(rx) = &mut *state {
             match rx.try_recv() {
@@ -182,17 +182,28 @@ impl NodeClientId {
                         None => IdState::Unknown,
                     };
                 }
-                Err(oneshot::error::TryRecvError::Empty) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => return Lookup::Pending,
                 Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
                     *state = IdState::Unknown;
                 }
             }
         }
         match *state {
-            IdState::Known(id) => Some(id),
-            _ => None,
+            IdState::Known(id) => Lookup::Known(id),
+            _ => Lookup::Never,
         }
     }
+}
+
+/// What is known of a dedicated connection's client id on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The node's answer to `CLIENT ID`.
+    Known(i64),
+    /// Asked; the node has not answered yet (it reads the command sent behind it right after).
+    Pending,
+    /// It will never be known: the node refused `CLIENT ID`, or the connection failed.
+    Never,
 }
 
 impl ClientEntry {

@@ -20,18 +20,18 @@ mod entry;
 mod filter;
 mod line;
 mod trim;
-mod unblock;
+pub mod unblock;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::ClientMemory;
 
-pub use entry::{Blocked, ClientEntry, Flags, NodeClientId, Order, Profile};
+pub use entry::{Blocked, ClientEntry, Flags, Lookup, NodeClientId, Order, Profile};
 pub use filter::{ClientType, KillFilter, ListFilter};
 pub use line::client_line;
 pub use trim::{IDLE_TRIM, trim_idle};
-pub use unblock::{UnblockMode, node_unblock_command};
+pub use unblock::UnblockMode;
 
 /// Every connected client's entry, by id.
 #[derive(Debug, Default)]

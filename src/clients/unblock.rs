@@ -8,17 +8,37 @@
 //! the answer. Nothing can be lost: if the node had already served the command (popped the
 //! element), it answers `0` and the client gets its element.
 //!
+//! The command reaches the node on the client's own connection and the unblock on another,
+//! so right after the client sent it the node may not have answered the connection's
+//! `CLIENT ID` yet (the unblock waits for it), or not have the command blocked yet (it answers
+//! `0` for a client slotproxy shows as blocked). While the client still waits on that
+//! connection, the unblock is asked again for a moment ([`SETTLE`]); a `0` once the client's
+//! reply has come (the node served the command) is the answer.
+//!
 //! Only when the node can't be asked (the node refused `CLIENT ID` or `CLIENT UNBLOCK`: a
-//! backend ACL user without `+client|id +client|unblock`) does the session end the command
-//! itself: it answers as the node would have and closes the dedicated connection, which makes
-//! the node drop the blocked command. Until the node has seen the close it may still serve
-//! the command, and an element it pops then (already there, or pushed right after the unblock
-//! on another connection) is lost; with the ACL rules above that path is never taken.
+//! backend ACL user without `+client|id +client|unblock`; or no id within [`SETTLE`]) does
+//! the session end the command itself: it answers as the node would have and closes the
+//! dedicated connection, which makes the node drop the blocked command. Until the node has
+//! seen the close it may still serve the command, and an element it pops then (already there,
+//! or pushed right after the unblock on another connection) is lost; with the ACL rules above
+//! and a node that answers, that path is never taken.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
 
+use super::{Blocked, ClientEntry, Lookup};
 use crate::error::ReplyError;
 use crate::protocol::request::encode_multibulk;
+use crate::protocol::{Protocol, View};
+
+/// How long a `0` from the node is asked again while the client still waits on its
+/// connection: the time its command may take to reach the node.
+pub const SETTLE: Duration = Duration::from_millis(500);
+/// The pause between two asks.
+const ASK_AGAIN_AFTER: Duration = Duration::from_millis(5);
 
 /// How an unblocked command ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +87,40 @@ pub fn node_unblock_command(node_client: i64, mode: UnblockMode) -> Bytes {
         ],
     );
     out.freeze()
+}
+
+/// Asks the node to end the command `entry` is `blocked` on; the node's integer reply, or
+/// `None` when the node would not (an ACL without `+client|unblock`, or no answer).
+pub async fn on_node(entry: &ClientEntry, blocked: &Blocked, mode: UnblockMode) -> Option<Bytes> {
+    let deadline = Instant::now() + SETTLE;
+    // The connection may be new, its `CLIENT ID` not answered yet.
+    let node_client = loop {
+        match blocked.node_client.lookup() {
+            Lookup::Known(id) => break id,
+            Lookup::Pending if Instant::now() < deadline => {
+                tokio::time::sleep(ASK_AGAIN_AFTER).await;
+            }
+            Lookup::Pending | Lookup::Never => return None,
+        }
+    };
+    let command = node_unblock_command(node_client, mode);
+    loop {
+        let reply = blocked
+            .node
+            .request(Protocol::Resp2, command.clone())
+            .await
+            .ok()?;
+        let unblocked = View::of(reply.raw())?.integer()? != 0;
+        let still_waiting = || {
+            entry
+                .blocked_on()
+                .is_some_and(|now| Arc::ptr_eq(&now.node_client, &blocked.node_client))
+        };
+        if unblocked || Instant::now() >= deadline || !still_waiting() {
+            return Some(reply.into_raw());
+        }
+        tokio::time::sleep(ASK_AGAIN_AFTER).await;
+    }
 }
 
 #[cfg(test)]

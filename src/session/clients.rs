@@ -26,12 +26,12 @@ use super::subscriptions::Subscriptions;
 use super::tracking_state::{self, Tracking};
 use super::transaction_state::Transaction;
 use crate::clients::{
-    Blocked, ClientEntry, ClientType, Flags, KillFilter, ListFilter, NodeClientId, Order, Profile,
-    UnblockMode, client_line, node_unblock_command,
+    Blocked, ClientEntry, ClientType, Flags, KillFilter, ListFilter, Lookup, NodeClientId, Order,
+    Profile, UnblockMode, client_line, unblock,
 };
 use crate::error::ReplyError;
+use crate::protocol::Protocol;
 use crate::protocol::reply::{write_integer, write_simple, write_text};
-use crate::protocol::{Protocol, View};
 use crate::pubsub::Kind;
 
 /// What `CLIENT LIST` shows of this client, borrowed from the session as it is now.
@@ -314,20 +314,16 @@ impl Clients<'_> {
         let Some((entry, blocked)) = target else {
             return self.replies.with(|out| write_integer(out, 0));
         };
-        let Some(node_client) = blocked.node_client.get() else {
+        if blocked.node_client.lookup() == Lookup::Never {
             entry.order(Order::Unblock(mode));
             return self.replies.with(|out| write_integer(out, 1));
-        };
-        let command = node_unblock_command(node_client, mode);
+        }
         let task = async move {
-            let answer = blocked.node.request(Protocol::Resp2, command).await;
-            match answer {
-                Ok(reply) if View::of(reply.raw()).and_then(|v| v.integer()).is_some() => {
-                    TaskOutcome::Reply(reply.into_raw())
-                }
+            match unblock::on_node(&entry, &blocked, mode).await {
+                Some(answer) => TaskOutcome::Reply(answer),
                 // The node would not do it (an ACL without `+client|unblock`): the session
                 // ends the command itself.
-                _ => {
+                None => {
                     entry.order(Order::Unblock(mode));
                     let mut one = BytesMut::new();
                     write_integer(&mut one, 1);

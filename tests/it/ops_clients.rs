@@ -2,6 +2,7 @@
 //! on, `CLIENT KILL` and `CLIENT UNBLOCK` act on them with redis-server's replies, `ACL DELUSER`
 //! closes a deleted user's clients at once.
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::common::{self, RawClient, StandaloneRedis, TestCluster, TestProxy, wait_until};
@@ -373,6 +374,54 @@ async fn client_unblock_ends_a_blocked_pop_without_losing_data() {
         assert_eq!(admin.request(&llen).await, b":1\r\n", "{mode}");
         let got = blocked.request(&[b"BLPOP", list.as_bytes(), b"0"]).await;
         assert!(text(&got).ends_with("$4\r\nkept\r\n"), "{}", text(&got));
+    }
+}
+
+/// The blocking command reaches the node on the client's own (new) connection and the unblock
+/// on another, so the node may see the unblock first: as soon as slotproxy lists the client as
+/// blocked, `CLIENT UNBLOCK` answers `1` and ends the command all the same. The node is kept
+/// in `DEBUG SLEEP` while both are sent; when it wakes, it accepts the new connection in the
+/// same pass as it runs the unblock, and reads the command from it only in the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_unblock_right_after_the_blocking_command_still_ends_it() {
+    let cluster = TestCluster::start(3, 0);
+    let proxy = TestProxy::start(&cluster).await;
+    let node = cluster.primaries()[0];
+    let list = cluster.key_for_node(node, "ops:race");
+    let blpop = common::encode_command(&[b"BLPOP", list.as_bytes(), b"0"]);
+    let (mut admin, _) = named_client(&proxy, "admin", false).await;
+    for round in 0..5 {
+        // A new client each round: its dedicated node connection is opened for the BLPOP.
+        let name = format!("racer{round}");
+        let (mut blocked, id) = named_client(&proxy, &name, false).await;
+        let asked_before = cluster.command_calls(node, "client|unblock");
+        let mut sleeper = std::net::TcpStream::connect(&node.addr).unwrap();
+        sleeper
+            .write_all(&common::encode_command(&[b"DEBUG", b"SLEEP", b"0.2"]))
+            .unwrap();
+        blocked.send(&blpop).await;
+        loop {
+            let clients = client_list(&mut admin, "").await;
+            if named(&clients, &name).is_some_and(|l| l["flags"] == "b") {
+                break;
+            }
+        }
+        let unblock = format!("CLIENT UNBLOCK {id}");
+        assert_eq!(
+            admin.request(&words(&unblock)).await,
+            b":1\r\n",
+            "round {round}"
+        );
+        assert_eq!(blocked.read_reply().await, b"*-1\r\n", "round {round}");
+        // The node ended it, not slotproxy by dropping the connection (which can lose an
+        // element the node pops meanwhile).
+        assert!(
+            cluster.command_calls(node, "client|unblock") > asked_before,
+            "round {round}: the node was not asked"
+        );
+        let mut slept = [0; 5];
+        sleeper.read_exact(&mut slept).unwrap();
+        assert_eq!(&slept, b"+OK\r\n");
     }
 }
 
