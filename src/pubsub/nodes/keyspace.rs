@@ -135,11 +135,15 @@ impl Nodes {
     }
 
     /// The primaries whose keyspace events the classic link's node does not publish itself:
-    /// every primary but that node (when it is a replica, all of them: a replica publishes
-    /// `del` where its primary publishes `expired`, so its events are not the ones a single
-    /// server gives); and whether the classic link's keyspace messages are to be ignored
-    /// for that reason. `None` while that can't be known (no classic link, or its node not in
-    /// the map).
+    /// every primary that owns slots but that node (when it is a replica, all of them: a
+    /// replica publishes `del` where its primary publishes `expired`, so its events are not
+    /// the ones a single server gives); and whether the classic link's keyspace messages are to
+    /// be ignored for that reason. `None` while that can't be known (no classic link, or its
+    /// node not in the map).
+    ///
+    /// A primary without slots holds no keys. Right after a failover a node's `CLUSTER SHARDS`
+    /// can still list the demoted primary as one, in a shard of its own with no slots: as a
+    /// replica it replays its new primary's writes and publishes their events a second time.
     fn wanted_keyspace_nodes(&self) -> Option<(Vec<String>, bool)> {
         let classic = self.addr(self.classic?)?;
         let map = self.topology.slot_map();
@@ -150,12 +154,13 @@ impl Nodes {
         if !known {
             return None;
         }
-        let wanted: Vec<String> = layout
-            .iter()
+        let owners = layout.iter().filter(|s| !s.ranges.is_empty());
+        let wanted: Vec<String> = owners
+            .clone()
             .filter(|s| *s.primary != *classic)
             .map(|s| s.primary.clone())
             .collect();
-        let on_replica = wanted.len() == layout.len();
+        let on_replica = wanted.len() == owners.count();
         Some((wanted, on_replica))
     }
 
