@@ -36,25 +36,23 @@ fn set_arena_max(arenas: i32) {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_arena_max(_arenas: i32) {}
 
-/// Gives the pages of freed heap memory back to the OS (`malloc_trim`); true if any went.
+/// Gives the pages of freed heap memory back to the OS (`malloc_trim`).
 ///
 /// glibc returns only the top of the heap on its own: memory freed below live allocations
 /// (buffers of clients gone idle, clients that left, startup's temporary tables) stays in the
 /// process' RSS until reused. This walks the free chunks once, under the arena's lock, and
 /// advises the kernel to drop their whole pages; a page used again later is faulted back in.
-pub fn release_free_memory() -> bool {
-    trim()
+pub fn release_free_memory() {
+    trim();
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn trim() -> bool {
+fn trim() {
     // SAFETY: malloc_trim takes glibc's arena locks itself and only releases pages of chunks
     // that are free; it has no pointer arguments and any thread may call it.
-    unsafe { libc::malloc_trim(0) == 1 }
+    unsafe { libc::malloc_trim(0) };
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() -> bool {
-    false
-}
+fn trim() {}

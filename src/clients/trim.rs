@@ -23,7 +23,7 @@ pub const IDLE_TRIM: Duration = Duration::from_secs(2);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Free heap pages go back to the OS at most this often.
-pub const RELEASE_EVERY: Duration = Duration::from_secs(10);
+const RELEASE_EVERY: Duration = Duration::from_secs(10);
 
 /// Rings [`crate::alarm::Bells::TRIM`] for each client idle for [`IDLE_TRIM`], once per idle
 /// spell, and returns freed heap pages to the OS after clients were trimmed or left, until
@@ -33,16 +33,17 @@ pub async fn trim_idle(registry: Arc<Registry>, stop: impl Future<Output = ()>) 
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sweeps = async {
         let mut release = Release::default();
-        let mut clients = registry.len();
+        let mut clients_before = registry.len();
         loop {
             sweep.tick().await;
+            let now = Instant::now();
             // Sessions free their buffers when their bell rings, after the sweep that rang it:
             // the pages are released at a later sweep.
-            release.maybe_now(Instant::now());
-            let now = registry.len();
-            let freed = registry.trim_idle(Instant::now().into_std(), IDLE_TRIM) > 0;
-            release.owed |= freed || now < clients;
-            clients = now;
+            release.maybe_now(now);
+            let clients = registry.len();
+            let rang = registry.trim_idle(now.into_std(), IDLE_TRIM) > 0;
+            release.owed |= rang || clients < clients_before;
+            clients_before = clients;
         }
     };
     tokio::select! {

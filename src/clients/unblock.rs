@@ -90,7 +90,8 @@ pub fn node_unblock_command(node_client: i64, mode: UnblockMode) -> Bytes {
 }
 
 /// Asks the node to end the command `entry` is `blocked` on; the node's integer reply, or
-/// `None` when the node would not (an ACL without `+client|unblock`, or no answer).
+/// `None` when it can't be asked (its connection's id unknown: an ACL without `+client|id`)
+/// or would not answer (an ACL without `+client|unblock`).
 pub async fn on_node(entry: &ClientEntry, blocked: &Blocked, mode: UnblockMode) -> Option<Bytes> {
     let deadline = Instant::now() + SETTLE;
     // The connection may be new, its `CLIENT ID` not answered yet.
@@ -104,6 +105,12 @@ pub async fn on_node(entry: &ClientEntry, blocked: &Blocked, mode: UnblockMode) 
         }
     };
     let command = node_unblock_command(node_client, mode);
+    // Still blocked on that connection: its command's reply has not come.
+    let still_waiting = || {
+        entry
+            .blocked_on()
+            .is_some_and(|now| Arc::ptr_eq(&now.node_client, &blocked.node_client))
+    };
     loop {
         let reply = blocked
             .node
@@ -111,11 +118,6 @@ pub async fn on_node(entry: &ClientEntry, blocked: &Blocked, mode: UnblockMode) 
             .await
             .ok()?;
         let unblocked = View::of(reply.raw())?.integer()? != 0;
-        let still_waiting = || {
-            entry
-                .blocked_on()
-                .is_some_and(|now| Arc::ptr_eq(&now.node_client, &blocked.node_client))
-        };
         if unblocked || Instant::now() >= deadline || !still_waiting() {
             return Some(reply.into_raw());
         }

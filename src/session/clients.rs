@@ -26,8 +26,8 @@ use super::subscriptions::Subscriptions;
 use super::tracking_state::{self, Tracking};
 use super::transaction_state::Transaction;
 use crate::clients::{
-    Blocked, ClientEntry, ClientType, Flags, KillFilter, ListFilter, Lookup, NodeClientId, Order,
-    Profile, UnblockMode, client_line, unblock,
+    Blocked, ClientEntry, ClientType, Flags, KillFilter, ListFilter, NodeClientId, Order, Profile,
+    UnblockMode, client_line, unblock,
 };
 use crate::error::ReplyError;
 use crate::protocol::Protocol;
@@ -314,15 +314,11 @@ impl Clients<'_> {
         let Some((entry, blocked)) = target else {
             return self.replies.with(|out| write_integer(out, 0));
         };
-        if blocked.node_client.lookup() == Lookup::Never {
-            entry.order(Order::Unblock(mode));
-            return self.replies.with(|out| write_integer(out, 1));
-        }
         let task = async move {
             match unblock::on_node(&entry, &blocked, mode).await {
                 Some(answer) => TaskOutcome::Reply(answer),
-                // The node would not do it (an ACL without `+client|unblock`): the session
-                // ends the command itself.
+                // The node can't or won't do it (an ACL without `+client|id` or
+                // `+client|unblock`): the session ends the command itself.
                 None => {
                     entry.order(Order::Unblock(mode));
                     let mut one = BytesMut::new();
