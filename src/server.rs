@@ -26,13 +26,15 @@ use tracing::{debug, info, warn};
 use crate::error::ReplyError;
 use crate::session::{Session, Shared};
 
+mod accept;
 pub mod client_stream;
 pub mod tls;
 
 pub use client_stream::ClientStream;
 
-/// An accepted client: its socket, its address, and whether it came on a TLS listener.
-type Accepted = (TcpStream, SocketAddr, bool);
+/// An accepted client: its socket (not yet registered with any runtime), its address, and
+/// whether it came on a TLS listener.
+type Accepted = (std::net::TcpStream, SocketAddr, bool);
 
 /// Accepts clients on every listener (plain `listeners`, and `tls_listeners` whose clients
 /// shake hands with `shared.config.tls.server` first) until `shutdown` resolves or a client's
@@ -102,6 +104,10 @@ pub async fn serve(
 
 /// Accepts on one listener until the task is aborted, handing each client to the main loop.
 async fn accept(listener: TcpListener, tls: bool, accepted: mpsc::Sender<Accepted>) {
+    let listener = match accept::Listener::new(listener) {
+        Ok(listener) => listener,
+        Err(e) => return warn!(error = %e, "could not watch a listening socket"),
+    };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -122,11 +128,12 @@ async fn accept(listener: TcpListener, tls: bool, accepted: mpsc::Sender<Accepte
 /// mode applies (on a TLS listener, the refusal is sent after the handshake, as redis does).
 fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
     let (stream, peer, tls) = client;
+    let local = stream.local_addr().ok();
     let max_clients = shared.live.load().session.max_clients;
     let refusal = if shared.clients.fetch_add(1, Ordering::AcqRel) >= max_clients {
         warn!(%peer, max_clients, "client refused: max number of clients reached");
         Some(ReplyError::MaxClients)
-    } else if let Ok(local) = stream.local_addr()
+    } else if let Some(local) = local
         && shared.protected_mode_refuses(local, peer)
     {
         info!(%peer, "client refused: protected mode (no password or user configured)");
@@ -158,14 +165,7 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
     let id = shared.client_id();
     let guard = ClientGuard(shared.clone());
     debug!(%peer, client = id, worker, tls = tls.is_some(), "client connected");
-    // The socket moves to the worker's runtime (its reactor), with the session.
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(e) => {
-            debug!(%peer, error = %e, "client socket failed before its session started");
-            return;
-        }
-    };
+    // The socket is registered with the worker's runtime (its reactor), with the session.
     sessions.spawn_on(
         async move {
             let stream = match TcpStream::from_std(stream) {
@@ -184,7 +184,7 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
             // Made only now and moved straight into `run`: a session made before the handshake
             // would stay in this task's state beside `run`'s own copy (1.3 KB per client).
             let session = Box::new(Session::new(guard.0.clone(), worker, id));
-            session.run(stream).await;
+            session.run(stream, Some(peer), local).await;
             debug!(client = id, "client disconnected");
             drop(guard);
         },
@@ -196,7 +196,7 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
 /// TLS after the handshake, which runs on a worker as for an admitted client.
 fn refuse(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     tls: Option<tls::TlsServer>,
     refusal: &ReplyError,
@@ -205,12 +205,12 @@ fn refuse(
     let bytes = refusal.to_bytes();
     let Some(tls) = tls else {
         tokio::spawn(async move {
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                return;
+            };
             let (_, mut writer) = ClientStream::Plain(stream).into_split();
             let _ = writer.write_all_and_close(&bytes).await;
         });
-        return;
-    };
-    let Ok(stream) = stream.into_std() else {
         return;
     };
     let metrics = shared.metrics.clone();

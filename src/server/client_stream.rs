@@ -160,10 +160,9 @@ impl ClientReader {
                         Ok(n) => {
                             if *first && n > 0 {
                                 *first = false;
-                                super::tls::log_tls_on_plain_port(
-                                    &buf[start..],
-                                    half.peer_addr().ok(),
-                                );
+                                super::tls::log_tls_on_plain_port(&buf[start..], || {
+                                    half.peer_addr().ok()
+                                });
                             }
                             return Poll::Ready(Ok(n));
                         }

@@ -265,7 +265,7 @@ impl HandshakeFailure {
 /// Notes a TLS handshake's first bytes arriving on a plain-text port. The client gets what
 /// redis-server gives it there (nothing: the ClientHello is an inline request without an end,
 /// so the client's handshake times out); slotproxy only logs it (one line a second).
-pub fn log_tls_on_plain_port(first: &[u8], peer: Option<SocketAddr>) {
+pub fn log_tls_on_plain_port(first: &[u8], peer: impl FnOnce() -> Option<SocketAddr>) {
     // A TLS record: handshake (22), version 3.x, then a ClientHello (1).
     let hello = first.len() >= 6 && first[0] == 0x16 && first[1] == 3 && first[5] == 1;
     if !hello {
@@ -276,7 +276,7 @@ pub fn log_tls_on_plain_port(first: &[u8], peer: Option<SocketAddr>) {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     if LAST.swap(now, Ordering::Relaxed) != now {
-        let peer = peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        let peer = peer().map_or_else(|| "?".to_owned(), |p| p.to_string());
         warn!(
             %peer,
             "a TLS handshake arrived on the plain-text listen port; it is not answered (as by \

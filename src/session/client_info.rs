@@ -39,10 +39,15 @@ impl ClientInfo {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379)))
     }
 
-    /// Records the client's socket when its session starts.
-    pub(super) fn connected(&mut self, stream: &TcpStream) {
-        self.peer = stream.peer_addr().ok();
-        self.local = stream.local_addr().ok();
+    /// Records the client's socket and its two ends when its session starts.
+    pub(super) fn connected(
+        &mut self,
+        stream: &TcpStream,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    ) {
+        self.peer = peer;
+        self.local = local;
         #[cfg(unix)]
         {
             use std::os::fd::AsRawFd;

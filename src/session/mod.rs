@@ -250,9 +250,16 @@ impl Session {
     /// Boxed, with the set-up done here and the loop an async block: an `async fn` keeps its
     /// arguments twice in its state (argument and binding), and would keep the stream beside
     /// its halves, in every client's task.
-    pub fn run(mut self: Box<Self>, stream: ClientStream) -> impl Future<Output = ()> {
+    /// `peer` and `local` are the client's and the proxy's ends of the connection, as the
+    /// accept found them.
+    pub fn run(
+        mut self: Box<Self>,
+        stream: ClientStream,
+        peer: Option<std::net::SocketAddr>,
+        local: Option<std::net::SocketAddr>,
+    ) -> impl Future<Output = ()> {
         let _ = stream.tcp().set_nodelay(true);
-        self.info.connected(stream.tcp());
+        self.info.connected(stream.tcp(), peer, local);
         self.seat = Some(seat::Seat::take(
             &self.shared.registry,
             self.id,

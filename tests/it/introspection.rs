@@ -190,6 +190,8 @@ async fn client_subcommands_describe_the_caller_or_refuse_clearly() {
     assert!(line.ends_with('\n'), "{line:?}");
     for field in [
         format!("id={id}"),
+        // Both ends as the accept found them.
+        format!("addr={}", raw.local_addr()),
         "name=scanner".to_string(),
         format!("laddr={}", proxy.addr),
         "db=0".to_string(),
