@@ -144,9 +144,6 @@ impl TlsServer {
         tcp: TcpStream,
         timeout: Duration,
     ) -> Result<ClientStream, HandshakeFailure> {
-        // As the session sets it; already for the handshake's flights (Nagle would hold back
-        // a flight written while the previous one is unacknowledged).
-        let _ = tcp.set_nodelay(true);
         let mut conn =
             ServerConnection::new(self.config.clone()).map_err(|e| HandshakeFailure {
                 kind: FailureKind::Other,

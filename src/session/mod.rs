@@ -258,7 +258,6 @@ impl Session {
         peer: Option<std::net::SocketAddr>,
         local: Option<std::net::SocketAddr>,
     ) -> impl Future<Output = ()> {
-        let _ = stream.tcp().set_nodelay(true);
         self.info.connected(stream.tcp(), peer, local);
         self.seat = Some(seat::Seat::take(
             &self.shared.registry,
