@@ -32,6 +32,10 @@ pub mod tls;
 
 pub use client_stream::ClientStream;
 
+/// How often sessions that ended are taken off the accept loop's set (their tasks' memory is
+/// freed then).
+const COLLECT_EVERY: Duration = Duration::from_secs(1);
+
 /// An accepted client: its socket (not yet registered with any runtime), its address, and
 /// whether it came on a TLS listener.
 type Accepted = (std::net::TcpStream, SocketAddr, bool);
@@ -57,11 +61,15 @@ pub async fn serve(
     }
     drop(accepted_tx);
     let mut sessions = JoinSet::new();
+    // Ended sessions are collected now and then rather than awaited: awaiting them would have
+    // each one that ends on a worker wake this thread (an eventfd write, and a wake-up).
+    let mut collect = tokio::time::interval(COLLECT_EVERY);
+    collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let delay = loop {
         tokio::select! {
             _ = &mut shutdown => break shared.live.load().drain_delay(),
             () = shared.stop.notified() => break Duration::ZERO,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            _ = collect.tick() => while sessions.try_join_next().is_some() {},
             Some(client) = accepted.recv() => admit(&shared, &mut sessions, client),
         }
     };
