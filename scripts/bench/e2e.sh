@@ -29,6 +29,8 @@
 #        i  50 clients, `-t get` of 100 KB values (1000 keys, each side's keys set first by
 #           5000 random SETs through that side), proxy vs direct
 #        j  50 clients, `-t set` of 10 KB values, proxy vs direct
+#        k  50 clients, `-t get` with a new connection for each request (`-k 0`), proxy vs
+#           direct: what a client's connection costs (apps that connect per request)
 #      Request counts are sized by a probe run per scenario and side (which also warms up) so
 #      each test lasts about $E2E_SECONDS s on either side; a round that ran >25% faster than
 #      the probe raises the count for the next round.
@@ -38,7 +40,7 @@
 # Everything it started is stopped on exit, Ctrl-C included. Exit status 1 if any run failed.
 #
 # Environment:
-#   E2E_SCENARIOS    comma-separated scenarios to run, e.g. f,g (default a,b,c,d,e,f,g,h,i,j)
+#   E2E_SCENARIOS    comma-separated scenarios to run, e.g. f,g (default a,b,c,d,e,f,g,h,i,j,k)
 #   E2E_BASE_PORT    first node port (default 17100); bus ports are +10000
 #   E2E_PROXY_PORT   proxy port (default E2E_BASE_PORT + 10); the other proxies use +1 and +2
 #   E2E_SECONDS      target length of one test (SET, GET, MSET or MGET) on each side (default 4)
@@ -85,10 +87,12 @@ seconds=${E2E_SECONDS:-4}
 requests=${E2E_REQUESTS:-}
 rounds=${E2E_ROUNDS:-2}
 run_timeout=${E2E_RUN_TIMEOUT:-120}
-all_scenarios=a,b,c,d,e,f,g,h,i,j
+all_scenarios=a,b,c,d,e,f,g,h,i,j,k
 selected=${E2E_SCENARIOS:-$all_scenarios}
 keyspace=100000
 value_size=64
+# 0 in (k): a new connection for each request.
+keepalive=1
 
 say() { printf 'e2e: %s\n' "$*" >&2; }
 die() {
@@ -103,7 +107,7 @@ done
 ((rounds >= 1)) || die "E2E_ROUNDS must be at least 1"
 ((seconds >= 1)) || die "E2E_SECONDS must be at least 1"
 [[ -z $requests ]] || ((requests >= 1000)) || die "E2E_REQUESTS must be at least 1000"
-[[ ,$selected, =~ ^(,[a-j])+,$ ]] || die "E2E_SCENARIOS must be a comma-separated list of $all_scenarios, got '$selected'"
+[[ ,$selected, =~ ^(,[a-k])+,$ ]] || die "E2E_SCENARIOS must be a comma-separated list of $all_scenarios, got '$selected'"
 ((proxy_port + 2 <= 65535)) || die "E2E_PROXY_PORT must be at most 65533"
 
 # True when scenario $1 is selected.
@@ -267,7 +271,7 @@ bench() {
     cluster_cpu=$(cpu_ticks "${node_pids[@]}")
     client_cpu=$(children_ticks)
     for test in "${tests[@]}"; do
-        args=(-h 127.0.0.1 -d "$value_size" -r "$keyspace" -n "$n" -c "$clients" -P "$pipeline" --csv)
+        args=(-h 127.0.0.1 -d "$value_size" -r "$keyspace" -n "$n" -c "$clients" -P "$pipeline" -k "$keepalive" --csv)
         if [[ $target == direct ]]; then
             # One benchmark thread per primary, each with keys hash-tagged into its primary's slots.
             args+=(--cluster -p "${primaries[0]}")
@@ -422,6 +426,7 @@ scenarios=(
     "h 50 16 $((${requests:-0} * 8)) set ack-primary ack-replicated"
     "i 50 1 ${requests:-0} get proxy direct"
     "j 50 1 ${requests:-0} set proxy direct"
+    "k 50 1 ${requests:-0} get proxy direct"
 )
 
 : >"$work/rss-d.txt"
@@ -430,9 +435,10 @@ for spec in "${scenarios[@]}"; do
     wants "$scenario" || continue
     # Large values in (i) and (j); 64 bytes over 100000 keys elsewhere.
     case $scenario in
-    i) value_size=102400 keyspace=1000 ;;
-    j) value_size=10240 keyspace=100000 ;;
-    *) value_size=64 keyspace=100000 ;;
+    i) value_size=102400 keyspace=1000 keepalive=1 ;;
+    j) value_size=10240 keyspace=100000 keepalive=1 ;;
+    k) value_size=64 keyspace=100000 keepalive=0 ;;
+    *) value_size=64 keyspace=100000 keepalive=1 ;;
     esac
     if [[ $scenario == i ]]; then
         # Each side sets its own keys: `redis-benchmark --cluster` hash-tags them.

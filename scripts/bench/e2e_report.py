@@ -35,6 +35,7 @@ SCENARIOS = {
     "d": "(d) 1000 clients",
     "i": "(i) 50 clients, 100 KB values",
     "j": "(j) 50 clients, 10 KB values",
+    "k": "(k) 50 clients, a connection per request",
 }
 COMMANDS = ("SET", "GET")
 # Scenario (e): MSET / MGET of MULTI_KEYS keys through the proxy against SET / GET direct, 50
@@ -301,9 +302,9 @@ def report(args):
         )
     cpu = []
     for scenario, label in SCENARIOS.items():
-        # SET and GET rows of one run carry the same numbers; take the SET rows ((i) has GET
-        # only).
-        command = "GET" if scenario == "i" else "SET"
+        # SET and GET rows of one run carry the same numbers; take the SET rows ((i) and (k)
+        # have GET only).
+        command = "GET" if scenario in ("i", "k") else "SET"
         p = runs.get((scenario, command, "proxy"), [])
         d = runs.get((scenario, command, "direct"), [])
         if p and d:
