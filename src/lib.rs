@@ -8,9 +8,9 @@
 //!
 //! 1. **Accept** (`server.rs`, `server/accept.rs`, `workers.rs`). The accept loop takes a
 //!    client once the first slot map is known (protected mode may refuse it with redis'
-//!    `-DENIED`), picks a worker round-robin and hands the socket there, registered with no
-//!    runtime before; a client of `tls_listen` runs its TLS handshake
-//!    there first (`server/tls.rs`), and its session reads and writes through rustls
+//!    `-DENIED`), picks a worker round-robin and hands it the socket, which no runtime has
+//!    registered yet; a client of `tls_listen` runs its TLS handshake there first
+//!    (`server/tls.rs`), and its session reads and writes through rustls
 //!    (`server/client_stream.rs`). Each worker is a single-threaded runtime holding its
 //!    sessions and its own connections to every node, so a request never changes thread.
 //!    Each session registers in the [`clients`] registry (what `CLIENT LIST`, `CLIENT KILL` and

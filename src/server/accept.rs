@@ -90,7 +90,7 @@ impl Listener {
     }
 
     #[cfg(test)]
-    fn fd_local_addr(&self) -> SocketAddr {
+    fn local_addr(&self) -> SocketAddr {
         #[cfg(unix)]
         let addr = self.fd.get_ref().local_addr();
         #[cfg(not(unix))]
@@ -116,7 +116,7 @@ mod tests {
     #[tokio::test]
     async fn an_accepted_client_is_non_blocking_with_no_delay_and_its_address() {
         let listener = Listener::new(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
-        let addr = listener.fd_local_addr();
+        let addr = listener.local_addr();
         let client = std::net::TcpStream::connect(addr).unwrap();
         let (mut stream, peer) = listener.accept().await.unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
