@@ -192,7 +192,7 @@ fn admit(shared: &Arc<Shared>, sessions: &mut JoinSet<()>, client: Accepted) {
             // Made only now and moved straight into `run`: a session made before the handshake
             // would stay in this task's state beside `run`'s own copy (1.3 KB per client).
             let session = Box::new(Session::new(guard.0.clone(), worker, id));
-            session.run(stream, Some(peer), local).await;
+            session.run(stream, peer, local).await;
             debug!(client = id, "client disconnected");
             drop(guard);
         },

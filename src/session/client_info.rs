@@ -43,10 +43,10 @@ impl ClientInfo {
     pub(super) fn connected(
         &mut self,
         stream: &TcpStream,
-        peer: Option<SocketAddr>,
+        peer: SocketAddr,
         local: Option<SocketAddr>,
     ) {
-        self.peer = peer;
+        self.peer = Some(peer);
         self.local = local;
         #[cfg(unix)]
         {

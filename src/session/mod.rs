@@ -255,7 +255,7 @@ impl Session {
     pub fn run(
         mut self: Box<Self>,
         stream: ClientStream,
-        peer: Option<std::net::SocketAddr>,
+        peer: std::net::SocketAddr,
         local: Option<std::net::SocketAddr>,
     ) -> impl Future<Output = ()> {
         self.info.connected(stream.tcp(), peer, local);

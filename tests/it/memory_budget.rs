@@ -54,6 +54,30 @@ fn start(
     (child, listen, admin.unwrap())
 }
 
+/// `count` clients that each sent `request` and read `reply_len` bytes back, which `check`
+/// looked at; still connected.
+fn served_clients(
+    listen: SocketAddr,
+    count: usize,
+    request: &[u8],
+    reply_len: usize,
+    check: impl Fn(&[u8]),
+) -> Vec<TcpStream> {
+    let clients: Vec<TcpStream> = (0..count)
+        .map(|_| {
+            let mut client = TcpStream::connect(listen).unwrap();
+            client.write_all(request).unwrap();
+            client
+        })
+        .collect();
+    for mut client in &clients {
+        let mut reply = vec![0; reply_len];
+        client.read_exact(&mut reply).unwrap();
+        check(&reply);
+    }
+    clients
+}
+
 #[test]
 fn the_process_peaks_near_the_client_memory_budget() {
     let cluster = TestCluster::start(3, 0);
@@ -168,18 +192,9 @@ fn memory_of_clients_that_left_goes_back_to_the_os() {
         .flatten()
         .collect();
     let reply_len = GETS * (format!("${SIZE}\r\n").len() + SIZE + 2);
-    let clients: Vec<TcpStream> = (0..CLIENTS)
-        .map(|_| {
-            let mut client = TcpStream::connect(listen).unwrap();
-            client.write_all(&gets).unwrap();
-            client
-        })
-        .collect();
-    for mut client in &clients {
-        let mut replies = vec![0; reply_len];
-        client.read_exact(&mut replies).unwrap();
+    let clients = served_clients(listen, CLIENTS, &gets, reply_len, |replies| {
         assert!(replies.starts_with(format!("${SIZE}\r\nvvv").as_bytes()));
-    }
+    });
     let loaded = anon();
     drop(clients);
 
@@ -220,18 +235,9 @@ fn sessions_of_clients_that_left_are_freed() {
     let anon = || status_bytes(pid, "RssAnon");
     let ping = encode_command(&[b"PING"]);
     let round = || {
-        let clients: Vec<TcpStream> = (0..CLIENTS)
-            .map(|_| {
-                let mut client = TcpStream::connect(listen).unwrap();
-                client.write_all(&ping).unwrap();
-                client
-            })
-            .collect();
-        for mut client in &clients {
-            let mut pong = [0; 7];
-            client.read_exact(&mut pong).unwrap();
-            assert_eq!(&pong, b"+PONG\r\n");
-        }
+        served_clients(listen, CLIENTS, &ping, 7, |pong| {
+            assert_eq!(pong, b"+PONG\r\n")
+        });
     };
 
     // The baseline is the process after one round, once the trimmer has given back what that

@@ -400,11 +400,16 @@ async fn client_unblock_right_after_the_blocking_command_still_ends_it() {
             .write_all(&common::encode_command(&[b"DEBUG", b"SLEEP", b"0.2"]))
             .unwrap();
         blocked.send(&blpop).await;
+        let listed_by = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let clients = client_list(&mut admin, "").await;
             if named(&clients, &name).is_some_and(|l| l["flags"] == "b") {
                 break;
             }
+            assert!(
+                std::time::Instant::now() < listed_by,
+                "round {round}: not listed as blocked"
+            );
         }
         let unblock = format!("CLIENT UNBLOCK {id}");
         assert_eq!(
