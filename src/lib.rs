@@ -58,16 +58,19 @@
 //!    refresh can't slip in); `send.rs` picks the shard's node (the primary, or a replica the read
 //!    policy and its health allow) and queues an [`backend::Outgoing`] on the session's
 //!    [`backend::Lane`] of that node's shared connections on its worker, or on its own dedicated
-//!    connection (blocking commands, WATCH). A full lane (`backend.max_queued_requests`) refuses
-//!    it: it backs off. A primary failing its health checks is not sent anything: the request backs
-//!    off. What was sent is recorded as an `InFlight` (`session/attempt.rs`).
-//! 7. **Node connection** (`backend/connection.rs`, `backend/outbox.rs`, `backend/ack.rs`). The
-//!    connection task writes every queued request as one batch (large values from the client's own
-//!    bytes), reading replies while the node takes it, matches replies to requests in FIFO order
-//!    and hands each back through its oneshot. With `ack = replicated`, write replies wait for a
-//!    `WAIT` after their batch. A node answering `-BUSY` (a long script) is alive: its requests get
-//!    that `-BUSY`, and `SCRIPT KILL` never queues behind the script. Every node connection starts
-//!    in [`backend::setup::open`] (credentials, TLS).
+//!    connection (blocking commands, WATCH), with a slot of the session's [`backend::Mailbox`]
+//!    for its reply. A full lane (`backend.max_queued_requests`) refuses it: it backs off. A
+//!    primary failing its health checks is not sent anything: the request backs off. What was
+//!    sent is recorded as an `InFlight` (`session/attempt.rs`).
+//! 7. **Node connection** (`backend/connection.rs`, `backend/lane.rs`, `backend/outbox.rs`,
+//!    `backend/mailbox.rs`, `backend/ack.rs`). The connection task takes every queued request
+//!    and writes them as one batch (large values from the client's own bytes), reading replies
+//!    while the node takes it, matches replies to requests in FIFO order and puts each in its
+//!    request's mailbox slot, waking the session only when it waits on that slot. With
+//!    `ack = replicated`, write replies wait for a `WAIT` after their batch. A node answering
+//!    `-BUSY` (a long script) is alive: its requests get that `-BUSY`, and `SCRIPT KILL` never
+//!    queues behind the script. Every node connection starts in [`backend::setup::open`]
+//!    (credentials, TLS).
 //! 8. **Settle** (`session/settle.rs`, `session/settler.rs`). When its entry reaches the front of
 //!    the reply queue (`advance_front`), a reply is settled into what to do next (`Settler`),
 //!    without sending anything itself: `MOVED` refreshes the map and redirects, `ASK` redirects

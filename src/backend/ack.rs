@@ -6,9 +6,8 @@
 //! replicated. A primary with no replica online can't confirm anything: its writes are answered
 //! `NOREPLICAS` as soon as they are applied instead of waiting for a `WAIT` that must time out.
 
-use tokio::sync::oneshot;
-
-use super::connection::{NodeResult, Use};
+use super::connection::Use;
+use super::mailbox::ReplyTo;
 use crate::config::{Ack, BackendConfig};
 use crate::error::{BackendError, ReplyError};
 use crate::protocol::{Reply, View};
@@ -31,7 +30,7 @@ pub(super) struct Replication {
     wait: Option<Vec<u8>>,
     ack_timeout_ms: u64,
     /// Write replies held until the `WAIT` after their batch answers.
-    held: Vec<(oneshot::Sender<NodeResult>, Reply)>,
+    held: Vec<(ReplyTo, Reply)>,
 }
 
 impl Replication {
@@ -72,19 +71,15 @@ impl Replication {
 
     /// Hands `reply` to its client as `hold` says: at once, after the `WAIT`, or replaced by
     /// `NOREPLICAS`. An error reply is never held (nothing was written).
-    pub(super) fn hand_over(&mut self, to: oneshot::Sender<NodeResult>, reply: Reply, hold: Hold) {
+    pub(super) fn hand_over(&mut self, to: ReplyTo, reply: Reply, hold: Hold) {
         if reply.error_text().is_some() {
-            let _ = to.send(Ok(reply));
+            to.send(Ok(reply));
             return;
         }
         match hold {
-            Hold::No => {
-                let _ = to.send(Ok(reply));
-            }
+            Hold::No => to.send(Ok(reply)),
             Hold::UntilWait => self.held.push((to, reply)),
-            Hold::NoReplica => {
-                let _ = to.send(Ok(Reply::local(ReplyError::NoReplicaToAck.to_bytes())));
-            }
+            Hold::NoReplica => to.send(Ok(Reply::local(ReplyError::NoReplicaToAck.to_bytes()))),
         }
     }
 
@@ -100,7 +95,7 @@ impl Replication {
             } else {
                 Reply::local(ReplyError::NotReplicated(self.ack_timeout_ms).to_bytes())
             };
-            let _ = sender.send(Ok(reply));
+            sender.send(Ok(reply));
         }
     }
 
@@ -108,7 +103,7 @@ impl Replication {
     /// an unknown outcome too.
     pub(super) fn fail(&mut self, error: &BackendError) {
         for (sender, _) in self.held.drain(..) {
-            let _ = sender.send(Err(error.clone()));
+            sender.send(Err(error.clone()));
         }
     }
 }
@@ -117,6 +112,7 @@ impl Replication {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use tokio::sync::oneshot;
 
     fn config(ack: Ack) -> BackendConfig {
         BackendConfig {
@@ -156,7 +152,7 @@ mod tests {
     fn held_writes_are_released_by_a_wait_that_reached_a_replica() {
         let mut ack = Replication::new(&config(Ack::Replicated), Use::Shared, false);
         let (tx, mut rx) = oneshot::channel();
-        ack.hand_over(tx, ok(), Hold::UntilWait);
+        ack.hand_over(ReplyTo::Once(tx), ok(), Hold::UntilWait);
         assert!(rx.try_recv().is_err(), "held until the WAIT answers");
         ack.wait_answered(&Reply::local(Bytes::from_static(b":1\r\n")));
         assert_eq!(rx.try_recv().unwrap().unwrap(), ok());
@@ -166,7 +162,7 @@ mod tests {
     fn a_wait_no_replica_confirmed_turns_held_writes_into_noreplicas() {
         let mut ack = Replication::new(&config(Ack::Replicated), Use::Shared, false);
         let (tx, mut rx) = oneshot::channel();
-        ack.hand_over(tx, ok(), Hold::UntilWait);
+        ack.hand_over(ReplyTo::Once(tx), ok(), Hold::UntilWait);
         ack.wait_answered(&Reply::local(Bytes::from_static(b":0\r\n")));
         let reply = rx.try_recv().unwrap().unwrap();
         let text = reply.error_text().unwrap();
@@ -179,10 +175,10 @@ mod tests {
         let mut ack = Replication::new(&config(Ack::Replicated), Use::Shared, false);
         let (tx, mut rx) = oneshot::channel();
         let error = Reply::local(Bytes::from_static(b"-WRONGTYPE x\r\n"));
-        ack.hand_over(tx, error.clone(), Hold::UntilWait);
+        ack.hand_over(ReplyTo::Once(tx), error.clone(), Hold::UntilWait);
         assert_eq!(rx.try_recv().unwrap().unwrap(), error);
         let (tx, mut rx) = oneshot::channel();
-        ack.hand_over(tx, ok(), Hold::NoReplica);
+        ack.hand_over(ReplyTo::Once(tx), ok(), Hold::NoReplica);
         let reply = rx.try_recv().unwrap().unwrap();
         assert!(reply.error_text().unwrap().starts_with(b"NOREPLICAS"));
     }

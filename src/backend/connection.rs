@@ -2,7 +2,8 @@
 //!
 //! Sessions hand the task `Job`s through its [`Lane`](super::Lane), a queue with a bound. The
 //! task connects lazily on the first job, writes every queued job as one batch (many clients'
-//! requests leave together; `outbox.rs`), and matches replies to jobs in FIFO order. It takes
+//! requests leave together; `outbox.rs`), and matches replies to jobs in FIFO order, putting
+//! each in the job's reply slot (a session's [`Mailbox`](super::Mailbox)). It takes
 //! the next batch only once the node has taken the last, and reads replies and watches the
 //! request timeout while a batch is still being written. When the socket dies, only the jobs
 //! already written fail (`Lost`/`Timeout`); a batch the socket took none of fails as `NotSent`
@@ -13,7 +14,7 @@
 //!
 //! A dedicated connection (`Use::Dedicated`) serves one session, for commands that block the
 //! connection (BLPOP...): it has no request timeout, and it closes as soon as its session drops
-//! the sender, which is how redis-server learns that a blocked client went away.
+//! its lane, which is how redis-server learns that a blocked client went away.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,13 +23,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use super::ReplyBudget;
 use super::ack::{Hold, Replication};
 use super::lane::Queue;
+use super::mailbox::ReplyTo;
 use super::node_health::NodeHealth;
 use super::outbox::Outbox;
 use super::setup::{self, FailureLog, Handshake};
@@ -53,8 +54,6 @@ pub struct Outgoing {
     pub replies: usize,
     /// The command may change data: with `ack = replicated`, its reply waits for a replica.
     pub write: bool,
-    /// The client's reply budget, charged with the reply when it is handed over.
-    pub budget: Option<Arc<ReplyBudget>>,
 }
 
 impl Outgoing {
@@ -65,7 +64,6 @@ impl Outgoing {
             asking: false,
             replies: 1,
             write: false,
-            budget: None,
         }
     }
 }
@@ -75,16 +73,14 @@ impl Outgoing {
 pub struct Job {
     /// What to send.
     pub request: Outgoing,
-    /// Where the reply goes; a dropped receiver is fine (the client left), and a job whose
+    /// Where the reply goes; a receiver that is gone is fine (the client left), and a job whose
     /// receiver is gone before it is written is never sent.
-    pub reply: oneshot::Sender<NodeResult>,
+    pub reply: ReplyTo,
 }
 
 struct Written {
     /// Where the reply goes; `None` for the `WAIT` the connection adds itself.
-    reply: Option<oneshot::Sender<NodeResult>>,
-    /// Charged with the reply's size when it is handed over.
-    budget: Option<Arc<ReplyBudget>>,
+    reply: Option<ReplyTo>,
     /// What `ack = replicated` does with the reply.
     hold: Hold,
     /// An `ASKING` reply comes before this job's reply.
@@ -225,9 +221,9 @@ pub(crate) async fn run(node: Endpoint, shape: Shape, config: BackendConfig, mut
 
 /// Fails `first` and every job queued behind it with `error` (never sent).
 fn fail_queued(first: Job, jobs: &mut Queue, error: &BackendError) {
-    let _ = first.reply.send(Err(error.clone()));
+    first.reply.send(Err(error.clone()));
     while let Some(job) = jobs.try_recv() {
-        let _ = job.reply.send(Err(error.clone()));
+        job.reply.send(Err(error.clone()));
     }
 }
 
@@ -258,13 +254,13 @@ async fn serve(
     let mut outbox = Outbox::with_capacity(READ_CHUNK);
     // Where the batch being written starts in `in_flight`.
     let mut batch_start = 0;
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
     let mut senders_gone = false;
     let mut ack = Replication::new(config, usage, replica_read);
     let mut check = tokio::time::interval(timeout.min(Duration::from_millis(250)));
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    batch.push(first);
+    batch.push_back(first);
     let mut reported_in_flight = 0;
     // Bytes the partial reply in `rbuf` still needs at least (from the last scan).
     let mut missing = 0;
@@ -292,7 +288,7 @@ async fn serve(
                     && job.request.replies <= 1
                     && !job.request.asking
                 {
-                    let _ = job.reply.send(Ok(Reply::local(busy.clone())));
+                    job.reply.send(Ok(Reply::local(busy.clone())));
                     continue;
                 }
                 if job.request.asking {
@@ -303,7 +299,6 @@ async fn serve(
                 writes |= hold == Hold::UntilWait;
                 in_flight.push_back(Written {
                     reply: Some(job.reply),
-                    budget: job.request.budget,
                     hold,
                     asking: job.request.asking,
                     remaining: job.request.replies.max(1),
@@ -316,7 +311,6 @@ async fn serve(
                 outbox.put(command);
                 in_flight.push_back(Written {
                     reply: None,
-                    budget: None,
                     hold: Hold::No,
                     asking: false,
                     remaining: 1,
@@ -391,12 +385,7 @@ async fn serve(
                     // first, so one write carries many. An idle connection writes at once, which
                     // keeps a lone client's latency low.
                     tokio::task::yield_now().await;
-                    while batch.len() < MAX_BATCH {
-                        match jobs.try_recv() {
-                            Some(job) => batch.push(job),
-                            None => break,
-                        }
-                    }
+                    jobs.take(&mut batch, MAX_BATCH);
                 }
             },
             _ = check.tick(), if !in_flight.is_empty() && (usage == Use::Shared || senders_gone) => {
@@ -455,11 +444,11 @@ async fn serve(
             reason: unsent_reason,
         };
         for reply in in_flight.drain(from..).filter_map(|job| job.reply) {
-            let _ = reply.send(Err(unsent.clone()));
+            reply.send(Err(unsent.clone()));
         }
     }
     for reply in in_flight.drain(..).filter_map(|job| job.reply) {
-        let _ = reply.send(Err(error.clone()));
+        reply.send(Err(error.clone()));
     }
     ack.fail(&error);
     if senders_gone {
@@ -545,13 +534,6 @@ fn deliver(
             Some(all) => Reply::local(all.freeze()),
             None => reply,
         };
-        if let Some(budget) = &job.budget
-            && job.reply.as_ref().is_some_and(|r| !r.is_closed())
-            && !budget.add(reply.raw().len())
-        {
-            // Its client is over its output limit and being disconnected: don't hold this.
-            continue;
-        }
         match job.reply {
             None => ack.wait_answered(&reply),
             Some(sender) => ack.hand_over(sender, reply, job.hold),

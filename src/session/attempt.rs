@@ -3,18 +3,15 @@
 //! stands (`Step`), and a request served in parts (`Split`). Data only: the session sends
 //! (`send.rs`) and settles (`settler.rs`) them.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::split::Merge;
 use super::target::Target;
-use crate::backend::{Node, NodeResult, ReplyBudget};
+use crate::backend::{Node, NodeResult, Ticket};
 use crate::error::BackendError;
 use crate::protocol::{Reply, Request};
 
@@ -55,10 +52,8 @@ pub(super) struct ExecShape {
 
 /// A request sent to a node, waiting for its reply.
 pub(super) struct InFlight {
-    pub(super) rx: oneshot::Receiver<NodeResult>,
-    /// The session's reply budget, when the node connection charges the reply to it: picking
-    /// the reply up takes it off again.
-    pub(super) budget: Option<Arc<ReplyBudget>>,
+    /// Where the node connection puts the reply.
+    pub(super) ticket: Ticket,
     /// What was sent, and where.
     pub(super) sent: Routed,
 }
@@ -78,10 +73,9 @@ impl InFlight {
 
     /// The reply if it has arrived, without waiting.
     pub(super) fn try_reply(&mut self) -> Option<NodeResult> {
-        match self.rx.try_recv() {
-            Ok(result) => Some(self.picked_up(result)),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped(&self.sent.node))),
+        match self.ticket.try_take() {
+            Poll::Ready(taken) => Some(self.picked_up(taken)),
+            Poll::Pending => None,
         }
     }
 }
@@ -160,18 +154,12 @@ impl Split {
 
 impl InFlight {
     pub(super) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<NodeResult> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| match r {
-            Ok(result) => self.picked_up(result),
-            Err(_) => Err(dropped(&self.sent.node)),
-        })
+        self.ticket.poll(cx).map(|taken| self.picked_up(taken))
     }
 
-    /// Takes a reply's bytes off the budget the node connection charged them to.
-    fn picked_up(&self, result: NodeResult) -> NodeResult {
-        if let (Some(budget), Ok(reply)) = (&self.budget, &result) {
-            budget.take(reply.raw().len());
-        }
-        result
+    /// The reply taken from the ticket (`None`: the connection let go of it without one).
+    fn picked_up(&self, taken: Option<NodeResult>) -> NodeResult {
+        taken.unwrap_or_else(|| Err(dropped(&self.sent.node)))
     }
 }
 

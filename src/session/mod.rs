@@ -133,6 +133,9 @@ pub struct Session {
     recent_writes: writes::WrittenSlots,
     /// Reply bytes node connections handed over that the session has not picked up yet.
     budget: Arc<ReplyBudget>,
+    /// Where node connections put this session's replies: made on the first request sent to a
+    /// node, given back when idle.
+    mailbox: Option<Arc<crate::backend::Mailbox>>,
     /// Rung by other tasks and threads: reply budget crossed, clients' memory over its budget,
     /// an order from another session, the drain.
     alarm: Arc<Alarm>,
@@ -219,6 +222,7 @@ impl Session {
             monitor: None,
             recent_writes,
             budget,
+            mailbox: None,
             alarm,
             profile_stale: true,
             drain_waits_for_output: false,
@@ -407,6 +411,9 @@ impl Session {
                         // cron shrinks idle clients' query buffers. The next read takes a new one.
                         input.trim();
                         self.out.trim();
+                        if self.mailbox.as_ref().is_some_and(|m| m.in_use() == 0) {
+                            self.mailbox = None;
+                        }
                     }
                     if bells.contains(Bells::DRAIN) && !self.draining {
                         event = Event::Drain;

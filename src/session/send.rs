@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::attempt::{Attempt, InFlight, Routed, Settled, Step};
@@ -22,7 +21,7 @@ use super::settler::Settler;
 use super::shared::Shared;
 use super::target::Target;
 use super::writes::{Written, WrittenSlots};
-use crate::backend::{Lane, Node, NodeResult, Outgoing, ReplyBudget};
+use crate::backend::{Lane, Mailbox, Node, NodeResult, Outgoing, ReplyBudget, ReplyTo, Ticket};
 use crate::cluster::{Shard, Slot, SlotMap};
 use crate::config::ReadPolicy;
 use crate::error::ReplyError;
@@ -51,6 +50,8 @@ pub(super) struct Sender<'a> {
     pub(super) seat: &'a mut Option<Seat>,
     /// Reply bytes node connections hand over for this session.
     pub(super) budget: &'a Arc<ReplyBudget>,
+    /// Where node connections put this session's replies (made on the first request).
+    pub(super) mailbox: &'a mut Option<Arc<Mailbox>>,
 }
 
 impl Sender<'_> {
@@ -259,7 +260,7 @@ impl Sender<'_> {
     /// Writes `payload` (`replies` replies; `asking`: the connection sends ASKING first) to the
     /// session's connection to `sent.node`, and records it as in flight.
     fn send_payload(&mut self, payload: Bytes, replies: usize, asking: bool, sent: Routed) -> Step {
-        let rx = self.enqueue(
+        let ticket = self.enqueue(
             &sent.node,
             sent.replica_read,
             sent.attempt,
@@ -267,11 +268,7 @@ impl Sender<'_> {
             asking,
             replies,
         );
-        Step::Waiting(InFlight {
-            rx,
-            budget: Some(self.budget.clone()),
-            sent,
-        })
+        Step::Waiting(InFlight { ticket, sent })
     }
 
     /// Queues `payload` on the session's connection to `node`: its dedicated one, or its lane
@@ -284,7 +281,7 @@ impl Sender<'_> {
         payload: Bytes,
         asking: bool,
         replies: usize,
-    ) -> oneshot::Receiver<NodeResult> {
+    ) -> Ticket {
         // Anything not known to be read-only counts as a write (for `ack = replicated`).
         let write = !attempt.read_only;
         if write && !replica_read {
@@ -295,14 +292,19 @@ impl Sender<'_> {
             asking,
             replies,
             write,
-            budget: Some(self.budget.clone()),
         };
+        let (slot, ticket) = self
+            .mailbox
+            .get_or_insert_with(|| Mailbox::new(Some(self.budget.clone())))
+            .reserve();
+        let to = ReplyTo::Slot(slot);
         if attempt.dedicated {
-            self.dedicated_lane(node).send(request)
+            self.dedicated_lane(node).post(request, to);
         } else {
             node.worker_lane(self.worker, self.protocol, replica_read, self.id as usize)
-                .send(request)
+                .post(request, to);
         }
+        ticket
     }
 
     /// Closes the session's dedicated connection to `node` (a `WATCH` ends, a blocked command

@@ -38,6 +38,7 @@ macro_rules! sender_parts {
             dedicated: &mut $session.dedicated,
             seat: &mut $session.seat,
             budget: &$session.budget,
+            mailbox: &mut $session.mailbox,
         }
     };
 }
