@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
@@ -161,35 +161,35 @@ impl Drop for Senders {
 impl Queue {
     /// The next job; `None` once every `Lane` is dropped and nothing is queued.
     pub(crate) async fn recv(&mut self) -> Option<Job> {
-        poll_fn(|cx| {
-            let mut state = self.line.lock();
-            if let Some(job) = state.jobs.pop_front() {
-                Poll::Ready(Some(job))
-            } else if state.senders_gone {
-                Poll::Ready(None)
-            } else {
-                state.wait(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_queued(cx, |state| state.jobs.pop_front()))
+            .await
+            .flatten()
     }
 
     /// Waits for jobs and moves up to `limit` of them into `batch`; 0 once every `Lane` is
     /// dropped and nothing is queued. Cancel-safe: jobs move only when it completes.
     pub(crate) async fn recv_many(&mut self, batch: &mut VecDeque<Job>, limit: usize) -> usize {
-        poll_fn(|cx| {
-            let mut state = self.line.lock();
-            if !state.jobs.is_empty() {
-                Poll::Ready(state.move_into(batch, limit))
-            } else if state.senders_gone {
-                Poll::Ready(0)
-            } else {
-                state.wait(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_queued(cx, |state| state.move_into(batch, limit)))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// `take` of the queue once it holds a job; `None` once every `Lane` is dropped and
+    /// nothing is queued.
+    fn poll_queued<T>(
+        &self,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&mut LineState) -> T,
+    ) -> Poll<Option<T>> {
+        let mut state = self.line.lock();
+        if !state.jobs.is_empty() {
+            Poll::Ready(Some(take(&mut state)))
+        } else if state.senders_gone {
+            Poll::Ready(None)
+        } else {
+            state.wait(cx.waker());
+            Poll::Pending
+        }
     }
 
     /// Moves up to `limit` jobs already queued into `batch`, without waiting; how many.

@@ -271,7 +271,9 @@ impl Drop for Ticket {
 /// (health checks, topology queries, pub/sub bookkeeping).
 #[derive(Debug)]
 pub enum ReplyTo {
+    /// A slot of a session's mailbox (every request a session sends).
     Slot(ReplySlot),
+    /// A oneshot ([`Lane::send`](super::Lane::send)).
     Once(oneshot::Sender<NodeResult>),
 }
 

@@ -74,7 +74,7 @@ impl InFlight {
     /// The reply if it has arrived, without waiting.
     pub(super) fn try_reply(&mut self) -> Option<NodeResult> {
         match self.ticket.try_take() {
-            Poll::Ready(taken) => Some(self.picked_up(taken)),
+            Poll::Ready(taken) => Some(self.or_dropped(taken)),
             Poll::Pending => None,
         }
     }
@@ -154,11 +154,11 @@ impl Split {
 
 impl InFlight {
     pub(super) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<NodeResult> {
-        self.ticket.poll(cx).map(|taken| self.picked_up(taken))
+        self.ticket.poll(cx).map(|taken| self.or_dropped(taken))
     }
 
     /// The reply taken from the ticket (`None`: the connection let go of it without one).
-    fn picked_up(&self, taken: Option<NodeResult>) -> NodeResult {
+    fn or_dropped(&self, taken: Option<NodeResult>) -> NodeResult {
         taken.unwrap_or_else(|| Err(dropped(&self.sent.node)))
     }
 }
